@@ -1,0 +1,122 @@
+//! One database handle for Postgres and SQLite. Queries are written once and run on either
+//! pool through [`with_pool!`](crate::with_pool): the body is compiled for each backend.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Run `$body` with `$p` bound to the concrete pool of `$db`.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($p) => $body,
+            $crate::db::Db::Postgres($p) => $body,
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL (expected postgres://…, postgresql://… or sqlite:…): {0}")]
+    BadUrl(String),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    /// How long start-up keeps retrying an unreachable database.
+    pub connect_retry: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig { max_connections: 16, connect_retry: Duration::from_secs(30), statement_timeout: Duration::from_secs(30) }
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?
+                .options([("statement_timeout", format!("{}", cfg.statement_timeout.as_millis()))])
+                .application_name("notary-rs");
+            let deadline = tokio::time::Instant::now() + cfg.connect_retry;
+            loop {
+                match PgPoolOptions::new().max_connections(cfg.max_connections).acquire_timeout(Duration::from_secs(10)).connect_with(opts.clone()).await {
+                    Ok(p) => return Ok(Db::Postgres(p)),
+                    Err(e) if tokio::time::Instant::now() < deadline && is_transient(&e) => {
+                        tracing::warn!(error = %e, "database not reachable yet, retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new().max_connections(cfg.max_connections.min(8)).connect_with(opts).await?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            Err(DbError::BadUrl(url.to_string()))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+}
+
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_))
+        || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("57P03"))
+}
+
+/// One schema change, in the SQL of each backend. Every migration must be idempotent
+/// (`IF NOT EXISTS`), because it may run on a database the Go programs created.
+pub struct Migration {
+    pub version: i64,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+/// Apply the migrations of `set` not yet recorded, each in its own transaction.
+pub async fn migrate(db: &Db, set: &str, migrations: &[Migration]) -> Result<(), DbError> {
+    const TRACK: &str = "CREATE TABLE IF NOT EXISTS notary_rs_migrations (set_name VARCHAR(64) NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (set_name, version))";
+    with_pool!(db, p => {
+        sqlx::query(TRACK).execute(p).await?;
+        for m in migrations {
+            let done: Option<(i64,)> = sqlx::query_as("SELECT version FROM notary_rs_migrations WHERE set_name = $1 AND version = $2")
+                .bind(set).bind(m.version).fetch_optional(p).await?;
+            if done.is_some() {
+                continue;
+            }
+            let sql = if db.backend() == "sqlite" { m.sqlite } else { m.postgres };
+            let mut tx = p.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO notary_rs_migrations (set_name, version) VALUES ($1, $2)").bind(set).bind(m.version).execute(&mut *tx).await?;
+            tx.commit().await?;
+            tracing::info!(set, version = m.version, "applied migration");
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,46 @@
+//! Passphrases for keys encrypted at rest, by alias (Go signer: env `NOTARY_SIGNER_<ALIAS>`).
+
+use std::collections::HashMap;
+
+use zeroize::Zeroizing;
+
+use crate::CryptoError;
+
+pub struct Passphrases {
+    default_alias: String,
+    fixed: HashMap<String, Zeroizing<String>>,
+    env_prefix: Option<String>,
+}
+
+impl Passphrases {
+    /// Aliases resolved from the environment: `<prefix><ALIAS upper-cased, '.' → '_'>`.
+    pub fn from_env(prefix: &str, default_alias: &str) -> Self {
+        Passphrases { default_alias: default_alias.to_string(), fixed: HashMap::new(), env_prefix: Some(prefix.to_string()) }
+    }
+
+    /// One alias with a known passphrase (the server's local trust service).
+    pub fn single(alias: &str, passphrase: Zeroizing<String>) -> Self {
+        let mut fixed = HashMap::new();
+        fixed.insert(alias.to_string(), passphrase);
+        Passphrases { default_alias: alias.to_string(), fixed, env_prefix: None }
+    }
+
+    pub fn default_alias(&self) -> &str {
+        &self.default_alias
+    }
+
+    pub fn get(&self, alias: &str) -> Result<Zeroizing<String>, CryptoError> {
+        if let Some(p) = self.fixed.get(alias) {
+            return Ok(p.clone());
+        }
+        if let Some(prefix) = &self.env_prefix {
+            let var = format!("{prefix}{}", alias.to_uppercase().replace('.', "_"));
+            if let Ok(v) = std::env::var(&var) {
+                if !v.is_empty() {
+                    return Ok(Zeroizing::new(v));
+                }
+            }
+        }
+        Err(CryptoError::Internal(format!("expected env variable to not be empty: {alias}")))
+    }
+}

@@ -1,0 +1,183 @@
+//! SQL key store on the Go signer's `private_keys` schema: private keys encrypted at rest as
+//! JWE under alias passphrases, pending keys reused until first use, soft delete.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{NaiveDateTime, Utc};
+use notary_tuf::{PrivateKey, PublicKey, Signature};
+use tokio::sync::RwLock;
+
+use crate::db::{migrate, Db, Migration};
+use crate::passphrase::Passphrases;
+use crate::{check_algorithm, jwe, tuf_signature, with_pool, CryptoError, CryptoService, KeyInfo};
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: include_str!("../../migrations/signer/sqlite/0001_private_keys.sql"),
+    postgres: include_str!("../../migrations/signer/postgres/0001_private_keys.sql"),
+}];
+
+struct Cached {
+    key: PrivateKey,
+    marked_used: AtomicBool,
+}
+
+pub struct SqlKeyStore {
+    db: Db,
+    passphrases: Passphrases,
+    cache: RwLock<HashMap<String, Arc<Cached>>>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> CryptoError {
+    CryptoError::Internal(format!("key database: {e}"))
+}
+
+fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+impl SqlKeyStore {
+    pub async fn new(db: Db, passphrases: Passphrases) -> Result<Self, CryptoError> {
+        migrate(&db, "signer", MIGRATIONS).await.map_err(db_err)?;
+        Ok(SqlKeyStore { db, passphrases, cache: RwLock::new(HashMap::new()) })
+    }
+
+    async fn load_private(&self, key_id: &str) -> Result<Arc<Cached>, CryptoError> {
+        if let Some(c) = self.cache.read().await.get(key_id) {
+            return Ok(c.clone());
+        }
+        let row: Option<(String, String, Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT algorithm, passphrase_alias, private, last_used FROM private_keys WHERE deleted_at IS NULL AND key_id = $1 ORDER BY id LIMIT 1")
+            .bind(key_id).fetch_optional(p).await).map_err(db_err)?;
+        let (algorithm, alias, private, last_used) = row.ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
+        let passphrase = self.passphrases.get(&alias)?;
+        let token = std::str::from_utf8(&private).map_err(|_| CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token")))?;
+        let plain = jwe::decrypt(token, passphrase.as_bytes()).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
+        let key = PrivateKey::from_go_bytes(&algorithm, &plain).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
+        let cached = Arc::new(Cached { key, marked_used: AtomicBool::new(last_used.is_some()) });
+        self.cache.write().await.insert(key_id.to_string(), cached.clone());
+        Ok(cached)
+    }
+}
+
+#[async_trait]
+impl CryptoService for SqlKeyStore {
+    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
+        check_algorithm(algorithm)?;
+        let pending: Option<(Vec<u8>,)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT public FROM private_keys WHERE deleted_at IS NULL AND role = $1 AND gun = $2 AND algorithm = $3 AND last_used IS NULL ORDER BY key_id, id LIMIT 1")
+            .bind(role).bind(gun).bind(algorithm).fetch_optional(p).await).map_err(db_err)?;
+        if let Some((public,)) = pending {
+            return Ok(PublicKey::new(algorithm, public));
+        }
+        let key = PrivateKey::generate(algorithm).map_err(|e| CryptoError::Unsupported(e.to_string()))?;
+        let public = key.public_key();
+        let alias = self.passphrases.default_alias().to_string();
+        let passphrase = self.passphrases.get(&alias)?;
+        let token = jwe::encrypt(&key.to_go_bytes(), passphrase.as_bytes());
+        let t = now();
+        with_pool!(&self.db, p => sqlx::query(
+            "INSERT INTO private_keys (created_at, updated_at, key_id, encryption_alg, keywrap_alg, algorithm, passphrase_alias, public, private, gun, role) \
+             VALUES ($1, $1, $2, 'A256GCM', 'PBES2-HS256+A128KW', $3, $4, $5, $6, $7, $8)")
+            .bind(t).bind(public.id()).bind(algorithm).bind(&alias).bind(&public.public).bind(token.as_bytes()).bind(gun).bind(role)
+            .execute(p).await.map(|_| ())).map_err(db_err)?;
+        Ok(public)
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError> {
+        let row: Option<(String, Vec<u8>, String, String)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT algorithm, public, role, gun FROM private_keys WHERE deleted_at IS NULL AND key_id = $1 ORDER BY id LIMIT 1")
+            .bind(key_id).fetch_optional(p).await).map_err(db_err)?;
+        Ok(row.map(|(algorithm, public, role, gun)| KeyInfo { public: PublicKey::new(algorithm, public), role, gun }))
+    }
+
+    async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError> {
+        let cached = self.load_private(key_id).await?;
+        let sig = tuf_signature(key_id, &cached.key, msg);
+        if !cached.marked_used.load(Ordering::Acquire) {
+            let t = now();
+            with_pool!(&self.db, p => sqlx::query("UPDATE private_keys SET last_used = $1, updated_at = $1 WHERE deleted_at IS NULL AND key_id = $2")
+                .bind(t).bind(key_id).execute(p).await.map(|_| ())).map_err(db_err)?;
+            cached.marked_used.store(true, Ordering::Release);
+        }
+        Ok(sig)
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
+        let t = now();
+        with_pool!(&self.db, p => sqlx::query("UPDATE private_keys SET deleted_at = $1 WHERE deleted_at IS NULL AND key_id = $2")
+            .bind(t).bind(key_id).execute(p).await.map(|_| ())).map_err(db_err)?;
+        self.cache.write().await.remove(key_id);
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), CryptoError> {
+        with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM private_keys LIMIT 1").fetch_optional(p).await.map(|_| ())).map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    async fn store() -> (SqlKeyStore, tempfile_dir::Dir) {
+        let dir = tempfile_dir::Dir::new();
+        let db = Db::connect(&format!("sqlite:{}/keys.db", dir.0.display()), &Default::default()).await.unwrap();
+        (SqlKeyStore::new(db, Passphrases::single("alias1", Zeroizing::new("pw".into()))).await.unwrap(), dir)
+    }
+
+    mod tempfile_dir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!("notary-signer-test-{}-{}", std::process::id(), rand_core::RngCore::next_u64(&mut rand_core::OsRng)));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_key_reused_until_first_signature() {
+        let (s, _d) = store().await;
+        let k1 = s.create_key("timestamp", "example.com/a", "ecdsa").await.unwrap();
+        let k2 = s.create_key("timestamp", "example.com/a", "ecdsa").await.unwrap();
+        assert_eq!(k1, k2, "a never-used key is handed out again");
+        let other = s.create_key("snapshot", "example.com/a", "ecdsa").await.unwrap();
+        assert_ne!(k1, other);
+        let sig = s.sign(&k1.id(), b"msg").await.unwrap();
+        assert!(k1.verify(&sig.method, b"msg", &sig.sig));
+        let k3 = s.create_key("timestamp", "example.com/a", "ecdsa").await.unwrap();
+        assert_ne!(k1, k3, "a used key is never handed out again");
+        assert_eq!(s.get_key(&k1.id()).await.unwrap().unwrap().role, "timestamp");
+        s.delete_key(&k1.id()).await.unwrap();
+        assert!(s.get_key(&k1.id()).await.unwrap().is_none());
+        assert!(matches!(s.sign(&k1.id(), b"m").await, Err(CryptoError::NotFound(_))));
+        assert!(matches!(s.create_key("timestamp", "g", "rsa").await, Err(CryptoError::Unsupported(_))));
+    }
+
+    #[tokio::test]
+    async fn keys_are_encrypted_at_rest_and_survive_reopen() {
+        let (s, d) = store().await;
+        let k = s.create_key("timestamp", "g", "ed25519").await.unwrap();
+        let (private,): (Vec<u8>,) = with_pool!(&s.db, p => sqlx::query_as("SELECT private FROM private_keys").fetch_one(p).await).unwrap();
+        assert!(std::str::from_utf8(&private).unwrap().starts_with("eyJhbGciOiJQQkVTMi1IUzI1NitBMTI4S1ciLCJlbmMiOiJBMjU2R0NNIi"));
+        drop(s);
+        let db = Db::connect(&format!("sqlite:{}/keys.db", d.0.display()), &Default::default()).await.unwrap();
+        let wrong = SqlKeyStore::new(db.clone(), Passphrases::single("alias1", Zeroizing::new("nope".into()))).await.unwrap();
+        assert!(matches!(wrong.sign(&k.id(), b"m").await, Err(CryptoError::Internal(_))));
+        let right = SqlKeyStore::new(db, Passphrases::single("alias1", Zeroizing::new("pw".into()))).await.unwrap();
+        let sig = right.sign(&k.id(), b"m").await.unwrap();
+        assert!(k.verify("eddsa", b"m", &sig.sig));
+    }
+}

@@ -1,0 +1,176 @@
+//! Go-compatible canonical JSON (docker/go `json.MarshalCanonical`) and the envelope escaping
+//! Go applies when it embeds a canonical body in a file (tuf-format.md §1.1–§1.3).
+//!
+//! Rules: object keys sorted by raw bytes, no whitespace, strings escape only `"` and `\`
+//! (everything else raw; control characters are refused because Go's output would not be
+//! valid JSON), numbers are integers (Go decodes generic numbers as float64 first, so we do
+//! the same: non-integral floats are refused, large integers are rounded through f64).
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CanonicalError {
+    #[error("canonical JSON: non-integer number {0}")]
+    NonInteger(String),
+    #[error("canonical JSON: number out of range {0}")]
+    OutOfRange(String),
+    #[error("canonical JSON: control character in string")]
+    ControlCharacter,
+    #[error("canonical JSON: invalid JSON: {0}")]
+    Invalid(String),
+}
+
+/// Canonical bytes of a generic JSON value.
+pub fn to_canonical(v: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(256);
+    write_value(&mut out, v)?;
+    Ok(out)
+}
+
+/// Parse arbitrary JSON bytes and re-encode them canonically, as Go's verifier does before it
+/// checks a signature (decode into `map[string]interface{}`, then `MarshalCanonical`).
+pub fn canonicalize(raw: &[u8]) -> Result<Vec<u8>, CanonicalError> {
+    let v: Value = serde_json::from_slice(raw).map_err(|e| CanonicalError::Invalid(e.to_string()))?;
+    to_canonical(&v)
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), CanonicalError> {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(out, n)?,
+        Value::String(s) => write_string(out, s)?,
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, item) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(m) => {
+            // serde_json's Map (without preserve_order) is a BTreeMap<String, _>: sorted by
+            // byte order, which is Go's string order.
+            out.push(b'{');
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(out, k)?;
+                out.push(b':');
+                write_value(out, item)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), CanonicalError> {
+    // Go decodes every generic number into float64.
+    let f = if let Some(i) = n.as_i64() {
+        if i.unsigned_abs() <= (1u64 << 53) {
+            out.extend_from_slice(i.to_string().as_bytes());
+            return Ok(());
+        }
+        i as f64
+    } else if let Some(u) = n.as_u64() {
+        u as f64
+    } else {
+        n.as_f64().ok_or_else(|| CanonicalError::Invalid(n.to_string()))?
+    };
+    if !f.is_finite() || f.fract() != 0.0 {
+        return Err(CanonicalError::NonInteger(n.to_string()));
+    }
+    if f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+        return Err(CanonicalError::OutOfRange(n.to_string()));
+    }
+    out.extend_from_slice((f as i64).to_string().as_bytes());
+    Ok(())
+}
+
+/// Write a string the way the canonical encoder does: only `"` and `\` are escaped.
+pub fn write_string(out: &mut Vec<u8>, s: &str) -> Result<(), CanonicalError> {
+    out.push(b'"');
+    for b in s.bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1f => return Err(CanonicalError::ControlCharacter),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+    Ok(())
+}
+
+/// Go's `compact(escape=true)` applied to an embedded body: HTML characters and U+2028/U+2029
+/// become `\u` escapes. Valid JSON only has these characters inside strings, so a byte-level
+/// pass is exact.
+pub fn html_escape(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        match b {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            0xE2 if i + 2 < body.len() && body[i + 1] == 0x80 && (body[i + 2] == 0xA8 || body[i + 2] == 0xA9) => {
+                out.extend_from_slice(if body[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+                i += 3;
+                continue;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sorts_keys_by_bytes_and_underscore_first_of_lowercase() {
+        let v = json!({"version": 1, "_type": "Root", "Z": true, "a": null});
+        assert_eq!(to_canonical(&v).unwrap(), br#"{"Z":true,"_type":"Root","a":null,"version":1}"#);
+    }
+
+    #[test]
+    fn strings_escape_only_quote_and_backslash() {
+        let v = json!({"k": "a&b<c>é\"\\/"});
+        assert_eq!(to_canonical(&v).unwrap(), "{\"k\":\"a&b<c>é\\\"\\\\/\"}".as_bytes());
+        assert_eq!(canonicalize(br#"{"k":"\u00e9\u003c"}"#).unwrap(), "{\"k\":\"é<\"}".as_bytes());
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert_eq!(canonicalize(br#"{"k":"a\nb"}"#), Err(CanonicalError::ControlCharacter));
+    }
+
+    #[test]
+    fn numbers_follow_go_float64() {
+        assert_eq!(canonicalize(b"[1.0,1e2,-0,9007199254740992]").unwrap(), b"[1,100,0,9007199254740992]");
+        assert!(matches!(canonicalize(b"[1.5]"), Err(CanonicalError::NonInteger(_))));
+        // 2^53+1 is not representable: Go rounds it to 2^53.
+        assert_eq!(canonicalize(b"[9007199254740993]").unwrap(), b"[9007199254740992]");
+        assert!(matches!(canonicalize(b"[1e300]"), Err(CanonicalError::OutOfRange(_))));
+    }
+
+    #[test]
+    fn whitespace_is_dropped_and_duplicate_keys_keep_last() {
+        assert_eq!(canonicalize(b" { \"b\" : [ 1 , 2 ] , \"a\":1, \"a\":2 } ").unwrap(), br#"{"a":2,"b":[1,2]}"#);
+    }
+
+    #[test]
+    fn html_escape_matches_go_compact() {
+        let body = "{\"k\":\"a&b<c>é\u{2028}\u{2029}\"}".as_bytes();
+        assert_eq!(html_escape(body), "{\"k\":\"a\\u0026b\\u003cc\\u003eé\\u2028\\u2029\"}".as_bytes());
+    }
+}

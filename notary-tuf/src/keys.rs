@@ -1,0 +1,412 @@
+//! TUF public keys as Notary writes them, key IDs, certificates, verification and signing
+//! (tuf-format.md §3–§4).
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use der::{Decode, Encode, EncodePem};
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+pub const ED25519: &str = "ed25519";
+pub const ECDSA: &str = "ecdsa";
+pub const ECDSA_X509: &str = "ecdsa-x509";
+pub const RSA: &str = "rsa";
+pub const RSA_X509: &str = "rsa-x509";
+
+/// Minimum RSA modulus size accepted by Go (`MinRSABitSize`).
+pub const MIN_RSA_BITS: usize = 2048;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey {
+    pub keytype: String,
+    /// The bytes behind `keyval.public` (SPKI DER, raw ed25519, or PEM text for x509 types).
+    pub public: Vec<u8>,
+}
+
+impl PublicKey {
+    pub fn new(keytype: impl Into<String>, public: Vec<u8>) -> Self {
+        PublicKey { keytype: keytype.into(), public }
+    }
+
+    /// TUF key ID: sha256 of the canonical `{"keytype":T,"keyval":{"private":null,"public":B64}}`.
+    pub fn id(&self) -> String {
+        key_id(&self.keytype, &self.public)
+    }
+
+    /// Notary's "canonical" key ID: for certificates, the ID of the bare SPKI key.
+    pub fn canonical_id(&self) -> String {
+        match self.keytype.as_str() {
+            ECDSA_X509 | RSA_X509 => match first_cert(&self.public).and_then(|c| c.tbs_certificate.subject_public_key_info.to_der().ok()) {
+                Some(spki) => key_id(if self.keytype == ECDSA_X509 { ECDSA } else { RSA }, &spki),
+                None => self.id(),
+            },
+            _ => self.id(),
+        }
+    }
+
+    /// The JSON a Go server returns from the key endpoints (stdlib order: public before private).
+    pub fn to_go_json(&self) -> String {
+        format!(r#"{{"keytype":"{}","keyval":{{"public":"{}","private":null}}}}"#, self.keytype, B64.encode(&self.public))
+    }
+
+    /// Verify one signature as Go's verifiers do. Returns false for an unknown method, a key type
+    /// the method does not accept, a wrong length or a bad signature.
+    pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> bool {
+        match method {
+            "ecdsa" => match self.keytype.as_str() {
+                ECDSA => verify_ecdsa_spki(&self.public, msg, sig),
+                ECDSA_X509 => first_cert_spki(&self.public).map(|s| verify_ecdsa_spki(&s, msg, sig)).unwrap_or(false),
+                _ => false,
+            },
+            "eddsa" => self.keytype == ED25519 && verify_ed25519(&self.public, msg, sig),
+            "rsapss" => rsa_key(self).map(|k| verify_rsa_pss(&k, msg, sig)).unwrap_or(false),
+            "rsapkcs1v15" => rsa_key(self).map(|k| verify_rsa_pkcs1(&k, msg, sig)).unwrap_or(false),
+            "pycrypto-pkcs#1 pss" => {
+                // Legacy: keytype `rsa` whose public bytes are a PEM SPKI.
+                if self.keytype != RSA {
+                    return false;
+                }
+                use rsa::pkcs8::DecodePublicKey;
+                std::str::from_utf8(&self.public)
+                    .ok()
+                    .and_then(|p| rsa::RsaPublicKey::from_public_key_pem(p).ok())
+                    .filter(|k| rsa::traits::PublicKeyParts::size(k) * 8 >= MIN_RSA_BITS)
+                    .map(|k| verify_rsa_pss(&k, msg, sig))
+                    .unwrap_or(false)
+            }
+            _ => false,
+        }
+    }
+}
+
+pub fn key_id(keytype: &str, public: &[u8]) -> String {
+    let mut pre = Vec::with_capacity(64 + public.len() * 4 / 3);
+    pre.extend_from_slice(b"{\"keytype\":");
+    // keytype comes from untrusted JSON: write it with the canonical string rules. A control
+    // character cannot make a valid key anyway; hash the raw bytes in that case.
+    if crate::cjson::write_string(&mut pre, keytype).is_err() {
+        pre.extend_from_slice(keytype.as_bytes());
+    }
+    pre.extend_from_slice(b",\"keyval\":{\"private\":null,\"public\":\"");
+    pre.extend_from_slice(B64.encode(public).as_bytes());
+    pre.extend_from_slice(b"\"}}");
+    hex::encode(Sha256::digest(&pre))
+}
+
+fn first_cert(pem: &[u8]) -> Option<Certificate> {
+    Certificate::load_pem_chain(pem).ok()?.into_iter().next()
+}
+
+fn first_cert_spki(pem: &[u8]) -> Option<Vec<u8>> {
+    first_cert(pem)?.tbs_certificate.subject_public_key_info.to_der().ok()
+}
+
+fn verify_ecdsa_spki(spki: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::DecodePublicKey;
+    if sig.len() != 64 {
+        return false;
+    }
+    let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(spki) else { return false };
+    let Ok(s) = p256::ecdsa::Signature::from_slice(sig) else { return false };
+    vk.verify(msg, &s).is_ok()
+}
+
+fn verify_ed25519(public: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    let Ok(pk) = <[u8; 32]>::try_from(public) else { return false };
+    let Ok(sig) = <[u8; 64]>::try_from(sig) else { return false };
+    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
+    // Go's crypto/ed25519 is cofactorless and requires a canonical S; dalek's `verify` is the same.
+    use ed25519_dalek::Verifier;
+    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+}
+
+fn rsa_key(k: &PublicKey) -> Option<rsa::RsaPublicKey> {
+    use rsa::pkcs8::DecodePublicKey;
+    let spki = match k.keytype.as_str() {
+        RSA => k.public.clone(),
+        RSA_X509 => first_cert_spki(&k.public)?,
+        _ => return None,
+    };
+    let key = rsa::RsaPublicKey::from_public_key_der(&spki).ok()?;
+    (rsa::traits::PublicKeyParts::size(&key) * 8 >= MIN_RSA_BITS).then_some(key)
+}
+
+fn verify_rsa_pss(key: &rsa::RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
+    if sig.len() < 256 {
+        return false;
+    }
+    let digest = Sha256::digest(msg);
+    key.verify(rsa::Pss::new_with_salt::<Sha256>(32), &digest, sig).is_ok()
+}
+
+fn verify_rsa_pkcs1(key: &rsa::RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
+    let digest = Sha256::digest(msg);
+    key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, sig).is_ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates (root keys and x509 delegation keys)
+
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    pub cert: Certificate,
+    pub common_name: Option<String>,
+    pub is_ca: bool,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// Parse a PEM bundle (leaf first, then intermediates) as Go's `LoadCertBundleFromPEM` does.
+pub fn load_cert_bundle(pem: &[u8]) -> Result<Vec<CertInfo>, String> {
+    let certs = Certificate::load_pem_chain(pem).map_err(|e| format!("invalid certificate bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificates found in PEM data".into());
+    }
+    Ok(certs.into_iter().map(cert_info).collect())
+}
+
+fn cert_info(cert: Certificate) -> CertInfo {
+    let tbs = &cert.tbs_certificate;
+    let mut common_name = None;
+    for rdn in tbs.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid == const_oid_cn() {
+                common_name = std::str::from_utf8(atv.value.value()).ok().map(str::to_owned);
+            }
+        }
+    }
+    let mut is_ca = false;
+    if let Some(exts) = &tbs.extensions {
+        for ext in exts {
+            if ext.extn_id == der::oid::ObjectIdentifier::new_unwrap("2.5.29.19") {
+                if let Ok(bc) = x509_cert::ext::pkix::BasicConstraints::from_der(ext.extn_value.as_bytes()) {
+                    is_ca = bc.ca;
+                }
+            }
+        }
+    }
+    let not_before = tbs.validity.not_before.to_unix_duration().as_secs() as i64;
+    let not_after = tbs.validity.not_after.to_unix_duration().as_secs() as i64;
+    CertInfo { cert, common_name, is_ca, not_before, not_after }
+}
+
+fn const_oid_cn() -> der::oid::ObjectIdentifier {
+    der::oid::ObjectIdentifier::new_unwrap("2.5.4.3")
+}
+
+impl CertInfo {
+    /// Go `utils.ValidateCertificate`.
+    pub fn validate(&self, check_expiry: bool, now_unix: i64) -> Result<(), String> {
+        if self.not_before > self.not_after {
+            return Err("certificate validity window is invalid".into());
+        }
+        let sha1_algs = ["1.2.840.113549.1.1.5", "1.2.840.10040.4.3", "1.2.840.10045.4.1"];
+        let alg = self.cert.signature_algorithm.oid.to_string();
+        if sha1_algs.contains(&alg.as_str()) {
+            return Err("certificate uses a SHA1 signature algorithm".into());
+        }
+        let spki = &self.cert.tbs_certificate.subject_public_key_info;
+        if spki.algorithm.oid.to_string() == "1.2.840.113549.1.1.1" {
+            use rsa::pkcs8::DecodePublicKey;
+            let der = spki.to_der().map_err(|e| e.to_string())?;
+            let key = rsa::RsaPublicKey::from_public_key_der(&der).map_err(|e| e.to_string())?;
+            if rsa::traits::PublicKeyParts::size(&key) * 8 < MIN_RSA_BITS {
+                return Err("RSA bit length is too short".into());
+            }
+        }
+        if check_expiry {
+            let tomorrow = now_unix + 24 * 3600;
+            if tomorrow < self.not_before || now_unix > self.not_after {
+                return Err(format!("certificate with CN {} is expired", self.common_name.as_deref().unwrap_or("")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn key_type(&self) -> Option<&'static str> {
+        match self.cert.tbs_certificate.subject_public_key_info.algorithm.oid.to_string().as_str() {
+            "1.2.840.10045.2.1" => Some(ECDSA_X509),
+            "1.2.840.113549.1.1.1" => Some(RSA_X509),
+            _ => None,
+        }
+    }
+
+    pub fn to_pem(&self) -> Option<String> {
+        self.cert.to_pem(der::pem::LineEnding::LF).ok()
+    }
+}
+
+/// Go `utils.CertBundleToKey`: the key rebuilt from a leaf and its intermediates, re-PEM-encoded.
+pub fn cert_bundle_to_key(leaf: &CertInfo, intermediates: &[CertInfo]) -> Option<PublicKey> {
+    let mut pem = leaf.to_pem()?;
+    for c in intermediates {
+        pem.push_str(&c.to_pem()?);
+    }
+    Some(PublicKey::new(leaf.key_type()?, pem.into_bytes()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private keys (server-managed: ECDSA P-256 and Ed25519)
+
+pub enum PrivateKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    EcdsaP256(p256::ecdsa::SigningKey),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("unsupported key algorithm {0}")]
+    UnsupportedAlgorithm(String),
+    #[error("invalid private key bytes for {0}")]
+    InvalidKey(String),
+}
+
+impl PrivateKey {
+    pub fn generate(algorithm: &str) -> Result<Self, KeyError> {
+        let mut rng = rand_core::OsRng;
+        match algorithm {
+            ED25519 => Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rng))),
+            ECDSA => Ok(PrivateKey::EcdsaP256(p256::ecdsa::SigningKey::random(&mut rng))),
+            other => Err(KeyError::UnsupportedAlgorithm(other.to_string())),
+        }
+    }
+
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            PrivateKey::Ed25519(_) => ED25519,
+            PrivateKey::EcdsaP256(_) => ECDSA,
+        }
+    }
+
+    /// The TUF signature method Go writes for this key type.
+    pub fn method(&self) -> &'static str {
+        match self {
+            PrivateKey::Ed25519(_) => "eddsa",
+            PrivateKey::EcdsaP256(_) => "ecdsa",
+        }
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        match self {
+            PrivateKey::Ed25519(k) => PublicKey::new(ED25519, k.verifying_key().to_bytes().to_vec()),
+            PrivateKey::EcdsaP256(k) => {
+                use p256::pkcs8::EncodePublicKey;
+                let der = k.verifying_key().to_public_key_der().expect("P-256 SPKI encoding cannot fail");
+                PublicKey::new(ECDSA, der.as_bytes().to_vec())
+            }
+        }
+    }
+
+    /// Sign the exact message (the canonical `signed` bytes). ECDSA: SHA-256, raw r||s.
+    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        match self {
+            PrivateKey::Ed25519(k) => {
+                use ed25519_dalek::Signer;
+                k.sign(msg).to_bytes().to_vec()
+            }
+            PrivateKey::EcdsaP256(k) => {
+                use p256::ecdsa::signature::Signer;
+                let s: p256::ecdsa::Signature = k.sign(msg);
+                s.to_bytes().to_vec()
+            }
+        }
+    }
+
+    /// The private bytes the Go signer stores (JWE plaintext): SEC1 DER for ECDSA,
+    /// `pub ‖ seed ‖ pub` (96 bytes) for Ed25519.
+    pub fn to_go_bytes(&self) -> Zeroizing<Vec<u8>> {
+        match self {
+            PrivateKey::Ed25519(k) => {
+                let pubk = k.verifying_key().to_bytes();
+                let mut v = Zeroizing::new(Vec::with_capacity(96));
+                v.extend_from_slice(&pubk);
+                v.extend_from_slice(k.as_bytes());
+                v.extend_from_slice(&pubk);
+                v
+            }
+            PrivateKey::EcdsaP256(k) => {
+                let sk = p256::SecretKey::from(k);
+                let der = sk.to_sec1_der().expect("SEC1 encoding cannot fail");
+                Zeroizing::new(der.to_vec())
+            }
+        }
+    }
+
+    pub fn from_go_bytes(algorithm: &str, bytes: &[u8]) -> Result<Self, KeyError> {
+        match algorithm {
+            ED25519 => {
+                // Go accepts the 96-byte blob (pub ‖ seed ‖ pub); a bare 32-byte seed or the
+                // 64-byte Go private key are accepted too.
+                let seed: [u8; 32] = match bytes.len() {
+                    96 => bytes[32..64].try_into().unwrap(),
+                    64 | 32 => bytes[..32].try_into().unwrap(),
+                    _ => return Err(KeyError::InvalidKey(algorithm.into())),
+                };
+                let seed = Zeroizing::new(seed);
+                Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed)))
+            }
+            ECDSA => {
+                use p256::pkcs8::DecodePrivateKey;
+                let sk = p256::SecretKey::from_sec1_der(bytes)
+                    .or_else(|_| p256::SecretKey::from_pkcs8_der(bytes))
+                    .map_err(|_| KeyError::InvalidKey(algorithm.into()))?;
+                Ok(PrivateKey::EcdsaP256(sk.into()))
+            }
+            other => Err(KeyError::UnsupportedAlgorithm(other.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_match_go_vectors() {
+        // tuf-format.md V1
+        let public = B64
+            .decode("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZKFFI+3g0NH+9mitd5bRO3hkH3PG2cniXVrzqKKfRyc5QvmNc6W8wZ5IGlls6ZZX/GgKRzcpIttDidrOGiGlwQ==")
+            .unwrap();
+        assert_eq!(PublicKey::new(ECDSA, public).id(), "f694343ec1d508b2840d86aec5387d7b4d62a39647e33566b2b2abf96029750c");
+        // signer-api.md §2.7
+        let ed = hex::decode("0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec").unwrap();
+        assert_eq!(PublicKey::new(ED25519, ed).id(), "ab2607856f6286ce0dd44049e4cbd98bb9b0579b404114d9ee8dd2dce145a76a");
+        let ec = hex::decode("3059301306072a8648ce3d020106082a8648ce3d03010703420004c2bb0d86ef2f73906c3cc7fcbd1d83860a693a84c1242d47c1c2944bf3794dc190208c23ed545383f7300aff40173ed42a53e6ee452fbc38d1b38aa22ed222be").unwrap();
+        assert_eq!(PublicKey::new(ECDSA, ec).id(), "b77237f8239dd8c370496fb3b35e916d222641e9ecb53df593c5d97561eaa8ba");
+    }
+
+    #[test]
+    fn ed25519_go_blob_roundtrip_and_deterministic_signature() {
+        let seed = hex::decode("b65f1c8bb1ee77ec588ed73d7c295fcb4b130df5fcc24ca7d1b2540db56591e7").unwrap();
+        let k = PrivateKey::from_go_bytes(ED25519, &seed).unwrap();
+        assert_eq!(hex::encode(&k.public_key().public), "0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec");
+        let blob = k.to_go_bytes();
+        assert_eq!(blob.len(), 96);
+        let k2 = PrivateKey::from_go_bytes(ED25519, &blob).unwrap();
+        let msg = br#"{"_type":"Timestamp","expires":"2030-01-01T00:00:00Z","version":1}"#;
+        let sig = k2.sign(msg);
+        assert_eq!(hex::encode(&sig), "8bdc2b3ac6ba517d4eb9b51a505ef63ec7852cbef7714e90b1bd41d6c0f53aeadb0e4fa427701a0f285d4d9b5473169957d7f4bbe2087a2164fa8d92bb08110b");
+        assert!(k2.public_key().verify("eddsa", msg, &sig));
+        assert!(!k2.public_key().verify("ed25519", msg, &sig), "ed25519 is not a Go method name");
+        assert!(!k2.public_key().verify("eddsa", b"other", &sig));
+    }
+
+    #[test]
+    fn ecdsa_sign_verify_raw_rs_and_sec1_roundtrip() {
+        let k = PrivateKey::generate(ECDSA).unwrap();
+        let pk = k.public_key();
+        assert_eq!(pk.public.len(), 91);
+        let sig = k.sign(b"message");
+        assert_eq!(sig.len(), 64);
+        assert!(pk.verify("ecdsa", b"message", &sig));
+        assert!(!pk.verify("ecdsa", b"message2", &sig));
+        assert!(!pk.verify("rsapss", b"message", &sig), "method/key-type confusion must fail");
+        let back = PrivateKey::from_go_bytes(ECDSA, &k.to_go_bytes()).unwrap();
+        assert_eq!(back.public_key(), pk);
+        // DER-encoded signature (not raw r||s) is refused, as in Go.
+        let der = p256::ecdsa::Signature::from_slice(&sig).unwrap().to_der();
+        assert!(!pk.verify("ecdsa", b"message", der.as_bytes()));
+    }
+}

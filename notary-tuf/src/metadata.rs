@@ -1,0 +1,399 @@
+//! TUF metadata as Notary 0.7 writes it (tuf-format.md §1–§2). Parsed files keep the exact bytes
+//! they came from: hashes and lengths are always computed over those bytes.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::cjson::{self, CanonicalError};
+use crate::keys::PublicKey;
+
+pub const ROOT: &str = "root";
+pub const TARGETS: &str = "targets";
+pub const SNAPSHOT: &str = "snapshot";
+pub const TIMESTAMP: &str = "timestamp";
+pub const BASE_ROLES: [&str; 4] = [ROOT, TARGETS, SNAPSHOT, TIMESTAMP];
+
+/// Go `data.IsDelegation`.
+pub fn is_delegation(role: &str) -> bool {
+    role.len() < 256
+        && role.starts_with("targets/")
+        && role.bytes().all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
+        && is_clean_path(role)
+}
+
+/// Go `data.ValidRole`: a base role or a delegation.
+pub fn is_valid_role(role: &str) -> bool {
+    BASE_ROLES.contains(&role) || is_delegation(role)
+}
+
+/// `path.Clean(p) == p` for the character set delegations allow (no `.` can occur).
+fn is_clean_path(p: &str) -> bool {
+    !p.is_empty() && !p.ends_with('/') && !p.contains("//") && !p.starts_with('/')
+}
+
+/// `path.Dir` for role names.
+pub fn parent_role(role: &str) -> &str {
+    match role.rfind('/') {
+        Some(i) => &role[..i],
+        None => ".",
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    #[error("{0}")]
+    Canonical(#[from] CanonicalError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub keyid: String,
+    /// Lower-cased on parse, as Go does.
+    pub method: String,
+    pub sig: Vec<u8>,
+}
+
+/// The fields every role body has (Go `SignedCommon`).
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub type_: String,
+    pub expires: DateTime<FixedOffset>,
+    pub version: i64,
+}
+
+/// A whole metadata file: raw bytes, the generic `signed` body, and its signatures.
+#[derive(Debug, Clone)]
+pub struct SignedFile {
+    pub raw: Vec<u8>,
+    pub signed: Value,
+    pub signatures: Vec<Signature>,
+    pub common: Common,
+}
+
+impl SignedFile {
+    /// Decode `{signed:{_type,expires,version,…},signatures:[…]}`; anything else is malformed
+    /// (the server answers `MALFORMED_JSON`).
+    pub fn parse(raw: &[u8]) -> Result<Self, ParseError> {
+        let v: Value = serde_json::from_slice(raw).map_err(|e| ParseError::Json(e.to_string()))?;
+        let Value::Object(mut top) = v else { return Err(ParseError::Json("metadata is not a JSON object".into())) };
+        let signed = top.remove("signed").unwrap_or(Value::Null);
+        let Value::Object(ref body) = signed else { return Err(ParseError::Json("\"signed\" is not an object".into())) };
+        let type_ = match body.get("_type") {
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => String::new(),
+            _ => return Err(ParseError::Json("\"_type\" is not a string".into())),
+        };
+        let expires = match body.get("expires") {
+            Some(Value::String(s)) => crate::time::parse_rfc3339(s).ok_or_else(|| ParseError::Json(format!("\"expires\" is not RFC 3339: {s}")))?,
+            _ => return Err(ParseError::Json("\"expires\" missing or not a string".into())),
+        };
+        let version = match body.get("version") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| ParseError::Json(format!("\"version\" is not an integer: {n}")))?,
+            _ => return Err(ParseError::Json("\"version\" is not a number".into())),
+        };
+        let signatures = match top.remove("signatures") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items.into_iter().map(parse_signature).collect::<Result<_, _>>()?,
+            _ => return Err(ParseError::Json("\"signatures\" is not an array".into())),
+        };
+        Ok(SignedFile { raw: raw.to_vec(), signed, signatures, common: Common { type_, expires, version } })
+    }
+
+    /// The message signatures are verified against: Go's re-canonicalised body.
+    pub fn canonical_body(&self) -> Result<Vec<u8>, CanonicalError> {
+        cjson::to_canonical(&self.signed)
+    }
+
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.common.expires < now
+    }
+
+    pub fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ParseError> {
+        T::deserialize(&self.signed).map_err(|e| ParseError::Json(e.to_string()))
+    }
+}
+
+fn parse_signature(v: Value) -> Result<Signature, ParseError> {
+    let Value::Object(m) = v else { return Err(ParseError::Json("signature is not an object".into())) };
+    let s = |k: &str| -> Result<String, ParseError> {
+        match m.get(k) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(ParseError::Json(format!("signature field {k} is not a string"))),
+        }
+    };
+    let sig = B64.decode(s("sig")?).map_err(|e| ParseError::Json(format!("signature is not base64: {e}")))?;
+    Ok(Signature { keyid: s("keyid")?, method: s("method")?.to_lowercase(), sig })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed bodies
+
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn b64_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    match s {
+        None => Ok(Vec::new()),
+        Some(s) => B64.decode(s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn b64_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+    let m: Option<BTreeMap<String, Option<String>>> = Option::deserialize(d)?;
+    m.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| Ok((k, B64.decode(v.unwrap_or_default()).map_err(serde::de::Error::custom)?)))
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct KeyJson {
+    #[serde(default, deserialize_with = "nullable")]
+    keytype: String,
+    #[serde(default, deserialize_with = "nullable")]
+    keyval: KeyValJson,
+}
+#[derive(Deserialize, Default)]
+struct KeyValJson {
+    #[serde(default, deserialize_with = "b64_bytes")]
+    public: Vec<u8>,
+}
+
+fn key_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, PublicKey>, D::Error> {
+    let m: Option<BTreeMap<String, KeyJson>> = Option::deserialize(d)?;
+    Ok(m.unwrap_or_default().into_iter().map(|(id, k)| (id, PublicKey::new(k.keytype, k.keyval.public))).collect())
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct FileMeta {
+    #[serde(default, deserialize_with = "nullable")]
+    pub length: i64,
+    #[serde(default, deserialize_with = "b64_map")]
+    pub hashes: BTreeMap<String, Vec<u8>>,
+    #[serde(default)]
+    pub custom: Option<Value>,
+}
+
+impl FileMeta {
+    /// Length and sha256+sha512 over exact bytes (Go `NewFileMeta` with the notary hashes).
+    pub fn of(bytes: &[u8]) -> Self {
+        let mut hashes = BTreeMap::new();
+        hashes.insert("sha256".to_string(), Sha256::digest(bytes).to_vec());
+        hashes.insert("sha512".to_string(), Sha512::digest(bytes).to_vec());
+        FileMeta { length: bytes.len() as i64, hashes, custom: None }
+    }
+
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.hashes.get("sha256").map(hex::encode)
+    }
+
+    fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        if let Some(c) = &self.custom {
+            if !c.is_null() {
+                m.insert("custom".into(), c.clone());
+            }
+        }
+        let hashes: Map<String, Value> = self.hashes.iter().map(|(k, v)| (k.clone(), Value::String(B64.encode(v)))).collect();
+        m.insert("hashes".into(), Value::Object(hashes));
+        m.insert("length".into(), json!(self.length));
+        Value::Object(m)
+    }
+
+    /// Go `CheckValidHashStructures`.
+    pub fn check_hash_structure(&self) -> Result<(), String> {
+        let mut supported = 0;
+        for (alg, v) in &self.hashes {
+            let want = match alg.as_str() {
+                "sha256" => 32,
+                "sha512" => 64,
+                _ => continue,
+            };
+            if v.len() != want {
+                return Err(format!("invalid {alg} checksum"));
+            }
+            supported += 1;
+        }
+        if supported == 0 {
+            return Err("at least one supported hash needed".into());
+        }
+        Ok(())
+    }
+
+    /// Go `data.CheckHashes`: every supported hash present must match; at least one must exist.
+    pub fn check_hashes(&self, payload: &[u8], name: &str) -> Result<(), String> {
+        let mut count = 0;
+        for (alg, want) in &self.hashes {
+            let got = match alg.as_str() {
+                "sha256" => Sha256::digest(payload).to_vec(),
+                "sha512" => Sha512::digest(payload).to_vec(),
+                _ => continue,
+            };
+            if !subtle_eq(&got, want) {
+                return Err(format!("{alg} checksum for {name} did not match: expected {}", hex::encode(want)));
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return Err(format!("tuf: sha256 checksum required for {name}"));
+        }
+        Ok(())
+    }
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RoleKeys {
+    #[serde(default, deserialize_with = "nullable")]
+    pub keyids: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub threshold: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Root {
+    #[serde(default, deserialize_with = "key_map")]
+    pub keys: BTreeMap<String, PublicKey>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub roles: BTreeMap<String, Option<RoleKeys>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DelegationRole {
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub keyids: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub threshold: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Delegations {
+    #[serde(default, deserialize_with = "key_map")]
+    pub keys: BTreeMap<String, PublicKey>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub roles: Vec<DelegationRole>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Targets {
+    #[serde(default, deserialize_with = "nullable")]
+    pub targets: BTreeMap<String, FileMeta>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub delegations: Delegations,
+}
+
+/// Snapshot and timestamp bodies share this shape: `meta` maps a role to its FileMeta.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetaBody {
+    #[serde(default, deserialize_with = "nullable")]
+    pub meta: BTreeMap<String, FileMeta>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing server-generated files
+
+/// Canonical body of a snapshot or timestamp (`_type` is `Snapshot` or `Timestamp`).
+pub fn meta_body(type_: &str, version: i64, expires: &DateTime<Utc>, meta: &BTreeMap<String, FileMeta>) -> Result<Vec<u8>, CanonicalError> {
+    let meta: Map<String, Value> = meta.iter().map(|(k, v)| (k.clone(), v.to_value())).collect();
+    let body = json!({
+        "_type": type_,
+        "expires": crate::time::format_go(expires),
+        "meta": meta,
+        "version": version,
+    });
+    cjson::to_canonical(&body)
+}
+
+/// The file Go writes: `{"signed":<body, HTML-escaped>,"signatures":[{"keyid","method","sig"}]}`.
+pub fn envelope(canonical_body: &[u8], signatures: &[Signature]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical_body.len() + 160 * signatures.len() + 32);
+    out.extend_from_slice(b"{\"signed\":");
+    out.extend_from_slice(&cjson::html_escape(canonical_body));
+    out.extend_from_slice(b",\"signatures\":[");
+    for (i, s) in signatures.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // keyid and method are hex / lowercase ASCII chosen by us; JSON-encode them anyway.
+        out.extend_from_slice(b"{\"keyid\":");
+        out.extend_from_slice(serde_json::to_string(&s.keyid).unwrap().as_bytes());
+        out.extend_from_slice(b",\"method\":");
+        out.extend_from_slice(serde_json::to_string(&s.method).unwrap().as_bytes());
+        out.extend_from_slice(b",\"sig\":\"");
+        out.extend_from_slice(B64.encode(&s.sig).as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delegation_names() {
+        assert!(is_delegation("targets/releases"));
+        assert!(is_delegation("targets/a/b_c-1"));
+        for bad in ["targets", "targets/", "targets//a", "targets/A", "targets/a.b", "targets/../x", "/targets/a", "other/a"] {
+            assert!(!is_delegation(bad), "{bad}");
+        }
+        assert!(!is_delegation(&format!("targets/{}", "a".repeat(250))));
+        assert_eq!(parent_role("targets/a/b"), "targets/a");
+        assert_eq!(parent_role("targets"), ".");
+    }
+
+    #[test]
+    fn parse_rejects_malformed() {
+        for bad in [&b"garbage"[..], b"[]", b"{\"signed\":1}", b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"x\",\"version\":1}}",
+            b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":1.5}}",
+            b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":1},\"signatures\":[{\"sig\":\"!!\"}]}"] {
+            assert!(SignedFile::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let ok = SignedFile::parse(br#"{"signed":{"_type":"Root","expires":"2030-01-01T00:00:00Z","version":3},"signatures":[{"keyid":"ab","method":"EdDSA","sig":"AAAA"}]}"#).unwrap();
+        assert_eq!(ok.common.version, 3);
+        assert_eq!(ok.signatures[0].method, "eddsa");
+    }
+
+    #[test]
+    fn envelope_layout_matches_go() {
+        let sig = Signature { keyid: "ab".into(), method: "eddsa".into(), sig: vec![1, 2, 3] };
+        assert_eq!(envelope(b"{\"a\":\"<&>\"}", &[sig]), br#"{"signed":{"a":"\u003c\u0026\u003e"},"signatures":[{"keyid":"ab","method":"eddsa","sig":"AQID"}]}"#);
+    }
+
+    #[test]
+    fn hash_checks() {
+        let fm = FileMeta::of(b"hello");
+        assert!(fm.check_hashes(b"hello", "targets").is_ok());
+        assert!(fm.check_hashes(b"hellO", "targets").unwrap_err().starts_with("sha256 checksum for targets did not match") ||
+                fm.check_hashes(b"hellO", "targets").unwrap_err().starts_with("sha512"));
+        assert!(FileMeta::default().check_hashes(b"x", "root").unwrap_err().contains("checksum required"));
+        assert!(fm.check_hash_structure().is_ok());
+        let mut short = fm.clone();
+        short.hashes.insert("sha256".into(), vec![0; 31]);
+        assert!(short.check_hash_structure().is_err());
+    }
+}

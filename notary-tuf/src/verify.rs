@@ -1,0 +1,53 @@
+//! Go `signed.VerifySignatures`: threshold of distinct valid keys over the re-canonicalised body
+//! (tuf-format.md §4).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::keys::PublicKey;
+use crate::metadata::SignedFile;
+
+/// A role's trusted keys and threshold (Go `data.BaseRole`).
+#[derive(Debug, Clone)]
+pub struct BaseRole {
+    pub name: String,
+    pub keys: BTreeMap<String, PublicKey>,
+    pub threshold: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("tuf: data has no signatures")]
+    NoSignatures,
+    #[error("tuf: invalid threshold {0} for {1}")]
+    InvalidThreshold(i64, String),
+    #[error("tuf: {0}")]
+    Canonical(String),
+    #[error("key ID is not valid for key content")]
+    InvalidKeyId,
+    #[error("valid signatures did not meet threshold for {0}")]
+    Threshold(String),
+}
+
+pub fn verify_signatures(file: &SignedFile, role: &BaseRole) -> Result<(), VerifyError> {
+    if file.signatures.is_empty() {
+        return Err(VerifyError::NoSignatures);
+    }
+    if role.threshold < 1 {
+        return Err(VerifyError::InvalidThreshold(role.threshold, role.name.clone()));
+    }
+    let msg = file.canonical_body().map_err(|e| VerifyError::Canonical(e.to_string()))?;
+    let mut valid = BTreeSet::new();
+    for sig in &file.signatures {
+        let Some(key) = role.keys.get(&sig.keyid) else { continue };
+        if key.id() != sig.keyid {
+            return Err(VerifyError::InvalidKeyId);
+        }
+        if key.verify(&sig.method, &msg, &sig.sig) {
+            valid.insert(sig.keyid.as_str());
+        }
+    }
+    if (valid.len() as i64) < role.threshold {
+        return Err(VerifyError::Threshold(role.name.clone()));
+    }
+    Ok(())
+}
