@@ -1,1 +1,137 @@
-fn main(){}
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use notary_server::config::{self, Config, Settings, TrustService};
+use notary_server::http::{dispatch, AppState};
+use notary_server::metrics::Metrics;
+use notary_server::service::RepoService;
+use notary_server::storage::SqlStore;
+use notary_signer::db::{Db, PoolConfig};
+use notary_signer::memory::MemoryKeyStore;
+use notary_signer::passphrase::Passphrases;
+use notary_signer::sql::SqlKeyStore;
+use notary_signer::CryptoService;
+use zeroize::Zeroizing;
+
+/// A drop-in replacement for Docker's notary-server. With no arguments it serves over HTTPS
+/// on 127.0.0.1:4443, storing everything in ./notary-data (SQLite, self-signed certificate).
+#[derive(Parser, Debug)]
+#[command(name = "notary-server", version)]
+struct Args {
+    /// A Go notary-server JSON configuration file (`-config FILE` works too).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data folder for the embedded default (database, generated certificate, key passphrase).
+    #[arg(long, default_value = "notary-data")]
+    data_dir: PathBuf,
+    /// Listen address, overriding the config (default 127.0.0.1:4443 without a config).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+const PASSPHRASE_ENV: &str = "NOTARY_SERVER_KEY_PASSPHRASE";
+
+fn main() -> anyhow::Result<()> {
+    // Accept Go's single-dash long flags.
+    let argv = std::env::args().map(|a| match a.as_str() {
+        "-config" => "--config".to_string(),
+        s if s.starts_with("-config=") => format!("-{s}"),
+        _ => a,
+    });
+    let args = Args::parse_from(argv);
+    let mut settings = match &args.config {
+        Some(path) => {
+            let (cfg, base) = Config::load(path)?;
+            cfg.settings(&base, Some(args.data_dir.clone()))?
+        }
+        None => config::embedded(&args.data_dir, "127.0.0.1:4443"),
+    };
+    if let Some(l) = &args.listen {
+        settings.http_addr = l.clone();
+    }
+    init_logging(&settings.log_level);
+    if args.config.is_none() {
+        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
+        let g = notary_server::tls::ensure_self_signed(&args.data_dir)?;
+        settings.tls = Some((g.cert, g.key));
+        settings.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
+    }
+    actix_web::rt::System::new().block_on(run(settings))
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "warning" => "warn",
+        "fatal" | "panic" => "error",
+        l => l,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,actix_server=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// The passphrase the local trust service encrypts its keys under: the environment, or a
+/// random one kept (mode 0600) in the data folder.
+fn local_passphrase(settings: &Settings) -> anyhow::Result<Zeroizing<String>> {
+    if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+        if !p.is_empty() {
+            return Ok(Zeroizing::new(p));
+        }
+    }
+    let dir = settings.data_dir.as_ref().context("the local trust service needs NOTARY_SERVER_KEY_PASSPHRASE or a data folder")?;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("key-passphrase");
+    if let Ok(p) = std::fs::read_to_string(&path) {
+        return Ok(Zeroizing::new(p.trim().to_string()));
+    }
+    use rand_core::RngCore;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    rand_core::OsRng.fill_bytes(raw.as_mut());
+    let p = Zeroizing::new(hex::encode(raw.as_ref()));
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(p.as_bytes())?;
+    tracing::warn!(path = %path.display(), "generated a passphrase for the server's signing keys; set {PASSPHRASE_ENV} to manage it yourself");
+    Ok(p)
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let db = Db::connect(&settings.db_url, &PoolConfig::default()).await.with_context(|| "connecting to the database")?;
+    let store = SqlStore::new(db.clone()).await.context("preparing the database schema")?;
+    let TrustService::Local { key_algorithm, persist } = settings.trust.clone();
+    let crypto: Arc<dyn CryptoService> = if persist {
+        let pass = local_passphrase(&settings)?;
+        Arc::new(SqlKeyStore::new(db.clone(), Passphrases::single("server_local", pass)).await.context("preparing the key store")?)
+    } else {
+        Arc::new(MemoryKeyStore::new())
+    };
+    let tls = match &settings.tls {
+        Some((c, k)) => Some(notary_server::tls::server_config(c, k)?),
+        None => None,
+    };
+    let state = actix_web::web::Data::new(AppState {
+        service: RepoService { store: Arc::new(store), crypto, key_algorithm },
+        max_age_current: settings.max_age_current,
+        max_age_consistent: settings.max_age_consistent,
+        gun_prefixes: settings.gun_prefixes.clone(),
+        max_upload_bytes: settings.max_upload_bytes,
+        metrics: Arc::new(Metrics::default()),
+    });
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).default_service(actix_web::web::to(dispatch)));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        Some(cfg) => server.bind_rustls_0_23(&settings.http_addr, cfg),
+        None => server.bind(&settings.http_addr),
+    }
+    .with_context(|| format!("listening on {}", settings.http_addr))?;
+    let url = format!("{scheme}://{}", settings.http_addr.replace("0.0.0.0", "127.0.0.1"));
+    tracing::info!(url, db = db.backend(), "notary-server ready");
+    println!("notary-server listening on {url} (storage: {})", db.backend());
+    if let Some(ca) = &settings.generated_ca {
+        println!("TLS: self-signed; clients need the CA {}", ca.display());
+        println!("  e.g. notary -s {url} --tlscacert {} -d ~/.notary list <gun>", ca.display());
+    }
+    server.run().await.context("server failed")
+}

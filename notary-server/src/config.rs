@@ -1,0 +1,298 @@
+//! Configuration: the Go notary-server JSON format (server-api.md §11), with `NOTARY_SERVER_*`
+//! environment overrides, and the embedded default used when no file is given.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub trust_service: TrustServiceConfig,
+    pub storage: StorageConfig,
+    pub logging: LoggingConfig,
+    pub caching: CachingConfig,
+    pub repositories: RepositoriesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub http_addr: String,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Largest accepted upload (not in Go, which has no limit).
+    pub max_upload_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct TrustServiceConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub hostname: Option<String>,
+    pub port: Option<Value>,
+    pub key_algorithm: Option<String>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_client_cert: Option<PathBuf>,
+    pub tls_client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct StorageConfig {
+    pub backend: String,
+    pub db_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct LoggingConfig {
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct CachingConfig {
+    pub max_age: MaxAge,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct MaxAge {
+    pub current_metadata: Option<i64>,
+    pub consistent_metadata: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct RepositoriesConfig {
+    pub gun_prefixes: Vec<String>,
+}
+
+/// Everything the server needs, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http_addr: String,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The self-signed CA a client must trust, when the server made its own certificate.
+    pub generated_ca: Option<PathBuf>,
+    pub db_url: String,
+    pub trust: TrustService,
+    pub log_level: String,
+    pub max_age_current: i64,
+    pub max_age_consistent: i64,
+    pub gun_prefixes: Vec<String>,
+    pub max_upload_bytes: usize,
+    /// Where the local trust service reads its passphrase file, if it needs one.
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustService {
+    /// In-process keys; `persist` keeps them in the metadata database (encrypted at rest).
+    Local { key_algorithm: String, persist: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0} is not valid JSON: {1}")]
+    Json(PathBuf, String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
+
+/// Keys that `NOTARY_SERVER_<KEY>` may override (dots become underscores).
+const ENV_KEYS: &[&str] = &[
+    "server.http_addr",
+    "server.tls_cert_file",
+    "server.tls_key_file",
+    "server.max_upload_bytes",
+    "trust_service.type",
+    "trust_service.hostname",
+    "trust_service.port",
+    "trust_service.key_algorithm",
+    "trust_service.tls_ca_file",
+    "trust_service.tls_client_cert",
+    "trust_service.tls_client_key",
+    "storage.backend",
+    "storage.db_url",
+    "logging.level",
+    "caching.max_age.current_metadata",
+    "caching.max_age.consistent_metadata",
+];
+
+fn apply_env(v: &mut Value) {
+    for key in ENV_KEYS {
+        let var = format!("NOTARY_SERVER_{}", key.to_uppercase().replace('.', "_"));
+        let Ok(val) = std::env::var(&var) else { continue };
+        let mut cur = &mut *v;
+        let parts: Vec<&str> = key.split('.').collect();
+        for p in &parts[..parts.len() - 1] {
+            if !cur.get(*p).map(Value::is_object).unwrap_or(false) {
+                cur[*p] = Value::Object(Default::default());
+            }
+            cur = cur.get_mut(*p).unwrap();
+        }
+        let parsed = val.parse::<i64>().map(Value::from).unwrap_or(Value::String(val));
+        let last = parts[parts.len() - 1];
+        // Strings stay strings where the file format expects strings.
+        cur[last] = if matches!(last, "http_addr" | "db_url" | "hostname" | "level" | "type" | "backend" | "key_algorithm") {
+            Value::String(parsed.as_str().map(str::to_owned).unwrap_or_else(|| parsed.to_string()))
+        } else {
+            parsed
+        };
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<(Config, PathBuf), ConfigError> {
+        let text = std::fs::read(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let mut v: Value = serde_json::from_slice(&text).map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
+        if !v.is_object() {
+            return Err(ConfigError::Json(path.to_path_buf(), "top level must be an object".into()));
+        }
+        apply_env(&mut v);
+        let cfg: Config = serde_json::from_value(v).map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok((cfg, base))
+    }
+
+    /// Resolve a Go-format config (relative paths against the config file's folder).
+    pub fn settings(&self, base: &Path, data_dir: Option<PathBuf>) -> Result<Settings, ConfigError> {
+        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let s = &self.server;
+        if s.http_addr.is_empty() {
+            return Err(ConfigError::Invalid("server.http_addr is required (e.g. \":4443\")".into()));
+        }
+        let tls = match (&s.tls_cert_file, &s.tls_key_file) {
+            (Some(c), Some(k)) => Some((rel(c), rel(k))),
+            (None, None) => None,
+            _ => return Err(ConfigError::Invalid("server.tls_cert_file and server.tls_key_file must be given together".into())),
+        };
+        let db_url = match self.storage.backend.as_str() {
+            "postgres" => {
+                if self.storage.db_url.is_empty() {
+                    return Err(ConfigError::Invalid("storage.db_url is required for the postgres backend".into()));
+                }
+                self.storage.db_url.clone()
+            }
+            "sqlite" | "sqlite3" => {
+                if self.storage.db_url.is_empty() {
+                    return Err(ConfigError::Invalid("storage.db_url (a file path) is required for the sqlite backend".into()));
+                }
+                let u = self.storage.db_url.strip_prefix("sqlite:").unwrap_or(&self.storage.db_url);
+                format!("sqlite:{}", rel(Path::new(u)).display())
+            }
+            "memory" => "sqlite:file:notary-memory?mode=memory&cache=shared".to_string(),
+            "mysql" | "rethinkdb" => return Err(ConfigError::Invalid(format!("storage.backend {:?} is not supported; use postgres or sqlite", self.storage.backend))),
+            "" => return Err(ConfigError::Invalid("storage.backend is required (postgres, sqlite or memory)".into())),
+            other => return Err(ConfigError::Invalid(format!("unknown storage.backend {other:?}"))),
+        };
+        let key_algorithm = self.trust_service.key_algorithm.clone().unwrap_or_else(|| "ed25519".into());
+        if !matches!(key_algorithm.as_str(), "ed25519" | "ecdsa") {
+            return Err(ConfigError::Invalid(format!("trust_service.key_algorithm {key_algorithm:?} is not supported (ecdsa or ed25519)")));
+        }
+        let trust = match self.trust_service.kind.as_str() {
+            "local" => TrustService::Local { key_algorithm, persist: self.storage.backend != "memory" },
+            "remote" => return Err(ConfigError::Invalid("trust_service.type \"remote\" is not available in this build yet; use \"local\"".into())),
+            "" => return Err(ConfigError::Invalid("trust_service.type is required (local or remote)".into())),
+            other => return Err(ConfigError::Invalid(format!("unknown trust_service.type {other:?}"))),
+        };
+        let max_age = |v: Option<i64>, default: i64, name: &str| -> Result<i64, ConfigError> {
+            let v = v.unwrap_or(default);
+            if !(0..=31_536_000).contains(&v) {
+                return Err(ConfigError::Invalid(format!("caching.max_age.{name} must be between 0 and 31536000")));
+            }
+            Ok(v)
+        };
+        for p in &self.repositories.gun_prefixes {
+            if !p.ends_with('/') || p.starts_with('/') || p.starts_with("..") || p.contains("//") {
+                return Err(ConfigError::Invalid(format!("invalid GUN prefix {p:?}: must end with '/', not start with '/' or '..'")));
+            }
+        }
+        Ok(Settings {
+            http_addr: normalize_addr(&s.http_addr),
+            tls,
+            generated_ca: None,
+            db_url,
+            trust,
+            log_level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
+            max_age_current: max_age(self.caching.max_age.current_metadata, 300, "current_metadata")?,
+            max_age_consistent: max_age(self.caching.max_age.consistent_metadata, 2_592_000, "consistent_metadata")?,
+            gun_prefixes: self.repositories.gun_prefixes.clone(),
+            max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
+            data_dir,
+        })
+    }
+}
+
+/// Go accepts `:4443`; bind all interfaces then.
+fn normalize_addr(a: &str) -> String {
+    if a.starts_with(':') {
+        format!("0.0.0.0{a}")
+    } else {
+        a.to_string()
+    }
+}
+
+/// The embedded default: SQLite and a self-signed certificate in `data_dir`, local keys.
+pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
+    Settings {
+        http_addr: normalize_addr(http_addr),
+        tls: None,
+        generated_ca: None,
+        db_url: format!("sqlite:{}", data_dir.join("notary.db").display()),
+        trust: TrustService::Local { key_algorithm: "ecdsa".into(), persist: true },
+        log_level: "info".into(),
+        max_age_current: 300,
+        max_age_consistent: 2_592_000,
+        gun_prefixes: Vec::new(),
+        max_upload_bytes: DEFAULT_MAX_UPLOAD,
+        data_dir: Some(data_dir.to_path_buf()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: &str) -> Result<Settings, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("notary-cfg-{}-{}", std::process::id(), json.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("server.json");
+        std::fs::write(&p, json).unwrap();
+        let (c, base) = Config::load(&p)?;
+        c.settings(&base, None)
+    }
+
+    #[test]
+    fn go_config_is_understood() {
+        let s = load(r#"{"server":{"http_addr":":4443","tls_cert_file":"./tls.crt","tls_key_file":"./tls.key"},
+            "trust_service":{"type":"local","hostname":"","port":"","key_algorithm":"ecdsa"},
+            "storage":{"backend":"sqlite3","db_url":"data/notary.db"},"logging":{"level":"debug"},
+            "caching":{"max_age":{"current_metadata":0}}}"#).unwrap();
+        assert_eq!(s.http_addr, "0.0.0.0:4443");
+        assert!(s.tls.as_ref().unwrap().0.ends_with("tls.crt") && s.tls.as_ref().unwrap().0.is_absolute() == s.db_url.contains("/tmp"));
+        assert!(s.db_url.starts_with("sqlite:") && s.db_url.ends_with("data/notary.db"));
+        assert_eq!(s.max_age_current, 0);
+        assert_eq!(s.max_age_consistent, 2_592_000);
+        assert_eq!(s.log_level, "debug");
+    }
+
+    #[test]
+    fn bad_configs_have_clear_errors() {
+        assert!(load("{nope").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(load(r#"{"server":{},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#).unwrap_err().to_string().contains("http_addr"));
+        assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"bogus"},"storage":{"backend":"memory"}}"#).unwrap_err().to_string().contains("trust_service.type"));
+        assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"storage":{"backend":"mysql","db_url":"x"}}"#).unwrap_err().to_string().contains("not supported"));
+        assert!(load(r#"{"server":{"http_addr":":1","tls_cert_file":"a"},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#).unwrap_err().to_string().contains("together"));
+        assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"storage":{"backend":"memory"},"caching":{"max_age":{"current_metadata":-1}}}"#).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The Go error envelope (docker/distribution errcode) with Notary's codes, statuses and
+//! messages (server-api.md §1.3, §4).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    NoFilename,
+    InvalidRole,
+    MalformedJson,
+    Updating,
+    Version,
+    MetadataNotFound,
+    InvalidUpdate,
+    MalformedUpload,
+    NoCryptoService,
+    InvalidGun,
+    InvalidParameters,
+    Unknown,
+    Unauthorized,
+    /// Not a Go code: the signing service is down (Go answers 400/500 here).
+    SignerUnavailable,
+    /// Not a Go code: the upload exceeds the configured size limit.
+    TooLarge,
+}
+
+impl Code {
+    pub fn parts(self) -> (&'static str, u16, &'static str) {
+        match self {
+            Code::NoFilename => ("NO_FILENAME", 400, "No file/role name provided."),
+            Code::InvalidRole => ("INVALID_ROLE", 400, "The role you are attempting to operate on is invalid."),
+            Code::MalformedJson => ("MALFORMED_JSON", 400, "JSON sent by the client could not be parsed by the server"),
+            Code::Updating => ("UPDATING", 500, "An error has occurred while updating the TUF repository."),
+            Code::Version => ("VERSION", 400, "A newer version of metadata is already available."),
+            Code::MetadataNotFound => ("METADATA_NOT_FOUND", 404, "You have requested metadata that does not exist."),
+            Code::InvalidUpdate => ("INVALID_UPDATE", 400, "Update sent by the client is invalid."),
+            Code::MalformedUpload => ("MALFORMED_UPLOAD", 400, "The body of your request is malformed."),
+            Code::NoCryptoService => ("NO_CRYPTOSERVICE", 500, "The server does not have a signing service configured."),
+            Code::InvalidGun => ("INVALID_GUN", 400, "The server does not support actions on images of this name."),
+            Code::InvalidParameters => ("INVALID_PARAMETERS", 400, "The parameters provided are not valid."),
+            Code::Unknown => ("UNKNOWN", 500, "unknown error"),
+            Code::Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
+            Code::SignerUnavailable => ("UNAVAILABLE", 503, "The signing service is unavailable; try again later."),
+            Code::TooLarge => ("MALFORMED_UPLOAD", 413, "The body of your request is too large."),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: Code,
+    pub detail: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(code: Code) -> Self {
+        ApiError { code, detail: None }
+    }
+    pub fn with(code: Code, detail: Value) -> Self {
+        ApiError { code, detail: Some(detail) }
+    }
+    /// Go's "empty struct" detail, serialised as `{}`.
+    pub fn empty_detail(code: Code) -> Self {
+        Self::with(code, json!({}))
+    }
+    pub fn not_found() -> Self {
+        Self::empty_detail(Code::MetadataNotFound)
+    }
+    pub fn internal(msg: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %msg, "internal error");
+        Self::empty_detail(Code::Unknown)
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        // Go's field order: code, message, detail (omitted when nil); a trailing newline.
+        let (code, _, message) = self.code.parts();
+        let q = |s: &str| serde_json::to_string(s).expect("string JSON");
+        let mut out = format!("{{\"errors\":[{{\"code\":{},\"message\":{}", q(code), q(message));
+        if let Some(d) = &self.detail {
+            out.push_str(",\"detail\":");
+            out.push_str(&d.to_string());
+        }
+        out.push_str("}]}\n");
+        out.into_bytes()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code.parts().0)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.parts().1).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).content_type("application/json; charset=utf-8").body(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_matches_go() {
+        let e = ApiError::not_found();
+        assert_eq!(
+            String::from_utf8(e.body()).unwrap(),
+            "{\"errors\":[{\"code\":\"METADATA_NOT_FOUND\",\"message\":\"You have requested metadata that does not exist.\",\"detail\":{}}]}\n"
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! The Notary HTTP API (server-api.md §2–§3): a thin layer over [`RepoService`]. Routing uses
+//! the same regular expressions gorilla/mux builds for the Go server, so GUN matching (slashes,
+//! greedy `[^*]+`) behaves identically.
+
+use std::sync::{Arc, OnceLock};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use regex::Regex;
+use sha2::{Digest, Sha256};
+
+use crate::errors::{ApiError, Code};
+use crate::metrics::Metrics;
+use crate::service::RepoService;
+use crate::storage::StoredFile;
+
+pub struct AppState {
+    pub service: RepoService,
+    pub max_age_current: i64,
+    pub max_age_consistent: i64,
+    pub gun_prefixes: Vec<String>,
+    pub max_upload_bytes: usize,
+    pub metrics: Arc<Metrics>,
+}
+
+const ROLE: &str = r"root|targets(?:/[^/\s]+)*|snapshot|timestamp";
+
+struct Routes {
+    update: Regex,
+    by_hash: Regex,
+    by_version: Regex,
+    current: Regex,
+    key: Regex,
+    changefeed: Regex,
+}
+
+fn routes() -> &'static Routes {
+    static R: OnceLock<Routes> = OnceLock::new();
+    R.get_or_init(|| Routes {
+        update: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/$").unwrap(),
+        by_hash: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json$")).unwrap(),
+        by_version: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<version>[1-9]*[0-9]+)\.(?P<role>{ROLE})\.json$")).unwrap(),
+        current: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.json$")).unwrap(),
+        key: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>snapshot|timestamp)\.key$").unwrap(),
+        changefeed: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/changefeed$").unwrap(),
+    })
+}
+
+/// Go `path.Clean`, keeping a trailing slash as gorilla's `cleanPath` does.
+fn clean_path(p: &str) -> String {
+    if p.is_empty() {
+        return "/".into();
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut cleaned = format!("/{}", out.join("/"));
+    if p.ends_with('/') && cleaned != "/" {
+        cleaned.push('/');
+    }
+    cleaned
+}
+
+/// GUNs we accept: the Go column limit, no control characters, no `..`/empty segments.
+fn gun_is_acceptable(gun: &str) -> bool {
+    gun.len() <= 255 && !gun.chars().any(char::is_control) && !gun.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+}
+
+pub async fn dispatch(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let method = req.method().clone();
+    if ![Method::GET, Method::POST, Method::PUT, Method::HEAD, Method::DELETE].contains(&method) {
+        return HttpResponse::MethodNotAllowed().finish();
+    }
+    let raw = req.uri().path();
+    let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    let cleaned = clean_path(&path);
+    if cleaned != path {
+        let mut loc = cleaned;
+        if let Some(q) = req.uri().query() {
+            loc = format!("{loc}?{q}");
+        }
+        return HttpResponse::MovedPermanently().insert_header((header::LOCATION, loc)).finish();
+    }
+    let (op, result) = route(&req, &method, &path, body, &state).await;
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    };
+    if let Some(op) = op {
+        state.metrics.observe(op, method.as_str(), resp.status().as_u16());
+    }
+    resp
+}
+
+type Routed = (Option<&'static str>, Result<HttpResponse, ApiError>);
+
+async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payload, state: &AppState) -> Routed {
+    let r = routes();
+    let get = method == Method::GET;
+    if get && path == "/v2/" {
+        return (None, Ok(text_ok(b"{}".to_vec())));
+    }
+    if get && path == "/_notary_server/health" {
+        return (None, Ok(health(state).await));
+    }
+    if get && path == "/metrics" {
+        return (None, Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())));
+    }
+    if get && path == "/v2/_trust/changefeed" {
+        return (Some("Changefeed"), changefeed(req, None, state).await);
+    }
+    if method == Method::POST {
+        if let Some(c) = r.update.captures(path) {
+            let gun = &c["gun"];
+            if let Some(e) = prefix_error(gun, state, true) {
+                return (Some("UpdateTUF"), Err(e));
+            }
+            return (Some("UpdateTUF"), update(req, gun, body, state).await);
+        }
+    }
+    if get {
+        if let Some(c) = r.by_hash.captures(path) {
+            let (gun, role) = (&c["gun"], &c["role"]);
+            if let Some(e) = prefix_error(gun, state, false) {
+                return (Some("GetRoleByHash"), Err(e));
+            }
+            let res = state.service.by_checksum(gun, role, &c["checksum"]).await;
+            return (Some("GetRoleByHash"), res.map(|f| metadata_response(req, f, state.max_age_consistent, false)));
+        }
+        if let Some(c) = r.by_version.captures(path) {
+            let (gun, role) = (&c["gun"], &c["role"]);
+            if let Some(e) = prefix_error(gun, state, false) {
+                return (Some("GetRoleByVersion"), Err(e));
+            }
+            let res = match c["version"].parse::<i64>() {
+                Ok(v) => state.service.by_version(gun, role, v).await,
+                Err(_) => Err(ApiError::not_found()),
+            };
+            return (Some("GetRoleByVersion"), res.map(|f| metadata_response(req, f, state.max_age_consistent, false)));
+        }
+        if let Some(c) = r.current.captures(path) {
+            let (gun, role) = (&c["gun"], &c["role"]);
+            if let Some(e) = prefix_error(gun, state, false) {
+                return (Some("GetRole"), Err(e));
+            }
+            let res = state.service.current(gun, role).await;
+            return (Some("GetRole"), res.map(|f| metadata_response(req, f, state.max_age_current, true)));
+        }
+    }
+    if let Some(c) = r.key.captures(path) {
+        let (gun, role) = (&c["gun"], &c["role"]);
+        if get || method == Method::POST {
+            let op = if get { "GetKey" } else { "RotateKey" };
+            if let Some(e) = prefix_error(gun, state, false) {
+                return (Some(op), Err(e));
+            }
+            if !gun_is_acceptable(gun) {
+                return (Some(op), Err(ApiError::new(Code::InvalidGun)));
+            }
+            let res = if get { state.service.get_key(gun, role).await } else { state.service.rotate_key(gun, role).await };
+            return (Some(op), res.map(|k| text_ok(k.to_go_json().into_bytes())));
+        }
+    }
+    if method == Method::DELETE {
+        if let Some(c) = r.update.captures(path) {
+            let gun = &c["gun"];
+            if let Some(e) = prefix_error(gun, state, false) {
+                return (Some("DeleteTUF"), Err(e));
+            }
+            return (Some("DeleteTUF"), state.service.delete(gun).await.map(|_| HttpResponse::Ok().finish()));
+        }
+    }
+    if get {
+        if let Some(c) = r.changefeed.captures(path) {
+            let gun = c["gun"].to_string();
+            if let Some(e) = prefix_error(&gun, state, false) {
+                return (Some("Changefeed"), Err(e));
+            }
+            return (Some("Changefeed"), changefeed(req, Some(&gun), state).await);
+        }
+    }
+    // The catch-all: 404 METADATA_NOT_FOUND without detail.
+    (None, Err(ApiError::new(Code::MetadataNotFound)))
+}
+
+fn prefix_error(gun: &str, state: &AppState, is_update: bool) -> Option<ApiError> {
+    if state.gun_prefixes.is_empty() || state.gun_prefixes.iter().any(|p| gun.starts_with(p.as_str())) {
+        return None;
+    }
+    Some(if is_update {
+        ApiError::with(Code::InvalidGun, serde_json::Value::String(format!("Require GUNs with prefix: [{}]", state.gun_prefixes.join(" "))))
+    } else {
+        ApiError::new(Code::MetadataNotFound)
+    })
+}
+
+fn text_ok(body: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(body)
+}
+
+fn metadata_response(req: &HttpRequest, f: StoredFile, max_age: i64, current: bool) -> HttpResponse {
+    let etag = format!("\"{}\"", hex::encode(Sha256::digest(&f.data)));
+    let not_modified = if_none_match(req, &etag);
+    let mut b = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    b.insert_header((header::ETAG, etag));
+    b.insert_header((header::LAST_MODIFIED, f.modified.and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string()));
+    if max_age == 0 {
+        b.insert_header((header::CACHE_CONTROL, "max-age=0, no-cache, no-store"));
+        b.insert_header((header::PRAGMA, "no-cache"));
+    } else if current {
+        b.insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}, s-maxage={max_age}, must-revalidate")));
+    } else {
+        b.insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}, s-maxage={max_age}")));
+    }
+    if not_modified {
+        return b.finish();
+    }
+    b.content_type("text/plain; charset=utf-8").body(f.data)
+}
+
+fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .unwrap_or(false)
+}
+
+async fn health(state: &AppState) -> HttpResponse {
+    let mut failures = serde_json::Map::new();
+    if let Err(e) = state.service.store.health().await {
+        failures.insert("DB operational".into(), e.to_string().into());
+    }
+    if let Err(e) = state.service.crypto.health().await {
+        failures.insert("Trust operational".into(), e.to_string().into());
+    }
+    let status = if failures.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    HttpResponse::build(status).content_type("application/json; charset=utf-8").body(serde_json::Value::Object(failures).to_string())
+}
+
+async fn changefeed(req: &HttpRequest, gun: Option<&str>, state: &AppState) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?;
+    let records = q.get("records").map(String::as_str).unwrap_or("");
+    let change_id = q.get("change_id").map(String::as_str).unwrap_or("");
+    let v = state.service.changes(gun, change_id, records).await?;
+    Ok(text_ok(serde_json::to_vec(&v).map_err(ApiError::internal)?))
+}
+
+async fn update(req: &HttpRequest, gun: &str, mut body: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+    if !gun_is_acceptable(gun) {
+        return Err(ApiError::with(Code::InvalidGun, serde_json::Value::String("GUN must be at most 255 characters, without control characters or empty, '.' or '..' segments".into())));
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
+    let boundary = multipart_boundary(content_type).ok_or_else(|| ApiError::new(Code::MalformedUpload))?;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > state.max_upload_bytes {
+            return Err(ApiError::new(Code::TooLarge));
+        }
+    }
+    let mut data = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| ApiError::new(Code::MalformedUpload))?;
+        if data.len() + chunk.len() > state.max_upload_bytes {
+            return Err(ApiError::new(Code::TooLarge));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    let parts = parse_multipart(data.freeze(), boundary).await?;
+    state.service.publish(gun, parts).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `multipart/form-data` or `multipart/mixed` with a boundary, as Go's `MultipartReader` accepts.
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let mime: mime::Mime = content_type.parse().ok()?;
+    if mime.type_() != mime::MULTIPART || !(mime.subtype() == mime::FORM_DATA || mime.subtype() == "mixed") {
+        return None;
+    }
+    mime.get_param(mime::BOUNDARY).map(|b| b.as_str().to_string()).filter(|b| !b.is_empty())
+}
+
+/// Parts as (role, bytes). The role is the raw `filename` parameter (slashes kept) minus an
+/// optional `.json`.
+async fn parse_multipart(data: bytes::Bytes, boundary: String) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(data) });
+    let mut mp = multer::Multipart::new(stream, boundary);
+    let mut parts = Vec::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(error = %e, "malformed multipart upload");
+                return Err(ApiError::new(Code::MalformedUpload));
+            }
+        };
+        let filename = field.file_name().map(str::to_owned).unwrap_or_default();
+        if filename.is_empty() {
+            return Err(ApiError::new(Code::NoFilename));
+        }
+        let role = filename.strip_suffix(".json").unwrap_or(&filename).to_string();
+        if !notary_tuf::metadata::is_valid_role(&role) {
+            return Err(ApiError::with(Code::InvalidRole, serde_json::Value::String(role)));
+        }
+        let bytes = field.bytes().await.map_err(|_| ApiError::new(Code::MalformedUpload))?;
+        parts.push((role, bytes.to_vec()));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_gorilla() {
+        let r = routes();
+        let c = r.current.captures("/v2/docker.io/library/alpine/_trust/tuf/targets/releases.json").unwrap();
+        assert_eq!((&c["gun"], &c["role"]), ("docker.io/library/alpine", "targets/releases"));
+        let h = "a".repeat(64);
+        let c = r.by_hash.captures(&format!("/v2/x/y/_trust/tuf/snapshot.{h}.json")).unwrap();
+        assert_eq!((&c["gun"], &c["role"], &c["checksum"]), ("x/y", "snapshot", h.as_str()));
+        let c = r.by_version.captures("/v2/x/_trust/tuf/3.root.json").unwrap();
+        assert_eq!((&c["gun"], &c["version"]), ("x", "3"));
+        assert!(r.current.captures("/v2/x/_trust/tuf/Targets.json").is_none());
+        assert!(r.current.captures("/v2/a*b/_trust/tuf/root.json").is_none());
+        assert!(r.key.captures("/v2/x/_trust/tuf/root.key").is_none());
+        assert!(r.update.captures("/v2/x/_trust/tuf").is_none());
+    }
+
+    #[test]
+    fn path_cleaning() {
+        assert_eq!(clean_path("/v2/"), "/v2/");
+        assert_eq!(clean_path("/v2//x/./y/../_trust/tuf/"), "/v2/x/_trust/tuf/");
+        assert_eq!(clean_path("/"), "/");
+    }
+
+    #[test]
+    fn gun_checks() {
+        assert!(gun_is_acceptable("docker.io/library/alpine"));
+        assert!(gun_is_acceptable("localhost:5000/a"));
+        assert!(!gun_is_acceptable("a/../b"));
+        assert!(!gun_is_acceptable("a\nb"));
+        assert!(!gun_is_acceptable(&"a".repeat(256)));
+    }
+
+    #[test]
+    fn boundaries() {
+        assert_eq!(multipart_boundary("multipart/form-data; boundary=abc").as_deref(), Some("abc"));
+        assert_eq!(multipart_boundary("multipart/mixed; boundary=\"x y\"").as_deref(), Some("x y"));
+        assert!(multipart_boundary("application/json").is_none());
+        assert!(multipart_boundary("multipart/form-data").is_none());
+    }
+}

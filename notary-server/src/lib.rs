@@ -1,0 +1,9 @@
+//! notary-server: a drop-in replacement for Docker's Go notary-server.
+
+pub mod config;
+pub mod errors;
+pub mod http;
+pub mod metrics;
+pub mod service;
+pub mod storage;
+pub mod tls;

@@ -1,0 +1,246 @@
+//! The repository service: publish, reads, key endpoints, delete and changefeed, independent of
+//! HTTP. Validation is `notary_tuf::validation`; signing goes through `CryptoService`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use notary_signer::{sign_role, CryptoError, CryptoService, SignRoleError};
+use notary_tuf::metadata::{self as md, envelope, SignedFile};
+use notary_tuf::validation::{self, roles_needed, timestamp_body, StoredRepo, ToSign, Update, ValidationError};
+use notary_tuf::PublicKey;
+use serde_json::json;
+
+use crate::errors::{ApiError, Code};
+use crate::storage::{Change, MetaStore, StoreError, StoredFile};
+
+pub struct RepoService {
+    pub store: Arc<dyn MetaStore>,
+    pub crypto: Arc<dyn CryptoService>,
+    /// Algorithm of server-created timestamp/snapshot keys.
+    pub key_algorithm: String,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::OldVersion => ApiError::empty_detail(Code::Version),
+            StoreError::Db(m) => ApiError::internal(m),
+        }
+    }
+}
+
+fn crypto_error(e: CryptoError) -> ApiError {
+    match e {
+        CryptoError::Unavailable(m) => {
+            tracing::warn!(error = %m, "signing service unavailable");
+            ApiError::new(Code::SignerUnavailable)
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+fn validation_error(e: ValidationError) -> ApiError {
+    tracing::info!(error = %e, "rejected update");
+    match e.detail() {
+        Some(d) => ApiError::with(Code::InvalidUpdate, d),
+        None => ApiError::new(Code::InvalidUpdate),
+    }
+}
+
+/// The current timestamp and the snapshot it references.
+struct Chain {
+    timestamp: StoredFile,
+    snapshot: StoredFile,
+}
+
+impl RepoService {
+    /// Validate, sign what the server owns, and store everything in one transaction.
+    pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<u32, ApiError> {
+        let mut uploads = BTreeMap::new();
+        for (role, bytes) in parts {
+            if role == md::TIMESTAMP {
+                continue; // Go ignores an uploaded timestamp
+            }
+            let file = SignedFile::parse(&bytes).map_err(|e| {
+                tracing::info!(gun, role, error = %e, "malformed upload");
+                ApiError::new(Code::MalformedJson)
+            })?;
+            uploads.insert(role, file); // duplicates: last one wins, as in Go
+        }
+        let stored = self.stored_repo(gun, roles_needed(uploads.keys().map(|s| s.as_str()))).await?;
+        let now = Utc::now();
+        let plan = validation::validate_update(gun, &uploads, &stored, now).map_err(validation_error)?;
+        let mut updates = plan.updates;
+
+        let snapshot_bytes = match plan.snapshot {
+            Some(to_sign) => {
+                let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
+                    SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadHierarchy {
+                        missing: md::SNAPSHOT.into(),
+                        msg: "no snapshot was included in update and server does not hold current snapshot key for repository".into(),
+                    }),
+                    SignRoleError::Crypto(c) => crypto_error(c),
+                })?;
+                let file = envelope(&to_sign.body, &sigs);
+                updates.push(Update { role: md::SNAPSHOT.into(), version: to_sign.version, data: file.clone() });
+                file
+            }
+            None => plan.uploaded_snapshot.expect("validated plan has an uploaded snapshot when none is generated"),
+        };
+
+        let (ts_version, ts_body) = timestamp_body(plan.prev_timestamp_version, &snapshot_bytes, now).map_err(validation_error)?;
+        let ts = ToSign { role: plan.timestamp_role, version: ts_version, body: ts_body };
+        let ts_file = self.sign_timestamp(&ts).await?;
+        updates.push(Update { role: md::TIMESTAMP.into(), version: ts_version, data: ts_file });
+
+        self.store.update_many(gun, &updates).await?;
+        tracing::info!(gun, timestamp_version = ts_version, roles = ?updates.iter().map(|u| u.role.as_str()).collect::<Vec<_>>(), "updated repository");
+        Ok(ts_version as u32)
+    }
+
+    async fn sign_timestamp(&self, ts: &ToSign) -> Result<Vec<u8>, ApiError> {
+        let sigs = sign_role(self.crypto.as_ref(), ts).await.map_err(|e| match e {
+            // sic: two spaces, as the Go server words it
+            SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadRoot("no  timestamp keys exist on the server".into())),
+            SignRoleError::Crypto(c) => crypto_error(c),
+        })?;
+        Ok(envelope(&ts.body, &sigs))
+    }
+
+    /// The stored files validation needs, resolved through the current timestamp → snapshot.
+    async fn stored_repo(&self, gun: &str, needed: std::collections::BTreeSet<String>) -> Result<StoredRepo, ApiError> {
+        let mut repo = StoredRepo::default();
+        let Some(chain) = self.chain(gun).await? else { return Ok(repo) };
+        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
+        let meta: md::MetaBody = snap.body().map_err(ApiError::internal)?;
+        for role in needed.iter().filter(|r| *r != md::SNAPSHOT && *r != md::TIMESTAMP) {
+            if let Some(f) = self.by_meta(gun, role, &meta).await? {
+                repo.files.insert(role.clone(), f.data);
+            }
+        }
+        repo.files.insert(md::SNAPSHOT.into(), chain.snapshot.data);
+        repo.files.insert(md::TIMESTAMP.into(), chain.timestamp.data);
+        Ok(repo)
+    }
+
+    async fn by_meta(&self, gun: &str, role: &str, meta: &md::MetaBody) -> Result<Option<StoredFile>, ApiError> {
+        let Some(sha) = meta.meta.get(role).and_then(|m| m.sha256_hex()) else { return Ok(None) };
+        Ok(self.store.by_checksum(gun, role, &sha).await?)
+    }
+
+    async fn chain(&self, gun: &str) -> Result<Option<Chain>, ApiError> {
+        let Some(timestamp) = self.store.latest(gun, md::TIMESTAMP).await? else { return Ok(None) };
+        let ts = SignedFile::parse(&timestamp.data).map_err(ApiError::internal)?;
+        let body: md::MetaBody = ts.body().map_err(ApiError::internal)?;
+        let sha = body.meta.get(md::SNAPSHOT).and_then(|m| m.sha256_hex()).ok_or_else(|| ApiError::internal(format!("{gun}: timestamp has no snapshot checksum")))?;
+        let Some(snapshot) = self.store.by_checksum(gun, md::SNAPSHOT, &sha).await? else { return Ok(None) };
+        Ok(Some(Chain { timestamp, snapshot }))
+    }
+
+    /// `GET …/<role>.json`.
+    pub async fn current(&self, gun: &str, role: &str) -> Result<StoredFile, ApiError> {
+        match role {
+            md::TIMESTAMP => Ok(self.fresh_chain(gun).await?.timestamp),
+            md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot),
+            _ => {
+                let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
+                let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
+                let meta: md::MetaBody = snap.body().map_err(ApiError::internal)?;
+                let mut f = self.by_meta(gun, role, &meta).await?.ok_or_else(ApiError::not_found)?;
+                // "current" reads report when the file became current: the timestamp's time.
+                f.modified = f.modified.max(chain.timestamp.modified);
+                Ok(f)
+            }
+        }
+    }
+
+    pub async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<StoredFile, ApiError> {
+        self.store.by_checksum(gun, role, sha256_hex).await?.ok_or_else(ApiError::not_found)
+    }
+
+    pub async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<StoredFile, ApiError> {
+        self.store.by_version(gun, role, version).await?.ok_or_else(ApiError::not_found)
+    }
+
+    /// The current timestamp and snapshot, regenerated first if either has expired or the
+    /// timestamp no longer matches the snapshot (Go `GetOrCreateTimestamp`).
+    async fn fresh_chain(&self, gun: &str) -> Result<Chain, ApiError> {
+        let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
+        let now = Utc::now();
+        let ts = SignedFile::parse(&chain.timestamp.data).map_err(ApiError::internal)?;
+        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
+        if !ts.expired(now) && !snap.expired(now) {
+            return Ok(chain);
+        }
+        // Regenerate: the root in force must not be expired.
+        let stored = self.stored_repo(gun, roles_needed([])).await?;
+        let root_bytes = stored.files.get(md::ROOT).ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
+        let root_file = SignedFile::parse(root_bytes).map_err(ApiError::internal)?;
+        let root = validation::load_root(gun, &root_file, None, 1, false, now).map_err(|e| ApiError::internal(format!("{gun}: cannot re-sign timestamp: {e}")))?;
+        let mut updates = Vec::new();
+        let snapshot_bytes = if snap.expired(now) {
+            let to_sign = validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
+            let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
+                SignRoleError::Crypto(c) => crypto_error(c),
+                other => ApiError::internal(other),
+            })?;
+            let file = envelope(&to_sign.body, &sigs);
+            updates.push(Update { role: md::SNAPSHOT.into(), version: to_sign.version, data: file.clone() });
+            file
+        } else {
+            chain.snapshot.data.clone()
+        };
+        let (v, body) = timestamp_body(Some(ts.common.version), &snapshot_bytes, now).map_err(ApiError::internal)?;
+        let role = root.base_role(md::TIMESTAMP).map_err(ApiError::internal)?;
+        let ts_file = self.sign_timestamp(&ToSign { role, version: v, body }).await?;
+        updates.push(Update { role: md::TIMESTAMP.into(), version: v, data: ts_file });
+        match self.store.update_many(gun, &updates).await {
+            // Another instance refreshed it first: serve theirs.
+            Ok(()) | Err(StoreError::OldVersion) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(gun, timestamp_version = v, "re-signed expired timestamp");
+        self.chain(gun).await?.ok_or_else(ApiError::not_found)
+    }
+
+    /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer
+    /// holds it, else a (pending) new key.
+    pub async fn get_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
+        let stored = self.stored_repo(gun, roles_needed([])).await?;
+        if let Some(root_bytes) = stored.files.get(md::ROOT) {
+            let file = SignedFile::parse(root_bytes).map_err(ApiError::internal)?;
+            let root: md::Root = file.body().map_err(ApiError::internal)?;
+            if let Some(Some(r)) = root.roles.get(role) {
+                for id in &r.keyids {
+                    if let Some(info) = self.crypto.get_key(id).await.map_err(crypto_error)? {
+                        return Ok(info.public);
+                    }
+                }
+            }
+        }
+        self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)
+    }
+
+    /// `POST …/{timestamp,snapshot}.key`: a new key; it becomes active once a root lists it.
+    pub async fn rotate_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
+        self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)
+    }
+
+    pub async fn delete(&self, gun: &str) -> Result<(), ApiError> {
+        if self.store.delete(gun).await? {
+            tracing::info!(gun, "deleted repository");
+        }
+        Ok(())
+    }
+
+    pub async fn changes(&self, gun: Option<&str>, change_id: &str, records: &str) -> Result<serde_json::Value, ApiError> {
+        let records: i32 = records.parse().map_err(|_| {
+            ApiError::with(Code::InvalidParameters, json!(format!("invalid records parameter: strconv.ParseInt: parsing {records:?}: invalid syntax")))
+        })?;
+        let change_id: i32 = if change_id.is_empty() { 0 } else { change_id.parse().map_err(|_| ApiError::empty_detail(Code::InvalidParameters))? };
+        let records = if records == 0 { 100 } else { records as i64 };
+        let rows: Vec<Change> = self.store.changes(gun, change_id as i64, records).await?;
+        Ok(json!({"count": rows.len(), "records": rows}))
+    }
+}

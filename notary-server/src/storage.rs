@@ -1,0 +1,217 @@
+//! Metadata storage: the `tuf_files` and `changefeed` tables of the Go server, on SQLite (the
+//! embedded default) or Postgres. One implementation serves both through `with_pool!`.
+
+use async_trait::async_trait;
+use chrono::{NaiveDateTime, Utc};
+use notary_signer::db::{migrate, Db, Migration};
+use notary_signer::with_pool;
+use notary_tuf::validation::Update;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: include_str!("../../migrations/sqlite/0001_tuf_files_changefeed.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_tuf_files_changefeed.sql"),
+}];
+
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub data: Vec<u8>,
+    /// `updated_at` for "current" reads, `created_at` for reads by checksum or version.
+    pub modified: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "CreatedAt")]
+    pub created_at: String,
+    #[serde(rename = "GUN")]
+    pub gun: String,
+    #[serde(rename = "Version")]
+    pub version: i64,
+    #[serde(rename = "SHA256")]
+    pub sha256: String,
+    #[serde(rename = "Category")]
+    pub category: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A stored version of one of the roles is already ≥ the new one (Go `ErrOldVersion`).
+    #[error("a newer version of metadata is already available")]
+    OldVersion,
+    #[error("storage error: {0}")]
+    Db(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(d) = &e {
+            if d.is_unique_violation() {
+                return StoreError::OldVersion;
+            }
+        }
+        StoreError::Db(e.to_string())
+    }
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    /// Highest version of a role.
+    async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError>;
+    async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError>;
+    async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError>;
+    /// Store all updates or none; each must be newer than every stored version of its role.
+    async fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), StoreError>;
+    /// Remove every file of the GUN; true if anything was removed.
+    async fn delete(&self, gun: &str) -> Result<bool, StoreError>;
+    async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError>;
+    async fn health(&self) -> Result<(), StoreError>;
+}
+
+pub struct SqlStore {
+    db: Db,
+    /// SQLite allows one writer: serialise this process's write transactions instead of
+    /// letting deferred transactions fail to upgrade their locks.
+    write_lock: Mutex<()>,
+}
+
+impl SqlStore {
+    pub async fn new(db: Db) -> Result<Self, StoreError> {
+        migrate(&db, "server", MIGRATIONS).await.map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(SqlStore { db, write_lock: Mutex::new(()) })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.db {
+            Db::Sqlite(_) => Some(self.write_lock.lock().await),
+            Db::Postgres(_) => None,
+        }
+    }
+}
+
+fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+#[async_trait]
+impl MetaStore for SqlStore {
+    async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
+        let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT data, updated_at FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1")
+            .bind(gun).bind(role).fetch_optional(p).await)?;
+        Ok(row.map(|(data, t)| StoredFile { data, modified: t.unwrap_or_default() }))
+    }
+
+    async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError> {
+        let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
+            .bind(gun).bind(role).bind(sha256_hex).fetch_optional(p).await)?;
+        Ok(row.map(|(data, t)| StoredFile { data, modified: t.unwrap_or_default() }))
+    }
+
+    async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError> {
+        let Ok(version) = i32::try_from(version) else { return Ok(None) };
+        let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
+            .bind(gun).bind(role).bind(version).fetch_optional(p).await)?;
+        Ok(row.map(|(data, t)| StoredFile { data, modified: t.unwrap_or_default() }))
+    }
+
+    async fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), StoreError> {
+        let _guard = self.write_guard().await;
+        let t = now();
+        with_pool!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            for u in updates {
+                let version = i32::try_from(u.version).map_err(|_| StoreError::OldVersion)?;
+                let newer: Option<(i32,)> = sqlx::query_as(
+                    "SELECT version FROM tuf_files WHERE gun = $1 AND role = $2 AND version >= $3 LIMIT 1")
+                    .bind(gun).bind(&u.role).bind(version).fetch_optional(&mut *tx).await?;
+                if newer.is_some() {
+                    return Err(StoreError::OldVersion);
+                }
+                let sha = hex::encode(Sha256::digest(&u.data));
+                sqlx::query("INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $1, $2, $3, $4, $5, $6)")
+                    .bind(t).bind(gun).bind(&u.role).bind(version).bind(&u.data).bind(&sha).execute(&mut *tx).await?;
+                if u.role == notary_tuf::metadata::TIMESTAMP {
+                    sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
+                        .bind(t).bind(gun).bind(version).bind(&sha).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    async fn delete(&self, gun: &str) -> Result<bool, StoreError> {
+        let _guard = self.write_guard().await;
+        let t = now();
+        with_pool!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun).execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')")
+                    .bind(t).bind(gun).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(n > 0)
+        })
+    }
+
+    async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError> {
+        // Go semantics (server-api.md §3.6): reversed when change_id < 0 or records < 0; the
+        // change_id row itself is always excluded; the result is oldest → newest.
+        let reversed = change_id < 0 || records < 0;
+        let n = records.unsigned_abs() as i64;
+        let mut sql = String::from("SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE 1 = 1");
+        let mut next = 1;
+        if gun.is_some() {
+            sql.push_str(&format!(" AND gun = ${next}"));
+            next += 1;
+        }
+        let use_id = !reversed || change_id > 0;
+        if use_id {
+            sql.push_str(&format!(" AND id {} ${next}", if reversed { "<" } else { ">" }));
+            next += 1;
+        }
+        sql.push_str(&format!(" ORDER BY id {} LIMIT ${next}", if reversed { "DESC" } else { "ASC" }));
+        type Row = (i32, Option<NaiveDateTime>, String, i32, Option<String>, String);
+        let mut rows: Vec<Row> = with_pool!(&self.db, p => {
+            let mut q = sqlx::query_as(&sql);
+            if let Some(g) = gun {
+                q = q.bind(g);
+            }
+            if use_id {
+                q = q.bind(change_id);
+            }
+            q.bind(n).fetch_all(p).await
+        })?;
+        if reversed {
+            rows.reverse();
+        }
+        Ok(rows
+            .into_iter()
+            .map(|(id, t, gun, version, sha, category)| Change {
+                id: id.to_string(),
+                created_at: t.map(|t| t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).unwrap_or_default(),
+                gun,
+                version: version as i64,
+                sha256: sha.map(|s| s.trim_end().to_string()).unwrap_or_default(),
+                category,
+            })
+            .collect())
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM tuf_files LIMIT 1").fetch_optional(p).await.map(|_| ()))?;
+        Ok(())
+    }
+}

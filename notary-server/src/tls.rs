@@ -1,0 +1,86 @@
+//! TLS for the HTTP listener: configured PEM files, or a self-signed CA and server certificate
+//! created in the data folder on first start.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use chrono::Datelike;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub struct Generated {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Create (once) `<dir>/tls/{ca.crt,server.crt,server.key}`: a local CA and a server
+/// certificate for localhost, 127.0.0.1, ::1 and this host's name.
+pub fn ensure_self_signed(dir: &Path) -> anyhow::Result<Generated> {
+    let tls = dir.join("tls");
+    let out = Generated { ca: tls.join("ca.crt"), cert: tls.join("server.crt"), key: tls.join("server.key") };
+    if out.ca.exists() && out.cert.exists() && out.key.exists() {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(&tls).with_context(|| format!("creating {}", tls.display()))?;
+    let now = chrono::Utc::now();
+    let (from, to) = (now - chrono::Duration::days(1), now + chrono::Duration::days(3650));
+    let date = |d: chrono::DateTime<chrono::Utc>| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
+
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "notary-server local CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    ca_params.not_before = date(from);
+    ca_params.not_after = date(to);
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca = ca_params.self_signed(&ca_key)?;
+
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "notary-server".to_string()];
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim();
+        if !h.is_empty() && !names.iter().any(|n| n == h) {
+            names.push(h.to_string());
+        }
+    }
+    let mut leaf = rcgen::CertificateParams::new(names)?;
+    leaf.distinguished_name.push(rcgen::DnType::CommonName, "notary-server");
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    leaf.not_before = date(from);
+    leaf.not_after = date(to);
+    let leaf_key = rcgen::KeyPair::generate()?;
+    let cert = leaf.signed_by(&leaf_key, &ca, &ca_key)?;
+
+    write_private(&out.key, leaf_key.serialize_pem().as_bytes())?;
+    std::fs::write(&out.cert, cert.pem())?;
+    std::fs::write(&out.ca, ca.pem())?;
+    Ok(out)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
+}
+
+pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert).with_context(|| format!("reading TLS certificate {}", cert.display()))?))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
+    if certs.is_empty() {
+        bail!("no certificate found in {}", cert.display());
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key).with_context(|| format!("reading TLS key {}", key.display()))?))
+        .with_context(|| format!("parsing TLS key {}", key.display()))?
+        .with_context(|| format!("no private key found in {}", key.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not match")?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
