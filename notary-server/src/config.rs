@@ -191,7 +191,12 @@ impl Config {
                 format!("sqlite:{}", rel(Path::new(u)).display())
             }
             "memory" => "sqlite:file:notary-memory?mode=memory&cache=shared".to_string(),
-            "mysql" | "rethinkdb" => return Err(ConfigError::Invalid(format!("storage.backend {:?} is not supported; use postgres or sqlite", self.storage.backend))),
+            "mysql" | "rethinkdb" => {
+                return Err(ConfigError::Invalid(format!(
+                    "storage.backend {:?} is not supported; use postgres or sqlite",
+                    self.storage.backend
+                )))
+            }
             "" => return Err(ConfigError::Invalid("storage.backend is required (postgres, sqlite or memory)".into())),
             other => return Err(ConfigError::Invalid(format!("unknown storage.backend {other:?}"))),
         };
@@ -201,7 +206,9 @@ impl Config {
         }
         let trust = match self.trust_service.kind.as_str() {
             "local" => TrustService::Local { key_algorithm, persist: self.storage.backend != "memory" },
-            "remote" => return Err(ConfigError::Invalid("trust_service.type \"remote\" is not available in this build yet; use \"local\"".into())),
+            "remote" => {
+                return Err(ConfigError::Invalid("trust_service.type \"remote\" is not available in this build yet; use \"local\"".into()))
+            }
             "" => return Err(ConfigError::Invalid("trust_service.type is required (local or remote)".into())),
             other => return Err(ConfigError::Invalid(format!("unknown trust_service.type {other:?}"))),
         };
@@ -274,10 +281,13 @@ mod tests {
 
     #[test]
     fn go_config_is_understood() {
-        let s = load(r#"{"server":{"http_addr":":4443","tls_cert_file":"./tls.crt","tls_key_file":"./tls.key"},
+        let s = load(
+            r#"{"server":{"http_addr":":4443","tls_cert_file":"./tls.crt","tls_key_file":"./tls.key"},
             "trust_service":{"type":"local","hostname":"","port":"","key_algorithm":"ecdsa"},
             "storage":{"backend":"sqlite3","db_url":"data/notary.db"},"logging":{"level":"debug"},
-            "caching":{"max_age":{"current_metadata":0}}}"#).unwrap();
+            "caching":{"max_age":{"current_metadata":0}}}"#,
+        )
+        .unwrap();
         assert_eq!(s.http_addr, "0.0.0.0:4443");
         assert!(s.tls.as_ref().unwrap().0.ends_with("tls.crt") && s.tls.as_ref().unwrap().0.is_absolute() == s.db_url.contains("/tmp"));
         assert!(s.db_url.starts_with("sqlite:") && s.db_url.ends_with("data/notary.db"));
@@ -289,10 +299,24 @@ mod tests {
     #[test]
     fn bad_configs_have_clear_errors() {
         assert!(load("{nope").unwrap_err().to_string().contains("not valid JSON"));
-        assert!(load(r#"{"server":{},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#).unwrap_err().to_string().contains("http_addr"));
-        assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"bogus"},"storage":{"backend":"memory"}}"#).unwrap_err().to_string().contains("trust_service.type"));
-        assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"storage":{"backend":"mysql","db_url":"x"}}"#).unwrap_err().to_string().contains("not supported"));
-        assert!(load(r#"{"server":{"http_addr":":1","tls_cert_file":"a"},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#).unwrap_err().to_string().contains("together"));
+        assert!(load(r#"{"server":{},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("http_addr"));
+        assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"bogus"},"storage":{"backend":"memory"}}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("trust_service.type"));
+        assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"storage":{"backend":"mysql","db_url":"x"}}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
+        assert!(load(
+            r#"{"server":{"http_addr":":1","tls_cert_file":"a"},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("together"));
         assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"storage":{"backend":"memory"},"caching":{"max_age":{"current_metadata":-1}}}"#).is_err());
     }
 }

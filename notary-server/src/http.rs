@@ -40,7 +40,10 @@ fn routes() -> &'static Routes {
     static R: OnceLock<Routes> = OnceLock::new();
     R.get_or_init(|| Routes {
         update: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/$").unwrap(),
-        by_hash: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json$")).unwrap(),
+        by_hash: Regex::new(&format!(
+            r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json$"
+        ))
+        .unwrap(),
         by_version: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<version>[1-9]*[0-9]+)\.(?P<role>{ROLE})\.json$")).unwrap(),
         current: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.json$")).unwrap(),
         key: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>snapshot|timestamp)\.key$").unwrap(),
@@ -248,7 +251,8 @@ async fn health(state: &AppState) -> HttpResponse {
 }
 
 async fn changefeed(req: &HttpRequest, gun: Option<&str>, state: &AppState) -> Result<HttpResponse, ApiError> {
-    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?;
+    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?;
     let records = q.get("records").map(String::as_str).unwrap_or("");
     let change_id = q.get("change_id").map(String::as_str).unwrap_or("");
     let v = state.service.changes(gun, change_id, records).await?;
@@ -257,7 +261,12 @@ async fn changefeed(req: &HttpRequest, gun: Option<&str>, state: &AppState) -> R
 
 async fn update(req: &HttpRequest, gun: &str, mut body: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
     if !gun_is_acceptable(gun) {
-        return Err(ApiError::with(Code::InvalidGun, serde_json::Value::String("GUN must be at most 255 characters, without control characters or empty, '.' or '..' segments".into())));
+        return Err(ApiError::with(
+            Code::InvalidGun,
+            serde_json::Value::String(
+                "GUN must be at most 255 characters, without control characters or empty, '.' or '..' segments".into(),
+            ),
+        ));
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
     let boundary = multipart_boundary(content_type).ok_or_else(|| ApiError::new(Code::MalformedUpload))?;
@@ -327,7 +336,8 @@ mod tests {
         let c = r.current.captures("/v2/docker.io/library/alpine/_trust/tuf/targets/releases.json").unwrap();
         assert_eq!((&c["gun"], &c["role"]), ("docker.io/library/alpine", "targets/releases"));
         let h = "a".repeat(64);
-        let c = r.by_hash.captures(&format!("/v2/x/y/_trust/tuf/snapshot.{h}.json")).unwrap();
+        let p = format!("/v2/x/y/_trust/tuf/snapshot.{h}.json");
+        let c = r.by_hash.captures(&p).unwrap();
         assert_eq!((&c["gun"], &c["role"], &c["checksum"]), ("x/y", "snapshot", h.as_str()));
         let c = r.by_version.captures("/v2/x/_trust/tuf/3.root.json").unwrap();
         assert_eq!((&c["gun"], &c["version"]), ("x", "3"));

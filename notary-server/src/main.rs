@@ -67,7 +67,8 @@ fn init_logging(level: &str) {
         "fatal" | "panic" => "error",
         l => l,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,actix_server=warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,actix_server=warn")));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
@@ -91,7 +92,12 @@ fn local_passphrase(settings: &Settings) -> anyhow::Result<Zeroizing<String>> {
     let p = Zeroizing::new(hex::encode(raw.as_ref()));
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(p.as_bytes())?;
     tracing::warn!(path = %path.display(), "generated a passphrase for the server's signing keys; set {PASSPHRASE_ENV} to manage it yourself");
     Ok(p)
@@ -119,7 +125,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         max_upload_bytes: settings.max_upload_bytes,
         metrics: Arc::new(Metrics::default()),
     });
-    let server = actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).default_service(actix_web::web::to(dispatch)));
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).default_service(actix_web::web::to(dispatch)));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let server = match tls {
         Some(cfg) => server.bind_rustls_0_23(&settings.http_addr, cfg),

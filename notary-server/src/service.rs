@@ -48,6 +48,13 @@ fn validation_error(e: ValidationError) -> ApiError {
     }
 }
 
+/// A changefeed page, serialised with Go's field order.
+#[derive(serde::Serialize)]
+pub struct ChangeList {
+    pub count: usize,
+    pub records: Vec<Change>,
+}
+
 /// The current timestamp and the snapshot it references.
 struct Chain {
     timestamp: StoredFile,
@@ -102,7 +109,9 @@ impl RepoService {
     async fn sign_timestamp(&self, ts: &ToSign) -> Result<Vec<u8>, ApiError> {
         let sigs = sign_role(self.crypto.as_ref(), ts).await.map_err(|e| match e {
             // sic: two spaces, as the Go server words it
-            SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadRoot("no  timestamp keys exist on the server".into())),
+            SignRoleError::Insufficient { .. } => {
+                validation_error(ValidationError::BadRoot("no  timestamp keys exist on the server".into()))
+            }
             SignRoleError::Crypto(c) => crypto_error(c),
         })?;
         Ok(envelope(&ts.body, &sigs))
@@ -133,7 +142,11 @@ impl RepoService {
         let Some(timestamp) = self.store.latest(gun, md::TIMESTAMP).await? else { return Ok(None) };
         let ts = SignedFile::parse(&timestamp.data).map_err(ApiError::internal)?;
         let body: md::MetaBody = ts.body().map_err(ApiError::internal)?;
-        let sha = body.meta.get(md::SNAPSHOT).and_then(|m| m.sha256_hex()).ok_or_else(|| ApiError::internal(format!("{gun}: timestamp has no snapshot checksum")))?;
+        let sha = body
+            .meta
+            .get(md::SNAPSHOT)
+            .and_then(|m| m.sha256_hex())
+            .ok_or_else(|| ApiError::internal(format!("{gun}: timestamp has no snapshot checksum")))?;
         let Some(snapshot) = self.store.by_checksum(gun, md::SNAPSHOT, &sha).await? else { return Ok(None) };
         Ok(Some(Chain { timestamp, snapshot }))
     }
@@ -177,7 +190,8 @@ impl RepoService {
         let stored = self.stored_repo(gun, roles_needed([])).await?;
         let root_bytes = stored.files.get(md::ROOT).ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
         let root_file = SignedFile::parse(root_bytes).map_err(ApiError::internal)?;
-        let root = validation::load_root(gun, &root_file, None, 1, false, now).map_err(|e| ApiError::internal(format!("{gun}: cannot re-sign timestamp: {e}")))?;
+        let root = validation::load_root(gun, &root_file, None, 1, false, now)
+            .map_err(|e| ApiError::internal(format!("{gun}: cannot re-sign timestamp: {e}")))?;
         let mut updates = Vec::new();
         let snapshot_bytes = if snap.expired(now) {
             let to_sign = validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
@@ -234,13 +248,17 @@ impl RepoService {
         Ok(())
     }
 
-    pub async fn changes(&self, gun: Option<&str>, change_id: &str, records: &str) -> Result<serde_json::Value, ApiError> {
+    pub async fn changes(&self, gun: Option<&str>, change_id: &str, records: &str) -> Result<ChangeList, ApiError> {
         let records: i32 = records.parse().map_err(|_| {
-            ApiError::with(Code::InvalidParameters, json!(format!("invalid records parameter: strconv.ParseInt: parsing {records:?}: invalid syntax")))
+            ApiError::with(
+                Code::InvalidParameters,
+                json!(format!("invalid records parameter: strconv.ParseInt: parsing {records:?}: invalid syntax")),
+            )
         })?;
-        let change_id: i32 = if change_id.is_empty() { 0 } else { change_id.parse().map_err(|_| ApiError::empty_detail(Code::InvalidParameters))? };
+        let change_id: i32 =
+            if change_id.is_empty() { 0 } else { change_id.parse().map_err(|_| ApiError::empty_detail(Code::InvalidParameters))? };
         let records = if records == 0 { 100 } else { records as i64 };
         let rows: Vec<Change> = self.store.changes(gun, change_id as i64, records).await?;
-        Ok(json!({"count": rows.len(), "records": rows}))
+        Ok(ChangeList { count: rows.len(), records: rows })
     }
 }

@@ -29,7 +29,8 @@ pub fn ensure_self_signed(dir: &Path) -> anyhow::Result<Generated> {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "notary-server local CA");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages =
+        vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
     ca_params.not_before = date(from);
     ca_params.not_after = date(to);
     let ca_key = rcgen::KeyPair::generate()?;
@@ -60,21 +61,31 @@ pub fn ensure_self_signed(dir: &Path) -> anyhow::Result<Generated> {
 fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(data)?;
     Ok(())
 }
 
 pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert).with_context(|| format!("reading TLS certificate {}", cert.display()))?))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("reading TLS certificate {}", cert.display()))?,
+    ))
+    .collect::<Result<_, _>>()
+    .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
     if certs.is_empty() {
         bail!("no certificate found in {}", cert.display());
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key).with_context(|| format!("reading TLS key {}", key.display()))?))
-        .with_context(|| format!("parsing TLS key {}", key.display()))?
-        .with_context(|| format!("no private key found in {}", key.display()))?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("reading TLS key {}", key.display()))?,
+    ))
+    .with_context(|| format!("parsing TLS key {}", key.display()))?
+    .with_context(|| format!("no private key found in {}", key.display()))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?

@@ -55,7 +55,12 @@ impl Db {
                 .application_name("notary-rs");
             let deadline = tokio::time::Instant::now() + cfg.connect_retry;
             loop {
-                match PgPoolOptions::new().max_connections(cfg.max_connections).acquire_timeout(Duration::from_secs(10)).connect_with(opts.clone()).await {
+                match PgPoolOptions::new()
+                    .max_connections(cfg.max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts.clone())
+                    .await
+                {
                     Ok(p) => return Ok(Db::Postgres(p)),
                     Err(e) if tokio::time::Instant::now() < deadline && is_transient(&e) => {
                         tracing::warn!(error = %e, "database not reachable yet, retrying");

@@ -54,7 +54,8 @@ impl SqlKeyStore {
             .bind(key_id).fetch_optional(p).await).map_err(db_err)?;
         let (algorithm, alias, private, last_used) = row.ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
         let passphrase = self.passphrases.get(&alias)?;
-        let token = std::str::from_utf8(&private).map_err(|_| CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token")))?;
+        let token =
+            std::str::from_utf8(&private).map_err(|_| CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token")))?;
         let plain = jwe::decrypt(token, passphrase.as_bytes()).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
         let key = PrivateKey::from_go_bytes(&algorithm, &plain).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
         let cached = Arc::new(Cached { key, marked_used: AtomicBool::new(last_used.is_some()) });
@@ -90,7 +91,8 @@ impl CryptoService for SqlKeyStore {
     async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError> {
         let row: Option<(String, Vec<u8>, String, String)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT algorithm, public, role, gun FROM private_keys WHERE deleted_at IS NULL AND key_id = $1 ORDER BY id LIMIT 1")
-            .bind(key_id).fetch_optional(p).await).map_err(db_err)?;
+            .bind(key_id).fetch_optional(p).await)
+        .map_err(db_err)?;
         Ok(row.map(|(algorithm, public, role, gun)| KeyInfo { public: PublicKey::new(algorithm, public), role, gun }))
     }
 
@@ -109,7 +111,8 @@ impl CryptoService for SqlKeyStore {
     async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
         let t = now();
         with_pool!(&self.db, p => sqlx::query("UPDATE private_keys SET deleted_at = $1 WHERE deleted_at IS NULL AND key_id = $2")
-            .bind(t).bind(key_id).execute(p).await.map(|_| ())).map_err(db_err)?;
+            .bind(t).bind(key_id).execute(p).await.map(|_| ()))
+        .map_err(db_err)?;
         self.cache.write().await.remove(key_id);
         Ok(())
     }
@@ -135,7 +138,11 @@ mod tests {
         pub struct Dir(pub std::path::PathBuf);
         impl Dir {
             pub fn new() -> Self {
-                let p = std::env::temp_dir().join(format!("notary-signer-test-{}-{}", std::process::id(), rand_core::RngCore::next_u64(&mut rand_core::OsRng)));
+                let p = std::env::temp_dir().join(format!(
+                    "notary-signer-test-{}-{}",
+                    std::process::id(),
+                    rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+                ));
                 std::fs::create_dir_all(&p).unwrap();
                 Dir(p)
             }

@@ -85,7 +85,9 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), Canonic
     if !f.is_finite() || f.fract() != 0.0 {
         return Err(CanonicalError::NonInteger(n.to_string()));
     }
-    if f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+    // ±2^63: outside int64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if !(-LIMIT..LIMIT).contains(&f) {
         return Err(CanonicalError::OutOfRange(n.to_string()));
     }
     out.extend_from_slice((f as i64).to_string().as_bytes());

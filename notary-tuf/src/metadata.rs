@@ -92,7 +92,9 @@ impl SignedFile {
             _ => return Err(ParseError::Json("\"_type\" is not a string".into())),
         };
         let expires = match body.get("expires") {
-            Some(Value::String(s)) => crate::time::parse_rfc3339(s).ok_or_else(|| ParseError::Json(format!("\"expires\" is not RFC 3339: {s}")))?,
+            Some(Value::String(s)) => {
+                crate::time::parse_rfc3339(s).ok_or_else(|| ParseError::Json(format!("\"expires\" is not RFC 3339: {s}")))?
+            }
             _ => return Err(ParseError::Json("\"expires\" missing or not a string".into())),
         };
         let version = match body.get("version") {
@@ -156,10 +158,7 @@ fn b64_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
 
 fn b64_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
     let m: Option<BTreeMap<String, Option<String>>> = Option::deserialize(d)?;
-    m.unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| Ok((k, B64.decode(v.unwrap_or_default()).map_err(serde::de::Error::custom)?)))
-        .collect()
+    m.unwrap_or_default().into_iter().map(|(k, v)| Ok((k, B64.decode(v.unwrap_or_default()).map_err(serde::de::Error::custom)?))).collect()
 }
 
 #[derive(Deserialize)]
@@ -368,9 +367,14 @@ mod tests {
 
     #[test]
     fn parse_rejects_malformed() {
-        for bad in [&b"garbage"[..], b"[]", b"{\"signed\":1}", b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"x\",\"version\":1}}",
+        for bad in [
+            &b"garbage"[..],
+            b"[]",
+            b"{\"signed\":1}",
+            b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"x\",\"version\":1}}",
             b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":1.5}}",
-            b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":1},\"signatures\":[{\"sig\":\"!!\"}]}"] {
+            b"{\"signed\":{\"_type\":\"Root\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":1},\"signatures\":[{\"sig\":\"!!\"}]}",
+        ] {
             assert!(SignedFile::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         let ok = SignedFile::parse(br#"{"signed":{"_type":"Root","expires":"2030-01-01T00:00:00Z","version":3},"signatures":[{"keyid":"ab","method":"EdDSA","sig":"AAAA"}]}"#).unwrap();
@@ -381,15 +385,20 @@ mod tests {
     #[test]
     fn envelope_layout_matches_go() {
         let sig = Signature { keyid: "ab".into(), method: "eddsa".into(), sig: vec![1, 2, 3] };
-        assert_eq!(envelope(b"{\"a\":\"<&>\"}", &[sig]), br#"{"signed":{"a":"\u003c\u0026\u003e"},"signatures":[{"keyid":"ab","method":"eddsa","sig":"AQID"}]}"#);
+        assert_eq!(
+            envelope(b"{\"a\":\"<&>\"}", &[sig]),
+            br#"{"signed":{"a":"\u003c\u0026\u003e"},"signatures":[{"keyid":"ab","method":"eddsa","sig":"AQID"}]}"#
+        );
     }
 
     #[test]
     fn hash_checks() {
         let fm = FileMeta::of(b"hello");
         assert!(fm.check_hashes(b"hello", "targets").is_ok());
-        assert!(fm.check_hashes(b"hellO", "targets").unwrap_err().starts_with("sha256 checksum for targets did not match") ||
-                fm.check_hashes(b"hellO", "targets").unwrap_err().starts_with("sha512"));
+        assert!(
+            fm.check_hashes(b"hellO", "targets").unwrap_err().starts_with("sha256 checksum for targets did not match")
+                || fm.check_hashes(b"hellO", "targets").unwrap_err().starts_with("sha512")
+        );
         assert!(FileMeta::default().check_hashes(b"x", "root").unwrap_err().contains("checksum required"));
         assert!(fm.check_hash_structure().is_ok());
         let mut short = fm.clone();

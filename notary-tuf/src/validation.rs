@@ -148,7 +148,13 @@ fn check_common(file: &SignedFile, role: &str, type_: &str) -> Result<(), String
     Ok(())
 }
 
-fn check_version_and_expiry(file: &SignedFile, role: &str, min_version: i64, allow_expired: bool, now: DateTime<Utc>) -> Result<(), String> {
+fn check_version_and_expiry(
+    file: &SignedFile,
+    role: &str,
+    min_version: i64,
+    allow_expired: bool,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
     if file.common.version < min_version {
         return Err(format!("version {} of {role} is lower than current version {min_version}", file.common.version));
     }
@@ -159,7 +165,13 @@ fn check_version_and_expiry(file: &SignedFile, role: &str, min_version: i64, all
 }
 
 /// Go `isValidRootRoleStructure`.
-fn check_role_keys(container: &str, role: &str, keyids: &[String], threshold: i64, keys: &BTreeMap<String, PublicKey>) -> Result<(), String> {
+fn check_role_keys(
+    container: &str,
+    role: &str,
+    keyids: &[String],
+    threshold: i64,
+    keys: &BTreeMap<String, PublicKey>,
+) -> Result<(), String> {
     if threshold < 1 {
         return Err(invalid_metadata(container, format!("invalid threshold specified for {role}: {threshold} ")));
     }
@@ -221,7 +233,8 @@ fn cert_keys(certs: &RootCerts, gun: &str, check_expiry: bool, now: i64) -> BTre
         if !cn_matches(leaf.common_name.as_deref(), gun) || leaf.validate(check_expiry, now).is_err() {
             continue;
         }
-        let ints: Vec<CertInfo> = certs.intermediates.get(id).into_iter().flatten().filter(|c| c.validate(true, now).is_ok()).cloned().collect();
+        let ints: Vec<CertInfo> =
+            certs.intermediates.get(id).into_iter().flatten().filter(|c| c.validate(true, now).is_ok()).cloned().collect();
         if let Some(k) = cert_bundle_to_key(leaf, &ints) {
             out.insert(k.id(), k);
         }
@@ -231,7 +244,14 @@ fn cert_keys(certs: &RootCerts, gun: &str, check_expiry: bool, now: i64) -> BTre
 
 /// Load a root for `gun` as Go's builder does with TOFU trust pinning and an optional previous
 /// root (rotation: the new root must also satisfy the previous root's root role).
-pub fn load_root(gun: &str, file: &SignedFile, prev: Option<&LoadedRoot>, min_version: i64, allow_expired: bool, now: DateTime<Utc>) -> Result<LoadedRoot, String> {
+pub fn load_root(
+    gun: &str,
+    file: &SignedFile,
+    prev: Option<&LoadedRoot>,
+    min_version: i64,
+    allow_expired: bool,
+    now: DateTime<Utc>,
+) -> Result<LoadedRoot, String> {
     let root = parse_root_structure(file)?;
     let now_unix = now.timestamp();
     let keys = cert_keys(&parse_root_certs(&root), gun, true, now_unix);
@@ -241,8 +261,9 @@ pub fn load_root(gun: &str, file: &SignedFile, prev: Option<&LoadedRoot>, min_ve
     if let Some(prev) = prev {
         let prev_keys = cert_keys(&parse_root_certs(&prev.root), gun, false, now_unix);
         let threshold = prev.root.roles.get(md::ROOT).cloned().flatten().map(|r| r.threshold).unwrap_or(1);
-        verify_signatures(file, &BaseRole { name: md::ROOT.into(), keys: prev_keys, threshold })
-            .map_err(|e| format!("could not rotate trust to a new trusted root: failed to validate data with current trusted certificates: {e}"))?;
+        verify_signatures(file, &BaseRole { name: md::ROOT.into(), keys: prev_keys, threshold }).map_err(|e| {
+            format!("could not rotate trust to a new trusted root: failed to validate data with current trusted certificates: {e}")
+        })?;
     }
     let threshold = root.roles.get(md::ROOT).cloned().flatten().map(|r| r.threshold).unwrap_or(0);
     verify_signatures(file, &BaseRole { name: md::ROOT.into(), keys, threshold })
@@ -269,7 +290,11 @@ fn parse_targets_structure(file: &SignedFile, role: &str) -> Result<Targets, Str
 fn delegation_role(name: &str, loaded: &BTreeMap<String, (Targets, Vec<u8>)>, now: i64) -> Result<BaseRole, String> {
     let parent = parent_role(name);
     let Some((pt, _)) = loaded.get(parent) else {
-        return Err(if parent == md::TARGETS { "targets must be loaded first".into() } else { format!("tuf: invalid role {name}. parent role {parent} not loaded") });
+        return Err(if parent == md::TARGETS {
+            "targets must be loaded first".into()
+        } else {
+            format!("tuf: invalid role {name}. parent role {parent} not loaded")
+        });
     };
     let Some(d) = pt.delegations.roles.iter().find(|d| d.name == name) else {
         return Err(format!("tuf: invalid role {name}. delegation does not exist"));
@@ -287,7 +312,14 @@ fn delegation_role(name: &str, loaded: &BTreeMap<String, (Targets, Vec<u8>)>, no
     Ok(BaseRole { name: name.to_string(), keys, threshold: d.threshold })
 }
 
-fn load_targets(role: &str, file: &SignedFile, root: &LoadedRoot, loaded: &BTreeMap<String, (Targets, Vec<u8>)>, allow_expired: bool, now: DateTime<Utc>) -> Result<Targets, String> {
+fn load_targets(
+    role: &str,
+    file: &SignedFile,
+    root: &LoadedRoot,
+    loaded: &BTreeMap<String, (Targets, Vec<u8>)>,
+    allow_expired: bool,
+    now: DateTime<Utc>,
+) -> Result<Targets, String> {
     let base = if role == md::TARGETS { root.base_role(md::TARGETS)? } else { delegation_role(role, loaded, now.timestamp())? };
     verify_signatures(file, &base).map_err(|e| e.to_string())?;
     let t = parse_targets_structure(file, role)?;
@@ -319,7 +351,12 @@ pub fn parse_timestamp(file: &SignedFile) -> Result<MetaBody, String> {
 
 /// Validate an upload. `uploads` maps role → parsed file; roles must already be valid role
 /// names (the HTTP layer answers `INVALID_ROLE` otherwise). An uploaded timestamp is ignored.
-pub fn validate_update(gun: &str, uploads: &BTreeMap<String, SignedFile>, stored: &StoredRepo, now: DateTime<Utc>) -> Result<Plan, ValidationError> {
+pub fn validate_update(
+    gun: &str,
+    uploads: &BTreeMap<String, SignedFile>,
+    stored: &StoredRepo,
+    now: DateTime<Utc>,
+) -> Result<Plan, ValidationError> {
     use ValidationError as E;
     let stored_file = |role: &str| -> Result<Option<SignedFile>, ValidationError> {
         stored.files.get(role).map(|b| SignedFile::parse(b).map_err(|e| E::Other(format!("stored {role} is unreadable: {e}")))).transpose()
@@ -441,7 +478,8 @@ pub fn timestamp_body(prev_version: Option<i64>, snapshot_bytes: &[u8], now: Dat
     }
     let mut meta = BTreeMap::new();
     meta.insert(md::SNAPSHOT.to_string(), FileMeta::of(snapshot_bytes));
-    let body = md::meta_body("Timestamp", version, &crate::time::timestamp_expiry(now), &meta).map_err(|e| ValidationError::Validation(e.to_string()))?;
+    let body = md::meta_body("Timestamp", version, &crate::time::timestamp_expiry(now), &meta)
+        .map_err(|e| ValidationError::Validation(e.to_string()))?;
     Ok((version, body))
 }
 

@@ -91,7 +91,11 @@ fn go_signatures_verify_ecdsa_rsapss_eddsa() {
     assert_eq!(t.signatures[0].method, "ecdsa");
     let targets: Targets = t.body().unwrap();
     let d = &targets.delegations.roles[0];
-    let del_role = BaseRole { name: d.name.clone(), keys: d.keyids.iter().map(|k| (k.clone(), targets.delegations.keys[k].clone())).collect(), threshold: d.threshold };
+    let del_role = BaseRole {
+        name: d.name.clone(),
+        keys: d.keyids.iter().map(|k| (k.clone(), targets.delegations.keys[k].clone())).collect(),
+        threshold: d.threshold,
+    };
     let rel = file("targets/releases");
     assert_eq!(rel.signatures[0].method, "rsapss");
     verify_signatures(&rel, &del_role).unwrap();
@@ -148,7 +152,9 @@ fn publish_validation_accepts_go_upload_and_rejects_tampering() {
 
     // Wrong GUN: the root certificate's CN does not match.
     let up: BTreeMap<_, _> = [("root".to_string(), file("root"))].into();
-    assert!(matches!(validate_update("example.com/other", &up, &StoredRepo::default(), now), Err(ValidationError::BadRoot(m)) if m.contains("valid leaf certificates")));
+    assert!(
+        matches!(validate_update("example.com/other", &up, &StoredRepo::default(), now), Err(ValidationError::BadRoot(m)) if m.contains("valid leaf certificates"))
+    );
 
     // Expired metadata is refused on upload.
     let later = file("targets").common.expires.with_timezone(&Utc) + Duration::days(1);
