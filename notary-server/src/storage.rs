@@ -9,11 +9,21 @@ use notary_tuf::validation::Update;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("../../migrations/sqlite/0001_tuf_files_changefeed.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_tuf_files_changefeed.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../../migrations/sqlite/0001_tuf_files_changefeed.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_tuf_files_changefeed.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("../../migrations/sqlite/0002_go_migrate_marker.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_go_migrate_marker.sql"),
+    },
+];
+
+/// Key of the transaction-level advisory lock that orders changefeed writes on Postgres.
+const CHANGEFEED_LOCK: i64 = 0x6e6f_7461_7279;
 
 #[derive(Debug, Clone)]
 pub struct StoredFile {
@@ -128,6 +138,7 @@ impl MetaStore for SqlStore {
     async fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), StoreError> {
         let _guard = self.write_guard().await;
         let t = now();
+        let is_pg = matches!(self.db, Db::Postgres(_));
         with_pool!(&self.db, p => {
             let mut tx = p.begin().await?;
             for u in updates {
@@ -142,6 +153,11 @@ impl MetaStore for SqlStore {
                 sqlx::query("INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $1, $2, $3, $4, $5, $6)")
                     .bind(t).bind(gun).bind(&u.role).bind(version).bind(&u.data).bind(&sha).execute(&mut *tx).await?;
                 if u.role == notary_tuf::metadata::TIMESTAMP {
+                    if is_pg {
+                        // Serialise changefeed writers so ids are assigned in commit order:
+                        // a reader paging by id never skips a row committed later.
+                        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGEFEED_LOCK).execute(&mut *tx).await?;
+                    }
                     sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
                         .bind(t).bind(gun).bind(version).bind(&sha).execute(&mut *tx).await?;
                 }
@@ -154,10 +170,14 @@ impl MetaStore for SqlStore {
     async fn delete(&self, gun: &str) -> Result<bool, StoreError> {
         let _guard = self.write_guard().await;
         let t = now();
+        let is_pg = matches!(self.db, Db::Postgres(_));
         with_pool!(&self.db, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun).execute(&mut *tx).await?.rows_affected();
             if n > 0 {
+                if is_pg {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGEFEED_LOCK).execute(&mut *tx).await?;
+                }
                 sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')")
                     .bind(t).bind(gun).execute(&mut *tx).await?;
             }

@@ -5,6 +5,8 @@ mod common;
 
 use common::*;
 
+on_both_backends!(rejected_uploads_keep_state, protocol_details);
+
 const GUN: &str = "example.com/api/repo";
 
 fn code_and_detail(body: &[u8]) -> (String, serde_json::Value) {
@@ -14,8 +16,8 @@ fn code_and_detail(body: &[u8]) -> (String, serde_json::Value) {
 
 /// A repository published by the Go CLI (client holds the snapshot key), and the bytes of the
 /// files the client cached.
-async fn published() -> (Server, Notary) {
-    let s = Server::start().await;
+async fn published(backend: Backend) -> (Server, Notary) {
+    let s = Server::start_backend(backend).await;
     let c = s.notary("owner");
     let f = write_file(s.tmp(), "a.txt", b"content\n");
     c.ok(&["init", GUN]);
@@ -34,9 +36,8 @@ async fn post(s: &Server, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
 }
 
-#[tokio::test]
-async fn rejected_uploads_keep_state() {
-    let (s, c) = published().await;
+async fn rejected_uploads_keep_state(backend: Backend) {
+    let (s, c) = published(backend).await;
     let before = s.snapshot_of_state(GUN).await;
     let targets = cached(&c, "targets");
     let snapshot = cached(&c, "snapshot");
@@ -113,9 +114,8 @@ async fn rejected_uploads_keep_state() {
     assert!(!s.log().contains("panicked"));
 }
 
-#[tokio::test]
-async fn protocol_details() {
-    let (s, _c) = published().await;
+async fn protocol_details(backend: Backend) {
+    let (s, _c) = published(backend).await;
     // Ping.
     let (st, body) = s.get(&format!("{}/v2/", s.url)).await;
     assert_eq!((st, body.as_slice()), (200, &b"{}"[..]));

@@ -7,8 +7,34 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database on the test Postgres cluster (started by scripts/test.sh).
+pub async fn create_pg_db() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("NOTARY_TEST_PG_URL")
+        .expect("NOTARY_TEST_PG_URL is not set: run the tests with `bash scripts/test.sh`, which starts a private Postgres");
+    let name = format!("notary_test_{}_{}", std::process::id(), rand_suffix());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test Postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    t * 1000 + N.fetch_add(1, Ordering::Relaxed)
+}
+
 pub struct Server {
     child: Option<Child>,
+    args: Vec<String>,
+    pub db_url: Option<String>,
     pub data: PathBuf,
     pub port: u16,
     pub url: String,
@@ -24,19 +50,51 @@ fn free_port() -> u16 {
 impl Server {
     /// Start on the embedded default (SQLite + self-signed TLS) in a fresh folder.
     pub async fn start() -> Server {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        Self::start_in(tmp, data, free_port()).await
+        Self::start_backend(Backend::Sqlite).await
     }
 
-    async fn start_in(tmp: tempfile::TempDir, data: PathBuf, port: u16) -> Server {
+    pub async fn start_backend(backend: Backend) -> Server {
+        match backend {
+            Backend::Sqlite => {
+                let tmp = tempfile::tempdir().unwrap();
+                let data = tmp.path().join("data");
+                let port = free_port();
+                let args = vec!["--data-dir".into(), data.display().to_string(), "--listen".into(), format!("127.0.0.1:{port}")];
+                Self::spawn(tmp, data, port, args, None).await
+            }
+            Backend::Postgres => Self::start_with_db(&create_pg_db().await).await,
+        }
+    }
+
+    /// Start from a Go-format config file on the given Postgres database, with TLS files made
+    /// up front (as an operator would configure them).
+    pub async fn start_with_db(db_url: &str) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let tls = notary_server::tls::ensure_self_signed(&data).unwrap();
+        let port = free_port();
+        let config = serde_json::json!({
+            "server": {"http_addr": format!("127.0.0.1:{port}"), "tls_cert_file": tls.cert, "tls_key_file": tls.key},
+            "trust_service": {"type": "local", "key_algorithm": "ecdsa"},
+            "storage": {"backend": "postgres", "db_url": db_url},
+            "logging": {"level": "info"}
+        });
+        let path = tmp.path().join("server.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let args = vec!["-config".into(), path.display().to_string()];
+        Self::spawn(tmp, data, port, args, Some(db_url.to_string())).await
+    }
+
+    async fn spawn(tmp: tempfile::TempDir, data: PathBuf, port: u16, args: Vec<String>, db_url: Option<String>) -> Server {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(tmp.path().join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_notary-server"))
-            .args(["--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start notary-server");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary-server"));
+        cmd.args(&args).env_remove("NOTARY_SERVER_KEY_PASSPHRASE");
+        if db_url.is_some() {
+            // Config-file deployments give the key passphrase through the environment; the
+            // embedded default generates one in its data folder.
+            cmd.env("NOTARY_SERVER_KEY_PASSPHRASE", "test-server-key-passphrase");
+        }
+        let child = cmd.stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("start notary-server");
         let ca = data.join("tls/ca.crt");
         let url = format!("https://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -47,7 +105,7 @@ impl Server {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let cert = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
         let http = reqwest::Client::builder().add_root_certificate(cert).build().unwrap();
-        let mut s = Server { child: Some(child), data, port, url, ca, http, tmp };
+        let mut s = Server { child: Some(child), args, db_url, data, port, url, ca, http, tmp };
         loop {
             if let Ok(r) = s.http.get(format!("{}/_notary_server/health", s.url)).send().await {
                 if r.status() == 200 {
@@ -67,14 +125,14 @@ impl Server {
         std::fs::read_to_string(self.tmp.path().join("server.log")).unwrap_or_default()
     }
 
-    /// Stop and start again on the same data folder and port.
+    /// Stop and start again with the same arguments, data folder and port.
     pub async fn restart(mut self) -> Server {
         self.stop();
         let tmp = std::mem::replace(&mut self.tmp, tempfile::tempdir().unwrap());
-        Self::start_in(tmp, self.data.clone(), self.port).await
+        Self::spawn(tmp, self.data.clone(), self.port, self.args.clone(), self.db_url.clone()).await
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -190,4 +248,17 @@ pub fn snapshot_sha_from_timestamp(ts: &[u8]) -> String {
     let b64 = v["signed"]["meta"]["snapshot"]["hashes"]["sha256"].as_str().unwrap();
     use base64::Engine;
     hex::encode(base64::engine::general_purpose::STANDARD.decode(b64).unwrap())
+}
+
+/// Generate one `#[tokio::test]` per backend for each `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Backend::Postgres).await } )*
+        }
+    };
 }
