@@ -89,17 +89,7 @@ async fn delegation_rotation_witness_and_delete(backend: Backend) {
     assert!(s.notary("fresh1").ok(&["list", GUN]).contains("v1"));
 
     // A delegate holding only its own key publishes into targets/releases.
-    let key = s.tmp().join("delegate.key");
-    let cert = s.tmp().join("delegate.crt");
-    let st = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes", "-days", "30", "-subj", "/CN=delegate"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    let (key, cert) = delegate_cert(s.tmp(), "delegate");
     owner.ok(&["delegation", "add", GUN, "targets/releases", cert.to_str().unwrap(), "--all-paths"]);
     owner.ok(&["publish", GUN]);
     let delegate = s.notary("delegate");

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// Postgres with the Go server's schema, populated by the Go server first.
+    GoPopulatedPostgres,
 }
 
 /// A fresh, empty database on the test Postgres cluster (started by scripts/test.sh).
@@ -63,6 +65,7 @@ impl Server {
                 Self::spawn(tmp, data, port, args, None).await
             }
             Backend::Postgres => Self::start_with_db(&create_pg_db().await).await,
+            Backend::GoPopulatedPostgres => Self::start_with_db(&go_populated_db().await).await,
         }
     }
 
@@ -260,5 +263,133 @@ macro_rules! on_both_backends {
         mod postgres {
             $( #[tokio::test] async fn $name() { super::$name($crate::common::Backend::Postgres).await } )*
         }
+        mod go_populated_postgres {
+            $( #[tokio::test] async fn $name() { super::$name($crate::common::Backend::GoPopulatedPostgres).await } )*
+        }
     };
+}
+
+/// A fresh database with the schema the Go server's migrations create.
+pub async fn create_go_pg_db() -> String {
+    use sqlx::Connection;
+    let url = create_pg_db().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let schema = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/go-server-postgres-schema.sql")).unwrap();
+    sqlx::raw_sql(&schema).execute(&mut conn).await.unwrap();
+    url
+}
+
+/// Debian's Go notary-server 0.7.0 (local trust service, TLS) on a Postgres database.
+pub struct GoServer {
+    child: Option<Child>,
+    pub url: String,
+    pub ca: PathBuf,
+    pub tmp: tempfile::TempDir,
+}
+
+impl GoServer {
+    pub async fn start(db_url: &str) -> GoServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let tls = notary_server::tls::ensure_self_signed(tmp.path()).unwrap();
+        let port = free_port();
+        let sep = if db_url.contains('?') { '&' } else { '?' };
+        let config = serde_json::json!({
+            "server": {"http_addr": format!("127.0.0.1:{port}"), "tls_cert_file": tls.cert, "tls_key_file": tls.key},
+            "trust_service": {"type": "local", "hostname": "", "port": "", "key_algorithm": "ecdsa"},
+            "storage": {"backend": "postgres", "db_url": format!("{db_url}{sep}sslmode=disable")},
+            "logging": {"level": "info"}
+        });
+        let path = tmp.path().join("go-server.json");
+        std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let log = std::fs::File::create(tmp.path().join("go-server.log")).unwrap();
+        let child = Command::new("notary-server")
+            .arg("-config")
+            .arg(&path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("Debian's Go notary-server must be installed (package `notary`)");
+        let url = format!("https://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap())
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut g = GoServer { child: Some(child), url, ca: tls.ca, tmp };
+        loop {
+            if let Ok(r) = http.get(format!("{}/v2/", g.url)).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(g.child.as_mut().unwrap().try_wait().unwrap().is_none(), "Go notary-server exited: {}", g.log());
+            assert!(Instant::now() < deadline, "Go notary-server not ready: {}", g.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        g
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join("go-server.log")).unwrap_or_default()
+    }
+
+    /// A notary CLI bound to this server; `dir` is a trust folder (may be shared with clients
+    /// of our server).
+    pub fn notary(&self, dir: &Path) -> Notary {
+        Notary { server: self.url.clone(), ca: self.ca.clone(), dir: dir.to_path_buf() }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for GoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The GUN the Go server writes in [`go_populated_db`], with its targets.
+pub const GO_GUN: &str = "example.com/go/written";
+
+/// A Go-created database that the Go server populated through the Go CLI: a repository with a
+/// target in `targets` and one in the delegation `targets/releases`.
+pub async fn go_populated_db() -> String {
+    let db = create_go_pg_db().await;
+    let go = GoServer::start(&db).await;
+    let owner = go.notary(&go.tmp.path().join("owner"));
+    let f = write_file(go.tmp.path(), "go.txt", b"written through the Go server\n");
+    owner.ok(&["init", GO_GUN]);
+    owner.ok(&["add", GO_GUN, "go-v1", f.to_str().unwrap()]);
+    owner.ok(&["publish", GO_GUN]);
+    let (key, cert) = delegate_cert(go.tmp.path(), "go-delegate");
+    owner.ok(&["delegation", "add", GO_GUN, "targets/releases", cert.to_str().unwrap(), "--all-paths"]);
+    owner.ok(&["publish", GO_GUN]);
+    owner.ok(&["key", "rotate", GO_GUN, "snapshot", "-r"]); // the Go server signs snapshots (ed25519)
+    let delegate = go.notary(&go.tmp.path().join("delegate"));
+    delegate.ok(&["key", "import", key.to_str().unwrap(), "--role", "targets/releases"]);
+    delegate.ok(&["add", GO_GUN, "go-release", f.to_str().unwrap(), "--roles", "targets/releases"]);
+    delegate.ok(&["publish", GO_GUN]);
+    assert!(go.notary(&go.tmp.path().join("check")).ok(&["list", GO_GUN]).contains("go-release"));
+    db
+}
+
+/// An RSA-2048 delegation key and self-signed certificate made with openssl.
+pub fn delegate_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes", "-days", "30", "-subj", &format!("/CN={name}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (key, cert)
 }
