@@ -247,6 +247,13 @@ pub fn cert_bundle_to_key(leaf: &CertInfo, intermediates: &[CertInfo]) -> Option
     Some(PublicKey::new(leaf.key_type()?, pem.into_bytes()))
 }
 
+/// The `ecdsa-x509`/`rsa-x509` key of a DER certificate, PEM-encoded exactly as Go's
+/// `pem.Encode` writes it (so its key ID matches what Go computes).
+pub fn cert_key_from_der(der: &[u8]) -> Option<PublicKey> {
+    let info = cert_info(Certificate::from_der(der).ok()?);
+    cert_bundle_to_key(&info, &[])
+}
+
 // ---------------------------------------------------------------------------------------------
 // Private keys (server-managed: ECDSA P-256 and Ed25519)
 

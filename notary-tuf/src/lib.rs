@@ -2,6 +2,7 @@
 //! Docker Notary 0.7. Canonical JSON, key IDs, signature verification and signing, metadata
 //! types that keep their raw bytes, and the publish validation shared by server, importer and tests.
 
+pub mod builder;
 pub mod cjson;
 pub mod keys;
 pub mod metadata;
