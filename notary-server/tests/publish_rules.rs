@@ -7,7 +7,7 @@ use common::*;
 use notary_tuf::builder::{root_body, sign, targets_body, Signer};
 use serde_json::{json, Value};
 
-on_both_backends!(racing_publishes_have_one_winner, unknown_fields_are_preserved, audit_regressions_are_rejected);
+on_both_backends!(racing_publishes_have_one_winner, unknown_fields_are_preserved, audit_regressions_are_rejected, changefeed_pages_like_go);
 
 fn code_and_name(body: &[u8]) -> (String, String) {
     let v: Value = serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
@@ -151,4 +151,53 @@ async fn audit_regressions_are_rejected(backend: Backend) {
     // And a correct update still goes through afterwards.
     let (st, _) = s.post_parts(&gun, &[("targets", &good)]).await;
     assert_eq!(st, 200);
+}
+
+
+async fn changefeed_pages_like_go(backend: Backend) {
+    let s = Server::start_backend(backend).await;
+    // The database may hold earlier changes (the Go-populated one does): page from the newest.
+    let (_, body) = s.get(&format!("{}/v2/_trust/changefeed?change_id=-1&records=1", s.url)).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let base = v["records"].get(0).map(|r| r["ID"].as_str().unwrap().to_string()).unwrap_or_else(|| "0".into());
+    let a = RustRepo::init(&s, "example.com/feed/a").await;
+    let b = RustRepo::init(&s, "example.com/feed/b").await;
+    for v in 2..4 {
+        let (st, _) = s.post_parts(&a.gun, &[("targets", &a.targets_file(v, &[("t", &[v as u8])]))]).await;
+        assert_eq!(st, 200);
+    }
+    let r = s.http.delete(s.tuf(&b.gun, "")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Deleting a GUN that does not exist: 200 and no changefeed row.
+    assert_eq!(s.http.delete(s.tuf("example.com/feed/none", "")).send().await.unwrap().status(), 200);
+
+    let feed = |q: String| {
+        let s = &s;
+        async move {
+            let (st, body) = s.get(&format!("{}{q}", s.url)).await;
+            assert_eq!(st, 200, "{q}");
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["count"].as_u64().unwrap() as usize, v["records"].as_array().unwrap().len());
+            v["records"].as_array().unwrap().iter().map(|r| (r["GUN"].as_str().unwrap().to_string(), r["Version"].as_i64().unwrap(), r["Category"].as_str().unwrap().to_string(), r["ID"].as_str().unwrap().to_string())).collect::<Vec<_>>()
+        }
+    };
+    let all = feed(format!("/v2/_trust/changefeed?records=0&change_id={base}")).await; // 0 = default page
+    let summary: Vec<(String, i64, String)> = all.iter().map(|(g, v, c, _)| (g.clone(), *v, c.clone())).collect();
+    let (fa, fb) = ("example.com/feed/a".to_string(), "example.com/feed/b".to_string());
+    assert_eq!(summary, vec![(fa.clone(), 1, "update".into()), (fb.clone(), 1, "update".into()), (fa.clone(), 2, "update".into()), (fa.clone(), 3, "update".into()), (fb.clone(), 0, "deletion".into())]);
+    let ids: Vec<String> = all.iter().map(|r| r.3.clone()).collect();
+    // Forward pages: after a change ID, oldest first.
+    assert_eq!(feed(format!("/v2/_trust/changefeed?records=2&change_id={base}")).await, all[..2].to_vec());
+    assert_eq!(feed(format!("/v2/_trust/changefeed?records=2&change_id={}", ids[1])).await, all[2..4].to_vec());
+    // Backwards: the newest |records|, still oldest first; change_id excluded.
+    assert_eq!(feed("/v2/_trust/changefeed?records=-2".into()).await, all[3..].to_vec());
+    assert_eq!(feed("/v2/_trust/changefeed?change_id=-1&records=1".into()).await, all[4..].to_vec());
+    assert_eq!(feed(format!("/v2/_trust/changefeed?records=-2&change_id={}", ids[3])).await, all[1..3].to_vec());
+    // Per GUN.
+    let only_a = feed(format!("/v2/{}/_trust/changefeed?records=10", a.gun)).await;
+    assert_eq!(only_a.iter().map(|r| r.1).collect::<Vec<_>>(), vec![1, 2, 3]);
+    // A deletion row has an empty checksum.
+    let (_, body) = s.get(&format!("{}/v2/{}/_trust/changefeed?records=-1", s.url, b.gun)).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["records"][0]["SHA256"], "");
 }

@@ -202,6 +202,15 @@ impl Notary {
     }
 
     pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
+        self.run_full(args, input, None)
+    }
+
+    /// Run with every key passphrase set to `passphrase` (e.g. keys made by `docker trust`).
+    pub fn run_with_env(&self, args: &[&str], passphrase: &str) -> Run {
+        self.run_full(args, b"", Some(passphrase))
+    }
+
+    fn run_full(&self, args: &[&str], input: &[u8], passphrase: Option<&str>) -> Run {
         let mut cmd = Command::new("notary");
         cmd.args(["-s", &self.server, "--tlscacert", self.ca.to_str().unwrap(), "-d", self.dir.to_str().unwrap()])
             .args(args)
@@ -212,6 +221,11 @@ impl Notary {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(p) = passphrase {
+            for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
+                cmd.env(format!("NOTARY_{role}_PASSPHRASE"), p);
+            }
+        }
         let mut child = cmd.spawn().expect("the Go `notary` CLI must be installed (Debian package `notary`); .ci/run installs it");
         child.stdin.take().unwrap().write_all(input).unwrap();
         let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
