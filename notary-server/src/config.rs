@@ -45,6 +45,12 @@ pub struct TrustServiceConfig {
 pub struct StorageConfig {
     pub backend: String,
     pub db_url: String,
+    /// Connection pool size (not in Go).
+    pub max_connections: Option<u32>,
+    /// How long start-up retries an unreachable database (not in Go).
+    pub connect_retry_seconds: Option<u64>,
+    /// Per-statement timeout on Postgres (not in Go).
+    pub statement_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -80,6 +86,7 @@ pub struct Settings {
     /// The self-signed CA a client must trust, when the server made its own certificate.
     pub generated_ca: Option<PathBuf>,
     pub db_url: String,
+    pub pool: notary_signer::db::PoolConfig,
     pub trust: TrustService,
     pub log_level: String,
     pub max_age_current: i64,
@@ -123,6 +130,9 @@ const ENV_KEYS: &[&str] = &[
     "trust_service.tls_client_key",
     "storage.backend",
     "storage.db_url",
+    "storage.max_connections",
+    "storage.connect_retry_seconds",
+    "storage.statement_timeout_ms",
     "logging.level",
     "caching.max_age.current_metadata",
     "caching.max_age.consistent_metadata",
@@ -229,6 +239,14 @@ impl Config {
             tls,
             generated_ca: None,
             db_url,
+            pool: {
+                let d = notary_signer::db::PoolConfig::default();
+                notary_signer::db::PoolConfig {
+                    max_connections: self.storage.max_connections.unwrap_or(d.max_connections).max(1),
+                    connect_retry: self.storage.connect_retry_seconds.map(std::time::Duration::from_secs).unwrap_or(d.connect_retry),
+                    statement_timeout: self.storage.statement_timeout_ms.map(std::time::Duration::from_millis).unwrap_or(d.statement_timeout),
+                }
+            },
             trust,
             log_level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
             max_age_current: max_age(self.caching.max_age.current_metadata, 300, "current_metadata")?,
@@ -256,6 +274,7 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         tls: None,
         generated_ca: None,
         db_url: format!("sqlite:{}", data_dir.join("notary.db").display()),
+        pool: Default::default(),
         trust: TrustService::Local { key_algorithm: "ecdsa".into(), persist: true },
         log_level: "info".into(),
         max_age_current: 300,

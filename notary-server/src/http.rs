@@ -239,12 +239,18 @@ fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
 }
 
 async fn health(state: &AppState) -> HttpResponse {
+    // Each check is bounded: a database that does not answer is reported, not waited for.
+    let limit = std::time::Duration::from_secs(3);
     let mut failures = serde_json::Map::new();
-    if let Err(e) = state.service.store.health().await {
-        failures.insert("DB operational".into(), e.to_string().into());
+    match tokio::time::timeout(limit, state.service.store.health()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => drop(failures.insert("DB operational".into(), e.to_string().into())),
+        Err(_) => drop(failures.insert("DB operational".into(), "database did not answer within 3s".into())),
     }
-    if let Err(e) = state.service.crypto.health().await {
-        failures.insert("Trust operational".into(), e.to_string().into());
+    match tokio::time::timeout(limit, state.service.crypto.health()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => drop(failures.insert("Trust operational".into(), e.to_string().into())),
+        Err(_) => drop(failures.insert("Trust operational".into(), "signing service did not answer within 3s".into())),
     }
     let status = if failures.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     HttpResponse::build(status).content_type("application/json; charset=utf-8").body(serde_json::Value::Object(failures).to_string())

@@ -8,7 +8,7 @@ use notary_server::http::{dispatch, AppState};
 use notary_server::metrics::Metrics;
 use notary_server::service::RepoService;
 use notary_server::storage::SqlStore;
-use notary_signer::db::{Db, PoolConfig};
+use notary_signer::db::Db;
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
 use notary_signer::sql::SqlKeyStore;
@@ -104,7 +104,9 @@ fn local_passphrase(settings: &Settings) -> anyhow::Result<Zeroizing<String>> {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let db = Db::connect(&settings.db_url, &PoolConfig::default()).await.with_context(|| "connecting to the database")?;
+    let db = Db::connect(&settings.db_url, &settings.pool)
+        .await
+        .with_context(|| format!("the database is not reachable (retried for {}s)", settings.pool.connect_retry.as_secs()))?;
     let store = SqlStore::new(db.clone()).await.context("preparing the database schema")?;
     let TrustService::Local { key_algorithm, persist } = settings.trust.clone();
     let crypto: Arc<dyn CryptoService> = if persist {

@@ -184,3 +184,44 @@ async fn protocol_details(backend: Backend) {
     assert!(String::from_utf8_lossy(&body)
         .contains("notary_server_http_requests_total{code=\"200\",method=\"post\",operation=\"UpdateTUF\"} 1"));
 }
+
+#[tokio::test]
+async fn upload_limit_and_gun_prefixes() {
+    let db = create_pg_db().await;
+    let s = Server::start_with_config(
+        &db,
+        serde_json::json!({"server": {"max_upload_bytes": 8192}, "repositories": {"gun_prefixes": ["example.com/allowed/"]}}),
+    )
+    .await;
+    let ok_gun = "example.com/allowed/repo";
+    let c = s.notary("c");
+    let f = write_file(s.tmp(), "a.txt", b"a\n");
+    c.ok(&["init", ok_gun]);
+    c.ok(&["add", ok_gun, "v1", f.to_str().unwrap()]);
+    c.ok(&["publish", ok_gun]);
+    let before = s.snapshot_of_state(ok_gun).await;
+
+    // Larger than the limit: refused before it is read, nothing stored.
+    let big = vec![b'x'; 20_000];
+    let (ct, body) = multipart(&[("targets", &big)]);
+    let r = s.http.post(s.tuf(ok_gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(code_and_detail(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
+    assert_eq!(s.snapshot_of_state(ok_gun).await, before);
+
+    // GUNs outside the prefixes: publish → 400 INVALID_GUN with Go's detail; reads → 404.
+    let other = "example.com/other/repo";
+    let (ct, body) = multipart(&[("targets", b"{}")]);
+    let r = s.http.post(s.tuf(other, "")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let (code, detail) = code_and_detail(&r.bytes().await.unwrap());
+    assert_eq!((code.as_str(), detail), ("INVALID_GUN", serde_json::json!("Require GUNs with prefix: [example.com/allowed/]")));
+    for path in ["root.json", "timestamp.key"] {
+        let (st, body) = s.get(&s.tuf(other, path)).await;
+        assert_eq!((st, code_and_detail(&body).0), (404, "METADATA_NOT_FOUND".into()), "{path}");
+    }
+    let r = s.notary("d").run(&["init", other]);
+    assert!(!r.ok);
+    let (_, feed) = s.get(&format!("{}/v2/_trust/changefeed?records=10", s.url)).await;
+    assert!(!String::from_utf8_lossy(&feed).contains(other));
+}

@@ -57,7 +57,7 @@ impl Db {
             loop {
                 match PgPoolOptions::new()
                     .max_connections(cfg.max_connections)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect_with(opts.clone())
                     .await
                 {

@@ -33,6 +33,17 @@ fn rand_suffix() -> u64 {
     t * 1000 + N.fetch_add(1, Ordering::Relaxed)
 }
 
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    match (into, from) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
 pub struct Server {
     child: Option<Child>,
     args: Vec<String>,
@@ -72,6 +83,11 @@ impl Server {
     /// Start from a Go-format config file on the given Postgres database, with TLS files made
     /// up front (as an operator would configure them).
     pub async fn start_with_db(db_url: &str) -> Server {
+        Self::start_with_config(db_url, serde_json::json!({})).await
+    }
+
+    /// As [`start_with_db`], with `extra` merged into the config file.
+    pub async fn start_with_config(db_url: &str, extra: serde_json::Value) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let tls = notary_server::tls::ensure_self_signed(&data).unwrap();
@@ -82,6 +98,8 @@ impl Server {
             "storage": {"backend": "postgres", "db_url": db_url},
             "logging": {"level": "info"}
         });
+        let mut config = config;
+        merge(&mut config, extra);
         let path = tmp.path().join("server.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let args = vec!["-config".into(), path.display().to_string()];

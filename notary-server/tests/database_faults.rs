@@ -1,0 +1,131 @@
+//! Postgres unreachable at start, going away and coming back: the server waits, reports, and
+//! recovers without a restart.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+/// A TCP forwarder standing in for the database's network path; stopping it cuts every
+/// connection, as a database restart or a network split does.
+struct Proxy {
+    port: u16,
+    upstream: String,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    fn new(upstream: String) -> Proxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Proxy { port, upstream, tasks: Default::default() }
+    }
+
+    async fn start(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let upstream = self.upstream.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().await.push(conn);
+            }
+        });
+        self.tasks.lock().await.push(accept);
+    }
+
+    async fn stop(&self) {
+        for t in self.tasks.lock().await.drain(..) {
+            t.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// The database URL, routed through this proxy.
+    fn url(&self, db_url: &str) -> String {
+        db_url.replace(&self.upstream, &format!("127.0.0.1:{}", self.port))
+    }
+}
+
+fn host_port(db_url: &str) -> String {
+    let after_at = db_url.split('@').nth(1).unwrap();
+    after_at.split('/').next().unwrap().to_string()
+}
+
+async fn health(s: &Server) -> (u16, String) {
+    let (st, body) = s.get(&format!("{}/_notary_server/health", s.url)).await;
+    (st, String::from_utf8_lossy(&body).into())
+}
+
+// Multi-threaded: the proxy runs on this runtime while the test blocks on CLI processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_the_database_and_recovers_after_an_outage() {
+    let db = create_pg_db().await;
+    let proxy = Proxy::new(host_port(&db));
+    // The database becomes reachable only two seconds after the server starts.
+    let starter = {
+        let p = Proxy { port: proxy.port, upstream: proxy.upstream.clone(), tasks: proxy.tasks.clone() };
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            p.start().await;
+        })
+    };
+    let s = Server::start_with_config(&proxy.url(&db), serde_json::json!({"storage": {"connect_retry_seconds": 30}})).await;
+    starter.await.unwrap();
+    let c = s.notary("c");
+    let f = write_file(s.tmp(), "a.txt", b"a\n");
+    c.ok(&["init", "example.com/outage/repo"]);
+    c.ok(&["add", "example.com/outage/repo", "v1", f.to_str().unwrap()]);
+    c.ok(&["publish", "example.com/outage/repo"]);
+
+    // The database goes away: health says so (quickly), the process stays up.
+    proxy.stop().await;
+    let t = Instant::now();
+    let (st, body) = health(&s).await;
+    assert_eq!(st, 503, "{body}");
+    assert!(body.contains("DB operational"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(8));
+    let (st, body) = s.get(&s.tuf("example.com/outage/repo", "root.json")).await;
+    assert!(st >= 500, "{st} {}", String::from_utf8_lossy(&body));
+
+    // It comes back: the same process serves again.
+    proxy.start().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health(&s).await.0 != 200 {
+        assert!(Instant::now() < deadline, "no recovery: {}", s.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(s.notary("fresh").ok(&["list", "example.com/outage/repo"]).contains("v1"));
+    c.ok(&["add", "example.com/outage/repo", "v2", f.to_str().unwrap()]);
+    c.ok(&["publish", "example.com/outage/repo"]);
+}
+
+#[tokio::test]
+async fn gives_up_with_a_clear_error_when_the_database_never_comes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = serde_json::json!({
+        "server": {"http_addr": "127.0.0.1:0"},
+        "trust_service": {"type": "local"},
+        "storage": {"backend": "postgres", "db_url": format!("postgres://notary:secret-password@127.0.0.1:{port}/notary"), "connect_retry_seconds": 2}
+    });
+    let path = tmp.path().join("server.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let t = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_notary-server")).args(["--config", path.to_str().unwrap()]).env("NOTARY_SERVER_KEY_PASSPHRASE", "x").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the database is not reachable (retried for 2s)"), "{err}");
+    assert!(!err.contains("secret-password"), "the password must not be printed: {err}");
+    assert!(t.elapsed() < Duration::from_secs(20));
+}
