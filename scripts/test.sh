@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+. scripts/pg.sh
 
 need_pkgs=()
 command -v notary >/dev/null 2>&1 || need_pkgs+=(notary)
@@ -13,6 +13,7 @@ command -v notary >/dev/null 2>&1 || need_pkgs+=(notary)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -21,21 +22,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 echo "==> Go notary CLI: $(command -v notary)"
 
-# A private Postgres cluster for the tests, on a free loopback port; stopped and removed on exit.
-PG_BIN=$(pg_bin)
-PG_DIR=$(mktemp -d /tmp/notary-rs-pg.XXXXXX)
-chown postgres "$PG_DIR"
-PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-stop_pg() {
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$PG_DIR"
-}
+# A private Postgres cluster for the tests (fsync off: throwaway data), stopped on exit.
 trap stop_pg EXIT
-runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" start >/dev/null
-export NOTARY_TEST_PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-echo "==> Postgres $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
+PG_EXTRA_OPTS="-c fsync=off" start_pg
+export NOTARY_TEST_PG_URL="$PG_URL/postgres"
 
 echo "==> cargo test --workspace"
 cargo test --workspace --locked 2>&1

@@ -29,6 +29,10 @@ struct Args {
     /// Listen address, overriding the config (default 127.0.0.1:4443 without a config).
     #[arg(long)]
     listen: Option<String>,
+    /// Write a local CA and a server certificate for localhost into DIR (ca.crt, server.crt,
+    /// server.key) and exit: certificates for a trial deployment.
+    #[arg(long, value_name = "DIR")]
+    generate_tls: Option<PathBuf>,
 }
 
 const PASSPHRASE_ENV: &str = "NOTARY_SERVER_KEY_PASSPHRASE";
@@ -41,6 +45,11 @@ fn main() -> anyhow::Result<()> {
         _ => a,
     });
     let args = Args::parse_from(argv);
+    if let Some(dir) = &args.generate_tls {
+        let g = notary_server::tls::ensure_tls_files(dir)?;
+        println!("CA: {}\ncertificate: {}\nkey: {}", g.ca.display(), g.cert.display(), g.key.display());
+        return Ok(());
+    }
     let mut settings = match &args.config {
         Some(path) => {
             let (cfg, base) = Config::load(path)?;

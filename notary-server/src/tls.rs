@@ -16,7 +16,12 @@ pub struct Generated {
 /// Create (once) `<dir>/tls/{ca.crt,server.crt,server.key}`: a local CA and a server
 /// certificate for localhost, 127.0.0.1, ::1 and this host's name.
 pub fn ensure_self_signed(dir: &Path) -> anyhow::Result<Generated> {
-    let tls = dir.join("tls");
+    ensure_tls_files(&dir.join("tls"))
+}
+
+/// Create (once) `<tls>/{ca.crt,server.crt,server.key}`.
+pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
+    let tls = tls.to_path_buf();
     let out = Generated { ca: tls.join("ca.crt"), cert: tls.join("server.crt"), key: tls.join("server.key") };
     if out.ca.exists() && out.cert.exists() && out.key.exists() {
         return Ok(out);

@@ -16,7 +16,7 @@ fn code_and_name(body: &[u8]) -> (String, String) {
 
 async fn racing_publishes_have_one_winner(backend: Backend) {
     let s = Server::start_backend(backend).await;
-    let repo = RustRepo::init(&s, "example.com/race/repo").await;
+    let repo = init_repo(&s, "example.com/race/repo").await;
     let gun = repo.gun.clone();
     let rounds = 10;
     for v in 2..2 + rounds {
@@ -52,7 +52,7 @@ fn code_or_ok(body: &[u8]) -> String {
 
 async fn unknown_fields_are_preserved(backend: Backend) {
     let s = Server::start_backend(backend).await;
-    let repo = RustRepo::init(&s, "example.com/bytes/repo").await;
+    let repo = init_repo(&s, "example.com/bytes/repo").await;
     let mut t = std::collections::BTreeMap::new();
     let mut fm = notary_tuf::FileMeta::of(b"payload");
     fm.custom = Some(json!({"a": [1, 2], "z": {"nested": "<&>"}}));
@@ -73,7 +73,7 @@ async fn unknown_fields_are_preserved(backend: Backend) {
 
 async fn audit_regressions_are_rejected(backend: Backend) {
     let s = Server::start_backend(backend).await;
-    let repo = RustRepo::init(&s, "example.com/audit/repo").await;
+    let repo = init_repo(&s, "example.com/audit/repo").await;
     let gun = repo.gun.clone();
     let before = s.snapshot_of_state(&gun).await;
     let expect = |what: &str, (st, body): (u16, Vec<u8>), code: &str, name: &str| {
@@ -160,8 +160,8 @@ async fn changefeed_pages_like_go(backend: Backend) {
     let (_, body) = s.get(&format!("{}/v2/_trust/changefeed?change_id=-1&records=1", s.url)).await;
     let v: Value = serde_json::from_slice(&body).unwrap();
     let base = v["records"].get(0).map(|r| r["ID"].as_str().unwrap().to_string()).unwrap_or_else(|| "0".into());
-    let a = RustRepo::init(&s, "example.com/feed/a").await;
-    let b = RustRepo::init(&s, "example.com/feed/b").await;
+    let a = init_repo(&s, "example.com/feed/a").await;
+    let b = init_repo(&s, "example.com/feed/b").await;
     for v in 2..4 {
         let (st, _) = s.post_parts(&a.gun, &[("targets", &a.targets_file(v, &[("t", &[v as u8])]))]).await;
         assert_eq!(st, 200);

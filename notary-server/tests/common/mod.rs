@@ -258,18 +258,7 @@ impl Notary {
     }
 }
 
-/// Multipart upload as the Go client sends it: field `files`, filename = role.
-pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "notary-test-boundary-7f3a";
-    let mut body = Vec::new();
-    for (name, data) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
+pub use notary_bench::repo::{far_future, multipart, root_cert, RustRepo};
 
 pub fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let p = dir.join(name);
@@ -426,71 +415,18 @@ pub fn delegate_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (key, cert)
 }
 
-/// A TUF client written in Rust with `notary_tuf::builder`: publishes pre-signed metadata over
-/// raw HTTP, with the server managing snapshot and timestamp.
-pub struct RustRepo {
-    pub gun: String,
-    pub root_key: notary_tuf::PrivateKey,
-    pub root_pub: notary_tuf::PublicKey,
-    pub targets_key: notary_tuf::PrivateKey,
-    pub snapshot_pub: notary_tuf::PublicKey,
-    pub timestamp_pub: notary_tuf::PublicKey,
-}
-
-pub fn far_future() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now() + chrono::Duration::days(365)
-}
-
-/// A self-signed root certificate with CN = GUN, as the Go client makes it.
-pub fn root_cert(gun: &str) -> (notary_tuf::PrivateKey, notary_tuf::PublicKey) {
-    let kp = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(rcgen::DnType::CommonName, gun);
-    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    p.not_after = rcgen::date_time_ymd(2120, 1, 1);
-    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
-    let cert = p.self_signed(&kp).unwrap();
-    let key = notary_tuf::PrivateKey::from_go_bytes("ecdsa", &kp.serialize_der()).unwrap();
-    (key, notary_tuf::keys::cert_key_from_der(cert.der()).unwrap())
-}
-
-pub fn parse_key_response(body: &[u8]) -> notary_tuf::PublicKey {
-    use base64::Engine;
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-    let public = base64::engine::general_purpose::STANDARD.decode(v["keyval"]["public"].as_str().unwrap()).unwrap();
-    notary_tuf::PublicKey::new(v["keytype"].as_str().unwrap(), public)
-}
-
-impl RustRepo {
-    /// Initialise a repository: root v1 and targets v1, server-managed snapshot and timestamp.
-    pub async fn init(s: &Server, gun: &str) -> RustRepo {
-        let (root_key, root_pub) = root_cert(gun);
-        let targets_key = notary_tuf::PrivateKey::generate("ecdsa").unwrap();
-        let (st, ts) = s.get(&s.tuf(gun, "timestamp.key")).await;
-        assert_eq!(st, 200);
-        let (st, sn) = s.get(&s.tuf(gun, "snapshot.key")).await;
-        assert_eq!(st, 200);
-        let repo = RustRepo { gun: gun.into(), root_key, root_pub, targets_key, snapshot_pub: parse_key_response(&sn), timestamp_pub: parse_key_response(&ts) };
-        let root = repo.root_file(1);
-        let targets = repo.targets_file(1, &[("init", b"init")]);
-        let (st, body) = s.post_parts(gun, &[("root", &root), ("targets", &targets)]).await;
-        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-        repo
-    }
-
-    pub fn root_file(&self, version: i64) -> Vec<u8> {
-        use notary_tuf::builder::*;
-        let body = root_body(&self.root_pub, &self.targets_key.public_key(), &self.snapshot_pub, &self.timestamp_pub, version, &far_future());
-        sign(&body, &[Signer { key: &self.root_key, public: self.root_pub.clone() }]).unwrap()
-    }
-
-    pub fn targets_file(&self, version: i64, targets: &[(&str, &[u8])]) -> Vec<u8> {
-        use notary_tuf::builder::*;
-        let t = targets.iter().map(|(n, c)| (n.to_string(), notary_tuf::FileMeta::of(c))).collect();
-        sign(&targets_body(&t, &[], version, &far_future()), &[Signer::plain(&self.targets_key)]).unwrap()
-    }
+/// Initialise a Rust-signed repository on `s`: root v1 and targets v1, with snapshot and
+/// timestamp managed by the server.
+pub async fn init_repo(s: &Server, gun: &str) -> RustRepo {
+    let (st, ts) = s.get(&s.tuf(gun, "timestamp.key")).await;
+    assert_eq!(st, 200);
+    let (st, sn) = s.get(&s.tuf(gun, "snapshot.key")).await;
+    assert_eq!(st, 200);
+    let parse = |b: &[u8]| notary_bench::repo::parse_key_response(b).expect("key response");
+    let repo = RustRepo::new(gun, parse(&sn), parse(&ts));
+    let (st, body) = s.post_parts(gun, &[("root", &repo.root_file(1)), ("targets", &repo.targets_file(1, &[("init", b"init")]))]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    repo
 }
 
 impl Server {

@@ -1,0 +1,75 @@
+//! notary-bench: seed a Notary server through its API, then measure reads and publishes.
+//!
+//!     notary-bench --url https://127.0.0.1:4443 --ca notary-data/tls/ca.crt
+//!
+//! Prints, per operation: requests, req/s, p50/p99/p999 latency and errors.
+
+use clap::Parser;
+use notary_bench::load::{run_gets, run_publishes, seed, Endpoint, Stats};
+
+#[derive(Parser, Debug)]
+#[command(name = "notary-bench", version)]
+struct Args {
+    /// Base URL of the server under test.
+    #[arg(long)]
+    url: String,
+    /// PEM CA bundle to trust for --url.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// Repositories to seed.
+    #[arg(long, default_value_t = 20)]
+    guns: usize,
+    /// Targets per repository.
+    #[arg(long, default_value_t = 10)]
+    targets: usize,
+    /// GET requests per read operation.
+    #[arg(long, default_value_t = 5000)]
+    requests: usize,
+    /// Publishes per repository.
+    #[arg(long, default_value_t = 5)]
+    publishes: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+fn row(s: &Stats) {
+    println!(
+        "{:<28} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+        s.name,
+        s.ok,
+        s.rate(),
+        s.pct_ms(0.5),
+        s.pct_ms(0.99),
+        s.pct_ms(0.999),
+        s.errors
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let ca = a.ca.as_ref().map(std::fs::read).transpose()?;
+    let ep = Endpoint::new(&a.url, ca.as_deref())?;
+    let prefix = format!("bench.example.com/run{}", chrono::Utc::now().timestamp_millis());
+    let t = std::time::Instant::now();
+    let mut seeded = seed(&ep, &prefix, a.guns, a.targets, a.concurrency.min(8)).await?;
+    println!("seeded {} repositories ({} targets each) on {} in {:.1}s; concurrency {}", seeded.len(), a.targets, a.url, t.elapsed().as_secs_f64(), a.concurrency);
+    println!("{:<28} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7}", "operation", "ok", "req/s", "p50 ms", "p99 ms", "p999 ms", "errors");
+    let urls = |f: &dyn Fn(&notary_bench::load::Seeded) -> String| seeded.iter().map(f).collect::<Vec<_>>();
+    let reads: Vec<(&str, Vec<String>, bool)> = vec![
+        ("GET timestamp.json", urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")), false),
+        ("GET snapshot.json", urls(&|s| ep.tuf(&s.repo.gun, "snapshot.json")), false),
+        ("GET root.json", urls(&|s| ep.tuf(&s.repo.gun, "root.json")), false),
+        ("GET targets.json", urls(&|s| ep.tuf(&s.repo.gun, "targets.json")), false),
+        ("GET snapshot.<sha256>.json", urls(&|s| ep.tuf(&s.repo.gun, &format!("snapshot.{}.json", s.snapshot_sha))), false),
+        ("GET targets.<sha256>.json", urls(&|s| ep.tuf(&s.repo.gun, &format!("targets.{}.json", s.targets_sha))), false),
+        ("GET 1.root.json", urls(&|s| ep.tuf(&s.repo.gun, "1.root.json")), false),
+        ("GET timestamp.json (304)", urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")), true),
+    ];
+    for (name, u, reval) in reads {
+        row(&run_gets(&ep, name, u, a.requests, a.concurrency, reval).await?);
+    }
+    row(&run_publishes(&ep, &mut seeded, a.publishes, a.concurrency).await?);
+    Ok(())
+}
