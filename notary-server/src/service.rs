@@ -66,14 +66,14 @@ impl RepoService {
     pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<u32, ApiError> {
         let mut uploads = BTreeMap::new();
         for (role, bytes) in parts {
-            if role == md::TIMESTAMP {
-                continue; // Go ignores an uploaded timestamp
-            }
             let file = SignedFile::parse(&bytes).map_err(|e| {
                 tracing::info!(gun, role, error = %e, "malformed upload");
                 ApiError::new(Code::MalformedJson)
             })?;
-            uploads.insert(role, file); // duplicates: last one wins, as in Go
+            // Go decodes every part, then ignores an uploaded timestamp: the server makes its own.
+            if role != md::TIMESTAMP {
+                uploads.insert(role, file); // duplicates: last one wins, as in Go
+            }
         }
         let stored = self.stored_repo(gun, roles_needed(uploads.keys().map(|s| s.as_str()))).await?;
         let now = Utc::now();

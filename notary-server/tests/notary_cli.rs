@@ -102,6 +102,26 @@ async fn delegation_rotation_witness_and_delete(backend: Backend) {
     let (st, _) = s.get(&s.tuf(GUN, "targets/releases.json")).await;
     assert_eq!(st, 200);
 
+    // Delegation key add and remove: a second key joins targets/releases, then leaves again.
+    // One delegation; its key IDs are listed one per line.
+    let key_ids = |out: &str| -> Vec<String> {
+        out.split_whitespace().filter(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit())).map(str::to_owned).collect()
+    };
+    let before = key_ids(&s.notary("fresh-d0").ok(&["delegation", "list", GUN]));
+    assert_eq!(before.len(), 1);
+    let (_, cert2) = delegate_cert(s.tmp(), "delegate2");
+    owner.ok(&["delegation", "add", GUN, "targets/releases", cert2.to_str().unwrap()]);
+    owner.ok(&["publish", GUN]);
+    let listed = s.notary("fresh-d").ok(&["delegation", "list", GUN]);
+    let ids = key_ids(&listed);
+    assert_eq!(ids.len(), 2, "{listed}");
+    let key2 = ids.iter().find(|id| !before.contains(id)).unwrap().clone();
+    let r = owner.run_with_input(&["delegation", "remove", GUN, "targets/releases", &key2], b"y\n");
+    assert!(r.ok, "{}", r.output());
+    owner.ok(&["publish", GUN]);
+    let listed = s.notary("fresh-d2").ok(&["delegation", "list", GUN]);
+    assert!(!listed.contains(&key2) && listed.contains("targets/releases"), "{listed}");
+
     // witness: the delegate re-signs its role.
     delegate.ok(&["witness", GUN, "targets/releases"]);
     delegate.ok(&["publish", GUN]);

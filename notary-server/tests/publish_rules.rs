@@ -201,3 +201,52 @@ async fn changefeed_pages_like_go(backend: Backend) {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["records"][0]["SHA256"], "");
 }
+
+#[tokio::test]
+async fn nested_delegations_thresholds_and_ignored_timestamp() {
+    use notary_tuf::builder::Delegation;
+    let s = Server::start().await;
+    let repo = init_repo(&s, "example.com/nested/repo").await;
+    let gun = repo.gun.clone();
+    let (k1, k2, k3) = (notary_tuf::PrivateKey::generate("ecdsa").unwrap(), notary_tuf::PrivateKey::generate("ed25519").unwrap(), notary_tuf::PrivateKey::generate("ecdsa").unwrap());
+    // targets v2 delegates targets/a to k1+k2 with threshold 2, paths restricted to "a/".
+    let d = [Delegation { name: "targets/a", keys: vec![k1.public_key(), k2.public_key()], threshold: 2, paths: vec!["a/".into()] }];
+    let t2 = sign(&targets_body(&Default::default(), &d, 2, &far_future()), &[Signer::plain(&repo.targets_key)]).unwrap();
+    let (st, b) = s.post_parts(&gun, &[("targets", &t2)]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+
+    // targets/a delegates targets/a/b to k3; signed by one of two keys it misses the threshold.
+    let mut ta = std::collections::BTreeMap::new();
+    ta.insert("a/one".to_string(), notary_tuf::FileMeta::of(b"one"));
+    let child = [Delegation { name: "targets/a/b", keys: vec![k3.public_key()], threshold: 1, paths: vec!["a/b/".into()] }];
+    let body = targets_body(&ta, &child, 1, &far_future());
+    let half = sign(&body, &[Signer::plain(&k1)]).unwrap();
+    let (st, b) = s.post_parts(&gun, &[("targets/a", &half)]).await;
+    assert_eq!((st, code_and_name(&b)), (400, ("INVALID_UPDATE".into(), "ErrBadTargets".into())));
+    let full = sign(&body, &[Signer::plain(&k1), Signer::plain(&k2)]).unwrap();
+    // An uploaded timestamp must still be well-formed JSON...
+    let (st, b) = s.post_parts(&gun, &[("targets/a", &full), ("timestamp", b"garbage")]).await;
+    assert_eq!((st, code_and_name(&b).0), (400, "MALFORMED_JSON".into()));
+    // ...and is then ignored: the server signs its own.
+    let (_, old_ts) = s.get(&s.tuf(&gun, "timestamp.json")).await;
+    let (st, b) = s.post_parts(&gun, &[("targets/a", &full), ("timestamp", &old_ts)]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let (_, new_ts) = s.get(&s.tuf(&gun, "timestamp.json")).await;
+    assert_ne!(new_ts, old_ts);
+
+    // The grandchild, uploaded alone: its ancestors come from storage.
+    let tab = sign(&targets_body(&Default::default(), &[], 1, &far_future()), &[Signer::plain(&k3)]).unwrap();
+    let (st, b) = s.post_parts(&gun, &[("targets/a/b", &tab)]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(s.get(&s.tuf(&gun, "targets/a/b.json")).await, (200, tab.clone()));
+    // Signed by the wrong key: refused.
+    let wrong = sign(&targets_body(&Default::default(), &[], 2, &far_future()), &[Signer::plain(&k1)]).unwrap();
+    let (st, b) = s.post_parts(&gun, &[("targets/a/b", &wrong)]).await;
+    assert_eq!((st, code_and_name(&b).1), (400, "ErrBadTargets".into()));
+    // The snapshot lists every role, so a fresh client can walk the tree.
+    let (_, snap) = s.get(&s.tuf(&gun, "snapshot.json")).await;
+    let v: Value = serde_json::from_slice(&snap).unwrap();
+    for role in ["root", "targets", "targets/a", "targets/a/b"] {
+        assert!(v["signed"]["meta"][role]["hashes"]["sha256"].is_string(), "{role}");
+    }
+}
