@@ -81,7 +81,8 @@ pub async fn seed(ep: &Endpoint, prefix: &str, guns: usize, targets: usize, conc
                 let ts = parse_key_response(&ep.get_ok(&ep.tuf(&gun, "timestamp.key")).await?).context("timestamp key")?;
                 let sn = parse_key_response(&ep.get_ok(&ep.tuf(&gun, "snapshot.key")).await?).context("snapshot key")?;
                 let repo = RustRepo::new(&gun, sn, ts);
-                let contents: Vec<(String, Vec<u8>)> = (0..targets).map(|t| (format!("tag{t}"), format!("{gun} content {t}").into_bytes())).collect();
+                let contents: Vec<(String, Vec<u8>)> =
+                    (0..targets).map(|t| (format!("tag{t}"), format!("{gun} content {t}").into_bytes())).collect();
                 let refs: Vec<(&str, &[u8])> = contents.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
                 ep.post(&gun, &[("root", &repo.root_file(1)), ("targets", &repo.targets_file(1, &refs))]).await?;
                 let ts_file = ep.get_ok(&ep.tuf(&gun, "timestamp.json")).await?;
@@ -125,7 +126,14 @@ impl Stats {
 
 /// Run `requests` GETs over `urls` (round robin) with `concurrency` workers. With `etag`, each
 /// request revalidates with `If-None-Match` and a 304 counts as success.
-pub async fn run_gets(ep: &Endpoint, name: &str, urls: Vec<String>, requests: usize, concurrency: usize, revalidate: bool) -> anyhow::Result<Stats> {
+pub async fn run_gets(
+    ep: &Endpoint,
+    name: &str,
+    urls: Vec<String>,
+    requests: usize,
+    concurrency: usize,
+    revalidate: bool,
+) -> anyhow::Result<Stats> {
     let mut etags = Vec::new();
     if revalidate {
         for u in &urls {

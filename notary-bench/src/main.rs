@@ -54,7 +54,14 @@ async fn main() -> anyhow::Result<()> {
     let prefix = format!("bench.example.com/run{}", chrono::Utc::now().timestamp_millis());
     let t = std::time::Instant::now();
     let mut seeded = seed(&ep, &prefix, a.guns, a.targets, a.concurrency.min(8)).await?;
-    println!("seeded {} repositories ({} targets each) on {} in {:.1}s; concurrency {}", seeded.len(), a.targets, a.url, t.elapsed().as_secs_f64(), a.concurrency);
+    println!(
+        "seeded {} repositories ({} targets each) on {} in {:.1}s; concurrency {}",
+        seeded.len(),
+        a.targets,
+        a.url,
+        t.elapsed().as_secs_f64(),
+        a.concurrency
+    );
     println!("{:<28} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7}", "operation", "ok", "req/s", "p50 ms", "p99 ms", "p999 ms", "errors");
     let urls = |f: &dyn Fn(&notary_bench::load::Seeded) -> String| seeded.iter().map(f).collect::<Vec<_>>();
     let reads: Vec<(&str, Vec<String>, bool)> = vec![

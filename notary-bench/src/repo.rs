@@ -50,7 +50,8 @@ impl RustRepo {
     }
 
     pub fn root_file(&self, version: i64) -> Vec<u8> {
-        let body = root_body(&self.root_pub, &self.targets_key.public_key(), &self.snapshot_pub, &self.timestamp_pub, version, &far_future());
+        let body =
+            root_body(&self.root_pub, &self.targets_key.public_key(), &self.snapshot_pub, &self.timestamp_pub, version, &far_future());
         sign(&body, &[Signer { key: &self.root_key, public: self.root_pub.clone() }]).expect("canonical root")
     }
 

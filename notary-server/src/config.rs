@@ -244,7 +244,11 @@ impl Config {
                 notary_signer::db::PoolConfig {
                     max_connections: self.storage.max_connections.unwrap_or(d.max_connections).max(1),
                     connect_retry: self.storage.connect_retry_seconds.map(std::time::Duration::from_secs).unwrap_or(d.connect_retry),
-                    statement_timeout: self.storage.statement_timeout_ms.map(std::time::Duration::from_millis).unwrap_or(d.statement_timeout),
+                    statement_timeout: self
+                        .storage
+                        .statement_timeout_ms
+                        .map(std::time::Duration::from_millis)
+                        .unwrap_or(d.statement_timeout),
                 }
             },
             trust,

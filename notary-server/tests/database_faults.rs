@@ -122,7 +122,11 @@ async fn gives_up_with_a_clear_error_when_the_database_never_comes() {
     let path = tmp.path().join("server.json");
     std::fs::write(&path, config.to_string()).unwrap();
     let t = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_notary-server")).args(["--config", path.to_str().unwrap()]).env("NOTARY_SERVER_KEY_PASSPHRASE", "x").output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_notary-server"))
+        .args(["--config", path.to_str().unwrap()])
+        .env("NOTARY_SERVER_KEY_PASSPHRASE", "x")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the database is not reachable (retried for 2s)"), "{err}");

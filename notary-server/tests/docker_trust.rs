@@ -58,7 +58,12 @@ impl Docker<'_> {
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| (s["Name"].as_str().unwrap().to_string(), s["Keys"].as_array().unwrap().iter().map(|k| k["ID"].as_str().unwrap().to_string()).collect()))
+            .map(|s| {
+                (
+                    s["Name"].as_str().unwrap().to_string(),
+                    s["Keys"].as_array().unwrap().iter().map(|k| k["ID"].as_str().unwrap().to_string()).collect(),
+                )
+            })
             .collect();
         s.sort();
         s
@@ -94,10 +99,14 @@ async fn two_docker_signers_on_one_repository() {
     let bob_id = &signers.iter().find(|s| s.0 == "bob").unwrap().1[0];
     let bob_dir = s.tmp().join("bob-trust");
     std::fs::create_dir_all(bob_dir.join("private")).unwrap();
-    std::fs::copy(config.join("trust/private").join(format!("{bob_id}.key")), bob_dir.join("private").join(format!("{bob_id}.key"))).unwrap();
+    std::fs::copy(config.join("trust/private").join(format!("{bob_id}.key")), bob_dir.join("private").join(format!("{bob_id}.key")))
+        .unwrap();
     let bob = Notary { server: s.url.clone(), ca: s.ca.clone(), dir: bob_dir };
     let content = write_file(s.tmp(), "image.txt", b"image manifest stand-in\n");
-    let add = bob.run_with_env(&["add", REPO, "latest", content.to_str().unwrap(), "--roles", "targets/releases", "--roles", "targets/bob"], "docker-repo-pass");
+    let add = bob.run_with_env(
+        &["add", REPO, "latest", content.to_str().unwrap(), "--roles", "targets/releases", "--roles", "targets/bob"],
+        "docker-repo-pass",
+    );
     assert!(add.ok, "{}", add.output());
     let publish = bob.run_with_env(&["publish", REPO], "docker-repo-pass");
     assert!(publish.ok, "{}", publish.output());

@@ -9,11 +9,6 @@ on_both_backends!(rejected_uploads_keep_state, protocol_details);
 
 const GUN: &str = "example.com/api/repo";
 
-fn code_and_detail(body: &[u8]) -> (String, serde_json::Value) {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
-    (v["errors"][0]["code"].as_str().unwrap_or_default().to_string(), v["errors"][0]["detail"].clone())
-}
-
 /// A repository published by the Go CLI (client holds the snapshot key), and the bytes of the
 /// files the client cached.
 async fn published(backend: Backend) -> (Server, Notary) {
@@ -44,30 +39,30 @@ async fn rejected_uploads_keep_state(backend: Backend) {
 
     // Same versions again: VERSION with an empty detail.
     let (st, body) = post(&s, &[("targets", &targets), ("snapshot", &snapshot)]).await;
-    assert_eq!((st, code_and_detail(&body)), (400, ("VERSION".into(), serde_json::json!({}))));
+    assert_eq!((st, api_error(&body)), (400, ("VERSION".into(), serde_json::json!({}))));
 
     // Invalid role names: INVALID_ROLE with the role as detail.
     for bad in ["Targets", "targets/Foo", "targets/a.b", "../root"] {
         let (st, body) = post(&s, &[(bad, &targets)]).await;
-        assert_eq!((st, code_and_detail(&body)), (400, ("INVALID_ROLE".into(), serde_json::json!(bad))), "{bad}");
+        assert_eq!((st, api_error(&body)), (400, ("INVALID_ROLE".into(), serde_json::json!(bad))), "{bad}");
     }
     // No filename.
     let (st, body) = post(&s, &[("", &targets)]).await;
-    assert_eq!((st, code_and_detail(&body).0), (400, "NO_FILENAME".into()));
+    assert_eq!((st, api_error(&body).0), (400, "NO_FILENAME".into()));
 
     // A broken signature: ErrBadTargets, as the Go client parses it.
     let mut v: serde_json::Value = serde_json::from_slice(&targets).unwrap();
     v["signed"]["version"] = serde_json::json!(v["signed"]["version"].as_i64().unwrap() + 1);
     let forged = serde_json::to_vec(&v).unwrap();
     let (st, body) = post(&s, &[("targets", &forged)]).await;
-    let (code, detail) = code_and_detail(&body);
+    let (code, detail) = api_error(&body);
     assert_eq!((st, code.as_str()), (400, "INVALID_UPDATE"));
     assert_eq!(detail["Name"], "ErrBadTargets");
     assert_eq!(detail["Error"]["Msg"], "valid signatures did not meet threshold for targets");
 
     // Targets without a snapshot while the client holds the snapshot key: ErrBadHierarchy.
     let (st, body) = post(&s, &[("targets", &targets)]).await;
-    let (code, detail) = code_and_detail(&body);
+    let (code, detail) = api_error(&body);
     assert_eq!((st, code.as_str()), (400, "INVALID_UPDATE"));
     assert_eq!(
         detail,
@@ -79,7 +74,7 @@ async fn rejected_uploads_keep_state(backend: Backend) {
     let mut root: serde_json::Value = serde_json::from_slice(&cached(&c, "root")).unwrap();
     root["signed"]["version"] = serde_json::json!(5);
     let (st, body) = post(&s, &[("root", &serde_json::to_vec(&root).unwrap())]).await;
-    let (code, detail) = code_and_detail(&body);
+    let (code, detail) = api_error(&body);
     assert_eq!((st, code.as_str(), detail["Name"].as_str()), (400, "INVALID_UPDATE", Some("ErrBadRoot")));
     assert_eq!(detail["Error"]["Msg"], "Root modifications must increment the version. Current 1, new 5");
 
@@ -87,12 +82,12 @@ async fn rejected_uploads_keep_state(backend: Backend) {
     let mut big: serde_json::Value = serde_json::from_slice(&targets).unwrap();
     big["signed"]["version"] = serde_json::json!(1u64 << 40);
     let (st, body) = post(&s, &[("targets", &serde_json::to_vec(&big).unwrap())]).await;
-    assert_eq!((st, code_and_detail(&body).0), (400, "INVALID_UPDATE".into()));
+    assert_eq!((st, api_error(&body).0), (400, "INVALID_UPDATE".into()));
 
     // Not multipart; a multipart body cut in the middle.
     let r = s.http.post(s.tuf(GUN, "")).header("content-type", "text/plain").body("x").send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(code_and_detail(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
+    assert_eq!(api_error(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
     let r = s
         .http
         .post(s.tuf(GUN, ""))
@@ -102,7 +97,7 @@ async fn rejected_uploads_keep_state(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(code_and_detail(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
+    assert_eq!(api_error(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
 
     // GUN with a '..' segment (reached without path cleaning through an encoded slash).
     let r = s.http.post(format!("{}/v2/a/..%2Fb/_trust/tuf/", s.url)).send().await.unwrap();
@@ -122,7 +117,7 @@ async fn protocol_details(backend: Backend) {
     // Unknown paths, missing trailing slash, key endpoints for other roles: catch-all 404.
     for p in ["/v2", "/nope", &format!("/v2/{GUN}/_trust/tuf/root.key"), &format!("/v2/{GUN}/_trust/tuf/targets.key")] {
         let (st, body) = s.get(&format!("{}{p}", s.url)).await;
-        assert_eq!((st, code_and_detail(&body).0), (404, "METADATA_NOT_FOUND".into()), "{p}");
+        assert_eq!((st, api_error(&body).0), (404, "METADATA_NOT_FOUND".into()), "{p}");
     }
     // Methods the Go router does not know: 405 with an empty body.
     let r = s.http.request(reqwest::Method::OPTIONS, format!("{}/v2/", s.url)).send().await.unwrap();
@@ -162,11 +157,11 @@ async fn protocol_details(backend: Backend) {
 
     // Changefeed: records required; ids are strings; negative pages backwards.
     let (st, body) = s.get(&format!("{}/v2/_trust/changefeed", s.url)).await;
-    let (code, detail) = code_and_detail(&body);
+    let (code, detail) = api_error(&body);
     assert_eq!((st, code.as_str()), (400, "INVALID_PARAMETERS"));
     assert_eq!(detail, serde_json::json!("invalid records parameter: strconv.ParseInt: parsing \"\": invalid syntax"));
     let (st, body) = s.get(&format!("{}/v2/_trust/changefeed?records=10&change_id=x", s.url)).await;
-    assert_eq!((st, code_and_detail(&body).0), (400, "INVALID_PARAMETERS".into()));
+    assert_eq!((st, api_error(&body).0), (400, "INVALID_PARAMETERS".into()));
     let (st, body) = s.get(&format!("{}/v2/{GUN}/_trust/changefeed?records=10", s.url)).await;
     assert_eq!(st, 200);
     let feed: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -206,7 +201,7 @@ async fn upload_limit_and_gun_prefixes() {
     let (ct, body) = multipart(&[("targets", &big)]);
     let r = s.http.post(s.tuf(ok_gun, "")).header("content-type", ct).body(body).send().await.unwrap();
     assert_eq!(r.status(), 413);
-    assert_eq!(code_and_detail(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
+    assert_eq!(api_error(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
     assert_eq!(s.snapshot_of_state(ok_gun).await, before);
 
     // GUNs outside the prefixes: publish → 400 INVALID_GUN with Go's detail; reads → 404.
@@ -214,11 +209,11 @@ async fn upload_limit_and_gun_prefixes() {
     let (ct, body) = multipart(&[("targets", b"{}")]);
     let r = s.http.post(s.tuf(other, "")).header("content-type", ct).body(body).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    let (code, detail) = code_and_detail(&r.bytes().await.unwrap());
+    let (code, detail) = api_error(&r.bytes().await.unwrap());
     assert_eq!((code.as_str(), detail), ("INVALID_GUN", serde_json::json!("Require GUNs with prefix: [example.com/allowed/]")));
     for path in ["root.json", "timestamp.key"] {
         let (st, body) = s.get(&s.tuf(other, path)).await;
-        assert_eq!((st, code_and_detail(&body).0), (404, "METADATA_NOT_FOUND".into()), "{path}");
+        assert_eq!((st, api_error(&body).0), (404, "METADATA_NOT_FOUND".into()), "{path}");
     }
     let r = s.notary("d").run(&["init", other]);
     assert!(!r.ok);

@@ -11,8 +11,7 @@ on_both_backends!(init_add_publish_list_verify_lookup, delegation_rotation_witne
 const GUN: &str = "example.com/test/repo";
 
 fn error_code(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
-    v["errors"][0]["code"].as_str().unwrap_or_default().to_string()
+    api_error(body).0
 }
 
 async fn init_add_publish_list_verify_lookup(backend: Backend) {

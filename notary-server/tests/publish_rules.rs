@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 on_both_backends!(racing_publishes_have_one_winner, unknown_fields_are_preserved, audit_regressions_are_rejected, changefeed_pages_like_go);
 
 fn code_and_name(body: &[u8]) -> (String, String) {
-    let v: Value = serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
-    (v["errors"][0]["code"].as_str().unwrap_or_default().into(), v["errors"][0]["detail"]["Name"].as_str().unwrap_or_default().into())
+    let (code, detail) = api_error(body);
+    (code, detail["Name"].as_str().unwrap_or_default().to_string())
 }
 
 async fn racing_publishes_have_one_winner(backend: Backend) {
@@ -123,7 +123,12 @@ async fn audit_regressions_are_rejected(backend: Backend) {
     let root2 = sign(&body, &[root_signer()]).unwrap();
     let mut t: Value = serde_json::from_slice(&good).unwrap();
     t["signatures"][0]["keyid"] = json!(fake_id);
-    expect("mislabelled key ID", s.post_parts(&gun, &[("root", &root2), ("targets", &serde_json::to_vec(&t).unwrap())]).await, "INVALID_UPDATE", "ErrBadTargets");
+    expect(
+        "mislabelled key ID",
+        s.post_parts(&gun, &[("root", &root2), ("targets", &serde_json::to_vec(&t).unwrap())]).await,
+        "INVALID_UPDATE",
+        "ErrBadTargets",
+    );
 
     // Duplicate key IDs and duplicated signatures count once toward a threshold of 2.
     let mut body = root_body(&repo.root_pub, &targets_pub, &repo.snapshot_pub, &repo.timestamp_pub, 2, &far_future());
@@ -132,7 +137,12 @@ async fn audit_regressions_are_rejected(backend: Backend) {
     let mut t: Value = serde_json::from_slice(&good).unwrap();
     let sig = t["signatures"][0].clone();
     t["signatures"].as_array_mut().unwrap().push(sig);
-    expect("duplicate signatures", s.post_parts(&gun, &[("root", &root2), ("targets", &serde_json::to_vec(&t).unwrap())]).await, "INVALID_UPDATE", "ErrBadTargets");
+    expect(
+        "duplicate signatures",
+        s.post_parts(&gun, &[("root", &root2), ("targets", &serde_json::to_vec(&t).unwrap())]).await,
+        "INVALID_UPDATE",
+        "ErrBadTargets",
+    );
 
     // Signed fields changed after signing.
     let mut t: Value = serde_json::from_slice(&good).unwrap();
@@ -152,7 +162,6 @@ async fn audit_regressions_are_rejected(backend: Backend) {
     let (st, _) = s.post_parts(&gun, &[("targets", &good)]).await;
     assert_eq!(st, 200);
 }
-
 
 async fn changefeed_pages_like_go(backend: Backend) {
     let s = Server::start_backend(backend).await;
@@ -178,13 +187,34 @@ async fn changefeed_pages_like_go(backend: Backend) {
             assert_eq!(st, 200, "{q}");
             let v: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["count"].as_u64().unwrap() as usize, v["records"].as_array().unwrap().len());
-            v["records"].as_array().unwrap().iter().map(|r| (r["GUN"].as_str().unwrap().to_string(), r["Version"].as_i64().unwrap(), r["Category"].as_str().unwrap().to_string(), r["ID"].as_str().unwrap().to_string())).collect::<Vec<_>>()
+            v["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["GUN"].as_str().unwrap().to_string(),
+                        r["Version"].as_i64().unwrap(),
+                        r["Category"].as_str().unwrap().to_string(),
+                        r["ID"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
         }
     };
     let all = feed(format!("/v2/_trust/changefeed?records=0&change_id={base}")).await; // 0 = default page
     let summary: Vec<(String, i64, String)> = all.iter().map(|(g, v, c, _)| (g.clone(), *v, c.clone())).collect();
     let (fa, fb) = ("example.com/feed/a".to_string(), "example.com/feed/b".to_string());
-    assert_eq!(summary, vec![(fa.clone(), 1, "update".into()), (fb.clone(), 1, "update".into()), (fa.clone(), 2, "update".into()), (fa.clone(), 3, "update".into()), (fb.clone(), 0, "deletion".into())]);
+    assert_eq!(
+        summary,
+        vec![
+            (fa.clone(), 1, "update".into()),
+            (fb.clone(), 1, "update".into()),
+            (fa.clone(), 2, "update".into()),
+            (fa.clone(), 3, "update".into()),
+            (fb.clone(), 0, "deletion".into())
+        ]
+    );
     let ids: Vec<String> = all.iter().map(|r| r.3.clone()).collect();
     // Forward pages: after a change ID, oldest first.
     assert_eq!(feed(format!("/v2/_trust/changefeed?records=2&change_id={base}")).await, all[..2].to_vec());
@@ -208,7 +238,11 @@ async fn nested_delegations_thresholds_and_ignored_timestamp() {
     let s = Server::start().await;
     let repo = init_repo(&s, "example.com/nested/repo").await;
     let gun = repo.gun.clone();
-    let (k1, k2, k3) = (notary_tuf::PrivateKey::generate("ecdsa").unwrap(), notary_tuf::PrivateKey::generate("ed25519").unwrap(), notary_tuf::PrivateKey::generate("ecdsa").unwrap());
+    let (k1, k2, k3) = (
+        notary_tuf::PrivateKey::generate("ecdsa").unwrap(),
+        notary_tuf::PrivateKey::generate("ed25519").unwrap(),
+        notary_tuf::PrivateKey::generate("ecdsa").unwrap(),
+    );
     // targets v2 delegates targets/a to k1+k2 with threshold 2, paths restricted to "a/".
     let d = [Delegation { name: "targets/a", keys: vec![k1.public_key(), k2.public_key()], threshold: 2, paths: vec!["a/".into()] }];
     let t2 = sign(&targets_body(&Default::default(), &d, 2, &far_future()), &[Signer::plain(&repo.targets_key)]).unwrap();

@@ -37,7 +37,14 @@ pub fn sign(body: &Value, signers: &[Signer]) -> Result<Vec<u8>, CanonicalError>
 }
 
 /// A root body listing one key per base role, threshold 1.
-pub fn root_body(root: &PublicKey, targets: &PublicKey, snapshot: &PublicKey, timestamp: &PublicKey, version: i64, expires: &DateTime<Utc>) -> Value {
+pub fn root_body(
+    root: &PublicKey,
+    targets: &PublicKey,
+    snapshot: &PublicKey,
+    timestamp: &PublicKey,
+    version: i64,
+    expires: &DateTime<Utc>,
+) -> Value {
     let mut keys = Map::new();
     let mut roles = Map::new();
     for (name, k) in [("root", root), ("targets", targets), ("snapshot", snapshot), ("timestamp", timestamp)] {

@@ -258,6 +258,7 @@ impl Notary {
     }
 }
 
+#[allow(unused_imports)] // each test binary uses a different subset
 pub use notary_bench::repo::{far_future, multipart, root_cert, RustRepo};
 
 pub fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
@@ -435,4 +436,11 @@ impl Server {
         let r = self.http.post(self.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
+}
+
+/// The first error of a Go error envelope: (code, detail).
+pub fn api_error(body: &[u8]) -> (String, serde_json::Value) {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| panic!("not an error envelope: {}", String::from_utf8_lossy(body)));
+    (v["errors"][0]["code"].as_str().unwrap_or_default().to_string(), v["errors"][0]["detail"].clone())
 }
