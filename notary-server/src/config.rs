@@ -101,6 +101,8 @@ pub struct Settings {
 pub enum TrustService {
     /// In-process keys; `persist` keeps them in the metadata database (encrypted at rest).
     Local { key_algorithm: String, persist: bool },
+    /// A notary-signer over gRPC with mutual TLS.
+    Remote { hostname: String, port: u16, key_algorithm: String, ca: Option<PathBuf>, client_cert: Option<PathBuf>, client_key: Option<PathBuf> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +219,24 @@ impl Config {
         let trust = match self.trust_service.kind.as_str() {
             "local" => TrustService::Local { key_algorithm, persist: self.storage.backend != "memory" },
             "remote" => {
-                return Err(ConfigError::Invalid("trust_service.type \"remote\" is not available in this build yet; use \"local\"".into()))
+                let t = &self.trust_service;
+                let hostname = t
+                    .hostname
+                    .clone()
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| ConfigError::Invalid("trust_service.hostname is required for a remote signer".into()))?;
+                let port = match &t.port {
+                    Some(Value::String(p)) => p.parse::<u16>().ok(),
+                    Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                    _ => None,
+                }
+                .ok_or_else(|| ConfigError::Invalid("trust_service.port must be a port number (e.g. \"7899\")".into()))?;
+                let (client_cert, client_key) = match (&t.tls_client_cert, &t.tls_client_key) {
+                    (Some(c), Some(k)) => (Some(rel(c)), Some(rel(k))),
+                    (None, None) => (None, None),
+                    _ => return Err(ConfigError::Invalid("trust_service.tls_client_cert and tls_client_key must be given together".into())),
+                };
+                TrustService::Remote { hostname, port, key_algorithm, ca: t.tls_ca_file.as_deref().map(rel), client_cert, client_key }
             }
             "" => return Err(ConfigError::Invalid("trust_service.type is required (local or remote)".into())),
             other => return Err(ConfigError::Invalid(format!("unknown trust_service.type {other:?}"))),

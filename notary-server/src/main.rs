@@ -11,6 +11,7 @@ use notary_server::storage::SqlStore;
 use notary_signer::db::Db;
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
+use notary_signer::remote::{RemoteConfig, RemoteCryptoService};
 use notary_signer::sql::SqlKeyStore;
 use notary_signer::CryptoService;
 use zeroize::Zeroizing;
@@ -117,12 +118,26 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("the database is not reachable (retried for {}s)", settings.pool.connect_retry.as_secs()))?;
     let store = SqlStore::new(db.clone()).await.context("preparing the database schema")?;
-    let TrustService::Local { key_algorithm, persist } = settings.trust.clone();
-    let crypto: Arc<dyn CryptoService> = if persist {
-        let pass = local_passphrase(&settings)?;
-        Arc::new(SqlKeyStore::new(db.clone(), Passphrases::single("server_local", pass)).await.context("preparing the key store")?)
-    } else {
-        Arc::new(MemoryKeyStore::new())
+    let (crypto, key_algorithm): (Arc<dyn CryptoService>, String) = match settings.trust.clone() {
+        TrustService::Local { key_algorithm, persist: true } => {
+            let pass = local_passphrase(&settings)?;
+            (Arc::new(SqlKeyStore::new(db.clone(), Passphrases::single("server_local", pass)).await.context("preparing the key store")?), key_algorithm)
+        }
+        TrustService::Local { key_algorithm, persist: false } => (Arc::new(MemoryKeyStore::new()), key_algorithm),
+        TrustService::Remote { hostname, port, key_algorithm, ca, client_cert, client_key } => {
+            let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let ca_pem = match &ca {
+                Some(p) => read(p)?,
+                None => anyhow::bail!("trust_service.tls_ca_file is required: the signer's certificate is checked against it"),
+            };
+            let client_identity = match (&client_cert, &client_key) {
+                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                _ => None,
+            };
+            let cfg = RemoteConfig { hostname: hostname.clone(), port, ca_pem, client_identity, timeout: std::time::Duration::from_secs(10) };
+            tracing::info!(signer = %format!("{hostname}:{port}"), "using a remote notary-signer");
+            (Arc::new(RemoteCryptoService::new(cfg).context("configuring the signer connection")?), key_algorithm)
+        }
     };
     let tls = match &settings.tls {
         Some((c, k)) => Some(notary_server::tls::server_config(c, k)?),

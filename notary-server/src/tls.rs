@@ -41,7 +41,8 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     let ca_key = rcgen::KeyPair::generate()?;
     let ca = ca_params.self_signed(&ca_key)?;
 
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "notary-server".to_string()];
+    let mut names: Vec<String> =
+        ["localhost", "127.0.0.1", "::1", "notary-server", "notaryserver", "notary-signer", "notarysigner"].iter().map(|s| s.to_string()).collect();
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() && !names.iter().any(|n| n == h) {
@@ -50,7 +51,9 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     }
     let mut leaf = rcgen::CertificateParams::new(names)?;
     leaf.distinguished_name.push(rcgen::DnType::CommonName, "notary-server");
-    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    // Server and client authentication: the same pair serves HTTPS and authenticates the server
+    // to its signer (mutual TLS), as the Go fixtures do.
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
     leaf.not_before = date(from);
     leaf.not_after = date(to);

@@ -83,3 +83,8 @@ pub(crate) fn check_algorithm(algorithm: &str) -> Result<(), CryptoError> {
         other => Err(CryptoError::Unsupported(other.to_string())),
     }
 }
+
+pub mod grpc;
+pub mod service;
+pub mod remote;
+pub mod config;

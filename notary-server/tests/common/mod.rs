@@ -128,7 +128,8 @@ impl Server {
         let http = reqwest::Client::builder().add_root_certificate(cert).build().unwrap();
         let mut s = Server { child: Some(child), args, db_url, data, port, url, ca, http, tmp };
         loop {
-            if let Ok(r) = s.http.get(format!("{}/_notary_server/health", s.url)).send().await {
+            // Ready when it answers the ping (health may rightly be 503, e.g. signer unreachable).
+            if let Ok(r) = s.http.get(format!("{}/v2/", s.url)).send().await {
                 if r.status() == 200 {
                     break;
                 }
@@ -311,6 +312,11 @@ pub struct GoServer {
 
 impl GoServer {
     pub async fn start(db_url: &str) -> GoServer {
+        Self::start_with(db_url, serde_json::json!({})).await
+    }
+
+    /// As [`start`], with `extra` merged into its config (e.g. a remote `trust_service`).
+    pub async fn start_with(db_url: &str, extra: serde_json::Value) -> GoServer {
         let tmp = tempfile::tempdir().unwrap();
         let tls = notary_server::tls::ensure_self_signed(tmp.path()).unwrap();
         let port = free_port();
@@ -321,6 +327,8 @@ impl GoServer {
             "storage": {"backend": "postgres", "db_url": format!("{db_url}{sep}sslmode=disable")},
             "logging": {"level": "info"}
         });
+        let mut config = config;
+        merge(&mut config, extra);
         let path = tmp.path().join("go-server.json");
         std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
         let log = std::fs::File::create(tmp.path().join("go-server.log")).unwrap();
@@ -443,4 +451,122 @@ pub fn api_error(body: &[u8]) -> (String, serde_json::Value) {
     let v: serde_json::Value =
         serde_json::from_slice(body).unwrap_or_else(|_| panic!("not an error envelope: {}", String::from_utf8_lossy(body)));
     (v["errors"][0]["code"].as_str().unwrap_or_default().to_string(), v["errors"][0]["detail"].clone())
+}
+
+/// A sibling binary of the workspace (built by `cargo test --workspace` / scripts/test.sh).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_notary-server")).with_file_name(name);
+    assert!(p.exists(), "{} is not built: run `cargo build --workspace --bins` (scripts/test.sh does)", p.display());
+    p
+}
+
+/// A notary-signer process (ours or Go's) with mutual TLS, on a free port.
+pub struct SignerProc {
+    child: Option<Child>,
+    pub port: u16,
+    pub tls: notary_server::tls::Generated,
+    pub tmp: tempfile::TempDir,
+    args: (PathBuf, PathBuf, Vec<(String, String)>),
+}
+
+pub const SIGNER_ALIAS: &str = "timestamp_1";
+pub const SIGNER_PASSPHRASE: &str = "signer-test-passphrase";
+
+impl SignerProc {
+    /// Our signer (`go = false`) or Debian's Go notary-signer (`go = true`); `db_url` None means
+    /// the memory store. Certificates come from `tls_dir` (shared with the server so both trust
+    /// one CA); mutual TLS is required.
+    pub async fn start(go: bool, db_url: Option<&str>, tls: &notary_server::tls::Generated) -> SignerProc {
+        let tmp = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let storage = match db_url {
+            None => serde_json::json!({"backend": "memory"}),
+            Some(u) => {
+                let sep = if u.contains('?') { '&' } else { '?' };
+                let url = if go { format!("{u}{sep}sslmode=disable") } else { u.to_string() };
+                serde_json::json!({"backend": "postgres", "db_url": url, "default_alias": SIGNER_ALIAS})
+            }
+        };
+        let config = serde_json::json!({
+            "server": {"grpc_addr": format!("127.0.0.1:{port}"), "tls_cert_file": tls.cert, "tls_key_file": tls.key, "client_ca_file": tls.ca},
+            "storage": storage,
+            "logging": {"level": "info"}
+        });
+        let path = tmp.path().join("signer.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let bin = if go { PathBuf::from("notary-signer") } else { workspace_bin("notary-signer") };
+        let env = vec![(format!("NOTARY_SIGNER_{}", SIGNER_ALIAS.to_uppercase()), SIGNER_PASSPHRASE.to_string())];
+        let mut s = SignerProc {
+            child: None,
+            port,
+            tls: notary_server::tls::Generated { ca: tls.ca.clone(), cert: tls.cert.clone(), key: tls.key.clone() },
+            tmp,
+            args: (bin, path, env),
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.tmp.path().join("signer.log")).unwrap();
+        let (bin, path, env) = &self.args;
+        let child = Command::new(bin)
+            .arg("-config")
+            .arg(path)
+            .envs(env.iter().cloned())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(self.child.as_mut().unwrap().try_wait().unwrap().is_none(), "signer exited: {}", self.log());
+            assert!(Instant::now() < deadline, "signer not listening: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join("signer.log")).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// The server's `trust_service` block for this signer.
+    pub fn trust_service(&self) -> serde_json::Value {
+        serde_json::json!({"type": "remote", "hostname": "127.0.0.1", "port": self.port.to_string(), "key_algorithm": "ecdsa",
+            "tls_ca_file": self.tls.ca, "tls_client_cert": self.tls.cert, "tls_client_key": self.tls.key})
+    }
+}
+
+impl Drop for SignerProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fresh database with the Go notary-signer's schema (its migrations create `private_keys`;
+/// our signer migration is that same table).
+pub async fn create_go_signer_db() -> String {
+    use sqlx::Connection;
+    let url = create_pg_db().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let schema = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/signer/postgres/0001_private_keys.sql")).unwrap();
+    sqlx::raw_sql(&schema).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (1, false);")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    url
 }

@@ -1,0 +1,135 @@
+//! notary-server ↔ notary-signer over gRPC with mutual TLS, with each half ours or Go's.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The flow the issue asks for: init, add, publish, rotate timestamp and snapshot keys to the
+/// server, publish again, list from a fresh client.
+fn full_flow(n: &Notary, fresh: &Notary, gun: &str, dir: &std::path::Path) {
+    let f = write_file(dir, "flow.txt", b"signed through a remote signer\n");
+    n.ok(&["init", gun]);
+    n.ok(&["add", gun, "v1", f.to_str().unwrap()]);
+    n.ok(&["publish", gun]);
+    n.ok(&["key", "rotate", gun, "timestamp", "-r"]);
+    n.ok(&["key", "rotate", gun, "snapshot", "-r"]);
+    n.ok(&["add", gun, "v2", f.to_str().unwrap()]);
+    n.ok(&["publish", gun]);
+    let list = fresh.ok(&["list", gun]);
+    assert!(list.contains("v1") && list.contains("v2"), "{list}");
+    let v = fresh.run_with_input(&["verify", gun, "v2"], b"signed through a remote signer\n");
+    assert!(v.ok, "{}", v.output());
+}
+
+fn shared_tls(dir: &std::path::Path) -> notary_server::tls::Generated {
+    notary_server::tls::ensure_tls_files(&dir.join("mtls")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_server_with_our_signer_on_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = shared_tls(tmp.path());
+    let mut signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let gun = "example.com/remote/ours";
+    full_flow(&s.notary("owner"), &s.notary("fresh"), gun, s.tmp());
+    assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200);
+
+    // Keys live in the signer's database (encrypted): a signer restart changes nothing.
+    signer.restart().await;
+    let owner = s.notary("owner");
+    let f = write_file(s.tmp(), "v3.txt", b"three\n");
+    owner.ok(&["add", gun, "v3", f.to_str().unwrap()]);
+    owner.ok(&["publish", gun]);
+    assert!(s.notary("fresh2").ok(&["list", gun]).contains("v3"));
+
+    // Signer down: reads keep serving, publishes fail fast with 503, then work again.
+    signer.stop();
+    let t = Instant::now();
+    let (ct, body) = multipart(&[]);
+    let r = s.http.post(s.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+    assert!(t.elapsed() < Duration::from_secs(8), "fails fast: {:?}", t.elapsed());
+    assert!(s.notary("fresh3").ok(&["list", gun]).contains("v3"), "reads keep working");
+    let (st, health) = s.get(&format!("{}/_notary_server/health", s.url)).await;
+    assert_eq!(st, 503);
+    assert!(String::from_utf8_lossy(&health).contains("Trust operational"));
+    signer.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = owner.run(&["add", gun, "v4", f.to_str().unwrap()]);
+        assert!(r.ok);
+        if owner.run(&["publish", gun]).ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery after the signer came back:\n{}", s.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(s.notary("fresh4").ok(&["list", gun]).contains("v4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_server_with_our_signer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = shared_tls(tmp.path());
+    let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
+    let go = GoServer::start_with(&create_go_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let n = go.notary(&go.tmp.path().join("owner"));
+    let fresh = go.notary(&go.tmp.path().join("fresh"));
+    full_flow(&n, &fresh, "example.com/remote/go-server", go.tmp.path());
+    assert!(!signer.log().contains("panicked"), "{}", signer.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_server_with_go_signer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = shared_tls(tmp.path());
+    let signer = SignerProc::start(true, Some(&create_go_signer_db().await), &tls).await;
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| full_flow(&s.notary("owner"), &s.notary("fresh"), "example.com/remote/go-signer", s.tmp())));
+    assert!(r.is_ok(), "Go signer log:\n{}\nserver log:\n{}", signer.log(), s.log());
+    assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200, "{}", s.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_refuses_clients_without_a_valid_certificate() {
+    use notary_signer::remote::{RemoteConfig, RemoteCryptoService};
+    use notary_signer::CryptoService;
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = shared_tls(tmp.path());
+    let signer = SignerProc::start(false, None, &tls).await;
+    let ca_pem = std::fs::read(&tls.ca).unwrap();
+    let client = |identity: Option<(Vec<u8>, Vec<u8>)>| {
+        RemoteCryptoService::new(RemoteConfig { hostname: "127.0.0.1".into(), port: signer.port, ca_pem: ca_pem.clone(), client_identity: identity, timeout: Duration::from_secs(5) }).unwrap()
+    };
+    // With the right certificate: served.
+    let good = client(Some((std::fs::read(&tls.cert).unwrap(), std::fs::read(&tls.key).unwrap())));
+    good.health().await.unwrap();
+    let k = good.create_key("timestamp", "example.com/x", "ecdsa").await.unwrap();
+    let sig = good.sign(&k.id(), b"message").await.unwrap();
+    assert!(k.verify(&sig.method, b"message", &sig.sig));
+    // No client certificate: refused.
+    let none = client(None);
+    assert!(none.health().await.is_err());
+    assert!(none.create_key("timestamp", "example.com/x", "ecdsa").await.is_err());
+    // A certificate from another CA: refused.
+    let other = notary_server::tls::ensure_tls_files(&tmp.path().join("other-ca")).unwrap();
+    let stranger = client(Some((std::fs::read(&other.cert).unwrap(), std::fs::read(&other.key).unwrap())));
+    assert!(stranger.health().await.is_err());
+    assert!(stranger.sign(&k.id(), b"message").await.is_err());
+    // A server configured with the wrong client certificate reports the signer unhealthy.
+    let mut ts = signer.trust_service();
+    ts["tls_client_cert"] = serde_json::json!(other.cert);
+    ts["tls_client_key"] = serde_json::json!(other.key);
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": ts})).await;
+    let (st, body) = s.get(&format!("{}/_notary_server/health", s.url)).await;
+    assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
+    // Error statuses as the Go signer gives them.
+    let e = good.create_key("timestamp", "g", "rsa").await.unwrap_err();
+    assert!(matches!(e, notary_signer::CryptoError::Unsupported(_)), "{e}");
+    assert!(good.get_key(&"0".repeat(64)).await.unwrap().is_none());
+    assert!(matches!(good.sign(&"0".repeat(64), b"m").await, Err(notary_signer::CryptoError::NotFound(_))));
+    good.delete_key(&"0".repeat(64)).await.unwrap();
+}

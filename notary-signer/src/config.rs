@@ -1,0 +1,135 @@
+//! The Go notary-signer JSON configuration (signer-api.md §4.1), with `NOTARY_SIGNER_*`
+//! environment overrides. Unlike Go, mutual TLS is mandatory: `server.client_ca_file` is required.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub grpc_addr: String,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct StorageConfig {
+    pub backend: String,
+    pub db_url: String,
+    pub default_alias: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct LoggingConfig {
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub grpc_addr: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub client_ca: PathBuf,
+    pub storage: Storage,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    Memory,
+    Sql { db_url: String, default_alias: String },
+}
+
+const ENV_KEYS: &[&str] = &[
+    "server.grpc_addr",
+    "server.tls_cert_file",
+    "server.tls_key_file",
+    "server.client_ca_file",
+    "storage.backend",
+    "storage.db_url",
+    "storage.default_alias",
+    "logging.level",
+];
+
+fn invalid(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::anyhow!("invalid configuration: {}", msg.into())
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<(Config, PathBuf)> {
+        let text = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let mut v: Value = serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display()))?;
+        for key in ENV_KEYS {
+            let var = format!("NOTARY_SIGNER_{}", key.to_uppercase().replace('.', "_"));
+            if let Ok(val) = std::env::var(&var) {
+                let (section, field) = key.split_once('.').unwrap();
+                if !v[section].is_object() {
+                    v[section] = Value::Object(Default::default());
+                }
+                v[section][field] = Value::String(val);
+            }
+        }
+        let cfg: Config = serde_json::from_value(v).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        Ok((cfg, path.parent().map(Path::to_path_buf).unwrap_or_default()))
+    }
+
+    pub fn settings(&self, base: &Path) -> anyhow::Result<Settings> {
+        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let s = &self.server;
+        if s.grpc_addr.is_empty() {
+            return Err(invalid("server.grpc_addr is required (e.g. \":7899\")"));
+        }
+        let (Some(cert), Some(key)) = (&s.tls_cert_file, &s.tls_key_file) else {
+            return Err(invalid("server.tls_cert_file and server.tls_key_file are required: the signer only speaks TLS"));
+        };
+        let Some(ca) = &s.client_ca_file else {
+            return Err(invalid("server.client_ca_file is required: the signer only accepts clients with a certificate from that CA"));
+        };
+        let storage = match self.storage.backend.as_str() {
+            "memory" => Storage::Memory,
+            "postgres" | "sqlite" | "sqlite3" => {
+                if self.storage.db_url.is_empty() {
+                    return Err(invalid("storage.db_url is required"));
+                }
+                let default_alias = self
+                    .storage
+                    .default_alias
+                    .clone()
+                    .or_else(|| std::env::var("NOTARY_SIGNER_DEFAULT_ALIAS").ok())
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| invalid("storage.default_alias (or NOTARY_SIGNER_DEFAULT_ALIAS) is required for a database key store"))?;
+                let db_url = if self.storage.backend == "postgres" {
+                    self.storage.db_url.clone()
+                } else {
+                    let u = self.storage.db_url.strip_prefix("sqlite:").unwrap_or(&self.storage.db_url);
+                    format!("sqlite:{}", rel(Path::new(u)).display())
+                };
+                Storage::Sql { db_url, default_alias }
+            }
+            "" => return Err(invalid("storage.backend is required (memory, postgres or sqlite)")),
+            other => return Err(invalid(format!("storage.backend {other:?} is not supported (memory, postgres or sqlite)"))),
+        };
+        let addr = if s.grpc_addr.starts_with(':') { format!("0.0.0.0{}", s.grpc_addr) } else { s.grpc_addr.clone() };
+        Ok(Settings {
+            grpc_addr: addr,
+            tls_cert: rel(cert),
+            tls_key: rel(key),
+            client_ca: rel(ca),
+            storage,
+            log_level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! notary-signer: the gRPC signing service (mutual TLS) for notary-server, wire-compatible with
+//! the Go notary-signer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use notary_signer::config::{Config, Storage};
+use notary_signer::db::{Db, PoolConfig};
+use notary_signer::grpc::proto::{key_management_server::KeyManagementServer, signer_server::SignerServer};
+use notary_signer::memory::MemoryKeyStore;
+use notary_signer::passphrase::Passphrases;
+use notary_signer::service::{health_service, SignerService};
+use notary_signer::sql::SqlKeyStore;
+use notary_signer::CryptoService;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "notary-signer", version)]
+struct Args {
+    /// A Go notary-signer JSON configuration file (`-config FILE` works too).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let argv = std::env::args().map(|a| if a == "-config" { "--config".to_string() } else { a });
+    let args = Args::parse_from(argv);
+    let (cfg, base) = Config::load(&args.config)?;
+    let settings = cfg.settings(&base)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,h2=warn", settings.log_level)));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(settings))
+}
+
+async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
+    let crypto: Arc<dyn CryptoService> = match &s.storage {
+        Storage::Memory => Arc::new(MemoryKeyStore::new()),
+        Storage::Sql { db_url, default_alias } => {
+            let db = Db::connect(db_url, &PoolConfig::default()).await.context("the key database is not reachable")?;
+            let passphrases = Passphrases::from_env("NOTARY_SIGNER_", default_alias);
+            passphrases.get(default_alias).with_context(|| format!("set NOTARY_SIGNER_{} to the passphrase of alias {default_alias:?}", default_alias.to_uppercase()))?;
+            Arc::new(SqlKeyStore::new(db, passphrases).await.context("preparing the key database")?)
+        }
+    };
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(read(&s.tls_cert)?, read(&s.tls_key)?)).client_ca_root(Certificate::from_pem(read(&s.client_ca)?));
+    let health = health_service(crypto.clone(), Duration::from_secs(10)).await;
+    let svc = Arc::new(SignerService::new(crypto));
+    let addr: std::net::SocketAddr = s.grpc_addr.parse().with_context(|| format!("server.grpc_addr {:?}", s.grpc_addr))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "notary-signer ready (mutual TLS required)");
+    println!("notary-signer listening on {local}");
+    Server::builder()
+        .tls_config(tls)?
+        .add_service(health)
+        .add_service(KeyManagementServer::from_arc(svc.clone()))
+        .add_service(SignerServer::from_arc(svc))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await
+        .context("signer failed")
+}

@@ -1,0 +1,150 @@
+//! [`CryptoService`] over gRPC to a notary-signer (ours or Go's), with mutual TLS, deadlines,
+//! lazy reconnection and health checks (signer-api.md §7).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use notary_tuf::{PublicKey, Signature};
+use tokio::sync::RwLock;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Code;
+
+use crate::grpc::proto::{key_management_client::KeyManagementClient, signer_client::SignerClient, CreateKeyRequest, KeyId, SignatureRequest};
+use crate::service::{HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER};
+use crate::{CryptoError, CryptoService, KeyInfo};
+
+pub struct RemoteConfig {
+    pub hostname: String,
+    pub port: u16,
+    /// PEM CA bundle the signer's certificate must chain to.
+    pub ca_pem: Vec<u8>,
+    /// PEM client certificate and key (mutual TLS).
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Deadline of every call.
+    pub timeout: Duration,
+}
+
+pub struct RemoteCryptoService {
+    channel: Channel,
+    timeout: Duration,
+    /// Public keys seen (by ID): a key's public part never changes.
+    keys: RwLock<HashMap<String, PublicKey>>,
+}
+
+fn status_error(s: tonic::Status, what: &str) -> CryptoError {
+    match s.code() {
+        Code::NotFound => CryptoError::NotFound(what.into()),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
+            CryptoError::Unavailable(format!("{what}: {}", s.message()))
+        }
+        Code::Unknown if s.message().contains("not supported") => CryptoError::Unsupported(s.message().into()),
+        _ => CryptoError::Internal(format!("{what}: {:?} {}", s.code(), s.message())),
+    }
+}
+
+impl RemoteCryptoService {
+    /// Configure the channel; it connects on first use and reconnects after failures.
+    pub fn new(cfg: RemoteConfig) -> Result<Self, CryptoError> {
+        let mut tls = ClientTlsConfig::new().domain_name(cfg.hostname.clone()).ca_certificate(Certificate::from_pem(&cfg.ca_pem));
+        if let Some((cert, key)) = &cfg.client_identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        let host = if cfg.hostname.contains(':') { format!("[{}]", cfg.hostname) } else { cfg.hostname.clone() };
+        let endpoint = Endpoint::from_shared(format!("https://{host}:{}", cfg.port))
+            .map_err(|e| CryptoError::Internal(format!("signer address: {e}")))?
+            .tls_config(tls)
+            .map_err(|e| CryptoError::Internal(format!("signer TLS configuration: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(cfg.timeout)
+            .tcp_nodelay(true);
+        Ok(RemoteCryptoService { channel: endpoint.connect_lazy(), timeout: cfg.timeout, keys: RwLock::new(HashMap::new()) })
+    }
+
+    fn km(&self) -> KeyManagementClient<Channel> {
+        KeyManagementClient::new(self.channel.clone())
+    }
+
+    async fn remember(&self, pk: &PublicKey) {
+        self.keys.write().await.insert(pk.id(), pk.clone());
+    }
+
+    async fn public_key(&self, key_id: &str) -> Result<Option<PublicKey>, CryptoError> {
+        if let Some(pk) = self.keys.read().await.get(key_id) {
+            return Ok(Some(pk.clone()));
+        }
+        Ok(self.get_key(key_id).await?.map(|i| i.public))
+    }
+}
+
+#[async_trait]
+impl CryptoService for RemoteCryptoService {
+    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
+        let r = self
+            .km()
+            .create_key(CreateKeyRequest { algorithm: algorithm.into(), gun: gun.into(), role: role.into() })
+            .await
+            .map_err(|s| status_error(s, "CreateKey"))?
+            .into_inner();
+        let alg = r.key_info.and_then(|k| k.algorithm).map(|a| a.algorithm).unwrap_or_default();
+        // The ID is recomputed from the key, as the Go server does.
+        let pk = PublicKey::new(alg, r.public_key);
+        self.remember(&pk).await;
+        Ok(pk)
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError> {
+        let r = match self.km().get_key_info(KeyId { id: key_id.into() }).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::NotFound => return Ok(None),
+            Err(s) => return Err(status_error(s, "GetKeyInfo")),
+        };
+        let alg = r.key_info.and_then(|k| k.algorithm).map(|a| a.algorithm).unwrap_or_default();
+        let pk = PublicKey::new(alg, r.public_key);
+        if pk.id() != key_id {
+            tracing::warn!(key_id, got = %pk.id(), "signer returned a different key");
+            return Ok(None);
+        }
+        self.remember(&pk).await;
+        Ok(Some(KeyInfo { public: pk, role: r.role, gun: String::new() }))
+    }
+
+    async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError> {
+        let pk = self.public_key(key_id).await?.ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
+        let r = SignerClient::new(self.channel.clone())
+            .sign(SignatureRequest { key_id: Some(KeyId { id: key_id.into() }), content: msg.to_vec() })
+            .await
+            .map_err(|s| status_error(s, "Sign"))?
+            .into_inner();
+        // The method follows from the key type, never from the response; and a signature that
+        // does not verify is refused here rather than published.
+        let method = match pk.keytype.as_str() {
+            notary_tuf::keys::ED25519 => "eddsa",
+            notary_tuf::keys::RSA => "rsapss",
+            _ => "ecdsa",
+        };
+        if !pk.verify(method, msg, &r.content) {
+            return Err(CryptoError::Internal(format!("signer returned an invalid signature for key {key_id}")));
+        }
+        Ok(Signature { keyid: key_id.into(), method: method.into(), sig: r.content })
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
+        self.km().delete_key(KeyId { id: key_id.into() }).await.map_err(|s| status_error(s, "DeleteKey"))?;
+        self.keys.write().await.remove(key_id);
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), CryptoError> {
+        let mut h = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        for service in [HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER] {
+            let mut req = tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: service.into() });
+            req.set_timeout(self.timeout);
+            let r = h.check(req).await.map_err(|s| status_error(s, "health check"))?.into_inner();
+            if r.status != tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+                return Err(CryptoError::Unavailable(format!("{service} is not serving")));
+            }
+        }
+        Ok(())
+    }
+}
