@@ -133,3 +133,35 @@ async fn signer_refuses_clients_without_a_valid_certificate() {
     assert!(matches!(good.sign(&"0".repeat(64), b"m").await, Err(notary_signer::CryptoError::NotFound(_))));
     good.delete_key(&"0".repeat(64)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_server_and_go_signer_replaced_by_ours_on_their_databases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = shared_tls(tmp.path());
+    let signer_db = create_go_signer_db().await;
+    let server_db = create_go_pg_db().await;
+    let owner_dir = tmp.path().join("owner");
+    let gun = "example.com/go-stack/repo";
+    let f = write_file(tmp.path(), "a.txt", b"published by the Go stack\n");
+    {
+        let go_signer = SignerProc::start(true, Some(&signer_db), &tls).await;
+        let go = GoServer::start_with(&server_db, serde_json::json!({"trust_service": go_signer.trust_service()})).await;
+        let owner = go.notary(&owner_dir);
+        owner.ok(&["init", gun]);
+        owner.ok(&["add", gun, "go-v1", f.to_str().unwrap()]);
+        owner.ok(&["publish", gun]);
+        owner.ok(&["key", "rotate", gun, "snapshot", "-r"]);
+        assert!(go.notary(&go.tmp.path().join("check")).ok(&["list", gun]).contains("go-v1"));
+    } // both Go processes stop here
+
+    // Ours, on the same two databases (the signer reads the Go signer's encrypted keys).
+    let signer = SignerProc::start(false, Some(&signer_db), &tls).await;
+    let s = Server::start_with_config(&server_db, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    assert!(s.notary("fresh").ok(&["list", gun]).contains("go-v1"));
+    let owner = Notary { server: s.url.clone(), ca: s.ca.clone(), dir: owner_dir };
+    owner.ok(&["add", gun, "rs-v2", f.to_str().unwrap()]);
+    let r = owner.run(&["publish", gun]);
+    assert!(r.ok, "{}\nserver:\n{}\nsigner:\n{}", r.output(), s.log(), signer.log());
+    let list = s.notary("fresh2").ok(&["list", gun]);
+    assert!(list.contains("go-v1") && list.contains("rs-v2"), "{list}");
+}
