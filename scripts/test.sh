@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. On a fresh Debian machine it first installs what the tests
 # need (idempotently): the Go notary programs (Debian package `notary` 0.7.0) used as peers,
-# openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
+# PostgreSQL, SoftHSM2 (PKCS#11 tests), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ command -v notary >/dev/null 2>&1 || need_pkgs+=(notary)
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || need_pkgs+=(postgresql)
 command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+[ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null 2>&1 || need_pkgs+=(softhsm2)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -27,5 +28,7 @@ trap stop_pg EXIT
 PG_EXTRA_OPTS="-c fsync=off" start_pg
 export NOTARY_TEST_PG_URL="$PG_URL/postgres"
 
+echo "==> cargo build --workspace --bins (the tests start notary-server and notary-signer)"
+cargo build --workspace --bins --locked 2>&1 | tail -n 1
 echo "==> cargo test --workspace"
 cargo test --workspace --locked 2>&1

@@ -102,7 +102,14 @@ pub enum TrustService {
     /// In-process keys; `persist` keeps them in the metadata database (encrypted at rest).
     Local { key_algorithm: String, persist: bool },
     /// A notary-signer over gRPC with mutual TLS.
-    Remote { hostname: String, port: u16, key_algorithm: String, ca: Option<PathBuf>, client_cert: Option<PathBuf>, client_key: Option<PathBuf> },
+    Remote {
+        hostname: String,
+        port: u16,
+        key_algorithm: String,
+        ca: Option<PathBuf>,
+        client_cert: Option<PathBuf>,
+        client_key: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +241,9 @@ impl Config {
                 let (client_cert, client_key) = match (&t.tls_client_cert, &t.tls_client_key) {
                     (Some(c), Some(k)) => (Some(rel(c)), Some(rel(k))),
                     (None, None) => (None, None),
-                    _ => return Err(ConfigError::Invalid("trust_service.tls_client_cert and tls_client_key must be given together".into())),
+                    _ => {
+                        return Err(ConfigError::Invalid("trust_service.tls_client_cert and tls_client_key must be given together".into()))
+                    }
                 };
                 TrustService::Remote { hostname, port, key_algorithm, ca: t.tls_ca_file.as_deref().map(rel), client_cert, client_key }
             }

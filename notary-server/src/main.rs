@@ -121,7 +121,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let (crypto, key_algorithm): (Arc<dyn CryptoService>, String) = match settings.trust.clone() {
         TrustService::Local { key_algorithm, persist: true } => {
             let pass = local_passphrase(&settings)?;
-            (Arc::new(SqlKeyStore::new(db.clone(), Passphrases::single("server_local", pass)).await.context("preparing the key store")?), key_algorithm)
+            (
+                Arc::new(SqlKeyStore::new(db.clone(), Passphrases::single("server_local", pass)).await.context("preparing the key store")?),
+                key_algorithm,
+            )
         }
         TrustService::Local { key_algorithm, persist: false } => (Arc::new(MemoryKeyStore::new()), key_algorithm),
         TrustService::Remote { hostname, port, key_algorithm, ca, client_cert, client_key } => {
@@ -134,7 +137,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
                 _ => None,
             };
-            let cfg = RemoteConfig { hostname: hostname.clone(), port, ca_pem, client_identity, timeout: std::time::Duration::from_secs(10) };
+            let cfg =
+                RemoteConfig { hostname: hostname.clone(), port, ca_pem, client_identity, timeout: std::time::Duration::from_secs(10) };
             tracing::info!(signer = %format!("{hostname}:{port}"), "using a remote notary-signer");
             (Arc::new(RemoteCryptoService::new(cfg).context("configuring the signer connection")?), key_algorithm)
         }

@@ -41,8 +41,10 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     let ca_key = rcgen::KeyPair::generate()?;
     let ca = ca_params.self_signed(&ca_key)?;
 
-    let mut names: Vec<String> =
-        ["localhost", "127.0.0.1", "::1", "notary-server", "notaryserver", "notary-signer", "notarysigner"].iter().map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1", "notary-server", "notaryserver", "notary-signer", "notarysigner"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() && !names.iter().any(|n| n == h) {

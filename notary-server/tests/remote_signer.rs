@@ -88,7 +88,9 @@ async fn our_server_with_go_signer() {
     let tls = shared_tls(tmp.path());
     let signer = SignerProc::start(true, Some(&create_go_signer_db().await), &tls).await;
     let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| full_flow(&s.notary("owner"), &s.notary("fresh"), "example.com/remote/go-signer", s.tmp())));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        full_flow(&s.notary("owner"), &s.notary("fresh"), "example.com/remote/go-signer", s.tmp())
+    }));
     assert!(r.is_ok(), "Go signer log:\n{}\nserver log:\n{}", signer.log(), s.log());
     assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200, "{}", s.log());
 }
@@ -102,7 +104,14 @@ async fn signer_refuses_clients_without_a_valid_certificate() {
     let signer = SignerProc::start(false, None, &tls).await;
     let ca_pem = std::fs::read(&tls.ca).unwrap();
     let client = |identity: Option<(Vec<u8>, Vec<u8>)>| {
-        RemoteCryptoService::new(RemoteConfig { hostname: "127.0.0.1".into(), port: signer.port, ca_pem: ca_pem.clone(), client_identity: identity, timeout: Duration::from_secs(5) }).unwrap()
+        RemoteCryptoService::new(RemoteConfig {
+            hostname: "127.0.0.1".into(),
+            port: signer.port,
+            ca_pem: ca_pem.clone(),
+            client_identity: identity,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
     };
     // With the right certificate: served.
     let good = client(Some((std::fs::read(&tls.cert).unwrap(), std::fs::read(&tls.key).unwrap())));

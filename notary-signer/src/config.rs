@@ -29,6 +29,8 @@ pub struct StorageConfig {
     pub backend: String,
     pub db_url: String,
     pub default_alias: Option<String>,
+    /// RFC 7512 URI of the token, for the `pkcs11` backend.
+    pub pkcs11_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -50,6 +52,7 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
     Memory,
+    Pkcs11(crate::pkcs11::Pkcs11Uri),
     Sql { db_url: String, default_alias: String },
 }
 
@@ -61,6 +64,7 @@ const ENV_KEYS: &[&str] = &[
     "storage.backend",
     "storage.db_url",
     "storage.default_alias",
+    "storage.pkcs11_uri",
     "logging.level",
 ];
 
@@ -71,7 +75,8 @@ fn invalid(msg: impl Into<String>) -> anyhow::Error {
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<(Config, PathBuf)> {
         let text = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        let mut v: Value = serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display()))?;
+        let mut v: Value =
+            serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display()))?;
         for key in ENV_KEYS {
             let var = format!("NOTARY_SIGNER_{}", key.to_uppercase().replace('.', "_"));
             if let Ok(val) = std::env::var(&var) {
@@ -100,6 +105,11 @@ impl Config {
         };
         let storage = match self.storage.backend.as_str() {
             "memory" => Storage::Memory,
+            "pkcs11" => {
+                let uri =
+                    self.storage.pkcs11_uri.as_deref().ok_or_else(|| invalid("storage.pkcs11_uri is required for the pkcs11 backend"))?;
+                Storage::Pkcs11(crate::pkcs11::Pkcs11Uri::parse(uri).map_err(|e| invalid(format!("storage.pkcs11_uri: {e}")))?)
+            }
             "postgres" | "sqlite" | "sqlite3" => {
                 if self.storage.db_url.is_empty() {
                     return Err(invalid("storage.db_url is required"));
@@ -110,7 +120,9 @@ impl Config {
                     .clone()
                     .or_else(|| std::env::var("NOTARY_SIGNER_DEFAULT_ALIAS").ok())
                     .filter(|a| !a.is_empty())
-                    .ok_or_else(|| invalid("storage.default_alias (or NOTARY_SIGNER_DEFAULT_ALIAS) is required for a database key store"))?;
+                    .ok_or_else(|| {
+                        invalid("storage.default_alias (or NOTARY_SIGNER_DEFAULT_ALIAS) is required for a database key store")
+                    })?;
                 let db_url = if self.storage.backend == "postgres" {
                     self.storage.db_url.clone()
                 } else {
@@ -120,7 +132,7 @@ impl Config {
                 Storage::Sql { db_url, default_alias }
             }
             "" => return Err(invalid("storage.backend is required (memory, postgres or sqlite)")),
-            other => return Err(invalid(format!("storage.backend {other:?} is not supported (memory, postgres or sqlite)"))),
+            other => return Err(invalid(format!("storage.backend {other:?} is not supported (memory, postgres, sqlite or pkcs11)"))),
         };
         let addr = if s.grpc_addr.starts_with(':') { format!("0.0.0.0{}", s.grpc_addr) } else { s.grpc_addr.clone() };
         Ok(Settings {

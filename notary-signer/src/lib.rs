@@ -84,7 +84,8 @@ pub(crate) fn check_algorithm(algorithm: &str) -> Result<(), CryptoError> {
     }
 }
 
-pub mod grpc;
-pub mod service;
-pub mod remote;
 pub mod config;
+pub mod grpc;
+pub mod pkcs11;
+pub mod remote;
+pub mod service;

@@ -39,15 +39,23 @@ fn main() -> anyhow::Result<()> {
 async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
     let crypto: Arc<dyn CryptoService> = match &s.storage {
         Storage::Memory => Arc::new(MemoryKeyStore::new()),
+        Storage::Pkcs11(uri) => {
+            tracing::info!(token = %uri.token, module = %uri.module_path.display(), "using a PKCS#11 token");
+            Arc::new(notary_signer::pkcs11::Pkcs11KeyStore::open(uri).await.context("opening the PKCS#11 token")?)
+        }
         Storage::Sql { db_url, default_alias } => {
             let db = Db::connect(db_url, &PoolConfig::default()).await.context("the key database is not reachable")?;
             let passphrases = Passphrases::from_env("NOTARY_SIGNER_", default_alias);
-            passphrases.get(default_alias).with_context(|| format!("set NOTARY_SIGNER_{} to the passphrase of alias {default_alias:?}", default_alias.to_uppercase()))?;
+            passphrases.get(default_alias).with_context(|| {
+                format!("set NOTARY_SIGNER_{} to the passphrase of alias {default_alias:?}", default_alias.to_uppercase())
+            })?;
             Arc::new(SqlKeyStore::new(db, passphrases).await.context("preparing the key database")?)
         }
     };
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(read(&s.tls_cert)?, read(&s.tls_key)?)).client_ca_root(Certificate::from_pem(read(&s.client_ca)?));
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(&s.tls_cert)?, read(&s.tls_key)?))
+        .client_ca_root(Certificate::from_pem(read(&s.client_ca)?));
     let health = health_service(crypto.clone(), Duration::from_secs(10)).await;
     let svc = Arc::new(SignerService::new(crypto));
     let addr: std::net::SocketAddr = s.grpc_addr.parse().with_context(|| format!("server.grpc_addr {:?}", s.grpc_addr))?;

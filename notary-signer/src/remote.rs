@@ -10,7 +10,9 @@ use tokio::sync::RwLock;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 
-use crate::grpc::proto::{key_management_client::KeyManagementClient, signer_client::SignerClient, CreateKeyRequest, KeyId, SignatureRequest};
+use crate::grpc::proto::{
+    key_management_client::KeyManagementClient, signer_client::SignerClient, CreateKeyRequest, KeyId, SignatureRequest,
+};
 use crate::service::{HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER};
 use crate::{CryptoError, CryptoService, KeyInfo};
 

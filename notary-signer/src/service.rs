@@ -115,7 +115,10 @@ fn unavailable_or(e: CryptoError, msg: &str) -> Status {
 
 /// The health service, SERVING while the key store answers and NOT_SERVING while it does not
 /// (checked every `period`; the Go signer always says SERVING).
-pub async fn health_service(crypto: Arc<dyn CryptoService>, period: Duration) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+pub async fn health_service(
+    crypto: Arc<dyn CryptoService>,
+    period: Duration,
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
     let (reporter, service) = tonic_health::server::health_reporter();
     for name in [HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER] {
         reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;

@@ -477,8 +477,6 @@ impl SignerProc {
     /// the memory store. Certificates come from `tls_dir` (shared with the server so both trust
     /// one CA); mutual TLS is required.
     pub async fn start(go: bool, db_url: Option<&str>, tls: &notary_server::tls::Generated) -> SignerProc {
-        let tmp = tempfile::tempdir().unwrap();
-        let port = free_port();
         let storage = match db_url {
             None => serde_json::json!({"backend": "memory"}),
             Some(u) => {
@@ -487,6 +485,20 @@ impl SignerProc {
                 serde_json::json!({"backend": "postgres", "db_url": url, "default_alias": SIGNER_ALIAS})
             }
         };
+        let bin = if go { PathBuf::from("notary-signer") } else { workspace_bin("notary-signer") };
+        let env = vec![(format!("NOTARY_SIGNER_{}", SIGNER_ALIAS.to_uppercase()), SIGNER_PASSPHRASE.to_string())];
+        Self::start_with(bin, storage, env, tls).await
+    }
+
+    /// A signer binary with the given `storage` config block and extra environment.
+    pub async fn start_with(
+        bin: PathBuf,
+        storage: serde_json::Value,
+        env: Vec<(String, String)>,
+        tls: &notary_server::tls::Generated,
+    ) -> SignerProc {
+        let tmp = tempfile::tempdir().unwrap();
+        let port = free_port();
         let config = serde_json::json!({
             "server": {"grpc_addr": format!("127.0.0.1:{port}"), "tls_cert_file": tls.cert, "tls_key_file": tls.key, "client_ca_file": tls.ca},
             "storage": storage,
@@ -494,8 +506,6 @@ impl SignerProc {
         });
         let path = tmp.path().join("signer.json");
         std::fs::write(&path, config.to_string()).unwrap();
-        let bin = if go { PathBuf::from("notary-signer") } else { workspace_bin("notary-signer") };
-        let env = vec![(format!("NOTARY_SIGNER_{}", SIGNER_ALIAS.to_uppercase()), SIGNER_PASSPHRASE.to_string())];
         let mut s = SignerProc {
             child: None,
             port,
@@ -562,7 +572,8 @@ pub async fn create_go_signer_db() -> String {
     use sqlx::Connection;
     let url = create_pg_db().await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let schema = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/signer/postgres/0001_private_keys.sql")).unwrap();
+    let schema =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/signer/postgres/0001_private_keys.sql")).unwrap();
     sqlx::raw_sql(&schema).execute(&mut conn).await.unwrap();
     sqlx::raw_sql("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (1, false);")
         .execute(&mut conn)
