@@ -38,6 +38,8 @@ pub struct TrustServiceConfig {
     pub tls_ca_file: Option<PathBuf>,
     pub tls_client_cert: Option<PathBuf>,
     pub tls_client_key: Option<PathBuf>,
+    /// Deadline of each call to a remote signer (not in Go, which waits forever).
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -109,6 +111,8 @@ pub enum TrustService {
         ca: Option<PathBuf>,
         client_cert: Option<PathBuf>,
         client_key: Option<PathBuf>,
+        /// Deadline of each call.
+        timeout: std::time::Duration,
     },
 }
 
@@ -137,6 +141,7 @@ const ENV_KEYS: &[&str] = &[
     "trust_service.tls_ca_file",
     "trust_service.tls_client_cert",
     "trust_service.tls_client_key",
+    "trust_service.timeout_ms",
     "storage.backend",
     "storage.db_url",
     "storage.max_connections",
@@ -245,7 +250,8 @@ impl Config {
                         return Err(ConfigError::Invalid("trust_service.tls_client_cert and tls_client_key must be given together".into()))
                     }
                 };
-                TrustService::Remote { hostname, port, key_algorithm, ca: t.tls_ca_file.as_deref().map(rel), client_cert, client_key }
+                let timeout = std::time::Duration::from_millis(t.timeout_ms.unwrap_or(10_000).max(100));
+                TrustService::Remote { hostname, port, key_algorithm, ca: t.tls_ca_file.as_deref().map(rel), client_cert, client_key, timeout }
             }
             "" => return Err(ConfigError::Invalid("trust_service.type is required (local or remote)".into())),
             other => return Err(ConfigError::Invalid(format!("unknown trust_service.type {other:?}"))),

@@ -127,7 +127,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             )
         }
         TrustService::Local { key_algorithm, persist: false } => (Arc::new(MemoryKeyStore::new()), key_algorithm),
-        TrustService::Remote { hostname, port, key_algorithm, ca, client_cert, client_key } => {
+        TrustService::Remote { hostname, port, key_algorithm, ca, client_cert, client_key, timeout } => {
             let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
             let ca_pem = match &ca {
                 Some(p) => read(p)?,
@@ -138,7 +138,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 _ => None,
             };
             let cfg =
-                RemoteConfig { hostname: hostname.clone(), port, ca_pem, client_identity, timeout: std::time::Duration::from_secs(10) };
+                RemoteConfig { hostname: hostname.clone(), port, ca_pem, client_identity, timeout };
             tracing::info!(signer = %format!("{hostname}:{port}"), "using a remote notary-signer");
             (Arc::new(RemoteCryptoService::new(cfg).context("configuring the signer connection")?), key_algorithm)
         }

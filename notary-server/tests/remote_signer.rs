@@ -174,3 +174,73 @@ async fn go_server_and_go_signer_replaced_by_ours_on_their_databases() {
     let list = s.notary("fresh2").ok(&["list", gun]);
     assert!(list.contains("go-v1") && list.contains("rs-v2"), "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_signer_fails_publishes_fast_and_reads_keep_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = shared_tls(tmp.path());
+    let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
+    let mut ts = signer.trust_service();
+    ts["timeout_ms"] = serde_json::json!(1500);
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": ts})).await;
+    let gun = "example.com/hung/repo";
+    let owner = s.notary("owner");
+    let f = write_file(s.tmp(), "a.txt", b"a\n");
+    owner.ok(&["init", gun]);
+    owner.ok(&["add", gun, "v1", f.to_str().unwrap()]);
+    owner.ok(&["publish", gun]);
+
+    signer.signal("STOP"); // accepts connections, answers nothing
+    let t = Instant::now();
+    let (ct, body) = multipart(&[]);
+    let r = s.http.post(s.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let (code, _) = api_error(&r.bytes().await.unwrap());
+    assert_eq!(code, "UNAVAILABLE");
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(s.notary("fresh").ok(&["list", gun]).contains("v1"), "reads keep serving");
+    signer.signal("CONT");
+    owner.ok(&["add", gun, "v2", f.to_str().unwrap()]);
+    owner.ok(&["publish", gun]);
+    assert!(s.notary("fresh2").ok(&["list", gun]).contains("v2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_signer_reads_keys_our_signer_wrote_and_reencrypted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = shared_tls(tmp.path());
+    let signer_db = create_go_signer_db().await;
+    let server_db = create_pg_db().await;
+    let gun = "example.com/reencrypt/repo";
+    let owner_dir = tmp.path().join("owner");
+    let f = write_file(tmp.path(), "a.txt", b"a\n");
+    {
+        let mut ours = SignerProc::start(false, Some(&signer_db), &tls).await;
+        let s = Server::start_with_config(&server_db, serde_json::json!({"trust_service": ours.trust_service()})).await;
+        let owner = Notary { server: s.url.clone(), ca: s.ca.clone(), dir: owner_dir.clone() };
+        owner.ok(&["init", gun]);
+        owner.ok(&["add", gun, "v1", f.to_str().unwrap()]);
+        owner.ok(&["publish", gun]);
+        owner.ok(&["key", "rotate", gun, "snapshot", "-r"]);
+        ours.stop();
+        // Re-encrypt every key from alias timestamp_1 to alias rotated_2.
+        let (ok, out) = ours.run_command(&["reencrypt", "--from-alias", SIGNER_ALIAS, "--to-alias", "rotated_2"], &[("NOTARY_SIGNER_ROTATED_2", "a-new-passphrase")]);
+        assert!(ok, "{out}");
+        assert!(out.contains("re-encrypted 2 key(s)"), "{out}");
+    }
+    // The Go signer, knowing only the new alias's passphrase, signs with those keys.
+    let go_signer = SignerProc::start_with(
+        std::path::PathBuf::from("notary-signer"),
+        serde_json::json!({"backend": "postgres", "db_url": format!("{signer_db}?sslmode=disable"), "default_alias": "rotated_2"}),
+        vec![("NOTARY_SIGNER_ROTATED_2".into(), "a-new-passphrase".into())],
+        &tls,
+    )
+    .await;
+    let s = Server::start_with_config(&server_db, serde_json::json!({"trust_service": go_signer.trust_service()})).await;
+    let owner = Notary { server: s.url.clone(), ca: s.ca.clone(), dir: owner_dir };
+    owner.ok(&["add", gun, "v2", f.to_str().unwrap()]);
+    let r = owner.run(&["publish", gun]);
+    assert!(r.ok, "{}\n{}", r.output(), go_signer.log());
+    let list = s.notary("fresh").ok(&["list", gun]);
+    assert!(list.contains("v1") && list.contains("v2"), "{list}");
+}

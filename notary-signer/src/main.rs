@@ -23,6 +23,20 @@ struct Args {
     /// A Go notary-signer JSON configuration file (`-config FILE` works too).
     #[arg(long)]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Re-encrypt every key stored under one passphrase alias with another alias's passphrase
+    /// (both read from NOTARY_SIGNER_<ALIAS>), in one transaction, then exit.
+    Reencrypt {
+        #[arg(long)]
+        from_alias: String,
+        #[arg(long)]
+        to_alias: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +47,25 @@ fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,h2=warn", settings.log_level)));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(settings))
+    // Keep key material out of core dumps and away from ptrace, as the Go signer does.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match args.command {
+        None => rt.block_on(run(settings)),
+        Some(Cmd::Reencrypt { from_alias, to_alias }) => rt.block_on(reencrypt(settings, &from_alias, &to_alias)),
+    }
+}
+
+async fn reencrypt(s: notary_signer::config::Settings, from: &str, to: &str) -> anyhow::Result<()> {
+    let Storage::Sql { db_url, .. } = &s.storage else { anyhow::bail!("re-encryption applies to a database key store (postgres or sqlite)") };
+    let db = Db::connect(db_url, &PoolConfig::default()).await.context("the key database is not reachable")?;
+    let store = SqlKeyStore::new(db, Passphrases::from_env("NOTARY_SIGNER_", to)).await?;
+    let n = store.reencrypt(from, to).await.with_context(|| format!("re-encrypting keys from alias {from:?} to {to:?} (nothing was changed)"))?;
+    println!("re-encrypted {n} key(s) from alias {from:?} to {to:?}");
+    Ok(())
 }
 
 async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {

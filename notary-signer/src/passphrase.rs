@@ -25,6 +25,11 @@ impl Passphrases {
         Passphrases { default_alias: alias.to_string(), fixed, env_prefix: None }
     }
 
+    /// Another alias with a known passphrase.
+    pub fn add(&mut self, alias: &str, passphrase: Zeroizing<String>) {
+        self.fixed.insert(alias.to_string(), passphrase);
+    }
+
     pub fn default_alias(&self) -> &str {
         &self.default_alias
     }

@@ -64,6 +64,31 @@ impl SqlKeyStore {
     }
 }
 
+impl SqlKeyStore {
+    /// Re-encrypt every live key stored under `from` with the passphrase of `to`, in one
+    /// transaction (all keys move or none). Returns how many keys moved.
+    pub async fn reencrypt(&self, from: &str, to: &str) -> Result<usize, CryptoError> {
+        let old = self.passphrases.get(from)?;
+        let new = self.passphrases.get(to)?;
+        let t = now();
+        with_pool!(&self.db, p => {
+            let mut tx = p.begin().await.map_err(db_err)?;
+            let rows: Vec<(i32, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT id, key_id, private FROM private_keys WHERE deleted_at IS NULL AND passphrase_alias = $1 ORDER BY id")
+                .bind(from).fetch_all(&mut *tx).await.map_err(db_err)?;
+            for (id, key_id, private) in &rows {
+                let token = std::str::from_utf8(private).map_err(|_| CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token")))?;
+                let plain = jwe::decrypt(token, old.as_bytes()).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
+                let token = jwe::encrypt(&plain, new.as_bytes());
+                sqlx::query("UPDATE private_keys SET private = $1, passphrase_alias = $2, updated_at = $3 WHERE id = $4")
+                    .bind(token.as_bytes()).bind(to).bind(t).bind(id).execute(&mut *tx).await.map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+            Ok(rows.len())
+        })
+    }
+}
+
 #[async_trait]
 impl CryptoService for SqlKeyStore {
     async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
@@ -171,6 +196,36 @@ mod tests {
         assert!(s.get_key(&k1.id()).await.unwrap().is_none());
         assert!(matches!(s.sign(&k1.id(), b"m").await, Err(CryptoError::NotFound(_))));
         assert!(matches!(s.create_key("timestamp", "g", "rsa").await, Err(CryptoError::Unsupported(_))));
+    }
+
+    #[tokio::test]
+    async fn reencrypt_moves_every_key_to_the_new_alias() {
+        let dir = tempfile_dir::Dir::new();
+        let url = format!("sqlite:{}/keys.db", dir.0.display());
+        let db = Db::connect(&url, &Default::default()).await.unwrap();
+        let both = || {
+            let mut p = Passphrases::single("old", Zeroizing::new("old-pass".into()));
+            p.add("new", Zeroizing::new("new-pass".into()));
+            p
+        };
+        let s = SqlKeyStore::new(db.clone(), both()).await.unwrap();
+        let k1 = s.create_key("timestamp", "g", "ecdsa").await.unwrap();
+        let k2 = s.create_key("snapshot", "g", "ed25519").await.unwrap();
+        assert_eq!(s.reencrypt("old", "new").await.unwrap(), 2);
+        assert_eq!(s.reencrypt("old", "new").await.unwrap(), 0);
+        // Only the new passphrase is needed now.
+        let only_new = SqlKeyStore::new(db, Passphrases::single("new", Zeroizing::new("new-pass".into()))).await.unwrap();
+        for k in [k1, k2] {
+            let sig = only_new.sign(&k.id(), b"m").await.unwrap();
+            assert!(k.verify(&sig.method, b"m", &sig.sig));
+        }
+        // A wrong passphrase for the source alias moves nothing.
+        let mut wrong = Passphrases::single("new", Zeroizing::new("not-it".into()));
+        wrong.add("x", Zeroizing::new("x".into()));
+        let w = SqlKeyStore::new(only_new.db.clone(), wrong).await.unwrap();
+        assert!(w.reencrypt("new", "x").await.is_err());
+        let aliases: Vec<(String,)> = with_pool!(&w.db, p => sqlx::query_as("SELECT passphrase_alias FROM private_keys").fetch_all(p).await).unwrap();
+        assert!(aliases.iter().all(|(a,)| a == "new"));
     }
 
     #[tokio::test]

@@ -334,9 +334,17 @@ impl PrivateKey {
                 v
             }
             PrivateKey::EcdsaP256(k) => {
+                // Go's x509.ParseECPrivateKey requires the [0] namedCurve parameters and
+                // MarshalECPrivateKey writes the [1] public key: write both.
                 let sk = p256::SecretKey::from(k);
-                let der = sk.to_sec1_der().expect("SEC1 encoding cannot fail");
-                Zeroizing::new(der.to_vec())
+                let secret = Zeroizing::new(sk.to_bytes());
+                let public = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&sk.public_key(), false);
+                let ec = sec1::EcPrivateKey {
+                    private_key: &secret[..],
+                    parameters: Some(sec1::EcParameters::NamedCurve(der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"))),
+                    public_key: Some(public.as_bytes()),
+                };
+                Zeroizing::new(ec.to_der().expect("SEC1 encoding cannot fail"))
             }
         }
     }
@@ -410,7 +418,13 @@ mod tests {
         assert!(pk.verify("ecdsa", b"message", &sig));
         assert!(!pk.verify("ecdsa", b"message2", &sig));
         assert!(!pk.verify("rsapss", b"message", &sig), "method/key-type confusion must fail");
-        let back = PrivateKey::from_go_bytes(ECDSA, &k.to_go_bytes()).unwrap();
+        let sec1_der = k.to_go_bytes();
+        assert_eq!(sec1_der.len(), 121, "Go's MarshalECPrivateKey size for P-256");
+        let parsed = sec1::EcPrivateKey::from_der(&sec1_der).unwrap();
+        assert_eq!(parsed.parameters.and_then(|p| p.named_curve()).map(|o| o.to_string()).as_deref(), Some("1.2.840.10045.3.1.7"));
+        // The [1] public key is the uncompressed point, which ends the SPKI too.
+        assert!(pk.public.ends_with(parsed.public_key.unwrap()));
+        let back = PrivateKey::from_go_bytes(ECDSA, &sec1_der).unwrap();
         assert_eq!(back.public_key(), pk);
         // DER-encoded signature (not raw r||s) is refused, as in Go.
         let der = p256::ecdsa::Signature::from_slice(&sig).unwrap().to_der();

@@ -541,6 +541,20 @@ impl SignerProc {
         std::fs::read_to_string(self.tmp.path().join("signer.log")).unwrap_or_default()
     }
 
+    /// Send a signal (e.g. "STOP" to hang the process, "CONT" to resume it).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap().success());
+    }
+
+    /// Run the signer binary once with extra arguments (e.g. a subcommand) and the same
+    /// config and environment plus `env`.
+    pub fn run_command(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+        let (bin, path, base_env) = &self.args;
+        let out = Command::new(bin).arg("--config").arg(path).args(args).envs(base_env.iter().cloned()).envs(env.iter().map(|(a, b)| (a.to_string(), b.to_string()))).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
