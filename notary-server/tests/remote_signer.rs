@@ -141,6 +141,11 @@ async fn signer_refuses_clients_without_a_valid_certificate() {
     assert!(good.get_key(&"0".repeat(64)).await.unwrap().is_none());
     assert!(matches!(good.sign(&"0".repeat(64), b"m").await, Err(notary_signer::CryptoError::NotFound(_))));
     good.delete_key(&"0".repeat(64)).await.unwrap();
+    // Malformed requests get a status, never a crash (the Go signer exits on a missing key ID).
+    use notary_signer::grpc::proto::{signer_client::SignerClient, SignatureRequest};
+    let st = SignerClient::new(good.channel()).sign(SignatureRequest { key_id: None, content: b"x".to_vec() }).await.unwrap_err();
+    assert_eq!(st.code(), tonic::Code::InvalidArgument);
+    good.health().await.expect("still serving");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

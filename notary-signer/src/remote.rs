@@ -63,6 +63,11 @@ impl RemoteCryptoService {
         Ok(RemoteCryptoService { channel: endpoint.connect_lazy(), timeout: cfg.timeout, keys: RwLock::new(HashMap::new()) })
     }
 
+    /// The gRPC channel (for callers that need the raw services).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     fn km(&self) -> KeyManagementClient<Channel> {
         KeyManagementClient::new(self.channel.clone())
     }
