@@ -1,0 +1,176 @@
+//! Docker Content Trust on the machine's real Docker engine: Debian's docker-registry on
+//! loopback, our notary-server + our notary-signer on Postgres, images made locally with
+//! `docker import` (nothing is pulled from outside).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Debian's docker-registry on a free loopback port (127.0.0.0/8 is an insecure registry for
+/// the daemon by default).
+struct Registry {
+    child: Child,
+    port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let tmp = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = tmp.path().join("registry.yml");
+        std::fs::write(
+            &cfg,
+            format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n", tmp.path().join("data").display()),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Debian's docker-registry must be installed (package docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, port, _tmp: tmp }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The docker CLI with a private config folder, trusting `notary`'s CA.
+struct DockerCli {
+    config: PathBuf,
+    notary_url: String,
+    images: std::cell::RefCell<Vec<String>>,
+}
+
+impl DockerCli {
+    fn new(dir: &Path, notary: &Server) -> DockerCli {
+        let config = dir.join("docker-config");
+        let tls = config.join("tls").join(format!("127.0.0.1:{}", notary.port));
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::copy(&notary.ca, tls.join("ca.crt")).unwrap();
+        DockerCli { config, notary_url: notary.url.clone(), images: Default::default() }
+    }
+
+    fn run(&self, trust: bool, args: &[&str], input: &[u8]) -> (bool, String) {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", &self.config)
+            .env("DOCKER_CONTENT_TRUST", if trust { "1" } else { "0" })
+            .env("DOCKER_CONTENT_TRUST_SERVER", &self.notary_url)
+            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "dct-root-pass")
+            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "dct-repo-pass")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker CLI");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
+    fn ok(&self, trust: bool, args: &[&str]) -> String {
+        let (ok, out) = self.run(trust, args, b"");
+        assert!(ok, "docker {args:?}: {out}");
+        out
+    }
+
+    /// A one-file image made locally (`docker import`), tagged `name`.
+    fn make_image(&self, dir: &Path, name: &str, content: &str) {
+        let root = dir.join(format!("rootfs-{}", self.images.borrow().len()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("content.txt"), content).unwrap();
+        let tar = dir.join(format!("img-{}.tar", self.images.borrow().len()));
+        assert!(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+        self.ok(false, &["import", tar.to_str().unwrap(), name]);
+        self.images.borrow_mut().push(name.to_string());
+    }
+
+    fn forget_image(&self, name: &str) {
+        let _ = self.run(false, &["rmi", "-f", name], b"");
+    }
+
+    /// Remove the cached trust metadata (keys stay): the next pull is a fresh client's.
+    fn forget_trust_cache(&self) {
+        let _ = std::fs::remove_dir_all(self.config.join("trust/tuf"));
+    }
+}
+
+impl Drop for DockerCli {
+    fn drop(&mut self) {
+        for i in self.images.borrow().iter() {
+            let _ = Command::new("docker").args(["rmi", "-f", i]).output();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
+    let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let reg = Registry::start();
+    let d = DockerCli::new(tmp.path(), &s);
+    let repo = format!("127.0.0.1:{}/dct/app{}", reg.port, std::process::id());
+    let v1 = format!("{repo}:v1");
+
+    // Trusted push: the image goes to the registry, its signature to our server.
+    d.make_image(tmp.path(), &v1, "version one\n");
+    let out = d.ok(true, &["push", &v1]);
+    assert!(out.contains("Successfully signed") && out.contains(":v1"), "{out}");
+
+    // A fresh client (no image, no cached trust data) pulls through trust.
+    d.forget_image(&v1);
+    d.forget_trust_cache();
+    let out = d.ok(true, &["pull", &v1]);
+    assert!(out.contains("Tagging") && out.contains(&format!("as {v1}")), "{out}");
+
+    // A tag pushed without trust is refused on a trusted pull.
+    let unsigned = format!("{repo}:unsigned");
+    d.make_image(tmp.path(), &unsigned, "never signed\n");
+    d.ok(false, &["push", &unsigned]);
+    d.forget_image(&unsigned);
+    let (ok, out) = d.run(true, &["pull", &unsigned], b"");
+    assert!(!ok && out.contains("No valid trust data for unsigned"), "{out}");
+
+    // Revoke v1 (signed by the repository key): a trusted pull of it then fails.
+    let out = d.ok(false, &["trust", "revoke", "--yes", &v1]);
+    assert!(out.contains("Successfully deleted signature"), "{out}");
+    d.forget_image(&v1);
+    d.forget_trust_cache();
+    let (ok, out) = d.run(true, &["pull", &v1], b"");
+    assert!(!ok, "{out}");
+
+    // Signers: a key for alice, added to the repository; alice signs v2.
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    d.ok(false, &["trust", "key", "generate", "alice", "--dir", keys.to_str().unwrap()]);
+    d.ok(false, &["trust", "signer", "add", "--key", keys.join("alice.pub").to_str().unwrap(), "alice", &repo]);
+    let v2 = format!("{repo}:v2");
+    d.make_image(tmp.path(), &v2, "version two\n");
+    let out = d.ok(false, &["trust", "sign", &v2]);
+    assert!(out.contains("Successfully signed"), "{out}");
+    let inspect = d.ok(false, &["trust", "inspect", "--pretty", &repo]);
+    assert!(inspect.lines().any(|l| l.starts_with("v2") && l.contains("alice")), "{inspect}");
+    d.forget_image(&v2);
+    d.forget_trust_cache();
+    d.ok(true, &["pull", &v2]);
+
+}
