@@ -15,6 +15,25 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub caching: CachingConfig,
     pub repositories: RepositoriesConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct AuthConfig {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub options: AuthOptions,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct AuthOptions {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: String,
+    pub autoredirect: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -97,6 +116,8 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     /// Where the local trust service reads its passphrase file, if it needs one.
     pub data_dir: Option<PathBuf>,
+    /// Token auth (realm, service, issuer, root bundle), when `auth.type` is `token`.
+    pub token_auth: Option<(String, String, String, PathBuf)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +313,17 @@ impl Config {
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
             data_dir,
+            // As in Go, only "token" enables auth; any other value means none.
+            token_auth: match self.auth.kind.as_deref() {
+                Some("token") => {
+                    let o = &self.auth.options;
+                    if o.rootcertbundle.is_empty() {
+                        return Err(ConfigError::Invalid("auth.options.rootcertbundle is required for token auth".into()));
+                    }
+                    Some((o.realm.clone(), o.service.clone(), o.issuer.clone(), rel(Path::new(&o.rootcertbundle))))
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -320,6 +352,7 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         gun_prefixes: Vec::new(),
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
         data_dir: Some(data_dir.to_path_buf()),
+        token_auth: None,
     }
 }
 

@@ -52,14 +52,16 @@ impl Code {
 pub struct ApiError {
     pub code: Code,
     pub detail: Option<Value>,
+    /// `Www-Authenticate` challenge of a 401.
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
     pub fn new(code: Code) -> Self {
-        ApiError { code, detail: None }
+        ApiError { code, detail: None, challenge: None }
     }
     pub fn with(code: Code, detail: Value) -> Self {
-        ApiError { code, detail: Some(detail) }
+        ApiError { code, detail: Some(detail), challenge: None }
     }
     /// Go's "empty struct" detail, serialised as `{}`.
     pub fn empty_detail(code: Code) -> Self {
@@ -98,7 +100,11 @@ impl ResponseError for ApiError {
         StatusCode::from_u16(self.code.parts().1).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).content_type("application/json; charset=utf-8").body(self.body())
+        let mut b = HttpResponse::build(self.status_code());
+        if let Some(c) = &self.challenge {
+            b.insert_header(("Www-Authenticate", c.as_str()));
+        }
+        b.content_type("application/json; charset=utf-8").body(self.body())
     }
 }
 

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
+use crate::auth::{Access, TokenAuth};
 use crate::errors::{ApiError, Code};
 use crate::metrics::Metrics;
 use crate::service::RepoService;
@@ -23,6 +24,14 @@ pub struct AppState {
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
     pub metrics: Arc<Metrics>,
+    pub auth: Option<TokenAuth>,
+}
+
+fn authorize(req: &HttpRequest, state: &AppState, required: Vec<Access>) -> Result<(), ApiError> {
+    match &state.auth {
+        Some(a) => a.check(req, &required),
+        None => Ok(()),
+    }
 }
 
 const ROLE: &str = r"root|targets(?:/[^/\s]+)*|snapshot|timestamp";
@@ -110,7 +119,7 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
     let r = routes();
     let get = method == Method::GET;
     if get && path == "/v2/" {
-        return (None, Ok(text_ok(b"{}".to_vec())));
+        return (None, authorize(req, state, Access::catalog()).map(|_| text_ok(b"{}".to_vec())));
     }
     if get && path == "/_notary_server/health" {
         return (None, Ok(health(state).await));
@@ -119,12 +128,18 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
         return (None, Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())));
     }
     if get && path == "/v2/_trust/changefeed" {
+        if let Err(e) = authorize(req, state, Access::catalog()) {
+            return (Some("Changefeed"), Err(e));
+        }
         return (Some("Changefeed"), changefeed(req, None, state).await);
     }
     if method == Method::POST {
         if let Some(c) = r.update.captures(path) {
             let gun = &c["gun"];
             if let Some(e) = prefix_error(gun, state, true) {
+                return (Some("UpdateTUF"), Err(e));
+            }
+            if let Err(e) = authorize(req, state, Access::repo(gun, &["push", "pull"])) {
                 return (Some("UpdateTUF"), Err(e));
             }
             return (Some("UpdateTUF"), update(req, gun, body, state).await);
@@ -136,12 +151,18 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
             if let Some(e) = prefix_error(gun, state, false) {
                 return (Some("GetRoleByHash"), Err(e));
             }
+            if let Err(e) = authorize(req, state, Access::repo(gun, &["pull"])) {
+                return (Some("GetRoleByHash"), Err(e));
+            }
             let res = state.service.by_checksum(gun, role, &c["checksum"]).await;
             return (Some("GetRoleByHash"), res.map(|f| metadata_response(req, f, state.max_age_consistent, false)));
         }
         if let Some(c) = r.by_version.captures(path) {
             let (gun, role) = (&c["gun"], &c["role"]);
             if let Some(e) = prefix_error(gun, state, false) {
+                return (Some("GetRoleByVersion"), Err(e));
+            }
+            if let Err(e) = authorize(req, state, Access::repo(gun, &["pull"])) {
                 return (Some("GetRoleByVersion"), Err(e));
             }
             let res = match c["version"].parse::<i64>() {
@@ -155,6 +176,9 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
             if let Some(e) = prefix_error(gun, state, false) {
                 return (Some("GetRole"), Err(e));
             }
+            if let Err(e) = authorize(req, state, Access::repo(gun, &["pull"])) {
+                return (Some("GetRole"), Err(e));
+            }
             let res = state.service.current(gun, role).await;
             return (Some("GetRole"), res.map(|f| metadata_response(req, f, state.max_age_current, true)));
         }
@@ -164,6 +188,9 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
         if get || method == Method::POST {
             let op = if get { "GetKey" } else { "RotateKey" };
             if let Some(e) = prefix_error(gun, state, false) {
+                return (Some(op), Err(e));
+            }
+            if let Err(e) = authorize(req, state, Access::repo(gun, if get { &["push", "pull"] } else { &["*"] })) {
                 return (Some(op), Err(e));
             }
             if !gun_is_acceptable(gun) {
@@ -179,6 +206,9 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
             if let Some(e) = prefix_error(gun, state, false) {
                 return (Some("DeleteTUF"), Err(e));
             }
+            if let Err(e) = authorize(req, state, Access::repo(gun, &["*"])) {
+                return (Some("DeleteTUF"), Err(e));
+            }
             return (Some("DeleteTUF"), state.service.delete(gun).await.map(|_| HttpResponse::Ok().finish()));
         }
     }
@@ -188,10 +218,16 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
             if let Some(e) = prefix_error(&gun, state, false) {
                 return (Some("Changefeed"), Err(e));
             }
+            if let Err(e) = authorize(req, state, Access::repo(&gun, &["pull"])) {
+                return (Some("Changefeed"), Err(e));
+            }
             return (Some("Changefeed"), changefeed(req, Some(&gun), state).await);
         }
     }
-    // The catch-all: 404 METADATA_NOT_FOUND without detail.
+    // The catch-all: 404 METADATA_NOT_FOUND without detail (after a catalog check, as in Go).
+    if let Err(e) = authorize(req, state, Access::catalog()) {
+        return (None, Err(e));
+    }
     (None, Err(ApiError::new(Code::MetadataNotFound)))
 }
 

@@ -1,5 +1,6 @@
 //! notary-server: a drop-in replacement for Docker's Go notary-server.
 
+pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod http;

@@ -154,6 +154,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         gun_prefixes: settings.gun_prefixes.clone(),
         max_upload_bytes: settings.max_upload_bytes,
         metrics: Arc::new(Metrics::default()),
+        auth: match &settings.token_auth {
+            Some((realm, service, issuer, bundle)) => Some(notary_server::auth::TokenAuth::new(realm, service, issuer, bundle)?),
+            None => None,
+        },
     });
     let server =
         actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).default_service(actix_web::web::to(dispatch)));

@@ -19,15 +19,16 @@ struct Registry {
 }
 
 impl Registry {
-    fn start() -> Registry {
+    /// `token`: (realm, issuer, root bundle) to require bearer tokens for service "registry.test".
+    fn start(token: Option<(&str, &str, &Path)>) -> Registry {
         let tmp = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cfg = tmp.path().join("registry.yml");
-        std::fs::write(
-            &cfg,
-            format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n", tmp.path().join("data").display()),
-        )
-        .unwrap();
+        let mut yml = format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n", tmp.path().join("data").display());
+        if let Some((realm, issuer, bundle)) = token {
+            yml.push_str(&format!("auth:\n  token:\n    realm: {realm}\n    service: registry.test\n    issuer: {issuer}\n    rootcertbundle: {}\n", bundle.display()));
+        }
+        std::fs::write(&cfg, yml).unwrap();
         let child = Command::new("docker-registry")
             .args(["serve", cfg.to_str().unwrap()])
             .stdout(Stdio::null())
@@ -126,7 +127,7 @@ async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
     let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
     let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
     let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
-    let reg = Registry::start();
+    let reg = Registry::start(None);
     let d = DockerCli::new(tmp.path(), &s);
     let repo = format!("127.0.0.1:{}/dct/app{}", reg.port, std::process::id());
     let v1 = format!("{repo}:v1");
@@ -173,4 +174,33 @@ async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
     d.forget_trust_cache();
     d.ok(true, &["pull", &v2]);
 
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_push_and_pull_with_token_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ts = TokenService::new(tmp.path(), "notary.test");
+    ts.serve().await;
+    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
+    let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service(), "auth": ts.auth_config()})).await;
+    let reg = Registry::start(Some((&ts.realm, &ts.issuer, &ts.bundle)));
+    let d = DockerCli::new(tmp.path(), &s);
+    let host = format!("127.0.0.1:{}", reg.port);
+    // One login: the daemon uses it for the registry, the CLI for notary's realm.
+    let (ok, out) = d.run(false, &["login", &host, "-u", "alice", "--password-stdin"], b"secret\n");
+    assert!(ok && out.contains("Login Succeeded"), "{out}");
+    let tag = format!("{host}/auth/app{}:v1", std::process::id());
+    d.make_image(tmp.path(), &tag, "behind token auth\n");
+    let out = d.ok(true, &["push", &tag]);
+    assert!(out.contains("Successfully signed"), "{out}");
+    d.forget_image(&tag);
+    d.forget_trust_cache();
+    let out = d.ok(true, &["pull", &tag]);
+    assert!(out.contains(&format!("as {tag}")), "{out}");
+    // The server saw only authorised writes; an anonymous raw write is refused.
+    let (ct, body) = multipart(&[]);
+    let gun = tag.rsplit_once(':').unwrap().0;
+    let r = s.http.post(s.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
 }

@@ -1,0 +1,228 @@
+//! Token authentication as the Go server does it (docker/distribution "token" access
+//! controller, server-api.md §8): Bearer JWTs signed by a key whose certificate chains to
+//! `rootcertbundle` (x5c) or is named by its libtrust key ID (kid); issuer, audience, expiry and
+//! not-before checked (60 s leeway); the token's `access` must cover every action the route needs.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use actix_web::HttpRequest;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use der::{Decode, Encode};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::errors::{ApiError, Code};
+
+/// One required permission: `type:name:action` (e.g. `repository:docker.io/x:pull`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub typ: &'static str,
+    pub name: String,
+    pub action: &'static str,
+}
+
+impl Access {
+    pub fn repo(gun: &str, actions: &[&'static str]) -> Vec<Access> {
+        actions.iter().map(|a| Access { typ: "repository", name: gun.to_string(), action: a }).collect()
+    }
+    pub fn catalog() -> Vec<Access> {
+        vec![Access { typ: "registry", name: "catalog".into(), action: "*" }]
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ResourceActions {
+    #[serde(rename = "type", default)]
+    typ: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    actions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    access: Vec<ResourceActions>,
+}
+
+struct Key {
+    der: DecodingKey,
+    ec: bool,
+}
+
+pub struct TokenAuth {
+    realm: String,
+    service: String,
+    issuer: String,
+    roots: Vec<CertificateDer<'static>>,
+    /// libtrust key ID → key, for tokens that name their key with `kid`.
+    by_kid: HashMap<String, Key>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("auth.options.{0} is required for token auth")]
+    Missing(&'static str),
+    #[error("auth.options.rootcertbundle {0}: {1}")]
+    Bundle(String, String),
+}
+
+/// EKU policy for token-signing certificates: none required (issuers use various ones).
+struct AnyEku;
+impl webpki::ExtendedKeyUsageValidator for AnyEku {
+    fn validate(&self, _iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        Ok(())
+    }
+}
+
+/// The key of a DER certificate, as jsonwebtoken wants it (EC: SEC1 point; RSA: PKCS#1).
+fn cert_key(der: &[u8]) -> Option<(Key, Vec<u8>)> {
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let raw = spki.subject_public_key.raw_bytes();
+    let spki_der = spki.to_der().ok()?;
+    let key = match spki.algorithm.oid.to_string().as_str() {
+        "1.2.840.10045.2.1" => Key { der: DecodingKey::from_ec_der(raw), ec: true },
+        "1.2.840.113549.1.1.1" => Key { der: DecodingKey::from_rsa_der(raw), ec: false },
+        _ => return None,
+    };
+    Some((key, spki_der))
+}
+
+/// libtrust's key ID: SHA-256 of the SPKI, first 240 bits, base32, groups of four joined by ':'.
+pub fn libtrust_key_id(spki_der: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let h = Sha256::digest(spki_der);
+    let bytes = &h[..30];
+    let mut out = String::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buf = (buf << 8) | b as u32;
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buf >> bits) & 31) as usize] as char);
+        }
+    }
+    out.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":")
+}
+
+impl TokenAuth {
+    pub fn new(realm: &str, service: &str, issuer: &str, bundle: &Path) -> Result<Self, AuthConfigError> {
+        for (name, v) in [("realm", realm), ("service", service), ("issuer", issuer)] {
+            if v.is_empty() {
+                return Err(AuthConfigError::Missing(name));
+            }
+        }
+        let pem = std::fs::read(bundle).map_err(|e| AuthConfigError::Bundle(bundle.display().to_string(), e.to_string()))?;
+        let roots: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| AuthConfigError::Bundle(bundle.display().to_string(), e.to_string()))?;
+        if roots.is_empty() {
+            return Err(AuthConfigError::Bundle(bundle.display().to_string(), "no certificate found".into()));
+        }
+        let mut by_kid = HashMap::new();
+        for c in &roots {
+            if let Some((key, spki)) = cert_key(c) {
+                by_kid.insert(libtrust_key_id(&spki), key);
+            }
+        }
+        Ok(TokenAuth { realm: realm.into(), service: service.into(), issuer: issuer.into(), roots, by_kid })
+    }
+
+    fn challenge(&self, required: &[Access], error: Option<&str>) -> String {
+        // scope = type:name:action,action (one resource per type/name, space-separated).
+        let mut scopes: Vec<(String, Vec<&str>)> = Vec::new();
+        for a in required {
+            let res = format!("{}:{}", a.typ, a.name);
+            match scopes.iter_mut().find(|(r, _)| *r == res) {
+                Some((_, acts)) => acts.push(a.action),
+                None => scopes.push((res, vec![a.action])),
+            }
+        }
+        let scope = scopes.iter().map(|(r, a)| format!("{r}:{}", a.join(","))).collect::<Vec<_>>().join(" ");
+        let mut h = format!("Bearer realm=\"{}\",service=\"{}\",scope=\"{}\"", self.realm, self.service, scope);
+        if let Some(e) = error {
+            h.push_str(&format!(",error=\"{e}\""));
+        }
+        h
+    }
+
+    fn deny(&self, required: &[Access], error: Option<&str>, why: &str) -> ApiError {
+        tracing::info!(reason = why, "unauthorized request");
+        let detail: Vec<serde_json::Value> = required
+            .iter()
+            .map(|a| serde_json::json!({"Type": a.typ, "Class": "", "Name": a.name, "Action": a.action}))
+            .collect();
+        let mut e = ApiError::with(Code::Unauthorized, serde_json::Value::Array(detail));
+        e.challenge = Some(self.challenge(required, error));
+        e
+    }
+
+    /// Accept the request if it carries a valid token granting every `required` access.
+    pub fn check(&self, req: &HttpRequest, required: &[Access]) -> Result<(), ApiError> {
+        let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return Err(self.deny(required, None, "no token"));
+        };
+        let parts: Vec<&str> = h.split(' ').collect();
+        if parts.len() != 2 || !parts[0].eq_ignore_ascii_case("bearer") {
+            return Err(self.deny(required, Some("invalid_token"), "not a bearer token"));
+        }
+        let claims = self.verify(parts[1]).map_err(|why| self.deny(required, Some("invalid_token"), &why))?;
+        for r in required {
+            let granted = claims.access.iter().any(|a| a.typ == r.typ && a.name == r.name && a.actions.iter().any(|x| x == r.action));
+            if !granted {
+                return Err(self.deny(required, Some("insufficient_scope"), "token lacks a required action"));
+            }
+        }
+        Ok(())
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        let key = if let Some(chain) = header.x5c.as_ref().filter(|c| !c.is_empty()) {
+            let ders: Vec<CertificateDer<'static>> = chain
+                .iter()
+                .map(|c| B64.decode(c).map(CertificateDer::from).map_err(|e| format!("x5c: {e}")))
+                .collect::<Result<_, _>>()?;
+            let anchors: Vec<_> = self.roots.iter().filter_map(|r| webpki::anchor_from_trusted_cert(r).ok()).collect();
+            let leaf = webpki::EndEntityCert::try_from(&ders[0]).map_err(|e| format!("x5c leaf: {e:?}"))?;
+            leaf.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, &ders[1..], UnixTime::now(), AnyEku, None, None)
+                .map_err(|e| format!("x5c chain does not verify against rootcertbundle: {e:?}"))?;
+            cert_key(&ders[0]).ok_or("x5c leaf key type not supported")?.0
+        } else if let Some(kid) = &header.kid {
+            let k = self.by_kid.get(kid).ok_or_else(|| format!("unknown kid {kid}"))?;
+            Key { der: k.der.clone(), ec: k.ec }
+        } else {
+            return Err("token names no signing key (x5c or kid)".into());
+        };
+        let allowed: &[Algorithm] = if key.ec { &[Algorithm::ES256, Algorithm::ES384] } else { &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256] };
+        if !allowed.contains(&header.alg) {
+            return Err(format!("algorithm {:?} does not fit the key", header.alg));
+        }
+        let mut v = Validation::new(header.alg);
+        v.leeway = 60;
+        v.validate_nbf = true;
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.service]);
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        jsonwebtoken::decode::<Claims>(token, &key.der, &v).map(|d| d.claims).map_err(|e| format!("token rejected: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtrust_ids_have_twelve_groups() {
+        let id = libtrust_key_id(b"some spki");
+        assert_eq!(id.split(':').count(), 12);
+        assert!(id.split(':').all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))));
+    }
+}
