@@ -1,0 +1,2 @@
+CREATE DATABASE notaryserver OWNER notary;
+CREATE DATABASE notarysigner OWNER notary;
