@@ -57,6 +57,8 @@ struct Key {
 
 pub struct TokenAuth {
     realm: String,
+    /// Go's `autoredirect`: advertise `https://<Host header>/auth/token` as the realm.
+    autoredirect: bool,
     service: String,
     issuer: String,
     roots: Vec<CertificateDer<'static>>,
@@ -113,7 +115,7 @@ pub fn libtrust_key_id(spki_der: &[u8]) -> String {
 }
 
 impl TokenAuth {
-    pub fn new(realm: &str, service: &str, issuer: &str, bundle: &Path) -> Result<Self, AuthConfigError> {
+    pub fn new(realm: &str, service: &str, issuer: &str, bundle: &Path, autoredirect: bool) -> Result<Self, AuthConfigError> {
         for (name, v) in [("realm", realm), ("service", service), ("issuer", issuer)] {
             if v.is_empty() {
                 return Err(AuthConfigError::Missing(name));
@@ -132,10 +134,10 @@ impl TokenAuth {
                 by_kid.insert(libtrust_key_id(&spki), key);
             }
         }
-        Ok(TokenAuth { realm: realm.into(), service: service.into(), issuer: issuer.into(), roots, by_kid })
+        Ok(TokenAuth { realm: realm.into(), autoredirect, service: service.into(), issuer: issuer.into(), roots, by_kid })
     }
 
-    fn challenge(&self, required: &[Access], error: Option<&str>) -> String {
+    fn challenge(&self, req: &HttpRequest, required: &[Access], error: Option<&str>) -> String {
         // scope = type:name:action,action (one resource per type/name, space-separated).
         let mut scopes: Vec<(String, Vec<&str>)> = Vec::new();
         for a in required {
@@ -146,38 +148,40 @@ impl TokenAuth {
             }
         }
         let scope = scopes.iter().map(|(r, a)| format!("{r}:{}", a.join(","))).collect::<Vec<_>>().join(" ");
-        let mut h = format!("Bearer realm=\"{}\",service=\"{}\",scope=\"{}\"", self.realm, self.service, scope);
+        let realm = match (self.autoredirect, req.headers().get(actix_web::http::header::HOST).and_then(|h| h.to_str().ok())) {
+            (true, Some(host)) => format!("https://{host}/auth/token"),
+            _ => self.realm.clone(),
+        };
+        let mut h = format!("Bearer realm=\"{realm}\",service=\"{}\",scope=\"{}\"", self.service, scope);
         if let Some(e) = error {
             h.push_str(&format!(",error=\"{e}\""));
         }
         h
     }
 
-    fn deny(&self, required: &[Access], error: Option<&str>, why: &str) -> ApiError {
+    fn deny(&self, req: &HttpRequest, required: &[Access], error: Option<&str>, why: &str) -> ApiError {
         tracing::info!(reason = why, "unauthorized request");
-        let detail: Vec<serde_json::Value> = required
-            .iter()
-            .map(|a| serde_json::json!({"Type": a.typ, "Class": "", "Name": a.name, "Action": a.action}))
-            .collect();
+        let detail: Vec<serde_json::Value> =
+            required.iter().map(|a| serde_json::json!({"Type": a.typ, "Class": "", "Name": a.name, "Action": a.action})).collect();
         let mut e = ApiError::with(Code::Unauthorized, serde_json::Value::Array(detail));
-        e.challenge = Some(self.challenge(required, error));
+        e.challenge = Some(self.challenge(req, required, error));
         e
     }
 
     /// Accept the request if it carries a valid token granting every `required` access.
     pub fn check(&self, req: &HttpRequest, required: &[Access]) -> Result<(), ApiError> {
         let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return Err(self.deny(required, None, "no token"));
+            return Err(self.deny(req, required, None, "no token"));
         };
         let parts: Vec<&str> = h.split(' ').collect();
         if parts.len() != 2 || !parts[0].eq_ignore_ascii_case("bearer") {
-            return Err(self.deny(required, Some("invalid_token"), "not a bearer token"));
+            return Err(self.deny(req, required, Some("invalid_token"), "not a bearer token"));
         }
-        let claims = self.verify(parts[1]).map_err(|why| self.deny(required, Some("invalid_token"), &why))?;
+        let claims = self.verify(parts[1]).map_err(|why| self.deny(req, required, Some("invalid_token"), &why))?;
         for r in required {
             let granted = claims.access.iter().any(|a| a.typ == r.typ && a.name == r.name && a.actions.iter().any(|x| x == r.action));
             if !granted {
-                return Err(self.deny(required, Some("insufficient_scope"), "token lacks a required action"));
+                return Err(self.deny(req, required, Some("insufficient_scope"), "token lacks a required action"));
             }
         }
         Ok(())
@@ -186,10 +190,8 @@ impl TokenAuth {
     fn verify(&self, token: &str) -> Result<Claims, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let key = if let Some(chain) = header.x5c.as_ref().filter(|c| !c.is_empty()) {
-            let ders: Vec<CertificateDer<'static>> = chain
-                .iter()
-                .map(|c| B64.decode(c).map(CertificateDer::from).map_err(|e| format!("x5c: {e}")))
-                .collect::<Result<_, _>>()?;
+            let ders: Vec<CertificateDer<'static>> =
+                chain.iter().map(|c| B64.decode(c).map(CertificateDer::from).map_err(|e| format!("x5c: {e}"))).collect::<Result<_, _>>()?;
             let anchors: Vec<_> = self.roots.iter().filter_map(|r| webpki::anchor_from_trusted_cert(r).ok()).collect();
             let leaf = webpki::EndEntityCert::try_from(&ders[0]).map_err(|e| format!("x5c leaf: {e:?}"))?;
             leaf.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, &ders[1..], UnixTime::now(), AnyEku, None, None)
@@ -201,7 +203,11 @@ impl TokenAuth {
         } else {
             return Err("token names no signing key (x5c or kid)".into());
         };
-        let allowed: &[Algorithm] = if key.ec { &[Algorithm::ES256, Algorithm::ES384] } else { &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256] };
+        let allowed: &[Algorithm] = if key.ec {
+            &[Algorithm::ES256, Algorithm::ES384]
+        } else {
+            &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256]
+        };
         if !allowed.contains(&header.alg) {
             return Err(format!("algorithm {:?} does not fit the key", header.alg));
         }

@@ -117,7 +117,16 @@ pub struct Settings {
     /// Where the local trust service reads its passphrase file, if it needs one.
     pub data_dir: Option<PathBuf>,
     /// Token auth (realm, service, issuer, root bundle), when `auth.type` is `token`.
-    pub token_auth: Option<(String, String, String, PathBuf)>,
+    pub token_auth: Option<TokenAuthSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenAuthSettings {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: PathBuf,
+    pub autoredirect: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,7 +281,15 @@ impl Config {
                     }
                 };
                 let timeout = std::time::Duration::from_millis(t.timeout_ms.unwrap_or(10_000).max(100));
-                TrustService::Remote { hostname, port, key_algorithm, ca: t.tls_ca_file.as_deref().map(rel), client_cert, client_key, timeout }
+                TrustService::Remote {
+                    hostname,
+                    port,
+                    key_algorithm,
+                    ca: t.tls_ca_file.as_deref().map(rel),
+                    client_cert,
+                    client_key,
+                    timeout,
+                }
             }
             "" => return Err(ConfigError::Invalid("trust_service.type is required (local or remote)".into())),
             other => return Err(ConfigError::Invalid(format!("unknown trust_service.type {other:?}"))),
@@ -320,7 +337,13 @@ impl Config {
                     if o.rootcertbundle.is_empty() {
                         return Err(ConfigError::Invalid("auth.options.rootcertbundle is required for token auth".into()));
                     }
-                    Some((o.realm.clone(), o.service.clone(), o.issuer.clone(), rel(Path::new(&o.rootcertbundle))))
+                    Some(TokenAuthSettings {
+                        realm: o.realm.clone(),
+                        service: o.service.clone(),
+                        issuer: o.issuer.clone(),
+                        rootcertbundle: rel(Path::new(&o.rootcertbundle)),
+                        autoredirect: o.autoredirect,
+                    })
                 }
                 _ => None,
             },

@@ -137,8 +137,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
                 _ => None,
             };
-            let cfg =
-                RemoteConfig { hostname: hostname.clone(), port, ca_pem, client_identity, timeout };
+            let cfg = RemoteConfig { hostname: hostname.clone(), port, ca_pem, client_identity, timeout };
             tracing::info!(signer = %format!("{hostname}:{port}"), "using a remote notary-signer");
             (Arc::new(RemoteCryptoService::new(cfg).context("configuring the signer connection")?), key_algorithm)
         }
@@ -155,7 +154,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         max_upload_bytes: settings.max_upload_bytes,
         metrics: Arc::new(Metrics::default()),
         auth: match &settings.token_auth {
-            Some((realm, service, issuer, bundle)) => Some(notary_server::auth::TokenAuth::new(realm, service, issuer, bundle)?),
+            Some(t) => Some(notary_server::auth::TokenAuth::new(&t.realm, &t.service, &t.issuer, &t.rootcertbundle, t.autoredirect)?),
             None => None,
         },
     });

@@ -35,7 +35,8 @@ impl Drop for Cleanup {
         }
         let _ = Command::new("docker").args(["network", "rm", &self.network]).output();
         if let Some((pg_ctl, data)) = &self.pg {
-            let _ = Command::new("runuser").args(["-u", "postgres", "--", pg_ctl, "-D"]).arg(data).args(["-m", "immediate", "stop"]).output();
+            let _ =
+                Command::new("runuser").args(["-u", "postgres", "--", pg_ctl, "-D"]).arg(data).args(["-m", "immediate", "stop"]).output();
         }
     }
 }
@@ -63,23 +64,35 @@ async fn server_and_signer_containers_on_a_private_network() {
     sh(Command::new("chown").arg("-R").arg("postgres").arg(tmp.path()));
     sh(Command::new("chmod").arg("755").arg(tmp.path()));
     let data = pg_dir.join("data");
-    sh(Command::new("runuser").args(["-u", "postgres", "--", &format!("{pg_bin}/initdb"), "-D"]).arg(&data).args(["-A", "trust", "-U", "postgres"]));
+    sh(Command::new("runuser")
+        .args(["-u", "postgres", "--", &format!("{pg_bin}/initdb"), "-D"])
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres"]));
     let hba = data.join("pg_hba.conf");
     let mut conf = std::fs::read_to_string(&hba).unwrap();
     conf.push_str(&format!("host all all {gateway}/16 trust\n"));
     std::fs::write(&hba, conf).unwrap();
     let pg_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let pg_ctl = format!("{pg_bin}/pg_ctl");
-    sh(Command::new("runuser")
-        .args(["-u", "postgres", "--", &pg_ctl, "-D"])
-        .arg(&data)
-        .arg("-l")
-        .arg(pg_dir.join("log"))
-        .args(["-w", "-o", &format!("-p {pg_port} -k {} -c listen_addresses={gateway} -c fsync=off", pg_dir.display()), "start"]));
+    sh(Command::new("runuser").args(["-u", "postgres", "--", &pg_ctl, "-D"]).arg(&data).arg("-l").arg(pg_dir.join("log")).args([
+        "-w",
+        "-o",
+        &format!("-p {pg_port} -k {} -c listen_addresses={gateway} -c fsync=off", pg_dir.display()),
+        "start",
+    ]));
     cleanup.pg = Some((pg_ctl, data));
     let psql = format!("{pg_bin}/psql");
     // (From the host, over the Unix socket; containers come from the network's addresses.)
-    sh(Command::new(&psql).arg("-h").arg(&pg_dir).args(["-p", &pg_port.to_string(), "-U", "postgres", "-c", "CREATE DATABASE server", "-c", "CREATE DATABASE signer"]));
+    sh(Command::new(&psql).arg("-h").arg(&pg_dir).args([
+        "-p",
+        &pg_port.to_string(),
+        "-U",
+        "postgres",
+        "-c",
+        "CREATE DATABASE server",
+        "-c",
+        "CREATE DATABASE signer",
+    ]));
 
     // Certificates and configs, readable by the containers' unprivileged user.
     let certs = notary_server::tls::ensure_tls_files(&tmp.path().join("certs")).unwrap();
@@ -109,7 +122,18 @@ async fn server_and_signer_containers_on_a_private_network() {
 
     let signer_name = format!("notary-signer-{id}");
     let mut c = Command::new("docker");
-    c.args(["run", "-d", "--name", &signer_name, "--network", &network, "--network-alias", "notary-signer", "-e", "NOTARY_SIGNER_TIMESTAMP_1=container-pass"]);
+    c.args([
+        "run",
+        "-d",
+        "--name",
+        &signer_name,
+        "--network",
+        &network,
+        "--network-alias",
+        "notary-signer",
+        "-e",
+        "NOTARY_SIGNER_TIMESTAMP_1=container-pass",
+    ]);
     mounts(&mut c);
     c.arg(format!("notary-rs/notary-signer:{tag}"));
     sh(&mut c);
@@ -125,7 +149,10 @@ async fn server_and_signer_containers_on_a_private_network() {
     cleanup.containers.push(server_name.clone());
 
     let url = format!("https://127.0.0.1:{http_port}");
-    let http = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
     let wait_ready = || async {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -135,7 +162,12 @@ async fn server_and_signer_containers_on_a_private_network() {
                 }
             }
             let logs = Command::new("docker").args(["logs", &server_name]).output().unwrap();
-            assert!(Instant::now() < deadline, "server container not healthy:\n{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+            assert!(
+                Instant::now() < deadline,
+                "server container not healthy:\n{}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     };
@@ -159,5 +191,7 @@ async fn server_and_signer_containers_on_a_private_network() {
     owner.ok(&["publish", gun]);
     let list = n("fresh2").ok(&["list", gun]);
     assert!(list.contains("v1") && list.contains("v2"), "{list}");
-    let _ = Command::new("docker").args(["rmi", "-f", &format!("notary-rs/notary-server:{tag}"), &format!("notary-rs/notary-signer:{tag}")]).output();
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", &format!("notary-rs/notary-server:{tag}"), &format!("notary-rs/notary-signer:{tag}")])
+        .output();
 }

@@ -24,9 +24,15 @@ impl Registry {
         let tmp = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cfg = tmp.path().join("registry.yml");
-        let mut yml = format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n", tmp.path().join("data").display());
+        let mut yml = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n",
+            tmp.path().join("data").display()
+        );
         if let Some((realm, issuer, bundle)) = token {
-            yml.push_str(&format!("auth:\n  token:\n    realm: {realm}\n    service: registry.test\n    issuer: {issuer}\n    rootcertbundle: {}\n", bundle.display()));
+            yml.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: registry.test\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                bundle.display()
+            ));
         }
         std::fs::write(&cfg, yml).unwrap();
         let child = Command::new("docker-registry")
@@ -173,7 +179,6 @@ async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
     d.forget_image(&v2);
     d.forget_trust_cache();
     d.ok(true, &["pull", &v2]);
-
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +188,11 @@ async fn trusted_push_and_pull_with_token_auth() {
     ts.serve().await;
     let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
     let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service(), "auth": ts.auth_config()})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": signer.trust_service(), "auth": ts.auth_config()}),
+    )
+    .await;
     let reg = Registry::start(Some((&ts.realm, &ts.issuer, &ts.bundle)));
     let d = DockerCli::new(tmp.path(), &s);
     let host = format!("127.0.0.1:{}", reg.port);

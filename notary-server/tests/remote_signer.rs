@@ -229,7 +229,10 @@ async fn go_signer_reads_keys_our_signer_wrote_and_reencrypted() {
         owner.ok(&["key", "rotate", gun, "snapshot", "-r"]);
         ours.stop();
         // Re-encrypt every key from alias timestamp_1 to alias rotated_2.
-        let (ok, out) = ours.run_command(&["reencrypt", "--from-alias", SIGNER_ALIAS, "--to-alias", "rotated_2"], &[("NOTARY_SIGNER_ROTATED_2", "a-new-passphrase")]);
+        let (ok, out) = ours.run_command(
+            &["reencrypt", "--from-alias", SIGNER_ALIAS, "--to-alias", "rotated_2"],
+            &[("NOTARY_SIGNER_ROTATED_2", "a-new-passphrase")],
+        );
         assert!(ok, "{out}");
         assert!(out.contains("re-encrypted 2 key(s)"), "{out}");
     }

@@ -40,6 +40,7 @@ async fn tokens_are_checked_like_go() {
     let (st, ch, _) = get_with(&s, &s.tuf(GUN, "timestamp.key"), None).await;
     assert_eq!((st, ch), (401, format!("Bearer realm=\"{realm}\",service=\"notary.test\",scope=\"repository:{GUN}:push,pull\"")));
     // Health and metrics need no token.
+    assert_eq!(get_with(&s, &format!("{}/metrics", s.url), None).await.0, 200);
     assert_eq!(get_with(&s, &format!("{}/_notary_server/health", s.url), None).await.0, 200);
 
     // A valid pull token is served (404: the repository does not exist yet).
@@ -92,7 +93,8 @@ async fn tokens_are_checked_like_go() {
     };
     let (st, _) = upload(push_token.clone(), vec![("root", repo.root_file(1)), ("targets", repo.targets_file(1, &[("a", b"a")]))]).await;
     assert_eq!(st, 200);
-    let before = (get_with(&s, &s.tuf(GUN, "timestamp.json"), Some(&good)).await, get_with(&s, &s.tuf(GUN, "targets.json"), Some(&good)).await);
+    let before =
+        (get_with(&s, &s.tuf(GUN, "timestamp.json"), Some(&good)).await, get_with(&s, &s.tuf(GUN, "targets.json"), Some(&good)).await);
     let (st, ch) = upload(good.clone(), vec![("targets", repo.targets_file(2, &[("b", b"b")]))]).await;
     assert_eq!(st, 401);
     assert!(ch.contains(&format!("scope=\"repository:{GUN}:push,pull\"")) && ch.ends_with(",error=\"insufficient_scope\""), "{ch}");
@@ -100,7 +102,8 @@ async fn tokens_are_checked_like_go() {
     assert_eq!(r.status(), 401);
     let r = s.http.delete(s.tuf(GUN, "")).bearer_auth(&push_token).send().await.unwrap();
     assert_eq!(r.status(), 401, "delete needs *");
-    let after = (get_with(&s, &s.tuf(GUN, "timestamp.json"), Some(&good)).await, get_with(&s, &s.tuf(GUN, "targets.json"), Some(&good)).await);
+    let after =
+        (get_with(&s, &s.tuf(GUN, "timestamp.json"), Some(&good)).await, get_with(&s, &s.tuf(GUN, "targets.json"), Some(&good)).await);
     assert_eq!(after, before, "nothing stored or deleted");
     assert_eq!(after.0 .0, 200);
 }
@@ -123,4 +126,20 @@ async fn notary_cli_gets_tokens_from_the_realm() {
     // Reads: an anonymous client gets a pull-only token.
     let list = s.notary("reader").ok(&["list", GUN]);
     assert!(list.contains("v1"), "{list}");
+}
+
+#[tokio::test]
+async fn autoredirect_points_the_realm_at_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ts = TokenService::new(tmp.path(), "notary.test");
+    let mut auth = ts.auth_config();
+    auth["options"]["realm"] = serde_json::json!("https://unused.example/token");
+    auth["options"]["autoredirect"] = serde_json::json!(true);
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"auth": auth})).await;
+    let (st, ch, _) = get_with(&s, &format!("{}/v2/", s.url), None).await;
+    assert_eq!(st, 401);
+    assert_eq!(
+        ch,
+        format!("Bearer realm=\"https://127.0.0.1:{}/auth/token\",service=\"notary.test\",scope=\"registry:catalog:*\"", s.port)
+    );
 }

@@ -60,10 +60,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn reencrypt(s: notary_signer::config::Settings, from: &str, to: &str) -> anyhow::Result<()> {
-    let Storage::Sql { db_url, .. } = &s.storage else { anyhow::bail!("re-encryption applies to a database key store (postgres or sqlite)") };
+    let Storage::Sql { db_url, .. } = &s.storage else {
+        anyhow::bail!("re-encryption applies to a database key store (postgres or sqlite)")
+    };
     let db = Db::connect(db_url, &PoolConfig::default()).await.context("the key database is not reachable")?;
     let store = SqlKeyStore::new(db, Passphrases::from_env("NOTARY_SIGNER_", to)).await?;
-    let n = store.reencrypt(from, to).await.with_context(|| format!("re-encrypting keys from alias {from:?} to {to:?} (nothing was changed)"))?;
+    let n = store
+        .reencrypt(from, to)
+        .await
+        .with_context(|| format!("re-encrypting keys from alias {from:?} to {to:?} (nothing was changed)"))?;
     println!("re-encrypted {n} key(s) from alias {from:?} to {to:?}");
     Ok(())
 }

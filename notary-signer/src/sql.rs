@@ -224,7 +224,8 @@ mod tests {
         wrong.add("x", Zeroizing::new("x".into()));
         let w = SqlKeyStore::new(only_new.db.clone(), wrong).await.unwrap();
         assert!(w.reencrypt("new", "x").await.is_err());
-        let aliases: Vec<(String,)> = with_pool!(&w.db, p => sqlx::query_as("SELECT passphrase_alias FROM private_keys").fetch_all(p).await).unwrap();
+        let aliases: Vec<(String,)> =
+            with_pool!(&w.db, p => sqlx::query_as("SELECT passphrase_alias FROM private_keys").fetch_all(p).await).unwrap();
         assert!(aliases.iter().all(|(a,)| a == "new"));
     }
 

@@ -552,7 +552,14 @@ impl SignerProc {
     /// config and environment plus `env`.
     pub fn run_command(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         let (bin, path, base_env) = &self.args;
-        let out = Command::new(bin).arg("--config").arg(path).args(args).envs(base_env.iter().cloned()).envs(env.iter().map(|(a, b)| (a.to_string(), b.to_string()))).output().unwrap();
+        let out = Command::new(bin)
+            .arg("--config")
+            .arg(path)
+            .args(args)
+            .envs(base_env.iter().cloned())
+            .envs(env.iter().map(|(a, b)| (a.to_string(), b.to_string())))
+            .output()
+            .unwrap();
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 
@@ -671,9 +678,19 @@ impl TokenService {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn sign(&self, key: &rcgen::KeyPair, x5c: Option<Vec<String>>, kid: Option<String>, grants: &[Grant], ttl_s: i64, issuer: &str, audience: &str) -> String {
+    fn sign(
+        &self,
+        key: &rcgen::KeyPair,
+        x5c: Option<Vec<String>>,
+        kid: Option<String>,
+        grants: &[Grant],
+        ttl_s: i64,
+        issuer: &str,
+        audience: &str,
+    ) -> String {
         let now = chrono::Utc::now().timestamp();
-        let access: Vec<serde_json::Value> = grants.iter().map(|g| serde_json::json!({"type": g.typ, "name": g.name, "actions": g.actions})).collect();
+        let access: Vec<serde_json::Value> =
+            grants.iter().map(|g| serde_json::json!({"type": g.typ, "name": g.name, "actions": g.actions})).collect();
         let claims = serde_json::json!({"iss": issuer, "sub": "alice", "aud": audience, "exp": now + ttl_s, "nbf": now - 5, "iat": now - 5,
             "jti": format!("{}", rand_suffix()), "access": access});
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
@@ -714,11 +731,13 @@ impl TokenService {
                                 // type:name:actions — the name may itself hold ':' (host:port).
                                 let (Some((typ, rest)), Some((_, acts))) = (one.split_once(':'), one.rsplit_once(':')) else { continue };
                                 let Some((name, _)) = rest.rsplit_once(':') else { continue };
-                                let actions: Vec<String> = acts.split(',').filter(|a| authenticated || *a == "pull").map(str::to_owned).collect();
+                                let actions: Vec<String> =
+                                    acts.split(',').filter(|a| authenticated || *a == "pull").map(str::to_owned).collect();
                                 grants.push((typ.to_string(), name.to_string(), actions));
                             }
                         }
-                        let owned: Vec<(String, String, Vec<&str>)> = grants.iter().map(|(t, n, a)| (t.clone(), n.clone(), a.iter().map(String::as_str).collect())).collect();
+                        let owned: Vec<(String, String, Vec<&str>)> =
+                            grants.iter().map(|(t, n, a)| (t.clone(), n.clone(), a.iter().map(String::as_str).collect())).collect();
                         let g: Vec<Grant> = owned.iter().map(|(t, n, a)| Grant { typ: t, name: n, actions: a }).collect();
                         let token = me.token(&g, 300, &me.issuer, &service);
                         actix_web::HttpResponse::Ok().json(serde_json::json!({"token": token, "access_token": token, "expires_in": 300}))
