@@ -84,6 +84,9 @@ pub struct LoggingConfig {
 #[serde(default)]
 pub struct CachingConfig {
     pub max_age: MaxAge,
+    /// In-memory cache bounds (not in Go): files by checksum, and repositories' current chains.
+    pub max_files: Option<usize>,
+    pub max_repositories: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -112,6 +115,8 @@ pub struct Settings {
     pub log_level: String,
     pub max_age_current: i64,
     pub max_age_consistent: i64,
+    pub cache_files: usize,
+    pub cache_repositories: usize,
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
     /// Where the local trust service reads its passphrase file, if it needs one.
@@ -157,6 +162,8 @@ pub enum ConfigError {
 }
 
 const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
+const DEFAULT_CACHE_FILES: usize = 20_000;
+const DEFAULT_CACHE_REPOSITORIES: usize = 10_000;
 
 /// Keys that `NOTARY_SERVER_<KEY>` may override (dots become underscores).
 const ENV_KEYS: &[&str] = &[
@@ -327,6 +334,8 @@ impl Config {
             log_level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
             max_age_current: max_age(self.caching.max_age.current_metadata, 300, "current_metadata")?,
             max_age_consistent: max_age(self.caching.max_age.consistent_metadata, 2_592_000, "consistent_metadata")?,
+            cache_files: self.caching.max_files.unwrap_or(DEFAULT_CACHE_FILES),
+            cache_repositories: self.caching.max_repositories.unwrap_or(DEFAULT_CACHE_REPOSITORIES),
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
             data_dir,
@@ -372,6 +381,8 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         log_level: "info".into(),
         max_age_current: 300,
         max_age_consistent: 2_592_000,
+        cache_files: DEFAULT_CACHE_FILES,
+        cache_repositories: DEFAULT_CACHE_REPOSITORIES,
         gun_prefixes: Vec::new(),
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
         data_dir: Some(data_dir.to_path_buf()),

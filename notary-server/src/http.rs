@@ -9,7 +9,6 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use regex::Regex;
-use sha2::{Digest, Sha256};
 
 use crate::auth::{Access, TokenAuth};
 use crate::errors::{ApiError, Code};
@@ -18,7 +17,7 @@ use crate::service::RepoService;
 use crate::storage::StoredFile;
 
 pub struct AppState {
-    pub service: RepoService,
+    pub service: Arc<RepoService>,
     pub max_age_current: i64,
     pub max_age_consistent: i64,
     pub gun_prefixes: Vec<String>,
@@ -247,7 +246,7 @@ fn text_ok(body: Vec<u8>) -> HttpResponse {
 }
 
 fn metadata_response(req: &HttpRequest, f: StoredFile, max_age: i64, current: bool) -> HttpResponse {
-    let etag = format!("\"{}\"", hex::encode(Sha256::digest(&f.data)));
+    let etag = format!("\"{}\"", f.sha256);
     let not_modified = if_none_match(req, &etag);
     let mut b = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     b.insert_header((header::ETAG, etag));

@@ -1,6 +1,7 @@
 //! notary-server: a drop-in replacement for Docker's Go notary-server.
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod errors;
 pub mod http;

@@ -146,8 +146,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Some((c, k)) => Some(notary_server::tls::server_config(c, k)?),
         None => None,
     };
+    let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories));
+    let service = Arc::new(RepoService { store: Arc::new(store), cache, crypto, key_algorithm });
+    service.spawn_cache_invalidation(std::time::Duration::from_secs(1));
     let state = actix_web::web::Data::new(AppState {
-        service: RepoService { store: Arc::new(store), crypto, key_algorithm },
+        service,
         max_age_current: settings.max_age_current,
         max_age_consistent: settings.max_age_consistent,
         gun_prefixes: settings.gun_prefixes.clone(),

@@ -12,10 +12,12 @@ use notary_tuf::PublicKey;
 use serde_json::json;
 
 use crate::errors::{ApiError, Code};
+use crate::cache::{CachedChain, MetaCache};
 use crate::storage::{Change, MetaStore, StoreError, StoredFile};
 
 pub struct RepoService {
     pub store: Arc<dyn MetaStore>,
+    pub cache: Arc<MetaCache>,
     pub crypto: Arc<dyn CryptoService>,
     /// Algorithm of server-created timestamp/snapshot keys.
     pub key_algorithm: String,
@@ -55,11 +57,6 @@ pub struct ChangeList {
     pub records: Vec<Change>,
 }
 
-/// The current timestamp and the snapshot it references.
-struct Chain {
-    timestamp: StoredFile,
-    snapshot: StoredFile,
-}
 
 impl RepoService {
     /// Validate, sign what the server owns, and store everything in one transaction.
@@ -121,24 +118,40 @@ impl RepoService {
     async fn stored_repo(&self, gun: &str, needed: std::collections::BTreeSet<String>) -> Result<StoredRepo, ApiError> {
         let mut repo = StoredRepo::default();
         let Some(chain) = self.chain(gun).await? else { return Ok(repo) };
-        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
-        let meta: md::MetaBody = snap.body().map_err(ApiError::internal)?;
         for role in needed.iter().filter(|r| *r != md::SNAPSHOT && *r != md::TIMESTAMP) {
-            if let Some(f) = self.by_meta(gun, role, &meta).await? {
-                repo.files.insert(role.clone(), f.data);
+            if let Some(f) = self.by_meta(gun, role, &chain.meta).await? {
+                repo.files.insert(role.clone(), f.data.to_vec());
             }
         }
-        repo.files.insert(md::SNAPSHOT.into(), chain.snapshot.data);
-        repo.files.insert(md::TIMESTAMP.into(), chain.timestamp.data);
+        repo.files.insert(md::SNAPSHOT.into(), chain.snapshot.data.to_vec());
+        repo.files.insert(md::TIMESTAMP.into(), chain.timestamp.data.to_vec());
         Ok(repo)
     }
 
     async fn by_meta(&self, gun: &str, role: &str, meta: &md::MetaBody) -> Result<Option<StoredFile>, ApiError> {
         let Some(sha) = meta.meta.get(role).and_then(|m| m.sha256_hex()) else { return Ok(None) };
-        Ok(self.store.by_checksum(gun, role, &sha).await?)
+        self.file_by_checksum(gun, role, &sha).await
     }
 
-    async fn chain(&self, gun: &str) -> Result<Option<Chain>, ApiError> {
+    /// A file by checksum, through the cache (files by checksum never change).
+    async fn file_by_checksum(&self, gun: &str, role: &str, sha: &str) -> Result<Option<StoredFile>, ApiError> {
+        if let Some(f) = self.cache.file(gun, role, sha) {
+            return Ok(Some(f));
+        }
+        let f = self.store.by_checksum(gun, role, sha).await?;
+        if let Some(f) = &f {
+            self.cache.put_file(gun, role, f);
+        }
+        Ok(f)
+    }
+
+    /// The current timestamp and the snapshot it names: from the cache while the newest stored
+    /// timestamp version is the cached one (one index lookup), else loaded and cached.
+    async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ApiError> {
+        let Some(version) = self.store.latest_version(gun, md::TIMESTAMP).await? else { return Ok(None) };
+        if let Some(c) = self.cache.chain(gun).filter(|c| c.timestamp_version == version) {
+            return Ok(Some(c));
+        }
         let Some(timestamp) = self.store.latest(gun, md::TIMESTAMP).await? else { return Ok(None) };
         let ts = SignedFile::parse(&timestamp.data).map_err(ApiError::internal)?;
         let body: md::MetaBody = ts.body().map_err(ApiError::internal)?;
@@ -147,20 +160,30 @@ impl RepoService {
             .get(md::SNAPSHOT)
             .and_then(|m| m.sha256_hex())
             .ok_or_else(|| ApiError::internal(format!("{gun}: timestamp has no snapshot checksum")))?;
-        let Some(snapshot) = self.store.by_checksum(gun, md::SNAPSHOT, &sha).await? else { return Ok(None) };
-        Ok(Some(Chain { timestamp, snapshot }))
+        let Some(snapshot) = self.file_by_checksum(gun, md::SNAPSHOT, &sha).await? else { return Ok(None) };
+        let snap = SignedFile::parse(&snapshot.data).map_err(ApiError::internal)?;
+        let meta: md::MetaBody = snap.body().map_err(ApiError::internal)?;
+        let chain = Arc::new(CachedChain {
+            timestamp_version: ts.common.version,
+            timestamp_expires: ts.common.expires,
+            timestamp,
+            snapshot_expires: snap.common.expires,
+            snapshot_version: snap.common.version,
+            snapshot,
+            meta: Arc::new(meta),
+        });
+        self.cache.put_chain(gun, chain.clone());
+        Ok(Some(chain))
     }
 
     /// `GET …/<role>.json`.
     pub async fn current(&self, gun: &str, role: &str) -> Result<StoredFile, ApiError> {
         match role {
-            md::TIMESTAMP => Ok(self.fresh_chain(gun).await?.timestamp),
-            md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot),
+            md::TIMESTAMP => Ok(self.fresh_chain(gun).await?.timestamp.clone()),
+            md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot.clone()),
             _ => {
                 let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
-                let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
-                let meta: md::MetaBody = snap.body().map_err(ApiError::internal)?;
-                let mut f = self.by_meta(gun, role, &meta).await?.ok_or_else(ApiError::not_found)?;
+                let mut f = self.by_meta(gun, role, &chain.meta).await?.ok_or_else(ApiError::not_found)?;
                 // "current" reads report when the file became current: the timestamp's time.
                 f.modified = f.modified.max(chain.timestamp.modified);
                 Ok(f)
@@ -169,7 +192,7 @@ impl RepoService {
     }
 
     pub async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<StoredFile, ApiError> {
-        self.store.by_checksum(gun, role, sha256_hex).await?.ok_or_else(ApiError::not_found)
+        self.file_by_checksum(gun, role, sha256_hex).await?.ok_or_else(ApiError::not_found)
     }
 
     pub async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<StoredFile, ApiError> {
@@ -178,14 +201,14 @@ impl RepoService {
 
     /// The current timestamp and snapshot, regenerated first if either has expired or the
     /// timestamp no longer matches the snapshot (Go `GetOrCreateTimestamp`).
-    async fn fresh_chain(&self, gun: &str) -> Result<Chain, ApiError> {
+    async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ApiError> {
         let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
         let now = Utc::now();
-        let ts = SignedFile::parse(&chain.timestamp.data).map_err(ApiError::internal)?;
-        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
-        if !ts.expired(now) && !snap.expired(now) {
+        if chain.timestamp_expires >= now && chain.snapshot_expires >= now {
             return Ok(chain);
         }
+        let ts = SignedFile::parse(&chain.timestamp.data).map_err(ApiError::internal)?;
+        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
         // Regenerate: the root in force must not be expired.
         let stored = self.stored_repo(gun, roles_needed([])).await?;
         let root_bytes = stored.files.get(md::ROOT).ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
@@ -203,7 +226,7 @@ impl RepoService {
             updates.push(Update { role: md::SNAPSHOT.into(), version: to_sign.version, data: file.clone() });
             file
         } else {
-            chain.snapshot.data.clone()
+            chain.snapshot.data.to_vec()
         };
         let (v, body) = timestamp_body(Some(ts.common.version), &snapshot_bytes, now).map_err(ApiError::internal)?;
         let role = root.base_role(md::TIMESTAMP).map_err(ApiError::internal)?;
@@ -242,10 +265,38 @@ impl RepoService {
     }
 
     pub async fn delete(&self, gun: &str) -> Result<(), ApiError> {
-        if self.store.delete(gun).await? {
+        let deleted = self.store.delete(gun).await;
+        self.cache.forget(gun);
+        if deleted? {
             tracing::info!(gun, "deleted repository");
         }
         Ok(())
+    }
+
+    /// Follow other instances' deletions through the changefeed and drop their cache entries
+    /// (files by checksum would otherwise outlive a deleted repository here).
+    pub fn spawn_cache_invalidation(self: &Arc<Self>, period: std::time::Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut last = loop {
+                match me.store.last_change_id().await {
+                    Ok(id) => break id,
+                    Err(_) => tokio::time::sleep(period).await,
+                }
+            };
+            loop {
+                tokio::time::sleep(period).await;
+                match me.store.deletions_since(last).await {
+                    Ok((guns, newest)) => {
+                        for g in guns {
+                            me.cache.forget(&g);
+                        }
+                        last = newest;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "changefeed poll failed"),
+                }
+            }
+        });
     }
 
     pub async fn changes(&self, gun: Option<&str>, change_id: &str, records: &str) -> Result<ChangeList, ApiError> {

@@ -27,9 +27,19 @@ const CHANGEFEED_LOCK: i64 = 0x6e6f_7461_7279;
 
 #[derive(Debug, Clone)]
 pub struct StoredFile {
-    pub data: Vec<u8>,
+    /// The exact stored bytes (shared, not copied, when served from the cache).
+    pub data: bytes::Bytes,
     /// `updated_at` for "current" reads, `created_at` for reads by checksum or version.
     pub modified: NaiveDateTime,
+    /// Lower-case hex SHA-256 of `data`.
+    pub sha256: String,
+}
+
+impl StoredFile {
+    fn new(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
+        let sha256 = hex::encode(Sha256::digest(&data));
+        StoredFile { data: data.into(), modified: modified.unwrap_or_default(), sha256 }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -80,6 +90,12 @@ pub trait MetaStore: Send + Sync {
     async fn delete(&self, gun: &str) -> Result<bool, StoreError>;
     async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError>;
     async fn health(&self) -> Result<(), StoreError>;
+    /// Highest stored version of a role (one index lookup, no data).
+    async fn latest_version(&self, gun: &str, role: &str) -> Result<Option<i64>, StoreError>;
+    /// Highest changefeed ID (0 when empty).
+    async fn last_change_id(&self) -> Result<i64, StoreError>;
+    /// GUNs deleted after change `id`, with the newest change ID seen.
+    async fn deletions_since(&self, id: i64) -> Result<(Vec<String>, i64), StoreError>;
 }
 
 pub struct SqlStore {
@@ -117,14 +133,14 @@ impl MetaStore for SqlStore {
         let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT data, updated_at FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1")
             .bind(gun).bind(role).fetch_optional(p).await)?;
-        Ok(row.map(|(data, t)| StoredFile { data, modified: t.unwrap_or_default() }))
+        Ok(row.map(|(data, t)| StoredFile::new(data, t)))
     }
 
     async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError> {
         let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
             .bind(gun).bind(role).bind(sha256_hex).fetch_optional(p).await)?;
-        Ok(row.map(|(data, t)| StoredFile { data, modified: t.unwrap_or_default() }))
+        Ok(row.map(|(data, t)| StoredFile::new(data, t)))
     }
 
     async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError> {
@@ -132,7 +148,7 @@ impl MetaStore for SqlStore {
         let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
             .bind(gun).bind(role).bind(version).fetch_optional(p).await)?;
-        Ok(row.map(|(data, t)| StoredFile { data, modified: t.unwrap_or_default() }))
+        Ok(row.map(|(data, t)| StoredFile::new(data, t)))
     }
 
     async fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), StoreError> {
@@ -228,6 +244,26 @@ impl MetaStore for SqlStore {
                 category,
             })
             .collect())
+    }
+
+    async fn latest_version(&self, gun: &str, role: &str) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i32,)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT version FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1")
+            .bind(gun).bind(role).fetch_optional(p).await)?;
+        Ok(row.map(|(v,)| v as i64))
+    }
+
+    async fn last_change_id(&self) -> Result<i64, StoreError> {
+        let row: (Option<i32>,) = with_pool!(&self.db, p => sqlx::query_as("SELECT MAX(id) FROM changefeed").fetch_one(p).await)?;
+        Ok(row.0.unwrap_or(0) as i64)
+    }
+
+    async fn deletions_since(&self, id: i64) -> Result<(Vec<String>, i64), StoreError> {
+        let rows: Vec<(i32, String, String)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT id, gun, category FROM changefeed WHERE id > $1 ORDER BY id")
+            .bind(id).fetch_all(p).await)?;
+        let last = rows.last().map(|r| r.0 as i64).unwrap_or(id);
+        Ok((rows.into_iter().filter(|r| r.2 == "deletion").map(|r| r.1).collect(), last))
     }
 
     async fn health(&self) -> Result<(), StoreError> {
