@@ -35,8 +35,5 @@ notary-server -config "$work/go.json" >"$work/go.log" 2>&1 & pids+=($!)
 for port in $rs_port $go_port; do
   for _ in $(seq 100); do curl -sf --cacert "$work/tls/ca.crt" "https://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 done
-echo "## notary-rs (this repository), $(nproc) cores"
-./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" "$@"
-echo
-echo "## Go notary-server $(dpkg-query -W -f '${Version}' notary) (Debian)"
-./target/release/notary-bench --url "https://127.0.0.1:$go_port" --ca "$work/tls/ca.crt" "$@"
+echo "## notary-rs (this repository) --against Go notary-server $(dpkg-query -W -f '${Version}' notary) (Debian), $(nproc) cores"
+./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --against "https://127.0.0.1:$go_port" "$@"

@@ -31,6 +31,12 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Run the same load against this server too (e.g. the Go notary-server) and print ratios.
+    #[arg(long)]
+    against: Option<String>,
+    /// PEM CA bundle to trust for --against (default: --ca).
+    #[arg(long)]
+    against_ca: Option<std::path::PathBuf>,
 }
 
 fn row(s: &Stats) {
@@ -46,23 +52,20 @@ fn row(s: &Stats) {
     );
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
-    let ca = a.ca.as_ref().map(std::fs::read).transpose()?;
-    let ep = Endpoint::new(&a.url, ca.as_deref())?;
+/// Seed `url`, then run every read and the publishes; returns one row per operation.
+async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>) -> anyhow::Result<Vec<Stats>> {
+    let ca = ca.map(std::fs::read).transpose()?;
+    let ep = Endpoint::new(url, ca.as_deref())?;
     let prefix = format!("bench.example.com/run{}", chrono::Utc::now().timestamp_millis());
     let t = std::time::Instant::now();
     let mut seeded = seed(&ep, &prefix, a.guns, a.targets, a.concurrency.min(8)).await?;
     println!(
-        "seeded {} repositories ({} targets each) on {} in {:.1}s; concurrency {}",
+        "seeded {} repositories ({} targets each) on {url} in {:.1}s; concurrency {}",
         seeded.len(),
         a.targets,
-        a.url,
         t.elapsed().as_secs_f64(),
         a.concurrency
     );
-    println!("{:<28} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7}", "operation", "ok", "req/s", "p50 ms", "p99 ms", "p999 ms", "errors");
     let urls = |f: &dyn Fn(&notary_bench::load::Seeded) -> String| seeded.iter().map(f).collect::<Vec<_>>();
     let reads: Vec<(&str, Vec<String>, bool)> = vec![
         ("GET timestamp.json", urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")), false),
@@ -74,9 +77,42 @@ async fn main() -> anyhow::Result<()> {
         ("GET 1.root.json", urls(&|s| ep.tuf(&s.repo.gun, "1.root.json")), false),
         ("GET timestamp.json (304)", urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")), true),
     ];
+    let mut out = Vec::new();
     for (name, u, reval) in reads {
-        row(&run_gets(&ep, name, u, a.requests, a.concurrency, reval).await?);
+        out.push(run_gets(&ep, name, u, a.requests, a.concurrency, reval).await?);
     }
-    row(&run_publishes(&ep, &mut seeded, a.publishes, a.concurrency).await?);
+    out.push(run_publishes(&ep, &mut seeded, a.publishes, a.concurrency).await?);
+    Ok(out)
+}
+
+fn header() {
+    println!("{:<28} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7}", "operation", "ok", "req/s", "p50 ms", "p99 ms", "p999 ms", "errors");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let ours = suite(&a, &a.url, a.ca.as_ref()).await?;
+    header();
+    ours.iter().for_each(row);
+    if let Some(other) = &a.against {
+        println!();
+        let theirs = suite(&a, other, a.against_ca.as_ref().or(a.ca.as_ref())).await?;
+        header();
+        theirs.iter().for_each(row);
+        println!();
+        println!("{:<28} {:>12} {:>12} {:>9} {:>12} {:>12}", "operation", "req/s", "vs req/s", "ratio", "p99 ms", "vs p99 ms");
+        for (x, y) in ours.iter().zip(&theirs) {
+            println!(
+                "{:<28} {:>12.0} {:>12.0} {:>8.1}x {:>12.2} {:>12.2}",
+                x.name,
+                x.rate(),
+                y.rate(),
+                x.rate() / y.rate().max(1e-9),
+                x.pct_ms(0.99),
+                y.pct_ms(0.99)
+            );
+        }
+    }
     Ok(())
 }

@@ -11,8 +11,8 @@ use notary_tuf::validation::{self, roles_needed, timestamp_body, StoredRepo, ToS
 use notary_tuf::PublicKey;
 use serde_json::json;
 
-use crate::errors::{ApiError, Code};
 use crate::cache::{CachedChain, MetaCache};
+use crate::errors::{ApiError, Code};
 use crate::storage::{Change, MetaStore, StoreError, StoredFile};
 
 pub struct RepoService {
@@ -56,7 +56,6 @@ pub struct ChangeList {
     pub count: usize,
     pub records: Vec<Change>,
 }
-
 
 impl RepoService {
     /// Validate, sign what the server owns, and store everything in one transaction.
