@@ -4,6 +4,7 @@
 //!   valid while the newest stored timestamp version is the one it was built from (checked with
 //!   one index lookup per current read, so no instance ever serves a timestamp older than the
 //!   newest committed one).
+//!
 //! Deletions by other instances reach this cache through the changefeed poller.
 
 use std::num::NonZeroUsize;
