@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,76 +54,6 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// The docker CLI with a private config folder, trusting `notary`'s CA.
-struct DockerCli {
-    config: PathBuf,
-    notary_url: String,
-    images: std::cell::RefCell<Vec<String>>,
-}
-
-impl DockerCli {
-    fn new(dir: &Path, notary: &Server) -> DockerCli {
-        let config = dir.join("docker-config");
-        let tls = config.join("tls").join(format!("127.0.0.1:{}", notary.port));
-        std::fs::create_dir_all(&tls).unwrap();
-        std::fs::copy(&notary.ca, tls.join("ca.crt")).unwrap();
-        DockerCli { config, notary_url: notary.url.clone(), images: Default::default() }
-    }
-
-    fn run(&self, trust: bool, args: &[&str], input: &[u8]) -> (bool, String) {
-        use std::io::Write;
-        let mut child = Command::new("docker")
-            .args(args)
-            .env("DOCKER_CONFIG", &self.config)
-            .env("DOCKER_CONTENT_TRUST", if trust { "1" } else { "0" })
-            .env("DOCKER_CONTENT_TRUST_SERVER", &self.notary_url)
-            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "dct-root-pass")
-            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "dct-repo-pass")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker CLI");
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-    }
-
-    fn ok(&self, trust: bool, args: &[&str]) -> String {
-        let (ok, out) = self.run(trust, args, b"");
-        assert!(ok, "docker {args:?}: {out}");
-        out
-    }
-
-    /// A one-file image made locally (`docker import`), tagged `name`.
-    fn make_image(&self, dir: &Path, name: &str, content: &str) {
-        let root = dir.join(format!("rootfs-{}", self.images.borrow().len()));
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("content.txt"), content).unwrap();
-        let tar = dir.join(format!("img-{}.tar", self.images.borrow().len()));
-        assert!(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
-        self.ok(false, &["import", tar.to_str().unwrap(), name]);
-        self.images.borrow_mut().push(name.to_string());
-    }
-
-    fn forget_image(&self, name: &str) {
-        let _ = self.run(false, &["rmi", "-f", name], b"");
-    }
-
-    /// Remove the cached trust metadata (keys stay): the next pull is a fresh client's.
-    fn forget_trust_cache(&self) {
-        let _ = std::fs::remove_dir_all(self.config.join("trust/tuf"));
-    }
-}
-
-impl Drop for DockerCli {
-    fn drop(&mut self) {
-        for i in self.images.borrow().iter() {
-            let _ = Command::new("docker").args(["rmi", "-f", i]).output();
-        }
     }
 }
 

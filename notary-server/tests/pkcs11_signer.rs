@@ -38,16 +38,8 @@ async fn softhsm_backed_signer_full_flow_and_keys_never_leave_the_token() {
 
     let gun = "example.com/hsm/repo";
     let owner = s.notary("owner");
+    full_flow(&owner, &s.notary("fresh"), gun, s.tmp());
     let f = write_file(s.tmp(), "a.txt", b"signed in an HSM\n");
-    owner.ok(&["init", gun]);
-    owner.ok(&["add", gun, "v1", f.to_str().unwrap()]);
-    owner.ok(&["publish", gun]);
-    owner.ok(&["key", "rotate", gun, "timestamp", "-r"]);
-    owner.ok(&["key", "rotate", gun, "snapshot", "-r"]);
-    owner.ok(&["add", gun, "v2", f.to_str().unwrap()]);
-    owner.ok(&["publish", gun]);
-    let list = s.notary("fresh").ok(&["list", gun]);
-    assert!(list.contains("v1") && list.contains("v2"), "{list}");
     // The same pending key is handed out until it is used.
     let (_, k1) = s.get(&s.tuf("example.com/hsm/other", "timestamp.key")).await;
     let (_, k2) = s.get(&s.tuf("example.com/hsm/other", "timestamp.key")).await;

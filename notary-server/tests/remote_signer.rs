@@ -6,23 +6,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The flow the issue asks for: init, add, publish, rotate timestamp and snapshot keys to the
-/// server, publish again, list from a fresh client.
-fn full_flow(n: &Notary, fresh: &Notary, gun: &str, dir: &std::path::Path) {
-    let f = write_file(dir, "flow.txt", b"signed through a remote signer\n");
-    n.ok(&["init", gun]);
-    n.ok(&["add", gun, "v1", f.to_str().unwrap()]);
-    n.ok(&["publish", gun]);
-    n.ok(&["key", "rotate", gun, "timestamp", "-r"]);
-    n.ok(&["key", "rotate", gun, "snapshot", "-r"]);
-    n.ok(&["add", gun, "v2", f.to_str().unwrap()]);
-    n.ok(&["publish", gun]);
-    let list = fresh.ok(&["list", gun]);
-    assert!(list.contains("v1") && list.contains("v2"), "{list}");
-    let v = fresh.run_with_input(&["verify", gun, "v2"], b"signed through a remote signer\n");
-    assert!(v.ok, "{}", v.output());
-}
-
 fn shared_tls(dir: &std::path::Path) -> notary_server::tls::Generated {
     notary_server::tls::ensure_tls_files(&dir.join("mtls")).unwrap()
 }

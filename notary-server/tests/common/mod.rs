@@ -758,3 +758,97 @@ impl TokenService {
         serde_json::json!({"type": "token", "options": {"realm": self.realm, "service": self.service, "issuer": self.issuer, "rootcertbundle": self.bundle}})
     }
 }
+
+/// The docker CLI with a private config folder, trusting `notary`'s CA.
+pub struct DockerCli {
+    pub config: PathBuf,
+    notary_url: String,
+    images: std::cell::RefCell<Vec<String>>,
+}
+
+impl DockerCli {
+    pub fn new(dir: &Path, notary: &Server) -> DockerCli {
+        let config = dir.join("docker-config");
+        let tls = config.join("tls").join(format!("127.0.0.1:{}", notary.port));
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::copy(&notary.ca, tls.join("ca.crt")).unwrap();
+        DockerCli { config, notary_url: notary.url.clone(), images: Default::default() }
+    }
+
+    /// (success, stdout, stderr)
+    pub fn run3(&self, trust: bool, args: &[&str], input: &[u8]) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", &self.config)
+            .env("DOCKER_CONTENT_TRUST", if trust { "1" } else { "0" })
+            .env("DOCKER_CONTENT_TRUST_SERVER", &self.notary_url)
+            .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "dct-root-pass")
+            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "dct-repo-pass")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("docker CLI");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    /// (success, everything printed)
+    pub fn run(&self, trust: bool, args: &[&str], input: &[u8]) -> (bool, String) {
+        let (ok, out, err) = self.run3(trust, args, input);
+        (ok, format!("{out}{err}"))
+    }
+
+    pub fn ok(&self, trust: bool, args: &[&str]) -> String {
+        let (ok, out) = self.run(trust, args, b"");
+        assert!(ok, "docker {args:?}: {out}");
+        out
+    }
+
+    /// A one-file image made locally (`docker import`), tagged `name`.
+    pub fn make_image(&self, dir: &Path, name: &str, content: &str) {
+        let root = dir.join(format!("rootfs-{}", self.images.borrow().len()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("content.txt"), content).unwrap();
+        let tar = dir.join(format!("img-{}.tar", self.images.borrow().len()));
+        assert!(std::process::Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+        self.ok(false, &["import", tar.to_str().unwrap(), name]);
+        self.images.borrow_mut().push(name.to_string());
+    }
+
+    pub fn forget_image(&self, name: &str) {
+        let _ = self.run(false, &["rmi", "-f", name], b"");
+    }
+
+    /// Remove the cached trust metadata (keys stay): the next pull is a fresh client's.
+    pub fn forget_trust_cache(&self) {
+        let _ = std::fs::remove_dir_all(self.config.join("trust/tuf"));
+    }
+}
+
+impl Drop for DockerCli {
+    fn drop(&mut self) {
+        for i in self.images.borrow().iter() {
+            let _ = std::process::Command::new("docker").args(["rmi", "-f", i]).output();
+        }
+    }
+}
+
+/// init, add, publish, rotate the timestamp and snapshot keys to the server, publish again, and
+/// list and verify from a fresh client.
+pub fn full_flow(n: &Notary, fresh: &Notary, gun: &str, dir: &Path) {
+    let f = write_file(dir, "flow.txt", b"signed through a remote signer\n");
+    n.ok(&["init", gun]);
+    n.ok(&["add", gun, "v1", f.to_str().unwrap()]);
+    n.ok(&["publish", gun]);
+    n.ok(&["key", "rotate", gun, "timestamp", "-r"]);
+    n.ok(&["key", "rotate", gun, "snapshot", "-r"]);
+    n.ok(&["add", gun, "v2", f.to_str().unwrap()]);
+    n.ok(&["publish", gun]);
+    let list = fresh.ok(&["list", gun]);
+    assert!(list.contains("v1") && list.contains("v2"), "{list}");
+    let v = fresh.run_with_input(&["verify", gun, "v2"], b"signed through a remote signer\n");
+    assert!(v.ok, "{}", v.output());
+}
