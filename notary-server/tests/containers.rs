@@ -51,13 +51,14 @@ async fn server_and_signer_containers_on_a_private_network() {
     let id = std::process::id();
     let tag = format!("test{id}");
     sh(Command::new("bash").current_dir(repo_root()).args(["scripts/build-images.sh", "--debug", "--tag", &tag]));
+    // Declared before `cleanup` so it is removed after Postgres has been stopped.
+    let tmp = tempfile::tempdir().unwrap();
     let network = format!("notary-rs-test-{id}");
     let mut cleanup = Cleanup { containers: vec![], network: network.clone(), pg: None };
     sh(Command::new("docker").args(["network", "create", &network]));
     let gateway = sh(Command::new("docker").args(["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", &network]));
 
     // Postgres on the host, reachable from the network's gateway address only.
-    let tmp = tempfile::tempdir().unwrap();
     let pg_bin = sh(Command::new("bash").args(["-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1"]));
     let pg_dir = tmp.path().join("pg");
     std::fs::create_dir_all(&pg_dir).unwrap();
