@@ -127,107 +127,100 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
         return (None, Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())));
     }
     if get && path == "/v2/_trust/changefeed" {
-        if let Err(e) = authorize(req, state, Access::catalog()) {
-            return (Some("Changefeed"), Err(e));
-        }
-        return (Some("Changefeed"), changefeed(req, None, state).await);
+        return (
+            Some("Changefeed"),
+            async {
+                authorize(req, state, Access::catalog())?;
+                changefeed(req, None, state).await
+            }
+            .await,
+        );
     }
     if method == Method::POST {
         if let Some(c) = r.update.captures(path) {
             let gun = &c["gun"];
-            if let Some(e) = prefix_error(gun, state, true) {
-                return (Some("UpdateTUF"), Err(e));
-            }
-            if let Err(e) = authorize(req, state, Access::repo(gun, &["push", "pull"])) {
-                return (Some("UpdateTUF"), Err(e));
-            }
-            return (Some("UpdateTUF"), update(req, gun, body, state).await);
+            let res = async {
+                guard(req, state, gun, true, &["push", "pull"])?;
+                update(req, gun, body, state).await
+            };
+            return (Some("UpdateTUF"), res.await);
         }
     }
     if get {
         if let Some(c) = r.by_hash.captures(path) {
             let (gun, role) = (&c["gun"], &c["role"]);
-            if let Some(e) = prefix_error(gun, state, false) {
-                return (Some("GetRoleByHash"), Err(e));
-            }
-            if let Err(e) = authorize(req, state, Access::repo(gun, &["pull"])) {
-                return (Some("GetRoleByHash"), Err(e));
-            }
-            let res = state.service.by_checksum(gun, role, &c["checksum"]).await;
-            return (Some("GetRoleByHash"), res.map(|f| metadata_response(req, f, state.max_age_consistent, false)));
+            let res = async {
+                guard(req, state, gun, false, &["pull"])?;
+                let f = state.service.by_checksum(gun, role, &c["checksum"]).await?;
+                Ok(metadata_response(req, f, state.max_age_consistent, false))
+            };
+            return (Some("GetRoleByHash"), res.await);
         }
         if let Some(c) = r.by_version.captures(path) {
             let (gun, role) = (&c["gun"], &c["role"]);
-            if let Some(e) = prefix_error(gun, state, false) {
-                return (Some("GetRoleByVersion"), Err(e));
-            }
-            if let Err(e) = authorize(req, state, Access::repo(gun, &["pull"])) {
-                return (Some("GetRoleByVersion"), Err(e));
-            }
-            let res = match c["version"].parse::<i64>() {
-                Ok(v) => state.service.by_version(gun, role, v).await,
-                Err(_) => Err(ApiError::not_found()),
+            let res = async {
+                guard(req, state, gun, false, &["pull"])?;
+                let v = c["version"].parse::<i64>().map_err(|_| ApiError::not_found())?;
+                let f = state.service.by_version(gun, role, v).await?;
+                Ok(metadata_response(req, f, state.max_age_consistent, false))
             };
-            return (Some("GetRoleByVersion"), res.map(|f| metadata_response(req, f, state.max_age_consistent, false)));
+            return (Some("GetRoleByVersion"), res.await);
         }
         if let Some(c) = r.current.captures(path) {
             let (gun, role) = (&c["gun"], &c["role"]);
-            if let Some(e) = prefix_error(gun, state, false) {
-                return (Some("GetRole"), Err(e));
-            }
-            if let Err(e) = authorize(req, state, Access::repo(gun, &["pull"])) {
-                return (Some("GetRole"), Err(e));
-            }
-            let res = state.service.current(gun, role).await;
-            return (Some("GetRole"), res.map(|f| metadata_response(req, f, state.max_age_current, true)));
+            let res = async {
+                guard(req, state, gun, false, &["pull"])?;
+                let f = state.service.current(gun, role).await?;
+                Ok(metadata_response(req, f, state.max_age_current, true))
+            };
+            return (Some("GetRole"), res.await);
         }
     }
     if let Some(c) = r.key.captures(path) {
         let (gun, role) = (&c["gun"], &c["role"]);
         if get || method == Method::POST {
-            let op = if get { "GetKey" } else { "RotateKey" };
-            if let Some(e) = prefix_error(gun, state, false) {
-                return (Some(op), Err(e));
-            }
-            if let Err(e) = authorize(req, state, Access::repo(gun, if get { &["push", "pull"] } else { &["*"] })) {
-                return (Some(op), Err(e));
-            }
-            if !gun_is_acceptable(gun) {
-                return (Some(op), Err(ApiError::new(Code::InvalidGun)));
-            }
-            let res = if get { state.service.get_key(gun, role).await } else { state.service.rotate_key(gun, role).await };
-            return (Some(op), res.map(|k| text_ok(k.to_go_json().into_bytes())));
+            let res = async {
+                guard(req, state, gun, false, if get { &["push", "pull"] } else { &["*"] })?;
+                if !gun_is_acceptable(gun) {
+                    return Err(ApiError::new(Code::InvalidGun));
+                }
+                let k = if get { state.service.get_key(gun, role).await? } else { state.service.rotate_key(gun, role).await? };
+                Ok(text_ok(k.to_go_json().into_bytes()))
+            };
+            return (Some(if get { "GetKey" } else { "RotateKey" }), res.await);
         }
     }
     if method == Method::DELETE {
         if let Some(c) = r.update.captures(path) {
             let gun = &c["gun"];
-            if let Some(e) = prefix_error(gun, state, false) {
-                return (Some("DeleteTUF"), Err(e));
-            }
-            if let Err(e) = authorize(req, state, Access::repo(gun, &["*"])) {
-                return (Some("DeleteTUF"), Err(e));
-            }
-            return (Some("DeleteTUF"), state.service.delete(gun).await.map(|_| HttpResponse::Ok().finish()));
+            let res = async {
+                guard(req, state, gun, false, &["*"])?;
+                state.service.delete(gun).await?;
+                Ok(HttpResponse::Ok().finish())
+            };
+            return (Some("DeleteTUF"), res.await);
         }
     }
     if get {
         if let Some(c) = r.changefeed.captures(path) {
-            let gun = c["gun"].to_string();
-            if let Some(e) = prefix_error(&gun, state, false) {
-                return (Some("Changefeed"), Err(e));
-            }
-            if let Err(e) = authorize(req, state, Access::repo(&gun, &["pull"])) {
-                return (Some("Changefeed"), Err(e));
-            }
-            return (Some("Changefeed"), changefeed(req, Some(&gun), state).await);
+            let gun = &c["gun"];
+            let res = async {
+                guard(req, state, gun, false, &["pull"])?;
+                changefeed(req, Some(gun), state).await
+            };
+            return (Some("Changefeed"), res.await);
         }
     }
     // The catch-all: 404 METADATA_NOT_FOUND without detail (after a catalog check, as in Go).
-    if let Err(e) = authorize(req, state, Access::catalog()) {
-        return (None, Err(e));
+    (None, authorize(req, state, Access::catalog()).and(Err(ApiError::new(Code::MetadataNotFound))))
+}
+
+/// The checks every GUN route runs first, in Go's order: the GUN prefix filter, then the token.
+fn guard(req: &HttpRequest, state: &AppState, gun: &str, is_update: bool, actions: &[&'static str]) -> Result<(), ApiError> {
+    if let Some(e) = prefix_error(gun, state, is_update) {
+        return Err(e);
     }
-    (None, Err(ApiError::new(Code::MetadataNotFound)))
+    authorize(req, state, Access::repo(gun, actions))
 }
 
 fn prefix_error(gun: &str, state: &AppState, is_update: bool) -> Option<ApiError> {
