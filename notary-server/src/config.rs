@@ -189,27 +189,9 @@ const ENV_KEYS: &[&str] = &[
     "caching.max_age.consistent_metadata",
 ];
 
-fn apply_env(v: &mut Value) {
-    for key in ENV_KEYS {
-        let var = format!("NOTARY_SERVER_{}", key.to_uppercase().replace('.', "_"));
-        let Ok(val) = std::env::var(&var) else { continue };
-        let mut cur = &mut *v;
-        let parts: Vec<&str> = key.split('.').collect();
-        for p in &parts[..parts.len() - 1] {
-            if !cur.get(*p).map(Value::is_object).unwrap_or(false) {
-                cur[*p] = Value::Object(Default::default());
-            }
-            cur = cur.get_mut(*p).unwrap();
-        }
-        let parsed = val.parse::<i64>().map(Value::from).unwrap_or(Value::String(val));
-        let last = parts[parts.len() - 1];
-        // Strings stay strings where the file format expects strings.
-        cur[last] = if matches!(last, "http_addr" | "db_url" | "hostname" | "level" | "type" | "backend" | "key_algorithm") {
-            Value::String(parsed.as_str().map(str::to_owned).unwrap_or_else(|| parsed.to_string()))
-        } else {
-            parsed
-        };
-    }
+/// Config keys whose values are strings even when they look like numbers.
+fn is_string_key(k: &str) -> bool {
+    matches!(k, "http_addr" | "db_url" | "hostname" | "level" | "type" | "backend" | "key_algorithm" | "port")
 }
 
 impl Config {
@@ -219,7 +201,7 @@ impl Config {
         if !v.is_object() {
             return Err(ConfigError::Json(path.to_path_buf(), "top level must be an object".into()));
         }
-        apply_env(&mut v);
+        notary_signer::config::apply_env(&mut v, "NOTARY_SERVER_", ENV_KEYS, is_string_key);
         let cfg: Config = serde_json::from_value(v).map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok((cfg, base))

@@ -68,6 +68,29 @@ const ENV_KEYS: &[&str] = &[
     "logging.level",
 ];
 
+/// Apply `<PREFIX><KEY>` environment overrides (dots → underscores, upper-cased) to a parsed JSON
+/// config, as viper does for the Go programs. Values of keys for which `is_string` is false are
+/// read as integers when they parse as one.
+pub fn apply_env(v: &mut Value, prefix: &str, keys: &[&str], is_string: impl Fn(&str) -> bool) {
+    for key in keys {
+        let var = format!("{prefix}{}", key.to_uppercase().replace('.', "_"));
+        let Ok(val) = std::env::var(&var) else { continue };
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut cur = &mut *v;
+        for p in &parts[..parts.len() - 1] {
+            if !cur.get(*p).map(Value::is_object).unwrap_or(false) {
+                cur[*p] = Value::Object(Default::default());
+            }
+            cur = cur.get_mut(*p).expect("just inserted");
+        }
+        let last = parts[parts.len() - 1];
+        cur[last] = match val.parse::<i64>() {
+            Ok(n) if !is_string(last) => Value::from(n),
+            _ => Value::String(val),
+        };
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> anyhow::Error {
     anyhow::anyhow!("invalid configuration: {}", msg.into())
 }
@@ -77,16 +100,7 @@ impl Config {
         let text = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
         let mut v: Value =
             serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display()))?;
-        for key in ENV_KEYS {
-            let var = format!("NOTARY_SIGNER_{}", key.to_uppercase().replace('.', "_"));
-            if let Ok(val) = std::env::var(&var) {
-                let (section, field) = key.split_once('.').unwrap();
-                if !v[section].is_object() {
-                    v[section] = Value::Object(Default::default());
-                }
-                v[section][field] = Value::String(val);
-            }
-        }
+        apply_env(&mut v, "NOTARY_SIGNER_", ENV_KEYS, |_| true);
         let cfg: Config = serde_json::from_value(v).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         Ok((cfg, path.parent().map(Path::to_path_buf).unwrap_or_default()))
     }
@@ -143,5 +157,38 @@ impl Config {
             storage,
             log_level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_nested_keys_and_types() {
+        std::env::set_var("NOTARYRS_ENVTEST_STORAGE_DB_URL", "postgres://x/y");
+        std::env::set_var("NOTARYRS_ENVTEST_CACHING_MAX_AGE_CURRENT_METADATA", "60");
+        std::env::set_var("NOTARYRS_ENVTEST_SERVER_HTTP_ADDR", "4443");
+        let mut v = serde_json::json!({"storage": {"backend": "postgres"}});
+        apply_env(
+            &mut v,
+            "NOTARYRS_ENVTEST_",
+            &["storage.db_url", "caching.max_age.current_metadata", "server.http_addr", "logging.level"],
+            |k| k == "http_addr" || k == "db_url",
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({"storage": {"backend": "postgres", "db_url": "postgres://x/y"},
+            "caching": {"max_age": {"current_metadata": 60}}, "server": {"http_addr": "4443"}})
+        );
+    }
+
+    #[test]
+    fn mutual_tls_is_required() {
+        let cfg: Config =
+            serde_json::from_value(serde_json::json!({"server": {"grpc_addr": ":7899", "tls_cert_file": "c", "tls_key_file": "k"},
+            "storage": {"backend": "memory"}}))
+            .unwrap();
+        assert!(cfg.settings(Path::new("/")).unwrap_err().to_string().contains("client_ca_file is required"));
     }
 }
