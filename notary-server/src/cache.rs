@@ -23,7 +23,6 @@ pub struct CachedChain {
     pub timestamp_expires: DateTime<FixedOffset>,
     pub snapshot: StoredFile,
     pub snapshot_expires: DateTime<FixedOffset>,
-    pub snapshot_version: i64,
     pub meta: Arc<MetaBody>,
 }
 
@@ -69,9 +68,5 @@ impl MetaCache {
         for k in stale {
             files.pop(&k);
         }
-    }
-
-    pub fn len(&self) -> (usize, usize) {
-        (lock(&self.files).len(), lock(&self.chains).len())
     }
 }

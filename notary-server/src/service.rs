@@ -167,7 +167,6 @@ impl RepoService {
             timestamp_expires: ts.common.expires,
             timestamp,
             snapshot_expires: snap.common.expires,
-            snapshot_version: snap.common.version,
             snapshot,
             meta: Arc::new(meta),
         });

@@ -111,10 +111,6 @@ impl SqlStore {
         Ok(SqlStore { db, write_lock: Mutex::new(()) })
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match self.db {
             Db::Sqlite(_) => Some(self.write_lock.lock().await),
