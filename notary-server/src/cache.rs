@@ -1,11 +1,14 @@
 //! In-memory read cache (bounded LRU):
-//! - files by (GUN, role, sha256): immutable, so always valid until the GUN is deleted;
+//! - files by (GUN, role, sha256) and by (GUN, role, version): immutable, valid until the GUN
+//!   is deleted;
 //! - each GUN's current chain (timestamp, the snapshot it names, the parsed snapshot meta),
-//!   valid while the newest stored timestamp version is the one it was built from (checked with
-//!   one index lookup per current read, so no instance ever serves a timestamp older than the
-//!   newest committed one).
+//!   valid until a newer timestamp is committed.
 //!
-//! Deletions by other instances reach this cache through the changefeed poller.
+//! Entries are dropped by [`crate::freshness::Freshness`], which follows the changefeed and
+//! makes every current read wait for a changefeed check that started after the read arrived.
+//! A loader that read the database before an invalidation must not put its (possibly older)
+//! result back afterwards: it takes a [`Ticket`] before reading and the put is refused if
+//! anything was invalidated in between.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -26,47 +29,136 @@ pub struct CachedChain {
     pub meta: Arc<MetaBody>,
 }
 
-type FileKey = (String, String, String);
+/// (GUN, role, sha256 hex or "v<version>")
+type FileKey = (Box<str>, Box<str>, Box<str>);
+
+fn key(gun: &str, role: &str, id: &str) -> FileKey {
+    (gun.into(), role.into(), id.into())
+}
+
+fn version_id(version: i64) -> String {
+    format!("v{version}")
+}
+
+struct Inner {
+    files: LruCache<FileKey, StoredFile>,
+    chains: LruCache<Box<str>, Arc<CachedChain>>,
+    /// Bumped by every invalidation.
+    generation: u64,
+}
 
 pub struct MetaCache {
-    files: Mutex<LruCache<FileKey, StoredFile>>,
-    chains: Mutex<LruCache<String, Arc<CachedChain>>>,
+    inner: Mutex<Inner>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The cache generation observed before a database read (see the module docs).
+#[derive(Clone, Copy)]
+pub struct Ticket(u64);
 
 impl MetaCache {
     /// `files`: most cached files; `guns`: most cached chains.
     pub fn new(files: usize, guns: usize) -> Self {
         let n = |v: usize| NonZeroUsize::new(v.max(1)).unwrap();
-        MetaCache { files: Mutex::new(LruCache::new(n(files))), chains: Mutex::new(LruCache::new(n(guns))) }
+        MetaCache { inner: Mutex::new(Inner { files: LruCache::new(n(files)), chains: LruCache::new(n(guns)), generation: 0 }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.lock().generation)
     }
 
     pub fn file(&self, gun: &str, role: &str, sha: &str) -> Option<StoredFile> {
-        lock(&self.files).get(&(gun.to_string(), role.to_string(), sha.to_string())).cloned()
+        self.lock().files.get(&key(gun, role, sha)).cloned()
     }
 
-    pub fn put_file(&self, gun: &str, role: &str, f: &StoredFile) {
-        lock(&self.files).put((gun.to_string(), role.to_string(), f.sha256.clone()), f.clone());
+    pub fn put_file(&self, t: Ticket, gun: &str, role: &str, f: &StoredFile) {
+        let mut g = self.lock();
+        if g.generation == t.0 {
+            g.files.put(key(gun, role, &f.sha256), f.clone());
+        }
+    }
+
+    pub fn version(&self, gun: &str, role: &str, version: i64) -> Option<StoredFile> {
+        self.lock().files.get(&key(gun, role, &version_id(version))).cloned()
+    }
+
+    pub fn put_version(&self, t: Ticket, gun: &str, role: &str, version: i64, f: &StoredFile) {
+        let mut g = self.lock();
+        if g.generation == t.0 {
+            g.files.put(key(gun, role, &version_id(version)), f.clone());
+        }
     }
 
     pub fn chain(&self, gun: &str) -> Option<Arc<CachedChain>> {
-        lock(&self.chains).get(gun).cloned()
+        self.lock().chains.get(gun).cloned()
     }
 
-    pub fn put_chain(&self, gun: &str, c: Arc<CachedChain>) {
-        lock(&self.chains).put(gun.to_string(), c);
+    pub fn put_chain(&self, t: Ticket, gun: &str, c: Arc<CachedChain>) {
+        let mut g = self.lock();
+        if g.generation == t.0 {
+            g.chains.put(gun.into(), c);
+        }
+    }
+
+    /// A newer timestamp was committed for the GUN: its chain is stale (files stay valid).
+    pub fn invalidate(&self, gun: &str) {
+        let mut g = self.lock();
+        g.generation += 1;
+        g.chains.pop(gun);
     }
 
     /// Forget everything about a GUN (after a deletion, here or on another instance).
     pub fn forget(&self, gun: &str) {
-        lock(&self.chains).pop(gun);
-        let mut files = lock(&self.files);
-        let stale: Vec<FileKey> = files.iter().filter(|(k, _)| k.0 == gun).map(|(k, _)| k.clone()).collect();
+        let mut g = self.lock();
+        g.generation += 1;
+        g.chains.pop(gun);
+        let stale: Vec<FileKey> = g.files.iter().filter(|(k, _)| &*k.0 == gun).map(|(k, _)| k.clone()).collect();
         for k in stale {
-            files.pop(&k);
+            g.files.pop(&k);
         }
+    }
+
+    /// Number of cached (files, chains).
+    pub fn len(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.files.len(), g.chains.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(data: &str) -> StoredFile {
+        StoredFile::from_bytes(data.as_bytes().to_vec(), None)
+    }
+
+    #[test]
+    fn a_put_after_an_invalidation_is_refused() {
+        let c = MetaCache::new(10, 10);
+        let t = c.ticket();
+        c.invalidate("g");
+        c.put_file(t, "g", "root", &file("old"));
+        c.put_version(t, "g", "root", 1, &file("old"));
+        assert!(c.file("g", "root", &file("old").sha256).is_none());
+        assert!(c.version("g", "root", 1).is_none());
+        let t = c.ticket();
+        c.put_version(t, "g", "root", 1, &file("new"));
+        assert_eq!(&c.version("g", "root", 1).unwrap().data[..], b"new");
+    }
+
+    #[test]
+    fn forget_drops_files_by_checksum_and_version() {
+        let c = MetaCache::new(10, 10);
+        let t = c.ticket();
+        c.put_file(t, "g", "root", &file("a"));
+        c.put_version(t, "g", "root", 1, &file("a"));
+        c.put_file(t, "h", "root", &file("a"));
+        c.forget("g");
+        assert_eq!(c.len(), (1, 0));
+        assert!(c.file("h", "root", &file("a").sha256).is_some());
     }
 }

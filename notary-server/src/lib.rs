@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod errors;
+pub mod freshness;
 pub mod http;
 pub mod metrics;
 pub mod service;

@@ -147,8 +147,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories));
-    let service = Arc::new(RepoService { store: Arc::new(store), cache, crypto, key_algorithm });
-    service.spawn_cache_invalidation(std::time::Duration::from_secs(1));
+    let service = Arc::new(RepoService::new(Arc::new(store), cache, crypto, key_algorithm, std::time::Duration::from_secs(1)));
     let state = actix_web::web::Data::new(AppState {
         service,
         max_age_current: settings.max_age_current,

@@ -12,12 +12,14 @@ use notary_tuf::PublicKey;
 use serde_json::json;
 
 use crate::cache::{CachedChain, MetaCache};
+use crate::freshness::Freshness;
 use crate::errors::{ApiError, Code};
 use crate::storage::{Change, MetaStore, StoreError, StoredFile};
 
 pub struct RepoService {
     pub store: Arc<dyn MetaStore>,
     pub cache: Arc<MetaCache>,
+    freshness: Arc<Freshness>,
     pub crypto: Arc<dyn CryptoService>,
     /// Algorithm of server-created timestamp/snapshot keys.
     pub key_algorithm: String,
@@ -58,6 +60,18 @@ pub struct ChangeList {
 }
 
 impl RepoService {
+    /// The service, following the changefeed for its cache (checked at least every `period`).
+    pub fn new(
+        store: Arc<dyn MetaStore>,
+        cache: Arc<MetaCache>,
+        crypto: Arc<dyn CryptoService>,
+        key_algorithm: String,
+        period: std::time::Duration,
+    ) -> Self {
+        let freshness = Freshness::spawn(store.clone(), cache.clone(), period);
+        RepoService { store, cache, freshness, crypto, key_algorithm }
+    }
+
     /// Validate, sign what the server owns, and store everything in one transaction.
     pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<u32, ApiError> {
         let mut uploads = BTreeMap::new();
@@ -137,20 +151,22 @@ impl RepoService {
         if let Some(f) = self.cache.file(gun, role, sha) {
             return Ok(Some(f));
         }
+        let ticket = self.cache.ticket();
         let f = self.store.by_checksum(gun, role, sha).await?;
         if let Some(f) = &f {
-            self.cache.put_file(gun, role, f);
+            self.cache.put_file(ticket, gun, role, f);
         }
         Ok(f)
     }
 
-    /// The current timestamp and the snapshot it names: from the cache while the newest stored
-    /// timestamp version is the cached one (one index lookup), else loaded and cached.
+    /// The current timestamp and the snapshot it names, no older than the newest committed when
+    /// this call began (see `freshness`): from the cache, else loaded and cached.
     async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ApiError> {
-        let Some(version) = self.store.latest_version(gun, md::TIMESTAMP).await? else { return Ok(None) };
-        if let Some(c) = self.cache.chain(gun).filter(|c| c.timestamp_version == version) {
+        self.freshness.barrier().await?;
+        if let Some(c) = self.cache.chain(gun) {
             return Ok(Some(c));
         }
+        let ticket = self.cache.ticket();
         let Some(timestamp) = self.store.latest(gun, md::TIMESTAMP).await? else { return Ok(None) };
         let ts = SignedFile::parse(&timestamp.data).map_err(ApiError::internal)?;
         let body: md::MetaBody = ts.body().map_err(ApiError::internal)?;
@@ -170,7 +186,7 @@ impl RepoService {
             snapshot,
             meta: Arc::new(meta),
         });
-        self.cache.put_chain(gun, chain.clone());
+        self.cache.put_chain(ticket, gun, chain.clone());
         Ok(Some(chain))
     }
 
@@ -193,8 +209,17 @@ impl RepoService {
         self.file_by_checksum(gun, role, sha256_hex).await?.ok_or_else(ApiError::not_found)
     }
 
+    /// `GET …/<version>.<role>.json`: immutable once stored, but a deleted and re-created
+    /// repository reuses version numbers, so the cache is checked after a freshness barrier.
     pub async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<StoredFile, ApiError> {
-        self.store.by_version(gun, role, version).await?.ok_or_else(ApiError::not_found)
+        self.freshness.barrier().await?;
+        if let Some(f) = self.cache.version(gun, role, version) {
+            return Ok(f);
+        }
+        let ticket = self.cache.ticket();
+        let f = self.store.by_version(gun, role, version).await?.ok_or_else(ApiError::not_found)?;
+        self.cache.put_version(ticket, gun, role, version, &f);
+        Ok(f)
     }
 
     /// The current timestamp and snapshot, regenerated first if either has expired or the
@@ -269,32 +294,6 @@ impl RepoService {
             tracing::info!(gun, "deleted repository");
         }
         Ok(())
-    }
-
-    /// Follow other instances' deletions through the changefeed and drop their cache entries
-    /// (files by checksum would otherwise outlive a deleted repository here).
-    pub fn spawn_cache_invalidation(self: &Arc<Self>, period: std::time::Duration) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut last = loop {
-                match me.store.last_change_id().await {
-                    Ok(id) => break id,
-                    Err(_) => tokio::time::sleep(period).await,
-                }
-            };
-            loop {
-                tokio::time::sleep(period).await;
-                match me.store.deletions_since(last).await {
-                    Ok((guns, newest)) => {
-                        for g in guns {
-                            me.cache.forget(&g);
-                        }
-                        last = newest;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "changefeed poll failed"),
-                }
-            }
-        });
     }
 
     pub async fn changes(&self, gun: Option<&str>, change_id: &str, records: &str) -> Result<ChangeList, ApiError> {

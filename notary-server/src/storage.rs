@@ -36,7 +36,7 @@ pub struct StoredFile {
 }
 
 impl StoredFile {
-    fn new(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
+    pub fn from_bytes(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
         let sha256 = hex::encode(Sha256::digest(&data));
         StoredFile { data: data.into(), modified: modified.unwrap_or_default(), sha256 }
     }
@@ -56,6 +56,14 @@ pub struct Change {
     pub sha256: String,
     #[serde(rename = "Category")]
     pub category: String,
+}
+
+/// What a changefeed row tells a cache: which GUN changed, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRef {
+    pub id: i64,
+    pub gun: String,
+    pub deletion: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +98,10 @@ pub trait MetaStore: Send + Sync {
     async fn delete(&self, gun: &str) -> Result<bool, StoreError>;
     async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError>;
     async fn health(&self) -> Result<(), StoreError>;
-    /// Highest stored version of a role (one index lookup, no data).
-    async fn latest_version(&self, gun: &str, role: &str) -> Result<Option<i64>, StoreError>;
     /// Highest changefeed ID (0 when empty).
     async fn last_change_id(&self) -> Result<i64, StoreError>;
-    /// GUNs deleted after change `id`, with the newest change ID seen.
-    async fn deletions_since(&self, id: i64) -> Result<(Vec<String>, i64), StoreError>;
+    /// At most `limit` changefeed rows after `id`, oldest first (one index range scan).
+    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError>;
 }
 
 pub struct SqlStore {
@@ -129,14 +135,14 @@ impl MetaStore for SqlStore {
         let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT data, updated_at FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1")
             .bind(gun).bind(role).fetch_optional(p).await)?;
-        Ok(row.map(|(data, t)| StoredFile::new(data, t)))
+        Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
     async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError> {
         let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
             .bind(gun).bind(role).bind(sha256_hex).fetch_optional(p).await)?;
-        Ok(row.map(|(data, t)| StoredFile::new(data, t)))
+        Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
     async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError> {
@@ -144,7 +150,7 @@ impl MetaStore for SqlStore {
         let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
             .bind(gun).bind(role).bind(version).fetch_optional(p).await)?;
-        Ok(row.map(|(data, t)| StoredFile::new(data, t)))
+        Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
     async fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), StoreError> {
@@ -242,24 +248,16 @@ impl MetaStore for SqlStore {
             .collect())
     }
 
-    async fn latest_version(&self, gun: &str, role: &str) -> Result<Option<i64>, StoreError> {
-        let row: Option<(i32,)> = with_pool!(&self.db, p => sqlx::query_as(
-            "SELECT version FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1")
-            .bind(gun).bind(role).fetch_optional(p).await)?;
-        Ok(row.map(|(v,)| v as i64))
-    }
-
     async fn last_change_id(&self) -> Result<i64, StoreError> {
         let row: (Option<i32>,) = with_pool!(&self.db, p => sqlx::query_as("SELECT MAX(id) FROM changefeed").fetch_one(p).await)?;
         Ok(row.0.unwrap_or(0) as i64)
     }
 
-    async fn deletions_since(&self, id: i64) -> Result<(Vec<String>, i64), StoreError> {
+    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
         let rows: Vec<(i32, String, String)> = with_pool!(&self.db, p => sqlx::query_as(
-            "SELECT id, gun, category FROM changefeed WHERE id > $1 ORDER BY id")
-            .bind(id).fetch_all(p).await)?;
-        let last = rows.last().map(|r| r.0 as i64).unwrap_or(id);
-        Ok((rows.into_iter().filter(|r| r.2 == "deletion").map(|r| r.1).collect(), last))
+            "SELECT id, gun, category FROM changefeed WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(id).bind(limit).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|(id, gun, category)| ChangeRef { id: id as i64, gun, deletion: category == "deletion" }).collect())
     }
 
     async fn health(&self) -> Result<(), StoreError> {
