@@ -3,6 +3,7 @@
 # the same private Postgres (fsync on, as in production), both over TLS with the same
 # certificate, each with its local trust service. Prints notary-bench's table for each.
 # Usage: bash scripts/bench.sh [notary-bench options, e.g. --concurrency 32 --requests 20000]
+#        bash scripts/bench.sh --rss-guns 10000   (memory of our server with that many repositories cached)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -36,4 +37,6 @@ for port in $rs_port $go_port; do
   for _ in $(seq 100); do curl -sf --cacert "$work/tls/ca.crt" "https://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 done
 echo "## notary-rs (this repository) --against Go notary-server $(dpkg-query -W -f '${Version}' notary) (Debian), $(nproc) cores"
-./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --against "https://127.0.0.1:$go_port" "$@"
+./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --server-pid "${pids[0]}" \
+  --against "https://127.0.0.1:$go_port" --against-pid "${pids[1]}" "$@" ||
+  { echo "notary-bench failed; last lines of the servers' logs:"; tail -n 20 "$work/rs.log" "$work/go.log"; exit 1; }

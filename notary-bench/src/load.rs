@@ -226,3 +226,79 @@ async fn collect(name: &str, start: Instant, tasks: Vec<tokio::task::JoinHandle<
     micros.sort_unstable();
     Ok(Stats { name: name.into(), ok: micros.len(), errors, elapsed, micros })
 }
+
+/// Open-loop load: GETs over `urls` (round robin) due at `rate` per second for `duration`,
+/// sent by `concurrency` connections (as wrk2 does), each timed from when it was due, so a
+/// server that falls behind shows it in the latency (no coordinated omission). This gives the
+/// latency at a chosen fraction of peak throughput.
+pub async fn run_gets_at_rate(
+    ep: &Endpoint,
+    name: &str,
+    urls: Vec<String>,
+    rate: f64,
+    duration: Duration,
+    concurrency: usize,
+) -> anyhow::Result<Stats> {
+    let urls = Arc::new(urls);
+    let total = (rate * duration.as_secs_f64()).max(1.0) as usize;
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (ep, urls, next) = (ep.clone(), urls.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return (lat, errors);
+                }
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                // Behind schedule: time from when the request was due (the server's backlog
+                // counts). On schedule: from when the timer woke us (its ~1 ms granularity is
+                // the client's, not the server's).
+                let due = if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    due
+                };
+                let ok = match ep.http.get(&urls[i % urls.len()]).send().await {
+                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                if ok {
+                    lat.push(due.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+        }));
+    }
+    collect(name, start, tasks).await
+}
+
+/// Resident set size of a process, in MiB (Linux `/proc/<pid>/status`).
+pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS")?;
+    Ok(kb / 1024.0)
+}
+
+/// Read every current file of every repository once (fills a server's caches).
+pub async fn touch_all(ep: &Endpoint, guns: &[String], concurrency: usize) -> anyhow::Result<()> {
+    let urls: Vec<String> = guns
+        .iter()
+        .flat_map(|g| ["timestamp.json", "snapshot.json", "targets.json", "root.json"].map(|f| ep.tuf(g, f)))
+        .collect();
+    let n = urls.len();
+    let s = run_gets(ep, "touch", urls, n, concurrency, false).await?;
+    if s.errors > 0 {
+        bail!("{} of {n} reads failed", s.errors);
+    }
+    Ok(())
+}

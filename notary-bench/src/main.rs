@@ -5,7 +5,7 @@
 //! Prints, per operation: requests, req/s, p50/p99/p999 latency and errors.
 
 use clap::Parser;
-use notary_bench::load::{run_gets, run_publishes, seed, Endpoint, Stats};
+use notary_bench::load::{rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, Endpoint, Stats};
 
 #[derive(Parser, Debug)]
 #[command(name = "notary-bench", version)]
@@ -37,6 +37,19 @@ struct Args {
     /// PEM CA bundle to trust for --against (default: --ca).
     #[arg(long)]
     against_ca: Option<std::path::PathBuf>,
+    /// Seconds of open-loop load at half the measured peak of `GET timestamp.json` (0: skip).
+    #[arg(long, default_value_t = 3.0)]
+    half_peak_secs: f64,
+    /// PID of the server under --url: its resident memory is printed after the run.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// PID of the server under --against.
+    #[arg(long)]
+    against_pid: Option<u32>,
+    /// Memory mode: seed this many repositories on --url, read each one's current files once
+    /// (so all are cached), print the resident memory of --server-pid, and stop.
+    #[arg(long)]
+    rss_guns: Option<usize>,
 }
 
 fn row(s: &Stats) {
@@ -77,9 +90,15 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>) -> anyhow::
         ("GET 1.root.json", urls(&|s| ep.tuf(&s.repo.gun, "1.root.json")), false),
         ("GET timestamp.json (304)", urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")), true),
     ];
+    let timestamps = reads[0].1.clone();
     let mut out = Vec::new();
     for (name, u, reval) in reads {
         out.push(run_gets(&ep, name, u, a.requests, a.concurrency, reval).await?);
+    }
+    if a.half_peak_secs > 0.0 {
+        let half = out[0].rate() / 2.0;
+        let d = std::time::Duration::from_secs_f64(a.half_peak_secs);
+        out.push(run_gets_at_rate(&ep, "GET timestamp.json @50% peak", timestamps, half, d, a.concurrency).await?);
     }
     out.push(run_publishes(&ep, &mut seeded, a.publishes, a.concurrency).await?);
     Ok(out)
@@ -89,17 +108,48 @@ fn header() {
     println!("{:<28} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7}", "operation", "ok", "req/s", "p50 ms", "p99 ms", "p999 ms", "errors");
 }
 
+fn print_rss(label: &str, pid: Option<u32>) {
+    if let Some(pid) = pid {
+        match rss_mib(pid) {
+            Ok(m) => println!("{label}: resident memory {m:.1} MiB (pid {pid})"),
+            Err(e) => println!("{label}: resident memory unknown: {e:#}"),
+        }
+    }
+}
+
+/// `--rss-guns`: memory with that many repositories cached.
+async fn memory(a: &Args, n: usize) -> anyhow::Result<()> {
+    let ca = a.ca.as_ref().map(std::fs::read).transpose()?;
+    let ep = Endpoint::new(&a.url, ca.as_deref())?;
+    let prefix = format!("rss.example.com/run{}", chrono::Utc::now().timestamp_millis());
+    print_rss("before seeding", a.server_pid);
+    let t = std::time::Instant::now();
+    let seeded = seed(&ep, &prefix, n, a.targets, a.concurrency).await?;
+    println!("seeded {n} repositories ({} targets each) in {:.1}s", a.targets, t.elapsed().as_secs_f64());
+    let guns: Vec<String> = seeded.iter().map(|s| s.repo.gun.clone()).collect();
+    drop(seeded);
+    touch_all(&ep, &guns, a.concurrency).await?;
+    touch_all(&ep, &guns, a.concurrency).await?;
+    print_rss(&format!("{n} repositories cached (every current file read twice)"), a.server_pid);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    if let Some(n) = a.rss_guns {
+        return memory(&a, n).await;
+    }
     let ours = suite(&a, &a.url, a.ca.as_ref()).await?;
     header();
     ours.iter().for_each(row);
+    print_rss(&a.url, a.server_pid);
     if let Some(other) = &a.against {
         println!();
         let theirs = suite(&a, other, a.against_ca.as_ref().or(a.ca.as_ref())).await?;
         header();
         theirs.iter().for_each(row);
+        print_rss(other, a.against_pid);
         println!();
         println!("{:<28} {:>12} {:>12} {:>9} {:>12} {:>12}", "operation", "req/s", "vs req/s", "ratio", "p99 ms", "vs p99 ms");
         for (x, y) in ours.iter().zip(&theirs) {

@@ -161,23 +161,31 @@ impl MetaStore for SqlStore {
             let mut tx = p.begin().await?;
             for u in updates {
                 let version = i32::try_from(u.version).map_err(|_| StoreError::OldVersion)?;
-                let newer: Option<(i32,)> = sqlx::query_as(
-                    "SELECT version FROM tuf_files WHERE gun = $1 AND role = $2 AND version >= $3 LIMIT 1")
-                    .bind(gun).bind(&u.role).bind(version).fetch_optional(&mut *tx).await?;
-                if newer.is_some() {
+                let sha = hex::encode(Sha256::digest(&u.data));
+                // One statement: stored only if no version of the role is as new (else ErrOldVersion).
+                let inserted = sqlx::query(
+                    "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) \
+                     SELECT $1, $1, $2, $3, $4, $5, $6 \
+                     WHERE NOT EXISTS (SELECT 1 FROM tuf_files WHERE gun = $2 AND role = $3 AND version >= $4)")
+                    .bind(t).bind(gun).bind(&u.role).bind(version).bind(&u.data).bind(&sha).execute(&mut *tx).await?.rows_affected();
+                if inserted == 0 {
                     return Err(StoreError::OldVersion);
                 }
-                let sha = hex::encode(Sha256::digest(&u.data));
-                sqlx::query("INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $1, $2, $3, $4, $5, $6)")
-                    .bind(t).bind(gun).bind(&u.role).bind(version).bind(&u.data).bind(&sha).execute(&mut *tx).await?;
                 if u.role == notary_tuf::metadata::TIMESTAMP {
+                    let sql = if is_pg {
+                        // Serialise changefeed writers so IDs are assigned in commit order (the
+                        // lock is taken before the row gets its ID and held to commit): a reader
+                        // paging by ID never skips a row committed later.
+                        "WITH l AS (SELECT pg_advisory_xact_lock($5)) \
+                         INSERT INTO changefeed (created_at, gun, version, sha256, category) SELECT $1, $2, $3, $4, 'update' FROM l"
+                    } else {
+                        "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')"
+                    };
+                    let mut q = sqlx::query(sql).bind(t).bind(gun).bind(version).bind(&sha);
                     if is_pg {
-                        // Serialise changefeed writers so ids are assigned in commit order:
-                        // a reader paging by id never skips a row committed later.
-                        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGEFEED_LOCK).execute(&mut *tx).await?;
+                        q = q.bind(CHANGEFEED_LOCK);
                     }
-                    sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
-                        .bind(t).bind(gun).bind(version).bind(&sha).execute(&mut *tx).await?;
+                    q.execute(&mut *tx).await?;
                 }
             }
             tx.commit().await?;
