@@ -291,10 +291,8 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// Read every current file of every repository once (fills a server's caches).
 pub async fn touch_all(ep: &Endpoint, guns: &[String], concurrency: usize) -> anyhow::Result<()> {
-    let urls: Vec<String> = guns
-        .iter()
-        .flat_map(|g| ["timestamp.json", "snapshot.json", "targets.json", "root.json"].map(|f| ep.tuf(g, f)))
-        .collect();
+    let urls: Vec<String> =
+        guns.iter().flat_map(|g| ["timestamp.json", "snapshot.json", "targets.json", "root.json"].map(|f| ep.tuf(g, f))).collect();
     let n = urls.len();
     let s = run_gets(ep, "touch", urls, n, concurrency, false).await?;
     if s.errors > 0 {

@@ -103,6 +103,16 @@ impl MetaCache {
         }
     }
 
+    /// GUNs whose cached timestamp or snapshot expires before `deadline`.
+    pub fn chains_due(&self, deadline: DateTime<chrono::Utc>) -> Vec<String> {
+        let g = self.lock();
+        g.chains
+            .iter()
+            .filter(|(_, c)| c.timestamp_expires < deadline || c.snapshot_expires < deadline)
+            .map(|(k, _)| k.to_string())
+            .collect()
+    }
+
     /// A newer timestamp was committed for the GUN: its chain is stale (files stay valid).
     pub fn invalidate(&self, gun: &str) {
         let mut g = self.lock();

@@ -87,6 +87,11 @@ pub struct CachingConfig {
     /// In-memory cache bounds (not in Go): files by checksum, and repositories' current chains.
     pub max_files: Option<usize>,
     pub max_repositories: Option<usize>,
+    /// Background re-signing (not in Go): cached repositories whose timestamp or snapshot
+    /// expires within this many seconds are re-signed ahead of time (0: only on read, as Go).
+    pub resign_before_expiry_seconds: Option<u64>,
+    /// How often to look for such repositories.
+    pub resign_check_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -117,6 +122,9 @@ pub struct Settings {
     pub max_age_consistent: i64,
     pub cache_files: usize,
     pub cache_repositories: usize,
+    /// Re-sign ahead when this close to expiry (zero: never in the background).
+    pub resign_before: std::time::Duration,
+    pub resign_every: std::time::Duration,
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
     /// Where the local trust service reads its passphrase file, if it needs one.
@@ -164,6 +172,9 @@ pub enum ConfigError {
 const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
 const DEFAULT_CACHE_FILES: usize = 20_000;
 const DEFAULT_CACHE_REPOSITORIES: usize = 10_000;
+/// Timestamps live 14 days: re-sign the last day.
+const DEFAULT_RESIGN_BEFORE: u64 = 86_400;
+const DEFAULT_RESIGN_EVERY: u64 = 60;
 
 /// Keys that `NOTARY_SERVER_<KEY>` may override (dots become underscores).
 const ENV_KEYS: &[&str] = &[
@@ -318,6 +329,8 @@ impl Config {
             max_age_consistent: max_age(self.caching.max_age.consistent_metadata, 2_592_000, "consistent_metadata")?,
             cache_files: self.caching.max_files.unwrap_or(DEFAULT_CACHE_FILES),
             cache_repositories: self.caching.max_repositories.unwrap_or(DEFAULT_CACHE_REPOSITORIES),
+            resign_before: std::time::Duration::from_secs(self.caching.resign_before_expiry_seconds.unwrap_or(DEFAULT_RESIGN_BEFORE)),
+            resign_every: std::time::Duration::from_secs(self.caching.resign_check_seconds.unwrap_or(DEFAULT_RESIGN_EVERY).max(1)),
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
             data_dir,
@@ -365,6 +378,8 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         max_age_consistent: 2_592_000,
         cache_files: DEFAULT_CACHE_FILES,
         cache_repositories: DEFAULT_CACHE_REPOSITORIES,
+        resign_before: std::time::Duration::from_secs(DEFAULT_RESIGN_BEFORE),
+        resign_every: std::time::Duration::from_secs(DEFAULT_RESIGN_EVERY),
         gun_prefixes: Vec::new(),
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
         data_dir: Some(data_dir.to_path_buf()),

@@ -79,7 +79,9 @@ fn init_logging(level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,actix_server=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 /// The passphrase the local trust service encrypts its keys under: the environment, or a
@@ -148,6 +150,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories));
     let service = Arc::new(RepoService::new(Arc::new(store), cache, crypto, key_algorithm, std::time::Duration::from_secs(1)));
+    service.spawn_resigner(settings.resign_before, settings.resign_every);
     let state = actix_web::web::Data::new(AppState {
         service,
         max_age_current: settings.max_age_current,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use notary_signer::{sign_role, CryptoError, CryptoService, SignRoleError};
 use notary_tuf::metadata::{self as md, envelope, SignedFile};
 use notary_tuf::validation::{self, roles_needed, timestamp_body, StoredRepo, ToSign, Update, ValidationError};
@@ -12,8 +12,8 @@ use notary_tuf::PublicKey;
 use serde_json::json;
 
 use crate::cache::{CachedChain, MetaCache};
-use crate::freshness::Freshness;
 use crate::errors::{ApiError, Code};
+use crate::freshness::Freshness;
 use crate::storage::{Change, MetaStore, StoreError, StoredFile};
 
 pub struct RepoService {
@@ -222,24 +222,32 @@ impl RepoService {
         Ok(f)
     }
 
-    /// The current timestamp and snapshot, regenerated first if either has expired or the
-    /// timestamp no longer matches the snapshot (Go `GetOrCreateTimestamp`).
+    /// The current timestamp and snapshot, regenerated first if either has expired (Go
+    /// `GetOrCreateTimestamp`; with background re-signing this rarely happens on a read).
     async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ApiError> {
         let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
         let now = Utc::now();
         if chain.timestamp_expires >= now && chain.snapshot_expires >= now {
             return Ok(chain);
         }
+        self.regenerate(gun, &chain, now, false).await?;
+        self.chain(gun).await?.ok_or_else(ApiError::not_found)
+    }
+
+    /// Sign and store a new timestamp (and a new snapshot if it expires before `deadline`).
+    /// Returns false when another instance stored a newer one first.
+    async fn regenerate(&self, gun: &str, chain: &CachedChain, deadline: DateTime<Utc>, ahead: bool) -> Result<bool, ApiError> {
+        let now = Utc::now();
         let ts = SignedFile::parse(&chain.timestamp.data).map_err(ApiError::internal)?;
         let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
-        // Regenerate: the root in force must not be expired.
+        // The root in force must not be expired.
         let stored = self.stored_repo(gun, roles_needed([])).await?;
         let root_bytes = stored.files.get(md::ROOT).ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
         let root_file = SignedFile::parse(root_bytes).map_err(ApiError::internal)?;
         let root = validation::load_root(gun, &root_file, None, 1, false, now)
             .map_err(|e| ApiError::internal(format!("{gun}: cannot re-sign timestamp: {e}")))?;
         let mut updates = Vec::new();
-        let snapshot_bytes = if snap.expired(now) {
+        let snapshot_bytes = if snap.expired(deadline) {
             let to_sign = validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
             let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
                 SignRoleError::Crypto(c) => crypto_error(c),
@@ -256,12 +264,52 @@ impl RepoService {
         let ts_file = self.sign_timestamp(&ToSign { role, version: v, body }).await?;
         updates.push(Update { role: md::TIMESTAMP.into(), version: v, data: ts_file });
         match self.store.update_many(gun, &updates).await {
+            Ok(()) => {
+                tracing::info!(gun, timestamp_version = v, snapshot = updates.len() > 1, ahead, "re-signed timestamp");
+                Ok(true)
+            }
             // Another instance refreshed it first: serve theirs.
-            Ok(()) | Err(StoreError::OldVersion) => {}
-            Err(e) => return Err(e.into()),
+            Err(StoreError::OldVersion) => {
+                tracing::info!(gun, timestamp_version = v, ahead, "another instance re-signed the timestamp first");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
         }
-        tracing::info!(gun, timestamp_version = v, "re-signed expired timestamp");
-        self.chain(gun).await?.ok_or_else(ApiError::not_found)
+    }
+
+    /// Re-sign, ahead of expiry, the timestamps (and snapshots) of cached repositories that
+    /// expire within `before`, checking every `every`. Per repository only the instance holding
+    /// its lease does it; it re-reads the chain under the lease (after a freshness barrier), so
+    /// a repository another instance just refreshed is left alone.
+    pub fn spawn_resigner(self: &Arc<Self>, before: std::time::Duration, every: std::time::Duration) {
+        if before.is_zero() {
+            return;
+        }
+        let me = self.clone();
+        let before = chrono::Duration::from_std(before).unwrap_or(chrono::Duration::days(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for gun in me.cache.chains_due(Utc::now() + before) {
+                    if let Err(e) = me.resign_ahead(&gun, before).await {
+                        tracing::warn!(gun, error = ?e, "background re-signing failed; reads will re-sign on expiry");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn resign_ahead(&self, gun: &str, before: chrono::Duration) -> Result<(), ApiError> {
+        let Some(_lease) = self.store.try_lease(&format!("resign {gun}")).await? else {
+            tracing::debug!(gun, "another instance holds the re-signing lease");
+            return Ok(());
+        };
+        let Some(chain) = self.chain(gun).await? else { return Ok(()) };
+        let deadline = Utc::now() + before;
+        if chain.timestamp_expires >= deadline && chain.snapshot_expires >= deadline {
+            return Ok(());
+        }
+        self.regenerate(gun, &chain, deadline, true).await.map(|_| ())
     }
 
     /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer

@@ -100,9 +100,18 @@ pub trait MetaStore: Send + Sync {
     async fn health(&self) -> Result<(), StoreError>;
     /// Highest changefeed ID (0 when empty).
     async fn last_change_id(&self) -> Result<i64, StoreError>;
+    /// A lease on `name` among every instance on this database, held until dropped; `None`
+    /// when another instance holds it (Postgres: a transaction-level advisory lock).
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
     /// At most `limit` changefeed rows after `id`, oldest first (one index range scan).
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError>;
 }
+
+/// See [`MetaStore::try_lease`]: dropping it ends the transaction, which releases the lock.
+pub struct Lease(#[allow(dead_code)] Option<sqlx::Transaction<'static, sqlx::Postgres>>);
+
+/// Advisory lock class of leases (the second key is `hashtext(name)`).
+const LEASE_CLASS: i32 = 0x6e6f_7461;
 
 pub struct SqlStore {
     db: Db,
@@ -259,6 +268,22 @@ impl MetaStore for SqlStore {
     async fn last_change_id(&self) -> Result<i64, StoreError> {
         let row: (Option<i32>,) = with_pool!(&self.db, p => sqlx::query_as("SELECT MAX(id) FROM changefeed").fetch_one(p).await)?;
         Ok(row.0.unwrap_or(0) as i64)
+    }
+
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        match &self.db {
+            // One SQLite file has one server: nothing to share.
+            Db::Sqlite(_) => Ok(Some(Lease(None))),
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
+                    .bind(LEASE_CLASS)
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Ok(got.then_some(Lease(Some(tx))))
+            }
+        }
     }
 
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {

@@ -46,7 +46,9 @@ fn main() -> anyhow::Result<()> {
     let settings = cfg.settings(&base)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,h2=warn", settings.log_level)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     // Keep key material out of core dumps and away from ptrace, as the Go signer does.
     #[cfg(target_os = "linux")]
     unsafe {
