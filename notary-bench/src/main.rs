@@ -93,6 +93,8 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>) -> anyhow::
     let timestamps = reads[0].1.clone();
     let mut out = Vec::new();
     for (name, u, reval) in reads {
+        // Warm up (connections, TLS sessions, the server's pools and caches) unmeasured.
+        run_gets(&ep, name, u.clone(), (a.requests / 10).clamp(a.concurrency, 3000), a.concurrency, reval).await?;
         out.push(run_gets(&ep, name, u, a.requests, a.concurrency, reval).await?);
     }
     if a.half_peak_secs > 0.0 {

@@ -59,6 +59,8 @@ pub struct TrustServiceConfig {
     pub tls_client_key: Option<PathBuf>,
     /// Deadline of each call to a remote signer (not in Go, which waits forever).
     pub timeout_ms: Option<u64>,
+    /// More signers, "host:port", tried in order after `hostname`/`port` (not in Go).
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -147,9 +149,10 @@ pub enum TrustService {
     /// In-process keys; `persist` keeps them in the metadata database (encrypted at rest).
     Local { key_algorithm: String, persist: bool },
     /// A notary-signer over gRPC with mutual TLS.
+    /// Several signers (sharing one key store) give fail-over: `hostname`/`port` first, then
+    /// `addresses` (not in Go).
     Remote {
-        hostname: String,
-        port: u16,
+        signers: Vec<(String, u16)>,
         key_algorithm: String,
         ca: Option<PathBuf>,
         client_cert: Option<PathBuf>,
@@ -262,17 +265,27 @@ impl Config {
             "local" => TrustService::Local { key_algorithm, persist: self.storage.backend != "memory" },
             "remote" => {
                 let t = &self.trust_service;
-                let hostname = t
-                    .hostname
-                    .clone()
-                    .filter(|h| !h.is_empty())
-                    .ok_or_else(|| ConfigError::Invalid("trust_service.hostname is required for a remote signer".into()))?;
-                let port = match &t.port {
-                    Some(Value::String(p)) => p.parse::<u16>().ok(),
-                    Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-                    _ => None,
+                let mut signers = Vec::new();
+                if let Some(h) = t.hostname.clone().filter(|h| !h.is_empty()) {
+                    let port = match &t.port {
+                        Some(Value::String(p)) => p.parse::<u16>().ok(),
+                        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                        _ => None,
+                    }
+                    .ok_or_else(|| ConfigError::Invalid("trust_service.port must be a port number (e.g. \"7899\")".into()))?;
+                    signers.push((h, port));
                 }
-                .ok_or_else(|| ConfigError::Invalid("trust_service.port must be a port number (e.g. \"7899\")".into()))?;
+                for a in &t.addresses {
+                    let parsed =
+                        a.rsplit_once(':').and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)));
+                    match parsed {
+                        Some((h, p)) if !h.is_empty() => signers.push((h, p)),
+                        _ => return Err(ConfigError::Invalid(format!("trust_service.addresses: {a:?} is not host:port"))),
+                    }
+                }
+                if signers.is_empty() {
+                    return Err(ConfigError::Invalid("trust_service.hostname (or addresses) is required for a remote signer".into()));
+                }
                 let (client_cert, client_key) = match (&t.tls_client_cert, &t.tls_client_key) {
                     (Some(c), Some(k)) => (Some(rel(c)), Some(rel(k))),
                     (None, None) => (None, None),
@@ -281,15 +294,7 @@ impl Config {
                     }
                 };
                 let timeout = std::time::Duration::from_millis(t.timeout_ms.unwrap_or(10_000).max(100));
-                TrustService::Remote {
-                    hostname,
-                    port,
-                    key_algorithm,
-                    ca: t.tls_ca_file.as_deref().map(rel),
-                    client_cert,
-                    client_key,
-                    timeout,
-                }
+                TrustService::Remote { signers, key_algorithm, ca: t.tls_ca_file.as_deref().map(rel), client_cert, client_key, timeout }
             }
             "" => return Err(ConfigError::Invalid("trust_service.type is required (local or remote)".into())),
             other => return Err(ConfigError::Invalid(format!("unknown trust_service.type {other:?}"))),
@@ -419,6 +424,19 @@ mod tests {
 
     #[test]
     fn bad_configs_have_clear_errors() {
+        let remote = |extra: &str| {
+            load(&format!(
+                r#"{{"server":{{"http_addr":":1"}},"trust_service":{{"type":"remote","tls_ca_file":"ca.pem"{extra}}},"storage":{{"backend":"memory"}}}}"#
+            ))
+        };
+        assert!(remote("").unwrap_err().to_string().contains("trust_service.hostname (or addresses) is required"));
+        assert!(remote(r#","addresses":["signer-b"]"#).unwrap_err().to_string().contains(r#""signer-b" is not host:port"#));
+        match remote(r#","hostname":"a","port":"7899","addresses":["b:7900","[::1]:7901"]"#).unwrap().trust {
+            TrustService::Remote { signers, .. } => {
+                assert_eq!(signers, vec![("a".into(), 7899), ("b".into(), 7900), ("::1".into(), 7901)]);
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(load("{nope").unwrap_err().to_string().contains("not valid JSON"));
         assert!(load(r#"{"server":{},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#)
             .unwrap_err()

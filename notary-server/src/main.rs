@@ -11,7 +11,7 @@ use notary_server::storage::SqlStore;
 use notary_signer::db::Db;
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
-use notary_signer::remote::{RemoteConfig, RemoteCryptoService};
+use notary_signer::remote::{FailoverCryptoService, RemoteConfig, RemoteCryptoService};
 use notary_signer::sql::SqlKeyStore;
 use notary_signer::CryptoService;
 use zeroize::Zeroizing;
@@ -129,7 +129,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             )
         }
         TrustService::Local { key_algorithm, persist: false } => (Arc::new(MemoryKeyStore::new()), key_algorithm),
-        TrustService::Remote { hostname, port, key_algorithm, ca, client_cert, client_key, timeout } => {
+        TrustService::Remote { signers, key_algorithm, ca, client_cert, client_key, timeout } => {
             let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
             let ca_pem = match &ca {
                 Some(p) => read(p)?,
@@ -139,9 +139,21 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
                 _ => None,
             };
-            let cfg = RemoteConfig { hostname: hostname.clone(), port, ca_pem, client_identity, timeout };
-            tracing::info!(signer = %format!("{hostname}:{port}"), "using a remote notary-signer");
-            (Arc::new(RemoteCryptoService::new(cfg).context("configuring the signer connection")?), key_algorithm)
+            let mut members = Vec::new();
+            for (hostname, port) in signers {
+                let cfg = RemoteConfig {
+                    hostname: hostname.clone(),
+                    port,
+                    ca_pem: ca_pem.clone(),
+                    client_identity: client_identity.clone(),
+                    timeout,
+                };
+                members.push((format!("{hostname}:{port}"), RemoteCryptoService::new(cfg).context("configuring the signer connection")?));
+            }
+            tracing::info!(signers = ?members.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), "using remote notary-signer(s)");
+            let failover = FailoverCryptoService::new(members);
+            failover.spawn_health_checks(std::time::Duration::from_secs(2));
+            (failover, key_algorithm)
         }
     };
     let tls = match &settings.tls {

@@ -235,3 +235,57 @@ async fn go_signer_reads_keys_our_signer_wrote_and_reencrypted() {
     let list = s.notary("fresh").ok(&["list", gun]);
     assert!(list.contains("v1") && list.contains("v2"), "{list}");
 }
+
+/// Two signers sharing one key database, both given to the server: killing or hanging either
+/// one does not stop publishes; with both gone publishes fail fast (503) and recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_fails_over_between_signers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = shared_tls(tmp.path());
+    let keys = create_pg_db().await;
+    let mut a = SignerProc::start(false, Some(&keys), &tls).await;
+    let mut b = SignerProc::start(false, Some(&keys), &tls).await;
+    let mut ts = a.trust_service();
+    ts["addresses"] = serde_json::json!([format!("127.0.0.1:{}", b.port)]);
+    ts["timeout_ms"] = serde_json::json!(1500);
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": ts})).await;
+    let gun = "example.com/failover/repo";
+    let owner = s.notary("owner");
+    let f = write_file(s.tmp(), "a.txt", b"a\n");
+    owner.ok(&["init", gun]);
+    let publish = |tag: &str| {
+        owner.ok(&["add", gun, tag, f.to_str().unwrap()]);
+        let t = Instant::now();
+        let r = owner.run(&["publish", gun]);
+        assert!(r.ok, "publish {tag}: {}\nserver:\n{}", r.output(), s.log());
+        t.elapsed()
+    };
+    publish("v1");
+
+    a.stop();
+    let took = publish("v2-a-killed");
+    assert!(took < Duration::from_secs(10), "fail-over took {took:?}");
+    assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200, "healthy while one signer is");
+
+    a.restart().await;
+    b.signal("STOP"); // hung: accepts connections, answers nothing
+    publish("v3-b-hung");
+    b.signal("CONT");
+
+    a.stop();
+    b.stop();
+    let t = Instant::now();
+    let (ct, body) = multipart(&[]);
+    let r = s.http.post(s.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(api_error(&r.bytes().await.unwrap()).0, "UNAVAILABLE");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    b.restart().await;
+    publish("v4-b-back");
+    let list = s.notary("fresh").ok(&["list", gun]);
+    for tag in ["v1", "v2-a-killed", "v3-b-hung", "v4-b-back"] {
+        assert!(list.contains(tag), "{tag} missing: {list}");
+    }
+    let log = s.log();
+    assert!(log.contains("signer unavailable; using the others"), "{log}");
+}

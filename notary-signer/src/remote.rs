@@ -155,3 +155,112 @@ impl CryptoService for RemoteCryptoService {
         Ok(())
     }
 }
+
+/// Several signers that share one key store (SQL database or HSM): each call goes to the first
+/// signer believed up, in configured order, and moves on to the next when one is unavailable
+/// (down, hung past the deadline, or reporting NOT_SERVING). A health loop keeps the beliefs
+/// current, so after a failure calls stop waiting on the dead signer. Signing is idempotent;
+/// a repeated CreateKey at worst leaves an unused pending key.
+pub struct FailoverCryptoService {
+    members: Vec<Member>,
+}
+
+struct Member {
+    name: String,
+    svc: RemoteCryptoService,
+    up: std::sync::atomic::AtomicBool,
+}
+
+/// Try each member (up ones first) until one gives an answer other than "unavailable".
+macro_rules! failover {
+    ($self:ident, $s:ident => $call:expr) => {{
+        let mut last = String::from("no signer configured");
+        for m in $self.order() {
+            let $s = &m.svc;
+            match $call.await {
+                Err(CryptoError::Unavailable(e)) => {
+                    $self.mark(m, false, &e);
+                    last = format!("{}: {e}", m.name);
+                }
+                other => {
+                    $self.mark(m, true, "");
+                    return other;
+                }
+            }
+        }
+        Err(CryptoError::Unavailable(last))
+    }};
+}
+
+impl FailoverCryptoService {
+    pub fn new(members: Vec<(String, RemoteCryptoService)>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(FailoverCryptoService {
+            members: members.into_iter().map(|(name, svc)| Member { name, svc, up: true.into() }).collect(),
+        })
+    }
+
+    /// Check every signer's health every `every` (in the background).
+    pub fn spawn_health_checks(self: &std::sync::Arc<Self>, every: Duration) {
+        let me = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(me) = me.upgrade() else { return };
+                let _ = me.health().await;
+            }
+        });
+    }
+
+    fn order(&self) -> Vec<&Member> {
+        let up = |m: &&Member| m.up.load(std::sync::atomic::Ordering::Relaxed);
+        self.members.iter().filter(up).chain(self.members.iter().filter(|m| !up(m))).collect()
+    }
+
+    fn mark(&self, m: &Member, up: bool, why: &str) {
+        let was = m.up.swap(up, std::sync::atomic::Ordering::Relaxed);
+        if was && !up {
+            tracing::warn!(signer = %m.name, error = %why, "signer unavailable; using the others");
+        } else if !was && up {
+            tracing::info!(signer = %m.name, "signer available again");
+        }
+    }
+}
+
+#[async_trait]
+impl CryptoService for FailoverCryptoService {
+    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
+        failover!(self, s => s.create_key(role, gun, algorithm))
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError> {
+        failover!(self, s => s.get_key(key_id))
+    }
+
+    async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError> {
+        failover!(self, s => s.sign(key_id, msg))
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
+        failover!(self, s => s.delete_key(key_id))
+    }
+
+    /// Healthy while any signer is; checks them all (concurrently) and records which are up.
+    async fn health(&self) -> Result<(), CryptoError> {
+        let results = futures_util::future::join_all(self.members.iter().map(|m| m.svc.health())).await;
+        let mut last = None;
+        for (m, r) in self.members.iter().zip(results) {
+            match r {
+                Ok(()) => self.mark(m, true, ""),
+                Err(e) => {
+                    self.mark(m, false, &e.to_string());
+                    last = Some(e);
+                }
+            }
+        }
+        if self.members.iter().any(|m| m.up.load(std::sync::atomic::Ordering::Relaxed)) {
+            Ok(())
+        } else {
+            Err(last.unwrap_or_else(|| CryptoError::Unavailable("no signer configured".into())))
+        }
+    }
+}
