@@ -132,7 +132,14 @@ async fn memory(a: &Args, n: usize) -> anyhow::Result<()> {
     drop(seeded);
     touch_all(&ep, &guns, a.concurrency).await?;
     touch_all(&ep, &guns, a.concurrency).await?;
-    print_rss(&format!("{n} repositories cached (every current file read twice)"), a.server_pid);
+    print_rss(&format!("{n} repositories seeded, every current file read twice"), a.server_pid);
+    // What the server says its cache holds (notary-rs reports it in /metrics).
+    if let Ok(r) = ep.http.get(format!("{}/metrics", a.url)).send().await {
+        let text = r.text().await.unwrap_or_default();
+        for l in text.lines().filter(|l| l.starts_with("notary_rs_cache_")) {
+            println!("  {l}");
+        }
+    }
     Ok(())
 }
 

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset};
 use lru::LruCache;
-use notary_tuf::metadata::MetaBody;
 
 use crate::storage::StoredFile;
 
@@ -26,7 +25,8 @@ pub struct CachedChain {
     pub timestamp_expires: DateTime<FixedOffset>,
     pub snapshot: StoredFile,
     pub snapshot_expires: DateTime<FixedOffset>,
-    pub meta: Arc<MetaBody>,
+    /// SHA-256 (hex) of each role the snapshot lists: all a read needs of the snapshot meta.
+    pub role_sha256: std::collections::BTreeMap<Box<str>, Box<str>>,
 }
 
 /// (GUN, role, sha256 hex or "v<version>")
@@ -45,6 +45,52 @@ struct Inner {
     chains: LruCache<Box<str>, Arc<CachedChain>>,
     /// Bumped by every invalidation.
     generation: u64,
+    /// Approximate bytes held by files and by chains, and the budget for both.
+    file_bytes: usize,
+    chain_bytes: usize,
+    max_bytes: usize,
+}
+
+/// Bookkeeping per entry beyond the metadata bytes (keys, hash, LRU node).
+const ENTRY_OVERHEAD: usize = 256;
+
+fn file_cost(k: &FileKey, f: &StoredFile) -> usize {
+    f.data.len() + k.0.len() + k.1.len() + k.2.len() + ENTRY_OVERHEAD
+}
+
+fn chain_cost(gun: &str, c: &CachedChain) -> usize {
+    // The snapshot bytes may be shared with the file cache; counted here too (upper bound).
+    let shas: usize = c.role_sha256.iter().map(|(r, s)| r.len() + s.len() + 64).sum();
+    c.timestamp.data.len() + c.snapshot.data.len() + shas + gun.len() + 3 * ENTRY_OVERHEAD
+}
+
+impl Inner {
+    fn put_file(&mut self, k: FileKey, f: StoredFile) {
+        self.file_bytes += file_cost(&k, &f);
+        if let Some((old_k, old)) = self.files.push(k, f) {
+            self.file_bytes -= file_cost(&old_k, &old);
+        }
+        self.shrink();
+    }
+
+    fn pop_chain(&mut self, gun: &str) {
+        if let Some(c) = self.chains.pop(gun) {
+            self.chain_bytes -= chain_cost(gun, &c);
+        }
+    }
+
+    /// Evict least recently used files, then chains, until within the byte budget.
+    fn shrink(&mut self) {
+        while self.file_bytes + self.chain_bytes > self.max_bytes {
+            if let Some((k, f)) = self.files.pop_lru() {
+                self.file_bytes -= file_cost(&k, &f);
+            } else if let Some((g, c)) = self.chains.pop_lru() {
+                self.chain_bytes -= chain_cost(&g, &c);
+            } else {
+                break;
+            }
+        }
+    }
 }
 
 pub struct MetaCache {
@@ -56,10 +102,20 @@ pub struct MetaCache {
 pub struct Ticket(u64);
 
 impl MetaCache {
-    /// `files`: most cached files; `guns`: most cached chains.
-    pub fn new(files: usize, guns: usize) -> Self {
+    /// `files`: most cached files; `guns`: most cached chains; `max_bytes`: most bytes held
+    /// by both (least recently used files go first).
+    pub fn new(files: usize, guns: usize, max_bytes: usize) -> Self {
         let n = |v: usize| NonZeroUsize::new(v.max(1)).unwrap();
-        MetaCache { inner: Mutex::new(Inner { files: LruCache::new(n(files)), chains: LruCache::new(n(guns)), generation: 0 }) }
+        MetaCache {
+            inner: Mutex::new(Inner {
+                files: LruCache::new(n(files)),
+                chains: LruCache::new(n(guns)),
+                generation: 0,
+                file_bytes: 0,
+                chain_bytes: 0,
+                max_bytes,
+            }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -77,7 +133,7 @@ impl MetaCache {
     pub fn put_file(&self, t: Ticket, gun: &str, role: &str, f: &StoredFile) {
         let mut g = self.lock();
         if g.generation == t.0 {
-            g.files.put(key(gun, role, &f.sha256), f.clone());
+            g.put_file(key(gun, role, &f.sha256), f.clone());
         }
     }
 
@@ -88,7 +144,7 @@ impl MetaCache {
     pub fn put_version(&self, t: Ticket, gun: &str, role: &str, version: i64, f: &StoredFile) {
         let mut g = self.lock();
         if g.generation == t.0 {
-            g.files.put(key(gun, role, &version_id(version)), f.clone());
+            g.put_file(key(gun, role, &version_id(version)), f.clone());
         }
     }
 
@@ -99,7 +155,11 @@ impl MetaCache {
     pub fn put_chain(&self, t: Ticket, gun: &str, c: Arc<CachedChain>) {
         let mut g = self.lock();
         if g.generation == t.0 {
-            g.chains.put(gun.into(), c);
+            g.chain_bytes += chain_cost(gun, &c);
+            if let Some((old_gun, old)) = g.chains.push(gun.into(), c) {
+                g.chain_bytes -= chain_cost(&old_gun, &old);
+            }
+            g.shrink();
         }
     }
 
@@ -117,24 +177,26 @@ impl MetaCache {
     pub fn invalidate(&self, gun: &str) {
         let mut g = self.lock();
         g.generation += 1;
-        g.chains.pop(gun);
+        g.pop_chain(gun);
     }
 
     /// Forget everything about a GUN (after a deletion, here or on another instance).
     pub fn forget(&self, gun: &str) {
         let mut g = self.lock();
         g.generation += 1;
-        g.chains.pop(gun);
+        g.pop_chain(gun);
         let stale: Vec<FileKey> = g.files.iter().filter(|(k, _)| &*k.0 == gun).map(|(k, _)| k.clone()).collect();
         for k in stale {
-            g.files.pop(&k);
+            if let Some(f) = g.files.pop(&k) {
+                g.file_bytes -= file_cost(&k, &f);
+            }
         }
     }
 
-    /// Number of cached (files, chains).
-    pub fn len(&self) -> (usize, usize) {
+    /// Number of cached (files, chains) and the bytes they account for.
+    pub fn len(&self) -> (usize, usize, usize) {
         let g = self.lock();
-        (g.files.len(), g.chains.len())
+        (g.files.len(), g.chains.len(), g.file_bytes + g.chain_bytes)
     }
 }
 
@@ -148,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_put_after_an_invalidation_is_refused() {
-        let c = MetaCache::new(10, 10);
+        let c = MetaCache::new(10, 10, 1 << 20);
         let t = c.ticket();
         c.invalidate("g");
         c.put_file(t, "g", "root", &file("old"));
@@ -162,13 +224,35 @@ mod tests {
 
     #[test]
     fn forget_drops_files_by_checksum_and_version() {
-        let c = MetaCache::new(10, 10);
+        let c = MetaCache::new(10, 10, 1 << 20);
         let t = c.ticket();
         c.put_file(t, "g", "root", &file("a"));
         c.put_version(t, "g", "root", 1, &file("a"));
         c.put_file(t, "h", "root", &file("a"));
         c.forget("g");
-        assert_eq!(c.len(), (1, 0));
+        assert_eq!(c.len().0, 1);
         assert!(c.file("h", "root", &file("a").sha256).is_some());
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_budget_evicts_least_recently_used_files() {
+        let c = MetaCache::new(1000, 1000, 10 * 1024);
+        let t = c.ticket();
+        for i in 0..100 {
+            c.put_file(t, &format!("g{i}"), "root", &StoredFile::from_bytes(vec![b'x'; 1000 + i], None));
+        }
+        let (files, _, bytes) = c.len();
+        assert!(bytes <= 10 * 1024, "{bytes} bytes held");
+        assert!((5..=10).contains(&files), "{files} files held");
+        // The newest is kept, the oldest gone.
+        assert!(c.file("g99", "root", &StoredFile::from_bytes(vec![b'x'; 1099], None).sha256).is_some());
+        assert!(c.file("g0", "root", &StoredFile::from_bytes(vec![b'x'; 1000], None).sha256).is_none());
+        c.forget("g99");
+        assert!(c.len().2 < bytes);
     }
 }

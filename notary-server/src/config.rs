@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Largest accepted upload (not in Go, which has no limit).
     pub max_upload_bytes: Option<usize>,
+    /// Longest a publish body may take to arrive (not in Go, which waits forever).
+    pub upload_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -89,6 +91,8 @@ pub struct CachingConfig {
     /// In-memory cache bounds (not in Go): files by checksum, and repositories' current chains.
     pub max_files: Option<usize>,
     pub max_repositories: Option<usize>,
+    /// Most bytes of metadata the cache holds (files and chains together).
+    pub max_bytes: Option<usize>,
     /// Background re-signing (not in Go): cached repositories whose timestamp or snapshot
     /// expires within this many seconds are re-signed ahead of time (0: only on read, as Go).
     pub resign_before_expiry_seconds: Option<u64>,
@@ -124,11 +128,13 @@ pub struct Settings {
     pub max_age_consistent: i64,
     pub cache_files: usize,
     pub cache_repositories: usize,
+    pub cache_bytes: usize,
     /// Re-sign ahead when this close to expiry (zero: never in the background).
     pub resign_before: std::time::Duration,
     pub resign_every: std::time::Duration,
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
+    pub upload_timeout: std::time::Duration,
     /// Where the local trust service reads its passphrase file, if it needs one.
     pub data_dir: Option<PathBuf>,
     /// Token auth (realm, service, issuer, root bundle), when `auth.type` is `token`.
@@ -175,6 +181,8 @@ pub enum ConfigError {
 const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
 const DEFAULT_CACHE_FILES: usize = 20_000;
 const DEFAULT_CACHE_REPOSITORIES: usize = 10_000;
+const DEFAULT_UPLOAD_TIMEOUT: u64 = 60;
+const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 /// Timestamps live 14 days: re-sign the last day.
 const DEFAULT_RESIGN_BEFORE: u64 = 86_400;
 const DEFAULT_RESIGN_EVERY: u64 = 60;
@@ -185,6 +193,7 @@ const ENV_KEYS: &[&str] = &[
     "server.tls_cert_file",
     "server.tls_key_file",
     "server.max_upload_bytes",
+    "server.upload_timeout_seconds",
     "trust_service.type",
     "trust_service.hostname",
     "trust_service.port",
@@ -334,10 +343,12 @@ impl Config {
             max_age_consistent: max_age(self.caching.max_age.consistent_metadata, 2_592_000, "consistent_metadata")?,
             cache_files: self.caching.max_files.unwrap_or(DEFAULT_CACHE_FILES),
             cache_repositories: self.caching.max_repositories.unwrap_or(DEFAULT_CACHE_REPOSITORIES),
+            cache_bytes: self.caching.max_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
             resign_before: std::time::Duration::from_secs(self.caching.resign_before_expiry_seconds.unwrap_or(DEFAULT_RESIGN_BEFORE)),
             resign_every: std::time::Duration::from_secs(self.caching.resign_check_seconds.unwrap_or(DEFAULT_RESIGN_EVERY).max(1)),
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
+            upload_timeout: std::time::Duration::from_secs(s.upload_timeout_seconds.unwrap_or(DEFAULT_UPLOAD_TIMEOUT).max(1)),
             data_dir,
             // As in Go, only "token" enables auth; any other value means none.
             token_auth: match self.auth.kind.as_deref() {
@@ -383,10 +394,12 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         max_age_consistent: 2_592_000,
         cache_files: DEFAULT_CACHE_FILES,
         cache_repositories: DEFAULT_CACHE_REPOSITORIES,
+        cache_bytes: DEFAULT_CACHE_BYTES,
         resign_before: std::time::Duration::from_secs(DEFAULT_RESIGN_BEFORE),
         resign_every: std::time::Duration::from_secs(DEFAULT_RESIGN_EVERY),
         gun_prefixes: Vec::new(),
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
+        upload_timeout: std::time::Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT),
         data_dir: Some(data_dir.to_path_buf()),
         token_auth: None,
     }

@@ -23,6 +23,7 @@ pub enum Code {
     SignerUnavailable,
     /// Not a Go code: the upload exceeds the configured size limit.
     TooLarge,
+    UploadTimeout,
 }
 
 impl Code {
@@ -42,6 +43,7 @@ impl Code {
             Code::Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
             Code::SignerUnavailable => ("UNAVAILABLE", 503, "The signing service is unavailable; try again later."),
             Code::TooLarge => ("MALFORMED_UPLOAD", 413, "The body of your request is too large."),
+            Code::UploadTimeout => ("MALFORMED_UPLOAD", 408, "The body of your request arrived too slowly."),
         }
     }
 }

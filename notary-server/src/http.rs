@@ -22,6 +22,8 @@ pub struct AppState {
     pub max_age_consistent: i64,
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
+    /// Longest a publish body may take to arrive (a slow client holds nothing longer).
+    pub upload_timeout: std::time::Duration,
     pub metrics: Arc<Metrics>,
     pub auth: Option<TokenAuth>,
 }
@@ -124,7 +126,14 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
         return (None, Ok(health(state).await));
     }
     if get && path == "/metrics" {
-        return (None, Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())));
+        let (files, chains, bytes) = state.service.cache.len();
+        let body = format!(
+            "{}# HELP notary_rs_cache_files Metadata files held by the read cache.\n# TYPE notary_rs_cache_files gauge\nnotary_rs_cache_files {files}\n\
+             # HELP notary_rs_cache_repositories Repositories whose current chain is cached.\n# TYPE notary_rs_cache_repositories gauge\nnotary_rs_cache_repositories {chains}\n\
+             # HELP notary_rs_cache_bytes Approximate bytes held by the read cache.\n# TYPE notary_rs_cache_bytes gauge\nnotary_rs_cache_bytes {bytes}\n",
+            state.metrics.render()
+        );
+        return (None, Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)));
     }
     if get && path == "/v2/_trust/changefeed" {
         return (
@@ -309,14 +318,21 @@ async fn update(req: &HttpRequest, gun: &str, mut body: web::Payload, state: &Ap
             return Err(ApiError::new(Code::TooLarge));
         }
     }
-    let mut data = web::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|_| ApiError::new(Code::MalformedUpload))?;
-        if data.len() + chunk.len() > state.max_upload_bytes {
-            return Err(ApiError::new(Code::TooLarge));
+    let read = async {
+        let mut data = web::BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| ApiError::new(Code::MalformedUpload))?;
+            if data.len() + chunk.len() > state.max_upload_bytes {
+                return Err(ApiError::new(Code::TooLarge));
+            }
+            data.extend_from_slice(&chunk);
         }
-        data.extend_from_slice(&chunk);
-    }
+        Ok(data)
+    };
+    let data = tokio::time::timeout(state.upload_timeout, read).await.map_err(|_| {
+        tracing::info!(gun, "upload took longer than the upload timeout");
+        ApiError::new(Code::UploadTimeout)
+    })??;
     let parts = parse_multipart(data.freeze(), boundary).await?;
     state.service.publish(gun, parts).await?;
     Ok(HttpResponse::Ok().finish())

@@ -160,7 +160,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Some((c, k)) => Some(notary_server::tls::server_config(c, k)?),
         None => None,
     };
-    let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories));
+    let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories, settings.cache_bytes));
     let service = Arc::new(RepoService::new(Arc::new(store), cache, crypto, key_algorithm, std::time::Duration::from_secs(1)));
     service.spawn_resigner(settings.resign_before, settings.resign_every);
     let state = actix_web::web::Data::new(AppState {
@@ -169,6 +169,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         max_age_consistent: settings.max_age_consistent,
         gun_prefixes: settings.gun_prefixes.clone(),
         max_upload_bytes: settings.max_upload_bytes,
+        upload_timeout: settings.upload_timeout,
         metrics: Arc::new(Metrics::default()),
         auth: match &settings.token_auth {
             Some(t) => Some(notary_server::auth::TokenAuth::new(&t.realm, &t.service, &t.issuer, &t.rootcertbundle, t.autoredirect)?),

@@ -132,7 +132,7 @@ impl RepoService {
         let mut repo = StoredRepo::default();
         let Some(chain) = self.chain(gun).await? else { return Ok(repo) };
         for role in needed.iter().filter(|r| *r != md::SNAPSHOT && *r != md::TIMESTAMP) {
-            if let Some(f) = self.by_meta(gun, role, &chain.meta).await? {
+            if let Some(f) = self.by_meta(gun, role, &chain).await? {
                 repo.files.insert(role.clone(), f.data.to_vec());
             }
         }
@@ -141,9 +141,10 @@ impl RepoService {
         Ok(repo)
     }
 
-    async fn by_meta(&self, gun: &str, role: &str, meta: &md::MetaBody) -> Result<Option<StoredFile>, ApiError> {
-        let Some(sha) = meta.meta.get(role).and_then(|m| m.sha256_hex()) else { return Ok(None) };
-        self.file_by_checksum(gun, role, &sha).await
+    /// The file of `role` that the current snapshot names.
+    async fn by_meta(&self, gun: &str, role: &str, chain: &CachedChain) -> Result<Option<StoredFile>, ApiError> {
+        let Some(sha) = chain.role_sha256.get(role) else { return Ok(None) };
+        self.file_by_checksum(gun, role, sha).await
     }
 
     /// A file by checksum, through the cache (files by checksum never change).
@@ -184,7 +185,7 @@ impl RepoService {
             timestamp,
             snapshot_expires: snap.common.expires,
             snapshot,
-            meta: Arc::new(meta),
+            role_sha256: meta.meta.iter().filter_map(|(role, m)| Some((role.as_str().into(), m.sha256_hex()?.into()))).collect(),
         });
         self.cache.put_chain(ticket, gun, chain.clone());
         Ok(Some(chain))
@@ -197,7 +198,7 @@ impl RepoService {
             md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot.clone()),
             _ => {
                 let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
-                let mut f = self.by_meta(gun, role, &chain.meta).await?.ok_or_else(ApiError::not_found)?;
+                let mut f = self.by_meta(gun, role, &chain).await?.ok_or_else(ApiError::not_found)?;
                 // "current" reads report when the file became current: the timestamp's time.
                 f.modified = f.modified.max(chain.timestamp.modified);
                 Ok(f)

@@ -36,15 +36,19 @@ async fn kill_9_during_publishes_loses_nothing_acknowledged() {
     let (mut next, mut unknown) = (2i64, 0usize);
     for round in 0..KILLS {
         let stop_at = Arc::new(AtomicI64::new(i64::MAX));
+        let acked_now = Arc::new(AtomicI64::new(0));
         let (http, url) = (s.http.clone(), s.tuf(gun, ""));
-        let (repo2, stop2) = (repo.clone(), stop_at.clone());
+        let (repo2, stop2, acked2) = (repo.clone(), stop_at.clone(), acked_now.clone());
         let publisher = tokio::spawn(async move {
             let (mut ok, mut v) = (Vec::new(), next);
             loop {
                 let file = repo2.targets_file(v, &[("t", format!("round {round} v{v}").as_bytes())]);
                 let (ct, body) = notary_bench::repo::multipart(&[("targets", &file)]);
                 match http.post(&url).header("content-type", ct).body(body).timeout(Duration::from_secs(10)).send().await {
-                    Ok(r) if r.status() == 200 => ok.push((v, file)),
+                    Ok(r) if r.status() == 200 => {
+                        ok.push((v, file));
+                        acked2.fetch_add(1, Ordering::SeqCst);
+                    }
                     Ok(r) => panic!("publish v{v}: {} {}", r.status(), r.text().await.unwrap_or_default()),
                     // The server died: this publish may or may not have been stored.
                     Err(_) => return (ok, v),
@@ -55,9 +59,14 @@ async fn kill_9_during_publishes_loses_nothing_acknowledged() {
                 }
             }
         });
-        // Let a few publishes through, then kill -9 while one is in flight (most of a publish's
-        // time is in the server, so a kill at a random moment usually lands inside one).
-        tokio::time::sleep(Duration::from_millis(150 + (round as u64 * 37) % 200)).await;
+        // Let at least one publish through, then kill -9 at a varying moment, usually while the
+        // next one is in flight (most of a publish's time is in the server).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while acked_now.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "round {round}: no publish acknowledged:\n{}", s.log());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis((round as u64 * 37) % 150)).await;
         s.stop(); // SIGKILL
         let (ok, interrupted) = publisher.await.unwrap();
         acked.extend(ok);

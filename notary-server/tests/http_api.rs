@@ -176,8 +176,20 @@ async fn protocol_details(backend: Backend) {
     assert_eq!((st, body.as_slice()), (200, &b"{}"[..]));
     let (st, body) = s.get(&format!("{}/metrics", s.url)).await;
     assert_eq!(st, 200);
-    assert!(String::from_utf8_lossy(&body)
-        .contains("notary_server_http_requests_total{code=\"200\",method=\"post\",operation=\"UpdateTUF\"} 1"));
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(metrics.contains("notary_server_http_requests_total{code=\"200\",method=\"post\",operation=\"UpdateTUF\"} 1"));
+    // The read cache reports what it holds (this repository's chain, at least).
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(gauge("notary_rs_cache_repositories") >= 1);
+    assert!(gauge("notary_rs_cache_files") >= 1);
+    assert!(gauge("notary_rs_cache_bytes") > 0);
 }
 
 #[tokio::test]

@@ -1,12 +1,10 @@
 //! [`CryptoService`] over gRPC to a notary-signer (ours or Go's), with mutual TLS, deadlines,
 //! lazy reconnection and health checks (signer-api.md §7).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use notary_tuf::{PublicKey, Signature};
-use tokio::sync::RwLock;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 
@@ -30,8 +28,8 @@ pub struct RemoteConfig {
 pub struct RemoteCryptoService {
     channel: Channel,
     timeout: Duration,
-    /// Public keys seen (by ID): a key's public part never changes.
-    keys: RwLock<HashMap<String, PublicKey>>,
+    /// Public keys seen (by ID): a key's public part never changes. Bounded (LRU).
+    keys: std::sync::Mutex<lru::LruCache<String, PublicKey>>,
 }
 
 fn status_error(s: tonic::Status, what: &str) -> CryptoError {
@@ -60,7 +58,11 @@ impl RemoteCryptoService {
             .connect_timeout(Duration::from_secs(3))
             .timeout(cfg.timeout)
             .tcp_nodelay(true);
-        Ok(RemoteCryptoService { channel: endpoint.connect_lazy(), timeout: cfg.timeout, keys: RwLock::new(HashMap::new()) })
+        Ok(RemoteCryptoService {
+            channel: endpoint.connect_lazy(),
+            timeout: cfg.timeout,
+            keys: std::sync::Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(16_384).expect("non-zero"))),
+        })
     }
 
     /// The gRPC channel (for callers that need the raw services).
@@ -72,13 +74,17 @@ impl RemoteCryptoService {
         KeyManagementClient::new(self.channel.clone())
     }
 
-    async fn remember(&self, pk: &PublicKey) {
-        self.keys.write().await.insert(pk.id(), pk.clone());
+    fn known(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, PublicKey>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, pk: &PublicKey) {
+        self.known().put(pk.id(), pk.clone());
     }
 
     async fn public_key(&self, key_id: &str) -> Result<Option<PublicKey>, CryptoError> {
-        if let Some(pk) = self.keys.read().await.get(key_id) {
-            return Ok(Some(pk.clone()));
+        if let Some(pk) = self.known().get(key_id).cloned() {
+            return Ok(Some(pk));
         }
         Ok(self.get_key(key_id).await?.map(|i| i.public))
     }
@@ -96,7 +102,7 @@ impl CryptoService for RemoteCryptoService {
         let alg = r.key_info.and_then(|k| k.algorithm).map(|a| a.algorithm).unwrap_or_default();
         // The ID is recomputed from the key, as the Go server does.
         let pk = PublicKey::new(alg, r.public_key);
-        self.remember(&pk).await;
+        self.remember(&pk);
         Ok(pk)
     }
 
@@ -112,7 +118,7 @@ impl CryptoService for RemoteCryptoService {
             tracing::warn!(key_id, got = %pk.id(), "signer returned a different key");
             return Ok(None);
         }
-        self.remember(&pk).await;
+        self.remember(&pk);
         Ok(Some(KeyInfo { public: pk, role: r.role, gun: String::new() }))
     }
 
@@ -138,7 +144,7 @@ impl CryptoService for RemoteCryptoService {
 
     async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
         self.km().delete_key(KeyId { id: key_id.into() }).await.map_err(|s| status_error(s, "DeleteKey"))?;
-        self.keys.write().await.remove(key_id);
+        self.known().pop(key_id);
         Ok(())
     }
 

@@ -1,14 +1,12 @@
 //! SQL key store on the Go signer's `private_keys` schema: private keys encrypted at rest as
 //! JWE under alias passphrases, pending keys reused until first use, soft delete.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{NaiveDateTime, Utc};
 use notary_tuf::{PrivateKey, PublicKey, Signature};
-use tokio::sync::RwLock;
 
 use crate::db::{migrate, Db, Migration};
 use crate::passphrase::Passphrases;
@@ -28,8 +26,13 @@ struct Cached {
 pub struct SqlKeyStore {
     db: Db,
     passphrases: Passphrases,
-    cache: RwLock<HashMap<String, Arc<Cached>>>,
+    /// Decrypted keys recently used (bounded: decrypting costs a PBKDF2 derivation, keeping
+    /// every key of a large fleet would cost memory without bound).
+    cache: std::sync::Mutex<lru::LruCache<String, Arc<Cached>>>,
 }
+
+/// Decrypted keys kept in memory.
+const KEY_CACHE: usize = 4096;
 
 fn db_err(e: impl std::fmt::Display) -> CryptoError {
     CryptoError::Internal(format!("key database: {e}"))
@@ -42,11 +45,12 @@ fn now() -> NaiveDateTime {
 impl SqlKeyStore {
     pub async fn new(db: Db, passphrases: Passphrases) -> Result<Self, CryptoError> {
         migrate(&db, "signer", MIGRATIONS).await.map_err(db_err)?;
-        Ok(SqlKeyStore { db, passphrases, cache: RwLock::new(HashMap::new()) })
+        let cache = lru::LruCache::new(std::num::NonZeroUsize::new(KEY_CACHE).expect("non-zero"));
+        Ok(SqlKeyStore { db, passphrases, cache: std::sync::Mutex::new(cache) })
     }
 
     async fn load_private(&self, key_id: &str) -> Result<Arc<Cached>, CryptoError> {
-        if let Some(c) = self.cache.read().await.get(key_id) {
+        if let Some(c) = self.cache().get(key_id) {
             return Ok(c.clone());
         }
         let row: Option<(String, String, Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
@@ -59,8 +63,12 @@ impl SqlKeyStore {
         let plain = jwe::decrypt(token, passphrase.as_bytes()).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
         let key = PrivateKey::from_go_bytes(&algorithm, &plain).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
         let cached = Arc::new(Cached { key, marked_used: AtomicBool::new(last_used.is_some()) });
-        self.cache.write().await.insert(key_id.to_string(), cached.clone());
+        self.cache().put(key_id.to_string(), cached.clone());
         Ok(cached)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, Arc<Cached>>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -138,7 +146,7 @@ impl CryptoService for SqlKeyStore {
         with_pool!(&self.db, p => sqlx::query("UPDATE private_keys SET deleted_at = $1 WHERE deleted_at IS NULL AND key_id = $2")
             .bind(t).bind(key_id).execute(p).await.map(|_| ()))
         .map_err(db_err)?;
-        self.cache.write().await.remove(key_id);
+        self.cache().pop(key_id);
         Ok(())
     }
 
