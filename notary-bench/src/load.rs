@@ -55,7 +55,8 @@ pub struct Seeded {
     pub targets_sha: String,
 }
 
-fn meta_sha(file: &[u8], role: &str) -> anyhow::Result<String> {
+/// The hex SHA-256 a timestamp or snapshot lists for `role`.
+pub fn meta_sha(file: &[u8], role: &str) -> anyhow::Result<String> {
     use base64::Engine;
     let v: serde_json::Value = serde_json::from_slice(file)?;
     let b64 = v["signed"]["meta"][role]["hashes"]["sha256"].as_str().context("meta sha256")?;

@@ -11,16 +11,8 @@ use std::time::Duration;
 use common::*;
 use sha2::{Digest, Sha256};
 
-fn version_of(file: &[u8]) -> i64 {
-    let v: serde_json::Value = serde_json::from_slice(file).unwrap();
-    v["signed"]["version"].as_i64().unwrap()
-}
-
 fn meta_sha(file: &[u8], role: &str) -> String {
-    use base64::Engine;
-    let v: serde_json::Value = serde_json::from_slice(file).unwrap();
-    let b64 = v["signed"]["meta"][role]["hashes"]["sha256"].as_str().unwrap();
-    hex::encode(base64::engine::general_purpose::STANDARD.decode(b64).unwrap())
+    notary_bench::load::meta_sha(file, role).unwrap()
 }
 
 const KILLS: usize = 25;

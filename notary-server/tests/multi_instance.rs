@@ -7,11 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn version_of(file: &[u8]) -> i64 {
-    let v: serde_json::Value = serde_json::from_slice(file).unwrap();
-    v["signed"]["version"].as_i64().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_see_each_others_writes_at_once() {
     let db = create_pg_db().await;

@@ -447,6 +447,12 @@ impl Server {
     }
 }
 
+/// `signed.version` of a metadata file.
+pub fn version_of(file: &[u8]) -> i64 {
+    let v: serde_json::Value = serde_json::from_slice(file).unwrap();
+    v["signed"]["version"].as_i64().unwrap()
+}
+
 /// The first error of a Go error envelope: (code, detail).
 pub fn api_error(body: &[u8]) -> (String, serde_json::Value) {
     let v: serde_json::Value =
