@@ -157,7 +157,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let tls = match &settings.tls {
-        Some((c, k)) => Some(notary_server::tls::server_config(c, k)?),
+        Some((c, k)) => {
+            let (cfg, cert) = notary_server::tls::server_config(c, k)?;
+            cert.spawn_watch();
+            Some(cfg)
+        }
         None => None,
     };
     let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories, settings.cache_bytes));

@@ -166,6 +166,12 @@ impl Server {
         self.tmp.path()
     }
 
+    /// Send a signal (e.g. "HUP") to the server process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap().success());
+    }
+
     pub fn tuf(&self, gun: &str, file: &str) -> String {
         format!("{}/v2/{gun}/_trust/tuf/{file}", self.url)
     }
