@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. On a fresh Debian machine it first installs what the tests
 # need (idempotently): the Go notary programs (Debian package `notary` 0.7.0) used as peers,
-# PostgreSQL, SoftHSM2 (PKCS#11 tests), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
+# PostgreSQL, SoftHSM2 (PKCS#11 tests), HAProxy (load-balancer tests), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,7 @@ command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null 2>&1 || need_pkgs+=(softhsm2)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
 command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"

@@ -24,6 +24,7 @@ pub enum Code {
     /// Not a Go code: the upload exceeds the configured size limit.
     TooLarge,
     UploadTimeout,
+    StorageUnavailable,
 }
 
 impl Code {
@@ -43,6 +44,7 @@ impl Code {
             Code::Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
             Code::SignerUnavailable => ("UNAVAILABLE", 503, "The signing service is unavailable; try again later."),
             Code::TooLarge => ("MALFORMED_UPLOAD", 413, "The body of your request is too large."),
+            Code::StorageUnavailable => ("UNAVAILABLE", 503, "The metadata database is unavailable; try again later."),
             Code::UploadTimeout => ("MALFORMED_UPLOAD", 408, "The body of your request arrived too slowly."),
         }
     }

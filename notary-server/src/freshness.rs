@@ -44,7 +44,7 @@ pub struct Freshness {
     cache: Arc<MetaCache>,
     state: Mutex<State>,
     /// (newest finished epoch, its outcome)
-    done: watch::Sender<(u64, Result<(), String>)>,
+    done: watch::Sender<(u64, Result<(), StoreError>)>,
 }
 
 impl Freshness {
@@ -84,7 +84,7 @@ impl Freshness {
         };
         self.start_checks();
         let done = rx.wait_for(|(epoch, _)| *epoch >= target).await.map_err(|_| StoreError::Db("cache follower stopped".into()))?;
-        done.1.clone().map_err(StoreError::Db)
+        done.1.clone()
     }
 
     /// Start a check if some read waits for one that has not started and there is room.
@@ -110,7 +110,7 @@ impl Freshness {
             // reads waiting for N or less, even if an older check is still running.
             if epoch > s.finished {
                 s.finished = epoch;
-                let _previous = me.done.send_replace((epoch, outcome.map(|_| ()).map_err(|e| e.to_string())));
+                let _previous = me.done.send_replace((epoch, outcome.map(|_| ())));
             }
             drop(s);
             me.start_checks();

@@ -29,6 +29,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::OldVersion => ApiError::empty_detail(Code::Version),
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "database unavailable");
+                ApiError::new(Code::StorageUnavailable)
+            }
             StoreError::Db(m) => ApiError::internal(m),
         }
     }

@@ -66,23 +66,32 @@ pub struct ChangeRef {
     pub deletion: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A stored version of one of the roles is already ≥ the new one (Go `ErrOldVersion`).
     #[error("a newer version of metadata is already available")]
     OldVersion,
+    /// The database cannot be reached right now (connection lost or refused, pool exhausted,
+    /// server shutting down): worth retrying, answered 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("storage error: {0}")]
     Db(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(d) = &e {
-            if d.is_unique_violation() {
-                return StoreError::OldVersion;
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::OldVersion,
+            // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now).
+            sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
+                StoreError::Unavailable(e.to_string())
             }
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Db(e.to_string()),
         }
-        StoreError::Db(e.to_string())
     }
 }
 

@@ -3,64 +3,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
-
-/// A TCP forwarder standing in for the database's network path; stopping it cuts every
-/// connection, as a database restart or a network split does.
-struct Proxy {
-    port: u16,
-    upstream: String,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    fn new(upstream: String) -> Proxy {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Proxy { port, upstream, tasks: Default::default() }
-    }
-
-    async fn start(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        let upstream = self.upstream.clone();
-        let tasks = self.tasks.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
-                let upstream = upstream.clone();
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                tasks.lock().await.push(conn);
-            }
-        });
-        self.tasks.lock().await.push(accept);
-    }
-
-    async fn stop(&self) {
-        for t in self.tasks.lock().await.drain(..) {
-            t.abort();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    /// The database URL, routed through this proxy.
-    fn url(&self, db_url: &str) -> String {
-        db_url.replace(&self.upstream, &format!("127.0.0.1:{}", self.port))
-    }
-}
-
-fn host_port(db_url: &str) -> String {
-    let after_at = db_url.split('@').nth(1).unwrap();
-    after_at.split('/').next().unwrap().to_string()
-}
 
 async fn health(s: &Server) -> (u16, String) {
     let (st, body) = s.get(&format!("{}/_notary_server/health", s.url)).await;

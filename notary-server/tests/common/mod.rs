@@ -88,8 +88,20 @@ impl Server {
 
     /// As [`start_with_db`], with `extra` merged into the config file.
     pub async fn start_with_config(db_url: &str, extra: serde_json::Value) -> Server {
+        Self::start_with_tls(db_url, extra, None).await
+    }
+
+    /// As [`start_with_config`], serving the given certificate (e.g. one shared by several
+    /// instances behind a load balancer) instead of one of its own.
+    pub async fn start_with_tls(db_url: &str, extra: serde_json::Value, shared: Option<&notary_server::tls::Generated>) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
+        if let Some(g) = shared {
+            std::fs::create_dir_all(data.join("tls")).unwrap();
+            for (from, name) in [(&g.ca, "ca.crt"), (&g.cert, "server.crt"), (&g.key, "server.key")] {
+                std::fs::copy(from, data.join("tls").join(name)).unwrap();
+            }
+        }
         let tls = notary_server::tls::ensure_self_signed(&data).unwrap();
         let port = free_port();
         let config = serde_json::json!({
@@ -863,4 +875,55 @@ pub fn full_flow(n: &Notary, fresh: &Notary, gun: &str, dir: &Path) {
     assert!(list.contains("v1") && list.contains("v2"), "{list}");
     let v = fresh.run_with_input(&["verify", gun, "v2"], b"signed through a remote signer\n");
     assert!(v.ok, "{}", v.output());
+}
+
+/// A TCP forwarder standing in for a network path (to the database, or from a load balancer to
+/// an instance); stopping it cuts every connection, as a restart or a network split does.
+pub struct Proxy {
+    pub port: u16,
+    pub upstream: String,
+    pub tasks: std::sync::Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub fn new(upstream: String) -> Proxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Proxy { port, upstream, tasks: Default::default() }
+    }
+
+    pub async fn start(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let upstream = self.upstream.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().await.push(conn);
+            }
+        });
+        self.tasks.lock().await.push(accept);
+    }
+
+    pub async fn stop(&self) {
+        for t in self.tasks.lock().await.drain(..) {
+            t.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// The database URL, routed through this proxy.
+    pub fn url(&self, db_url: &str) -> String {
+        db_url.replace(&self.upstream, &format!("127.0.0.1:{}", self.port))
+    }
+}
+
+pub fn host_port(db_url: &str) -> String {
+    let after_at = db_url.split('@').nth(1).unwrap();
+    after_at.split('/').next().unwrap().to_string()
 }
