@@ -73,7 +73,7 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("tls")).unwrap();
     let keys = create_pg_db().await;
-    let mut signers = vec![SignerProc::start(false, Some(&keys), &tls).await, SignerProc::start(false, Some(&keys), &tls).await];
+    let mut signers = [SignerProc::start(false, Some(&keys), &tls).await, SignerProc::start(false, Some(&keys), &tls).await];
     let mut trust = signers[0].trust_service();
     trust["addresses"] = serde_json::json!([format!("127.0.0.1:{}", signers[1].port)]);
     trust["timeout_ms"] = serde_json::json!(2000);
