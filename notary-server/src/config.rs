@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub max_upload_bytes: Option<usize>,
     /// Longest a publish body may take to arrive (not in Go, which waits forever).
     pub upload_timeout_seconds: Option<u64>,
+    /// Serve reads only, e.g. from a streaming replica (not in Go): publishes, deletions and
+    /// key creation are refused (405 UNSUPPORTED), nothing is written or migrated.
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -135,6 +138,7 @@ pub struct Settings {
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
     pub upload_timeout: std::time::Duration,
+    pub read_only: bool,
     /// Where the local trust service reads its passphrase file, if it needs one.
     pub data_dir: Option<PathBuf>,
     /// Token auth (realm, service, issuer, root bundle), when `auth.type` is `token`.
@@ -349,6 +353,7 @@ impl Config {
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
             upload_timeout: std::time::Duration::from_secs(s.upload_timeout_seconds.unwrap_or(DEFAULT_UPLOAD_TIMEOUT).max(1)),
+            read_only: s.read_only,
             data_dir,
             // As in Go, only "token" enables auth; any other value means none.
             token_auth: match self.auth.kind.as_deref() {
@@ -400,6 +405,7 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         gun_prefixes: Vec::new(),
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
         upload_timeout: std::time::Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT),
+        read_only: false,
         data_dir: Some(data_dir.to_path_buf()),
         token_auth: None,
     }

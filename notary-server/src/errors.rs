@@ -25,6 +25,7 @@ pub enum Code {
     TooLarge,
     UploadTimeout,
     StorageUnavailable,
+    ReadOnly,
 }
 
 impl Code {
@@ -44,6 +45,7 @@ impl Code {
             Code::Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
             Code::SignerUnavailable => ("UNAVAILABLE", 503, "The signing service is unavailable; try again later."),
             Code::TooLarge => ("MALFORMED_UPLOAD", 413, "The body of your request is too large."),
+            Code::ReadOnly => ("UNSUPPORTED", 405, "This instance is read-only; publish through a primary instance."),
             Code::StorageUnavailable => ("UNAVAILABLE", 503, "The metadata database is unavailable; try again later."),
             Code::UploadTimeout => ("MALFORMED_UPLOAD", 408, "The body of your request arrived too slowly."),
         }

@@ -40,6 +40,11 @@ struct State {
 }
 
 pub struct Freshness {
+    /// On a replica: also watch that the database is not behind what was already applied.
+    monotonic: bool,
+    /// The database was last seen behind the changefeed position this instance already applied
+    /// (a lagging replica, or a fail-over to one): nothing may be loaded from it meanwhile.
+    behind: std::sync::atomic::AtomicBool,
     store: Arc<dyn MetaStore>,
     cache: Arc<MetaCache>,
     state: Mutex<State>,
@@ -49,8 +54,10 @@ pub struct Freshness {
 
 impl Freshness {
     /// Start following the changefeed of `store` for `cache`.
-    pub fn spawn(store: Arc<dyn MetaStore>, cache: Arc<MetaCache>, period: Duration) -> Arc<Self> {
+    pub fn spawn(store: Arc<dyn MetaStore>, cache: Arc<MetaCache>, period: Duration, monotonic: bool) -> Arc<Self> {
         let me = Arc::new(Freshness {
+            monotonic,
+            behind: false.into(),
             store,
             cache,
             state: Mutex::new(State { started: 0, wanted: 0, in_flight: 0, applied: None, finished: 0 }),
@@ -67,6 +74,11 @@ impl Freshness {
             }
         });
         me
+    }
+
+    /// See `behind`: loading from the database now could serve older metadata than was served.
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -132,6 +144,21 @@ impl Freshness {
                 from = r.id;
             }
             if (rows.len() as i64) < PAGE {
+                if self.monotonic {
+                    let newest = if rows.is_empty() { self.store.last_change_id().await? } else { from };
+                    let behind = newest < from;
+                    if behind != self.behind.swap(behind, std::sync::atomic::Ordering::SeqCst) {
+                        if behind {
+                            tracing::warn!(
+                                database = newest,
+                                applied = from,
+                                "the database is behind what this instance already served; serving only from the cache until it catches up"
+                            );
+                        } else {
+                            tracing::info!("the database caught up");
+                        }
+                    }
+                }
                 return Ok(Some(from));
             }
         }

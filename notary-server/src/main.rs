@@ -119,8 +119,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let db = Db::connect(&settings.db_url, &settings.pool)
         .await
         .with_context(|| format!("the database is not reachable (retried for {}s)", settings.pool.connect_retry.as_secs()))?;
-    let store = SqlStore::new(db.clone()).await.context("preparing the database schema")?;
+    let store = if settings.read_only {
+        SqlStore::read_only(db.clone()).await.context("checking the read-only database")?
+    } else {
+        SqlStore::new(db.clone()).await.context("preparing the database schema")?
+    };
     let (crypto, key_algorithm): (Arc<dyn CryptoService>, String) = match settings.trust.clone() {
+        // A read-only instance never signs: no key store (and nothing written to the database).
+        TrustService::Local { key_algorithm, .. } if settings.read_only => (Arc::new(MemoryKeyStore::new()), key_algorithm),
         TrustService::Local { key_algorithm, persist: true } => {
             let pass = local_passphrase(&settings)?;
             (
@@ -165,7 +171,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories, settings.cache_bytes));
-    let service = Arc::new(RepoService::new(Arc::new(store), cache, crypto, key_algorithm, std::time::Duration::from_secs(1)));
+    let service =
+        Arc::new(RepoService::new(Arc::new(store), cache, crypto, key_algorithm, std::time::Duration::from_secs(1), settings.read_only));
     service.spawn_resigner(settings.resign_before, settings.resign_every);
     let state = actix_web::web::Data::new(AppState {
         service,
@@ -189,7 +196,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     .with_context(|| format!("listening on {}", settings.http_addr))?;
     let url = format!("{scheme}://{}", settings.http_addr.replace("0.0.0.0", "127.0.0.1"));
-    tracing::info!(url, db = db.backend(), "notary-server ready");
+    tracing::info!(url, db = db.backend(), read_only = settings.read_only, "notary-server ready");
     println!("notary-server listening on {url} (storage: {})", db.backend());
     if let Some(ca) = &settings.generated_ca {
         println!("TLS: self-signed; clients need the CA {}", ca.display());

@@ -23,6 +23,8 @@ pub struct RepoService {
     pub crypto: Arc<dyn CryptoService>,
     /// Algorithm of server-created timestamp/snapshot keys.
     pub key_algorithm: String,
+    /// Reads only (e.g. on a streaming replica): nothing is written or signed.
+    pub read_only: bool,
 }
 
 impl From<StoreError> for ApiError {
@@ -71,13 +73,30 @@ impl RepoService {
         crypto: Arc<dyn CryptoService>,
         key_algorithm: String,
         period: std::time::Duration,
+        read_only: bool,
     ) -> Self {
-        let freshness = Freshness::spawn(store.clone(), cache.clone(), period);
-        RepoService { store, cache, freshness, crypto, key_algorithm }
+        let freshness = Freshness::spawn(store.clone(), cache.clone(), period, read_only);
+        RepoService { store, cache, freshness, crypto, key_algorithm, read_only }
+    }
+
+    fn writable(&self) -> Result<(), ApiError> {
+        if self.read_only {
+            return Err(ApiError::new(Code::ReadOnly));
+        }
+        Ok(())
+    }
+
+    /// A cache miss is about to load from the database: refused while it is behind.
+    fn loadable(&self) -> Result<(), ApiError> {
+        if self.freshness.is_behind() {
+            return Err(ApiError::new(Code::StorageUnavailable));
+        }
+        Ok(())
     }
 
     /// Validate, sign what the server owns, and store everything in one transaction.
     pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<u32, ApiError> {
+        self.writable()?;
         let mut uploads = BTreeMap::new();
         for (role, bytes) in parts {
             let file = SignedFile::parse(&bytes).map_err(|e| {
@@ -171,6 +190,7 @@ impl RepoService {
         if let Some(c) = self.cache.chain(gun) {
             return Ok(Some(c));
         }
+        self.loadable()?;
         let ticket = self.cache.ticket();
         let Some(timestamp) = self.store.latest(gun, md::TIMESTAMP).await? else { return Ok(None) };
         let ts = SignedFile::parse(&timestamp.data).map_err(ApiError::internal)?;
@@ -221,6 +241,7 @@ impl RepoService {
         if let Some(f) = self.cache.version(gun, role, version) {
             return Ok(f);
         }
+        self.loadable()?;
         let ticket = self.cache.ticket();
         let f = self.store.by_version(gun, role, version).await?.ok_or_else(ApiError::not_found)?;
         self.cache.put_version(ticket, gun, role, version, &f);
@@ -232,7 +253,8 @@ impl RepoService {
     async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ApiError> {
         let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
         let now = Utc::now();
-        if chain.timestamp_expires >= now && chain.snapshot_expires >= now {
+        if (chain.timestamp_expires >= now && chain.snapshot_expires >= now) || self.read_only {
+            // (A read-only instance serves what the primary region last signed.)
             return Ok(chain);
         }
         self.regenerate(gun, &chain, now, false).await?;
@@ -287,7 +309,7 @@ impl RepoService {
     /// its lease does it; it re-reads the chain under the lease (after a freshness barrier), so
     /// a repository another instance just refreshed is left alone.
     pub fn spawn_resigner(self: &Arc<Self>, before: std::time::Duration, every: std::time::Duration) {
-        if before.is_zero() {
+        if before.is_zero() || self.read_only {
             return;
         }
         let me = self.clone();
@@ -332,15 +354,18 @@ impl RepoService {
                 }
             }
         }
+        self.writable()?;
         self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)
     }
 
     /// `POST …/{timestamp,snapshot}.key`: a new key; it becomes active once a root lists it.
     pub async fn rotate_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
+        self.writable()?;
         self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)
     }
 
     pub async fn delete(&self, gun: &str) -> Result<(), ApiError> {
+        self.writable()?;
         let deleted = self.store.delete(gun).await;
         self.cache.forget(gun);
         if deleted? {

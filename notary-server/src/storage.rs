@@ -135,6 +135,17 @@ impl SqlStore {
         Ok(SqlStore { db, write_lock: Mutex::new(()) })
     }
 
+    /// On a database this instance must not write (a read replica): check the schema is there
+    /// instead of migrating.
+    pub async fn read_only(db: Db) -> Result<Self, StoreError> {
+        with_pool!(&db, p => sqlx::query("SELECT id, gun, category FROM changefeed LIMIT 1").fetch_optional(p).await.map(|_| ())).map_err(
+            |e| {
+                StoreError::Db(format!("the read-only database has no notary schema (run a read-write instance on its primary first): {e}"))
+            },
+        )?;
+        Ok(SqlStore { db, write_lock: Mutex::new(()) })
+    }
+
     async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match self.db {
             Db::Sqlite(_) => Some(self.write_lock.lock().await),

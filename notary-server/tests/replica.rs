@@ -1,0 +1,210 @@
+//! Multi-region reads: a read-write instance on a primary Postgres, a read-only instance
+//! (`server.read_only`) on a streaming replica. The read-only instance refuses writes, follows
+//! the primary's publishes through replication, and never serves older metadata than it already
+//! served — even when its database fails over to a replica that is behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn pg_bin() -> PathBuf {
+    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .map(|e| e.unwrap().path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    bins.sort();
+    bins.pop().expect("PostgreSQL server binaries (apt-get install postgresql)")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn as_postgres(args: &[&str]) {
+    let out = Command::new("runuser").arg("-u").arg("postgres").arg("--").args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// A Postgres cluster of this test's own, stopped on drop.
+struct Cluster {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn start(dir: &Path, port: u16) -> Cluster {
+        let bin = pg_bin();
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c hot_standby=on", dir.display());
+        as_postgres(&[
+            bin.join("pg_ctl").to_str().unwrap(),
+            "-D",
+            dir.join("data").to_str().unwrap(),
+            "-l",
+            dir.join("log").to_str().unwrap(),
+            "-w",
+            "-o",
+            &opts,
+            "start",
+        ]);
+        Cluster { dir: dir.to_path_buf(), port }
+    }
+
+    fn primary(dir: &Path) -> Cluster {
+        std::fs::create_dir_all(dir).unwrap();
+        Command::new("chown").args(["postgres", dir.to_str().unwrap()]).status().unwrap();
+        as_postgres(&[
+            pg_bin().join("initdb").to_str().unwrap(),
+            "-D",
+            dir.join("data").to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ]);
+        Cluster::start(dir, free_port())
+    }
+
+    /// A streaming replica of this cluster.
+    fn replica(&self, dir: &Path) -> Cluster {
+        std::fs::create_dir_all(dir).unwrap();
+        Command::new("chown").args(["postgres", dir.to_str().unwrap()]).status().unwrap();
+        let port = self.port.to_string();
+        as_postgres(&[
+            pg_bin().join("pg_basebackup").to_str().unwrap(),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-D",
+            dir.join("data").to_str().unwrap(),
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+        ]);
+        Cluster::start(dir, free_port())
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    async fn sql(&self, db: &str, q: &str) {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&self.url(db)).await.unwrap();
+        sqlx::raw_sql(q).execute(&mut c).await.unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                pg_bin().join("pg_ctl").to_str().unwrap(),
+                "-D",
+                self.dir.join("data").to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }
+}
+
+async fn targets_version(s: &Server, gun: &str) -> (u16, i64) {
+    let (st, body) = s.get(&s.tuf(gun, "targets.json")).await;
+    (st, if st == 200 { version_of(&body) } else { 0 })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_instance_on_a_replica_serves_monotonic_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let primary = Cluster::primary(&tmp.path().join("primary"));
+    primary.sql("postgres", "CREATE DATABASE notary").await;
+    let writer = Server::start_with_db(&primary.url("notary")).await; // migrates the schema
+    let gun = "example.com/region/repo";
+    let repo = init_repo(&writer, gun).await;
+
+    let replica1 = primary.replica(&tmp.path().join("replica1"));
+    let replica2 = primary.replica(&tmp.path().join("replica2"));
+    replica2.sql("postgres", "SELECT pg_wal_replay_pause()").await; // replica2 stays at v1
+
+    // The read-only instance reaches its database through a path we can re-point (fail-over).
+    let path = Proxy::new(format!("127.0.0.1:{}", replica1.port));
+    path.start().await;
+    let reader = Server::start_with_config(&path.url(&replica1.url("notary")), serde_json::json!({"server": {"read_only": true}})).await;
+    assert_eq!(targets_version(&reader, gun).await, (200, 1));
+
+    // Writes are refused with a clear error; nothing changes.
+    let (st, body) = reader.post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))]).await;
+    assert_eq!((st, api_error(&body).0.as_str()), (405, "UNSUPPORTED"), "{}", String::from_utf8_lossy(&body));
+    assert_eq!(reader.http.delete(reader.tuf(gun, "")).send().await.unwrap().status(), 405);
+    assert_eq!(reader.get(&reader.tuf("example.com/region/new", "timestamp.key")).await.0, 405);
+    assert_eq!(reader.get(&format!("{}/_notary_server/health", reader.url)).await.0, 200);
+
+    // Publishes through the primary reach the reader through replication.
+    for v in 2..=5 {
+        let (st, _) = writer.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        assert_eq!(st, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut served = 0;
+    while served < 5 {
+        let (st, v) = targets_version(&reader, gun).await;
+        assert_eq!(st, 200);
+        assert!(v >= served, "went back from v{served} to v{v}");
+        served = v;
+        assert!(Instant::now() < deadline, "the replica never delivered v5 (at v{served})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, v5_bytes) = reader.get(&reader.tuf(gun, "5.targets.json")).await;
+
+    // Fail-over to a replica that is behind (still at v1): the reader keeps serving v5 from its
+    // cache and refuses (503) to load anything from the lagging database — never v1, never 404.
+    path.stop().await;
+    let failover = Proxy { port: path.port, upstream: format!("127.0.0.1:{}", replica2.port), tasks: Default::default() };
+    failover.start().await;
+    let until = Instant::now() + Duration::from_secs(3);
+    let (mut from_cache, mut refused) = (0, 0);
+    while Instant::now() < until {
+        let (st, v) = targets_version(&reader, gun).await;
+        match st {
+            200 => {
+                assert!(v >= 5, "served v{v} after v5");
+                from_cache += 1;
+            }
+            503 => refused += 1,
+            other => panic!("status {other} during the fail-over"),
+        }
+        let (st, body) = reader.get(&reader.tuf(gun, "5.targets.json")).await;
+        assert!(st == 200 && body == v5_bytes || st == 503, "5.targets.json: {st}");
+        // Never read before (a cache miss): the lagging replica does not have it, but the reader
+        // already served v5, so it must not say it does not exist.
+        let (st, _) = reader.get(&reader.tuf(gun, "4.targets.json")).await;
+        assert!(st == 200 || st == 503, "4.targets.json answered {st} after v5 was served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(from_cache > 0, "nothing was served during the fail-over ({refused} refused)");
+    assert!(reader.log().contains("the database is behind what this instance already served"), "{}", reader.log());
+
+    // The lagging replica catches up; a new publish reaches the reader.
+    replica2.sql("postgres", "SELECT pg_wal_replay_resume()").await;
+    let (st, _) = writer.post_parts(gun, &[("targets", &repo.targets_file(6, &[("t", b"six")]))]).await;
+    assert_eq!(st, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while targets_version(&reader, gun).await != (200, 6) {
+        assert!(Instant::now() < deadline, "the reader never caught up after the replica did:\n{}", reader.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    failover.stop().await;
+}
