@@ -3,13 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use chrono::Datelike;
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::sign::CertifiedKey;
+pub use notary_signer::tls_reload::ReloadingCert;
 
 pub struct Generated {
     pub ca: PathBuf,
@@ -84,102 +82,6 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(data)?;
     Ok(())
-}
-
-fn read_certified_key(cert: &Path, key: &Path, provider: &rustls::crypto::CryptoProvider) -> anyhow::Result<CertifiedKey> {
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("reading TLS certificate {}", cert.display()))?,
-    ))
-    .collect::<Result<_, _>>()
-    .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
-    if certs.is_empty() {
-        bail!("no certificate found in {}", cert.display());
-    }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("reading TLS key {}", key.display()))?,
-    ))
-    .with_context(|| format!("parsing TLS key {}", key.display()))?
-    .with_context(|| format!("no private key found in {}", key.display()))?;
-    CertifiedKey::from_der(certs, key, provider).context("TLS certificate and key do not match")
-}
-
-/// The server certificate, re-read from its files on SIGHUP and when they change (checked every
-/// two seconds). New connections get the new certificate; established ones are untouched, so
-/// nothing in flight is dropped. A bad new pair (unreadable, or key and certificate that do not
-/// match — e.g. caught half-written) is logged and the previous pair stays in use.
-pub struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    current: RwLock<Arc<CertifiedKey>>,
-    stamp: std::sync::Mutex<Option<(SystemTime, SystemTime)>>,
-}
-
-impl std::fmt::Debug for ReloadingCert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadingCert").field("cert", &self.cert).field("key", &self.key).finish()
-    }
-}
-
-fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
-    Some((std::fs::metadata(cert).ok()?.modified().ok()?, std::fs::metadata(key).ok()?.modified().ok()?))
-}
-
-impl ReloadingCert {
-    pub fn load(cert: &Path, key: &Path, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<Arc<Self>> {
-        let ck = read_certified_key(cert, key, &provider)?;
-        Ok(Arc::new(ReloadingCert {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-            provider,
-            current: RwLock::new(Arc::new(ck)),
-            stamp: std::sync::Mutex::new(mtimes(cert, key)),
-        }))
-    }
-
-    /// Re-read the files now; on error the previous certificate stays in use.
-    pub fn reload(&self) -> anyhow::Result<()> {
-        let stamp = mtimes(&self.cert, &self.key);
-        let ck = read_certified_key(&self.cert, &self.key, &self.provider)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ck);
-        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
-        Ok(())
-    }
-
-    fn reload_logged(&self, why: &str) {
-        match self.reload() {
-            Ok(()) => tracing::info!(cert = %self.cert.display(), why, "reloaded the TLS certificate"),
-            Err(e) => {
-                tracing::error!(cert = %self.cert.display(), why, error = format!("{e:#}"), "TLS certificate not reloaded; keeping the previous one")
-            }
-        }
-    }
-
-    /// Reload on SIGHUP and when the files' modification times change.
-    pub fn spawn_watch(self: &Arc<Self>) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            loop {
-                let changed = tokio::select! {
-                    _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => Some("SIGHUP"),
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
-                        let now = mtimes(&me.cert, &me.key);
-                        (now.is_some() && now != *me.stamp.lock().unwrap_or_else(|e| e.into_inner())).then_some("files changed")
-                    }
-                };
-                if let Some(why) = changed {
-                    me.reload_logged(why);
-                }
-            }
-        });
-    }
-}
-
-impl rustls::server::ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
-    }
 }
 
 /// The HTTPS configuration, with a certificate that reloads (see [`ReloadingCert`]; call

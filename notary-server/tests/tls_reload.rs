@@ -83,3 +83,61 @@ async fn server_certificate_reloads_on_sighup_and_file_change() {
     wait_until_served(&old_ca, &ping, "the file change was not picked up").await;
     assert!(client(&new.ca).get(&ping).send().await.is_err());
 }
+
+/// SHA-256 fingerprint of the certificate a TLS server presents (openssl s_client).
+fn served_fingerprint(port: u16) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl s_client -connect 127.0.0.1:{port} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The signer's certificate rotates too (here to one from a new CA that the servers' bundle
+/// already trusts): after SIGHUP new connections get it, the server's established connection
+/// keeps working, and a server connecting afresh verifies the new certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_certificate_reloads_on_sighup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca1 = notary_server::tls::ensure_tls_files(&tmp.path().join("ca1")).unwrap();
+    let ca2 = notary_server::tls::ensure_tls_files(&tmp.path().join("ca2")).unwrap();
+    // The signer's own copies of its certificate and key (what an operator replaces).
+    let dir = tmp.path().join("signer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let own = notary_server::tls::Generated { ca: ca1.ca.clone(), cert: dir.join("signer.crt"), key: dir.join("signer.key") };
+    std::fs::copy(&ca1.cert, &own.cert).unwrap();
+    std::fs::copy(&ca1.key, &own.key).unwrap();
+    let mut bundle = std::fs::read(&ca1.ca).unwrap();
+    bundle.extend(std::fs::read(&ca2.ca).unwrap());
+    std::fs::write(tmp.path().join("bundle.pem"), bundle).unwrap();
+    let signer = SignerProc::start(false, None, &own).await;
+    let mut trust = signer.trust_service();
+    trust["tls_ca_file"] = serde_json::json!(tmp.path().join("bundle.pem"));
+    trust["tls_client_cert"] = serde_json::json!(ca1.cert);
+    trust["tls_client_key"] = serde_json::json!(ca1.key);
+    let db = create_pg_db().await;
+    let s = Server::start_with_config(&db, serde_json::json!({"trust_service": trust})).await;
+    let gun = "example.com/tls/signer";
+    let repo = init_repo(&s, gun).await;
+    let before = served_fingerprint(signer.port);
+    assert!(before.contains("Fingerprint"), "{before}");
+
+    std::fs::copy(&ca2.key, &own.key).unwrap();
+    std::fs::copy(&ca2.cert, &own.cert).unwrap();
+    signer.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_fingerprint(signer.port) == before {
+        assert!(Instant::now() < deadline, "the signer still serves its old certificate:\n{}", signer.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(signer.log().contains("reloaded the TLS certificate"), "{}", signer.log());
+
+    // The established connection keeps working; a new server connects to the new certificate.
+    let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let fresh = Server::start_with_config(&db, serde_json::json!({"trust_service": trust})).await;
+    let (st, body) = fresh.post_parts(gun, &[("targets", &repo.targets_file(3, &[("b", b"b")]))]).await;
+    assert_eq!(st, 200, "{}\n{}", String::from_utf8_lossy(&body), fresh.log());
+    assert_eq!(version_of(&fresh.get(&fresh.tuf(gun, "targets.json")).await.1), 3);
+}

@@ -9,6 +9,7 @@ pub mod jwe;
 pub mod memory;
 pub mod passphrase;
 pub mod sql;
+pub mod tls_reload;
 
 use async_trait::async_trait;
 use notary_tuf::validation::ToSign;

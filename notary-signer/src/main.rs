@@ -15,7 +15,7 @@ use notary_signer::passphrase::Passphrases;
 use notary_signer::service::{health_service, SignerService};
 use notary_signer::sql::SqlKeyStore;
 use notary_signer::CryptoService;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 #[derive(Parser, Debug)]
 #[command(name = "notary-signer", version)]
@@ -91,10 +91,9 @@ async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
             Arc::new(SqlKeyStore::new(db, passphrases).await.context("preparing the key database")?)
         }
     };
-    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(&s.tls_cert)?, read(&s.tls_key)?))
-        .client_ca_root(Certificate::from_pem(read(&s.client_ca)?));
+    // Mutual TLS, with the signer's own certificate re-read on SIGHUP and when its files change.
+    let (tls, cert) = notary_signer::tls_reload::grpc_server_config(&s.tls_cert, &s.tls_key, &s.client_ca)?;
+    cert.spawn_watch();
     let health = health_service(crypto.clone(), Duration::from_secs(10)).await;
     let svc = Arc::new(SignerService::new(crypto));
     let addr: std::net::SocketAddr = s.grpc_addr.parse().with_context(|| format!("server.grpc_addr {:?}", s.grpc_addr))?;
@@ -103,11 +102,10 @@ async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
     tracing::info!(addr = %local, "notary-signer ready (mutual TLS required)");
     println!("notary-signer listening on {local}");
     Server::builder()
-        .tls_config(tls)?
         .add_service(health)
         .add_service(KeyManagementServer::from_arc(svc.clone()))
         .add_service(SignerServer::from_arc(svc))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .serve_with_incoming(notary_signer::tls_reload::tls_incoming(listener, tls))
         .await
         .context("signer failed")
 }

@@ -1,0 +1,164 @@
+//! TLS certificates that reload from disk without a restart (server HTTPS, signer gRPC).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+
+/// A PEM certificate chain and its key, checked to match.
+pub fn read_certified_key(cert: &Path, key: &Path, provider: &rustls::crypto::CryptoProvider) -> anyhow::Result<CertifiedKey> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("reading TLS certificate {}", cert.display()))?,
+    ))
+    .collect::<Result<_, _>>()
+    .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
+    if certs.is_empty() {
+        bail!("no certificate found in {}", cert.display());
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("reading TLS key {}", key.display()))?,
+    ))
+    .with_context(|| format!("parsing TLS key {}", key.display()))?
+    .with_context(|| format!("no private key found in {}", key.display()))?;
+    CertifiedKey::from_der(certs, key, provider).context("TLS certificate and key do not match")
+}
+
+/// The server certificate, re-read from its files on SIGHUP and when they change (checked every
+/// two seconds). New connections get the new certificate; established ones are untouched, so
+/// nothing in flight is dropped. A bad new pair (unreadable, or key and certificate that do not
+/// match — e.g. caught half-written) is logged and the previous pair stays in use.
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+    stamp: std::sync::Mutex<Option<(SystemTime, SystemTime)>>,
+}
+
+impl std::fmt::Debug for ReloadingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingCert").field("cert", &self.cert).field("key", &self.key).finish()
+    }
+}
+
+fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
+    Some((std::fs::metadata(cert).ok()?.modified().ok()?, std::fs::metadata(key).ok()?.modified().ok()?))
+}
+
+impl ReloadingCert {
+    pub fn load(cert: &Path, key: &Path, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<Arc<Self>> {
+        let ck = read_certified_key(cert, key, &provider)?;
+        Ok(Arc::new(ReloadingCert {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            provider,
+            current: RwLock::new(Arc::new(ck)),
+            stamp: std::sync::Mutex::new(mtimes(cert, key)),
+        }))
+    }
+
+    /// Re-read the files now; on error the previous certificate stays in use.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let stamp = mtimes(&self.cert, &self.key);
+        let ck = read_certified_key(&self.cert, &self.key, &self.provider)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ck);
+        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
+        Ok(())
+    }
+
+    fn reload_logged(&self, why: &str) {
+        match self.reload() {
+            Ok(()) => tracing::info!(cert = %self.cert.display(), why, "reloaded the TLS certificate"),
+            Err(e) => {
+                tracing::error!(cert = %self.cert.display(), why, error = format!("{e:#}"), "TLS certificate not reloaded; keeping the previous one")
+            }
+        }
+    }
+
+    /// Reload on SIGHUP and when the files' modification times change.
+    pub fn spawn_watch(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                let changed = tokio::select! {
+                    _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => Some("SIGHUP"),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
+                        let now = mtimes(&me.cert, &me.key);
+                        (now.is_some() && now != *me.stamp.lock().unwrap_or_else(|e| e.into_inner())).then_some("files changed")
+                    }
+                };
+                if let Some(why) = changed {
+                    me.reload_logged(why);
+                }
+            }
+        });
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// The signer's gRPC TLS: mutual TLS against `client_ca` (mandatory), its own certificate
+/// reloading (see [`ReloadingCert`]), HTTP/2 only.
+pub fn grpc_server_config(cert: &Path, key: &Path, client_ca: &Path) -> anyhow::Result<(rustls::ServerConfig, Arc<ReloadingCert>)> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let resolver = ReloadingCert::load(cert, key, provider.clone())?;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(client_ca).with_context(|| format!("reading {}", client_ca.display()))?;
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.with_context(|| format!("parsing {}", client_ca.display()))?).context("client CA certificate")?;
+    }
+    if roots.is_empty() {
+        bail!("no certificate found in {}", client_ca.display());
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .context("client certificate verifier")?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver.clone());
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((cfg, resolver))
+}
+
+/// Accept TCP connections and complete TLS handshakes concurrently (a slow or silent client
+/// holds only its own task, for at most 10 s), yielding established streams for tonic.
+pub fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    cfg: rustls::ServerConfig,
+) -> tokio_stream::wrappers::ReceiverStream<Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let (tx, rx) = tokio::sync::mpsc::channel(128);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
