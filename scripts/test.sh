@@ -34,3 +34,5 @@ echo "==> cargo build --workspace --bins (the tests start notary-server and nota
 cargo build --workspace --bins --locked 2>&1 | tail -n 1
 echo "==> cargo test --workspace"
 cargo test --workspace --locked 2>&1
+echo "==> fuzzing: canonical JSON, metadata parsing, publish validation (20 s each)"
+bash scripts/fuzz.sh 20

@@ -1,0 +1,12 @@
+//! Canonical JSON of arbitrary input: never panics; when it succeeds the result is valid JSON
+//! that canonicalizes to itself.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use notary_tuf::cjson;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(c) = cjson::canonicalize(data) {
+        let again = cjson::canonicalize(&c).expect("canonical output must be canonicalizable");
+        assert_eq!(again, c, "canonical JSON is not idempotent");
+    }
+});

@@ -1,0 +1,13 @@
+//! Metadata parsing of arbitrary input: never panics, whatever role it claims to be.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use notary_tuf::metadata::{MetaBody, Root, SignedFile, Targets};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(f) = SignedFile::parse(data) {
+        let _ = f.body::<Root>();
+        let _ = f.body::<Targets>();
+        let _ = f.body::<MetaBody>();
+        let _ = notary_tuf::cjson::to_canonical(&f.signed);
+    }
+});
