@@ -7,7 +7,7 @@ use notary_server::config::{self, Config, Settings, TrustService};
 use notary_server::http::{dispatch, AppState};
 use notary_server::metrics::Metrics;
 use notary_server::service::RepoService;
-use notary_server::storage::SqlStore;
+use notary_server::storage::{SqlStore, TimedStore};
 use notary_signer::db::Db;
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
@@ -171,8 +171,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories, settings.cache_bytes));
-    let service =
-        Arc::new(RepoService::new(Arc::new(store), cache, crypto, key_algorithm, std::time::Duration::from_secs(1), settings.read_only));
+    let service = Arc::new(RepoService::new(
+        Arc::new(TimedStore::new(store, settings.pool.statement_timeout + std::time::Duration::from_secs(2))),
+        cache,
+        crypto,
+        key_algorithm,
+        std::time::Duration::from_secs(1),
+        settings.read_only,
+    ));
     service.spawn_resigner(settings.resign_before, settings.resign_every);
     let state = actix_web::web::Data::new(AppState {
         service,

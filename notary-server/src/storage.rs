@@ -318,3 +318,59 @@ impl MetaStore for SqlStore {
         Ok(())
     }
 }
+
+/// Bounds every database call on the client side. A network that silently drops packets (a
+/// partition, no reset) would otherwise hold a request until TCP gives up, minutes later; the
+/// server-side `statement_timeout` cannot help when the statement never arrives.
+pub struct TimedStore<S> {
+    inner: S,
+    limit: std::time::Duration,
+}
+
+impl<S> TimedStore<S> {
+    pub fn new(inner: S, limit: std::time::Duration) -> Self {
+        TimedStore { inner, limit }
+    }
+
+    async fn timed<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        tokio::time::timeout(self.limit, f)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("{what}: no answer from the database within {:?}", self.limit))))
+    }
+}
+
+#[async_trait]
+impl<S: MetaStore> MetaStore for TimedStore<S> {
+    async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
+        self.timed("latest", self.inner.latest(gun, role)).await
+    }
+    async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError> {
+        self.timed("by_checksum", self.inner.by_checksum(gun, role, sha256_hex)).await
+    }
+    async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError> {
+        self.timed("by_version", self.inner.by_version(gun, role, version)).await
+    }
+    async fn update_many(&self, gun: &str, updates: &[Update]) -> Result<(), StoreError> {
+        // A timed-out commit may still have happened: the client is told 503 (retry), and a
+        // retry of the same versions then gets VERSION if it had.
+        self.timed("update_many", self.inner.update_many(gun, updates)).await
+    }
+    async fn delete(&self, gun: &str) -> Result<bool, StoreError> {
+        self.timed("delete", self.inner.delete(gun)).await
+    }
+    async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError> {
+        self.timed("changes", self.inner.changes(gun, change_id, records)).await
+    }
+    async fn health(&self) -> Result<(), StoreError> {
+        self.timed("health", self.inner.health()).await
+    }
+    async fn last_change_id(&self) -> Result<i64, StoreError> {
+        self.timed("last_change_id", self.inner.last_change_id()).await
+    }
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        self.timed("try_lease", self.inner.try_lease(name)).await
+    }
+    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
+        self.timed("changes_after", self.inner.changes_after(id, limit)).await
+    }
+}

@@ -19,7 +19,7 @@ async fn waits_for_the_database_and_recovers_after_an_outage() {
     let proxy = Proxy::new(host_port(&db));
     // The database becomes reachable only two seconds after the server starts.
     let starter = {
-        let p = Proxy { port: proxy.port, upstream: proxy.upstream.clone(), tasks: proxy.tasks.clone() };
+        let p = proxy.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
             p.start().await;
@@ -77,4 +77,47 @@ async fn gives_up_with_a_clear_error_when_the_database_never_comes() {
     assert!(err.contains("the database is not reachable (retried for 2s)"), "{err}");
     assert!(!err.contains("secret-password"), "the password must not be printed: {err}");
     assert!(t.elapsed() < Duration::from_secs(20));
+}
+
+/// A silent partition from the database (packets dropped, no reset — the statement never
+/// reaches Postgres, so its statement_timeout cannot fire): requests still end within the
+/// statement timeout plus 2 s with 503 UNAVAILABLE instead of hanging, cached reads keep
+/// serving, and everything works again once the partition heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_database_partition_fails_fast_and_heals() {
+    let db = create_pg_db().await;
+    let proxy = Proxy::new(host_port(&db));
+    proxy.start().await;
+    let s = Server::start_with_config(&proxy.url(&db), serde_json::json!({"storage": {"statement_timeout_ms": 1000}})).await;
+    let gun = "example.com/partition/repo";
+    let repo = init_repo(&s, gun).await;
+    let (_, sha_file) = s.get(&s.tuf(gun, "timestamp.json")).await;
+    let by_hash = s.tuf(gun, &format!("snapshot.{}.json", snapshot_sha_from_timestamp(&sha_file)));
+    assert_eq!(s.get(&by_hash).await.0, 200); // now cached
+
+    proxy.blackhole();
+    let t = Instant::now();
+    let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))]).await;
+    assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(api_error(&body).0, "UNAVAILABLE");
+    assert!(t.elapsed() < Duration::from_secs(8), "a publish hung for {:?} on a silent partition", t.elapsed());
+    let t = Instant::now();
+    assert_eq!(s.get(&s.tuf(gun, "timestamp.json")).await.0, 503);
+    assert!(t.elapsed() < Duration::from_secs(8), "a read hung for {:?}", t.elapsed());
+    assert_eq!(s.get(&by_hash).await.0, 200, "content-addressed reads are served from the cache");
+    let (st, _) = health(&s).await;
+    assert_eq!(st, 503);
+
+    proxy.stop().await;
+    proxy.start().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, _) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))]).await;
+        if st == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery after the partition healed ({st}):\n{}", s.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(version_of(&s.get(&s.tuf(gun, "targets.json")).await.1), 2);
 }

@@ -2,7 +2,8 @@
 //! HAProxy, TLS passed through, health-checked on `/_notary_server/health`), under a steady
 //! stream of publishes and reads while faults are injected: an instance `kill -9`ed and
 //! restarted, an instance cut off the network (from the balancer and from the database) and
-//! reconnected, a signer killed and restarted. Clients retry what the balancer cannot hide (a
+//! reconnected, another one silently partitioned from the database (packets dropped,
+//! connections hang) and healed, a signer killed and restarted. Clients retry what the balancer cannot hide (a
 //! connection that dies mid-request) and must see every acknowledged publish, never an older
 //! version than one they already saw, and a consistent repository at the end.
 
@@ -87,7 +88,9 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
     for _ in 0..3 {
         let db_path = Proxy::new(pg.clone());
         db_path.start().await;
-        let s = Server::start_with_tls(&db_path.url(&db), serde_json::json!({"trust_service": trust}), Some(&tls)).await;
+        // A short statement timeout: a silent partition must fail requests in seconds.
+        let cfg = serde_json::json!({"trust_service": trust, "storage": {"statement_timeout_ms": 2000}});
+        let s = Server::start_with_tls(&db_path.url(&db), cfg, Some(&tls)).await;
         let lb_path = Proxy::new(format!("127.0.0.1:{}", s.port));
         lb_path.start().await;
         servers.push(s);
@@ -199,7 +202,17 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
     db_paths[1].start().await;
     lb_paths[1].start().await;
     pause().await;
-    // 3. kill -9 a signer, then restart it; then the other one.
+    // 3. A silent partition between another instance and the database (packets dropped, no
+    //    reset): its queries hang rather than fail, so it must give up on its own (client-side
+    //    timeout), answer 503 and fail its health check; then the partition heals.
+    db_paths[2].blackhole();
+    pause().await;
+    pause().await;
+    pause().await;
+    db_paths[2].stop().await;
+    db_paths[2].start().await;
+    pause().await;
+    // 4. kill -9 a signer, then restart it; then the other one.
     signers[0].stop();
     pause().await;
     signers[0].restart().await;
@@ -240,7 +253,7 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
         assert_eq!(notary_bench::load::meta_sha(&ts, "snapshot").unwrap(), hex::encode(Sha256::digest(&sn)), "timestamp v{v}");
     }
     println!(
-        "3 instances + 2 signers behind HAProxy; 1 instance kill -9, 1 instance partition, 2 signer kills: {} publishes acknowledged and present on every instance ({unknown_stored} confirmed after a lost connection), {} retried attempts, {} reads, 0 stale or rolled-back reads",
+        "3 instances + 2 signers behind HAProxy; 1 instance kill -9, 1 instance cut, 1 silent partition, 2 signer kills: {} publishes acknowledged and present on every instance ({unknown_stored} confirmed after a lost connection), {} retried attempts, {} reads, 0 stale or rolled-back reads",
         sent.len(),
         retries.load(Ordering::SeqCst),
         reads.load(Ordering::SeqCst)

@@ -172,7 +172,7 @@ async fn read_only_instance_on_a_replica_serves_monotonic_reads() {
     // Fail-over to a replica that is behind (still at v1): the reader keeps serving v5 from its
     // cache and refuses (503) to load anything from the lagging database — never v1, never 404.
     path.stop().await;
-    let failover = Proxy { port: path.port, upstream: format!("127.0.0.1:{}", replica2.port), tasks: Default::default() };
+    let failover = Proxy::with_port(path.port, format!("127.0.0.1:{}", replica2.port));
     failover.start().await;
     let until = Instant::now() + Duration::from_secs(3);
     let (mut from_cache, mut refused) = (0, 0);
