@@ -11,7 +11,7 @@ use notary_server::storage::{SqlStore, TimedStore};
 use notary_signer::db::Db;
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
-use notary_signer::remote::{FailoverCryptoService, RemoteConfig, RemoteCryptoService};
+use notary_signer::remote::{FailoverCryptoService, RemoteConfig, RemoteCryptoService, TlsFiles};
 use notary_signer::sql::SqlKeyStore;
 use notary_signer::CryptoService;
 use zeroize::Zeroizing;
@@ -147,12 +147,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             };
             let mut members = Vec::new();
             for (hostname, port) in signers {
+                // The files are re-read when they change (certificate rotation without a restart).
+                let files = ca.clone().map(|ca| TlsFiles { ca, client: client_cert.clone().zip(client_key.clone()) });
                 let cfg = RemoteConfig {
                     hostname: hostname.clone(),
                     port,
                     ca_pem: ca_pem.clone(),
                     client_identity: client_identity.clone(),
                     timeout,
+                    files,
                 };
                 members.push((format!("{hostname}:{port}"), RemoteCryptoService::new(cfg).context("configuring the signer connection")?));
             }

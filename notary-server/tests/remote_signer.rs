@@ -93,6 +93,7 @@ async fn signer_refuses_clients_without_a_valid_certificate() {
             ca_pem: ca_pem.clone(),
             client_identity: identity,
             timeout: Duration::from_secs(5),
+            files: None,
         })
         .unwrap()
     };

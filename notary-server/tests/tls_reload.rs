@@ -141,3 +141,67 @@ async fn signer_certificate_reloads_on_sighup() {
     assert_eq!(st, 200, "{}\n{}", String::from_utf8_lossy(&body), fresh.log());
     assert_eq!(version_of(&fresh.get(&fresh.tuf(gun, "targets.json")).await.1), 3);
 }
+
+/// Client-certificate rotation between server and signer, without a restart of either: the
+/// server switches to a client certificate from a new CA (its files change; it reloads and new
+/// calls handshake with the new certificate, which the signer does not accept yet → 503), then
+/// the signer's client-CA bundle gains the new CA (file change; it reloads) and publishes work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_rotate_without_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca1 = notary_server::tls::ensure_tls_files(&tmp.path().join("ca1")).unwrap();
+    let ca2 = notary_server::tls::ensure_tls_files(&tmp.path().join("ca2")).unwrap();
+    // The signer's client-CA bundle and the server's client certificate: files an operator edits.
+    let clients_ca = tmp.path().join("signer-clients.pem");
+    std::fs::copy(&ca1.ca, &clients_ca).unwrap();
+    let (client_cert, client_key) = (tmp.path().join("client.crt"), tmp.path().join("client.key"));
+    std::fs::copy(&ca1.cert, &client_cert).unwrap();
+    std::fs::copy(&ca1.key, &client_key).unwrap();
+    let signer_tls = notary_server::tls::Generated { ca: clients_ca.clone(), cert: ca1.cert.clone(), key: ca1.key.clone() };
+    let signer = SignerProc::start(false, Some(&create_pg_db().await), &signer_tls).await;
+    let mut trust = signer.trust_service();
+    trust["tls_ca_file"] = serde_json::json!(ca1.ca);
+    trust["tls_client_cert"] = serde_json::json!(client_cert);
+    trust["tls_client_key"] = serde_json::json!(client_key);
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": trust})).await;
+    let gun = "example.com/tls/clients";
+    let repo = init_repo(&s, gun).await;
+
+    // 1. The server's client certificate changes to one from CA2 (key first: the half-written
+    //    state is refused and the previous pair kept).
+    std::fs::copy(&ca2.key, &client_key).unwrap();
+    std::fs::copy(&ca2.cert, &client_cert).unwrap();
+    s.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, _) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))]).await;
+        assert_ne!(st, 200, "the signer accepted a client certificate from a CA it does not trust yet");
+        if st == 503 {
+            break; // new handshake with the new certificate, refused by the signer
+        }
+        assert!(Instant::now() < deadline, "status {st}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(s.log().contains("reloaded the signer TLS files"), "{}", s.log());
+
+    // 2. The signer's bundle gains CA2 (file change only): publishes work again.
+    let mut bundle = std::fs::read(&ca1.ca).unwrap();
+    bundle.extend(std::fs::read(&ca2.ca).unwrap());
+    std::fs::write(&clients_ca, bundle).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))]).await;
+        if st == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the signer's CA bundle changed: {st} {}\n{}",
+            String::from_utf8_lossy(&body),
+            signer.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(signer.log().contains("reloaded the client CA bundle"), "{}", signer.log());
+    assert_eq!(version_of(&s.get(&s.tuf(gun, "targets.json")).await.1), 2);
+}

@@ -91,9 +91,11 @@ async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
             Arc::new(SqlKeyStore::new(db, passphrases).await.context("preparing the key database")?)
         }
     };
-    // Mutual TLS, with the signer's own certificate re-read on SIGHUP and when its files change.
-    let (tls, cert) = notary_signer::tls_reload::grpc_server_config(&s.tls_cert, &s.tls_key, &s.client_ca)?;
+    // Mutual TLS; the signer's certificate and the client CA bundle are re-read on SIGHUP and
+    // when their files change.
+    let (tls, cert, clients) = notary_signer::tls_reload::grpc_server_config(&s.tls_cert, &s.tls_key, &s.client_ca)?;
     cert.spawn_watch();
+    clients.spawn_watch();
     let health = health_service(crypto.clone(), Duration::from_secs(10)).await;
     let svc = Arc::new(SignerService::new(crypto));
     let addr: std::net::SocketAddr = s.grpc_addr.parse().with_context(|| format!("server.grpc_addr {:?}", s.grpc_addr))?;

@@ -23,10 +23,61 @@ pub struct RemoteConfig {
     pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
     /// Deadline of every call.
     pub timeout: Duration,
+    /// Where `ca_pem` and `client_identity` were read from: re-read when they change (see
+    /// [`RemoteCryptoService::reload_if_changed`]).
+    pub files: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl TlsFiles {
+    fn paths(&self) -> Vec<&std::path::Path> {
+        let mut v = vec![self.ca.as_path()];
+        if let Some((c, k)) = &self.client {
+            v.push(c);
+            v.push(k);
+        }
+        v
+    }
+
+    fn mtimes(&self) -> Option<Vec<std::time::SystemTime>> {
+        self.paths().into_iter().map(|p| std::fs::metadata(p).ok()?.modified().ok()).collect()
+    }
+}
+
+fn build_channel(
+    hostname: &str,
+    port: u16,
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+    timeout: Duration,
+) -> Result<Channel, CryptoError> {
+    let mut tls = ClientTlsConfig::new().domain_name(hostname.to_string()).ca_certificate(Certificate::from_pem(ca_pem));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let host = if hostname.contains(':') { format!("[{hostname}]") } else { hostname.to_string() };
+    let endpoint = Endpoint::from_shared(format!("https://{host}:{port}"))
+        .map_err(|e| CryptoError::Internal(format!("signer address: {e}")))?
+        .tls_config(tls)
+        .map_err(|e| CryptoError::Internal(format!("signer TLS configuration: {e}")))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(timeout)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
 }
 
 pub struct RemoteCryptoService {
-    channel: Channel,
+    /// Replaced when the TLS files change; calls in flight keep the channel they started on.
+    channel: std::sync::RwLock<Channel>,
+    hostname: String,
+    port: u16,
+    files: Option<TlsFiles>,
+    stamp: std::sync::Mutex<Option<Vec<std::time::SystemTime>>>,
     timeout: Duration,
     /// Public keys seen (by ID): a key's public part never changes. Bounded (LRU).
     keys: std::sync::Mutex<lru::LruCache<String, PublicKey>>,
@@ -51,20 +102,14 @@ fn status_error(s: tonic::Status, what: &str) -> CryptoError {
 impl RemoteCryptoService {
     /// Configure the channel; it connects on first use and reconnects after failures.
     pub fn new(cfg: RemoteConfig) -> Result<Self, CryptoError> {
-        let mut tls = ClientTlsConfig::new().domain_name(cfg.hostname.clone()).ca_certificate(Certificate::from_pem(&cfg.ca_pem));
-        if let Some((cert, key)) = &cfg.client_identity {
-            tls = tls.identity(Identity::from_pem(cert, key));
-        }
-        let host = if cfg.hostname.contains(':') { format!("[{}]", cfg.hostname) } else { cfg.hostname.clone() };
-        let endpoint = Endpoint::from_shared(format!("https://{host}:{}", cfg.port))
-            .map_err(|e| CryptoError::Internal(format!("signer address: {e}")))?
-            .tls_config(tls)
-            .map_err(|e| CryptoError::Internal(format!("signer TLS configuration: {e}")))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(cfg.timeout)
-            .tcp_nodelay(true);
+        let identity = cfg.client_identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+        let channel = build_channel(&cfg.hostname, cfg.port, &cfg.ca_pem, identity, cfg.timeout)?;
         Ok(RemoteCryptoService {
-            channel: endpoint.connect_lazy(),
+            channel: std::sync::RwLock::new(channel),
+            stamp: std::sync::Mutex::new(cfg.files.as_ref().and_then(|f| f.mtimes())),
+            hostname: cfg.hostname,
+            port: cfg.port,
+            files: cfg.files,
             timeout: cfg.timeout,
             keys: std::sync::Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(16_384).expect("non-zero"))),
         })
@@ -72,11 +117,51 @@ impl RemoteCryptoService {
 
     /// The gRPC channel (for callers that need the raw services).
     pub fn channel(&self) -> Channel {
-        self.channel.clone()
+        self.channel.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-read the CA bundle and client certificate/key if their files changed (or `force`):
+    /// new calls use a new channel; calls in flight finish on the old one. A pair that cannot
+    /// be used is logged and the previous files stay in use. Returns whether it reloaded.
+    pub fn reload_if_changed(&self, force: bool) -> bool {
+        let Some(files) = &self.files else { return false };
+        let now = files.mtimes();
+        if !force && (now.is_none() || now == *self.stamp.lock().unwrap_or_else(|e| e.into_inner())) {
+            return false;
+        }
+        let result = (|| -> Result<Channel, String> {
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+            let ca = read(&files.ca)?;
+            let identity = match &files.client {
+                Some((c, k)) => Some((read(c)?, read(k)?)),
+                None => None,
+            };
+            // Check the pair before using it (tonic would only fail at the next handshake).
+            if let Some((c, k)) = &identity {
+                let certs: Vec<_> = rustls_pemfile::certs(&mut c.as_slice()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+                let key = rustls_pemfile::private_key(&mut k.as_slice()).map_err(|e| e.to_string())?.ok_or("no private key")?;
+                rustls::sign::CertifiedKey::from_der(certs, key, &rustls::crypto::ring::default_provider())
+                    .map_err(|e| format!("client certificate and key do not match: {e}"))?;
+            }
+            build_channel(&self.hostname, self.port, &ca, identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())), self.timeout)
+                .map_err(|e| e.to_string())
+        })();
+        match result {
+            Ok(ch) => {
+                *self.channel.write().unwrap_or_else(|e| e.into_inner()) = ch;
+                *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = now;
+                tracing::info!(signer = %format!("{}:{}", self.hostname, self.port), "reloaded the signer TLS files (CA bundle, client certificate)");
+                true
+            }
+            Err(e) => {
+                tracing::error!(signer = %format!("{}:{}", self.hostname, self.port), error = %e, "signer TLS files not reloaded; keeping the previous ones");
+                false
+            }
+        }
     }
 
     fn km(&self) -> KeyManagementClient<Channel> {
-        KeyManagementClient::new(self.channel.clone())
+        KeyManagementClient::new(self.channel())
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, PublicKey>> {
@@ -129,7 +214,7 @@ impl CryptoService for RemoteCryptoService {
 
     async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError> {
         let pk = self.public_key(key_id).await?.ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
-        let r = SignerClient::new(self.channel.clone())
+        let r = SignerClient::new(self.channel())
             .sign(SignatureRequest { key_id: Some(KeyId { id: key_id.into() }), content: msg.to_vec() })
             .await
             .map_err(|s| status_error(s, "Sign"))?
@@ -154,7 +239,7 @@ impl CryptoService for RemoteCryptoService {
     }
 
     async fn health(&self) -> Result<(), CryptoError> {
-        let mut h = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let mut h = tonic_health::pb::health_client::HealthClient::new(self.channel());
         for service in [HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER] {
             let mut req = tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: service.into() });
             req.set_timeout(self.timeout);
@@ -210,13 +295,21 @@ impl FailoverCryptoService {
         })
     }
 
-    /// Check every signer's health every `every` (in the background).
+    /// Check every signer's health every `every` (in the background), and reload the TLS
+    /// files when they change or on SIGHUP.
     pub fn spawn_health_checks(self: &std::sync::Arc<Self>, every: Duration) {
         let me = std::sync::Arc::downgrade(self);
         tokio::spawn(async move {
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
-                tokio::time::sleep(every).await;
+                let forced = tokio::select! {
+                    _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
+                    _ = tokio::time::sleep(every) => false,
+                };
                 let Some(me) = me.upgrade() else { return };
+                for m in &me.members {
+                    m.svc.reload_if_changed(forced);
+                }
                 let _ = me.health().await;
             }
         });
