@@ -94,8 +94,10 @@ pub fn key_id(keytype: &str, public: &[u8]) -> String {
     hex::encode(Sha256::digest(&pre))
 }
 
+/// The first CERTIFICATE block (Go `LoadCertFromPEM`: other blocks are skipped).
 fn first_cert(pem: &[u8]) -> Option<Certificate> {
-    Certificate::load_pem_chain(pem).ok()?.into_iter().next()
+    let (_, der) = pem_blocks(pem).ok()?.into_iter().find(|(label, _)| label == "CERTIFICATE")?;
+    <Certificate as der::Decode>::from_der(&der).ok()
 }
 
 fn first_cert_spki(pem: &[u8]) -> Option<Vec<u8>> {
@@ -158,13 +160,45 @@ pub struct CertInfo {
     pub not_after: i64,
 }
 
-/// Parse a PEM bundle (leaf first, then intermediates) as Go's `LoadCertBundleFromPEM` does.
+/// The PEM blocks of `pem`, in order: (label, DER). Text around blocks is ignored.
+///
+/// Blocks are split here and decoded one by one: x509-cert's `load_pem_chain` panics
+/// (integer underflow) on some malformed input — found by the property tests — and a client's
+/// upload must never be able to do that.
+fn pem_blocks(pem: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    const BEGIN: &str = "-----BEGIN ";
+    const END: &str = "-----END ";
+    let text = std::str::from_utf8(pem).map_err(|_| "invalid certificate bundle: not PEM text".to_string())?;
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let from_begin = &rest[start..];
+        let end = from_begin.find(END).ok_or("invalid certificate bundle: unterminated PEM block")?;
+        let after_end = &from_begin[end + END.len()..];
+        let close = after_end.find("-----").ok_or("invalid certificate bundle: unterminated PEM block")?;
+        let len = end + END.len() + close + "-----".len();
+        let (label, der) = der::pem::decode_vec(&from_begin.as_bytes()[..len]).map_err(|e| format!("invalid certificate bundle: {e}"))?;
+        blocks.push((label.to_string(), der));
+        rest = &from_begin[len..];
+    }
+    Ok(blocks)
+}
+
+/// Parse a PEM bundle (leaf first, then intermediates) as Go's `LoadCertBundleFromPEM` does:
+/// every block must be a CERTIFICATE.
 pub fn load_cert_bundle(pem: &[u8]) -> Result<Vec<CertInfo>, String> {
-    let certs = Certificate::load_pem_chain(pem).map_err(|e| format!("invalid certificate bundle: {e}"))?;
+    let mut certs = Vec::new();
+    for (label, der) in pem_blocks(pem)? {
+        if label != "CERTIFICATE" {
+            return Err(format!("invalid pem block type: {label}"));
+        }
+        let cert = <Certificate as der::Decode>::from_der(&der).map_err(|e| format!("invalid certificate bundle: {e}"))?;
+        certs.push(cert_info(cert));
+    }
     if certs.is_empty() {
         return Err("no certificates found in PEM data".into());
     }
-    Ok(certs.into_iter().map(cert_info).collect())
+    Ok(certs)
 }
 
 fn cert_info(cert: Certificate) -> CertInfo {
@@ -377,6 +411,31 @@ impl PrivateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by tests/properties.rs): x509-cert's `load_pem_chain` panicked with an
+    /// integer underflow on an empty bundle — reachable with a root whose x509 key is empty.
+    #[test]
+    fn malformed_bundles_are_errors_not_panics() {
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"\r\n\n",
+            b" ",
+            b"-----BEGIN CERTIFICATE-----",
+            b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            b"\xff\xfe",
+        ] {
+            assert!(load_cert_bundle(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(load_cert_bundle(b"\n").unwrap_err(), "no certificates found in PEM data");
+        // The same inputs as x509 key material: no key, no panic.
+        for bad in [&b""[..], b"\n", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] {
+            assert!(first_cert(bad).is_none());
+            assert!(!PublicKey::new(ECDSA_X509, bad.to_vec()).verify("ecdsa", b"m", &[0u8; 64]));
+        }
+    }
 
     #[test]
     fn key_ids_match_go_vectors() {
