@@ -91,6 +91,7 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>) -> anyhow::
         ("GET timestamp.json (304)", urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")), true),
     ];
     let timestamps = reads[0].1.clone();
+    let by_hash = reads[4].1.clone();
     let mut out = Vec::new();
     for (name, u, reval) in reads {
         // Warm up (connections, TLS sessions, the server's pools and caches) unmeasured.
@@ -98,9 +99,13 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>) -> anyhow::
         out.push(run_gets(&ep, name, u, a.requests, a.concurrency, reval).await?);
     }
     if a.half_peak_secs > 0.0 {
-        let half = out[0].rate() / 2.0;
         let d = std::time::Duration::from_secs_f64(a.half_peak_secs);
+        let half = out[0].rate() / 2.0;
         out.push(run_gets_at_rate(&ep, "GET timestamp.json @50% peak", timestamps, half, d, a.concurrency).await?);
+        // The same for a read that needs no freshness check (content-addressed): the floor
+        // this machine and client set, to compare with.
+        let half = out[4].rate() / 2.0;
+        out.push(run_gets_at_rate(&ep, "GET snapshot.<sha256> @50% peak", by_hash, half, d, a.concurrency).await?);
     }
     out.push(run_publishes(&ep, &mut seeded, a.publishes, a.concurrency).await?);
     Ok(out)
