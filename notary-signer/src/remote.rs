@@ -299,18 +299,15 @@ impl FailoverCryptoService {
     /// files when they change or on SIGHUP.
     pub fn spawn_health_checks(self: &std::sync::Arc<Self>, every: Duration) {
         let me = std::sync::Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            loop {
-                let forced = tokio::select! {
-                    _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
-                    _ = tokio::time::sleep(every) => false,
-                };
-                let Some(me) = me.upgrade() else { return };
+        crate::tls_reload::every_or_on_sighup(every, move |forced| {
+            let me = me.upgrade();
+            async move {
+                let Some(me) = me else { return false };
                 for m in &me.members {
                     m.svc.reload_if_changed(forced);
                 }
                 let _ = me.health().await;
+                true
             }
         });
     }

@@ -81,22 +81,39 @@ impl ReloadingCert {
     /// Reload on SIGHUP and when the files' modification times change.
     pub fn spawn_watch(self: &Arc<Self>) {
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            loop {
-                let changed = tokio::select! {
-                    _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => Some("SIGHUP"),
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
-                        let now = mtimes(&me.cert, &me.key);
-                        (now.is_some() && now != *me.stamp.lock().unwrap_or_else(|e| e.into_inner())).then_some("files changed")
-                    }
-                };
-                if let Some(why) = changed {
-                    me.reload_logged(why);
+        every_or_on_sighup(std::time::Duration::from_secs(2), move |forced| {
+            if forced {
+                me.reload_logged("SIGHUP");
+            } else {
+                let now = mtimes(&me.cert, &me.key);
+                if now.is_some() && now != *me.stamp.lock().unwrap_or_else(|e| e.into_inner()) {
+                    me.reload_logged("files changed");
                 }
             }
+            std::future::ready(true)
         });
     }
+}
+
+/// Run `f(false)` every `period` and `f(true)` on each SIGHUP, in the background, one at a
+/// time, until it yields false. (Certificate reloads, the signer health loop.)
+pub fn every_or_on_sighup<F, Fut>(period: std::time::Duration, mut f: F)
+where
+    F: FnMut(bool) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let forced = tokio::select! {
+                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
+                _ = tokio::time::sleep(period) => false,
+            };
+            if !f(forced).await {
+                return;
+            }
+        }
+    });
 }
 
 impl rustls::server::ResolvesServerCert for ReloadingCert {
@@ -171,15 +188,9 @@ impl ReloadingClientVerifier {
     /// Reload on SIGHUP and when the file changes (checked every two seconds).
     pub fn spawn_watch(self: &Arc<Self>) {
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            loop {
-                let forced = tokio::select! {
-                    _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => false,
-                };
-                me.reload_if_changed(forced);
-            }
+        every_or_on_sighup(std::time::Duration::from_secs(2), move |forced| {
+            me.reload_if_changed(forced);
+            std::future::ready(true)
         });
     }
 }
