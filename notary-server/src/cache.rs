@@ -20,7 +20,6 @@ use crate::storage::StoredFile;
 
 #[derive(Clone)]
 pub struct CachedChain {
-    pub timestamp_version: i64,
     pub timestamp: StoredFile,
     pub timestamp_expires: DateTime<FixedOffset>,
     pub snapshot: StoredFile,

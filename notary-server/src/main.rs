@@ -136,26 +136,21 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         TrustService::Local { key_algorithm, persist: false } => (Arc::new(MemoryKeyStore::new()), key_algorithm),
         TrustService::Remote { signers, key_algorithm, ca, client_cert, client_key, timeout } => {
-            let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-            let ca_pem = match &ca {
-                Some(p) => read(p)?,
-                None => anyhow::bail!("trust_service.tls_ca_file is required: the signer's certificate is checked against it"),
+            let Some(ca) = ca else {
+                anyhow::bail!("trust_service.tls_ca_file is required: the signer's certificate is checked against it")
             };
-            let client_identity = match (&client_cert, &client_key) {
-                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
-                _ => None,
-            };
+            // The files are re-read when they change (certificate rotation without a restart).
+            let files = TlsFiles { ca, client: client_cert.zip(client_key) };
+            let (ca_pem, client_identity) = files.read().map_err(anyhow::Error::msg).context("reading the signer TLS files")?;
             let mut members = Vec::new();
             for (hostname, port) in signers {
-                // The files are re-read when they change (certificate rotation without a restart).
-                let files = ca.clone().map(|ca| TlsFiles { ca, client: client_cert.clone().zip(client_key.clone()) });
                 let cfg = RemoteConfig {
                     hostname: hostname.clone(),
                     port,
                     ca_pem: ca_pem.clone(),
                     client_identity: client_identity.clone(),
                     timeout,
-                    files,
+                    files: Some(files.clone()),
                 };
                 members.push((format!("{hostname}:{port}"), RemoteCryptoService::new(cfg).context("configuring the signer connection")?));
             }

@@ -164,6 +164,14 @@ impl RepoService {
         Ok(repo)
     }
 
+    /// The root the chain's snapshot names, parsed.
+    async fn chain_root(&self, gun: &str, chain: &CachedChain) -> Result<Option<SignedFile>, ApiError> {
+        match self.by_meta(gun, md::ROOT, chain).await? {
+            Some(f) => Ok(Some(SignedFile::parse(&f.data).map_err(ApiError::internal)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The file of `role` that the current snapshot names.
     async fn by_meta(&self, gun: &str, role: &str, chain: &CachedChain) -> Result<Option<StoredFile>, ApiError> {
         let Some(sha) = chain.role_sha256.get(role) else { return Ok(None) };
@@ -204,7 +212,6 @@ impl RepoService {
         let snap = SignedFile::parse(&snapshot.data).map_err(ApiError::internal)?;
         let meta: md::MetaBody = snap.body().map_err(ApiError::internal)?;
         let chain = Arc::new(CachedChain {
-            timestamp_version: ts.common.version,
             timestamp_expires: ts.common.expires,
             timestamp,
             snapshot_expires: snap.common.expires,
@@ -267,10 +274,8 @@ impl RepoService {
         let now = Utc::now();
         let ts = SignedFile::parse(&chain.timestamp.data).map_err(ApiError::internal)?;
         let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
-        // The root in force must not be expired.
-        let stored = self.stored_repo(gun, roles_needed([])).await?;
-        let root_bytes = stored.files.get(md::ROOT).ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
-        let root_file = SignedFile::parse(root_bytes).map_err(ApiError::internal)?;
+        // The root in force (the one this chain names) must not be expired.
+        let root_file = self.chain_root(gun, chain).await?.ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
         let root = validation::load_root(gun, &root_file, None, 1, false, now)
             .map_err(|e| ApiError::internal(format!("{gun}: cannot re-sign timestamp: {e}")))?;
         let mut updates = Vec::new();
@@ -342,9 +347,11 @@ impl RepoService {
     /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer
     /// holds it, else a (pending) new key.
     pub async fn get_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
-        let stored = self.stored_repo(gun, roles_needed([])).await?;
-        if let Some(root_bytes) = stored.files.get(md::ROOT) {
-            let file = SignedFile::parse(root_bytes).map_err(ApiError::internal)?;
+        let root_file = match self.chain(gun).await? {
+            Some(chain) => self.chain_root(gun, &chain).await?,
+            None => None,
+        };
+        if let Some(file) = root_file {
             let root: md::Root = file.body().map_err(ApiError::internal)?;
             if let Some(Some(r)) = root.roles.get(role) {
                 for id in &r.keyids {

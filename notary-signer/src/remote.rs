@@ -28,6 +28,9 @@ pub struct RemoteConfig {
     pub files: Option<TlsFiles>,
 }
 
+/// A PEM certificate (chain) and its private key.
+pub type PemPair = (Vec<u8>, Vec<u8>);
+
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
     pub ca: std::path::PathBuf,
@@ -42,6 +45,21 @@ impl TlsFiles {
             v.push(k);
         }
         v
+    }
+
+    /// Read the CA bundle and the client certificate and key. The pair is checked to match
+    /// here (a bad pair fails now, not at the next handshake).
+    pub fn read(&self) -> Result<(Vec<u8>, Option<PemPair>), String> {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+        let ca = read(&self.ca)?;
+        let identity = match &self.client {
+            Some((c, k)) => {
+                crate::tls_reload::read_certified_key(c, k, &rustls::crypto::ring::default_provider()).map_err(|e| format!("{e:#}"))?;
+                Some((read(c)?, read(k)?))
+            }
+            None => None,
+        };
+        Ok((ca, identity))
     }
 
     fn mtimes(&self) -> Option<Vec<std::time::SystemTime>> {
@@ -129,23 +147,10 @@ impl RemoteCryptoService {
         if !force && (now.is_none() || now == *self.stamp.lock().unwrap_or_else(|e| e.into_inner())) {
             return false;
         }
-        let result = (|| -> Result<Channel, String> {
-            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
-            let ca = read(&files.ca)?;
-            let identity = match &files.client {
-                Some((c, k)) => Some((read(c)?, read(k)?)),
-                None => None,
-            };
-            // Check the pair before using it (tonic would only fail at the next handshake).
-            if let Some((c, k)) = &identity {
-                let certs: Vec<_> = rustls_pemfile::certs(&mut c.as_slice()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-                let key = rustls_pemfile::private_key(&mut k.as_slice()).map_err(|e| e.to_string())?.ok_or("no private key")?;
-                rustls::sign::CertifiedKey::from_der(certs, key, &rustls::crypto::ring::default_provider())
-                    .map_err(|e| format!("client certificate and key do not match: {e}"))?;
-            }
+        let result = files.read().and_then(|(ca, identity)| {
             build_channel(&self.hostname, self.port, &ca, identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())), self.timeout)
                 .map_err(|e| e.to_string())
-        })();
+        });
         match result {
             Ok(ch) => {
                 *self.channel.write().unwrap_or_else(|e| e.into_inner()) = ch;
