@@ -1,2 +1,3 @@
+pub mod conn;
 pub mod load;
 pub mod repo;

@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::conn::{path_of, Conn, Target};
 use crate::repo::{multipart, parse_key_response, RustRepo};
 
 #[derive(Clone)]
 pub struct Endpoint {
     pub url: String,
+    /// For seeding, publishing and one-off requests.
     pub http: reqwest::Client,
+    /// For the measured reads: one lean connection per load task (see `conn`).
+    pub target: Target,
 }
 
 impl Endpoint {
@@ -21,7 +25,7 @@ impl Endpoint {
         if let Some(pem) = ca_pem {
             b = b.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
         }
-        Ok(Endpoint { url: url.trim_end_matches('/').to_string(), http: b.build()? })
+        Ok(Endpoint { url: url.trim_end_matches('/').to_string(), http: b.build()?, target: Target::new(url, ca_pem)? })
     }
 
     pub fn tuf(&self, gun: &str, file: &str) -> String {
@@ -110,6 +114,83 @@ pub struct Stats {
     pub elapsed: Duration,
     /// Sorted latencies in microseconds.
     pub micros: Vec<u64>,
+    /// Where the CPU went while this ran (filled in by the caller that measured it).
+    pub cpu: Option<CpuUse>,
+}
+
+/// CPU used during one measurement, as a fraction of one core: by the load generator (this
+/// process), by the server under test, and by the whole machine (all cores, so at most
+/// `nproc`). On a shared machine this tells whose time a latency tail is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuUse {
+    pub client: f64,
+    pub server: Option<f64>,
+    /// Every process named `postgres` on this machine (the database, when it is local).
+    pub db: f64,
+    pub machine: f64,
+}
+
+/// A snapshot of CPU counters, to diff against at the end of a measurement (Linux `/proc`).
+pub struct CpuProbe {
+    at: Instant,
+    client: f64,
+    server: Option<(u32, f64)>,
+    db: f64,
+    machine: f64,
+}
+
+/// CPU seconds of every process whose command name is `name` (children that ended are not
+/// counted: Postgres backends of the server's pool live as long as the pool).
+fn cpu_secs_named(name: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().filter(|p| p.bytes().all(|b| b.is_ascii_digit())).map(str::to_string))
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name))
+        .filter_map(|pid| proc_cpu_secs(&pid))
+        .sum()
+}
+
+fn proc_cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks())
+}
+
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else { return 0.0 };
+    let v: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+    let busy: f64 = v.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    busy / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    100.0 // USER_HZ on every Linux architecture the bench runs on
+}
+
+impl CpuProbe {
+    pub fn start(server_pid: Option<u32>) -> CpuProbe {
+        CpuProbe {
+            at: Instant::now(),
+            client: proc_cpu_secs("self").unwrap_or(0.0),
+            server: server_pid.and_then(|p| Some((p, proc_cpu_secs(&p.to_string())?))),
+            db: cpu_secs_named("postgres"),
+            machine: machine_busy_secs(),
+        }
+    }
+    pub fn finish(&self) -> CpuUse {
+        let wall = self.at.elapsed().as_secs_f64().max(1e-9);
+        CpuUse {
+            client: (proc_cpu_secs("self").unwrap_or(0.0) - self.client) / wall,
+            server: self.server.and_then(|(p, before)| Some((proc_cpu_secs(&p.to_string())? - before) / wall)),
+            db: (cpu_secs_named("postgres") - self.db).max(0.0) / wall,
+            machine: (machine_busy_secs() - self.machine) / wall,
+        }
+    }
 }
 
 impl Stats {
@@ -125,8 +206,22 @@ impl Stats {
     }
 }
 
-/// Run `requests` GETs over `urls` (round robin) with `concurrency` workers. With `etag`, each
-/// request revalidates with `If-None-Match` and a 304 counts as success.
+/// Open `n` connections for load tasks, before any clock starts.
+async fn connections(ep: &Endpoint, n: usize) -> anyhow::Result<Vec<Conn>> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        conns.push(ep.target.connect().await.with_context(|| format!("connecting to {}", ep.url))?);
+    }
+    Ok(conns)
+}
+
+fn paths(urls: &[String]) -> anyhow::Result<Arc<Vec<String>>> {
+    Ok(Arc::new(urls.iter().map(|u| path_of(u)).collect::<anyhow::Result<_>>()?))
+}
+
+/// Run `requests` GETs over `urls` (round robin) with `concurrency` workers, each on its own
+/// keep-alive connection. With `revalidate`, each request revalidates with `If-None-Match`
+/// and a 304 counts as success.
 pub async fn run_gets(
     ep: &Endpoint,
     name: &str,
@@ -135,19 +230,20 @@ pub async fn run_gets(
     concurrency: usize,
     revalidate: bool,
 ) -> anyhow::Result<Stats> {
+    let paths = paths(&urls)?;
+    let mut conns = connections(ep, concurrency).await?;
     let mut etags = Vec::new();
     if revalidate {
-        for u in &urls {
-            let r = ep.http.get(u).send().await?;
-            etags.push(r.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string());
+        for p in paths.iter() {
+            etags.push(conns[0].get(p, None).await?.etag.unwrap_or_default());
         }
     }
-    let (urls, etags) = (Arc::new(urls), Arc::new(etags));
+    let etags = Arc::new(etags);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (ep, urls, etags, next) = (ep.clone(), urls.clone(), etags.clone(), next.clone());
+    for mut conn in conns {
+        let (paths, etags, next) = (paths.clone(), etags.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors) = (Vec::new(), 0usize);
             loop {
@@ -155,18 +251,13 @@ pub async fn run_gets(
                 if i >= requests {
                     return (lat, errors);
                 }
-                let k = i % urls.len();
+                let k = i % paths.len();
                 let t = Instant::now();
-                let mut req = ep.http.get(&urls[k]);
-                if !etags.is_empty() {
-                    req = req.header("if-none-match", &etags[k]);
-                }
-                match req.send().await {
-                    Ok(r) if r.status() == 200 || r.status() == 304 => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed().as_micros() as u64);
-                    }
-                    _ => errors += 1,
+                match conn.get(&paths[k], etags.get(k).map(String::as_str)).await {
+                    Ok(r) if r.status == 200 || r.status == 304 => lat.push(t.elapsed().as_micros() as u64),
+                    Ok(_) => errors += 1,
+                    // A broken connection: count it and stop this worker (the others go on).
+                    Err(_) => return (lat, errors + 1),
                 }
             }
         }));
@@ -225,7 +316,7 @@ async fn collect(name: &str, start: Instant, tasks: Vec<tokio::task::JoinHandle<
     }
     let elapsed = start.elapsed();
     micros.sort_unstable();
-    Ok(Stats { name: name.into(), ok: micros.len(), errors, elapsed, micros })
+    Ok(Stats { name: name.into(), ok: micros.len(), errors, elapsed, micros, cpu: None })
 }
 
 /// Open-loop load: GETs over `urls` (round robin) due at `rate` per second for `duration`,
@@ -240,13 +331,14 @@ pub async fn run_gets_at_rate(
     duration: Duration,
     concurrency: usize,
 ) -> anyhow::Result<Stats> {
-    let urls = Arc::new(urls);
+    let paths = paths(&urls)?;
+    let conns = connections(ep, concurrency).await?;
     let total = (rate * duration.as_secs_f64()).max(1.0) as usize;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (ep, urls, next) = (ep.clone(), urls.clone(), next.clone());
+    for mut conn in conns {
+        let (paths, next) = (paths.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors) = (Vec::new(), 0usize);
             loop {
@@ -264,14 +356,10 @@ pub async fn run_gets_at_rate(
                 } else {
                     due
                 };
-                let ok = match ep.http.get(&urls[i % urls.len()]).send().await {
-                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
-                    _ => false,
-                };
-                if ok {
-                    lat.push(due.elapsed().as_micros() as u64);
-                } else {
-                    errors += 1;
+                match conn.get(&paths[i % paths.len()], None).await {
+                    Ok(r) if r.status == 200 => lat.push(due.elapsed().as_micros() as u64),
+                    Ok(_) => errors += 1,
+                    Err(_) => return (lat, errors + 1),
                 }
             }
         }));

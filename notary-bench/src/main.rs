@@ -5,7 +5,7 @@
 //! Prints, per operation: requests, req/s, p50/p99/p999 latency and errors.
 
 use clap::Parser;
-use notary_bench::load::{rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, Endpoint, Stats};
+use notary_bench::load::{rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, CpuProbe, Endpoint, Stats};
 
 #[derive(Parser, Debug)]
 #[command(name = "notary-bench", version)]
@@ -40,6 +40,10 @@ struct Args {
     /// Seconds of open-loop load at half the measured peak of `GET timestamp.json` (0: skip).
     #[arg(long, default_value_t = 3.0)]
     half_peak_secs: f64,
+    /// Run the open-loop measurements at this many requests per second instead of half of the
+    /// measured peak (to compare settings at one load).
+    #[arg(long)]
+    rate: Option<f64>,
     /// PID of the server under --url: its resident memory is printed after the run.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -50,11 +54,25 @@ struct Args {
     /// (so all are cached), print the resident memory of --server-pid, and stop.
     #[arg(long)]
     rss_guns: Option<usize>,
+    /// Run only the operations whose names contain one of these (comma-separated), e.g.
+    /// `--only timestamp` for the current-timestamp reads and the open-loop run after them.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 fn row(s: &Stats) {
+    let cpu = match s.cpu {
+        Some(c) => format!(
+            "{:>7.0}% {:>7} {:>6.0}% {:>7.0}%",
+            c.client * 100.0,
+            c.server.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into()),
+            c.db * 100.0,
+            c.machine * 100.0
+        ),
+        None => String::new(),
+    };
     println!(
-        "{:<28} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+        "{:<32} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {cpu}",
         s.name,
         s.ok,
         s.rate(),
@@ -65,8 +83,17 @@ fn row(s: &Stats) {
     );
 }
 
+/// Run one measurement and note where the CPU went meanwhile.
+async fn measured(server_pid: Option<u32>, run: impl std::future::Future<Output = anyhow::Result<Stats>>) -> anyhow::Result<Stats> {
+    let probe = CpuProbe::start(server_pid);
+    let mut s = run.await?;
+    s.cpu = Some(probe.finish());
+    Ok(s)
+}
+
 /// Seed `url`, then run every read and the publishes; returns one row per operation.
-async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>) -> anyhow::Result<Vec<Stats>> {
+async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option<u32>) -> anyhow::Result<Vec<Stats>> {
+    let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|o| name.contains(o.as_str()));
     let ca = ca.map(std::fs::read).transpose()?;
     let ep = Endpoint::new(url, ca.as_deref())?;
     let prefix = format!("bench.example.com/run{}", chrono::Utc::now().timestamp_millis());
@@ -93,26 +120,45 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>) -> anyhow::
     let timestamps = reads[0].1.clone();
     let by_hash = reads[4].1.clone();
     let mut out = Vec::new();
+    let mut peaks = std::collections::HashMap::new();
     for (name, u, reval) in reads {
+        if !wanted(name) {
+            continue;
+        }
         // Warm up (connections, TLS sessions, the server's pools and caches) unmeasured.
         run_gets(&ep, name, u.clone(), (a.requests / 10).clamp(a.concurrency, 3000), a.concurrency, reval).await?;
-        out.push(run_gets(&ep, name, u, a.requests, a.concurrency, reval).await?);
+        let s = measured(pid, run_gets(&ep, name, u, a.requests, a.concurrency, reval)).await?;
+        peaks.insert(name, s.rate());
+        out.push(s);
     }
     if a.half_peak_secs > 0.0 {
         let d = std::time::Duration::from_secs_f64(a.half_peak_secs);
-        let half = out[0].rate() / 2.0;
-        out.push(run_gets_at_rate(&ep, "GET timestamp.json @50% peak", timestamps, half, d, a.concurrency).await?);
-        // The same for a read that needs no freshness check (content-addressed): the floor
-        // this machine and client set, to compare with.
-        let half = out[4].rate() / 2.0;
-        out.push(run_gets_at_rate(&ep, "GET snapshot.<sha256> @50% peak", by_hash, half, d, a.concurrency).await?);
+        // Current timestamps, then a read that needs no freshness check (content-addressed):
+        // the floor this machine and client set, to compare with.
+        for (peak_of, name, u) in [
+            ("GET timestamp.json", "GET timestamp.json @50% peak", timestamps),
+            ("GET snapshot.<sha256>.json", "GET snapshot.<sha256> @50% peak", by_hash),
+        ] {
+            if let Some(peak) = peaks.get(peak_of) {
+                let (name, rate) = match a.rate {
+                    Some(r) => (format!("{} @{r:.0}/s", &name[..name.find(" @").unwrap_or(name.len())]), r),
+                    None => (name.to_string(), peak / 2.0),
+                };
+                out.push(measured(pid, run_gets_at_rate(&ep, &name, u, rate, d, a.concurrency)).await?);
+            }
+        }
     }
-    out.push(run_publishes(&ep, &mut seeded, a.publishes, a.concurrency).await?);
+    if wanted("publish targets") {
+        out.push(measured(pid, run_publishes(&ep, &mut seeded, a.publishes, a.concurrency)).await?);
+    }
     Ok(out)
 }
 
 fn header() {
-    println!("{:<28} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7}", "operation", "ok", "req/s", "p50 ms", "p99 ms", "p999 ms", "errors");
+    println!(
+        "{:<32} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>7} {:>8}",
+        "operation", "ok", "req/s", "p50 ms", "p99 ms", "p999 ms", "errors", "cpu:bench", "server", "db", "machine"
+    );
 }
 
 fn print_rss(label: &str, pid: Option<u32>) {
@@ -154,21 +200,21 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = a.rss_guns {
         return memory(&a, n).await;
     }
-    let ours = suite(&a, &a.url, a.ca.as_ref()).await?;
+    let ours = suite(&a, &a.url, a.ca.as_ref(), a.server_pid).await?;
     header();
     ours.iter().for_each(row);
     print_rss(&a.url, a.server_pid);
     if let Some(other) = &a.against {
         println!();
-        let theirs = suite(&a, other, a.against_ca.as_ref().or(a.ca.as_ref())).await?;
+        let theirs = suite(&a, other, a.against_ca.as_ref().or(a.ca.as_ref()), a.against_pid).await?;
         header();
         theirs.iter().for_each(row);
         print_rss(other, a.against_pid);
         println!();
-        println!("{:<28} {:>12} {:>12} {:>9} {:>12} {:>12}", "operation", "req/s", "vs req/s", "ratio", "p99 ms", "vs p99 ms");
+        println!("{:<32} {:>12} {:>12} {:>9} {:>12} {:>12}", "operation", "req/s", "vs req/s", "ratio", "p99 ms", "vs p99 ms");
         for (x, y) in ours.iter().zip(&theirs) {
             println!(
-                "{:<28} {:>12.0} {:>12.0} {:>8.1}x {:>12.2} {:>12.2}",
+                "{:<32} {:>12.0} {:>12.0} {:>8.1}x {:>12.2} {:>12.2}",
                 x.name,
                 x.rate(),
                 y.rate(),

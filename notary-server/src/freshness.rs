@@ -11,7 +11,8 @@
 //! Checks are shared: a read that arrives while a check is in flight waits for the next one,
 //! which starts as soon as the current one ends; under load one small indexed query answers a
 //! whole batch of reads. With no reads a check still runs every `period` (deletions reach the
-//! by-checksum cache).
+//! by-checksum cache). On Postgres a check is one round trip on a connection of its own
+//! (`SqlStore::changes_after`), not a pooled query, which would cost two more.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +26,7 @@ use crate::storage::{MetaStore, StoreError};
 const PAGE: i64 = 1000;
 /// Checks that may run at once. One is best measured (notary-bench, 16 and 64 connections):
 /// overlapping checks shorten the wait a little but cost more queries than they save.
-const MAX_IN_FLIGHT: usize = 1;
+pub(crate) const MAX_IN_FLIGHT: usize = 1;
 
 struct State {
     /// Checks started so far (the epoch of the newest one).

@@ -22,6 +22,9 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Connections kept for changefeed checks: as many as checks may overlap.
+const FOLLOWERS: usize = crate::freshness::MAX_IN_FLIGHT;
+
 /// Key of the transaction-level advisory lock that orders changefeed writes on Postgres.
 const CHANGEFEED_LOCK: i64 = 0x6e6f_7461_7279;
 
@@ -127,12 +130,22 @@ pub struct SqlStore {
     /// SQLite allows one writer: serialise this process's write transactions instead of
     /// letting deferred transactions fail to upgrade their locks.
     write_lock: Mutex<()>,
+    /// Postgres: a connection of its own for the changefeed checks of the read barrier, outside
+    /// the pool. A pooled query costs two more round trips (sqlx pings a connection when it
+    /// leaves the pool and again when it comes back); the barrier puts one check's latency on
+    /// every current read, so it gets one round trip. Taken out while in use: a check cancelled
+    /// half-way (deadline) drops the connection instead of leaving an unread answer in it.
+    followers: std::sync::Mutex<Vec<sqlx::PgConnection>>,
 }
 
 impl SqlStore {
     pub async fn new(db: Db) -> Result<Self, StoreError> {
         migrate(&db, "server", MIGRATIONS).await.map_err(|e| StoreError::Db(e.to_string()))?;
-        Ok(SqlStore { db, write_lock: Mutex::new(()) })
+        Ok(SqlStore::with_db(db))
+    }
+
+    fn with_db(db: Db) -> Self {
+        SqlStore { db, write_lock: Mutex::new(()), followers: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// On a database this instance must not write (a read replica): check the schema is there
@@ -143,7 +156,7 @@ impl SqlStore {
                 StoreError::Db(format!("the read-only database has no notary schema (run a read-write instance on its primary first): {e}"))
             },
         )?;
-        Ok(SqlStore { db, write_lock: Mutex::new(()) })
+        Ok(SqlStore::with_db(db))
     }
 
     async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -307,9 +320,25 @@ impl MetaStore for SqlStore {
     }
 
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
-        let rows: Vec<(i32, String, String)> = with_pool!(&self.db, p => sqlx::query_as(
-            "SELECT id, gun, category FROM changefeed WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(id).bind(limit).fetch_all(p).await)?;
+        const SQL: &str = "SELECT id, gun, category FROM changefeed WHERE id > $1 ORDER BY id LIMIT $2";
+        let rows: Vec<(i32, String, String)> = match &self.db {
+            Db::Sqlite(p) => sqlx::query_as(SQL).bind(id).bind(limit).fetch_all(p).await?,
+            Db::Postgres(p) => {
+                use sqlx::Connection;
+                let idle = self.followers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let mut conn = match idle {
+                    Some(c) => c,
+                    None => sqlx::PgConnection::connect_with(&p.connect_options()).await?,
+                };
+                let rows = sqlx::query_as(SQL).bind(id).bind(limit).fetch_all(&mut conn).await?;
+                // Only a connection that answered goes back (an error drops it: reconnect next time).
+                let mut idle = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < FOLLOWERS {
+                    idle.push(conn);
+                }
+                rows
+            }
+        };
         Ok(rows.into_iter().map(|(id, gun, category)| ChangeRef { id: id as i64, gun, deletion: category == "deletion" }).collect())
     }
 
