@@ -220,13 +220,14 @@ fn paths(urls: &[String]) -> anyhow::Result<Arc<Vec<String>>> {
 }
 
 /// Run `requests` GETs over `urls` (round robin) with `concurrency` workers, each on its own
-/// keep-alive connection. With `revalidate`, each request revalidates with `If-None-Match`
+/// keep-alive connection, or as many as fit in `for_at_most` when that ends first. With `revalidate`, each request revalidates with `If-None-Match`
 /// and a 304 counts as success.
 pub async fn run_gets(
     ep: &Endpoint,
     name: &str,
     urls: Vec<String>,
     requests: usize,
+    for_at_most: Option<Duration>,
     concurrency: usize,
     revalidate: bool,
 ) -> anyhow::Result<Stats> {
@@ -248,7 +249,7 @@ pub async fn run_gets(
             let (mut lat, mut errors) = (Vec::new(), 0usize);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
+                if i >= requests || for_at_most.is_some_and(|d| start.elapsed() >= d) {
                     return (lat, errors);
                 }
                 let k = i % paths.len();
@@ -383,7 +384,7 @@ pub async fn touch_all(ep: &Endpoint, guns: &[String], concurrency: usize) -> an
     let urls: Vec<String> =
         guns.iter().flat_map(|g| ["timestamp.json", "snapshot.json", "targets.json", "root.json"].map(|f| ep.tuf(g, f))).collect();
     let n = urls.len();
-    let s = run_gets(ep, "touch", urls, n, concurrency, false).await?;
+    let s = run_gets(ep, "touch", urls, n, None, concurrency, false).await?;
     if s.errors > 0 {
         bail!("{} of {n} reads failed", s.errors);
     }

@@ -4,6 +4,8 @@
 //!
 //! Prints, per operation: requests, req/s, p50/p99/p999 latency and errors.
 
+use std::time::Duration;
+
 use clap::Parser;
 use notary_bench::load::{rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, CpuProbe, Endpoint, Stats};
 
@@ -22,9 +24,14 @@ struct Args {
     /// Targets per repository.
     #[arg(long, default_value_t = 10)]
     targets: usize,
-    /// GET requests per read operation.
+    /// GET requests per read operation (see --seconds).
     #[arg(long, default_value_t = 5000)]
     requests: usize,
+    /// Instead of --requests: run each read for this many seconds (after half a second of
+    /// unmeasured warm-up). Long runs average out a shared machine's hiccups; a count of
+    /// requests would take minutes on a slow server.
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Publishes per repository.
     #[arg(long, default_value_t = 5)]
     publishes: usize,
@@ -126,13 +133,17 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option
             continue;
         }
         // Warm up (connections, TLS sessions, the server's pools and caches) unmeasured.
-        run_gets(&ep, name, u.clone(), (a.requests / 10).clamp(a.concurrency, 3000), a.concurrency, reval).await?;
-        let s = measured(pid, run_gets(&ep, name, u, a.requests, a.concurrency, reval)).await?;
+        let (warm_up, runs) = match a.seconds {
+            Some(s) => ((usize::MAX, Some(Duration::from_millis(500))), (usize::MAX, Some(Duration::from_secs_f64(s)))),
+            None => (((a.requests / 10).clamp(a.concurrency, 3000), None), (a.requests, None)),
+        };
+        run_gets(&ep, name, u.clone(), warm_up.0, warm_up.1, a.concurrency, reval).await?;
+        let s = measured(pid, run_gets(&ep, name, u, runs.0, runs.1, a.concurrency, reval)).await?;
         peaks.insert(name, s.rate());
         out.push(s);
     }
     if a.half_peak_secs > 0.0 {
-        let d = std::time::Duration::from_secs_f64(a.half_peak_secs);
+        let d = Duration::from_secs_f64(a.half_peak_secs);
         // Current timestamps, then a read that needs no freshness check (content-addressed):
         // the floor this machine and client set, to compare with.
         for (peak_of, name, u) in [

@@ -2,17 +2,19 @@
 //! the same regular expressions gorilla/mux builds for the Go server, so GUN matching (slashes,
 //! greedy `[^*]+`) behaves identically.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use regex::Regex;
+
+use chrono::Datelike;
 
 use crate::auth::{Access, TokenAuth};
 use crate::errors::{ApiError, Code};
 use crate::metrics::Metrics;
+use crate::routes;
 use crate::service::RepoService;
 use crate::storage::StoredFile;
 
@@ -33,32 +35,6 @@ fn authorize(req: &HttpRequest, state: &AppState, required: Vec<Access>) -> Resu
         Some(a) => a.check(req, &required),
         None => Ok(()),
     }
-}
-
-const ROLE: &str = r"root|targets(?:/[^/\s]+)*|snapshot|timestamp";
-
-struct Routes {
-    update: Regex,
-    by_hash: Regex,
-    by_version: Regex,
-    current: Regex,
-    key: Regex,
-    changefeed: Regex,
-}
-
-fn routes() -> &'static Routes {
-    static R: OnceLock<Routes> = OnceLock::new();
-    R.get_or_init(|| Routes {
-        update: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/$").unwrap(),
-        by_hash: Regex::new(&format!(
-            r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json$"
-        ))
-        .unwrap(),
-        by_version: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<version>[1-9]*[0-9]+)\.(?P<role>{ROLE})\.json$")).unwrap(),
-        current: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.json$")).unwrap(),
-        key: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>snapshot|timestamp)\.key$").unwrap(),
-        changefeed: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/changefeed$").unwrap(),
-    })
 }
 
 /// Go `path.Clean`, keeping a trailing slash as gorilla's `cleanPath` does.
@@ -117,7 +93,6 @@ pub async fn dispatch(req: HttpRequest, body: web::Payload, state: web::Data<App
 type Routed = (Option<&'static str>, Result<HttpResponse, ApiError>);
 
 async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payload, state: &AppState) -> Routed {
-    let r = routes();
     let get = method == Method::GET;
     if get && path == "/v2/" {
         return (None, authorize(req, state, Access::catalog()).map(|_| text_ok(b"{}".to_vec())));
@@ -146,8 +121,7 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
         );
     }
     if method == Method::POST {
-        if let Some(c) = r.update.captures(path) {
-            let gun = &c["gun"];
+        if let Some(gun) = routes::update(path) {
             let res = async {
                 guard(req, state, gun, true, &["push", "pull"])?;
                 update(req, gun, body, state).await
@@ -156,27 +130,24 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
         }
     }
     if get {
-        if let Some(c) = r.by_hash.captures(path) {
-            let (gun, role) = (&c["gun"], &c["role"]);
+        if let Some((gun, role, checksum)) = routes::by_hash(path) {
             let res = async {
                 guard(req, state, gun, false, &["pull"])?;
-                let f = state.service.by_checksum(gun, role, &c["checksum"]).await?;
+                let f = state.service.by_checksum(gun, role, checksum).await?;
                 Ok(metadata_response(req, f, state.max_age_consistent, false))
             };
             return (Some("GetRoleByHash"), res.await);
         }
-        if let Some(c) = r.by_version.captures(path) {
-            let (gun, role) = (&c["gun"], &c["role"]);
+        if let Some((gun, version, role)) = routes::by_version(path) {
             let res = async {
                 guard(req, state, gun, false, &["pull"])?;
-                let v = c["version"].parse::<i64>().map_err(|_| ApiError::not_found())?;
+                let v = version.parse::<i64>().map_err(|_| ApiError::not_found())?;
                 let f = state.service.by_version(gun, role, v).await?;
                 Ok(metadata_response(req, f, state.max_age_consistent, false))
             };
             return (Some("GetRoleByVersion"), res.await);
         }
-        if let Some(c) = r.current.captures(path) {
-            let (gun, role) = (&c["gun"], &c["role"]);
+        if let Some((gun, role)) = routes::current(path) {
             let res = async {
                 guard(req, state, gun, false, &["pull"])?;
                 let f = state.service.current(gun, role).await?;
@@ -185,8 +156,7 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
             return (Some("GetRole"), res.await);
         }
     }
-    if let Some(c) = r.key.captures(path) {
-        let (gun, role) = (&c["gun"], &c["role"]);
+    if let Some((gun, role)) = routes::key(path) {
         if get || method == Method::POST {
             let res = async {
                 guard(req, state, gun, false, if get { &["push", "pull"] } else { &["*"] })?;
@@ -200,8 +170,7 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
         }
     }
     if method == Method::DELETE {
-        if let Some(c) = r.update.captures(path) {
-            let gun = &c["gun"];
+        if let Some(gun) = routes::update(path) {
             let res = async {
                 guard(req, state, gun, false, &["*"])?;
                 state.service.delete(gun).await?;
@@ -211,8 +180,7 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
         }
     }
     if get {
-        if let Some(c) = r.changefeed.captures(path) {
-            let gun = &c["gun"];
+        if let Some(gun) = routes::changefeed(path) {
             let res = async {
                 guard(req, state, gun, false, &["pull"])?;
                 changefeed(req, Some(gun), state).await
@@ -252,7 +220,7 @@ fn metadata_response(req: &HttpRequest, f: StoredFile, max_age: i64, current: bo
     let not_modified = if_none_match(req, &etag);
     let mut b = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
     b.insert_header((header::ETAG, etag));
-    b.insert_header((header::LAST_MODIFIED, f.modified.and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string()));
+    b.insert_header((header::LAST_MODIFIED, http_date(f.modified)));
     if max_age == 0 {
         b.insert_header((header::CACHE_CONTROL, "max-age=0, no-cache, no-store"));
         b.insert_header((header::PRAGMA, "no-cache"));
@@ -376,25 +344,25 @@ async fn parse_multipart(data: bytes::Bytes, boundary: String) -> Result<Vec<(St
     Ok(parts)
 }
 
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`); httpdate formats a cached read's date in a
+/// tenth of the time chrono's format strings take.
+fn http_date(t: chrono::NaiveDateTime) -> String {
+    match u64::try_from(t.and_utc().timestamp()) {
+        Ok(secs) if t.year() <= 9999 => httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
+        _ => t.and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn routes_match_gorilla() {
-        let r = routes();
-        let c = r.current.captures("/v2/docker.io/library/alpine/_trust/tuf/targets/releases.json").unwrap();
-        assert_eq!((&c["gun"], &c["role"]), ("docker.io/library/alpine", "targets/releases"));
-        let h = "a".repeat(64);
-        let p = format!("/v2/x/y/_trust/tuf/snapshot.{h}.json");
-        let c = r.by_hash.captures(&p).unwrap();
-        assert_eq!((&c["gun"], &c["role"], &c["checksum"]), ("x/y", "snapshot", h.as_str()));
-        let c = r.by_version.captures("/v2/x/_trust/tuf/3.root.json").unwrap();
-        assert_eq!((&c["gun"], &c["version"]), ("x", "3"));
-        assert!(r.current.captures("/v2/x/_trust/tuf/Targets.json").is_none());
-        assert!(r.current.captures("/v2/a*b/_trust/tuf/root.json").is_none());
-        assert!(r.key.captures("/v2/x/_trust/tuf/root.key").is_none());
-        assert!(r.update.captures("/v2/x/_trust/tuf").is_none());
+    fn http_dates() {
+        let t = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        for s in ["1994-11-06 08:49:37", "2026-02-28 23:59:59", "1970-01-01 00:00:00", "1969-12-31 23:59:59", "9999-12-31 23:59:59"] {
+            assert_eq!(http_date(t(s)), t(s).and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string(), "{s}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod freshness;
 pub mod http;
 pub mod metrics;
+pub mod routes;
 pub mod service;
 pub mod storage;
 pub mod tls;

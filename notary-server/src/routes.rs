@@ -1,0 +1,286 @@
+//! The Go server's TUF routes (gorilla/mux patterns), matched by hand.
+//!
+//! Each function accepts exactly the paths of one pattern and returns the same captures:
+//!
+//! | function | pattern |
+//! |---|---|
+//! | `update` | `^/v2/(?P<gun>[^*]+)/_trust/tuf/$` |
+//! | `by_hash` | `^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>ROLE)\.(?P<checksum>[a-fA-F0-9]{64}\|{96}\|{128})\.json$` |
+//! | `by_version` | `^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<version>[1-9]*[0-9]+)\.(?P<role>ROLE)\.json$` |
+//! | `current` | `^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>ROLE)\.json$` |
+//! | `key` | `^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>snapshot\|timestamp)\.key$` |
+//! | `changefeed` | `^/v2/(?P<gun>[^*]+)/_trust/changefeed$` |
+//!
+//! with `ROLE` = `root|targets(?:/[^/\s]+)*|snapshot|timestamp`. The greedy `gun` takes the
+//! longest prefix that lets the rest match, and a delegation role the longest that does. These
+//! regular expressions were the router before; capturing with them took a seventh of the
+//! server's CPU on a cached read. The unit tests check these functions against them.
+
+const TUF: &str = "/_trust/tuf/";
+
+/// The GUN and the rest of the path, for the longest GUN whose rest `rest_ok` accepts.
+fn split_gun<'p, T>(path: &'p str, sep: &str, rest_ok: impl Fn(&'p str) -> Option<T>) -> Option<(&'p str, T)> {
+    let tail = path.strip_prefix("/v2/")?;
+    // A GUN has no '*': only separators before the first one can end it.
+    let limit = tail.find('*').unwrap_or(tail.len());
+    let mut end = tail.len();
+    while let Some(at) = tail[..end].rfind(sep) {
+        // The next candidate may overlap this one ("/_trust/tuf/_trust/tuf/").
+        end = at + sep.len() - 1;
+        if at == 0 || at > limit {
+            continue;
+        }
+        if let Some(t) = rest_ok(&tail[at + sep.len()..]) {
+            return Some((&tail[..at], t));
+        }
+    }
+    None
+}
+
+/// `ROLE`, the whole of `s`.
+fn is_role(s: &str) -> bool {
+    match s {
+        "root" | "snapshot" | "timestamp" | "targets" => true,
+        _ => s.strip_prefix("targets/").is_some_and(|d| d.split('/').all(|seg| !seg.is_empty() && !seg.contains(char::is_whitespace))),
+    }
+}
+
+/// `POST`/`DELETE …/_trust/tuf/`: the GUN.
+pub fn update(path: &str) -> Option<&str> {
+    split_gun(path, TUF, |rest| rest.is_empty().then_some(())).map(|(gun, ())| gun)
+}
+
+/// `…/_trust/tuf/<role>.<checksum>.json`: (GUN, role, checksum).
+pub fn by_hash(path: &str) -> Option<(&str, &str, &str)> {
+    split_gun(path, TUF, |rest| {
+        let stem = rest.strip_suffix(".json")?;
+        // The longest role first: the shortest checksum that leaves one.
+        [64, 96, 128].into_iter().find_map(|n| {
+            let cut = stem.len().checked_sub(n + 1)?;
+            if !stem.is_char_boundary(cut) {
+                return None;
+            }
+            let (role, dot_sum) = stem.split_at(cut);
+            let sum = dot_sum.strip_prefix('.')?;
+            (sum.bytes().all(|b| b.is_ascii_hexdigit()) && is_role(role)).then_some((role, sum))
+        })
+    })
+    .map(|(gun, (role, sum))| (gun, role, sum))
+}
+
+/// `…/_trust/tuf/<version>.<role>.json`: (GUN, version digits, role).
+pub fn by_version(path: &str) -> Option<(&str, &str, &str)> {
+    split_gun(path, TUF, |rest| {
+        let (version, role) = rest.strip_suffix(".json")?.split_once('.')?;
+        (!version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) && is_role(role)).then_some((version, role))
+    })
+    .map(|(gun, (version, role))| (gun, version, role))
+}
+
+/// `…/_trust/tuf/<role>.json`: (GUN, role).
+pub fn current(path: &str) -> Option<(&str, &str)> {
+    split_gun(path, TUF, |rest| rest.strip_suffix(".json").filter(|r| is_role(r)))
+}
+
+/// `…/_trust/tuf/<snapshot|timestamp>.key`: (GUN, role).
+pub fn key(path: &str) -> Option<(&str, &str)> {
+    split_gun(path, TUF, |rest| rest.strip_suffix(".key").filter(|r| matches!(*r, "snapshot" | "timestamp")))
+}
+
+/// `…/_trust/changefeed`: the GUN.
+pub fn changefeed(path: &str) -> Option<&str> {
+    split_gun(path, "/_trust/changefeed", |rest| rest.is_empty().then_some(())).map(|(gun, ())| gun)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use regex::Regex;
+
+    const ROLE: &str = r"root|targets(?:/[^/\s]+)*|snapshot|timestamp";
+
+    struct Oracle {
+        update: Regex,
+        by_hash: Regex,
+        by_version: Regex,
+        current: Regex,
+        key: Regex,
+        changefeed: Regex,
+    }
+
+    /// The gorilla/mux patterns of the Go server, as regular expressions.
+    fn oracle() -> &'static Oracle {
+        static O: std::sync::LazyLock<Oracle> = std::sync::LazyLock::new(|| {
+            Oracle {
+            update: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/$").unwrap(),
+            by_hash: Regex::new(&format!(
+                r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json$"
+            ))
+            .unwrap(),
+            by_version: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<version>[1-9]*[0-9]+)\.(?P<role>{ROLE})\.json$")).unwrap(),
+            current: Regex::new(&format!(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>{ROLE})\.json$")).unwrap(),
+            key: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/tuf/(?P<role>snapshot|timestamp)\.key$").unwrap(),
+            changefeed: Regex::new(r"^/v2/(?P<gun>[^*]+)/_trust/changefeed$").unwrap(),
+        }
+        });
+        &O
+    }
+
+    fn caps<'p>(re: &Regex, path: &'p str, names: &[&str]) -> Option<Vec<&'p str>> {
+        let c = re.captures(path)?;
+        Some(names.iter().map(|n| c.name(n).unwrap().as_str()).collect())
+    }
+
+    fn check(o: &Oracle, p: &str) {
+        assert_eq!(update(p).map(|g| vec![g]), caps(&o.update, p, &["gun"]), "update {p:?}");
+        assert_eq!(by_hash(p).map(|(g, r, c)| vec![g, r, c]), caps(&o.by_hash, p, &["gun", "role", "checksum"]), "by_hash {p:?}");
+        assert_eq!(by_version(p).map(|(g, v, r)| vec![g, v, r]), caps(&o.by_version, p, &["gun", "version", "role"]), "by_version {p:?}");
+        assert_eq!(current(p).map(|(g, r)| vec![g, r]), caps(&o.current, p, &["gun", "role"]), "current {p:?}");
+        assert_eq!(key(p).map(|(g, r)| vec![g, r]), caps(&o.key, p, &["gun", "role"]), "key {p:?}");
+        assert_eq!(changefeed(p).map(|g| vec![g]), caps(&o.changefeed, p, &["gun"]), "changefeed {p:?}");
+    }
+
+    #[test]
+    fn captures() {
+        assert_eq!(
+            current("/v2/docker.io/library/alpine/_trust/tuf/targets/releases.json"),
+            Some(("docker.io/library/alpine", "targets/releases"))
+        );
+        let h = "a".repeat(64);
+        assert_eq!(by_hash(&format!("/v2/x/y/_trust/tuf/snapshot.{h}.json")), Some(("x/y", "snapshot", h.as_str())));
+        assert_eq!(by_version("/v2/x/_trust/tuf/3.root.json"), Some(("x", "3", "root")));
+        assert_eq!(current("/v2/x/_trust/tuf/Targets.json"), None);
+        assert_eq!(current("/v2/a*b/_trust/tuf/root.json"), None);
+        assert_eq!(key("/v2/x/_trust/tuf/root.key"), None);
+        assert_eq!(update("/v2/x/_trust/tuf"), None);
+        assert_eq!(update("/v2/a/b/_trust/tuf/"), Some("a/b"));
+        assert_eq!(changefeed("/v2/a/_trust/changefeed"), Some("a"));
+    }
+
+    #[test]
+    fn known_paths_route_as_gorilla_does() {
+        let o = oracle();
+        let h64 = "a".repeat(64);
+        let h96 = "B".repeat(96);
+        let h128 = "0".repeat(128);
+        for p in [
+            "/v2/docker.io/library/alpine/_trust/tuf/targets/releases.json".to_string(),
+            format!("/v2/x/y/_trust/tuf/snapshot.{h64}.json"),
+            format!("/v2/x/_trust/tuf/targets/a.b.{h96}.json"),
+            format!("/v2/x/_trust/tuf/targets/a.{h64}.{h128}.json"),
+            format!("/v2/x/_trust/tuf/root.{}.json", "c".repeat(65)),
+            "/v2/x/_trust/tuf/3.root.json".into(),
+            "/v2/x/_trust/tuf/0003.targets/x.y.json.json".into(),
+            "/v2/x/_trust/tuf/Targets.json".into(),
+            "/v2/a*b/_trust/tuf/root.json".into(),
+            "/v2/a/_trust/tuf/b*/_trust/tuf/root.json".into(),
+            "/v2/a/_trust/tuf/b/_trust/tuf/root.json".into(),
+            "/v2/a/_trust/tuf/targets/_trust/tuf/root.json".into(),
+            "/v2/x/_trust/tuf/root.key".into(),
+            "/v2/x/_trust/tuf/timestamp.key".into(),
+            "/v2/x/_trust/tuf".into(),
+            "/v2/x/_trust/tuf/".into(),
+            "/v2//_trust/tuf/".into(),
+            "/v2/_trust/tuf/".into(),
+            "/v2/x/_trust/changefeed".into(),
+            "/v2/x/_trust/tuf/_trust/changefeed".into(),
+            "/v2/a/_trust/tuf/_trust/tuf/".into(),
+            "/v2/a/_trust/tuf/_trust/tuf/root.json".into(),
+            "/v2/a*/_trust/tuf/_trust/tuf/root.json".into(),
+            "/v2/x/_trust/tuf/targets/ a.json".into(),
+            "/v2/x/_trust/tuf/targets//a.json".into(),
+            "/v2/é/_trust/tuf/targets/ü\u{a0}.json".into(),
+        ] {
+            check(o, &p);
+        }
+    }
+
+    fn hex() -> impl Strategy<Value = String> {
+        (prop_oneof![Just(63usize), Just(64), Just(65), Just(96), Just(128)], "[a-fA-F0-9]").prop_map(|(n, c)| c.repeat(n))
+    }
+
+    /// Paths shaped like the routes, with the pieces that matter to them varied.
+    fn shaped() -> impl Strategy<Value = String> {
+        let gun_piece = prop_oneof![
+            8 => "[a-z]{1,3}",
+            1 => Just("/".to_string()),
+            1 => Just("*".to_string()),
+            1 => Just("/_trust/tuf/".to_string()),
+            1 => Just("_trust".to_string()),
+            1 => Just(" ".to_string()),
+            1 => Just("é".to_string()),
+        ];
+        let role = prop_oneof![
+            Just("root"),
+            Just("targets"),
+            Just("snapshot"),
+            Just("timestamp"),
+            Just("targets/a"),
+            Just("targets/a.b"),
+            Just("targets/a/b.json"),
+            Just("targets/"),
+            Just("targets//a"),
+            Just("targets/ a"),
+            Just("targets/a\u{2003}"),
+            Just("Targets"),
+            Just("rootx"),
+            Just(""),
+        ];
+        let version = prop_oneof![4 => Just(String::new()), 3 => "[0-9]{1,3}\\.", 1 => Just("x.".to_string()), 1 => Just(".".to_string())];
+        let sum = prop_oneof![
+            3 => Just(String::new()),
+            3 => hex().prop_map(|h| format!(".{h}")),
+            1 => hex().prop_map(|h| format!(".{h}.{h}"))
+        ];
+        let end = prop_oneof![6 => Just(".json"), 2 => Just(".key"), 1 => Just(""), 1 => Just(".jso"), 1 => Just(".json.json")];
+        let sep = prop_oneof![6 => Just("/_trust/tuf/"), 1 => Just("/_trust/changefeed"), 1 => Just("/_trust/tuf")];
+        (prop::collection::vec(gun_piece, 1..4), sep, version, role, sum, end)
+            .prop_map(|(gun, sep, v, r, s, e)| format!("/v2/{}{sep}{v}{r}{s}{e}", gun.concat()))
+    }
+
+    /// Paths made of the pieces that matter to these patterns, in any order.
+    fn soup() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("/v2/".to_string()),
+            Just("/_trust/tuf/".to_string()),
+            Just("/_trust/changefeed".to_string()),
+            Just("root".to_string()),
+            Just("targets".to_string()),
+            Just("snapshot".to_string()),
+            Just("timestamp".to_string()),
+            Just("/".to_string()),
+            Just(".".to_string()),
+            Just("json".to_string()),
+            Just(".json".to_string()),
+            Just(".key".to_string()),
+            Just("*".to_string()),
+            Just(" ".to_string()),
+            Just("\u{2003}".to_string()),
+            Just("é".to_string()),
+            "[0-9]{1,3}",
+            "[a-z]{1,4}",
+            hex(),
+        ];
+        (prop::collection::vec(piece, 0..10), any::<bool>()).prop_map(|(parts, prefix)| {
+            let body = parts.concat();
+            if prefix {
+                format!("/v2/{body}")
+            } else {
+                body
+            }
+        })
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        prop_oneof![3 => shaped(), 1 => soup()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn hand_routes_agree_with_the_patterns(p in path()) {
+            check(oracle(), &p);
+        }
+    }
+}
