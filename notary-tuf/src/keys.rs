@@ -105,14 +105,15 @@ fn first_cert_spki(pem: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn verify_ecdsa_spki(spki: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    use p256::ecdsa::signature::Verifier;
     use p256::pkcs8::DecodePublicKey;
     if sig.len() != 64 {
         return false;
     }
+    // p256 parses and checks the key (a P-256 SPKI, a point on the curve); ring checks the
+    // signature (r ‖ s, as Go's notary writes it; SHA-256 of the message).
     let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(spki) else { return false };
-    let Ok(s) = p256::ecdsa::Signature::from_slice(sig) else { return false };
-    vk.verify(msg, &s).is_ok()
+    let point = vk.to_encoded_point(false);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point.as_bytes()).verify(msg, sig).is_ok()
 }
 
 fn verify_ed25519(public: &[u8], msg: &[u8], sig: &[u8]) -> bool {
