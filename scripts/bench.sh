@@ -2,7 +2,7 @@
 # Benchmark: our notary-server (release build) and Debian's Go notary-server side by side, on
 # the same private Postgres (fsync on, as in production), both over TLS with the same
 # certificate, each with its local trust service. Prints notary-bench's table for each.
-# Usage: bash scripts/bench.sh [notary-bench options, e.g. --concurrency 32 --requests 20000]
+# Usage: bash scripts/bench.sh [notary-bench options, e.g. --concurrency 64 --seconds 3 --half-peak-secs 5 --publishes 20]
 #        bash scripts/bench.sh --rss-guns 10000   (memory of our server with that many repositories cached)
 set -euo pipefail
 cd "$(dirname "$0")/.."
