@@ -220,8 +220,8 @@ fn paths(urls: &[String]) -> anyhow::Result<Arc<Vec<String>>> {
 }
 
 /// Run `requests` GETs over `urls` (round robin) with `concurrency` workers, each on its own
-/// keep-alive connection, or as many as fit in `for_at_most` when that ends first. With `revalidate`, each request revalidates with `If-None-Match`
-/// and a 304 counts as success.
+/// keep-alive connection, or as many as fit in `for_at_most` when that ends first. With
+/// `revalidate`, each request revalidates with `If-None-Match` and a 304 counts as success.
 pub async fn run_gets(
     ep: &Endpoint,
     name: &str,

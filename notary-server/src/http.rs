@@ -1,15 +1,14 @@
-//! The Notary HTTP API (server-api.md §2–§3): a thin layer over [`RepoService`]. Routing uses
-//! the same regular expressions gorilla/mux builds for the Go server, so GUN matching (slashes,
-//! greedy `[^*]+`) behaves identically.
+//! The Notary HTTP API (server-api.md §2–§3): a thin layer over [`RepoService`]. Routing
+//! (`routes.rs`) accepts exactly what the Go server's gorilla/mux patterns accept, so GUN
+//! matching (slashes, greedy `[^*]+`) behaves identically.
 
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
-
 use chrono::Datelike;
+use futures_util::StreamExt;
 
 use crate::auth::{Access, TokenAuth};
 use crate::errors::{ApiError, Code};

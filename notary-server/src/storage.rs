@@ -133,8 +133,9 @@ pub struct SqlStore {
     /// Postgres: a connection of its own for the changefeed checks of the read barrier, outside
     /// the pool. A pooled query costs two more round trips (sqlx pings a connection when it
     /// leaves the pool and again when it comes back); the barrier puts one check's latency on
-    /// every current read, so it gets one round trip. Taken out while in use: a check cancelled
-    /// half-way (deadline) drops the connection instead of leaving an unread answer in it.
+    /// every current read, so it gets one round trip (both of its queries, `changes_after` and
+    /// `last_change_id`, use it). Taken out while in use: a check cancelled half-way (deadline)
+    /// drops the connection instead of leaving an unread answer in it.
     followers: std::sync::Mutex<Vec<sqlx::PgConnection>>,
 }
 
@@ -157,6 +158,30 @@ impl SqlStore {
             },
         )?;
         Ok(SqlStore::with_db(db))
+    }
+
+    /// A connection for a changefeed check (see `followers`): an idle one, or a new one.
+    async fn follower(&self, pool: &sqlx::PgPool) -> Result<sqlx::PgConnection, StoreError> {
+        use sqlx::Connection;
+        if let Some(c) = self.followers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(c);
+        }
+        let mut c = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
+        // Postgres re-plans `id > $1 … LIMIT $2` at every bind (its custom plans look cheaper
+        // than the generic one, an index scan either way): a fifth of a millisecond of planning
+        // for a check that runs in a fiftieth. Postgres before 12 has no such setting; it then
+        // plans as before.
+        let _ = sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut c).await;
+        Ok(c)
+    }
+
+    /// Give back a follower connection that answered (one that failed, or whose check was
+    /// cancelled, is dropped instead: the next check reconnects).
+    fn follower_done(&self, conn: sqlx::PgConnection) {
+        let mut idle = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < FOLLOWERS {
+            idle.push(conn);
+        }
     }
 
     async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -299,7 +324,16 @@ impl MetaStore for SqlStore {
     }
 
     async fn last_change_id(&self) -> Result<i64, StoreError> {
-        let row: (Option<i32>,) = with_pool!(&self.db, p => sqlx::query_as("SELECT MAX(id) FROM changefeed").fetch_one(p).await)?;
+        const SQL: &str = "SELECT MAX(id) FROM changefeed";
+        let row: (Option<i32>,) = match &self.db {
+            Db::Sqlite(p) => sqlx::query_as(SQL).fetch_one(p).await?,
+            Db::Postgres(p) => {
+                let mut conn = self.follower(p).await?;
+                let row = sqlx::query_as(SQL).fetch_one(&mut conn).await?;
+                self.follower_done(conn);
+                row
+            }
+        };
         Ok(row.0.unwrap_or(0) as i64)
     }
 
@@ -324,26 +358,9 @@ impl MetaStore for SqlStore {
         let rows: Vec<(i32, String, String)> = match &self.db {
             Db::Sqlite(p) => sqlx::query_as(SQL).bind(id).bind(limit).fetch_all(p).await?,
             Db::Postgres(p) => {
-                use sqlx::Connection;
-                let idle = self.followers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                let mut conn = match idle {
-                    Some(c) => c,
-                    None => {
-                        let mut c = sqlx::PgConnection::connect_with(&p.connect_options()).await?;
-                        // Postgres re-plans this statement at every bind (its custom plans look
-                        // cheaper than the generic one, an index scan either way): a fifth of a
-                        // millisecond of planning for a check that runs in a fiftieth. Postgres
-                        // before 12 has no such setting; it then plans as before.
-                        let _ = sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut c).await;
-                        c
-                    }
-                };
+                let mut conn = self.follower(p).await?;
                 let rows = sqlx::query_as(SQL).bind(id).bind(limit).fetch_all(&mut conn).await?;
-                // Only a connection that answered goes back (an error drops it: reconnect next time).
-                let mut idle = self.followers.lock().unwrap_or_else(|e| e.into_inner());
-                if idle.len() < FOLLOWERS {
-                    idle.push(conn);
-                }
+                self.follower_done(conn);
                 rows
             }
         };
