@@ -9,12 +9,21 @@
 //! A loader that read the database before an invalidation must not put its (possibly older)
 //! result back afterwards: it takes a [`Ticket`] before reading and the put is refused if
 //! anything was invalidated in between.
+//!
+//! What this instance itself writes need not be read back: before storing, a publish tells the
+//! cache what it will make current ([`MetaCache::expect`]); when the changefeed check reaches
+//! the publish's row it installs that chain and those files in place of the GUN's old chain
+//! ([`MetaCache::apply_update`]). The check applies rows in commit order, so what it installs is
+//! exactly what the database holds at that point of the feed; a later row replaces it as usual.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset};
 use lru::LruCache;
+use notary_tuf::metadata::{self as md, SignedFile};
 
 use crate::storage::StoredFile;
 
@@ -27,6 +36,35 @@ pub struct CachedChain {
     /// SHA-256 (hex) of each role the snapshot lists: all a read needs of the snapshot meta.
     pub role_sha256: std::collections::BTreeMap<Box<str>, Box<str>>,
 }
+
+impl CachedChain {
+    /// The chain of a timestamp and the snapshot it names (whose checksum the caller checked).
+    pub fn from_files(timestamp: StoredFile, snapshot: StoredFile) -> Result<CachedChain, String> {
+        let ts = SignedFile::parse(&timestamp.data).map_err(|e| format!("stored timestamp: {e}"))?;
+        let snap = SignedFile::parse(&snapshot.data).map_err(|e| format!("stored snapshot: {e}"))?;
+        let meta: md::MetaBody = snap.body().map_err(|e| format!("stored snapshot: {e}"))?;
+        Ok(CachedChain {
+            timestamp_expires: ts.common.expires,
+            timestamp,
+            snapshot_expires: snap.common.expires,
+            snapshot,
+            role_sha256: meta.meta.iter().filter_map(|(role, m)| Some((role.as_str().into(), m.sha256_hex()?.into()))).collect(),
+        })
+    }
+}
+
+/// What a write of this instance makes current once committed (see the module docs): the
+/// chain, and the new files other than the timestamp.
+pub struct Expected {
+    pub chain: Arc<CachedChain>,
+    pub files: Vec<(String, StoredFile)>,
+}
+
+/// Writes awaited at most (each holds its new files until its changefeed row is applied); an
+/// entry whose row is never applied (the instance's first check started after it) is dropped
+/// after `EXPECTED_TTL`.
+const MAX_EXPECTED: usize = 1024;
+const EXPECTED_TTL: Duration = Duration::from_secs(60);
 
 /// (GUN, role, sha256 hex or "v<version>")
 type FileKey = (Box<str>, Box<str>, Box<str>);
@@ -48,6 +86,8 @@ struct Inner {
     file_bytes: usize,
     chain_bytes: usize,
     max_bytes: usize,
+    /// (GUN, SHA-256 of the new timestamp) → what its row installs.
+    expected: HashMap<(Box<str>, Box<str>), (Instant, Expected)>,
 }
 
 /// Bookkeeping per entry beyond the metadata bytes (keys, hash, LRU node).
@@ -68,6 +108,14 @@ impl Inner {
         self.file_bytes += file_cost(&k, &f);
         if let Some((old_k, old)) = self.files.push(k, f) {
             self.file_bytes -= file_cost(&old_k, &old);
+        }
+        self.shrink();
+    }
+
+    fn push_chain(&mut self, gun: &str, c: Arc<CachedChain>) {
+        self.chain_bytes += chain_cost(gun, &c);
+        if let Some((old_gun, old)) = self.chains.push(gun.into(), c) {
+            self.chain_bytes -= chain_cost(&old_gun, &old);
         }
         self.shrink();
     }
@@ -113,6 +161,7 @@ impl MetaCache {
                 file_bytes: 0,
                 chain_bytes: 0,
                 max_bytes,
+                expected: HashMap::new(),
             }),
         }
     }
@@ -154,11 +203,41 @@ impl MetaCache {
     pub fn put_chain(&self, t: Ticket, gun: &str, c: Arc<CachedChain>) {
         let mut g = self.lock();
         if g.generation == t.0 {
-            g.chain_bytes += chain_cost(gun, &c);
-            if let Some((old_gun, old)) = g.chains.push(gun.into(), c) {
-                g.chain_bytes -= chain_cost(&old_gun, &old);
+            g.push_chain(gun, c);
+        }
+    }
+
+    /// A write is about to store a timestamp with this SHA-256 for `gun`: when the changefeed
+    /// row of that timestamp is applied, install `e` (see the module docs). Call before
+    /// storing; [`MetaCache::unexpect`] if the write fails.
+    pub fn expect(&self, gun: &str, timestamp_sha256: &str, e: Expected) {
+        let mut g = self.lock();
+        if g.expected.len() >= MAX_EXPECTED {
+            g.expected.retain(|_, (at, _)| at.elapsed() < EXPECTED_TTL);
+            if g.expected.len() >= MAX_EXPECTED {
+                return; // the row then only invalidates, and the next read loads from the database
             }
-            g.shrink();
+        }
+        g.expected.insert((gun.into(), timestamp_sha256.into()), (Instant::now(), e));
+    }
+
+    pub fn unexpect(&self, gun: &str, timestamp_sha256: &str) {
+        self.lock().expected.remove(&(gun.into(), timestamp_sha256.into()));
+    }
+
+    /// The changefeed says a timestamp with this SHA-256 was committed for `gun`: its cached
+    /// chain is stale (files stay valid); if this instance wrote it, the new chain and files
+    /// take its place.
+    pub fn apply_update(&self, gun: &str, timestamp_sha256: Option<&str>) {
+        let mut g = self.lock();
+        g.generation += 1;
+        g.pop_chain(gun);
+        let Some(sha) = timestamp_sha256 else { return };
+        if let Some((_, e)) = g.expected.remove(&(gun.into(), sha.into())) {
+            for (role, f) in e.files {
+                g.put_file(key(gun, &role, &f.sha256), f);
+            }
+            g.push_chain(gun, e.chain);
         }
     }
 
@@ -174,9 +253,7 @@ impl MetaCache {
 
     /// A newer timestamp was committed for the GUN: its chain is stale (files stay valid).
     pub fn invalidate(&self, gun: &str) {
-        let mut g = self.lock();
-        g.generation += 1;
-        g.pop_chain(gun);
+        self.apply_update(gun, None)
     }
 
     /// Forget everything about a GUN (after a deletion, here or on another instance).
@@ -219,6 +296,52 @@ mod tests {
         let t = c.ticket();
         c.put_version(t, "g", "root", 1, &file("new"));
         assert_eq!(&c.version("g", "root", 1).unwrap().data[..], b"new");
+    }
+
+    fn chain(ts: &str, snap: &str) -> Arc<CachedChain> {
+        let expires = DateTime::parse_from_rfc3339("2100-01-01T00:00:00Z").unwrap();
+        Arc::new(CachedChain {
+            timestamp: file(ts),
+            timestamp_expires: expires,
+            snapshot: file(snap),
+            snapshot_expires: expires,
+            role_sha256: Default::default(),
+        })
+    }
+
+    #[test]
+    fn an_expected_write_is_installed_when_its_row_is_applied() {
+        let c = MetaCache::new(10, 10, 1 << 20);
+        c.put_chain(c.ticket(), "g", chain("ts1", "snap1"));
+        let new = chain("ts2", "snap2");
+        let sha = new.timestamp.sha256.clone();
+        c.expect("g", &sha, Expected { chain: new, files: vec![("targets".into(), file("targets2"))] });
+        // Another GUN's row, and a row of "g" with another timestamp, only invalidate.
+        c.apply_update("h", Some(&sha));
+        assert!(c.chain("g").is_some());
+        c.apply_update("g", Some(&file("ts-other").sha256));
+        assert!(c.chain("g").is_none());
+        // A loader that read before the row was applied may not put its result back.
+        let before = c.ticket();
+        c.apply_update("g", Some(&sha));
+        assert_eq!(&c.chain("g").unwrap().timestamp.data[..], b"ts2");
+        assert!(c.file("g", "targets", &file("targets2").sha256).is_some());
+        c.put_chain(before, "g", chain("ts1", "snap1"));
+        assert_eq!(&c.chain("g").unwrap().timestamp.data[..], b"ts2");
+        // Installed once: the same row applied again (or a later one) invalidates.
+        c.apply_update("g", Some(&sha));
+        assert!(c.chain("g").is_none());
+    }
+
+    #[test]
+    fn a_failed_write_is_not_installed() {
+        let c = MetaCache::new(10, 10, 1 << 20);
+        let new = chain("ts2", "snap2");
+        let sha = new.timestamp.sha256.clone();
+        c.expect("g", &sha, Expected { chain: new, files: vec![] });
+        c.unexpect("g", &sha);
+        c.apply_update("g", Some(&sha));
+        assert!(c.chain("g").is_none());
     }
 
     #[test]

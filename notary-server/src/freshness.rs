@@ -140,7 +140,7 @@ impl Freshness {
                 if r.deletion {
                     self.cache.forget(&r.gun);
                 } else {
-                    self.cache.invalidate(&r.gun);
+                    self.cache.apply_update(&r.gun, r.sha256.as_deref());
                 }
                 from = r.id;
             }

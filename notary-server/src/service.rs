@@ -11,7 +11,7 @@ use notary_tuf::validation::{self, roles_needed, timestamp_body, StoredRepo, ToS
 use notary_tuf::PublicKey;
 use serde_json::json;
 
-use crate::cache::{CachedChain, MetaCache};
+use crate::cache::{CachedChain, Expected, MetaCache};
 use crate::errors::{ApiError, Code};
 use crate::freshness::Freshness;
 use crate::storage::{Change, MetaStore, StoreError, StoredFile};
@@ -134,9 +134,39 @@ impl RepoService {
         let ts_file = self.sign_timestamp(&ts).await?;
         updates.push(Update { role: md::TIMESTAMP.into(), version: ts_version, data: ts_file });
 
-        self.store.update_many(gun, &updates).await?;
+        self.commit(gun, &updates, None).await?;
         tracing::info!(gun, timestamp_version = ts_version, roles = ?updates.iter().map(|u| u.role.as_str()).collect::<Vec<_>>(), "updated repository");
         Ok(ts_version as u32)
+    }
+
+    /// Store `updates` (the new timestamp among them) and let the changefeed check that reaches
+    /// their row install what they make current in the cache (`MetaCache::expect`), so that
+    /// this instance need not read its own write back. `unchanged_snapshot`: the current
+    /// snapshot, when `updates` has none.
+    async fn commit(&self, gun: &str, updates: &[Update], unchanged_snapshot: Option<&StoredFile>) -> Result<(), StoreError> {
+        let at = crate::storage::now();
+        let mut files: Vec<(String, StoredFile)> =
+            updates.iter().map(|u| (u.role.clone(), StoredFile::from_bytes(u.data.clone(), Some(at)))).collect();
+        let timestamp = files.iter().position(|(role, _)| role == md::TIMESTAMP).map(|i| files.remove(i).1);
+        let snapshot = files.iter().find(|(role, _)| role == md::SNAPSHOT).map(|(_, f)| f).or(unchanged_snapshot);
+        let expected = match (timestamp, snapshot) {
+            (Some(ts), Some(snap)) => match CachedChain::from_files(ts, snap.clone()) {
+                Ok(chain) => Some(chain),
+                Err(e) => {
+                    tracing::warn!(gun, error = %e, "new chain not cached");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let Some(chain) = expected else { return self.store.update_many(gun, updates, at).await };
+        let sha = chain.timestamp.sha256.clone();
+        self.cache.expect(gun, &sha, Expected { chain: Arc::new(chain), files });
+        let stored = self.store.update_many(gun, updates, at).await;
+        if stored.is_err() {
+            self.cache.unexpect(gun, &sha);
+        }
+        stored
     }
 
     async fn sign_timestamp(&self, ts: &ToSign) -> Result<Vec<u8>, ApiError> {
@@ -209,15 +239,7 @@ impl RepoService {
             .and_then(|m| m.sha256_hex())
             .ok_or_else(|| ApiError::internal(format!("{gun}: timestamp has no snapshot checksum")))?;
         let Some(snapshot) = self.file_by_checksum(gun, md::SNAPSHOT, &sha).await? else { return Ok(None) };
-        let snap = SignedFile::parse(&snapshot.data).map_err(ApiError::internal)?;
-        let meta: md::MetaBody = snap.body().map_err(ApiError::internal)?;
-        let chain = Arc::new(CachedChain {
-            timestamp_expires: ts.common.expires,
-            timestamp,
-            snapshot_expires: snap.common.expires,
-            snapshot,
-            role_sha256: meta.meta.iter().filter_map(|(role, m)| Some((role.as_str().into(), m.sha256_hex()?.into()))).collect(),
-        });
+        let chain = Arc::new(CachedChain::from_files(timestamp, snapshot).map_err(|e| ApiError::internal(format!("{gun}: {e}")))?);
         self.cache.put_chain(ticket, gun, chain.clone());
         Ok(Some(chain))
     }
@@ -295,7 +317,8 @@ impl RepoService {
         let role = root.base_role(md::TIMESTAMP).map_err(ApiError::internal)?;
         let ts_file = self.sign_timestamp(&ToSign { role, version: v, body }).await?;
         updates.push(Update { role: md::TIMESTAMP.into(), version: v, data: ts_file });
-        match self.store.update_many(gun, &updates).await {
+        let unchanged_snapshot = (updates.len() == 1).then_some(&chain.snapshot);
+        match self.commit(gun, &updates, unchanged_snapshot).await {
             Ok(()) => {
                 tracing::info!(gun, timestamp_version = v, snapshot = updates.len() > 1, ahead, "re-signed timestamp");
                 Ok(true)

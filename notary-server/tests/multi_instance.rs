@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sha2::Digest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_see_each_others_writes_at_once() {
@@ -51,11 +52,22 @@ async fn instances_see_each_others_writes_at_once() {
 /// was acknowledged serves it (or something newer), and no reader ever sees versions go back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reads_never_lag_acknowledged_publishes() {
+    reads_never_lag_publishes(false).await
+}
+
+/// The same with the readers on the publishing instance itself, which does not read its own
+/// writes back from the database but installs them when the changefeed reaches them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reads_on_the_writer_never_lag_its_publishes() {
+    reads_never_lag_publishes(true).await
+}
+
+async fn reads_never_lag_publishes(read_from_writer: bool) {
     use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
     use std::sync::Arc;
     let db = create_pg_db().await;
-    let a = Server::start_with_db(&db).await;
-    let b = Arc::new(Server::start_with_db(&db).await);
+    let a = Arc::new(Server::start_with_db(&db).await);
+    let b = if read_from_writer { a.clone() } else { Arc::new(Server::start_with_db(&db).await) };
     let gun = "example.com/multi/strict";
     let repo = init_repo(&a, gun).await;
     let acked = Arc::new(AtomicI64::new(1));
@@ -98,6 +110,52 @@ async fn concurrent_reads_never_lag_acknowledged_publishes() {
         total += r.await.unwrap();
     }
     assert!(total > 40, "readers made only {total} reads");
+}
+
+/// The publishing instance serves what it just wrote (installed from the write, not read back)
+/// exactly as an instance that loads it from the database does: same bytes, same headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_serves_its_own_write_as_the_database_holds_it() {
+    let db = create_pg_db().await;
+    let a = Server::start_with_db(&db).await;
+    let b = Server::start_with_db(&db).await;
+    let gun = "example.com/multi/own-writes";
+    let repo = init_repo(&a, gun).await;
+    async fn get(s: &Server, file: &str, gun: &str) -> (u16, Vec<(String, String)>, String) {
+        let r = s.http.get(s.tuf(gun, file)).send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = ["content-type", "etag", "last-modified", "cache-control", "content-length"]
+            .iter()
+            .map(|h| (h.to_string(), r.headers().get(*h).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()))
+            .collect();
+        (status, headers, String::from_utf8_lossy(&r.bytes().await.unwrap()).into_owned())
+    }
+    for v in 2..6 {
+        // A has the previous chain cached (read it), then publishes.
+        assert_eq!(get(&a, "timestamp.json", gun).await.0, 200);
+        let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        // Read from A first (its installed copy), then from B (loaded from the database).
+        let (_, ts) = a.get(&a.tuf(gun, "timestamp.json")).await;
+        let snapshot_sha = snapshot_sha_from_timestamp(&ts);
+        let (_, targets) = a.get(&a.tuf(gun, "targets.json")).await;
+        let targets_sha = hex::encode(sha2::Sha256::digest(&targets));
+        for file in [
+            "timestamp.json".to_string(),
+            "snapshot.json".into(),
+            "targets.json".into(),
+            "root.json".into(),
+            format!("snapshot.{snapshot_sha}.json"),
+            format!("targets.{targets_sha}.json"),
+            format!("{v}.targets.json"),
+        ] {
+            let from_a = get(&a, &file, gun).await;
+            let from_b = get(&b, &file, gun).await;
+            assert_eq!(from_a.0, 200, "{file} on A");
+            assert_eq!(from_a, from_b, "{file}: the writer serves it differently from an instance that loaded it");
+        }
+        assert_eq!(version_of(&targets), v);
+    }
 }
 
 /// Reads by version are cached, yet a deleted and re-created repository (which reuses version
