@@ -324,11 +324,6 @@ async fn collect(name: &str, start: Instant, tasks: Vec<tokio::task::JoinHandle<
 /// sent by `concurrency` connections (as wrk2 does), each timed from when it was due, so a
 /// server that falls behind shows it in the latency (no coordinated omission). This gives the
 /// latency at a chosen fraction of peak throughput.
-///
-/// Requests are released by a pacing thread at their due times, with sub-millisecond spacing.
-/// tokio's timer wheel has a 1 ms granularity: paced with it, the ~10 requests due in each
-/// millisecond (at 10 000 req/s) all left together, a burst that queued on the server and
-/// measured the load generator's timer rather than the server.
 pub async fn run_gets_at_rate(
     ep: &Endpoint,
     name: &str,
@@ -341,48 +336,27 @@ pub async fn run_gets_at_rate(
     let conns = connections(ep, concurrency).await?;
     let total = (rate * duration.as_secs_f64()).max(1.0) as usize;
     let next = Arc::new(AtomicUsize::new(0));
-    let released = Arc::new(tokio::sync::Semaphore::new(0));
-    let n_conns = conns.len();
     let start = Instant::now();
-    let due = move |i: usize| start + Duration::from_secs_f64(i as f64 / rate);
-    let pacer = {
-        let released = released.clone();
-        std::thread::spawn(move || {
-            let mut sent = 0;
-            while sent < total && !released.is_closed() {
-                // Everything due by now, then sleep until the next one is due.
-                let now = Instant::now();
-                let due_now = ((now - start).as_secs_f64() * rate) as usize + 1;
-                let n = due_now.min(total);
-                if n > sent {
-                    released.add_permits(n - sent);
-                    sent = n;
-                }
-                if sent < total {
-                    std::thread::sleep(due(sent).saturating_duration_since(Instant::now()));
-                }
-            }
-            // One more per connection: each then finds nothing left and stops.
-            released.add_permits(n_conns);
-        })
-    };
     let mut tasks = Vec::new();
     for mut conn in conns {
-        let (paths, next, released) = (paths.clone(), next.clone(), released.clone());
+        let (paths, next) = (paths.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors) = (Vec::new(), 0usize);
             loop {
-                // The semaphore is fair: the i-th permit granted is the one released when
-                // request i was due.
-                match released.acquire().await {
-                    Ok(p) => p.forget(),
-                    Err(_) => return (lat, errors),
-                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
                     return (lat, errors);
                 }
-                let due = due(i);
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                // Behind schedule: time from when the request was due (the server's backlog
+                // counts). On schedule: from when the timer woke us (its ~1 ms granularity is
+                // the client's, not the server's).
+                let due = if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    due
+                };
                 match conn.get(&paths[i % paths.len()], None).await {
                     Ok(r) if r.status == 200 => lat.push(due.elapsed().as_micros() as u64),
                     Ok(_) => errors += 1,
@@ -391,10 +365,7 @@ pub async fn run_gets_at_rate(
             }
         }));
     }
-    let stats = collect(name, start, tasks).await;
-    released.close();
-    let _ = pacer.join();
-    stats
+    collect(name, start, tasks).await
 }
 
 /// Resident set size of a process, in MiB (Linux `/proc/<pid>/status`).
