@@ -116,6 +116,9 @@ pub struct Stats {
     pub micros: Vec<u64>,
     /// Where the CPU went while this ran (filled in by the caller that measured it).
     pub cpu: Option<CpuUse>,
+    /// The server's own view of these requests' latency, if it exports one (see
+    /// [`ServerLatency`]).
+    pub server_latency: Option<String>,
 }
 
 /// CPU used during one measurement, as a fraction of one core: by the load generator (this
@@ -317,7 +320,7 @@ async fn collect(name: &str, start: Instant, tasks: Vec<tokio::task::JoinHandle<
     }
     let elapsed = start.elapsed();
     micros.sort_unstable();
-    Ok(Stats { name: name.into(), ok: micros.len(), errors, elapsed, micros, cpu: None })
+    Ok(Stats { name: name.into(), ok: micros.len(), errors, elapsed, micros, cpu: None, server_latency: None })
 }
 
 /// Open-loop load: GETs over `urls` (round robin) due at `rate` per second for `duration`,
@@ -366,6 +369,50 @@ pub async fn run_gets_at_rate(
         }));
     }
     collect(name, start, tasks).await
+}
+
+/// The latency histogram notary-rs exports (`notary_rs_http_request_duration_seconds`, by
+/// operation) as read from `/metrics`: taken before and after a run, the difference is the
+/// server's own timing of that run's requests, from their arrival at its router to their
+/// response — without the client's and the kernel's share. Servers without it (Go) give `None`.
+pub struct ServerLatency {
+    /// (upper bound in seconds, cumulative count); the last bound is infinity.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl ServerLatency {
+    pub async fn read(ep: &Endpoint, operation: &str) -> Option<ServerLatency> {
+        let text = String::from_utf8(ep.get_ok(&format!("{}/metrics", ep.url)).await.ok()?).ok()?;
+        let prefix = format!("notary_rs_http_request_duration_seconds_bucket{{operation=\"{operation}\",le=\"");
+        let buckets: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, count.parse().ok()?))
+            })
+            .collect();
+        (!buckets.is_empty()).then_some(ServerLatency { buckets })
+    }
+
+    /// `after − self`, summarised: the bucket bounds under which half and 99 % of the requests
+    /// in between finished.
+    pub fn since(&self, after: &ServerLatency, operation: &str) -> Option<String> {
+        let delta: Vec<(f64, u64)> = after.buckets.iter().zip(&self.buckets).map(|((le, a), (_, b))| (*le, a.saturating_sub(*b))).collect();
+        let total = delta.last()?.1;
+        if total == 0 || after.buckets.len() != self.buckets.len() {
+            return None;
+        }
+        let bound = |q: f64| {
+            let le = delta.iter().find(|(_, c)| *c as f64 >= q * total as f64).map_or(f64::INFINITY, |(le, _)| *le);
+            if le.is_finite() {
+                format!("≤ {:.2} ms", le * 1000.0)
+            } else {
+                "above every bucket".to_string()
+            }
+        };
+        Some(format!("server-side ({operation}, {total} requests): p50 {}, p99 {}", bound(0.5), bound(0.99)))
+    }
 }
 
 /// Resident set size of a process, in MiB (Linux `/proc/<pid>/status`).

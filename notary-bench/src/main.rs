@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use notary_bench::load::{rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, CpuProbe, Endpoint, Stats};
+use notary_bench::load::{rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, CpuProbe, Endpoint, ServerLatency, Stats};
 
 #[derive(Parser, Debug)]
 #[command(name = "notary-bench", version)]
@@ -88,6 +88,9 @@ fn row(s: &Stats) {
         s.pct_ms(0.999),
         s.errors
     );
+    if let Some(l) = &s.server_latency {
+        println!("{:<32} {l}", "");
+    }
 }
 
 /// Run one measurement and note where the CPU went meanwhile.
@@ -155,7 +158,13 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option
                     Some(r) => (format!("{} @{r:.0}/s", &name[..name.find(" @").unwrap_or(name.len())]), r),
                     None => (name.to_string(), peak / 2.0),
                 };
-                out.push(measured(pid, run_gets_at_rate(&ep, &name, u, rate, d, a.concurrency)).await?);
+                let operation = if peak_of.contains("sha256") { "GetRoleByHash" } else { "GetRole" };
+                let before = ServerLatency::read(&ep, operation).await;
+                let mut s = measured(pid, run_gets_at_rate(&ep, &name, u, rate, d, a.concurrency)).await?;
+                if let (Some(before), Some(after)) = (before, ServerLatency::read(&ep, operation).await) {
+                    s.server_latency = before.since(&after, operation);
+                }
+                out.push(s);
             }
         }
     }

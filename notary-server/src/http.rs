@@ -64,6 +64,7 @@ fn gun_is_acceptable(gun: &str) -> bool {
 }
 
 pub async fn dispatch(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let arrived = std::time::Instant::now();
     let method = req.method().clone();
     if ![Method::GET, Method::POST, Method::PUT, Method::HEAD, Method::DELETE].contains(&method) {
         return HttpResponse::MethodNotAllowed().finish();
@@ -84,7 +85,7 @@ pub async fn dispatch(req: HttpRequest, body: web::Payload, state: web::Data<App
         Err(e) => actix_web::ResponseError::error_response(&e),
     };
     if let Some(op) = op {
-        state.metrics.observe(op, method.as_str(), resp.status().as_u16());
+        state.metrics.observe(op, method.as_str(), resp.status().as_u16(), arrived.elapsed());
     }
     resp
 }

@@ -190,6 +190,17 @@ async fn protocol_details(backend: Backend) {
     assert!(gauge("notary_rs_cache_repositories") >= 1);
     assert!(gauge("notary_rs_cache_files") >= 1);
     assert!(gauge("notary_rs_cache_bytes") > 0);
+    // Request latency by operation: every request counted once, in cumulative buckets.
+    let requests: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("notary_server_http_requests_total{") && l.contains("operation=\"GetRole\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(requests > 0);
+    assert_eq!(gauge("notary_rs_http_request_duration_seconds_count{operation=\"GetRole\"}"), requests);
+    assert_eq!(gauge("notary_rs_http_request_duration_seconds_bucket{operation=\"GetRole\",le=\"+Inf\"}"), requests);
+    let in_a_second = gauge("notary_rs_http_request_duration_seconds_bucket{operation=\"GetRole\",le=\"1\"}");
+    assert!(in_a_second > 0 && in_a_second <= requests);
 }
 
 #[tokio::test]
