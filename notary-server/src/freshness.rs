@@ -102,15 +102,23 @@ impl Freshness {
 
     /// Start a check if some read waits for one that has not started and there is room.
     fn start_checks(self: &Arc<Self>) {
-        let (epoch, from) = {
-            let mut s = self.lock();
-            if s.wanted <= s.started || s.in_flight >= MAX_IN_FLIGHT {
-                return;
-            }
-            s.started += 1;
-            s.in_flight += 1;
-            (s.started, s.applied)
-        };
+        let next = Self::claim(&mut self.lock());
+        if let Some((epoch, from)) = next {
+            self.spawn_check(epoch, from);
+        }
+    }
+
+    /// Count a new check as started if one is wanted and there is room: its (epoch, from).
+    fn claim(s: &mut State) -> Option<(u64, Option<i64>)> {
+        if s.wanted <= s.started || s.in_flight >= MAX_IN_FLIGHT {
+            return None;
+        }
+        s.started += 1;
+        s.in_flight += 1;
+        Some((s.started, s.applied))
+    }
+
+    fn spawn_check(self: &Arc<Self>, epoch: u64, from: Option<i64>) {
         let me = self.clone();
         tokio::spawn(async move {
             let outcome = me.check(from).await;
@@ -119,14 +127,18 @@ impl Freshness {
             if let Ok(Some(id)) = &outcome {
                 s.applied = Some(s.applied.map_or(*id, |a| a.max(*id)));
             }
+            // The next check (for the reads that arrived during this one) is spawned before this
+            // one's readers are woken: tasks run in the order they were woken or spawned, so its
+            // query goes out before this batch's responses are written, not after them.
+            if let Some((next, from)) = Self::claim(&mut s) {
+                me.spawn_check(next, from);
+            }
             // A check covers every commit before it started: finishing epoch N answers all
             // reads waiting for N or less, even if an older check is still running.
             if epoch > s.finished {
                 s.finished = epoch;
                 let _previous = me.done.send_replace((epoch, outcome.map(|_| ())));
             }
-            drop(s);
-            me.start_checks();
         });
     }
 
