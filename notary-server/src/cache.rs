@@ -38,9 +38,9 @@ pub struct CachedChain {
 }
 
 impl CachedChain {
-    /// The chain of a timestamp and the snapshot it names (whose checksum the caller checked).
-    pub fn from_files(timestamp: StoredFile, snapshot: StoredFile) -> Result<CachedChain, String> {
-        let ts = SignedFile::parse(&timestamp.data).map_err(|e| format!("stored timestamp: {e}"))?;
+    /// The chain of a timestamp (`ts`: its file, parsed) and the snapshot it names (whose
+    /// checksum the caller checked).
+    pub fn from_files(timestamp: StoredFile, ts: &SignedFile, snapshot: StoredFile) -> Result<CachedChain, String> {
         let snap = SignedFile::parse(&snapshot.data).map_err(|e| format!("stored snapshot: {e}"))?;
         let meta: md::MetaBody = snap.body().map_err(|e| format!("stored snapshot: {e}"))?;
         Ok(CachedChain {
@@ -225,9 +225,9 @@ impl MetaCache {
         self.lock().expected.remove(&(gun.into(), timestamp_sha256.into()));
     }
 
-    /// The changefeed says a timestamp with this SHA-256 was committed for `gun`: its cached
-    /// chain is stale (files stay valid); if this instance wrote it, the new chain and files
-    /// take its place.
+    /// The changefeed says a timestamp with this SHA-256 (`None`: not recorded, as in rows the
+    /// Go server migrated) was committed for `gun`: its cached chain is stale (files stay
+    /// valid); if this instance wrote it, the new chain and files take its place.
     pub fn apply_update(&self, gun: &str, timestamp_sha256: Option<&str>) {
         let mut g = self.lock();
         g.generation += 1;
@@ -249,11 +249,6 @@ impl MetaCache {
             .filter(|(_, c)| c.timestamp_expires < deadline || c.snapshot_expires < deadline)
             .map(|(k, _)| k.to_string())
             .collect()
-    }
-
-    /// A newer timestamp was committed for the GUN: its chain is stale (files stay valid).
-    pub fn invalidate(&self, gun: &str) {
-        self.apply_update(gun, None)
     }
 
     /// Forget everything about a GUN (after a deletion, here or on another instance).
@@ -288,7 +283,7 @@ mod tests {
     fn a_put_after_an_invalidation_is_refused() {
         let c = MetaCache::new(10, 10, 1 << 20);
         let t = c.ticket();
-        c.invalidate("g");
+        c.apply_update("g", None);
         c.put_file(t, "g", "root", &file("old"));
         c.put_version(t, "g", "root", 1, &file("old"));
         assert!(c.file("g", "root", &file("old").sha256).is_none());

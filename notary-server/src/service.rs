@@ -150,7 +150,10 @@ impl RepoService {
         let timestamp = files.iter().position(|(role, _)| role == md::TIMESTAMP).map(|i| files.remove(i).1);
         let snapshot = files.iter().find(|(role, _)| role == md::SNAPSHOT).map(|(_, f)| f).or(unchanged_snapshot);
         let expected = match (timestamp, snapshot) {
-            (Some(ts), Some(snap)) => match CachedChain::from_files(ts, snap.clone()) {
+            (Some(ts), Some(snap)) => match SignedFile::parse(&ts.data)
+                .map_err(|e| format!("new timestamp: {e}"))
+                .and_then(|parsed| CachedChain::from_files(ts, &parsed, snap.clone()))
+            {
                 Ok(chain) => Some(chain),
                 Err(e) => {
                     tracing::warn!(gun, error = %e, "new chain not cached");
@@ -239,7 +242,7 @@ impl RepoService {
             .and_then(|m| m.sha256_hex())
             .ok_or_else(|| ApiError::internal(format!("{gun}: timestamp has no snapshot checksum")))?;
         let Some(snapshot) = self.file_by_checksum(gun, md::SNAPSHOT, &sha).await? else { return Ok(None) };
-        let chain = Arc::new(CachedChain::from_files(timestamp, snapshot).map_err(|e| ApiError::internal(format!("{gun}: {e}")))?);
+        let chain = Arc::new(CachedChain::from_files(timestamp, &ts, snapshot).map_err(|e| ApiError::internal(format!("{gun}: {e}")))?);
         self.cache.put_chain(ticket, gun, chain.clone());
         Ok(Some(chain))
     }
