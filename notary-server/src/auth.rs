@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use actix_web::HttpRequest;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use der::{Decode, Encode};
+use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::Deserialize;
@@ -137,7 +137,7 @@ impl TokenAuth {
         Ok(TokenAuth { realm: realm.into(), autoredirect, service: service.into(), issuer: issuer.into(), roots, by_kid })
     }
 
-    fn challenge(&self, req: &HttpRequest, required: &[Access], error: Option<&str>) -> String {
+    fn challenge(&self, headers: &HeaderMap, required: &[Access], error: Option<&str>) -> String {
         // scope = type:name:action,action (one resource per type/name, space-separated).
         let mut scopes: Vec<(String, Vec<&str>)> = Vec::new();
         for a in required {
@@ -148,7 +148,7 @@ impl TokenAuth {
             }
         }
         let scope = scopes.iter().map(|(r, a)| format!("{r}:{}", a.join(","))).collect::<Vec<_>>().join(" ");
-        let realm = match (self.autoredirect, req.headers().get(actix_web::http::header::HOST).and_then(|h| h.to_str().ok())) {
+        let realm = match (self.autoredirect, headers.get(http::header::HOST).and_then(|h| h.to_str().ok())) {
             (true, Some(host)) => format!("https://{host}/auth/token"),
             _ => self.realm.clone(),
         };
@@ -159,29 +159,29 @@ impl TokenAuth {
         h
     }
 
-    fn deny(&self, req: &HttpRequest, required: &[Access], error: Option<&str>, why: &str) -> ApiError {
+    fn deny(&self, headers: &HeaderMap, required: &[Access], error: Option<&str>, why: &str) -> ApiError {
         tracing::info!(reason = why, "unauthorized request");
         let detail: Vec<serde_json::Value> =
             required.iter().map(|a| serde_json::json!({"Type": a.typ, "Class": "", "Name": a.name, "Action": a.action})).collect();
         let mut e = ApiError::with(Code::Unauthorized, serde_json::Value::Array(detail));
-        e.challenge = Some(self.challenge(req, required, error));
+        e.challenge = Some(self.challenge(headers, required, error));
         e
     }
 
     /// Accept the request if it carries a valid token granting every `required` access.
-    pub fn check(&self, req: &HttpRequest, required: &[Access]) -> Result<(), ApiError> {
-        let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return Err(self.deny(req, required, None, "no token"));
+    pub fn check(&self, headers: &HeaderMap, required: &[Access]) -> Result<(), ApiError> {
+        let Some(h) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return Err(self.deny(headers, required, None, "no token"));
         };
         let parts: Vec<&str> = h.split(' ').collect();
         if parts.len() != 2 || !parts[0].eq_ignore_ascii_case("bearer") {
-            return Err(self.deny(req, required, Some("invalid_token"), "not a bearer token"));
+            return Err(self.deny(headers, required, Some("invalid_token"), "not a bearer token"));
         }
-        let claims = self.verify(parts[1]).map_err(|why| self.deny(req, required, Some("invalid_token"), &why))?;
+        let claims = self.verify(parts[1]).map_err(|why| self.deny(headers, required, Some("invalid_token"), &why))?;
         for r in required {
             let granted = claims.access.iter().any(|a| a.typ == r.typ && a.name == r.name && a.actions.iter().any(|x| x == r.action));
             if !granted {
-                return Err(self.deny(req, required, Some("insufficient_scope"), "token lacks a required action"));
+                return Err(self.deny(headers, required, Some("insufficient_scope"), "token lacks a required action"));
             }
         }
         Ok(())

@@ -1,8 +1,8 @@
 //! The Go error envelope (docker/distribution errcode) with Notary's codes, statuses and
 //! messages (server-api.md §1.3, §4).
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::StatusCode;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,16 +99,19 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.code.parts().1).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
-    fn error_response(&self) -> HttpResponse {
-        let mut b = HttpResponse::build(self.status_code());
-        if let Some(c) = &self.challenge {
-            b.insert_header(("Www-Authenticate", c.as_str()));
+
+    /// The response: the status, the envelope as JSON and, on a 401, the challenge.
+    pub fn response(&self) -> crate::http::Response {
+        let mut r = crate::http::response(self.status(), self.body());
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        if let Some(c) = self.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+            r.headers_mut().insert(WWW_AUTHENTICATE, c);
         }
-        b.content_type("application/json; charset=utf-8").body(self.body())
+        r
     }
 }
 

@@ -1,14 +1,17 @@
 //! The Notary HTTP API (server-api.md §2–§3): a thin layer over [`RepoService`]. Routing
 //! (`routes.rs`) accepts exactly what the Go server's gorilla/mux patterns accept, so GUN
-//! matching (slashes, greedy `[^*]+`) behaves identically.
+//! matching (slashes, greedy `[^*]+`) behaves identically. The connections themselves are
+//! served by `serve.rs`.
 
 use std::sync::Arc;
 
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use chrono::Datelike;
-use futures_util::StreamExt;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 
 use crate::auth::{Access, TokenAuth};
 use crate::errors::{ApiError, Code};
@@ -16,6 +19,16 @@ use crate::metrics::Metrics;
 use crate::routes;
 use crate::service::RepoService;
 use crate::storage::StoredFile;
+
+/// Every response has its whole body at hand: metadata files are small and cached.
+pub type Response = http::Response<Full<Bytes>>;
+
+/// A response with this status and body, and no headers yet.
+pub fn response(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    let mut r = http::Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
 
 pub struct AppState {
     pub service: Arc<RepoService>,
@@ -29,9 +42,9 @@ pub struct AppState {
     pub auth: Option<TokenAuth>,
 }
 
-fn authorize(req: &HttpRequest, state: &AppState, required: Vec<Access>) -> Result<(), ApiError> {
+fn authorize(req: &Parts, state: &AppState, required: Vec<Access>) -> Result<(), ApiError> {
     match &state.auth {
-        Some(a) => a.check(req, &required),
+        Some(a) => a.check(&req.headers, &required),
         None => Ok(()),
     }
 }
@@ -63,26 +76,34 @@ fn gun_is_acceptable(gun: &str) -> bool {
     gun.len() <= 255 && !gun.chars().any(char::is_control) && !gun.split('/').any(|s| s.is_empty() || s == "." || s == "..")
 }
 
-pub async fn dispatch(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Response {
     let arrived = std::time::Instant::now();
-    let method = req.method().clone();
+    let (req, body) = req.into_parts();
+    let method = req.method.clone();
     if ![Method::GET, Method::POST, Method::PUT, Method::HEAD, Method::DELETE].contains(&method) {
-        return HttpResponse::MethodNotAllowed().finish();
+        return response(StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
     }
-    let raw = req.uri().path();
+    let raw = req.uri.path();
     let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
     let cleaned = clean_path(&path);
     if cleaned != path {
         let mut loc = cleaned;
-        if let Some(q) = req.uri().query() {
+        if let Some(q) = req.uri.query() {
             loc = format!("{loc}?{q}");
         }
-        return HttpResponse::MovedPermanently().insert_header((header::LOCATION, loc)).finish();
+        let mut r = response(StatusCode::MOVED_PERMANENTLY, Bytes::new());
+        // The decoded path may hold bytes a header cannot: those are sent percent-encoded.
+        let loc = HeaderValue::from_str(&loc).unwrap_or_else(|_| {
+            let enc = percent_encoding::utf8_percent_encode(&loc, percent_encoding::CONTROLS).to_string();
+            HeaderValue::from_str(&enc).unwrap_or_else(|_| HeaderValue::from_static("/"))
+        });
+        r.headers_mut().insert(header::LOCATION, loc);
+        return r;
     }
-    let (op, result) = route(&req, &method, &path, body, &state).await;
+    let (op, result) = route(&req, &method, &path, body, state).await;
     let resp = match result {
         Ok(r) => r,
-        Err(e) => actix_web::ResponseError::error_response(&e),
+        Err(e) => e.response(),
     };
     if let Some(op) = op {
         state.metrics.observe(op, method.as_str(), resp.status().as_u16(), arrived.elapsed());
@@ -90,9 +111,9 @@ pub async fn dispatch(req: HttpRequest, body: web::Payload, state: web::Data<App
     resp
 }
 
-type Routed = (Option<&'static str>, Result<HttpResponse, ApiError>);
+type Routed = (Option<&'static str>, Result<Response, ApiError>);
 
-async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payload, state: &AppState) -> Routed {
+async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: &AppState) -> Routed {
     let get = method == Method::GET;
     if get && path == "/v2/" {
         return (None, authorize(req, state, Access::catalog()).map(|_| text_ok(b"{}".to_vec())));
@@ -108,7 +129,7 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
              # HELP notary_rs_cache_bytes Approximate bytes held by the read cache.\n# TYPE notary_rs_cache_bytes gauge\nnotary_rs_cache_bytes {bytes}\n",
             state.metrics.render()
         );
-        return (None, Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)));
+        return (None, Ok(with_type(response(StatusCode::OK, body), "text/plain; version=0.0.4; charset=utf-8")));
     }
     if get && path == "/v2/_trust/changefeed" {
         return (
@@ -174,7 +195,7 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
             let res = async {
                 guard(req, state, gun, false, &["*"])?;
                 state.service.delete(gun).await?;
-                Ok(HttpResponse::Ok().finish())
+                Ok(response(StatusCode::OK, Bytes::new()))
             };
             return (Some("DeleteTUF"), res.await);
         }
@@ -193,7 +214,7 @@ async fn route(req: &HttpRequest, method: &Method, path: &str, body: web::Payloa
 }
 
 /// The checks every GUN route runs first, in Go's order: the GUN prefix filter, then the token.
-fn guard(req: &HttpRequest, state: &AppState, gun: &str, is_update: bool, actions: &[&'static str]) -> Result<(), ApiError> {
+fn guard(req: &Parts, state: &AppState, gun: &str, is_update: bool, actions: &[&'static str]) -> Result<(), ApiError> {
     if let Some(e) = prefix_error(gun, state, is_update) {
         return Err(e);
     }
@@ -211,39 +232,47 @@ fn prefix_error(gun: &str, state: &AppState, is_update: bool) -> Option<ApiError
     })
 }
 
-fn text_ok(body: Vec<u8>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(body)
+fn with_type(mut r: Response, content_type: &'static str) -> Response {
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
-fn metadata_response(req: &HttpRequest, f: StoredFile, max_age: i64, current: bool) -> HttpResponse {
+fn text_ok(body: impl Into<Bytes>) -> Response {
+    with_type(response(StatusCode::OK, body), "text/plain; charset=utf-8")
+}
+
+/// A header value made of what we format ourselves (digits, hex, ASCII words).
+fn value(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn metadata_response(req: &Parts, f: StoredFile, max_age: i64, current: bool) -> Response {
     let etag = format!("\"{}\"", f.sha256);
-    let not_modified = if_none_match(req, &etag);
-    let mut b = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
-    b.insert_header((header::ETAG, etag));
-    b.insert_header((header::LAST_MODIFIED, http_date(f.modified)));
+    let not_modified = if_none_match(&req.headers, &etag);
+    let mut r = if not_modified { response(StatusCode::NOT_MODIFIED, Bytes::new()) } else { text_ok(f.data) };
+    let h = r.headers_mut();
+    h.insert(header::ETAG, value(etag));
+    h.insert(header::LAST_MODIFIED, value(http_date(f.modified)));
     if max_age == 0 {
-        b.insert_header((header::CACHE_CONTROL, "max-age=0, no-cache, no-store"));
-        b.insert_header((header::PRAGMA, "no-cache"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, no-cache, no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     } else if current {
-        b.insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}, s-maxage={max_age}, must-revalidate")));
+        h.insert(header::CACHE_CONTROL, value(format!("public, max-age={max_age}, s-maxage={max_age}, must-revalidate")));
     } else {
-        b.insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}, s-maxage={max_age}")));
+        h.insert(header::CACHE_CONTROL, value(format!("public, max-age={max_age}, s-maxage={max_age}")));
     }
-    if not_modified {
-        return b.finish();
-    }
-    b.content_type("text/plain; charset=utf-8").body(f.data)
+    r
 }
 
-fn if_none_match(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
         .unwrap_or(false)
 }
 
-async fn health(state: &AppState) -> HttpResponse {
+async fn health(state: &AppState) -> Response {
     // Each check is bounded: a database that does not answer is reported, not waited for.
     let limit = std::time::Duration::from_secs(3);
     let mut failures = serde_json::Map::new();
@@ -258,11 +287,11 @@ async fn health(state: &AppState) -> HttpResponse {
         Err(_) => drop(failures.insert("Trust operational".into(), "signing service did not answer within 3s".into())),
     }
     let status = if failures.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    HttpResponse::build(status).content_type("application/json; charset=utf-8").body(serde_json::Value::Object(failures).to_string())
+    with_type(response(status, serde_json::Value::Object(failures).to_string()), "application/json; charset=utf-8")
 }
 
-async fn changefeed(req: &HttpRequest, gun: Option<&str>, state: &AppState) -> Result<HttpResponse, ApiError> {
-    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+async fn changefeed(req: &Parts, gun: Option<&str>, state: &AppState) -> Result<Response, ApiError> {
+    let q = serde_urlencoded::from_str::<std::collections::HashMap<String, String>>(req.uri.query().unwrap_or(""))
         .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?;
     let records = q.get("records").map(String::as_str).unwrap_or("");
     let change_id = q.get("change_id").map(String::as_str).unwrap_or("");
@@ -270,7 +299,7 @@ async fn changefeed(req: &HttpRequest, gun: Option<&str>, state: &AppState) -> R
     Ok(text_ok(serde_json::to_vec(&v).map_err(ApiError::internal)?))
 }
 
-async fn update(req: &HttpRequest, gun: &str, mut body: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) -> Result<Response, ApiError> {
     if !gun_is_acceptable(gun) {
         return Err(ApiError::with(
             Code::InvalidGun,
@@ -279,17 +308,18 @@ async fn update(req: &HttpRequest, gun: &str, mut body: web::Payload, state: &Ap
             ),
         ));
     }
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
+    let content_type = req.headers.get(header::CONTENT_TYPE).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
     let boundary = multipart_boundary(content_type).ok_or_else(|| ApiError::new(Code::MalformedUpload))?;
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) = req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
         if len > state.max_upload_bytes {
             return Err(ApiError::new(Code::TooLarge));
         }
     }
     let read = async {
-        let mut data = web::BytesMut::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|_| ApiError::new(Code::MalformedUpload))?;
+        let mut data = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ApiError::new(Code::MalformedUpload))?;
+            let Ok(chunk) = frame.into_data() else { continue };
             if data.len() + chunk.len() > state.max_upload_bytes {
                 return Err(ApiError::new(Code::TooLarge));
             }
@@ -303,7 +333,7 @@ async fn update(req: &HttpRequest, gun: &str, mut body: web::Payload, state: &Ap
     })??;
     let parts = parse_multipart(data.freeze(), boundary).await?;
     state.service.publish(gun, parts).await?;
-    Ok(HttpResponse::Ok().finish())
+    Ok(response(StatusCode::OK, Bytes::new()))
 }
 
 /// `multipart/form-data` or `multipart/mixed` with a boundary, as Go's `MultipartReader` accepts.
@@ -317,7 +347,7 @@ fn multipart_boundary(content_type: &str) -> Option<String> {
 
 /// Parts as (role, bytes). The role is the raw `filename` parameter (slashes kept) minus an
 /// optional `.json`.
-async fn parse_multipart(data: bytes::Bytes, boundary: String) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+async fn parse_multipart(data: Bytes, boundary: String) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(data) });
     let mut mp = multer::Multipart::new(stream, boundary);
     let mut parts = Vec::new();

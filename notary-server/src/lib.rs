@@ -8,6 +8,7 @@ pub mod freshness;
 pub mod http;
 pub mod metrics;
 pub mod routes;
+pub mod serve;
 pub mod service;
 pub mod storage;
 pub mod tls;

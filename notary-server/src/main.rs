@@ -4,8 +4,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use notary_server::config::{self, Config, Settings, TrustService};
-use notary_server::http::{dispatch, AppState};
+use notary_server::http::AppState;
 use notary_server::metrics::Metrics;
+use notary_server::serve::{serve, shutdown_signal, Limits};
 use notary_server::service::RepoService;
 use notary_server::storage::{SqlStore, TimedStore};
 use notary_signer::db::Db;
@@ -68,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         settings.tls = Some((g.cert, g.key));
         settings.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
     }
-    actix_web::rt::System::new().block_on(run(settings))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run(settings))
 }
 
 fn init_logging(level: &str) {
@@ -78,7 +79,7 @@ fn init_logging(level: &str) {
         l => l,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,actix_server=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn")));
     // Colours only on a terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
@@ -178,7 +179,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.read_only,
     ));
     service.spawn_resigner(settings.resign_before, settings.resign_every);
-    let state = actix_web::web::Data::new(AppState {
+    let state = Arc::new(AppState {
         service,
         max_age_current: settings.max_age_current,
         max_age_consistent: settings.max_age_consistent,
@@ -191,14 +192,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             None => None,
         },
     });
-    let server =
-        actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).default_service(actix_web::web::to(dispatch)));
+    let listener = std::net::TcpListener::bind(&settings.http_addr).with_context(|| format!("listening on {}", settings.http_addr))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = match tls {
-        Some(cfg) => server.bind_rustls_0_23(&settings.http_addr, cfg),
-        None => server.bind(&settings.http_addr),
-    }
-    .with_context(|| format!("listening on {}", settings.http_addr))?;
     let url = format!("{scheme}://{}", settings.http_addr.replace("0.0.0.0", "127.0.0.1"));
     tracing::info!(url, db = db.backend(), read_only = settings.read_only, "notary-server ready");
     println!("notary-server listening on {url} (storage: {})", db.backend());
@@ -206,5 +203,6 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         println!("TLS: self-signed; clients need the CA {}", ca.display());
         println!("  e.g. notary -s {url} --tlscacert {} -d ~/.notary list <gun>", ca.display());
     }
-    server.run().await.context("server failed")
+    serve(listener, tls.map(Arc::new), state, Limits::default(), shutdown_signal()).await;
+    Ok(())
 }

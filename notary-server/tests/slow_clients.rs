@@ -80,3 +80,57 @@ async fn slow_uploads_and_idle_connections_do_not_exhaust_the_server() {
     let (st, body) = s.post_parts(gun, &[("targets", &targets)]).await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
 }
+
+/// A rolling restart (SIGTERM, as `docker stop` and systemd send) drops nothing in flight: the
+/// server stops accepting connections, closes idle ones, lets a publish whose body is still
+/// arriving finish and be stored, and exits by itself with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_requests_in_flight_finish_then_exits() {
+    let mut s = Server::start_with_config(&create_pg_db().await, serde_json::json!({})).await;
+    let gun = "example.com/shutdown/repo";
+    let repo = init_repo(&s, gun).await;
+    let targets = repo.targets_file(2, &[("published-during-shutdown", b"x")]);
+    let (ct, body) = notary_bench::repo::multipart(&[("targets", &targets)]);
+    // An idle keep-alive connection, which must not hold the shutdown up.
+    assert_eq!(s.get(&s.tuf(gun, "timestamp.json")).await.0, 200);
+
+    // Half of the upload now, the rest once the server has been told to stop.
+    let (rest_tx, rest_rx) = tokio::sync::oneshot::channel::<()>();
+    let half = body.len() / 2;
+    let (first, second) = (body[..half].to_vec(), body[half..].to_vec());
+    let stream = futures_util::stream::unfold((0, Some(rest_rx)), move |(i, rx)| {
+        let (first, second) = (first.clone(), second.clone());
+        async move {
+            match i {
+                0 => Some((Ok::<_, std::io::Error>(first), (1, rx))),
+                1 => {
+                    let _ = rx?.await;
+                    Some((Ok(second), (2, None)))
+                }
+                _ => None,
+            }
+        }
+    });
+    let upload = {
+        let (http, url) = (s.http.clone(), s.tuf(gun, ""));
+        tokio::spawn(async move { http.post(url).header("content-type", ct).body(reqwest::Body::wrap_stream(stream)).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.terminate();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err(), "a new connection was accepted after SIGTERM");
+    assert!(s.exited_within(Duration::from_millis(10)).await.is_none(), "the server exited with a publish in flight");
+
+    rest_tx.send(()).unwrap();
+    let r = upload.await.unwrap().expect("the publish in flight was cut off by the shutdown");
+    let status = r.status().as_u16();
+    assert_eq!(status, 200, "{}", r.text().await.unwrap_or_default());
+    let exit = s.exited_within(Duration::from_secs(5)).await.expect("the server did not exit within 5 s of its last request");
+    assert!(exit.success(), "exit status {exit}: {}", s.log());
+
+    // The publish acknowledged during the shutdown is stored.
+    let s = s.restart().await;
+    let (st, body) = s.get(&s.tuf(gun, "targets.json")).await;
+    assert_eq!(st, 200);
+    assert_eq!(body, targets, "the targets published during the shutdown are not the ones served after it");
+}

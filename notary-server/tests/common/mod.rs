@@ -178,6 +178,28 @@ impl Server {
         self.tmp.path()
     }
 
+    /// Send the server SIGTERM (as `docker stop` and systemd do).
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let st = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(st.success());
+    }
+
+    /// Wait up to `within` for the server to exit by itself: its exit status, if it did.
+    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.as_mut()?.try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Send a signal (e.g. "HUP") to the server process.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
@@ -641,7 +663,8 @@ pub struct TokenService {
     ca_der: Vec<u8>,
     signing_key: rcgen::KeyPair,
     signing_der: Vec<u8>,
-    server: Option<actix_web::dev::ServerHandle>,
+    /// The realm's thread (with a runtime of its own, so a test may block on a CLI meanwhile).
+    server: Option<std::thread::JoinHandle<()>>,
 }
 
 pub struct Grant<'a> {
@@ -739,14 +762,17 @@ impl TokenService {
             signing_der: self.signing_der.clone(),
             server: None,
         });
-        let server = actix_web::HttpServer::new(move || {
-            let me = me.clone();
-            actix_web::App::new().route(
-                "/token",
-                actix_web::web::get().to(move |req: actix_web::HttpRequest| {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let accept = async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let me = me.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let me = me.clone();
                     async move {
-                        let q = actix_web::web::Query::<Vec<(String, String)>>::from_query(req.query_string()).unwrap();
+                        let q: Vec<(String, String)> = serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap();
                         let service = q.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone()).unwrap_or_default();
                         let authenticated = req.headers().contains_key("authorization");
                         let mut grants = Vec::new();
@@ -764,17 +790,23 @@ impl TokenService {
                             grants.iter().map(|(t, n, a)| (t.clone(), n.clone(), a.iter().map(String::as_str).collect())).collect();
                         let g: Vec<Grant> = owned.iter().map(|(t, n, a)| Grant { typ: t, name: n, actions: a }).collect();
                         let token = me.token(&g, 300, &me.issuer, &service);
-                        actix_web::HttpResponse::Ok().json(serde_json::json!({"token": token, "access_token": token, "expires_in": 300}))
+                        let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+                        let status = if req.uri().path() == "/token" { 200 } else { 404 };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                .unwrap(),
+                        )
                     }
-                }),
-            )
-        })
-        .workers(1)
-        .bind(("127.0.0.1", port))
-        .unwrap()
-        .run();
-        self.server = Some(server.handle());
-        tokio::spawn(server);
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+            }
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        self.server = Some(std::thread::spawn(move || rt.block_on(accept)));
     }
 
     /// The server's `auth` config block.
