@@ -9,11 +9,16 @@ cd "$(dirname "$0")/.."
 . scripts/pg.sh
 command -v notary-server >/dev/null || { apt-get update -qq && apt-get install -y -qq notary >/dev/null; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
 
 cargo build --release --locked -p notary-server -p notary-bench
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_pg; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx/nginx.pid" ] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
+  stop_pg; rm -rf "$work"
+}
 trap cleanup EXIT
 start_pg
 psql() { "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
@@ -39,14 +44,58 @@ for port in $rs_port $go_port; do
 done
 echo "## notary-rs (this repository) --against Go notary-server $(dpkg-query -W -f '${Version}' notary) (Debian), $(nproc) cores"
 ./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --server-pid "${pids[0]}" \
-  --against "https://127.0.0.1:$go_port" --against-pid "${pids[1]}" "$@" ||
+  --against "https://127.0.0.1:$go_port" --against-pid "${pids[1]}" "$@" | tee "$work/bench.out" ||
   { echo "notary-bench failed; last lines of the servers' logs:"; tail -n 20 "$work/rs.log" "$work/go.log"; exit 1; }
+case " $* " in *" --rss-guns"*) exit 0 ;; esac
+
+# The floor of this machine and this load generator: the same open-loop load (GET
+# timestamp.json, same rate, same connections) against nginx serving a cached copy over TLS —
+# no database, no barrier, a C server reading a cached file. Whatever p99 it shows is the
+# client's, the kernel's and TLS's share on this shared machine, which no server can go under.
+# (our first open-loop row: its req/s, the second number after the name)
+rate=$(awk '/^GET timestamp.json @/ { n = 0; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9.]+$/ && ++n == 2) { print $i; exit } }' "$work/bench.out")
+if [ -n "$rate" ]; then
+  nginx_port=$(free_port)
+  mkdir -p "$work/nginx/cache"
+  chmod 711 "$work"  # nginx's workers (user nobody) reach their cache folder; nothing else is listable
+  cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes $(nproc);
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=tuf:10m max_size=100m;
+  upstream notary { server 127.0.0.1:$rs_port; keepalive 32; }
+  server {
+    listen 127.0.0.1:$nginx_port ssl;
+    ssl_certificate $work/tls/server.crt;
+    ssl_certificate_key $work/tls/server.key;
+    keepalive_requests 100000000;
+    location / {
+      proxy_pass https://notary;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache tuf;
+      proxy_cache_valid 200 10m;
+      proxy_cache_lock on;
+    }
+  }
+}
+NGINX
+  nginx -c "$work/nginx/nginx.conf"
+  conc=$(awk '/concurrency [0-9]+$/ {print $NF; exit}' "$work/bench.out")
+  echo
+  echo "## The floor: the same open-loop load against nginx $(nginx -v 2>&1 | sed 's|.*/||') serving a cached copy over TLS"
+  ./target/release/notary-bench --url "https://127.0.0.1:$nginx_port" --ca "$work/tls/ca.crt" --concurrency "${conc:-16}" \
+    --seconds 1 --half-peak-secs 5 --rate "$rate" --only timestamp.json | grep -E '^(operation|GET timestamp.json @)'
+  kill "$(cat "$work/nginx/nginx.pid")"; rm -f "$work/nginx/nginx.pid"
+fi
 
 # A second view of latency at half of peak, with a load generator much lighter than ours: wrk
 # (closed loop, one thread). Peak at 64 connections; then the fewest connections that reach half
 # of it, and the p99 there. Closed loop under-reports stalls (a stalled connection sends nothing
 # meanwhile), which the open-loop figure above does not; the two bracket the truth.
-case " $* " in *" --rss-guns"*) exit 0 ;; esac
 wrk_ms() { awk '{v=$1; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; printf "%.2f", v}'; }
 wrk_half_peak() { # label url
   local out peak rate p99 c
