@@ -48,10 +48,9 @@ echo "## notary-rs (this repository) --against Go notary-server $(dpkg-query -W 
   { echo "notary-bench failed; last lines of the servers' logs:"; tail -n 20 "$work/rs.log" "$work/go.log"; exit 1; }
 case " $* " in *" --rss-guns"*) exit 0 ;; esac
 
-# The floor of this machine and this load generator: the same open-loop load (GET
-# timestamp.json, same rate, same connections) against nginx serving a cached copy over TLS —
-# no database, no barrier, a C server reading a cached file. Whatever p99 it shows is the
-# client's, the kernel's and TLS's share on this shared machine, which no server can go under.
+# A reference for the machine's and the load generator's share of the latency: the same
+# open-loop load (GET timestamp.json, same rate, same connections) against nginx serving a
+# cached copy over TLS — no database, no barrier, a C server returning a cached file.
 # (our first open-loop row: its req/s, the second number after the name)
 rate=$(awk '/^GET timestamp.json @/ { n = 0; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9.]+$/ && ++n == 2) { print $i; exit } }' "$work/bench.out")
 if [ -n "$rate" ]; then
@@ -86,7 +85,7 @@ NGINX
   nginx -c "$work/nginx/nginx.conf"
   conc=$(awk '/concurrency [0-9]+$/ {print $NF; exit}' "$work/bench.out")
   echo
-  echo "## The floor: the same open-loop load against nginx $(nginx -v 2>&1 | sed 's|.*/||') serving a cached copy over TLS"
+  echo "## Reference: the same open-loop load against nginx $(nginx -v 2>&1 | sed 's|.*/||') serving a cached copy over TLS"
   ./target/release/notary-bench --url "https://127.0.0.1:$nginx_port" --ca "$work/tls/ca.crt" --concurrency "${conc:-16}" \
     --seconds 1 --half-peak-secs 5 --rate "$rate" --only timestamp.json | grep -E '^(operation|GET timestamp.json @)'
   kill "$(cat "$work/nginx/nginx.pid")"; rm -f "$work/nginx/nginx.pid"
