@@ -116,7 +116,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits() {
         tokio::spawn(async move { http.post(url).header("content-type", ct).body(reqwest::Body::wrap_stream(stream)).send().await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    s.terminate();
+    s.signal("TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err(), "a new connection was accepted after SIGTERM");
     assert!(s.exited_within(Duration::from_millis(10)).await.is_none(), "the server exited with a publish in flight");

@@ -178,13 +178,6 @@ impl Server {
         self.tmp.path()
     }
 
-    /// Send the server SIGTERM (as `docker stop` and systemd do).
-    pub fn terminate(&self) {
-        let pid = self.child.as_ref().expect("server running").id();
-        let st = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-        assert!(st.success());
-    }
-
     /// Wait up to `within` for the server to exit by itself: its exit status, if it did.
     pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
@@ -772,6 +765,18 @@ impl TokenService {
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let me = me.clone();
                     async move {
+                        let respond = |status: u16, body: String| {
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/json")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        };
+                        if req.uri().path() != "/token" {
+                            return respond(404, String::new());
+                        }
                         let q: Vec<(String, String)> = serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap();
                         let service = q.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone()).unwrap_or_default();
                         let authenticated = req.headers().contains_key("authorization");
@@ -790,15 +795,7 @@ impl TokenService {
                             grants.iter().map(|(t, n, a)| (t.clone(), n.clone(), a.iter().map(String::as_str).collect())).collect();
                         let g: Vec<Grant> = owned.iter().map(|(t, n, a)| Grant { typ: t, name: n, actions: a }).collect();
                         let token = me.token(&g, 300, &me.issuer, &service);
-                        let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
-                        let status = if req.uri().path() == "/token" { 200 } else { 404 };
-                        Ok::<_, std::convert::Infallible>(
-                            hyper::Response::builder()
-                                .status(status)
-                                .header("content-type", "application/json")
-                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                                .unwrap(),
-                        )
+                        respond(200, serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string())
                     }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
