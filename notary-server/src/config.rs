@@ -101,6 +101,11 @@ pub struct CachingConfig {
     pub resign_before_expiry_seconds: Option<u64>,
     /// How often to look for such repositories.
     pub resign_check_seconds: Option<u64>,
+    /// Postgres (not in Go): serve current metadata from the cache with no database round trip
+    /// while this instance holds a read lease, every write being announced to and acknowledged
+    /// by the instances that hold one (default true). Turn off when servers that do not
+    /// announce their writes (the Go notary-server) write to the same database meanwhile.
+    pub fast_reads: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -135,6 +140,8 @@ pub struct Settings {
     /// Re-sign ahead when this close to expiry (zero: never in the background).
     pub resign_before: std::time::Duration,
     pub resign_every: std::time::Duration,
+    /// See `CachingConfig::fast_reads`.
+    pub fast_reads: bool,
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
     pub upload_timeout: std::time::Duration,
@@ -350,6 +357,7 @@ impl Config {
             cache_bytes: self.caching.max_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
             resign_before: std::time::Duration::from_secs(self.caching.resign_before_expiry_seconds.unwrap_or(DEFAULT_RESIGN_BEFORE)),
             resign_every: std::time::Duration::from_secs(self.caching.resign_check_seconds.unwrap_or(DEFAULT_RESIGN_EVERY).max(1)),
+            fast_reads: self.caching.fast_reads.unwrap_or(true),
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
             upload_timeout: std::time::Duration::from_secs(s.upload_timeout_seconds.unwrap_or(DEFAULT_UPLOAD_TIMEOUT).max(1)),
@@ -402,6 +410,7 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         cache_bytes: DEFAULT_CACHE_BYTES,
         resign_before: std::time::Duration::from_secs(DEFAULT_RESIGN_BEFORE),
         resign_every: std::time::Duration::from_secs(DEFAULT_RESIGN_EVERY),
+        fast_reads: true,
         gun_prefixes: Vec::new(),
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
         upload_timeout: std::time::Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT),

@@ -14,11 +14,13 @@
 //! by-checksum cache). On Postgres a check is one round trip on a connection of its own
 //! (`SqlStore::changes_after`), not a pooled query, which would cost two more.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::announce::{Announcer, Timing, WriteFuture};
 use crate::cache::MetaCache;
 use crate::storage::{MetaStore, StoreError};
 
@@ -51,11 +53,31 @@ pub struct Freshness {
     state: Mutex<State>,
     /// (newest finished epoch, its outcome)
     done: watch::Sender<(u64, Result<(), StoreError>)>,
+    /// Postgres, writable: write announcements and read leases (`announce.rs`).
+    announcer: OnceLock<Arc<Announcer>>,
+    /// Reads made fresh under the read lease, and by a barrier; changefeed checks run.
+    leased_reads: AtomicU64,
+    barrier_reads: AtomicU64,
+    checks: AtomicU64,
+}
+
+/// How writes are announced and whether reads may skip the barrier (`announce.rs`).
+pub struct Announcing {
+    pub pool: sqlx::PgPool,
+    /// Serve current reads from the cache without a changefeed check while holding a lease.
+    pub fast_reads: bool,
+    pub timing: Timing,
 }
 
 impl Freshness {
     /// Start following the changefeed of `store` for `cache`.
-    pub fn spawn(store: Arc<dyn MetaStore>, cache: Arc<MetaCache>, period: Duration, monotonic: bool) -> Arc<Self> {
+    pub fn spawn(
+        store: Arc<dyn MetaStore>,
+        cache: Arc<MetaCache>,
+        period: Duration,
+        monotonic: bool,
+        announcing: Option<Announcing>,
+    ) -> Arc<Self> {
         let me = Arc::new(Freshness {
             monotonic,
             behind: false.into(),
@@ -63,7 +85,14 @@ impl Freshness {
             cache,
             state: Mutex::new(State { started: 0, wanted: 0, in_flight: 0, applied: None, finished: 0 }),
             done: watch::channel((0, Ok(()))).0,
+            announcer: OnceLock::new(),
+            leased_reads: AtomicU64::new(0),
+            barrier_reads: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
         });
+        if let Some(a) = announcing {
+            let _ = me.announcer.set(Announcer::start(a.pool, a.fast_reads, a.timing, &me));
+        }
         let ticker = Arc::downgrade(&me);
         tokio::spawn(async move {
             loop {
@@ -84,6 +113,53 @@ impl Freshness {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Make the cache current for a read of `gun`: nothing to do while this instance holds a
+    /// read lease and no write to `gun` is in flight (`announce.rs`), else a barrier.
+    pub async fn fresh(self: &Arc<Self>, gun: &str) -> Result<(), StoreError> {
+        if self.announcer.get().is_some_and(|a| a.fast(gun)) {
+            self.leased_reads.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.barrier_reads.fetch_add(1, Ordering::Relaxed);
+        self.barrier().await
+    }
+
+    /// Counters of how reads were made fresh, in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        let lease = self.announcer.get().is_some_and(|a| a.holds_lease());
+        format!(
+            "# HELP notary_rs_fresh_reads_total Current-metadata reads, by how they were made fresh: under this instance's read lease (no database round trip) or by waiting for a changefeed check.\n\
+             # TYPE notary_rs_fresh_reads_total counter\n\
+             notary_rs_fresh_reads_total{{by=\"lease\"}} {}\nnotary_rs_fresh_reads_total{{by=\"changefeed_check\"}} {}\n\
+             # HELP notary_rs_changefeed_checks_total Changefeed checks run.\n# TYPE notary_rs_changefeed_checks_total counter\nnotary_rs_changefeed_checks_total {}\n\
+             # HELP notary_rs_read_lease 1 while this instance serves current reads under its read lease.\n# TYPE notary_rs_read_lease gauge\nnotary_rs_read_lease {}\n",
+            self.leased_reads.load(Ordering::Relaxed),
+            self.barrier_reads.load(Ordering::Relaxed),
+            self.checks.load(Ordering::Relaxed),
+            u8::from(lease)
+        )
+    }
+
+    /// Run the write `op` on `gun`, announced to the instances holding read leases.
+    pub async fn write<'a, T>(&self, gun: &str, mut op: impl FnMut(Option<Vec<String>>) -> WriteFuture<'a, T>) -> Result<T, StoreError> {
+        match self.announcer.get() {
+            Some(a) => a.write(gun, op).await,
+            None => op(None).await,
+        }
+    }
+
+    /// Give up this instance's read lease (at shutdown).
+    pub async fn leave(&self) {
+        if let Some(a) = self.announcer.get() {
+            a.leave().await;
+        }
+    }
+
+    /// Every changefeed row up to this ID is applied to the cache.
+    pub fn applied(&self) -> Option<i64> {
+        self.lock().applied
     }
 
     /// Wait until a changefeed check that started after this call has been applied to the cache.
@@ -144,11 +220,15 @@ impl Freshness {
 
     /// Apply the rows after `from` to the cache; returns the newest row ID applied.
     async fn check(&self, from: Option<i64>) -> Result<Option<i64>, StoreError> {
+        self.checks.fetch_add(1, Ordering::Relaxed);
         // Nothing is cached before the first check: start from the newest row.
         let Some(mut from) = from else { return Ok(Some(self.store.last_change_id().await?)) };
         loop {
             let rows = self.store.changes_after(from, PAGE).await?;
             for r in &rows {
+                if let Some(a) = self.announcer.get() {
+                    a.observed(&r.gun, r.id);
+                }
                 if r.deletion {
                     self.cache.forget(&r.gun);
                 } else {

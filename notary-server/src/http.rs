@@ -126,8 +126,9 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
         let body = format!(
             "{}# HELP notary_rs_cache_files Metadata files held by the read cache.\n# TYPE notary_rs_cache_files gauge\nnotary_rs_cache_files {files}\n\
              # HELP notary_rs_cache_repositories Repositories whose current chain is cached.\n# TYPE notary_rs_cache_repositories gauge\nnotary_rs_cache_repositories {chains}\n\
-             # HELP notary_rs_cache_bytes Approximate bytes held by the read cache.\n# TYPE notary_rs_cache_bytes gauge\nnotary_rs_cache_bytes {bytes}\n",
-            state.metrics.render()
+             # HELP notary_rs_cache_bytes Approximate bytes held by the read cache.\n# TYPE notary_rs_cache_bytes gauge\nnotary_rs_cache_bytes {bytes}\n{}",
+            state.metrics.render(),
+            state.service.freshness_metrics()
         );
         return (None, Ok(with_type(response(StatusCode::OK, body), "text/plain; version=0.0.4; charset=utf-8")));
     }

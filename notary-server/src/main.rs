@@ -177,6 +177,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         key_algorithm,
         std::time::Duration::from_secs(1),
         settings.read_only,
+        match &db {
+            Db::Postgres(pool) if !settings.read_only => Some(notary_server::freshness::Announcing {
+                pool: pool.clone(),
+                fast_reads: settings.fast_reads,
+                timing: Default::default(),
+            }),
+            _ => None,
+        },
     ));
     service.spawn_resigner(settings.resign_before, settings.resign_every);
     let state = Arc::new(AppState {
@@ -203,6 +211,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         println!("TLS: self-signed; clients need the CA {}", ca.display());
         println!("  e.g. notary -s {url} --tlscacert {} -d ~/.notary list <gun>", ca.display());
     }
-    serve(listener, tls.map(Arc::new), state, Limits::default(), shutdown_signal()).await;
+    serve(listener, tls.map(Arc::new), state.clone(), Limits::default(), shutdown_signal()).await;
+    state.service.leave().await;
     Ok(())
 }

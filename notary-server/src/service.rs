@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::cache::{CachedChain, Expected, MetaCache};
 use crate::errors::{ApiError, Code};
-use crate::freshness::Freshness;
+use crate::freshness::{Announcing, Freshness};
 use crate::storage::{Change, MetaStore, StoreError, StoredFile};
 
 pub struct RepoService {
@@ -36,6 +36,8 @@ impl From<StoreError> for ApiError {
                 ApiError::new(Code::StorageUnavailable)
             }
             StoreError::Db(m) => ApiError::internal(m),
+            // (`announce.rs` retries these, then reports them as unavailable.)
+            StoreError::Unacknowledged => ApiError::new(Code::StorageUnavailable),
         }
     }
 }
@@ -74,8 +76,9 @@ impl RepoService {
         key_algorithm: String,
         period: std::time::Duration,
         read_only: bool,
+        announcing: Option<Announcing>,
     ) -> Self {
-        let freshness = Freshness::spawn(store.clone(), cache.clone(), period, read_only);
+        let freshness = Freshness::spawn(store.clone(), cache.clone(), period, read_only, announcing);
         RepoService { store, cache, freshness, crypto, key_algorithm, read_only }
     }
 
@@ -162,10 +165,14 @@ impl RepoService {
             },
             _ => None,
         };
-        let Some(chain) = expected else { return self.store.update_many(gun, updates, at).await };
+        let store = &self.store;
+        let write = |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, ()> {
+            Box::pin(async move { store.update_many(gun, updates, at, acked.as_deref()).await })
+        };
+        let Some(chain) = expected else { return self.freshness.write(gun, write).await };
         let sha = chain.timestamp.sha256.clone();
         self.cache.expect(gun, &sha, Expected { chain: Arc::new(chain), files });
-        let stored = self.store.update_many(gun, updates, at).await;
+        let stored = self.freshness.write(gun, write).await;
         if stored.is_err() {
             self.cache.unexpect(gun, &sha);
         }
@@ -227,7 +234,7 @@ impl RepoService {
     /// The current timestamp and the snapshot it names, no older than the newest committed when
     /// this call began (see `freshness`): from the cache, else loaded and cached.
     async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ApiError> {
-        self.freshness.barrier().await?;
+        self.freshness.fresh(gun).await?;
         if let Some(c) = self.cache.chain(gun) {
             return Ok(Some(c));
         }
@@ -269,7 +276,7 @@ impl RepoService {
     /// `GET …/<version>.<role>.json`: immutable once stored, but a deleted and re-created
     /// repository reuses version numbers, so the cache is checked after a freshness barrier.
     pub async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<StoredFile, ApiError> {
-        self.freshness.barrier().await?;
+        self.freshness.fresh(gun).await?;
         if let Some(f) = self.cache.version(gun, role, version) {
             return Ok(f);
         }
@@ -399,12 +406,28 @@ impl RepoService {
 
     pub async fn delete(&self, gun: &str) -> Result<(), ApiError> {
         self.writable()?;
-        let deleted = self.store.delete(gun).await;
+        let store = &self.store;
+        let deleted = self
+            .freshness
+            .write(gun, |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, bool> {
+                Box::pin(async move { store.delete(gun, acked.as_deref()).await })
+            })
+            .await;
         self.cache.forget(gun);
         if deleted? {
             tracing::info!(gun, "deleted repository");
         }
         Ok(())
+    }
+
+    /// The freshness counters, in the Prometheus text format.
+    pub fn freshness_metrics(&self) -> String {
+        self.freshness.metrics()
+    }
+
+    /// Give up this instance's read lease (at shutdown).
+    pub async fn leave(&self) {
+        self.freshness.leave().await;
     }
 
     pub async fn changes(&self, gun: Option<&str>, change_id: &str, records: &str) -> Result<ChangeList, ApiError> {

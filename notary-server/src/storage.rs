@@ -20,7 +20,17 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_go_migrate_marker.sql"),
         postgres: include_str!("../../migrations/postgres/0002_go_migrate_marker.sql"),
     },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../../migrations/sqlite/0003_instances_write_guard.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_instances_write_guard.sql"),
+    },
 ];
+
+/// Key of the advisory lock of `notary_rs_write_guard` (migration 3): every guarded write holds
+/// it shared until it commits; an instance that has just registered takes it exclusively once,
+/// which waits out the writes that checked the leases before its registration.
+pub const REGISTRATION_LOCK: i64 = 0x6e6f_7461_7273;
 
 /// Connections kept for changefeed checks: as many as checks may overlap.
 const FOLLOWERS: usize = crate::freshness::MAX_IN_FLIGHT;
@@ -38,24 +48,29 @@ const CHANGEFEED_LOCK: i64 = 0x6e6f_7461_7279;
 /// never across a round trip to this process: with the lock held through a client round trip
 /// (a `BEGIN … COMMIT` from here) concurrent publishes queued behind it for milliseconds each,
 /// waiting for busy server threads to send the `COMMIT` (measured: 22 ms of a 36 ms publish at 16
-/// connections). One round trip in all, where a transaction took six.
+/// connections). One round trip in all, where a transaction took six. `$8`: the instances that
+/// acknowledged the write's announcement (`announce.rs`); nothing is stored, and the first
+/// column is false, if an instance holding a lease is not among them (NULL: unguarded).
 const PG_UPDATE_MANY: &str = "\
-WITH new AS (SELECT * FROM unnest($3::text[], $4::int4[], $5::bytea[], $6::text[]) AS u (role, version, data, sha256)), \
+WITH g AS MATERIALIZED (SELECT CASE WHEN $8::text[] IS NULL THEN true ELSE notary_rs_write_guard($8::text[]) END AS ok), \
+new AS (SELECT u.* FROM unnest($3::text[], $4::int4[], $5::bytea[], $6::text[]) AS u (role, version, data, sha256), g WHERE g.ok), \
 ins AS (INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) \
     SELECT $1, $1, $2, role, version, data, sha256 FROM new \
     WHERE NOT EXISTS (SELECT 1 FROM new n JOIN tuf_files f ON f.gun = $2 AND f.role = n.role AND f.version >= n.version) \
     RETURNING role, version, sha256), \
 feed AS (INSERT INTO changefeed (created_at, gun, version, sha256, category) \
     SELECT $1, $2, ins.version, ins.sha256, 'update' FROM ins, (SELECT pg_advisory_xact_lock($7)) l WHERE ins.role = 'timestamp') \
-SELECT count(*) FROM ins";
+SELECT (SELECT ok FROM g), count(*) FROM ins";
 
 /// A deletion on Postgres, as one statement (see `PG_UPDATE_MANY`): every file of the GUN and,
-/// if there was any, a changefeed row. Returns how many files were deleted.
+/// if there was any, a changefeed row. Returns how many files were deleted. `$4`: as `$8` of
+/// `PG_UPDATE_MANY`.
 const PG_DELETE: &str = "\
-WITH d AS (DELETE FROM tuf_files WHERE gun = $2 RETURNING 1), \
+WITH g AS MATERIALIZED (SELECT CASE WHEN $4::text[] IS NULL THEN true ELSE notary_rs_write_guard($4::text[]) END AS ok), \
+d AS (DELETE FROM tuf_files WHERE gun = $2 AND (SELECT ok FROM g) RETURNING 1), \
 feed AS (INSERT INTO changefeed (created_at, gun, version, sha256, category) \
     SELECT $1, $2, 0, '', 'deletion' FROM (SELECT pg_advisory_xact_lock($3)) l WHERE EXISTS (SELECT 1 FROM d)) \
-SELECT count(*) FROM d";
+SELECT (SELECT ok FROM g), count(*) FROM d";
 
 #[derive(Debug, Clone)]
 pub struct StoredFile {
@@ -111,6 +126,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("storage error: {0}")]
     Db(String),
+    /// Nothing was written: an instance holding a lease had not acknowledged the write's
+    /// announcement (it registered meanwhile). The writer announces again and retries.
+    #[error("an instance has not acknowledged the write announcement")]
+    Unacknowledged,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -136,10 +155,11 @@ pub trait MetaStore: Send + Sync {
     async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError>;
     async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError>;
     /// Store all updates or none, created and updated `at`; each must be newer than every
-    /// stored version of its role.
-    async fn update_many(&self, gun: &str, updates: &[Update], at: NaiveDateTime) -> Result<(), StoreError>;
-    /// Remove every file of the GUN; true if anything was removed.
-    async fn delete(&self, gun: &str) -> Result<bool, StoreError>;
+    /// stored version of its role. `acked` (Postgres): the instances that acknowledged the
+    /// write's announcement; `Unacknowledged` if one holding a lease is missing (`announce.rs`).
+    async fn update_many(&self, gun: &str, updates: &[Update], at: NaiveDateTime, acked: Option<&[String]>) -> Result<(), StoreError>;
+    /// Remove every file of the GUN; true if anything was removed. `acked`: as for `update_many`.
+    async fn delete(&self, gun: &str, acked: Option<&[String]>) -> Result<bool, StoreError>;
     async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError>;
     async fn health(&self) -> Result<(), StoreError>;
     /// Highest changefeed ID (0 when empty).
@@ -246,7 +266,7 @@ impl MetaStore for SqlStore {
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
-    async fn update_many(&self, gun: &str, updates: &[Update], t: NaiveDateTime) -> Result<(), StoreError> {
+    async fn update_many(&self, gun: &str, updates: &[Update], t: NaiveDateTime, acked: Option<&[String]>) -> Result<(), StoreError> {
         let mut roles = Vec::with_capacity(updates.len());
         let mut versions = Vec::with_capacity(updates.len());
         let mut data = Vec::with_capacity(updates.len());
@@ -259,7 +279,7 @@ impl MetaStore for SqlStore {
         }
         match &self.db {
             Db::Postgres(p) => {
-                let inserted: i64 = sqlx::query_scalar(PG_UPDATE_MANY)
+                let (guard_ok, inserted): (bool, i64) = sqlx::query_as(PG_UPDATE_MANY)
                     .bind(t)
                     .bind(gun)
                     .bind(&roles)
@@ -267,8 +287,12 @@ impl MetaStore for SqlStore {
                     .bind(&data)
                     .bind(&shas)
                     .bind(CHANGEFEED_LOCK)
+                    .bind(acked)
                     .fetch_one(p)
                     .await?;
+                if !guard_ok {
+                    return Err(StoreError::Unacknowledged);
+                }
                 // All rows or none (one statement): none means a stored version was as new.
                 if inserted == 0 && !updates.is_empty() {
                     return Err(StoreError::OldVersion);
@@ -315,11 +339,15 @@ impl MetaStore for SqlStore {
         }
     }
 
-    async fn delete(&self, gun: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, gun: &str, acked: Option<&[String]>) -> Result<bool, StoreError> {
         let t = now();
         match &self.db {
             Db::Postgres(p) => {
-                let deleted: i64 = sqlx::query_scalar(PG_DELETE).bind(t).bind(gun).bind(CHANGEFEED_LOCK).fetch_one(p).await?;
+                let (guard_ok, deleted): (bool, i64) =
+                    sqlx::query_as(PG_DELETE).bind(t).bind(gun).bind(CHANGEFEED_LOCK).bind(acked).fetch_one(p).await?;
+                if !guard_ok {
+                    return Err(StoreError::Unacknowledged);
+                }
                 Ok(deleted > 0)
             }
             Db::Sqlite(p) => {
@@ -467,13 +495,13 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError> {
         self.timed("by_version", self.inner.by_version(gun, role, version)).await
     }
-    async fn update_many(&self, gun: &str, updates: &[Update], at: NaiveDateTime) -> Result<(), StoreError> {
+    async fn update_many(&self, gun: &str, updates: &[Update], at: NaiveDateTime, acked: Option<&[String]>) -> Result<(), StoreError> {
         // A timed-out commit may still have happened: the client is told 503 (retry), and a
         // retry of the same versions then gets VERSION if it had.
-        self.timed("update_many", self.inner.update_many(gun, updates, at)).await
+        self.timed("update_many", self.inner.update_many(gun, updates, at, acked)).await
     }
-    async fn delete(&self, gun: &str) -> Result<bool, StoreError> {
-        self.timed("delete", self.inner.delete(gun)).await
+    async fn delete(&self, gun: &str, acked: Option<&[String]>) -> Result<bool, StoreError> {
+        self.timed("delete", self.inner.delete(gun, acked)).await
     }
     async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError> {
         self.timed("changes", self.inner.changes(gun, change_id, records)).await

@@ -38,7 +38,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
         let gun = "example.com/storage/writes";
         let at = notary_server::storage::now();
         let first = [update("targets", 1, "t1"), update("snapshot", 1, "s1"), update("timestamp", 1, "ts1")];
-        store.update_many(gun, &first, at).await.unwrap_or_else(|e| panic!("{backend}: {e}"));
+        store.update_many(gun, &first, at, None).await.unwrap_or_else(|e| panic!("{backend}: {e}"));
         let feed = store.changes_after(0, 100).await.unwrap();
         assert_eq!(feed.len(), 1, "{backend}: one changefeed row per update");
         assert_eq!(feed[0].gun, gun);
@@ -49,7 +49,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
 
         // Targets v2 is new but snapshot v1 is not: nothing is stored, no row is written.
         let stale = [update("targets", 2, "t2"), update("snapshot", 1, "s1-again"), update("timestamp", 2, "ts2")];
-        match store.update_many(gun, &stale, notary_server::storage::now()).await {
+        match store.update_many(gun, &stale, notary_server::storage::now(), None).await {
             Err(StoreError::OldVersion) => {}
             other => panic!("{backend}: a stale snapshot gave {other:?}"),
         }
@@ -64,7 +64,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
             writers.push(tokio::spawn(async move {
                 let data = format!("ts2-{w}");
                 let u = [update("snapshot", 2, &format!("s2-{w}")), update("timestamp", 2, &data)];
-                store.update_many(gun, &u, notary_server::storage::now()).await.map(|()| data)
+                store.update_many(gun, &u, notary_server::storage::now(), None).await.map(|()| data)
             }));
         }
         let mut won = Vec::new();
@@ -82,8 +82,8 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
         assert_eq!(&store.latest(gun, "timestamp").await.unwrap().unwrap().data[..], won[0].as_bytes());
 
         // Deletion: one row, once.
-        assert!(store.delete(gun).await.unwrap());
-        assert!(!store.delete(gun).await.unwrap(), "{backend}: nothing left to delete");
+        assert!(store.delete(gun, None).await.unwrap());
+        assert!(!store.delete(gun, None).await.unwrap(), "{backend}: nothing left to delete");
         let feed = store.changes_after(0, 100).await.unwrap();
         assert_eq!(feed.len(), 3, "{backend}: one deletion row");
         assert!(feed[2].deletion);

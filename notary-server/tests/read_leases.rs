@@ -1,0 +1,153 @@
+//! Current reads under a read lease (Postgres): served from the cache with no database round
+//! trip, yet never older than what was committed when they arrived — also when an instance is
+//! frozen, stopped, or when a server that does not announce its writes shares the database.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A counter or gauge from `/metrics` (the first sample whose name and labels start so).
+async fn metric(s: &Server, sample: &str) -> f64 {
+    let url = format!("{}/metrics", s.url);
+    let (st, body) = s.get(&url).await;
+    assert_eq!(st, 200);
+    let body = String::from_utf8(body).unwrap();
+    body.lines()
+        .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in /metrics:\n{body}"))
+}
+
+async fn wait_for_lease(s: &Server, held: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (metric(s, "notary_rs_read_lease").await == 1.0) != held {
+        assert!(Instant::now() < deadline, "read lease never {}: {}", if held { "held" } else { "given up" }, s.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const LEASED: &str = "notary_rs_fresh_reads_total{by=\"lease\"}";
+const CHECKED: &str = "notary_rs_fresh_reads_total{by=\"changefeed_check\"}";
+const CHECKS: &str = "notary_rs_changefeed_checks_total";
+
+/// 300 reads in a row: under the lease they cost no changefeed check; with `fast_reads` off
+/// each one waits for a check of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_reads_skip_the_database_under_a_lease() {
+    for fast in [true, false] {
+        let db = create_pg_db().await;
+        let s = Server::start_with_config(&db, serde_json::json!({"caching": {"fast_reads": fast}})).await;
+        let gun = "example.com/lease/reads";
+        init_repo(&s, gun).await;
+        if fast {
+            wait_for_lease(&s, true).await;
+        }
+        let url = s.tuf(gun, "timestamp.json");
+        assert_eq!(s.get(&url).await.0, 200);
+        let (leased, checked, checks) = (metric(&s, LEASED).await, metric(&s, CHECKED).await, metric(&s, CHECKS).await);
+        for _ in 0..300 {
+            let (st, body) = s.get(&url).await;
+            assert_eq!(st, 200);
+            assert_eq!(version_of(&body), 1);
+        }
+        let leased = metric(&s, LEASED).await - leased;
+        let checked = metric(&s, CHECKED).await - checked;
+        let checks = metric(&s, CHECKS).await - checks;
+        if fast {
+            // (All of them unless a renewal was late on a loaded machine.)
+            assert!(leased >= 250.0 && leased + checked == 300.0, "{leased} of 300 reads under the lease, {checked} checked");
+            // Hardly more than the once-a-second background check ran meanwhile.
+            assert!(checks < 60.0, "{checks} changefeed checks for 300 reads, {leased} under the lease");
+        } else {
+            assert_eq!((leased, checked), (0.0, 300.0), "fast_reads off");
+            assert!(checks >= 250.0, "only {checks} changefeed checks for 300 reads one after another");
+        }
+    }
+}
+
+/// B is frozen (SIGSTOP) while holding a lease with version 1 cached: a publish through A
+/// waits for B's lease to end (B cannot acknowledge), then commits; B, thawed, serves version
+/// 2 at once — its lease ended on its own clock before it ended in the database — and later
+/// takes a lease again and keeps up with A's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_instance_serves_no_stale_timestamp_when_it_thaws() {
+    let db = create_pg_db().await;
+    let a = Server::start_with_db(&db).await;
+    let b = Server::start_with_db(&db).await;
+    let gun = "example.com/lease/frozen";
+    let repo = init_repo(&a, gun).await;
+    wait_for_lease(&b, true).await;
+    wait_for_lease(&a, true).await;
+    assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), 1);
+
+    b.signal("STOP");
+    let started = Instant::now();
+    let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))]).await;
+    let took = started.elapsed();
+    b.signal("CONT");
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(took >= Duration::from_secs(1), "the publish did not wait for the frozen instance's lease ({took:?})");
+    assert!(took < Duration::from_secs(8), "the publish waited {took:?}: more than the lease");
+    let (st, ts) = b.get(&b.tuf(gun, "timestamp.json")).await;
+    assert_eq!(st, 200);
+    assert_eq!(version_of(&ts), 2, "the thawed instance served a timestamp older than the committed one");
+
+    wait_for_lease(&b, true).await;
+    for v in 3..6 {
+        let started = Instant::now();
+        let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        assert_eq!(st, 200);
+        assert!(started.elapsed() < Duration::from_secs(2), "publish {v} held up for {:?}", started.elapsed());
+        assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), v);
+        assert_eq!(version_of(&b.get(&b.tuf(gun, "targets.json")).await.1), v);
+    }
+    assert!(metric(&b, LEASED).await > 0.0);
+}
+
+/// An instance that stops cleanly gives its lease up: the next publish is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_gives_its_lease_up() {
+    let db = create_pg_db().await;
+    let a = Server::start_with_db(&db).await;
+    let mut b = Server::start_with_db(&db).await;
+    let gun = "example.com/lease/stopped";
+    let repo = init_repo(&a, gun).await;
+    wait_for_lease(&b, true).await;
+    b.signal("TERM");
+    assert!(b.exited_within(Duration::from_secs(10)).await.is_some_and(|s| s.success()), "{}", b.log());
+    let started = Instant::now();
+    let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))]).await;
+    assert_eq!(st, 200);
+    assert!(started.elapsed() < Duration::from_millis(1500), "the publish waited {:?} for a stopped instance", started.elapsed());
+}
+
+/// The Go notary-server writes to the same database without announcing: our instance notices
+/// the first such write, stops serving under its lease, and from then on serves every Go
+/// publish at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unannounced_writer_turns_leased_reads_off() {
+    let db = create_go_pg_db().await;
+    let s = Server::start_with_db(&db).await;
+    wait_for_lease(&s, true).await;
+    let go = GoServer::start(&db).await;
+    let f = write_file(s.tmp(), "t.txt", b"go\n");
+    let gun = "example.com/lease/go";
+    let w = go.notary(&go.tmp.path().join("writer"));
+    w.ok(&["init", gun]);
+    w.ok(&["add", gun, "v1", f.to_str().unwrap()]);
+    w.ok(&["publish", gun]);
+    wait_for_lease(&s, false).await;
+    assert!(s.log().contains("without an announcement"), "{}", s.log());
+    for v in 2..5 {
+        let (_, ts) = s.get(&s.tuf(gun, "timestamp.json")).await;
+        let before = version_of(&ts);
+        w.ok(&["add", gun, &format!("v{v}"), f.to_str().unwrap()]);
+        w.ok(&["publish", gun]);
+        let (st, ts) = s.get(&s.tuf(gun, "timestamp.json")).await;
+        assert_eq!(st, 200);
+        assert!(version_of(&ts) > before, "served timestamp {} after the Go server published over {before}", version_of(&ts));
+    }
+}
