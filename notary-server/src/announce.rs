@@ -212,8 +212,11 @@ impl Announcer {
 
     /// A changefeed row (update or deletion of `gun`) was applied: if nobody announced it,
     /// some writer does not announce, and fast reads are not safe for a while.
+    /// Only judged while the lease holds: every write committed meanwhile needed this
+    /// instance's acknowledgement, so its announcement was heard before its row could be read
+    /// (a frozen instance may read rows before the announcements queued for it).
     pub fn observed(&self, gun: &str, id: i64) {
-        if !self.fast_reads || id <= self.detect_from.load(Ordering::SeqCst) {
+        if !self.fast_reads || id <= self.detect_from.load(Ordering::SeqCst) || self.nanos() >= self.valid_until.load(Ordering::SeqCst) {
             return;
         }
         let heard = lock(&self.announced).get(gun).is_some_and(|at| at.elapsed() < self.t.flux_ttl);
@@ -370,6 +373,7 @@ impl Announcer {
                 tracing::warn!(error = %e, "read lease lost; current reads check the changefeed until it is renewed");
             }
             self.valid_until.store(0, Ordering::SeqCst);
+            self.detect_from.store(i64::MAX, Ordering::SeqCst);
             if self.pool.is_closed() {
                 return;
             }
@@ -487,9 +491,10 @@ impl Announcer {
         let wake = Arc::new(Notify::new());
         lock(&self.waiters).insert(token.clone(), Waiter { acked: HashSet::new(), wake: wake.clone() });
         self.mark_flux(gun, &token);
-        let outcome = self.announce_and_write(gun, &token, &wake, &mut op).await;
+        let mut uncertain = false;
+        let outcome = self.announce_and_write(gun, &token, &wake, &mut op, &mut uncertain).await;
         lock(&self.waiters).remove(&token);
-        if matches!(outcome, Err(StoreError::Unavailable(_))) {
+        if uncertain {
             // Perhaps stored, perhaps not, perhaps later: in flux until `flux_ttl`.
             return outcome;
         }
@@ -512,6 +517,7 @@ impl Announcer {
         token: &str,
         wake: &Notify,
         op: &mut impl FnMut(Option<Vec<String>>) -> WriteFuture<'a, T>,
+        uncertain: &mut bool,
     ) -> Result<T, StoreError> {
         let deadline = Instant::now() + self.t.write_deadline;
         let announcement = format!("p {} {token} {gun}", self.me);
@@ -557,7 +563,10 @@ impl Announcer {
             };
             let mut list: Vec<String> = acked.into_iter().collect();
             list.push(self.me.clone());
-            match op(Some(list)).await {
+            let outcome = op(Some(list)).await;
+            // No answer from the database: the statement may still commit.
+            *uncertain = matches!(outcome, Err(StoreError::Unavailable(_)));
+            match outcome {
                 Err(StoreError::Unacknowledged) if Instant::now() < deadline => continue,
                 Err(StoreError::Unacknowledged) => {
                     return Err(StoreError::Unavailable(

@@ -88,6 +88,7 @@ async fn a_frozen_instance_serves_no_stale_timestamp_when_it_thaws() {
     let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))]).await;
     let took = started.elapsed();
     b.signal("CONT");
+    eprintln!("the publish was held up {took:?} by the frozen instance");
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     assert!(took >= Duration::from_secs(1), "the publish did not wait for the frozen instance's lease ({took:?})");
     assert!(took < Duration::from_secs(8), "the publish waited {took:?}: more than the lease");
@@ -96,6 +97,7 @@ async fn a_frozen_instance_serves_no_stale_timestamp_when_it_thaws() {
     assert_eq!(version_of(&ts), 2, "the thawed instance served a timestamp older than the committed one");
 
     wait_for_lease(&b, true).await;
+    assert!(!b.log().contains("without an announcement"), "the thawed instance took writes it missed for unannounced ones: {}", b.log());
     for v in 3..6 {
         let started = Instant::now();
         let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
@@ -150,4 +152,59 @@ async fn an_unannounced_writer_turns_leased_reads_off() {
         assert_eq!(st, 200);
         assert!(version_of(&ts) > before, "served timestamp {} after the Go server published over {before}", version_of(&ts));
     }
+}
+
+/// The guard in the write statement itself (migration 3): a lease holder that did not
+/// acknowledge a write makes it store nothing; a publish waits for such a lease to end, and
+/// fails with 503 if it does not end within the write deadline (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
+    use notary_server::storage::{MetaStore, SqlStore, StoreError};
+    use notary_tuf::validation::Update;
+    use sqlx::Connection;
+    let db = create_pg_db().await;
+    let s = Server::start_with_db(&db).await;
+    let gun = "example.com/lease/guard";
+    let repo = init_repo(&s, gun).await;
+    let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+    let silent = |secs: i64| {
+        format!(
+            "INSERT INTO notary_rs_instances (id, lease_until) VALUES ('silent', clock_timestamp() + interval '{secs} seconds') \
+             ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until"
+        )
+    };
+
+    // The statement's guard, directly.
+    let store = SqlStore::new(notary_signer::db::Db::connect(&db, &Default::default()).await.unwrap()).await.unwrap();
+    sqlx::query(&silent(60)).execute(&mut conn).await.unwrap();
+    let files = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tuf_files WHERE gun = 'example.com/lease/other'");
+    let u = [Update { role: "timestamp".into(), version: 1, data: b"ts".to_vec() }];
+    let at = notary_server::storage::now();
+    let others = vec!["someone-else".to_string()];
+    assert!(matches!(store.update_many("example.com/lease/other", &u, at, Some(&others)).await, Err(StoreError::Unacknowledged)));
+    assert!(matches!(store.delete(gun, Some(&others)).await, Err(StoreError::Unacknowledged)));
+    assert_eq!(files().fetch_one(&mut conn).await.unwrap(), 0, "an unacknowledged write stored something");
+    // (The server holds a lease too.)
+    let all: Vec<String> = sqlx::query_scalar("SELECT array_agg(id) FROM notary_rs_instances").fetch_one(&mut conn).await.unwrap();
+    assert!(all.len() == 2, "{all:?}");
+    store.update_many("example.com/lease/other", &u, at, Some(&all)).await.unwrap();
+    assert_eq!(files().fetch_one(&mut conn).await.unwrap(), 1);
+
+    // Through the server: the silent holder's lease ends in 2 s; the publish waits for it.
+    sqlx::query(&silent(2)).execute(&mut conn).await.unwrap();
+    let started = Instant::now();
+    let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(started.elapsed() >= Duration::from_millis(1500), "published after {:?} without the lease holder", started.elapsed());
+
+    // A holder that never answers and never goes away: 503 after the deadline, nothing stored.
+    sqlx::query(&silent(60)).execute(&mut conn).await.unwrap();
+    let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(3, &[("t", b"3")]))]).await;
+    assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(api_error(&body).0, "UNAVAILABLE");
+    sqlx::query("DELETE FROM notary_rs_instances WHERE id = 'silent'").execute(&mut conn).await.unwrap();
+    let (st, ts) = s.get(&s.tuf(gun, "timestamp.json")).await;
+    assert_eq!((st, version_of(&ts)), (200, 2), "the refused publish left something behind");
+    let (st, _) = s.post_parts(gun, &[("targets", &repo.targets_file(3, &[("t", b"3")]))]).await;
+    assert_eq!(st, 200, "the same publish once the silent lease is gone");
 }
