@@ -13,6 +13,10 @@
 //! whole batch of reads. With no reads a check still runs every `period` (deletions reach the
 //! by-checksum cache). On Postgres a check is one round trip on a connection of its own
 //! (`SqlStore::changes_after`), not a pooled query, which would cost two more.
+//!
+//! On Postgres, an instance holding a read lease skips the barrier for repositories with no
+//! write in flight: writes are announced and commit only once every lease holder has
+//! acknowledged them (`announce.rs`); `fresh` chooses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
