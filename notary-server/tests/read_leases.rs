@@ -208,3 +208,40 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
     let (st, _) = s.post_parts(gun, &[("targets", &repo.targets_file(3, &[("t", b"3")]))]).await;
     assert_eq!(st, 200, "the same publish once the silent lease is gone");
 }
+
+/// The database kills both instances' listener connections (a restart of a pooler, an
+/// idle-connection reaper): they stop serving under their leases, listen again, register again,
+/// and no read serves a timestamp older than an acknowledged publish meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_listener_connections_are_replaced_without_stale_reads() {
+    use sqlx::Connection;
+    let db = create_pg_db().await;
+    let a = Server::start_with_db(&db).await;
+    let b = Server::start_with_db(&db).await;
+    let gun = "example.com/lease/listeners";
+    let repo = init_repo(&a, gun).await;
+    wait_for_lease(&a, true).await;
+    wait_for_lease(&b, true).await;
+    assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), 1);
+    let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(killed, vec![true, true], "expected one listener connection per instance");
+    for v in 2..5 {
+        let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), v, "B served an older timestamp after its listener was killed");
+        assert_eq!(version_of(&a.get(&a.tuf(gun, "targets.json")).await.1), v);
+    }
+    wait_for_lease(&a, true).await;
+    wait_for_lease(&b, true).await;
+    let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(5, &[("t", b"5")]))]).await;
+    assert_eq!(st, 200);
+    assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), 5);
+    assert!(b.log().contains("announcement listener lost its connection") || b.log().contains("announcement listener failed"), "{}", b.log());
+}
