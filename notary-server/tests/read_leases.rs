@@ -29,6 +29,19 @@ async fn wait_for_lease(s: &Server, held: bool) {
     }
 }
 
+/// Two instances on a new database, both holding read leases, with `gun` published through
+/// A (version 1) and cached by B.
+async fn two_leased_instances(gun: &str) -> (String, Server, Server, RustRepo) {
+    let db = create_pg_db().await;
+    let a = Server::start_with_db(&db).await;
+    let b = Server::start_with_db(&db).await;
+    let repo = init_repo(&a, gun).await;
+    wait_for_lease(&a, true).await;
+    wait_for_lease(&b, true).await;
+    assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), 1);
+    (db, a, b, repo)
+}
+
 const LEASED: &str = "notary_rs_fresh_reads_total{by=\"lease\"}";
 const CHECKED: &str = "notary_rs_fresh_reads_total{by=\"changefeed_check\"}";
 const CHECKS: &str = "notary_rs_changefeed_checks_total";
@@ -74,14 +87,8 @@ async fn current_reads_skip_the_database_under_a_lease() {
 /// takes a lease again and keeps up with A's writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_instance_serves_no_stale_timestamp_when_it_thaws() {
-    let db = create_pg_db().await;
-    let a = Server::start_with_db(&db).await;
-    let b = Server::start_with_db(&db).await;
     let gun = "example.com/lease/frozen";
-    let repo = init_repo(&a, gun).await;
-    wait_for_lease(&b, true).await;
-    wait_for_lease(&a, true).await;
-    assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), 1);
+    let (_db, a, b, repo) = two_leased_instances(gun).await;
 
     b.signal("STOP");
     let started = Instant::now();
@@ -215,14 +222,8 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_listener_connections_are_replaced_without_stale_reads() {
     use sqlx::Connection;
-    let db = create_pg_db().await;
-    let a = Server::start_with_db(&db).await;
-    let b = Server::start_with_db(&db).await;
     let gun = "example.com/lease/listeners";
-    let repo = init_repo(&a, gun).await;
-    wait_for_lease(&a, true).await;
-    wait_for_lease(&b, true).await;
-    assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), 1);
+    let (db, a, b, repo) = two_leased_instances(gun).await;
     let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -235,7 +236,11 @@ async fn killed_listener_connections_are_replaced_without_stale_reads() {
     for v in 2..5 {
         let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), v, "B served an older timestamp after its listener was killed");
+        assert_eq!(
+            version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1),
+            v,
+            "B served an older timestamp after its listener was killed"
+        );
         assert_eq!(version_of(&a.get(&a.tuf(gun, "targets.json")).await.1), v);
     }
     wait_for_lease(&a, true).await;
@@ -243,5 +248,9 @@ async fn killed_listener_connections_are_replaced_without_stale_reads() {
     let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(5, &[("t", b"5")]))]).await;
     assert_eq!(st, 200);
     assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), 5);
-    assert!(b.log().contains("announcement listener lost its connection") || b.log().contains("announcement listener failed"), "{}", b.log());
+    assert!(
+        b.log().contains("announcement listener lost its connection") || b.log().contains("announcement listener failed"),
+        "{}",
+        b.log()
+    );
 }
