@@ -43,7 +43,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::freshness::Freshness;
-use crate::storage::{StoreError, REGISTRATION_LOCK};
+use crate::storage::{within, StoreError, REGISTRATION_LOCK};
 
 /// A write to run once announced: gets the instances that acknowledged it (`None`: unguarded).
 pub type WriteFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
@@ -323,17 +323,17 @@ impl Announcer {
             for _attempt in 0..3 {
                 let c = match conn.as_mut() {
                     Some(c) => c,
-                    None => match tokio::time::timeout(self.t.lease, connect(&self.pool)).await {
-                        Ok(Ok(c)) => conn.insert(c),
-                        _ => {
+                    None => match within(self.t.lease, "connecting", connect(&self.pool)).await {
+                        Ok(c) => conn.insert(c),
+                        Err(_) => {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
                     },
                 };
                 let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p").bind(CHANNEL).bind(&payloads).execute(c);
-                match tokio::time::timeout(self.t.lease, sent).await {
-                    Ok(Ok(_)) => break,
+                match within(self.t.lease, "acknowledging", sent).await {
+                    Ok(_) => break,
                     // The writers announce again; these are acknowledged then.
                     _ => conn = None,
                 }
@@ -385,19 +385,13 @@ impl Announcer {
         *self.listening.borrow() == (epoch, true)
     }
 
-    async fn timed<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T, sqlx::Error>>) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.t.lease, f).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(StoreError::Unavailable(format!("{what}: no answer within {:?}", self.t.lease))),
-        }
+    async fn timed<T, E: Into<StoreError>>(&self, what: &str, f: impl std::future::Future<Output = Result<T, E>>) -> Result<T, StoreError> {
+        within(self.t.lease, what, f).await
     }
 
     async fn register_and_renew(&self, epoch: u64) -> Result<(), StoreError> {
         let lease_ms = self.t.lease.as_millis() as f64;
-        let mut c = match tokio::time::timeout(self.t.lease, connect(&self.pool)).await {
-            Ok(c) => c?,
-            Err(_) => return Err(StoreError::Unavailable("connecting: no answer".into())),
-        };
+        let mut c = self.timed("connecting", connect(&self.pool)).await?;
         let sent = Instant::now();
         self.timed(
             "registering",
@@ -503,7 +497,7 @@ impl Announcer {
         let gun = gun.to_string();
         tokio::spawn(async move {
             let done = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(format!("d {} {token} {gun}", me.me)).execute(&me.pool);
-            if let Err(e) = tokio::time::timeout(me.t.lease, done).await.unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut)) {
+            if let Err(e) = within(me.t.lease, "announcing the end of a write", done).await {
                 tracing::debug!(gun, error = %e, "could not announce the end of a write; other instances keep the repository in flux");
             }
             me.unflux_after_check(gun, token);
@@ -523,8 +517,9 @@ impl Announcer {
         let announcement = format!("p {} {token} {gun}", self.me);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let others: Vec<String> = match tokio::time::timeout(
+            let others: Vec<String> = within(
                 left,
+                "announcing a write",
                 sqlx::query_scalar(
                     "SELECT ARRAY(SELECT id FROM notary_rs_instances WHERE lease_until > clock_timestamp() AND id <> $3) \
                      FROM (SELECT pg_notify($1, $2)) n",
@@ -534,11 +529,7 @@ impl Announcer {
                 .bind(&self.me)
                 .fetch_one(&self.pool),
             )
-            .await
-            {
-                Ok(r) => r?,
-                Err(_) => return Err(StoreError::Unavailable("announcing a write: no answer from the database".into())),
-            };
+            .await?;
             let retry_at = (Instant::now() + self.t.retry).min(deadline);
             let acked = loop {
                 let acked = lock(&self.waiters).get(token).map(|w| w.acked.clone()).unwrap_or_default();

@@ -478,9 +478,20 @@ impl<S> TimedStore<S> {
     }
 
     async fn timed<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-        tokio::time::timeout(self.limit, f)
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("{what}: no answer from the database within {:?}", self.limit))))
+        within(self.limit, what, f).await
+    }
+}
+
+/// `f`, a database call, bounded by `limit` on the client side (see `TimedStore`): no answer
+/// in time is `Unavailable`.
+pub async fn within<T, E: Into<StoreError>>(
+    limit: std::time::Duration,
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(StoreError::Unavailable(format!("{what}: no answer from the database within {limit:?}"))),
     }
 }
 

@@ -179,14 +179,8 @@ async fn protocol_details(backend: Backend) {
     let metrics = String::from_utf8_lossy(&body);
     assert!(metrics.contains("notary_server_http_requests_total{code=\"200\",method=\"post\",operation=\"UpdateTUF\"} 1"));
     // The read cache reports what it holds (this repository's chain, at least).
-    let gauge = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
-            .parse()
-            .unwrap()
-    };
+    let gauge =
+        |name: &str| -> u64 { metric_sample(&metrics, name).unwrap_or_else(|| panic!("{name} missing: {metrics}")).parse().unwrap() };
     assert!(gauge("notary_rs_cache_repositories") >= 1);
     assert!(gauge("notary_rs_cache_files") >= 1);
     assert!(gauge("notary_rs_cache_bytes") > 0);

@@ -14,11 +14,7 @@ async fn metric(s: &Server, sample: &str) -> f64 {
     let (st, body) = s.get(&url).await;
     assert_eq!(st, 200);
     let body = String::from_utf8(body).unwrap();
-    body.lines()
-        .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {sample} in /metrics:\n{body}"))
+    metric_sample(&body, sample).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {sample} in /metrics:\n{body}"))
 }
 
 async fn wait_for_lease(s: &Server, held: bool) {

@@ -480,6 +480,11 @@ impl Server {
     }
 }
 
+/// The value of one sample (name and labels exactly) in a Prometheus text page from `/metrics`.
+pub fn metric_sample<'a>(metrics: &'a str, sample: &str) -> Option<&'a str> {
+    metrics.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+}
+
 /// `signed.version` of a metadata file.
 pub fn version_of(file: &[u8]) -> i64 {
     let v: serde_json::Value = serde_json::from_slice(file).unwrap();
