@@ -4,6 +4,7 @@
 
 pub mod builder;
 pub mod cjson;
+pub mod history;
 pub mod keys;
 pub mod metadata;
 pub mod time;

@@ -117,7 +117,7 @@ impl LoadedRoot {
     }
 }
 
-fn base_role_from(root: &Root, name: &str) -> Result<BaseRole, String> {
+pub(crate) fn base_role_from(root: &Root, name: &str) -> Result<BaseRole, String> {
     let Some(Some(r)) = root.roles.get(name) else { return Err(format!("tuf: invalid role {name}. role not found in root file")) };
     let mut keys = BTreeMap::new();
     for id in &r.keyids {
@@ -183,7 +183,7 @@ fn check_role_keys(
     Ok(())
 }
 
-fn parse_root_structure(file: &SignedFile) -> Result<Root, String> {
+pub(crate) fn parse_root_structure(file: &SignedFile) -> Result<Root, String> {
     check_common(file, md::ROOT, "Root")?;
     let root: Root = file.body().map_err(|e| invalid_metadata(md::ROOT, e))?;
     for name in md::BASE_ROLES {
@@ -195,13 +195,13 @@ fn parse_root_structure(file: &SignedFile) -> Result<Root, String> {
     Ok(root)
 }
 
-struct RootCerts {
+pub(crate) struct RootCerts {
     leaves: BTreeMap<String, CertInfo>,
     intermediates: BTreeMap<String, Vec<CertInfo>>,
 }
 
 /// Go `parseAllCerts`: leaf and intermediates of every root-role key that is a cert bundle.
-fn parse_root_certs(root: &Root) -> RootCerts {
+pub(crate) fn parse_root_certs(root: &Root) -> RootCerts {
     let mut leaves = BTreeMap::new();
     let mut intermediates = BTreeMap::new();
     let Some(Some(role)) = root.roles.get(md::ROOT) else { return RootCerts { leaves, intermediates } };
@@ -227,7 +227,7 @@ fn cn_matches(cn: Option<&str>, gun: &str) -> bool {
 }
 
 /// Keys for signature checks rebuilt from the valid leaf certificates (Go `CertsToKeys`).
-fn cert_keys(certs: &RootCerts, gun: &str, check_expiry: bool, now: i64) -> BTreeMap<String, PublicKey> {
+pub(crate) fn cert_keys(certs: &RootCerts, gun: &str, check_expiry: bool, now: i64) -> BTreeMap<String, PublicKey> {
     let mut out = BTreeMap::new();
     for (id, leaf) in &certs.leaves {
         if !cn_matches(leaf.common_name.as_deref(), gun) || leaf.validate(check_expiry, now).is_err() {
@@ -273,7 +273,7 @@ pub fn load_root(
 }
 
 /// Go `isValidTargetsStructure`.
-fn parse_targets_structure(file: &SignedFile, role: &str) -> Result<Targets, String> {
+pub(crate) fn parse_targets_structure(file: &SignedFile, role: &str) -> Result<Targets, String> {
     check_common(file, role, "Targets")?;
     let t: Targets = file.body().map_err(|e| invalid_metadata(role, e))?;
     for d in &t.delegations.roles {
