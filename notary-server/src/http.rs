@@ -72,7 +72,7 @@ fn clean_path(p: &str) -> String {
 }
 
 /// GUNs we accept: the Go column limit, no control characters, no `..`/empty segments.
-fn gun_is_acceptable(gun: &str) -> bool {
+pub fn gun_is_acceptable(gun: &str) -> bool {
     gun.len() <= 255 && !gun.chars().any(char::is_control) && !gun.split('/').any(|s| s.is_empty() || s == "." || s == "..")
 }
 
@@ -126,9 +126,10 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
         let body = format!(
             "{}# HELP notary_rs_cache_files Metadata files held by the read cache.\n# TYPE notary_rs_cache_files gauge\nnotary_rs_cache_files {files}\n\
              # HELP notary_rs_cache_repositories Repositories whose current chain is cached.\n# TYPE notary_rs_cache_repositories gauge\nnotary_rs_cache_repositories {chains}\n\
-             # HELP notary_rs_cache_bytes Approximate bytes held by the read cache.\n# TYPE notary_rs_cache_bytes gauge\nnotary_rs_cache_bytes {bytes}\n{}",
+             # HELP notary_rs_cache_bytes Approximate bytes held by the read cache.\n# TYPE notary_rs_cache_bytes gauge\nnotary_rs_cache_bytes {bytes}\n{}{}",
             state.metrics.render(),
-            state.service.freshness_metrics()
+            state.service.freshness_metrics(),
+            state.service.rotation_metrics()
         );
         return (None, Ok(with_type(response(StatusCode::OK, body), "text/plain; version=0.0.4; charset=utf-8")));
     }

@@ -3,6 +3,7 @@
 pub mod announce;
 pub mod auth;
 pub mod cache;
+pub mod client;
 pub mod config;
 pub mod errors;
 pub mod freshness;

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::cache::{CachedChain, Expected, MetaCache};
 use crate::errors::{ApiError, Code};
 use crate::freshness::{Announcing, Freshness};
-use crate::storage::{Change, MetaStore, StoreError, StoredFile};
+use crate::storage::{Change, Imported, MetaStore, StoreError, StoredFile};
 
 pub struct RepoService {
     pub store: Arc<dyn MetaStore>,
@@ -25,6 +25,32 @@ pub struct RepoService {
     pub key_algorithm: String,
     /// Reads only (e.g. on a streaming replica): nothing is written or signed.
     pub read_only: bool,
+    /// Repositories whose expired timestamp this server cannot re-sign (it holds no key for it,
+    /// or their root has expired): GUN → the timestamp's SHA-256. Their stored chain is served
+    /// as it is (clients judge expiry) and signing is not tried again until the chain changes.
+    unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Last check of the imported repositories: (imported, awaiting rotation, earliest expiry).
+    rotation: std::sync::Mutex<Option<(usize, usize, Option<DateTime<Utc>>)>>,
+}
+
+/// Whether this server holds the keys an imported repository's current root gives the roles
+/// the server signs (see `notary-server imported`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyStatus {
+    pub gun: String,
+    pub source: String,
+    pub imported_at: String,
+    pub timestamp_version: Option<i64>,
+    pub timestamp_expires: Option<DateTime<Utc>>,
+    pub holds_timestamp_key: bool,
+    pub holds_snapshot_key: bool,
+}
+
+impl KeyStatus {
+    /// Publishing needs a key rotation first: this server cannot sign the timestamp.
+    pub fn awaits_rotation(&self) -> bool {
+        !self.holds_timestamp_key
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -38,6 +64,7 @@ impl From<StoreError> for ApiError {
             StoreError::Db(m) => ApiError::internal(m),
             // (`announce.rs` retries these, then reports them as unavailable.)
             StoreError::Unacknowledged => ApiError::new(Code::StorageUnavailable),
+            StoreError::Conflict(m) => ApiError::internal(m),
         }
     }
 }
@@ -79,7 +106,7 @@ impl RepoService {
         announcing: Option<Announcing>,
     ) -> Self {
         let freshness = Freshness::spawn(store.clone(), cache.clone(), period, read_only, announcing);
-        RepoService { store, cache, freshness, crypto, key_algorithm, read_only }
+        RepoService { store, cache, freshness, crypto, key_algorithm, read_only, unsignable: Default::default(), rotation: Default::default() }
     }
 
     fn writable(&self) -> Result<(), ApiError> {
@@ -121,7 +148,11 @@ impl RepoService {
                 let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
                     SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadHierarchy {
                         missing: md::SNAPSHOT.into(),
-                        msg: "no snapshot was included in update and server does not hold current snapshot key for repository".into(),
+                        msg: format!(
+                            "no snapshot was included in update and server does not hold current snapshot key for repository {gun}: \
+                             if you hold the snapshot key, publish with it; if the server this repository was imported from held it, \
+                             replace the snapshot and timestamp keys with `notary-rekey --server <this server> --gun {gun}` and your root key"
+                        ),
                     }),
                     SignRoleError::Crypto(c) => crypto_error(c),
                 })?;
@@ -134,7 +165,7 @@ impl RepoService {
 
         let (ts_version, ts_body) = timestamp_body(plan.prev_timestamp_version, &snapshot_bytes, now).map_err(validation_error)?;
         let ts = ToSign { role: plan.timestamp_role, version: ts_version, body: ts_body };
-        let ts_file = self.sign_timestamp(&ts).await?;
+        let ts_file = self.sign_timestamp(gun, &ts).await?;
         updates.push(Update { role: md::TIMESTAMP.into(), version: ts_version, data: ts_file });
 
         self.commit(gun, &updates, None).await?;
@@ -179,12 +210,14 @@ impl RepoService {
         stored
     }
 
-    async fn sign_timestamp(&self, ts: &ToSign) -> Result<Vec<u8>, ApiError> {
+    async fn sign_timestamp(&self, gun: &str, ts: &ToSign) -> Result<Vec<u8>, ApiError> {
         let sigs = sign_role(self.crypto.as_ref(), ts).await.map_err(|e| match e {
-            // sic: two spaces, as the Go server words it
-            SignRoleError::Insufficient { .. } => {
-                validation_error(ValidationError::BadRoot("no  timestamp keys exist on the server".into()))
-            }
+            // sic: two spaces, as the Go server words it; then what to do about it.
+            SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadRoot(format!(
+                "no  timestamp keys exist on the server for {gun}: if this repository was imported from another server, \
+                 rotate its timestamp key with `notary -s <this server> key rotate {gun} timestamp -r` (you hold the snapshot key) \
+                 or `notary-rekey --server <this server> --gun {gun}` (the old server held it too)"
+            ))),
             SignRoleError::Crypto(c) => crypto_error(c),
         })?;
         Ok(envelope(&ts.body, &sigs))
@@ -292,12 +325,37 @@ impl RepoService {
     async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ApiError> {
         let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
         let now = Utc::now();
-        if (chain.timestamp_expires >= now && chain.snapshot_expires >= now) || self.read_only {
-            // (A read-only instance serves what the primary region last signed.)
+        if (chain.timestamp_expires >= now && chain.snapshot_expires >= now) || self.read_only || self.is_unsignable(gun, &chain) {
+            // (A read-only instance serves what the primary region last signed; a chain this
+            // server cannot re-sign is served as stored: the client judges expiry.)
             return Ok(chain);
         }
-        self.regenerate(gun, &chain, now, false).await?;
-        self.chain(gun).await?.ok_or_else(ApiError::not_found)
+        match self.regenerate(gun, &chain, now, false).await {
+            Ok(_) => self.chain(gun).await?.ok_or_else(ApiError::not_found),
+            Err(e) if matches!(e.code, Code::SignerUnavailable | Code::StorageUnavailable) => Err(e),
+            Err(e) => {
+                self.mark_unsignable(gun, &chain, &e);
+                Ok(chain)
+            }
+        }
+    }
+
+    fn is_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
+        self.unsignable.lock().unwrap_or_else(|e| e.into_inner()).get(gun) == Some(&chain.timestamp.sha256)
+    }
+
+    /// Remember (and log once) that `gun`'s current chain cannot be re-signed here.
+    fn mark_unsignable(&self, gun: &str, chain: &CachedChain, why: &ApiError) {
+        let mut u = self.unsignable.lock().unwrap_or_else(|e| e.into_inner());
+        if u.insert(gun.to_string(), chain.timestamp.sha256.clone()).as_ref() != Some(&chain.timestamp.sha256) {
+            let why = why.detail.as_ref().map(|d| d.to_string()).unwrap_or_default();
+            tracing::warn!(
+                gun,
+                timestamp_expires = %chain.timestamp_expires,
+                why,
+                "cannot re-sign this repository's expired metadata; serving it as stored (clients judge expiry) until its owner publishes or rotates keys"
+            );
+        }
     }
 
     /// Sign and store a new timestamp (and a new snapshot if it expires before `deadline`).
@@ -309,13 +367,13 @@ impl RepoService {
         // The root in force (the one this chain names) must not be expired.
         let root_file = self.chain_root(gun, chain).await?.ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
         let root = validation::load_root(gun, &root_file, None, 1, false, now)
-            .map_err(|e| ApiError::internal(format!("{gun}: cannot re-sign timestamp: {e}")))?;
+            .map_err(|e| ApiError::with(Code::InvalidUpdate, json!(format!("the root in force cannot be used: {e}"))))?;
         let mut updates = Vec::new();
         let snapshot_bytes = if snap.expired(deadline) {
             let to_sign = validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
             let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
                 SignRoleError::Crypto(c) => crypto_error(c),
-                other => ApiError::internal(other),
+                other => ApiError::with(Code::InvalidUpdate, json!(format!("the snapshot cannot be re-signed: {other}"))),
             })?;
             let file = envelope(&to_sign.body, &sigs);
             updates.push(Update { role: md::SNAPSHOT.into(), version: to_sign.version, data: file.clone() });
@@ -325,7 +383,7 @@ impl RepoService {
         };
         let (v, body) = timestamp_body(Some(ts.common.version), &snapshot_bytes, now).map_err(ApiError::internal)?;
         let role = root.base_role(md::TIMESTAMP).map_err(ApiError::internal)?;
-        let ts_file = self.sign_timestamp(&ToSign { role, version: v, body }).await?;
+        let ts_file = self.sign_timestamp(gun, &ToSign { role, version: v, body }).await?;
         updates.push(Update { role: md::TIMESTAMP.into(), version: v, data: ts_file });
         let unchanged_snapshot = (updates.len() == 1).then_some(&chain.snapshot);
         match self.commit(gun, &updates, unchanged_snapshot).await {
@@ -371,10 +429,112 @@ impl RepoService {
         };
         let Some(chain) = self.chain(gun).await? else { return Ok(()) };
         let deadline = Utc::now() + before;
-        if chain.timestamp_expires >= deadline && chain.snapshot_expires >= deadline {
+        if (chain.timestamp_expires >= deadline && chain.snapshot_expires >= deadline) || self.is_unsignable(gun, &chain) {
             return Ok(());
         }
-        self.regenerate(gun, &chain, deadline, true).await.map(|_| ())
+        match self.regenerate(gun, &chain, deadline, true).await {
+            Err(e) if !matches!(e.code, Code::SignerUnavailable | Code::StorageUnavailable) => {
+                self.mark_unsignable(gun, &chain, &e);
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Store an imported history (verified by the caller, `notary_tuf::history`), announced to
+    /// the other instances as any write is.
+    pub async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool) -> Result<Imported, StoreError> {
+        self.writable().map_err(|_| StoreError::Db("this instance is read-only".into()))?;
+        let store = &self.store;
+        let done = self
+            .freshness
+            .write(gun, |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, Imported> {
+                Box::pin(async move { store.import(gun, files, source, replace, acked.as_deref()).await })
+            })
+            .await;
+        self.cache.forget(gun);
+        done
+    }
+
+    /// Whether this server holds the timestamp and snapshot keys of `gun`'s current root.
+    pub async fn holds_keys(&self, gun: &str) -> Result<(bool, bool), ApiError> {
+        let Some(chain) = self.chain(gun).await? else { return Ok((false, false)) };
+        let Some(file) = self.chain_root(gun, &chain).await? else { return Ok((false, false)) };
+        let root: md::Root = file.body().map_err(ApiError::internal)?;
+        let mut held = [false, false];
+        for (i, role) in [md::TIMESTAMP, md::SNAPSHOT].iter().enumerate() {
+            for id in root.roles.get(*role).cloned().flatten().map(|r| r.keyids).unwrap_or_default() {
+                if self.crypto.get_key(&id).await.map_err(crypto_error)?.is_some() {
+                    held[i] = true;
+                    break;
+                }
+            }
+        }
+        Ok((held[0], held[1]))
+    }
+
+    /// Every imported repository with the keys this server holds for it.
+    pub async fn imported(&self) -> Result<Vec<KeyStatus>, ApiError> {
+        let mut out = Vec::new();
+        for rec in self.store.imports().await? {
+            let chain = self.chain(&rec.gun).await?;
+            let (holds_timestamp_key, holds_snapshot_key) = self.holds_keys(&rec.gun).await?;
+            out.push(KeyStatus {
+                timestamp_version: chain.as_ref().and_then(|c| SignedFile::parse(&c.timestamp.data).ok()).map(|f| f.common.version),
+                timestamp_expires: chain.as_ref().map(|c| c.timestamp_expires.with_timezone(&Utc)),
+                gun: rec.gun,
+                source: rec.source,
+                imported_at: rec.imported_at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                holds_timestamp_key,
+                holds_snapshot_key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Check the imported repositories now and every `every`: a warning at start when some
+    /// await a key rotation, and the gauges of [`RepoService::rotation_metrics`].
+    pub fn spawn_rotation_watch(self: &Arc<Self>, every: std::time::Duration) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                match me.imported().await {
+                    Ok(list) => {
+                        let awaiting: Vec<&KeyStatus> = list.iter().filter(|k| k.awaits_rotation()).collect();
+                        let earliest = awaiting.iter().filter_map(|k| k.timestamp_expires).min();
+                        if first && !awaiting.is_empty() {
+                            tracing::warn!(
+                                repositories = awaiting.len(),
+                                earliest_timestamp_expiry = ?earliest,
+                                "imported repositories await a rotation of timestamp keys this server does not hold; \
+                                 their owners cannot publish until they rotate (list them with `notary-server imported`)"
+                            );
+                        }
+                        *me.rotation.lock().unwrap_or_else(|e| e.into_inner()) = Some((list.len(), awaiting.len(), earliest));
+                        first = false;
+                    }
+                    Err(e) => tracing::debug!(error = ?e, "could not check imported repositories"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+
+    /// `notary_rs_imported_*` gauges, in the Prometheus text format.
+    pub fn rotation_metrics(&self) -> String {
+        let Some((imported, awaiting, earliest)) = *self.rotation.lock().unwrap_or_else(|e| e.into_inner()) else { return String::new() };
+        let mut out = format!(
+            "# HELP notary_rs_imported_repositories Repositories brought here by `notary-server import`.\n# TYPE notary_rs_imported_repositories gauge\nnotary_rs_imported_repositories {imported}\n\
+             # HELP notary_rs_imported_awaiting_rotation Imported repositories whose timestamp key this server does not hold: their owners must rotate it before publishing.\n# TYPE notary_rs_imported_awaiting_rotation gauge\nnotary_rs_imported_awaiting_rotation {awaiting}\n"
+        );
+        if let Some(t) = earliest {
+            out.push_str(&format!(
+                "# HELP notary_rs_imported_awaiting_rotation_earliest_expiry_seconds Unix time at which the first timestamp of a repository awaiting rotation expires.\n# TYPE notary_rs_imported_awaiting_rotation_earliest_expiry_seconds gauge\nnotary_rs_imported_awaiting_rotation_earliest_expiry_seconds {}\n",
+                t.timestamp()
+            ));
+        }
+        out
     }
 
     /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer

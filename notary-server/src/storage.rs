@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_instances_write_guard.sql"),
         postgres: include_str!("../../migrations/postgres/0003_instances_write_guard.sql"),
     },
+    Migration {
+        version: 4,
+        sqlite: include_str!("../../migrations/sqlite/0004_imports.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_imports.sql"),
+    },
 ];
 
 /// Key of the advisory lock of `notary_rs_write_guard` (migration 3): every guarded write holds
@@ -130,6 +135,26 @@ pub enum StoreError {
     /// announcement (it registered meanwhile). The writer announces again and retries.
     #[error("an instance has not acknowledged the write announcement")]
     Unacknowledged,
+    /// An import met a stored file of the same role and version with other bytes.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// What [`MetaStore::import`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Imported {
+    /// Files stored (the others were here already, byte for byte).
+    pub stored: usize,
+    /// Files removed first (`replace` over a different history).
+    pub replaced: usize,
+}
+
+/// An imported repository, as recorded in `notary_rs_imports`.
+#[derive(Debug, Clone)]
+pub struct ImportRecord {
+    pub gun: String,
+    pub source: String,
+    pub imported_at: NaiveDateTime,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -169,6 +194,13 @@ pub trait MetaStore: Send + Sync {
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
     /// At most `limit` changefeed rows after `id`, oldest first (one index range scan).
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError>;
+    /// Store an imported history in one transaction: every file of `files` not stored yet, and
+    /// one changefeed row per stored timestamp, in version order; `Conflict` (nothing stored) if
+    /// a stored file of the same role and version differs, unless `replace`, which first removes
+    /// every file of the GUN. Records the import (`source`). `acked`: as for `update_many`.
+    async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool, acked: Option<&[String]>) -> Result<Imported, StoreError>;
+    /// Every import recorded, by GUN.
+    async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError>;
 }
 
 /// See [`MetaStore::try_lease`]: dropping it ends the transaction, which releases the lock.
@@ -458,6 +490,83 @@ impl MetaStore for SqlStore {
             .collect())
     }
 
+    async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool, acked: Option<&[String]>) -> Result<Imported, StoreError> {
+        let t = now();
+        let _serial = match &self.db {
+            Db::Sqlite(_) => Some(self.write_lock.lock().await),
+            Db::Postgres(_) => None,
+        };
+        with_pool!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            if let (Db::Postgres(_), Some(acked)) = (&self.db, acked) {
+                // (Instance IDs are hex: a comma-joined list binds the same way on both backends.)
+                let (ok,): (bool,) = sqlx::query_as("SELECT notary_rs_write_guard(string_to_array($1, ','))")
+                    .bind(acked.join(","))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !ok {
+                    return Err(StoreError::Unacknowledged);
+                }
+            }
+            if let Db::Postgres(_) = &self.db {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGEFEED_LOCK).execute(&mut *tx).await?;
+            }
+            let stored: Vec<(String, i32, Option<String>)> =
+                sqlx::query_as("SELECT role, version, sha256 FROM tuf_files WHERE gun = $1 AND deleted_at IS NULL")
+                    .bind(gun).fetch_all(&mut *tx).await?;
+            let stored: std::collections::BTreeMap<(String, i64), String> =
+                stored.into_iter().map(|(r, v, s)| ((r, v as i64), s.unwrap_or_default().trim_end().to_string())).collect();
+            let mut todo: Vec<(&Update, String)> = Vec::new();
+            let mut conflict = None;
+            for u in files {
+                let sha = hex::encode(Sha256::digest(&u.data));
+                match stored.get(&(u.role.clone(), u.version)) {
+                    Some(s) if *s == sha => {}
+                    Some(_) => {
+                        conflict.get_or_insert_with(|| format!("{} version {} here differs from the source's", u.role, u.version));
+                        todo.push((u, sha));
+                    }
+                    None => todo.push((u, sha)),
+                }
+            }
+            let mut done = Imported::default();
+            if let Some(c) = conflict {
+                if !replace {
+                    return Err(StoreError::Conflict(c));
+                }
+                done.replaced = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun).execute(&mut *tx).await?.rows_affected() as usize;
+                sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')")
+                    .bind(t).bind(gun).execute(&mut *tx).await?;
+                todo = files.iter().map(|u| (u, hex::encode(Sha256::digest(&u.data)))).collect();
+            }
+            // Timestamps last and oldest first, so changefeed rows follow version order.
+            todo.sort_by_key(|(u, _)| (u.role == notary_tuf::metadata::TIMESTAMP, u.version));
+            for (u, sha) in &todo {
+                let version = i32::try_from(u.version).map_err(|_| StoreError::Conflict(format!("{} version {} is too large", u.role, u.version)))?;
+                sqlx::query("INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $1, $2, $3, $4, $5, $6)")
+                    .bind(t).bind(gun).bind(&u.role).bind(version).bind(u.data.as_slice()).bind(sha).execute(&mut *tx).await?;
+                if u.role == notary_tuf::metadata::TIMESTAMP {
+                    sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
+                        .bind(t).bind(gun).bind(version).bind(sha).execute(&mut *tx).await?;
+                }
+            }
+            done.stored = todo.len();
+            if done.stored > 0 || done.replaced > 0 {
+                sqlx::query("DELETE FROM notary_rs_imports WHERE gun = $1").bind(gun).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO notary_rs_imports (gun, source, imported_at, files) VALUES ($1, $2, $3, $4)")
+                    .bind(gun).bind(source).bind(t).bind(files.len() as i32).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(done)
+        })
+    }
+
+    async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
+        let rows: Vec<(String, String, NaiveDateTime)> = with_pool!(&self.db, p =>
+            sqlx::query_as("SELECT gun, source, imported_at FROM notary_rs_imports ORDER BY gun").fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|(gun, source, imported_at)| ImportRecord { gun, source, imported_at }).collect())
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM tuf_files LIMIT 1").fetch_optional(p).await.map(|_| ()))?;
         Ok(())
@@ -528,5 +637,11 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     }
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
         self.timed("changes_after", self.inner.changes_after(id, limit)).await
+    }
+    async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool, acked: Option<&[String]>) -> Result<Imported, StoreError> {
+        self.timed("import", self.inner.import(gun, files, source, replace, acked)).await
+    }
+    async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
+        self.timed("imports", self.inner.imports()).await
     }
 }
