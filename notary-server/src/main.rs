@@ -22,11 +22,13 @@ use zeroize::Zeroizing;
 #[derive(Parser, Debug)]
 #[command(name = "notary-server", version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// A Go notary-server JSON configuration file (`-config FILE` works too).
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Data folder for the embedded default (database, generated certificate, key passphrase).
-    #[arg(long, default_value = "notary-data")]
+    #[arg(long, default_value = "notary-data", global = true)]
     data_dir: PathBuf,
     /// Listen address, overriding the config (default 127.0.0.1:4443 without a config).
     #[arg(long)]
@@ -37,7 +39,69 @@ struct Args {
     generate_tls: Option<PathBuf>,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Copy signed repositories, with their history, from another Notary server or from client
+    /// trust directories into this server's storage (the one --config / --data-dir name).
+    /// Verified before stored; one transaction per repository; safe to re-run.
+    Import(ImportArgs),
+    /// List the imported repositories: current timestamp, its expiry, and whether this server
+    /// holds their timestamp and snapshot keys (if not, the owner must rotate them to publish).
+    Imported {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The Notary server to copy from, e.g. https://notary.docker.io.
+    #[arg(long, value_name = "URL", conflicts_with = "from_trust_dir")]
+    from: Option<String>,
+    /// A client trust directory to copy from (~/.docker/trust, ~/.notary), when the server is
+    /// gone; repeatable.
+    #[arg(long, value_name = "DIR")]
+    from_trust_dir: Vec<PathBuf>,
+    /// A repository to copy (repeatable).
+    #[arg(long, value_name = "GUN")]
+    gun: Vec<String>,
+    /// A file of repositories to copy, one GUN a line (# comments).
+    #[arg(long, value_name = "FILE")]
+    gun_file: Option<PathBuf>,
+    /// Every repository of the source (its changefeed; every GUN in a trust directory).
+    #[arg(long)]
+    all: bool,
+    /// Registry user for the source's token service; the password comes from standard input
+    /// (--password-stdin) or NOTARY_IMPORT_PASSWORD, never from the command line.
+    #[arg(long)]
+    username: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// The docker config whose `auths` entry for the source is used when --username is not
+    /// given (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    docker_config: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for the source instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<PathBuf>,
+    /// Overwrite a repository that holds a different history here.
+    #[arg(long)]
+    replace: bool,
+    /// Fetch and verify only; store nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write a JSON report, one entry per repository, to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// This server's URL as clients reach it (used in the commands the report suggests).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
 const PASSPHRASE_ENV: &str = "NOTARY_SERVER_KEY_PASSPHRASE";
+const IMPORT_PASSWORD_ENV: &str = "NOTARY_IMPORT_PASSWORD";
 
 fn main() -> anyhow::Result<()> {
     // Accept Go's single-dash long flags.
@@ -62,14 +126,28 @@ fn main() -> anyhow::Result<()> {
     if let Some(l) = &args.listen {
         settings.http_addr = l.clone();
     }
-    init_logging(&settings.log_level);
+    if args.command.is_some() {
+        // Subcommands print their own output; the log shows only what needs attention.
+        init_logging(if settings.log_level == "info" { "warn" } else { &settings.log_level });
+    } else {
+        init_logging(&settings.log_level);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    if args.command.is_some() && args.config.is_none() {
+        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
+    }
+    match args.command {
+        Some(Command::Import(a)) => return runtime.block_on(import(settings, a)),
+        Some(Command::Imported { json }) => return runtime.block_on(imported(settings, json)),
+        None => {}
+    }
     if args.config.is_none() {
         std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
         let g = notary_server::tls::ensure_self_signed(&args.data_dir)?;
         settings.tls = Some((g.cert, g.key));
         settings.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run(settings))
+    runtime.block_on(run(settings))
 }
 
 fn init_logging(level: &str) {
@@ -116,7 +194,8 @@ fn local_passphrase(settings: &Settings) -> anyhow::Result<Zeroizing<String>> {
     Ok(p)
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+/// The repository service over the configured storage and trust service, as the server runs it.
+async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoService>)> {
     let db = Db::connect(&settings.db_url, &settings.pool)
         .await
         .with_context(|| format!("the database is not reachable (retried for {}s)", settings.pool.connect_retry.as_secs()))?;
@@ -161,14 +240,6 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             (failover, key_algorithm)
         }
     };
-    let tls = match &settings.tls {
-        Some((c, k)) => {
-            let (cfg, cert) = notary_server::tls::server_config(c, k)?;
-            cert.spawn_watch();
-            Some(cfg)
-        }
-        None => None,
-    };
     let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories, settings.cache_bytes));
     let service = Arc::new(RepoService::new(
         Arc::new(TimedStore::new(store, settings.pool.statement_timeout + std::time::Duration::from_secs(2))),
@@ -186,7 +257,21 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             _ => None,
         },
     ));
+    Ok((db, service))
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let tls = match &settings.tls {
+        Some((c, k)) => {
+            let (cfg, cert) = notary_server::tls::server_config(c, k)?;
+            cert.spawn_watch();
+            Some(cfg)
+        }
+        None => None,
+    };
+    let (db, service) = build_service(&settings).await?;
     service.spawn_resigner(settings.resign_before, settings.resign_every);
+    service.spawn_rotation_watch(std::time::Duration::from_secs(300));
     let state = Arc::new(AppState {
         service,
         max_age_current: settings.max_age_current,
@@ -213,5 +298,117 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     serve(listener, tls.map(Arc::new), state.clone(), Limits::default(), shutdown_signal()).await;
     state.service.leave().await;
+    Ok(())
+}
+
+/// `notary-server import`.
+async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
+    use notary_server::import::{self, source::Source};
+    if settings.read_only {
+        anyhow::bail!("server.read_only is set: import into the primary's storage instead");
+    }
+    let source = match (&a.from, a.from_trust_dir.is_empty()) {
+        (Some(url), true) => {
+            let ca = match &a.tlscacert {
+                Some(p) => Some(std::fs::read(p).with_context(|| format!("reading --tlscacert {}", p.display()))?),
+                None => None,
+            };
+            let credentials = import_credentials(&a, url)?;
+            Source::Server(notary_server::client::NotaryClient::new(url, ca.as_deref(), credentials)?)
+        }
+        (None, false) => {
+            for d in &a.from_trust_dir {
+                anyhow::ensure!(d.join("tuf").is_dir(), "{}: not a trust directory (no tuf/ folder)", d.display());
+            }
+            Source::TrustDirs(a.from_trust_dir.clone())
+        }
+        _ => anyhow::bail!("name a source: --from URL or --from-trust-dir DIR"),
+    };
+    let mut guns = a.gun.clone();
+    if let Some(f) = &a.gun_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading --gun-file {}", f.display()))?;
+        guns.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    if a.all {
+        guns.extend(source.all_guns().await.context("listing the source's repositories (--all)")?);
+    }
+    let mut seen = std::collections::HashSet::new();
+    guns.retain(|g| seen.insert(g.clone()));
+    anyhow::ensure!(!guns.is_empty(), "no repository to import: give --gun GUN, --gun-file FILE or --all");
+    let (_db, service) = build_service(&settings).await?;
+    let opts = import::Options { replace: a.replace, dry_run: a.dry_run, public_url: a.public_url.clone() };
+    let reports = import::import_all(&service, &source, &guns, &opts).await;
+    print!("{}", import::summary_table(&reports));
+    if let Some(path) = &a.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing --report {}", path.display()))?;
+    }
+    let failed = reports.iter().filter(|r| r.result == "failed").count();
+    anyhow::ensure!(failed == 0, "{failed} of {} repositories failed (nothing of them was stored)", reports.len());
+    Ok(())
+}
+
+/// The source's registry credentials: --username with a password from standard input or the
+/// environment, else the docker config's `auths` entry for the source's host, else none.
+fn import_credentials(a: &ImportArgs, url: &str) -> anyhow::Result<Option<notary_server::client::Credentials>> {
+    use notary_server::client::{docker_config_credentials, Credentials};
+    if let Some(user) = &a.username {
+        let password = if a.password_stdin {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+            Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string())
+        } else {
+            Zeroizing::new(std::env::var(IMPORT_PASSWORD_ENV).with_context(|| {
+                format!("--username needs a password: --password-stdin, or the environment variable {IMPORT_PASSWORD_ENV}")
+            })?)
+        };
+        return Ok(Some(Credentials { username: user.clone(), password }));
+    }
+    let path = match &a.docker_config {
+        Some(p) => p.clone(),
+        None => match std::env::var_os("DOCKER_CONFIG") {
+            Some(d) => PathBuf::from(d).join("config.json"),
+            None => match std::env::var_os("HOME") {
+                Some(h) => PathBuf::from(h).join(".docker/config.json"),
+                None => return Ok(None),
+            },
+        },
+    };
+    let Ok(config) = std::fs::read(&path) else { return Ok(None) };
+    let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default();
+    Ok(docker_config_credentials(&config, host))
+}
+
+/// `notary-server imported`.
+async fn imported(settings: Settings, json: bool) -> anyhow::Result<()> {
+    let (_db, service) = build_service(&settings).await?;
+    let list = service.imported().await.map_err(|e| anyhow::anyhow!("listing imported repositories: {:?}", e.code))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let mut rows = vec![["GUN", "TIMESTAMP", "EXPIRES", "KEYS HERE", "STATUS", "SOURCE"].map(String::from)];
+    for k in &list {
+        rows.push([
+            k.gun.clone(),
+            k.timestamp_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            k.timestamp_expires.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_else(|| "-".into()),
+            match (k.holds_timestamp_key, k.holds_snapshot_key) {
+                (true, true) => "timestamp, snapshot",
+                (true, false) => "timestamp",
+                (false, true) => "snapshot",
+                (false, false) => "none",
+            }
+            .into(),
+            if k.awaits_rotation() { "awaits rotation" } else { "ok" }.into(),
+            k.source.clone(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    for r in &rows {
+        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    let awaiting = list.iter().filter(|k| k.awaits_rotation()).count();
+    println!("{} imported, {awaiting} awaiting rotation", list.len());
     Ok(())
 }

@@ -201,6 +201,8 @@ pub trait MetaStore: Send + Sync {
     async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool, acked: Option<&[String]>) -> Result<Imported, StoreError>;
     /// Every import recorded, by GUN.
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError>;
+    /// Every stored file of a GUN: (role, version, bytes).
+    async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError>;
 }
 
 /// See [`MetaStore::try_lease`]: dropping it ends the transaction, which releases the lock.
@@ -567,6 +569,13 @@ impl MetaStore for SqlStore {
         Ok(rows.into_iter().map(|(gun, source, imported_at)| ImportRecord { gun, source, imported_at }).collect())
     }
 
+    async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
+        let rows: Vec<(String, i32, Vec<u8>)> = with_pool!(&self.db, p =>
+            sqlx::query_as("SELECT role, version, data FROM tuf_files WHERE gun = $1 AND deleted_at IS NULL ORDER BY role, version")
+                .bind(gun).fetch_all(p).await)?;
+        Ok(rows.into_iter().map(|(r, v, d)| (r, v as i64, d)).collect())
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM tuf_files LIMIT 1").fetch_optional(p).await.map(|_| ()))?;
         Ok(())
@@ -643,5 +652,8 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     }
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
         self.timed("imports", self.inner.imports()).await
+    }
+    async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
+        self.timed("files_of", self.inner.files_of(gun)).await
     }
 }

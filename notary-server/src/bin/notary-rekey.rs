@@ -1,0 +1,78 @@
+//! `notary-rekey`: replace an imported repository's timestamp and snapshot keys with keys the
+//! new server holds, signed with the owner's root key (see `notary_server::rekey`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use zeroize::Zeroizing;
+
+/// Give a repository moved to a new Notary server timestamp and snapshot keys that server
+/// holds, when the old server held both (e.g. Docker Hub). Signs one new root version with your
+/// root key, read from your trust directory; the key never leaves this machine. Clients that
+/// trusted the old keys follow the rotation.
+#[derive(Parser, Debug)]
+#[command(name = "notary-rekey", version)]
+struct Args {
+    /// The new Notary server, e.g. https://notary.example.com.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// The repository (GUN), e.g. docker.io/acme/app.
+    #[arg(long)]
+    gun: String,
+    /// Trust directory holding your root key (repeatable; default ~/.docker/trust and ~/.notary).
+    #[arg(long, value_name = "DIR")]
+    trust_dir: Vec<PathBuf>,
+    /// CA certificates (PEM) to trust for the server instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    tlscacert: Option<PathBuf>,
+    /// Registry user for the server's token service; the password comes from
+    /// NOTARY_AUTH_PASSWORD or a prompt, never from the command line.
+    #[arg(long)]
+    username: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(tracing_subscriber::EnvFilter::new("warn")).init();
+    let dirs = if args.trust_dir.is_empty() {
+        let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set: give --trust-dir")?);
+        vec![home.join(".docker/trust"), home.join(".notary")]
+    } else {
+        args.trust_dir.clone()
+    };
+    let ca = match &args.tlscacert {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading --tlscacert {}", p.display()))?),
+        None => None,
+    };
+    let credentials = match &args.username {
+        Some(u) => Some(notary_server::client::Credentials {
+            username: u.clone(),
+            password: match std::env::var("NOTARY_AUTH_PASSWORD") {
+                Ok(p) => Zeroizing::new(p),
+                Err(_) => Zeroizing::new(rpassword::prompt_password(format!("password for {u}: ")).context("reading the password")?),
+            },
+        }),
+        None => None,
+    };
+    let client = notary_server::client::NotaryClient::new(&args.server, ca.as_deref(), credentials)?;
+    // The root key's passphrase: as the notary and docker CLIs take it, or a prompt.
+    let passphrase = || -> Result<Zeroizing<String>, String> {
+        for var in ["NOTARY_ROOT_PASSPHRASE", "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE"] {
+            if let Ok(p) = std::env::var(var) {
+                return Ok(Zeroizing::new(p));
+            }
+        }
+        rpassword::prompt_password("passphrase of your root key: ").map(Zeroizing::new).map_err(|e| {
+            format!("no passphrase: set NOTARY_ROOT_PASSPHRASE (or DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE), or run on a terminal ({e})")
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let done = runtime.block_on(notary_server::rekey::rekey(&client, &args.gun, &dirs, &passphrase))?;
+    println!(
+        "{}: root version {} published; the server now signs timestamps with key {} and snapshots with key {}",
+        args.gun, done.root_version, done.timestamp_key, done.snapshot_key
+    );
+    println!("publish as usual, e.g. `notary -s {} publish {}`", args.server, args.gun);
+    Ok(())
+}

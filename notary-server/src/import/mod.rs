@@ -1,0 +1,290 @@
+//! `notary-server import`: bring signed repositories, with their history, from another Notary
+//! server (or from clients' trust directories) into this server's storage.
+//!
+//! Invariants (tests: `notary-server/tests/import.rs`):
+//! 1. Files are stored byte for byte (signatures stay valid), with one changefeed row per
+//!    timestamp version, in version order (`imports_go_repositories_with_token_auth`).
+//! 2. Nothing is stored that `notary_tuf::history::verify_history` refuses, and a repository
+//!    that fails is not stored at all; the others go on (`a_tampering_source_is_refused`).
+//! 3. One transaction per repository, announced to running instances like any write: a killed
+//!    import leaves each repository whole or absent (`a_killed_import_resumes_cleanly`).
+//! 4. Idempotent: a second run stores nothing; after one publish upstream it stores exactly
+//!    that publish's files (`a_second_run_copies_only_what_is_new`).
+//! 5. A GUN holding a different history here is refused, unless `--replace`.
+
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use chrono::Utc;
+use notary_tuf::history::{verify_history, History};
+use notary_tuf::metadata as md;
+use notary_tuf::validation::Update;
+use serde::Serialize;
+
+use crate::service::RepoService;
+use crate::storage::StoreError;
+use source::Source;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Overwrite a different history stored here for the same GUN.
+    pub replace: bool,
+    /// Fetch and verify only; store nothing.
+    pub dry_run: bool,
+    /// This server's URL as clients reach it, for the commands the report prints.
+    pub public_url: Option<String>,
+}
+
+/// What happened to one repository: one row of the summary and of `--report`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GunReport {
+    pub gun: String,
+    /// `imported`, `up to date`, `verified` (dry run) or `failed`.
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Files the source and this server hold for the GUN together, and how many were stored now.
+    pub files: usize,
+    pub files_copied: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub files_replaced: usize,
+    /// Version of each role in the current chain.
+    pub current: BTreeMap<String, i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_root_version: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_expires: Option<String>,
+    pub expired: Vec<String>,
+    /// Server-managed roles this server holds the current keys for.
+    pub server_holds_keys: HeldKeys,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HeldKeys {
+    pub timestamp: bool,
+    pub snapshot: bool,
+}
+
+impl GunReport {
+    fn failed(gun: &str, error: String) -> GunReport {
+        GunReport {
+            gun: gun.to_string(),
+            result: "failed",
+            error: Some(error),
+            files: 0,
+            files_copied: 0,
+            files_replaced: 0,
+            current: BTreeMap::new(),
+            first_root_version: None,
+            timestamp_expires: None,
+            expired: Vec::new(),
+            server_holds_keys: HeldKeys::default(),
+            next_step: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// The commands that give `gun` timestamp (and snapshot) keys this server holds.
+pub fn rotation_hint(gun: &str, server: &str) -> String {
+    format!(
+        "rotate the server-managed keys before publishing here: `notary -s {server} key rotate {gun} timestamp -r` if you hold \
+         the snapshot key, else `notary-rekey --server {server} --gun {gun}` with your root key"
+    )
+}
+
+/// Import one repository; failures are reported, not returned.
+pub async fn import_one(service: &RepoService, source: &Source, gun: &str, opts: &Options) -> GunReport {
+    match try_import(service, source, gun, opts).await {
+        Ok(r) => r,
+        Err(e) => GunReport::failed(gun, e),
+    }
+}
+
+async fn try_import(service: &RepoService, source: &Source, gun: &str, opts: &Options) -> Result<GunReport, String> {
+    if !crate::http::gun_is_acceptable(gun) {
+        return Err("not a valid GUN (at most 255 characters, no control characters, no empty, '.' or '..' segments)".into());
+    }
+    let mut here = History::default();
+    if !opts.replace {
+        for (role, version, bytes) in service.store.files_of(gun).await.map_err(|e| format!("reading this server's copy: {e}"))? {
+            here.insert(&role, version, bytes);
+        }
+    }
+    let fetched = source.fetch(gun, &here).await.map_err(|e| e.to_string())?;
+    let mut all = here.clone();
+    for (role, versions) in &fetched.roles {
+        for (v, bytes) in versions {
+            if let Some(ours) = here.get(role, *v) {
+                if ours != bytes.as_slice() {
+                    return Err(format!(
+                        "this server already holds a different history for {gun} ({role} version {v} differs); \
+                         run with --replace to overwrite it with the source's"
+                    ));
+                }
+            }
+            all.insert(role, *v, bytes.clone());
+        }
+    }
+    let verified = verify_history(gun, &all, Utc::now()).map_err(|e| format!("verification failed, nothing stored: {e}"))?;
+    let updates: Vec<Update> = fetched
+        .roles
+        .iter()
+        .flat_map(|(role, vs)| vs.iter().map(move |(v, b)| Update { role: role.clone(), version: *v, data: b.clone() }))
+        .filter(|u| here.get(&u.role, u.version).is_none())
+        .collect();
+    let (result, stored) = if opts.dry_run {
+        ("verified", Default::default())
+    } else if updates.is_empty() {
+        ("up to date", Default::default())
+    } else {
+        match service.import(gun, &updates, &source.label(), opts.replace).await {
+            Ok(done) if done.stored == 0 && done.replaced == 0 => ("up to date", done),
+            Ok(done) => ("imported", done),
+            Err(StoreError::Conflict(c)) => {
+                return Err(format!("this server already holds a different history for {gun} ({c}); run with --replace to overwrite it"))
+            }
+            Err(e) => return Err(format!("storing: {e}")),
+        }
+    };
+    let held = HeldKeys {
+        timestamp: holds_any(service, &verified.timestamp_keys).await?,
+        snapshot: holds_any(service, &verified.snapshot_keys).await?,
+    };
+    let server = opts.public_url.clone().unwrap_or_else(|| "<this server's URL>".into());
+    let mut notes = verified.notes.clone();
+    if verified.first_root > 1 {
+        notes.push(format!(
+            "root versions before {} were not available: clients whose trust cache holds an older root must re-initialise their trust",
+            verified.first_root
+        ));
+    }
+    Ok(GunReport {
+        gun: gun.to_string(),
+        result,
+        error: None,
+        files: all.len(),
+        files_copied: stored.stored,
+        files_replaced: stored.replaced,
+        current: verified.current.clone(),
+        first_root_version: Some(verified.first_root),
+        timestamp_expires: Some(verified.timestamp_expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        expired: verified.expired.clone(),
+        server_holds_keys: held,
+        next_step: (!held.timestamp).then(|| rotation_hint(gun, &server)),
+        notes,
+    })
+}
+
+async fn holds_any(service: &RepoService, ids: &[String]) -> Result<bool, String> {
+    for id in ids {
+        if service.crypto.get_key(id).await.map_err(|e| format!("asking the trust service for key {id}: {e}"))?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Import every GUN in turn, showing progress: a bar on a terminal, a line per GUN otherwise.
+pub async fn import_all(service: &RepoService, source: &Source, guns: &[String], opts: &Options) -> Vec<GunReport> {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(guns.len() as u64), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let terminal = std::io::stderr().is_terminal();
+    let mut out = Vec::with_capacity(guns.len());
+    for (i, gun) in guns.iter().enumerate() {
+        bar.set_message(gun.clone());
+        let r = import_one(service, source, gun, opts).await;
+        let line = format!(
+            "[{}/{}] {gun}: {}{}",
+            i + 1,
+            guns.len(),
+            r.result,
+            match (&r.error, r.files_copied) {
+                (Some(e), _) => format!(" — {e}"),
+                (None, 0) => String::new(),
+                (None, n) => format!(" ({n} files)"),
+            }
+        );
+        if terminal {
+            bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+        bar.inc(1);
+        out.push(r);
+    }
+    bar.finish_and_clear();
+    out
+}
+
+/// The summary table printed at the end.
+pub fn summary_table(reports: &[GunReport]) -> String {
+    let header = ["GUN", "RESULT", "COPIED", "ROOT", "TARGETS", "SNAPSHOT", "TIMESTAMP", "TIMESTAMP EXPIRES", "KEYS HERE"];
+    let v = |r: &GunReport, role: &str| r.current.get(role).map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    let rows: Vec<[String; 9]> = reports
+        .iter()
+        .map(|r| {
+            let keys = match (r.server_holds_keys.timestamp, r.server_holds_keys.snapshot) {
+                _ if r.result == "failed" => "-".to_string(),
+                (true, true) => "timestamp, snapshot".into(),
+                (true, false) => "timestamp".into(),
+                (false, true) => "snapshot (rotate timestamp)".into(),
+                (false, false) => "none (rotate)".into(),
+            };
+            let expires = match &r.timestamp_expires {
+                Some(t) if r.expired.iter().any(|e| e == md::TIMESTAMP) => format!("{t} (expired)"),
+                Some(t) => t.clone(),
+                None => "-".into(),
+            };
+            [
+                r.gun.clone(),
+                r.result.to_string(),
+                r.files_copied.to_string(),
+                v(r, md::ROOT),
+                v(r, md::TARGETS),
+                v(r, md::SNAPSHOT),
+                v(r, md::TIMESTAMP),
+                expires,
+                keys,
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let s: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        s.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    let failed = reports.iter().filter(|r| r.result == "failed").count();
+    out.push_str(&format!("{} repositories: {} failed\n", reports.len(), failed));
+    for r in reports {
+        if let Some(e) = &r.error {
+            out.push_str(&format!("{}: {e}\n", r.gun));
+        }
+        if let Some(n) = &r.next_step {
+            out.push_str(&format!("{}: {n}\n", r.gun));
+        }
+    }
+    out
+}
