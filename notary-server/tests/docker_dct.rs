@@ -4,58 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::*;
-
-/// Debian's docker-registry on a free loopback port (127.0.0.0/8 is an insecure registry for
-/// the daemon by default).
-struct Registry {
-    child: Child,
-    port: u16,
-    _tmp: tempfile::TempDir,
-}
-
-impl Registry {
-    /// `token`: (realm, issuer, root bundle) to require bearer tokens for service "registry.test".
-    fn start(token: Option<(&str, &str, &Path)>) -> Registry {
-        let tmp = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cfg = tmp.path().join("registry.yml");
-        let mut yml = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n",
-            tmp.path().join("data").display()
-        );
-        if let Some((realm, issuer, bundle)) = token {
-            yml.push_str(&format!(
-                "auth:\n  token:\n    realm: {realm}\n    service: registry.test\n    issuer: {issuer}\n    rootcertbundle: {}\n",
-                bundle.display()
-            ));
-        }
-        std::fs::write(&cfg, yml).unwrap();
-        let child = Command::new("docker-registry")
-            .args(["serve", cfg.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Debian's docker-registry must be installed (package docker-registry)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry { child, port, _tmp: tmp }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {

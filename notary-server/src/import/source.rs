@@ -26,6 +26,8 @@ pub enum SourceError {
     Malformed { role: String, msg: String },
     #[error("{path}: {msg}")]
     Io { path: PathBuf, msg: String },
+    #[error("the source served two different files as {role} version {version} (by version and by checksum): refusing the repository")]
+    Inconsistent { role: String, version: i64 },
 }
 
 /// A source of repositories.
@@ -133,7 +135,11 @@ async fn fetch_named(c: &NotaryClient, gun: &str, scope: &str, snapshot: &MetaBo
         }
         let Some(sha) = meta.sha256_hex() else { continue };
         if let Some(b) = c.get(&format!("/v2/{gun}/_trust/tuf/{role}.{sha}.json"), scope).await? {
-            h.insert(role, version_of(role, &b)?, b);
+            let v = version_of(role, &b)?;
+            if h.get(role, v).is_some_and(|other| other != b.as_slice()) {
+                return Err(SourceError::Inconsistent { role: role.clone(), version: v });
+            }
+            h.insert(role, v, b);
         }
     }
     Ok(())

@@ -199,6 +199,21 @@ impl Server {
         assert!(Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap().success());
     }
 
+    /// `notary-server <storage args> <args…>`: a subcommand (import, imported) on this server's
+    /// storage, with its key passphrase.
+    pub fn admin(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary-server"));
+        let storage: Vec<&String> = match self.args.iter().position(|a| a == "--listen") {
+            Some(i) => self.args[..i].iter().chain(&self.args[i + 2..]).collect(),
+            None => self.args.iter().collect(),
+        };
+        cmd.args(storage).args(args).env_remove("NOTARY_SERVER_KEY_PASSPHRASE").env("RUST_BACKTRACE", "0");
+        if self.db_url.is_some() {
+            cmd.env("NOTARY_SERVER_KEY_PASSPHRASE", "test-server-key-passphrase");
+        }
+        cmd
+    }
+
     pub fn tuf(&self, gun: &str, file: &str) -> String {
         format!("{}/v2/{gun}/_trust/tuf/{file}", self.url)
     }
@@ -382,7 +397,7 @@ impl GoServer {
         let mut g = GoServer { child: Some(child), url, ca: tls.ca, tmp };
         loop {
             if let Ok(r) = http.get(format!("{}/v2/", g.url)).send().await {
-                if r.status() == 200 {
+                if r.status() == 200 || r.status() == 401 {
                     break;
                 }
             }
@@ -817,6 +832,53 @@ impl TokenService {
     }
 }
 
+/// Debian's docker-registry on a free loopback port (127.0.0.0/8 is an insecure registry for
+/// the daemon by default).
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+impl Registry {
+    /// `token`: (realm, issuer, root bundle) to require bearer tokens for service "registry.test".
+    pub fn start(token: Option<(&str, &str, &Path)>) -> Registry {
+        let tmp = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = tmp.path().join("registry.yml");
+        let mut yml = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n",
+            tmp.path().join("data").display()
+        );
+        if let Some((realm, issuer, bundle)) = token {
+            yml.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: registry.test\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                bundle.display()
+            ));
+        }
+        std::fs::write(&cfg, yml).unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Debian's docker-registry must be installed (package docker-registry)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, port, _tmp: tmp }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The docker CLI with a private config folder, trusting `notary`'s CA.
 pub struct DockerCli {
     pub config: PathBuf,
@@ -826,11 +888,17 @@ pub struct DockerCli {
 
 impl DockerCli {
     pub fn new(dir: &Path, notary: &Server) -> DockerCli {
+        Self::for_notary(dir, &notary.url, &notary.ca)
+    }
+
+    /// A docker CLI whose content trust server is `url` (https://127.0.0.1:PORT) with CA `ca`;
+    /// clients made with the same `dir` share one config folder (and trust cache).
+    pub fn for_notary(dir: &Path, url: &str, ca: &Path) -> DockerCli {
         let config = dir.join("docker-config");
-        let tls = config.join("tls").join(format!("127.0.0.1:{}", notary.port));
+        let tls = config.join("tls").join(url.trim_start_matches("https://"));
         std::fs::create_dir_all(&tls).unwrap();
-        std::fs::copy(&notary.ca, tls.join("ca.crt")).unwrap();
-        DockerCli { config, notary_url: notary.url.clone(), images: Default::default() }
+        std::fs::copy(ca, tls.join("ca.crt")).unwrap();
+        DockerCli { config, notary_url: url.to_string(), images: Default::default() }
     }
 
     /// (success, stdout, stderr)
