@@ -12,8 +12,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-const CREDS: &[u8] = b"alice\nsecret\nalice\nsecret\nalice\nsecret\nalice\nsecret\n";
-
 fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -56,11 +54,6 @@ fn moved(n: &Notary, s: &Server) -> Notary {
     Notary { server: s.url.clone(), ca: s.ca.clone(), dir: n.dir.clone() }
 }
 
-fn write_ok(n: &Notary, args: &[&str]) {
-    let r = n.run_with_input(args, CREDS);
-    assert!(r.ok, "notary {args:?}: {}", r.output());
-}
-
 /// Every (gun, role, version) → bytes of `guns` in a database.
 async fn rows(db_url: &str, guns: &[&str]) -> BTreeMap<(String, String, i32), Vec<u8>> {
     use sqlx::Connection;
@@ -89,41 +82,40 @@ async fn imports_go_repositories_with_token_auth() {
     let t = tmp.path();
     let mut ts = TokenService::new(t, "notary.test");
     ts.serve().await;
+    // The repositories are made while the Go server has no auth (so the CLIs need no
+    // credentials), then it is restarted with token auth: the readers and the import go through it.
     let go_db = create_go_pg_db().await;
-    let mut go = GoServer::start_with(&go_db, serde_json::json!({"auth": ts.auth_config()})).await;
+    let mut go = GoServer::start(&go_db).await;
     let f = write_file(t, "f.txt", b"signed content\n");
     let f = f.to_str().unwrap();
 
     // A: the owner holds the snapshot key; two target versions, a delegation, a root rotation.
     let a = "example.com/import/cli";
     let a_owner = go.notary(&t.join("a-owner"));
-    write_ok(&a_owner, &["init", a]);
+    a_owner.ok(&["init", a]);
     for v in ["v1", "v2"] {
         a_owner.ok(&["add", a, v, f]);
-        write_ok(&a_owner, &["publish", a]);
+        a_owner.ok(&["publish", a]);
     }
     let (dkey, dcert) = delegate_cert(t, "releases");
     a_owner.ok(&["delegation", "add", a, "targets/releases", dcert.to_str().unwrap(), "--all-paths"]);
-    write_ok(&a_owner, &["publish", a]);
-    let a_delegate = go.notary(&t.join("a-delegate"));
-    a_delegate.ok(&["key", "import", dkey.to_str().unwrap(), "--role", "targets/releases"]);
-    a_delegate.ok(&["add", a, "rel1", f, "--roles", "targets/releases"]);
-    write_ok(&a_delegate, &["publish", a]);
-    write_ok(&a_owner, &["key", "rotate", a, "root"]);
-    let a_reader = go.notary(&t.join("a-reader"));
-    assert!(a_reader.ok(&["list", a]).contains("rel1"));
+    a_owner.ok(&["publish", a]);
+    // (The owner signs the release too: a delegate alone could not, the snapshot key is the owner's.)
+    a_owner.ok(&["key", "import", dkey.to_str().unwrap(), "--role", "targets/releases"]);
+    a_owner.ok(&["add", a, "rel1", f, "--roles", "targets/releases"]);
+    a_owner.ok(&["publish", a]);
+    let r = a_owner.run_with_input(&["key", "rotate", a, "root"], b"yes\n");
+    assert!(r.ok, "{}", r.output());
 
     // B: the server holds the snapshot key too (as Docker Hub does).
     let b = "example.com/import/managed";
     let b_owner = go.notary(&t.join("b-owner"));
-    write_ok(&b_owner, &["init", b]);
+    b_owner.ok(&["init", b]);
     b_owner.ok(&["add", b, "v1", f]);
-    write_ok(&b_owner, &["publish", b]);
-    write_ok(&b_owner, &["key", "rotate", b, "snapshot", "-r"]);
+    b_owner.ok(&["publish", b]);
+    b_owner.ok(&["key", "rotate", b, "snapshot", "-r"]);
     b_owner.ok(&["add", b, "v2", f]);
-    write_ok(&b_owner, &["publish", b]);
-    let b_reader = go.notary(&t.join("b-reader"));
-    assert!(b_reader.ok(&["list", b]).contains("v2"));
+    b_owner.ok(&["publish", b]);
 
     // C: `docker push` with content trust through the Go server (server-managed snapshot).
     let reg = Registry::start(Some((&ts.realm, &ts.issuer, &ts.bundle)));
@@ -135,6 +127,14 @@ async fn imports_go_repositories_with_token_auth() {
     let c_v1 = format!("{c}:v1");
     d_go.make_image(t, &c_v1, "image one\n");
     assert!(d_go.ok(true, &["push", &c_v1]).contains("Successfully signed"));
+
+    // The source behind token auth; readers take their trust from it (anonymous pull tokens).
+    go.stop();
+    let mut go = GoServer::start_with(&go_db, serde_json::json!({"auth": ts.auth_config()})).await;
+    let a_reader = go.notary(&t.join("a-reader"));
+    assert!(a_reader.ok(&["list", a]).contains("rel1"));
+    let b_reader = go.notary(&t.join("b-reader"));
+    assert!(b_reader.ok(&["list", b]).contains("v2"));
 
     // Import everything (the changefeed needs credentials) into a running server's database.
     let ours = Server::start_with_db(&create_pg_db().await).await;
@@ -246,7 +246,7 @@ async fn imports_from_trust_directories_after_the_source_is_gone() {
     );
     assert!(ok, "{out}");
     assert_eq!(report[gun]["result"], "imported", "{out}");
-    assert_eq!(report[gun]["current"]["targets"], 2);
+    assert_eq!(report[gun]["current"]["targets"], 3, "init, then two publishes");
     assert_eq!(report[c.as_str()]["result"], "imported", "{out}");
     // The same files the old server served.
     let want = std::fs::read(reader.dir.join("tuf").join(gun).join("metadata/targets.json")).unwrap();
