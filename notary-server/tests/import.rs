@@ -431,3 +431,45 @@ async fn reruns_tampering_and_a_killed_import() {
     assert_eq!(report[clash]["result"], "imported");
     assert_eq!(rows(&ours_db, &[clash]).await, rows(&go_db, &[clash]).await);
 }
+
+/// A repository whose timestamp expired at the source (the server holds no key to re-sign it):
+/// imported as it is, expiry reported; reads serve the stored files (the client judges expiry),
+/// never an error, and the server says once why it does not re-sign.
+#[tokio::test]
+async fn an_expired_repository_is_imported_and_served_as_stored() {
+    use notary_tuf::builder::{root_body, sign, snapshot_body, targets_body, Signer};
+    use notary_tuf::metadata::meta_body;
+    use notary_tuf::{FileMeta, PrivateKey};
+    let gun = "example.com/import/expired";
+    let past = chrono::Utc::now() - chrono::Duration::days(3);
+    let (root_key, root_pub) = root_cert(gun);
+    let keys: Vec<PrivateKey> = (0..3).map(|_| PrivateKey::generate("ecdsa").unwrap()).collect();
+    let (targets, snapshot, timestamp) = (&keys[0], &keys[1], &keys[2]);
+    let root = root_body(&root_pub, &targets.public_key(), &snapshot.public_key(), &timestamp.public_key(), 1, &far_future());
+    let root = sign(&root, &[Signer { key: &root_key, public: root_pub.clone() }]).unwrap();
+    let t = [("v1".to_string(), FileMeta::of(b"one"))].into_iter().collect();
+    let targets_file = sign(&targets_body(&t, &[], 1, &far_future()), &[Signer::plain(targets)]).unwrap();
+    let snap = sign(&snapshot_body(&[("root", &root), ("targets", &targets_file)], 1, &past), &[Signer::plain(snapshot)]).unwrap();
+    let ts_meta = [("snapshot".to_string(), FileMeta::of(&snap))].into_iter().collect();
+    let ts_body: Value = serde_json::from_slice(&meta_body("Timestamp", 1, &past, &ts_meta).unwrap()).unwrap();
+    let ts = sign(&ts_body, &[Signer::plain(timestamp)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = dir.path().join("tuf").join(gun).join("metadata");
+    std::fs::create_dir_all(&meta).unwrap();
+    for (name, bytes) in [("root", &root), ("targets", &targets_file), ("snapshot", &snap), ("timestamp", &ts)] {
+        std::fs::write(meta.join(format!("{name}.json")), bytes).unwrap();
+    }
+
+    let ours = Server::start().await;
+    let (ok, out, report) = import(&ours, &["--from-trust-dir", dir.path().to_str().unwrap(), "--gun", gun], &[]);
+    assert!(ok, "{out}");
+    assert_eq!(report[gun]["expired"], serde_json::json!(["snapshot", "timestamp"]), "{}", report[gun]);
+    assert!(out.contains("(expired)"), "{out}");
+    for _ in 0..3 {
+        assert_eq!(ours.get(&ours.tuf(gun, "timestamp.json")).await, (200, ts.clone()));
+        assert_eq!(ours.get(&ours.tuf(gun, "snapshot.json")).await, (200, snap.clone()));
+        assert_eq!(ours.get(&ours.tuf(gun, "targets.json")).await, (200, targets_file.clone()));
+    }
+    let log = ours.log();
+    assert_eq!(log.matches("cannot re-sign this repository's expired metadata").count(), 1, "{log}");
+}
