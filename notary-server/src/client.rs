@@ -151,7 +151,13 @@ impl NotaryClient {
         }
     }
 
-    async fn send_once(&self, method: &reqwest::Method, url: &str, token: Option<&str>, body: &Body) -> Result<reqwest::Response, ClientError> {
+    async fn send_once(
+        &self,
+        method: &reqwest::Method,
+        url: &str,
+        token: Option<&str>,
+        body: &Body,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut wait = Duration::from_millis(500);
         let mut tries = 0;
         loop {
@@ -288,8 +294,9 @@ mod tests {
 
     #[test]
     fn parses_bearer_challenges() {
-        let c = parse_bearer(r#"Bearer realm="https://auth.example.com/token",service="notary.example.com",scope="repository:a/b:push,pull""#)
-            .unwrap();
+        let c =
+            parse_bearer(r#"Bearer realm="https://auth.example.com/token",service="notary.example.com",scope="repository:a/b:push,pull""#)
+                .unwrap();
         assert_eq!(c.realm, "https://auth.example.com/token");
         assert_eq!(c.service, "notary.example.com");
         assert!(parse_bearer("Basic realm=\"x\"").is_none());

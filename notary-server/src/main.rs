@@ -44,7 +44,7 @@ enum Command {
     /// Copy signed repositories, with their history, from another Notary server or from client
     /// trust directories into this server's storage (the one --config / --data-dir name).
     /// Verified before stored; one transaction per repository; safe to re-run.
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
     /// List the imported repositories: current timestamp, its expiry, and whether this server
     /// holds their timestamp and snapshot keys (if not, the owner must rotate them to publish).
     Imported {
@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
     }
     match args.command {
-        Some(Command::Import(a)) => return runtime.block_on(import(settings, a)),
+        Some(Command::Import(a)) => return runtime.block_on(import(settings, *a)),
         Some(Command::Imported { json }) => return runtime.block_on(imported(settings, json)),
         None => {}
     }
@@ -208,7 +208,7 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
         // A read-only instance never signs: no key store (and nothing written to the database).
         TrustService::Local { key_algorithm, .. } if settings.read_only => (Arc::new(MemoryKeyStore::new()), key_algorithm),
         TrustService::Local { key_algorithm, persist: true } => {
-            let pass = local_passphrase(&settings)?;
+            let pass = local_passphrase(settings)?;
             (
                 Arc::new(SqlKeyStore::new(db.clone(), Passphrases::single("server_local", pass)).await.context("preparing the key store")?),
                 key_algorithm,

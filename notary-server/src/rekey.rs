@@ -135,17 +135,14 @@ pub async fn rekey(
 ) -> Result<Rekeyed, RekeyError> {
     let pull = format!("repository:{gun}:pull");
     let tuf = |f: &str| format!("/v2/{gun}/_trust/tuf/{f}");
-    let raw = client
-        .get(&tuf("root.json"), &pull)
-        .await?
-        .ok_or_else(|| RekeyError::Repository(format!("the server has no repository {gun}")))?;
+    let raw =
+        client.get(&tuf("root.json"), &pull).await?.ok_or_else(|| RekeyError::Repository(format!("the server has no repository {gun}")))?;
     let file = SignedFile::parse(&raw).map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
     let root: Root = file.body().map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
     let role = root.roles.get(md::ROOT).cloned().flatten().ok_or_else(|| RekeyError::Repository("its root has no root role".into()))?;
 
     // The owner's root keys: files named by the bare key's ID (Notary's canonical ID).
-    let listed: Vec<(String, PublicKey)> =
-        role.keyids.iter().filter_map(|id| root.keys.get(id).map(|k| (id.clone(), k.clone()))).collect();
+    let listed: Vec<(String, PublicKey)> = role.keyids.iter().filter_map(|id| root.keys.get(id).map(|k| (id.clone(), k.clone()))).collect();
     let mut signers_keys: Vec<(PrivateKey, PublicKey)> = Vec::new();
     let mut pass: Option<Zeroizing<String>> = None;
     for (_, public) in &listed {
@@ -220,7 +217,7 @@ mod tests {
 
     #[test]
     fn decrypts_a_go_client_root_key() {
-        let k = decrypt_key_file(GO_ROOT_KEY.as_bytes(), "rp").map_err(|e| e.to_string()).ok().expect("decrypts");
+        let Ok(k) = decrypt_key_file(GO_ROOT_KEY.as_bytes(), "rp") else { panic!("the Go key decrypts") };
         assert_eq!(k.algorithm(), "ecdsa");
         assert!(decrypt_key_file(GO_ROOT_KEY.as_bytes(), "wrong").err().is_some_and(|e| e.contains("wrong passphrase")));
     }
@@ -237,7 +234,7 @@ mod tests {
         assert_eq!(next["roles"]["timestamp"]["keyids"][0], ts.id());
         let mut ids: Vec<&String> = next["keys"].as_object().unwrap().keys().collect();
         ids.sort();
-        let mut want = vec!["r".to_string(), "t".to_string(), ts.id(), sn.id()];
+        let mut want = ["r".to_string(), "t".to_string(), ts.id(), sn.id()];
         want.sort();
         assert_eq!(ids, want.iter().collect::<Vec<_>>());
         assert!(next["expires"].as_str().unwrap() > "2030");

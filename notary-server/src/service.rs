@@ -29,9 +29,12 @@ pub struct RepoService {
     /// or their root has expired): GUN → the timestamp's SHA-256. Their stored chain is served
     /// as it is (clients judge expiry) and signing is not tried again until the chain changes.
     unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    /// Last check of the imported repositories: (imported, awaiting rotation, earliest expiry).
-    rotation: std::sync::Mutex<Option<(usize, usize, Option<DateTime<Utc>>)>>,
+    /// Last check of the imported repositories.
+    rotation: std::sync::Mutex<Option<RotationCounts>>,
 }
+
+/// Imported repositories, those awaiting a key rotation, and the earliest expiry among those.
+type RotationCounts = (usize, usize, Option<DateTime<Utc>>);
 
 /// Whether this server holds the keys an imported repository's current root gives the roles
 /// the server signs (see `notary-server imported`).
@@ -106,7 +109,16 @@ impl RepoService {
         announcing: Option<Announcing>,
     ) -> Self {
         let freshness = Freshness::spawn(store.clone(), cache.clone(), period, read_only, announcing);
-        RepoService { store, cache, freshness, crypto, key_algorithm, read_only, unsignable: Default::default(), rotation: Default::default() }
+        RepoService {
+            store,
+            cache,
+            freshness,
+            crypto,
+            key_algorithm,
+            read_only,
+            unsignable: Default::default(),
+            rotation: Default::default(),
+        }
     }
 
     fn writable(&self) -> Result<(), ApiError> {

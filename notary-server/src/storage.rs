@@ -198,7 +198,14 @@ pub trait MetaStore: Send + Sync {
     /// one changefeed row per stored timestamp, in version order; `Conflict` (nothing stored) if
     /// a stored file of the same role and version differs, unless `replace`, which first removes
     /// every file of the GUN. Records the import (`source`). `acked`: as for `update_many`.
-    async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool, acked: Option<&[String]>) -> Result<Imported, StoreError>;
+    async fn import(
+        &self,
+        gun: &str,
+        files: &[Update],
+        source: &str,
+        replace: bool,
+        acked: Option<&[String]>,
+    ) -> Result<Imported, StoreError>;
     /// Every import recorded, by GUN.
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError>;
     /// Every stored file of a GUN: (role, version, bytes).
@@ -492,7 +499,14 @@ impl MetaStore for SqlStore {
             .collect())
     }
 
-    async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool, acked: Option<&[String]>) -> Result<Imported, StoreError> {
+    async fn import(
+        &self,
+        gun: &str,
+        files: &[Update],
+        source: &str,
+        replace: bool,
+        acked: Option<&[String]>,
+    ) -> Result<Imported, StoreError> {
         let t = now();
         let _serial = match &self.db {
             Db::Sqlite(_) => Some(self.write_lock.lock().await),
@@ -647,7 +661,14 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
         self.timed("changes_after", self.inner.changes_after(id, limit)).await
     }
-    async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool, acked: Option<&[String]>) -> Result<Imported, StoreError> {
+    async fn import(
+        &self,
+        gun: &str,
+        files: &[Update],
+        source: &str,
+        replace: bool,
+        acked: Option<&[String]>,
+    ) -> Result<Imported, StoreError> {
         self.timed("import", self.inner.import(gun, files, source, replace, acked)).await
     }
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {

@@ -306,7 +306,11 @@ impl HttpProxy {
                             let status = r.status().as_u16();
                             let mut body = r.bytes().await.unwrap().to_vec();
                             if tamper.as_deref().is_some_and(|t| path.ends_with(t)) {
-                                let at = body.windows(7).position(|w| w == b"\"sig\":\"").unwrap_or_else(|| panic!("{status} {}", String::from_utf8_lossy(&body))) + 12;
+                                let at = body
+                                    .windows(7)
+                                    .position(|w| w == b"\"sig\":\"")
+                                    .unwrap_or_else(|| panic!("{status} {}", String::from_utf8_lossy(&body)))
+                                    + 12;
                                 body[at] = if body[at] == b'A' { b'B' } else { b'A' };
                             }
                             Ok::<_, std::convert::Infallible>(
@@ -317,7 +321,9 @@ impl HttpProxy {
                             )
                         }
                     });
-                    tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                    );
                 }
             })
         });

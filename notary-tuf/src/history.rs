@@ -161,7 +161,8 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
             }
             let prev_keys = cert_keys(&parse_root_certs(prev), gun, false, now_unix);
             let by_prev = BaseRole { name: md::ROOT.into(), keys: prev_keys, threshold: threshold_of(prev, md::ROOT) };
-            verify_signatures(f, &by_prev).map_err(|e| file_err(md::ROOT, *v, format!("not signed by the keys of root version {pv}: {e}")))?;
+            verify_signatures(f, &by_prev)
+                .map_err(|e| file_err(md::ROOT, *v, format!("not signed by the keys of root version {pv}: {e}")))?;
         }
         loaded_roots.push((*v, root));
     }
@@ -171,17 +172,15 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
 
     // 3. The current chain.
     let base = |role: &str| base_role_from(root, role).map_err(|e| HistoryError::Chain(format!("newest root: {e}")));
-    let (tv, ts) = parsed
-        .get(md::TIMESTAMP)
-        .and_then(|t| t.last_key_value())
-        .ok_or_else(|| HistoryError::Chain("no timestamp metadata".into()))?;
+    let (tv, ts) =
+        parsed.get(md::TIMESTAMP).and_then(|t| t.last_key_value()).ok_or_else(|| HistoryError::Chain("no timestamp metadata".into()))?;
     verify_signatures(ts, &base(md::TIMESTAMP)?).map_err(|e| file_err(md::TIMESTAMP, *tv, e))?;
     let ts_body = parse_timestamp(ts).map_err(|e| file_err(md::TIMESTAMP, *tv, e))?;
     current.insert(md::TIMESTAMP.into(), *tv);
     let snap_meta = ts_body.meta.get(md::SNAPSHOT).cloned().unwrap_or_default();
-    let (sv, _) = h.matching(md::SNAPSHOT, &snap_meta).ok_or_else(|| {
-        file_err(md::TIMESTAMP, *tv, "the snapshot it names is missing, or its hashes or length do not match")
-    })?;
+    let (sv, _) = h
+        .matching(md::SNAPSHOT, &snap_meta)
+        .ok_or_else(|| file_err(md::TIMESTAMP, *tv, "the snapshot it names is missing, or its hashes or length do not match"))?;
     let snap = &parsed[md::SNAPSHOT][&sv];
     verify_signatures(snap, &base(md::SNAPSHOT)?).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
     let snap_body = parse_snapshot(snap).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
@@ -316,19 +315,19 @@ mod tests {
     impl Repo {
         fn new(expires: DateTime<Utc>) -> Repo {
             let g = |a| PrivateKey::generate(a).unwrap();
-            Repo { roots: vec![root_cert(), root_cert(), root_cert()], targets: g("ecdsa"), snapshot: g("ecdsa"), timestamp: g("ed25519"), expires }
+            Repo {
+                roots: vec![root_cert(), root_cert(), root_cert()],
+                targets: g("ecdsa"),
+                snapshot: g("ecdsa"),
+                timestamp: g("ed25519"),
+                expires,
+            }
         }
 
         fn root(&self, v: i64, signers: &[usize]) -> Vec<u8> {
             let (_, public) = &self.roots[(v - 1) as usize];
-            let body = root_body(
-                public,
-                &self.targets.public_key(),
-                &self.snapshot.public_key(),
-                &self.timestamp.public_key(),
-                v,
-                &self.expires,
-            );
+            let body =
+                root_body(public, &self.targets.public_key(), &self.snapshot.public_key(), &self.timestamp.public_key(), v, &self.expires);
             let s: Vec<Signer> = signers.iter().map(|i| Signer { key: &self.roots[*i].0, public: self.roots[*i].1.clone() }).collect();
             sign(&body, &s).unwrap()
         }
@@ -341,8 +340,9 @@ mod tests {
                 let t = BTreeMap::from([(format!("t{v}"), FileMeta::of(b"content"))]);
                 let targets = sign(&targets_body(&t, &[], v, &self.expires), &[Signer::plain(&self.targets)]).unwrap();
                 let root = h.get(md::ROOT, v).unwrap().to_vec();
-                let snap = sign(&snapshot_body(&[("root", &root), ("targets", &targets)], v, &self.expires), &[Signer::plain(&self.snapshot)])
-                    .unwrap();
+                let snap =
+                    sign(&snapshot_body(&[("root", &root), ("targets", &targets)], v, &self.expires), &[Signer::plain(&self.snapshot)])
+                        .unwrap();
                 let ts = BTreeMap::from([(md::SNAPSHOT.to_string(), FileMeta::of(&snap))]);
                 let ts = md::meta_body("Timestamp", v, &self.expires, &ts).unwrap();
                 let ts = sign(&serde_json::from_slice(&ts).unwrap(), &[Signer::plain(&self.timestamp)]).unwrap();

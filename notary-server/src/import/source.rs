@@ -128,7 +128,14 @@ async fn fetch_from_server(c: &NotaryClient, gun: &str, here: &History) -> Resul
 }
 
 /// Fetch by checksum each file `snapshot` names that neither `h` nor `here` holds.
-async fn fetch_named(c: &NotaryClient, gun: &str, scope: &str, snapshot: &MetaBody, here: &History, h: &mut History) -> Result<(), SourceError> {
+async fn fetch_named(
+    c: &NotaryClient,
+    gun: &str,
+    scope: &str,
+    snapshot: &MetaBody,
+    here: &History,
+    h: &mut History,
+) -> Result<(), SourceError> {
     for (role, meta) in &snapshot.meta {
         if !md::is_valid_role(role) || role == md::TIMESTAMP || h.matching(role, meta).is_some() || here.matching(role, meta).is_some() {
             continue;
@@ -170,9 +177,14 @@ async fn changefeed_guns(c: &NotaryClient) -> Result<Vec<String>, SourceError> {
     loop {
         let path = format!("/v2/_trust/changefeed?change_id={id}&records=1000");
         let page = c.get(&path, "registry:catalog:*").await?.ok_or_else(|| {
-            SourceError::Client(ClientError::Status { url: path.clone(), status: 404, body: "no changefeed: name the repositories with --gun".into() })
+            SourceError::Client(ClientError::Status {
+                url: path.clone(),
+                status: 404,
+                body: "no changefeed: name the repositories with --gun".into(),
+            })
         })?;
-        let page: Page = serde_json::from_slice(&page).map_err(|e| SourceError::Malformed { role: "changefeed".into(), msg: e.to_string() })?;
+        let page: Page =
+            serde_json::from_slice(&page).map_err(|e| SourceError::Malformed { role: "changefeed".into(), msg: e.to_string() })?;
         let records = page.records.unwrap_or_default();
         let Some(last) = records.last() else { break };
         id = last.id.clone();
