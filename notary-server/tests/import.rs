@@ -168,6 +168,22 @@ async fn imports_go_repositories_with_token_auth() {
     }
     let listed = run(ours.admin(&["imported"]), b"");
     assert!(text(&listed).contains("3 imported, 3 awaiting rotation"), "{}", text(&listed));
+    // An instance starting on that database warns and exports the gauges.
+    let second = Server::start_with_db(&ours_db).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = String::from_utf8(second.get(&format!("{}/metrics", second.url)).await.1).unwrap();
+        if metric_sample(&metrics, "notary_rs_imported_awaiting_rotation") == Some("3") {
+            let earliest: i64 =
+                metric_sample(&metrics, "notary_rs_imported_awaiting_rotation_earliest_expiry_seconds").unwrap().parse().unwrap();
+            assert!(earliest > chrono::Utc::now().timestamp(), "{metrics}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(second.log().contains("imported repositories await a rotation"), "{}", second.log());
+    drop(second);
 
     // The source goes away; clients with the old trust caches use ours.
     go.stop();
