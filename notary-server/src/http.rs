@@ -146,7 +146,7 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
     if method == Method::POST {
         if let Some(gun) = routes::update(path) {
             let res = async {
-                guard(req, state, gun, true, &["push", "pull"])?;
+                guard(req, state, gun, GunUse::Update, &["push", "pull"])?;
                 update(req, gun, body, state).await
             };
             return (Some("UpdateTUF"), res.await);
@@ -155,7 +155,7 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
     if get {
         if let Some((gun, role, checksum)) = routes::by_hash(path) {
             let res = async {
-                guard(req, state, gun, false, &["pull"])?;
+                guard(req, state, gun, GunUse::Read, &["pull"])?;
                 let f = state.service.by_checksum(gun, role, checksum).await?;
                 Ok(metadata_response(req, f, state.max_age_consistent, false))
             };
@@ -163,7 +163,7 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
         }
         if let Some((gun, version, role)) = routes::by_version(path) {
             let res = async {
-                guard(req, state, gun, false, &["pull"])?;
+                guard(req, state, gun, GunUse::Read, &["pull"])?;
                 let v = version.parse::<i64>().map_err(|_| ApiError::not_found())?;
                 let f = state.service.by_version(gun, role, v).await?;
                 Ok(metadata_response(req, f, state.max_age_consistent, false))
@@ -172,7 +172,7 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
         }
         if let Some((gun, role)) = routes::current(path) {
             let res = async {
-                guard(req, state, gun, false, &["pull"])?;
+                guard(req, state, gun, GunUse::Read, &["pull"])?;
                 let f = state.service.current(gun, role).await?;
                 Ok(metadata_response(req, f, state.max_age_current, true))
             };
@@ -182,10 +182,7 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
     if let Some((gun, role)) = routes::key(path) {
         if get || method == Method::POST {
             let res = async {
-                guard(req, state, gun, false, if get { &["push", "pull"] } else { &["*"] })?;
-                if !gun_is_acceptable(gun) {
-                    return Err(ApiError::new(Code::InvalidGun));
-                }
+                guard(req, state, gun, GunUse::Write, if get { &["push", "pull"] } else { &["*"] })?;
                 let k = if get { state.service.get_key(gun, role).await? } else { state.service.rotate_key(gun, role).await? };
                 Ok(text_ok(k.to_go_json().into_bytes()))
             };
@@ -195,7 +192,7 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
     if method == Method::DELETE {
         if let Some(gun) = routes::update(path) {
             let res = async {
-                guard(req, state, gun, false, &["*"])?;
+                guard(req, state, gun, GunUse::Write, &["*"])?;
                 state.service.delete(gun).await?;
                 Ok(response(StatusCode::OK, Bytes::new()))
             };
@@ -205,7 +202,7 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
     if get {
         if let Some(gun) = routes::changefeed(path) {
             let res = async {
-                guard(req, state, gun, false, &["pull"])?;
+                guard(req, state, gun, GunUse::Read, &["pull"])?;
                 changefeed(req, Some(gun), state).await
             };
             return (Some("Changefeed"), res.await);
@@ -215,9 +212,32 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
     (None, authorize(req, state, Access::catalog()).and(Err(ApiError::new(Code::MetadataNotFound))))
 }
 
-/// The checks every GUN route runs first, in Go's order: the GUN prefix filter, then the token.
-fn guard(req: &Parts, state: &AppState, gun: &str, is_update: bool, actions: &[&'static str]) -> Result<(), ApiError> {
-    if let Some(e) = prefix_error(gun, state, is_update) {
+/// What a route does with its GUN: which error a bad one gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GunUse {
+    /// Reads: a GUN that cannot exist is 404.
+    Read,
+    /// Deletion and the key routes: 400 `INVALID_GUN` (outside the prefixes: 404, as Go).
+    Write,
+    /// Publish: 400 `INVALID_GUN` either way.
+    Update,
+}
+
+/// The checks every GUN route runs first: the GUN grammar (nothing that fails it reaches
+/// storage), then, in Go's order, the GUN prefix filter and the token.
+fn guard(req: &Parts, state: &AppState, gun: &str, usage: GunUse, actions: &[&'static str]) -> Result<(), ApiError> {
+    if !gun_is_acceptable(gun) {
+        return Err(match usage {
+            GunUse::Read => ApiError::not_found(),
+            GunUse::Write | GunUse::Update => ApiError::with(
+                Code::InvalidGun,
+                serde_json::Value::String(
+                    "GUN must be at most 255 characters, without control characters or empty, '.' or '..' segments".into(),
+                ),
+            ),
+        });
+    }
+    if let Some(e) = prefix_error(gun, state, usage == GunUse::Update) {
         return Err(e);
     }
     authorize(req, state, Access::repo(gun, actions))
@@ -302,14 +322,6 @@ async fn changefeed(req: &Parts, gun: Option<&str>, state: &AppState) -> Result<
 }
 
 async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) -> Result<Response, ApiError> {
-    if !gun_is_acceptable(gun) {
-        return Err(ApiError::with(
-            Code::InvalidGun,
-            serde_json::Value::String(
-                "GUN must be at most 255 characters, without control characters or empty, '.' or '..' segments".into(),
-            ),
-        ));
-    }
     let content_type = req.headers.get(header::CONTENT_TYPE).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
     let boundary = multipart_boundary(content_type).ok_or_else(|| ApiError::new(Code::MalformedUpload))?;
     if let Some(len) = req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {

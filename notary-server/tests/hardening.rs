@@ -1,0 +1,30 @@
+//! Regression tests for the adversarial review's findings (docs/security.md): each failed
+//! before its fix.
+
+mod common;
+
+use common::*;
+
+/// A NUL or an over-long GUN on every route answers 404 (reads) or 400 `INVALID_GUN`
+/// (deletion, keys, publish) before it reaches storage — never 500 (Postgres refused it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_repository_names_never_reach_the_database() {
+    let s = Server::start_with_db(&create_pg_db().await).await;
+    let long = "a/".repeat(150) + "b";
+    for gun in ["example.com/nul%00here", long.as_str()] {
+        for file in ["timestamp.json", "root.json", "3.root.json", &format!("targets.{}.json", "0".repeat(64)), "targets/releases.json"] {
+            let (st, body) = s.get(&s.tuf(gun, file)).await;
+            assert_eq!((st, api_error(&body).0.as_str()), (404, "METADATA_NOT_FOUND"), "GET {gun} {file}");
+        }
+        let (st, body) = s.get(&format!("{}/v2/{gun}/_trust/changefeed?records=10", s.url)).await;
+        assert_eq!((st, api_error(&body).0.as_str()), (404, "METADATA_NOT_FOUND"), "changefeed {gun}");
+        let r = s.http.delete(s.tuf(gun, "")).send().await.unwrap();
+        assert_eq!(r.status(), 400, "DELETE {gun}");
+        assert_eq!(api_error(&r.bytes().await.unwrap()).0, "INVALID_GUN");
+        let (st, body) = s.get(&s.tuf(gun, "timestamp.key")).await;
+        assert_eq!((st, api_error(&body).0.as_str()), (400, "INVALID_GUN"), "key {gun}");
+    }
+    // The database was never asked: the server is healthy and logged no internal error.
+    assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200);
+    assert!(!s.log().contains("internal error"), "{}", s.log());
+}
