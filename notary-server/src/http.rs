@@ -71,6 +71,23 @@ fn clean_path(p: &str) -> String {
     cleaned
 }
 
+/// What a redirect's path percent-encodes: controls, non-ASCII, and what would end the path
+/// or change how a browser reads it.
+const LOCATION_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
 /// GUNs we accept: the Go column limit, no control characters, no `..`/empty segments.
 pub fn gun_is_acceptable(gun: &str) -> bool {
     gun.len() <= 255 && !gun.chars().any(char::is_control) && !gun.split('/').any(|s| s.is_empty() || s == "." || s == "..")
@@ -87,17 +104,15 @@ pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Respons
     let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
     let cleaned = clean_path(&path);
     if cleaned != path {
-        let mut loc = cleaned;
+        // Re-encoded as a URL path (as Go's url.URL does): a control character or a backslash
+        // left raw would let a browser read `/\t/evil.example/` or `/\evil.example/` as
+        // another host. The query is passed on as it came.
+        let mut loc = percent_encoding::utf8_percent_encode(&cleaned, LOCATION_PATH).to_string();
         if let Some(q) = req.uri.query() {
             loc = format!("{loc}?{q}");
         }
         let mut r = response(StatusCode::MOVED_PERMANENTLY, Bytes::new());
-        // The decoded path may hold bytes a header cannot: those are sent percent-encoded.
-        let loc = HeaderValue::from_str(&loc).unwrap_or_else(|_| {
-            let enc = percent_encoding::utf8_percent_encode(&loc, percent_encoding::CONTROLS).to_string();
-            HeaderValue::from_str(&enc).unwrap_or_else(|_| HeaderValue::from_static("/"))
-        });
-        r.headers_mut().insert(header::LOCATION, loc);
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&loc).unwrap_or_else(|_| HeaderValue::from_static("/")));
         return r;
     }
     let (op, result) = route(&req, &method, &path, body, state).await;

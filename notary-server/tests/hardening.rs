@@ -28,3 +28,25 @@ async fn bad_repository_names_never_reach_the_database() {
     assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200);
     assert!(!s.log().contains("internal error"), "{}", s.log());
 }
+
+/// The path-cleaning redirect never names another host: control characters and backslashes in
+/// the cleaned path are sent percent-encoded.
+#[tokio::test]
+async fn path_cleaning_redirects_stay_on_this_host() {
+    let s = Server::start().await;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&s.ca).unwrap()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, want) in [
+        ("/%09/evil.example//", "/%09/evil.example/"),
+        ("/%5Cevil.example//x", "/%5Cevil.example/x"),
+        ("/v2//a%3Fb/_trust/tuf/root.json?x=1", "/v2/a%3Fb/_trust/tuf/root.json?x=1"),
+        ("/v2//example.com/a/_trust/tuf/root.json", "/v2/example.com/a/_trust/tuf/root.json"),
+    ] {
+        let r = http.get(format!("{}{path}", s.url)).send().await.unwrap();
+        assert_eq!(r.status(), 301, "{path}");
+        assert_eq!(r.headers()["location"].to_str().unwrap(), want, "{path}");
+    }
+}
