@@ -50,3 +50,28 @@ async fn path_cleaning_redirects_stay_on_this_host() {
         assert_eq!(r.headers()["location"].to_str().unwrap(), want, "{path}");
     }
 }
+
+/// A client-signed snapshot whose hashes are right but whose `length` is not is refused (fresh
+/// clients would then fail with "trust server returned a bad response"), and nothing is stored.
+#[tokio::test]
+async fn a_snapshot_with_a_wrong_length_is_refused() {
+    use notary_tuf::builder::{sign, snapshot_body, Signer};
+    let s = Server::start().await;
+    let gun = "example.com/hardening/length";
+    let (st, ts) = s.get(&s.tuf(gun, "timestamp.key")).await;
+    assert_eq!(st, 200);
+    let snapshot_key = notary_tuf::PrivateKey::generate("ecdsa").unwrap();
+    let repo = RustRepo::new(gun, snapshot_key.public_key(), notary_bench::repo::parse_key_response(&ts).unwrap());
+    let (root, targets) = (repo.root_file(1), repo.targets_file(1, &[("a", b"a")]));
+    let mut body = snapshot_body(&[("root", &root), ("targets", &targets)], 1, &far_future());
+    body["meta"]["targets"]["length"] = serde_json::json!(1);
+    let bad = sign(&body, &[Signer::plain(&snapshot_key)]).unwrap();
+    let (st, resp) = s.post_parts(gun, &[("root", &root), ("targets", &targets), ("snapshot", &bad)]).await;
+    let (code, detail) = api_error(&resp);
+    assert_eq!((st, code.as_str(), detail["Name"].as_str()), (400, "INVALID_UPDATE", Some("ErrBadSnapshot")), "{detail}");
+    assert!(detail["Error"]["Msg"].as_str().unwrap().contains("length of targets"), "{detail}");
+    assert_eq!(s.get(&s.tuf(gun, "root.json")).await.0, 404, "nothing stored");
+    // The same snapshot with the right length is accepted.
+    let good = sign(&snapshot_body(&[("root", &root), ("targets", &targets)], 1, &far_future()), &[Signer::plain(&snapshot_key)]).unwrap();
+    assert_eq!(s.post_parts(gun, &[("root", &root), ("targets", &targets), ("snapshot", &good)]).await.0, 200);
+}

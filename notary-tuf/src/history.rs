@@ -58,7 +58,7 @@ impl History {
 
     /// The version of `role` whose bytes match `meta` (hashes and length), if one is held.
     pub fn matching(&self, role: &str, meta: &FileMeta) -> Option<(i64, &[u8])> {
-        self.roles.get(role)?.iter().rev().find(|(_, b)| meta_matches(meta, b, role).is_ok()).map(|(v, b)| (*v, b.as_slice()))
+        self.roles.get(role)?.iter().rev().find(|(_, b)| meta.check(b, role).is_ok()).map(|(v, b)| (*v, b.as_slice()))
     }
 }
 
@@ -101,15 +101,6 @@ fn expected_type(role: &str) -> &'static str {
         md::TIMESTAMP => "Timestamp",
         _ => "Targets",
     }
-}
-
-/// Hashes and length (a snapshot or timestamp entry) against the bytes it names.
-fn meta_matches(meta: &FileMeta, bytes: &[u8], role: &str) -> Result<(), String> {
-    meta.check_hashes(bytes, role)?;
-    if meta.length != bytes.len() as i64 {
-        return Err(format!("length of {role} is {}, the referencing metadata says {}", bytes.len(), meta.length));
-    }
-    Ok(())
 }
 
 fn threshold_of(root: &Root, role: &str) -> i64 {
@@ -185,7 +176,7 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
     verify_signatures(snap, &base(md::SNAPSHOT)?).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
     let snap_body = parse_snapshot(snap).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
     current.insert(md::SNAPSHOT.into(), sv);
-    meta_matches(snap_body.meta.get(md::ROOT).unwrap_or(&FileMeta::default()), root_raw, md::ROOT)
+    snap_body.meta.get(md::ROOT).unwrap_or(&FileMeta::default()).check(root_raw, md::ROOT)
         .map_err(|e| file_err(md::SNAPSHOT, sv, format!("does not name root version {root_version}: {e}")))?;
     let targets_meta = snap_body.meta.get(md::TARGETS).cloned().unwrap_or_default();
     let (tgv, _) = h

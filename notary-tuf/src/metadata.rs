@@ -235,6 +235,16 @@ impl FileMeta {
         Ok(())
     }
 
+    /// [`FileMeta::check_hashes`] and the length: Go checks only the hashes, but its clients
+    /// refuse a file whose length differs from what the snapshot or timestamp says.
+    pub fn check(&self, payload: &[u8], name: &str) -> Result<(), String> {
+        self.check_hashes(payload, name)?;
+        if self.length != payload.len() as i64 {
+            return Err(format!("length of {name} is {}, the referencing metadata says {}", payload.len(), self.length));
+        }
+        Ok(())
+    }
+
     /// Go `data.CheckHashes`: every supported hash present must match; at least one must exist.
     pub fn check_hashes(&self, payload: &[u8], name: &str) -> Result<(), String> {
         let mut count = 0;

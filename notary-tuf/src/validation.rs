@@ -420,9 +420,9 @@ pub fn validate_update(
                 let body = parse_snapshot(up)?;
                 check_version_and_expiry(up, md::SNAPSHOT, 1, false, now)?;
                 let empty = FileMeta::default();
-                body.meta.get(md::ROOT).unwrap_or(&empty).check_hashes(&root.file.raw, md::ROOT)?;
+                body.meta.get(md::ROOT).unwrap_or(&empty).check(&root.file.raw, md::ROOT)?;
                 for (role, (_, raw)) in &loaded {
-                    body.meta.get(role).unwrap_or(&empty).check_hashes(raw, role)?;
+                    body.meta.get(role).unwrap_or(&empty).check(raw, role)?;
                 }
                 Ok(())
             };
