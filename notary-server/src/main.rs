@@ -134,7 +134,7 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     if args.command.is_some() && args.config.is_none() {
-        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
+        notary_signer::private::create_dir(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
     }
     match args.command {
         Some(Command::Import(a)) => return runtime.block_on(import(settings, *a)),
@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     if args.config.is_none() {
-        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
+        notary_signer::private::create_dir(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
         let g = notary_server::tls::ensure_self_signed(&args.data_dir)?;
         settings.tls = Some((g.cert, g.key));
         settings.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
@@ -172,7 +172,7 @@ fn local_passphrase(settings: &Settings) -> anyhow::Result<Zeroizing<String>> {
         }
     }
     let dir = settings.data_dir.as_ref().context("the local trust service needs NOTARY_SERVER_KEY_PASSPHRASE or a data folder")?;
-    std::fs::create_dir_all(dir)?;
+    notary_signer::private::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("key-passphrase");
     if let Ok(p) = std::fs::read_to_string(&path) {
         return Ok(Zeroizing::new(p.trim().to_string()));

@@ -28,7 +28,7 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     if out.ca.exists() && out.cert.exists() && out.key.exists() {
         return Ok(out);
     }
-    std::fs::create_dir_all(&tls).with_context(|| format!("creating {}", tls.display()))?;
+    notary_signer::private::create_dir(&tls).with_context(|| format!("creating {}", tls.display()))?;
     let now = chrono::Utc::now();
     let (from, to) = (now - chrono::Duration::days(1), now + chrono::Duration::days(3650));
     let date = |d: chrono::DateTime<chrono::Utc>| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
@@ -64,24 +64,12 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     let leaf_key = rcgen::KeyPair::generate()?;
     let cert = leaf.signed_by(&leaf_key, &ca, &ca_key)?;
 
-    write_private(&out.key, leaf_key.serialize_pem().as_bytes())?;
-    std::fs::write(&out.cert, cert.pem())?;
-    std::fs::write(&out.ca, ca.pem())?;
+    use notary_signer::private::write_file;
+    let written = |p: &Path| format!("writing {}", p.display());
+    write_file(&out.key, leaf_key.serialize_pem().as_bytes(), 0o600).with_context(|| written(&out.key))?;
+    write_file(&out.cert, cert.pem().as_bytes(), 0o644).with_context(|| written(&out.cert))?;
+    write_file(&out.ca, ca.pem().as_bytes(), 0o644).with_context(|| written(&out.ca))?;
     Ok(out)
-}
-
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(data)?;
-    Ok(())
 }
 
 /// The HTTPS configuration, with a certificate that reloads (see [`ReloadingCert`]; call

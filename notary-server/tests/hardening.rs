@@ -75,3 +75,43 @@ async fn a_snapshot_with_a_wrong_length_is_refused() {
     let good = sign(&snapshot_body(&[("root", &root), ("targets", &targets)], 1, &far_future()), &[Signer::plain(&snapshot_key)]).unwrap();
     assert_eq!(s.post_parts(gun, &[("root", &root), ("targets", &targets), ("snapshot", &good)]).await.0, 200);
 }
+
+/// Started with umask 000, the embedded default still makes its folders 0700 and its key,
+/// passphrase and database 0600 (certificates 0644: public, but not writable by others).
+#[tokio::test]
+async fn files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = format!("umask 000; exec {} --data-dir {} --listen 127.0.0.1:{port}", env!("CARGO_BIN_EXE_notary-server"), data.display());
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env_remove("NOTARY_SERVER_KEY_PASSPHRASE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mode = |p: &str| std::fs::metadata(data.join(p)).unwrap().permissions().mode() & 0o777;
+    let modes: Vec<(&str, u32)> =
+        ["", "tls", "tls/server.key", "key-passphrase", "notary.db", "tls/server.crt", "tls/ca.crt"].iter().map(|p| (*p, mode(p))).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        modes,
+        vec![
+            ("", 0o700),
+            ("tls", 0o700),
+            ("tls/server.key", 0o600),
+            ("key-passphrase", 0o600),
+            ("notary.db", 0o600),
+            ("tls/server.crt", 0o644),
+            ("tls/ca.crt", 0o644)
+        ]
+    );
+}

@@ -1,6 +1,7 @@
 //! One database handle for Postgres and SQLite. Queries are written once and run on either
 //! pool through [`with_pool!`](crate::with_pool): the body is compiled for each backend.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub enum DbError {
     BadUrl(String),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    #[error("database file {0}: {1}")]
+    File(String, std::io::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -70,7 +73,12 @@ impl Db {
                 }
             }
         } else if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)?
+            let opts = SqliteConnectOptions::from_str(url)?;
+            let file = opts.get_filename();
+            if file != Path::new(":memory:") && !file.as_os_str().is_empty() {
+                crate::private::sqlite_file(file).map_err(|e| DbError::File(file.display().to_string(), e))?;
+            }
+            let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)

@@ -8,6 +8,7 @@ pub mod db;
 pub mod jwe;
 pub mod memory;
 pub mod passphrase;
+pub mod private;
 pub mod sql;
 pub mod tls_reload;
 
