@@ -85,6 +85,8 @@ pub struct StorageConfig {
 #[serde(default)]
 pub struct LoggingConfig {
     pub level: Option<String>,
+    /// `text` (default) or `json` (not in Go).
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -132,6 +134,8 @@ pub struct Settings {
     pub pool: notary_signer::db::PoolConfig,
     pub trust: TrustService,
     pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: String,
     pub max_age_current: i64,
     pub max_age_consistent: i64,
     pub cache_files: usize,
@@ -219,13 +223,14 @@ const ENV_KEYS: &[&str] = &[
     "storage.connect_retry_seconds",
     "storage.statement_timeout_ms",
     "logging.level",
+    "logging.format",
     "caching.max_age.current_metadata",
     "caching.max_age.consistent_metadata",
 ];
 
 /// Config keys whose values are strings even when they look like numbers.
 fn is_string_key(k: &str) -> bool {
-    matches!(k, "http_addr" | "db_url" | "hostname" | "level" | "type" | "backend" | "key_algorithm" | "port")
+    matches!(k, "http_addr" | "db_url" | "hostname" | "level" | "format" | "type" | "backend" | "key_algorithm" | "port")
 }
 
 impl Config {
@@ -350,6 +355,11 @@ impl Config {
             },
             trust,
             log_level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
+            log_format: match self.logging.format.as_deref() {
+                None | Some("text") => "text".into(),
+                Some("json") => "json".into(),
+                Some(other) => return Err(ConfigError::Invalid(format!("logging.format {other:?}: expected \"text\" or \"json\""))),
+            },
             max_age_current: max_age(self.caching.max_age.current_metadata, 300, "current_metadata")?,
             max_age_consistent: max_age(self.caching.max_age.consistent_metadata, 2_592_000, "consistent_metadata")?,
             cache_files: self.caching.max_files.unwrap_or(DEFAULT_CACHE_FILES),
@@ -403,6 +413,7 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         pool: Default::default(),
         trust: TrustService::Local { key_algorithm: "ecdsa".into(), persist: true },
         log_level: "info".into(),
+        log_format: "text".into(),
         max_age_current: 300,
         max_age_consistent: 2_592_000,
         cache_files: DEFAULT_CACHE_FILES,

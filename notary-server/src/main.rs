@@ -128,9 +128,10 @@ fn main() -> anyhow::Result<()> {
     }
     if args.command.is_some() {
         // Subcommands print their own output; the log shows only what needs attention.
-        init_logging(if settings.log_level == "info" { "warn" } else { &settings.log_level });
+        let level = if settings.log_level == "info" { "warn" } else { &settings.log_level };
+        notary_signer::logging::init(level, &settings.log_format, "sqlx=warn");
     } else {
-        init_logging(&settings.log_level);
+        notary_signer::logging::init(&settings.log_level, &settings.log_format, "sqlx=warn");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     if args.command.is_some() && args.config.is_none() {
@@ -148,19 +149,6 @@ fn main() -> anyhow::Result<()> {
         settings.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
     }
     runtime.block_on(run(settings))
-}
-
-fn init_logging(level: &str) {
-    let level = match level {
-        "warning" => "warn",
-        "fatal" | "panic" => "error",
-        l => l,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn")));
-    // Colours only on a terminal: log files and journald get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 /// The passphrase the local trust service encrypts its keys under: the environment, or a

@@ -98,8 +98,10 @@ async fn files_are_private_whatever_the_umask() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let mode = |p: &str| std::fs::metadata(data.join(p)).unwrap().permissions().mode() & 0o777;
-    let modes: Vec<(&str, u32)> =
-        ["", "tls", "tls/server.key", "key-passphrase", "notary.db", "tls/server.crt", "tls/ca.crt"].iter().map(|p| (*p, mode(p))).collect();
+    let modes: Vec<(&str, u32)> = ["", "tls", "tls/server.key", "key-passphrase", "notary.db", "tls/server.crt", "tls/ca.crt"]
+        .iter()
+        .map(|p| (*p, mode(p)))
+        .collect();
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
@@ -114,4 +116,27 @@ async fn files_are_private_whatever_the_umask() {
             ("tls/ca.crt", 0o644)
         ]
     );
+}
+
+/// Client text reaches the log escaped: a newline cannot start a forged line and ANSI escapes
+/// do not pass; with `logging.format: json` every log line is one JSON object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_text_cannot_forge_log_lines() {
+    let evil = r#"{"signed":{"_type":"Targets","expires":"2030-01-01\nFORGED level=INFO admin logged in \u001b[31m","version":1},"signatures":[]}"#;
+    for s in
+        [Server::start().await, Server::start_with_config(&create_pg_db().await, serde_json::json!({"logging": {"format": "json"}})).await]
+    {
+        let (st, _) = s.post_parts("example.com/hardening/log", &[("targets", evil.as_bytes())]).await;
+        assert_eq!(st, 400);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let log = s.log();
+        assert!(log.contains("FORGED"), "the client's text is logged: {log}");
+        assert!(!log.lines().any(|l| l.starts_with("FORGED")), "{log}");
+        assert!(!log.contains('\u{1b}'), "{log}");
+        if s.db_url.is_some() {
+            for l in log.lines().filter(|l| l.contains("FORGED") || l.starts_with('{')) {
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            }
+        }
+    }
 }

@@ -37,6 +37,8 @@ pub struct StorageConfig {
 #[serde(default)]
 pub struct LoggingConfig {
     pub level: Option<String>,
+    /// `text` (default) or `json` (not in Go).
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +49,7 @@ pub struct Settings {
     pub client_ca: PathBuf,
     pub storage: Storage,
     pub log_level: String,
+    pub log_format: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,7 @@ const ENV_KEYS: &[&str] = &[
     "storage.default_alias",
     "storage.pkcs11_uri",
     "logging.level",
+    "logging.format",
 ];
 
 /// Apply `<PREFIX><KEY>` environment overrides (dots → underscores, upper-cased) to a parsed JSON
@@ -156,6 +160,7 @@ impl Config {
             client_ca: rel(ca),
             storage,
             log_level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
+            log_format: self.logging.format.clone().unwrap_or_else(|| "text".into()),
         })
     }
 }

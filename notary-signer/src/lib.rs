@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod jwe;
+pub mod logging;
 pub mod memory;
 pub mod passphrase;
 pub mod private;

@@ -44,11 +44,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse_from(argv);
     let (cfg, base) = Config::load(&args.config)?;
     let settings = cfg.settings(&base)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn,h2=warn", settings.log_level)));
-    // Colours only on a terminal: log files and journald get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    notary_signer::logging::init(&settings.log_level, &settings.log_format, "sqlx=warn,h2=warn");
     // Keep key material out of core dumps and away from ptrace, as the Go signer does.
     #[cfg(target_os = "linux")]
     unsafe {

@@ -176,7 +176,11 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
     verify_signatures(snap, &base(md::SNAPSHOT)?).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
     let snap_body = parse_snapshot(snap).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
     current.insert(md::SNAPSHOT.into(), sv);
-    snap_body.meta.get(md::ROOT).unwrap_or(&FileMeta::default()).check(root_raw, md::ROOT)
+    snap_body
+        .meta
+        .get(md::ROOT)
+        .unwrap_or(&FileMeta::default())
+        .check(root_raw, md::ROOT)
         .map_err(|e| file_err(md::SNAPSHOT, sv, format!("does not name root version {root_version}: {e}")))?;
     let targets_meta = snap_body.meta.get(md::TARGETS).cloned().unwrap_or_default();
     let (tgv, _) = h
