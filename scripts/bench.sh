@@ -116,3 +116,18 @@ for side in rs go; do
   # wrk checks no certificate; the servers are the ones this script started.
   wrk_half_peak "$([ $side = rs ] && echo notary-rs || echo 'Go notary-server')" "https://127.0.0.1:$port/v2/$gun/_trust/tuf/timestamp.json"
 done
+
+# The cost of a hostile request path (docs/security.md): the longest path notary-rs routes (8 KiB
+# of `/_trust/tuf/` segments ending in no valid role) and a 60 KB one (notary-rs: 414 at once).
+# Each request is a new curl, so the figures include a TLS handshake (~1-2 ms).
+hostile_ms() { # url
+  for _ in $(seq 30); do curl -sk -o /dev/null -w '%{time_total}\n' "$1"; done | awk '{s+=$1} END {printf "%.2f", s/NR*1000}'
+}
+echo
+echo "## Hostile request paths (mean of 30 requests, new TLS connection each)"
+seg8k=$(printf 'targets/_trust/tuf/%.0s' $(seq 420)); seg60k=$(printf 'targets/_trust/tuf/%.0s' $(seq 3200))
+for side in rs go; do
+  port=$rs_port; [ $side = go ] && port=$go_port
+  printf '%-18s 8 KiB path %8s ms   60 KB path %8s ms\n' "$([ $side = rs ] && echo notary-rs || echo 'Go notary-server')" \
+    "$(hostile_ms "https://127.0.0.1:$port/v2/g/_trust/tuf/$seg8k%20.json")" "$(hostile_ms "https://127.0.0.1:$port/v2/g/_trust/tuf/$seg60k%20.json")"
+done

@@ -26,6 +26,8 @@ pub enum Code {
     UploadTimeout,
     StorageUnavailable,
     ReadOnly,
+    /// Not a Go code: a request path longer than any Notary route needs.
+    UriTooLong,
 }
 
 impl Code {
@@ -47,6 +49,7 @@ impl Code {
             Code::TooLarge => ("MALFORMED_UPLOAD", 413, "The body of your request is too large."),
             Code::ReadOnly => ("UNSUPPORTED", 405, "This instance is read-only; publish through a primary instance."),
             Code::StorageUnavailable => ("UNAVAILABLE", 503, "The metadata database is unavailable; try again later."),
+            Code::UriTooLong => ("URI_TOO_LONG", 414, "The request path is longer than 8192 bytes."),
             Code::UploadTimeout => ("MALFORMED_UPLOAD", 408, "The body of your request arrived too slowly."),
         }
     }

@@ -71,6 +71,9 @@ fn clean_path(p: &str) -> String {
     cleaned
 }
 
+/// Longest request path served: a GUN (255 bytes) and a deep delegation role fit many times.
+pub const MAX_PATH: usize = 8192;
+
 /// What a redirect's path percent-encodes: controls, non-ASCII, and what would end the path
 /// or change how a browser reads it.
 const LOCATION_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
@@ -101,6 +104,9 @@ pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Respons
         return response(StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
     }
     let raw = req.uri.path();
+    if raw.len() > MAX_PATH {
+        return ApiError::new(Code::UriTooLong).response();
+    }
     let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
     let cleaned = clean_path(&path);
     if cleaned != path {
