@@ -28,7 +28,7 @@ psql -d notary_go -f fixtures/go-server-postgres-schema.sql >/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rs_port=$(free_port); go_port=$(free_port)
 cat > "$work/rs.json" <<JSON
-{"server":{"http_addr":"127.0.0.1:$rs_port","tls_cert_file":"$work/tls/server.crt","tls_key_file":"$work/tls/server.key"},
+{"server":{"http_addr":"127.0.0.1:$rs_port","tls_cert_file":"$work/tls/server.crt","tls_key_file":"$work/tls/server.key","key_creations_per_minute":0},
  "trust_service":{"type":"local","key_algorithm":"ecdsa"},
  "storage":{"backend":"postgres","db_url":"$PG_URL/notary_rs"},"logging":{"level":"warn"}}
 JSON

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub max_upload_bytes: Option<usize>,
     /// Longest a publish body may take to arrive (not in Go, which waits forever).
     pub upload_timeout_seconds: Option<u64>,
+    /// New timestamp/snapshot keys one client address may have created per minute, without
+    /// token auth (0: no limit) — not in Go.
+    pub key_creations_per_minute: Option<u32>,
     /// Serve reads only, e.g. from a streaming replica (not in Go): publishes, deletions and
     /// key creation are refused (405 UNSUPPORTED), nothing is written or migrated.
     pub read_only: bool,
@@ -149,6 +152,7 @@ pub struct Settings {
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
     pub upload_timeout: std::time::Duration,
+    pub key_creations_per_minute: u32,
     pub read_only: bool,
     /// Where the local trust service reads its passphrase file, if it needs one.
     pub data_dir: Option<PathBuf>,
@@ -197,6 +201,8 @@ const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
 const DEFAULT_CACHE_FILES: usize = 20_000;
 const DEFAULT_CACHE_REPOSITORIES: usize = 10_000;
 const DEFAULT_UPLOAD_TIMEOUT: u64 = 60;
+/// Far above what publishers need (one key pair per new repository), far below filling a disk.
+const DEFAULT_KEY_CREATIONS_PER_MINUTE: u32 = 600;
 const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 /// Timestamps live 14 days: re-sign the last day.
 const DEFAULT_RESIGN_BEFORE: u64 = 86_400;
@@ -209,6 +215,7 @@ const ENV_KEYS: &[&str] = &[
     "server.tls_key_file",
     "server.max_upload_bytes",
     "server.upload_timeout_seconds",
+    "server.key_creations_per_minute",
     "trust_service.type",
     "trust_service.hostname",
     "trust_service.port",
@@ -371,6 +378,7 @@ impl Config {
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
             upload_timeout: std::time::Duration::from_secs(s.upload_timeout_seconds.unwrap_or(DEFAULT_UPLOAD_TIMEOUT).max(1)),
+            key_creations_per_minute: s.key_creations_per_minute.unwrap_or(DEFAULT_KEY_CREATIONS_PER_MINUTE),
             read_only: s.read_only,
             data_dir,
             // As in Go, only "token" enables auth; any other value means none.
@@ -425,6 +433,7 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         gun_prefixes: Vec::new(),
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
         upload_timeout: std::time::Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT),
+        key_creations_per_minute: DEFAULT_KEY_CREATIONS_PER_MINUTE,
         read_only: false,
         data_dir: Some(data_dir.to_path_buf()),
         token_auth: None,

@@ -28,6 +28,8 @@ pub enum Code {
     ReadOnly,
     /// Not a Go code: a request path longer than any Notary route needs.
     UriTooLong,
+    /// Not a Go code: this client created too many keys in the last minute.
+    TooManyKeys,
 }
 
 impl Code {
@@ -50,6 +52,7 @@ impl Code {
             Code::ReadOnly => ("UNSUPPORTED", 405, "This instance is read-only; publish through a primary instance."),
             Code::StorageUnavailable => ("UNAVAILABLE", 503, "The metadata database is unavailable; try again later."),
             Code::UriTooLong => ("URI_TOO_LONG", 414, "The request path is longer than 8192 bytes."),
+            Code::TooManyKeys => ("TOO_MANY_REQUESTS", 429, "Too many new keys from this client; try again in a minute."),
             Code::UploadTimeout => ("MALFORMED_UPLOAD", 408, "The body of your request arrived too slowly."),
         }
     }

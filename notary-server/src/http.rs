@@ -40,6 +40,45 @@ pub struct AppState {
     pub upload_timeout: std::time::Duration,
     pub metrics: Arc<Metrics>,
     pub auth: Option<TokenAuth>,
+    /// Without token auth: how many keys one client address may create per minute.
+    pub key_limiter: Option<KeyLimiter>,
+}
+
+/// The address a request came from (set by `serve.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// A fixed one-minute window of key creations per client address.
+pub struct KeyLimiter {
+    per_minute: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+impl KeyLimiter {
+    pub fn new(per_minute: u32) -> Option<KeyLimiter> {
+        (per_minute > 0).then(|| KeyLimiter { per_minute, windows: Default::default() })
+    }
+
+    /// Count one creation for `client`; an error once its minute's allowance is spent.
+    fn take(&self, client: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+        let Some(ip) = client else { return Ok(()) };
+        let now = std::time::Instant::now();
+        let minute = std::time::Duration::from_secs(60);
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if w.len() > 100_000 {
+            w.retain(|_, (start, _)| now.duration_since(*start) < minute);
+        }
+        let entry = w.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= minute {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.per_minute {
+            tracing::warn!(client = %ip, per_minute = self.per_minute, "key creation refused: too many new keys from this client");
+            return Err(ApiError::new(Code::TooManyKeys));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
 }
 
 fn authorize(req: &Parts, state: &AppState, required: Vec<Access>) -> Result<(), ApiError> {
@@ -204,7 +243,14 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
         if get || method == Method::POST {
             let res = async {
                 guard(req, state, gun, GunUse::Write, if get { &["push", "pull"] } else { &["*"] })?;
-                let k = if get { state.service.get_key(gun, role).await? } else { state.service.rotate_key(gun, role).await? };
+                let client = req.extensions.get::<ClientAddr>().map(|c| c.0);
+                let may_create = || state.key_limiter.as_ref().map_or(Ok(()), |l| l.take(client));
+                let k = if get {
+                    state.service.get_key(gun, role, may_create).await?
+                } else {
+                    may_create()?;
+                    state.service.rotate_key(gun, role).await?
+                };
                 Ok(text_ok(k.to_go_json().into_bytes()))
             };
             return (Some(if get { "GetKey" } else { "RotateKey" }), res.await);

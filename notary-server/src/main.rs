@@ -272,6 +272,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             Some(t) => Some(notary_server::auth::TokenAuth::new(&t.realm, &t.service, &t.issuer, &t.rootcertbundle, t.autoredirect)?),
             None => None,
         },
+        // Token auth decides who may create keys; without it, a per-address allowance.
+        key_limiter: match &settings.token_auth {
+            Some(_) => None,
+            None => notary_server::http::KeyLimiter::new(settings.key_creations_per_minute),
+        },
     });
     let listener = std::net::TcpListener::bind(&settings.http_addr).with_context(|| format!("listening on {}", settings.http_addr))?;
     listener.set_nonblocking(true)?;

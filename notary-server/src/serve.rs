@@ -84,11 +84,11 @@ pub async fn serve(
             let _slot = slot;
             match acceptor {
                 Some(acceptor) => match tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => connection(tls, state, &limits, watcher).await,
+                    Ok(Ok(tls)) => connection(tls, peer.ip(), state, &limits, watcher).await,
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
-                None => connection(stream, state, &limits, watcher).await,
+                None => connection(stream, peer.ip(), state, &limits, watcher).await,
             }
         });
     }
@@ -98,12 +98,13 @@ pub async fn serve(
     }
 }
 
-async fn connection<S>(io: S, state: Arc<AppState>, limits: &Limits, watcher: hyper_util::server::graceful::Watcher)
+async fn connection<S>(io: S, peer: std::net::IpAddr, state: Arc<AppState>, limits: &Limits, watcher: hyper_util::server::graceful::Watcher)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let state = state.clone();
+        req.extensions_mut().insert(crate::http::ClientAddr(peer));
         async move { Ok::<_, Infallible>(dispatch(req, &state).await) }
     });
     let conn = http1::Builder::new()

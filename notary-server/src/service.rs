@@ -90,6 +90,9 @@ fn validation_error(e: ValidationError) -> ApiError {
     }
 }
 
+/// Most changefeed rows one request returns.
+pub const MAX_CHANGEFEED_RECORDS: i64 = 1000;
+
 /// A changefeed page, serialised with Go's field order.
 #[derive(serde::Serialize)]
 pub struct ChangeList {
@@ -550,8 +553,8 @@ impl RepoService {
     }
 
     /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer
-    /// holds it, else a (pending) new key.
-    pub async fn get_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
+    /// holds it, else a (pending) new key, if `may_create` allows one.
+    pub async fn get_key(&self, gun: &str, role: &str, may_create: impl FnOnce() -> Result<(), ApiError>) -> Result<PublicKey, ApiError> {
         let root_file = match self.chain(gun).await? {
             Some(chain) => self.chain_root(gun, &chain).await?,
             None => None,
@@ -567,6 +570,7 @@ impl RepoService {
             }
         }
         self.writable()?;
+        may_create()?;
         self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)
     }
 
@@ -611,7 +615,9 @@ impl RepoService {
         })?;
         let change_id: i32 =
             if change_id.is_empty() { 0 } else { change_id.parse().map_err(|_| ApiError::empty_detail(Code::InvalidParameters))? };
-        let records = if records == 0 { 100 } else { records as i64 };
+        // Go has no upper bound; a page here holds at most MAX_CHANGEFEED_RECORDS rows (clients
+        // page on by the last ID).
+        let records = if records == 0 { 100 } else { (records as i64).clamp(-MAX_CHANGEFEED_RECORDS, MAX_CHANGEFEED_RECORDS) };
         let rows: Vec<Change> = self.store.changes(gun, change_id as i64, records).await?;
         Ok(ChangeList { count: rows.len(), records: rows })
     }

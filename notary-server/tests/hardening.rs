@@ -158,3 +158,30 @@ async fn long_paths_are_refused_before_routing() {
     let r = s.http.get(format!("{}{fits}", s.url)).send().await.unwrap();
     assert_eq!(r.status(), 401, "routed, then asked for a token");
 }
+
+/// Without token auth one client address may create only so many keys a minute (each new GUN's
+/// `timestamp.key` makes one); a changefeed page holds at most 1000 rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_creation_and_changefeed_pages_are_bounded() {
+    let db = create_pg_db().await;
+    let s = Server::start_with_config(&db, serde_json::json!({"server": {"key_creations_per_minute": 3}})).await;
+    for i in 0..3 {
+        assert_eq!(s.get(&s.tuf(&format!("example.com/keys/r{i}"), "timestamp.key")).await.0, 200);
+    }
+    let (st, body) = s.get(&s.tuf("example.com/keys/r3", "timestamp.key")).await;
+    assert_eq!((st, api_error(&body).0.as_str()), (429, "TOO_MANY_REQUESTS"));
+    let r = s.http.post(s.tuf("example.com/keys/r0", "snapshot.key")).send().await.unwrap();
+    assert_eq!(r.status(), 429, "rotation creates a key too");
+
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+    sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) SELECT now(), 'example.com/feed', g, '', 'update' FROM generate_series(1, 1200) g")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    for q in ["records=5000", "records=-5000", "change_id=-1&records=-100000"] {
+        let (st, body) = s.get(&format!("{}/v2/_trust/changefeed?{q}", s.url)).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((st, v["count"].as_i64()), (200, Some(1000)), "{q}");
+    }
+}
