@@ -29,6 +29,9 @@ pub struct RepoService {
     /// or their root has expired): GUN → the timestamp's SHA-256. Their stored chain is served
     /// as it is (clients judge expiry) and signing is not tried again until the chain changes.
     unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Repositories whose expired snapshot this server cannot re-sign (the owner holds its
+    /// key): GUN → the snapshot's SHA-256. Timestamps are still signed over it.
+    snapshot_unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Last check of the imported repositories.
     rotation: std::sync::Mutex<Option<RotationCounts>>,
 }
@@ -120,6 +123,7 @@ impl RepoService {
             key_algorithm,
             read_only,
             unsignable: Default::default(),
+            snapshot_unsignable: Default::default(),
             rotation: Default::default(),
         }
     }
@@ -340,7 +344,7 @@ impl RepoService {
     async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ApiError> {
         let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
         let now = Utc::now();
-        if (chain.timestamp_expires >= now && chain.snapshot_expires >= now) || self.read_only || self.is_unsignable(gun, &chain) {
+        if !self.due(gun, &chain, now) || self.read_only || self.is_unsignable(gun, &chain) {
             // (A read-only instance serves what the primary region last signed; a chain this
             // server cannot re-sign is served as stored: the client judges expiry.)
             return Ok(chain);
@@ -352,6 +356,28 @@ impl RepoService {
                 self.mark_unsignable(gun, &chain, &e);
                 Ok(chain)
             }
+        }
+    }
+
+    /// Whether `chain` needs re-signing before `deadline`: its timestamp expires, or its snapshot
+    /// does and this server can sign one.
+    fn due(&self, gun: &str, chain: &CachedChain, deadline: DateTime<Utc>) -> bool {
+        chain.timestamp_expires < deadline || (chain.snapshot_expires < deadline && !self.is_snapshot_unsignable(gun, chain))
+    }
+
+    fn is_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
+        self.snapshot_unsignable.lock().unwrap_or_else(|e| e.into_inner()).get(gun) == Some(&chain.snapshot.sha256)
+    }
+
+    /// Remember (and log once) that `gun`'s snapshot cannot be re-signed here.
+    fn mark_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) {
+        let mut u = self.snapshot_unsignable.lock().unwrap_or_else(|e| e.into_inner());
+        if u.insert(gun.to_string(), chain.snapshot.sha256.clone()).as_ref() != Some(&chain.snapshot.sha256) {
+            tracing::warn!(
+                gun,
+                snapshot_expires = %chain.snapshot_expires,
+                "this repository's snapshot expired and this server holds no key for it; timestamps are signed over the stored snapshot (clients judge its expiry) until its owner publishes a new one"
+            );
         }
     }
 
@@ -384,15 +410,24 @@ impl RepoService {
         let root = validation::load_root(gun, &root_file, None, 1, false, now)
             .map_err(|e| ApiError::with(Code::InvalidUpdate, json!(format!("the root in force cannot be used: {e}"))))?;
         let mut updates = Vec::new();
-        let snapshot_bytes = if snap.expired(deadline) {
+        let snapshot_bytes = if snap.expired(deadline) && !self.is_snapshot_unsignable(gun, chain) {
             let to_sign = validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
-            let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
-                SignRoleError::Crypto(c) => crypto_error(c),
-                other => ApiError::with(Code::InvalidUpdate, json!(format!("the snapshot cannot be re-signed: {other}"))),
-            })?;
-            let file = envelope(&to_sign.body, &sigs);
-            updates.push(Update { role: md::SNAPSHOT.into(), version: to_sign.version, data: file.clone() });
-            file
+            match sign_role(self.crypto.as_ref(), &to_sign).await {
+                Ok(sigs) => {
+                    let file = envelope(&to_sign.body, &sigs);
+                    updates.push(Update { role: md::SNAPSHOT.into(), version: to_sign.version, data: file.clone() });
+                    file
+                }
+                Err(SignRoleError::Crypto(c)) => return Err(crypto_error(c)),
+                // The owner holds the snapshot key: the timestamp is signed over the stored one.
+                Err(SignRoleError::Insufficient { .. }) => {
+                    self.mark_snapshot_unsignable(gun, chain);
+                    if !ts.expired(deadline) {
+                        return Ok(false);
+                    }
+                    chain.snapshot.data.to_vec()
+                }
+            }
         } else {
             chain.snapshot.data.to_vec()
         };
@@ -429,6 +464,10 @@ impl RepoService {
             loop {
                 tokio::time::sleep(every).await;
                 for gun in me.cache.chains_due(Utc::now() + before) {
+                    // (Chains this server cannot re-sign stay due: skipped without a lease.)
+                    if me.cache.chain(&gun).is_some_and(|c| !me.due(&gun, &c, Utc::now() + before) || me.is_unsignable(&gun, &c)) {
+                        continue;
+                    }
                     if let Err(e) = me.resign_ahead(&gun, before).await {
                         tracing::warn!(gun, error = ?e, "background re-signing failed; reads will re-sign on expiry");
                     }
@@ -444,7 +483,7 @@ impl RepoService {
         };
         let Some(chain) = self.chain(gun).await? else { return Ok(()) };
         let deadline = Utc::now() + before;
-        if (chain.timestamp_expires >= deadline && chain.snapshot_expires >= deadline) || self.is_unsignable(gun, &chain) {
+        if !self.due(gun, &chain, deadline) || self.is_unsignable(gun, &chain) {
             return Ok(());
         }
         match self.regenerate(gun, &chain, deadline, true).await {

@@ -185,3 +185,32 @@ async fn key_creation_and_changefeed_pages_are_bounded() {
         assert_eq!((st, v["count"].as_i64()), (200, Some(1000)), "{q}");
     }
 }
+
+/// A repository whose client-signed snapshot expired: reads serve the stored chain (no 500),
+/// the background re-signer does not retry every minute, and the server says so once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_client_snapshot_is_served_not_an_error() {
+    use notary_tuf::builder::{sign, snapshot_body, Signer};
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"caching": {"resign_before_expiry_seconds": 2, "resign_check_seconds": 1}}),
+    )
+    .await;
+    let gun = "example.com/hardening/expired-snapshot";
+    let (_, ts) = s.get(&s.tuf(gun, "timestamp.key")).await;
+    let snapshot_key = notary_tuf::PrivateKey::generate("ecdsa").unwrap();
+    let repo = RustRepo::new(gun, snapshot_key.public_key(), notary_bench::repo::parse_key_response(&ts).unwrap());
+    let (root, targets) = (repo.root_file(1), repo.targets_file(1, &[("a", b"a")]));
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let snap = sign(&snapshot_body(&[("root", &root), ("targets", &targets)], 1, &soon), &[Signer::plain(&snapshot_key)]).unwrap();
+    assert_eq!(s.post_parts(gun, &[("root", &root), ("targets", &targets), ("snapshot", &snap)]).await.0, 200);
+    let (_, first) = s.get(&s.tuf(gun, "timestamp.json")).await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    for _ in 0..3 {
+        assert_eq!(s.get(&s.tuf(gun, "timestamp.json")).await, (200, first.clone()));
+        assert_eq!(s.get(&s.tuf(gun, "snapshot.json")).await, (200, snap.clone()));
+    }
+    let log = s.log();
+    assert_eq!(log.matches("snapshot expired and this server holds no key for it").count(), 1, "{log}");
+    assert!(!log.contains("internal error") && !log.contains("background re-signing failed"), "{log}");
+}
