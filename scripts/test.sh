@@ -26,8 +26,9 @@ fi
 echo "==> Go notary CLI: $(command -v notary)"
 
 # A private Postgres cluster for the tests (fsync off: throwaway data), stopped on exit.
-trap stop_pg EXIT
+trap 'stop_pg; stop_pg_tls' EXIT
 PG_EXTRA_OPTS="-c fsync=off" start_pg
+start_pg_tls
 export NOTARY_TEST_PG_URL="$PG_URL/postgres"
 
 echo "==> cargo build --workspace --bins (the tests start notary-server and notary-signer)"

@@ -214,3 +214,89 @@ async fn an_expired_client_snapshot_is_served_not_an_error() {
     assert_eq!(log.matches("snapshot expired and this server holds no key for it").count(), 1, "{log}");
     assert!(!log.contains("internal error") && !log.contains("background re-signing failed"), "{log}");
 }
+
+/// Start the server binary on `db_url` (connect retries: 1 s): Ok(the running child) once it
+/// listens, or Err(everything it printed) if it exits first.
+fn try_start(db_url: &str, dir: &std::path::Path) -> Result<std::process::Child, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.join(format!("server-{port}.json"));
+    let config = serde_json::json!({"server": {"http_addr": format!("127.0.0.1:{port}")}, "trust_service": {"type": "local"},
+        "storage": {"backend": "postgres", "db_url": db_url, "connect_retry_seconds": 1}});
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let log = dir.join(format!("server-{port}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_notary-server"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("NOTARY_SERVER_KEY_PASSPHRASE", "test")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(child);
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Postgres over TLS as libpq spells it: `sslmode` (`require`, `verify-ca`, `verify-full`),
+/// `sslrootcert`, and a client certificate (`sslcert`, `sslkey`); a server certificate from
+/// another CA is refused, and so is a plain-text connection to a server that requires TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_as_libpq_spells_it() {
+    let (Ok(admin), Ok(certs)) = (std::env::var("NOTARY_TEST_PG_TLS_URL"), std::env::var("NOTARY_TEST_PG_TLS_DIR")) else {
+        eprintln!("skipped: no TLS Postgres (NOTARY_TEST_PG_TLS_URL): run `bash scripts/test.sh`, which starts one");
+        return;
+    };
+    use sqlx::Connection;
+    let certs = std::path::PathBuf::from(certs);
+    let mut c = sqlx::PgConnection::connect(&format!("{admin}?sslmode=require")).await.unwrap();
+    let name = format!("notary_tls_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+    let base = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let ca = certs.join("ca.crt").display().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+
+    for params in [
+        format!("sslmode=verify-full&sslrootcert={ca}"),
+        "sslmode=require".to_string(),
+        format!(
+            "sslmode=verify-ca&sslrootcert={ca}&sslcert={}&sslkey={}",
+            certs.join("client.crt").display(),
+            certs.join("client.key").display()
+        ),
+    ] {
+        let url = if params.contains("sslcert") {
+            format!("{}?{params}", base.replace("postgres@", "certuser@"))
+        } else {
+            format!("{base}?{params}")
+        };
+        let mut child = try_start(&url, tmp.path()).unwrap_or_else(|log| panic!("{params}: {log}"));
+        let (ssl,): (Option<bool>,) = sqlx::query_as(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'notary-rs'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(ssl, Some(true), "{params}: every connection of the server is encrypted");
+    }
+    for (params, why) in [
+        (format!("sslmode=verify-full&sslrootcert={}", certs.join("other-ca.crt").display()), "certificate"),
+        ("sslmode=disable".to_string(), "pg_hba.conf"),
+    ] {
+        let log = try_start(&format!("{base}?{params}"), tmp.path()).err().unwrap_or_else(|| panic!("{params}: started"));
+        assert!(log.contains("database is not reachable") && log.to_lowercase().contains(why), "{params}: {log}");
+    }
+    let log =
+        try_start(&format!("{}?sslmode=require", base.replace("postgres@", "certuser@")), tmp.path()).err().expect("no client certificate");
+    assert!(log.contains("certificate"), "{log}");
+}
