@@ -34,6 +34,8 @@ pub struct RepoService {
     snapshot_unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Last check of the imported repositories.
     rotation: std::sync::Mutex<Option<RotationCounts>>,
+    /// Key bindings read so far (key ID → GUN, role): they never change.
+    bindings: std::sync::Mutex<lru::LruCache<String, (String, String)>>,
 }
 
 /// Imported repositories, those awaiting a key rotation, and the earliest expiry among those.
@@ -125,6 +127,7 @@ impl RepoService {
             unsignable: Default::default(),
             snapshot_unsignable: Default::default(),
             rotation: Default::default(),
+            bindings: std::sync::Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(100_000).expect("non-zero"))),
         }
     }
 
@@ -160,10 +163,14 @@ impl RepoService {
         let stored = self.stored_repo(gun, roles_needed(uploads.keys().map(|s| s.as_str()))).await?;
         let now = Utc::now();
         let plan = validation::validate_update(gun, &uploads, &stored, now).map_err(validation_error)?;
+        if let Some(root) = uploads.get(md::ROOT) {
+            self.check_root_keys(gun, root).await?;
+        }
         let mut updates = plan.updates;
 
         let snapshot_bytes = match plan.snapshot {
             Some(to_sign) => {
+                let to_sign = self.own_keys(gun, to_sign).await?;
                 let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
                     SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadHierarchy {
                         missing: md::SNAPSHOT.into(),
@@ -230,6 +237,7 @@ impl RepoService {
     }
 
     async fn sign_timestamp(&self, gun: &str, ts: &ToSign) -> Result<Vec<u8>, ApiError> {
+        let ts = &self.own_keys(gun, ts.clone()).await?;
         let sigs = sign_role(self.crypto.as_ref(), ts).await.map_err(|e| match e {
             // sic: two spaces, as the Go server words it; then what to do about it.
             SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadRoot(format!(
@@ -412,6 +420,7 @@ impl RepoService {
         let mut updates = Vec::new();
         let snapshot_bytes = if snap.expired(deadline) && !self.is_snapshot_unsignable(gun, chain) {
             let to_sign = validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
+            let to_sign = self.own_keys(gun, to_sign).await?;
             match sign_role(self.crypto.as_ref(), &to_sign).await {
                 Ok(sigs) => {
                     let file = envelope(&to_sign.body, &sigs);
@@ -610,13 +619,89 @@ impl RepoService {
         }
         self.writable()?;
         may_create()?;
-        self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)
+        self.create_key(gun, role).await
+    }
+
+    /// A new server key for (GUN, role), bound to them.
+    async fn create_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
+        let key = self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)?;
+        self.store.bind_key(&key.id(), gun, role).await?;
+        Ok(key)
+    }
+
+    /// The GUN and role a server key is bound to, if any (from the store, or the trust
+    /// service's own record for keys made before bindings existed, which it then binds).
+    async fn binding(&self, key_id: &str) -> Result<Option<(String, String)>, ApiError> {
+        if let Some(b) = self.bindings.lock().unwrap_or_else(|e| e.into_inner()).get(key_id) {
+            return Ok(Some(b.clone()));
+        }
+        let b = self.store.key_binding(key_id).await?;
+        if let Some(b) = &b {
+            self.bindings.lock().unwrap_or_else(|e| e.into_inner()).put(key_id.to_string(), b.clone());
+        }
+        Ok(b)
+    }
+
+    /// Refuse a root that gives the timestamp or snapshot role a server key of another
+    /// repository or role (its ID is public: without this check the server would sign this
+    /// repository's metadata with another repository's key). Keys the server does not hold
+    /// are the owner's; a held key nobody bound yet is bound to this GUN and role now.
+    async fn check_root_keys(&self, gun: &str, root: &SignedFile) -> Result<(), ApiError> {
+        let root: md::Root = root.body().map_err(|_| ApiError::new(Code::MalformedJson))?;
+        for role in [md::TIMESTAMP, md::SNAPSHOT] {
+            for id in root.roles.get(role).cloned().flatten().map(|r| r.keyids).unwrap_or_default() {
+                let owner = match self.binding(&id).await? {
+                    Some(b) => Some(b),
+                    None => match self.crypto.get_key(&id).await.map_err(crypto_error)? {
+                        None => continue,
+                        Some(info) if (info.gun.is_empty() || info.gun == gun) && (info.role.is_empty() || info.role == role) => {
+                            self.store.bind_key(&id, gun, role).await?;
+                            continue;
+                        }
+                        Some(info) => Some((info.gun, info.role)),
+                    },
+                };
+                if let Some((g, r)) = owner.filter(|(g, r)| g != gun || r != role) {
+                    tracing::warn!(
+                        gun,
+                        role,
+                        key = id,
+                        bound_to = g,
+                        bound_role = r,
+                        "refused a root listing another repository's server key"
+                    );
+                    return Err(validation_error(ValidationError::BadRoot(format!(
+                        "key {id} is a server-managed {r} key of another repository: a root may give the {role} role only this \
+                         repository's own key (GET …/{role}.key)"
+                    ))));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `to_sign` without the keys bound to another repository or role: they never sign here.
+    async fn own_keys(&self, gun: &str, mut to_sign: ToSign) -> Result<ToSign, ApiError> {
+        let role = to_sign.role.name.clone();
+        let mut foreign = Vec::new();
+        for id in to_sign.role.keys.keys() {
+            if let Some((g, r)) = self.binding(id).await? {
+                if g != gun || r != role {
+                    tracing::warn!(gun, role, key = id, bound_to = g, "not signing with another repository's key");
+                    foreign.push(id.clone());
+                }
+            }
+        }
+        for id in foreign {
+            to_sign.role.keys.remove(&id);
+        }
+        Ok(to_sign)
     }
 
     /// `POST …/{timestamp,snapshot}.key`: a new key; it becomes active once a root lists it.
     pub async fn rotate_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
         self.writable()?;
-        self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)
+        self.create_key(gun, role).await
     }
 
     pub async fn delete(&self, gun: &str) -> Result<(), ApiError> {

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_imports.sql"),
         postgres: include_str!("../../migrations/postgres/0004_imports.sql"),
     },
+    Migration {
+        version: 5,
+        sqlite: include_str!("../../migrations/sqlite/0005_server_keys.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_server_keys.sql"),
+    },
 ];
 
 /// Key of the advisory lock of `notary_rs_write_guard` (migration 3): every guarded write holds
@@ -210,6 +215,10 @@ pub trait MetaStore: Send + Sync {
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError>;
     /// Every stored file of a GUN: (role, version, bytes).
     async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError>;
+    /// Bind a server-managed key to the GUN and role it serves (the first binding stays).
+    async fn bind_key(&self, key_id: &str, gun: &str, role: &str) -> Result<(), StoreError>;
+    /// The (GUN, role) a server-managed key is bound to.
+    async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError>;
 }
 
 /// See [`MetaStore::try_lease`]: dropping it ends the transaction, which releases the lock.
@@ -235,7 +244,42 @@ pub struct SqlStore {
 impl SqlStore {
     pub async fn new(db: Db) -> Result<Self, StoreError> {
         migrate(&db, "server", MIGRATIONS).await.map_err(|e| StoreError::Db(e.to_string()))?;
-        Ok(SqlStore::with_db(db))
+        let store = SqlStore::with_db(db);
+        store.bind_stored_keys().await?;
+        Ok(store)
+    }
+
+    /// Once per database: bind the timestamp and snapshot keys that stored roots list to their
+    /// GUN and role (keys created before bindings existed, by an older build or the Go server).
+    /// Recorded as the migration `server-keys-backfill` 1.
+    async fn bind_stored_keys(&self) -> Result<(), StoreError> {
+        const MARK: &str = "server-keys-backfill";
+        let done: Option<(i64,)> = with_pool!(&self.db, p => sqlx::query_as("SELECT version FROM notary_rs_migrations WHERE set_name = $1")
+            .bind(MARK).fetch_optional(p).await)?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let mut last = 0i32;
+        let mut bound = 0usize;
+        loop {
+            let rows: Vec<(i32, String, Vec<u8>)> = with_pool!(&self.db, p => sqlx::query_as(
+                "SELECT id, gun, data FROM tuf_files WHERE role = 'root' AND id > $1 ORDER BY id LIMIT 500").bind(last).fetch_all(p).await)?;
+            let Some((id, _, _)) = rows.last() else { break };
+            last = *id;
+            for (_, gun, data) in &rows {
+                let Ok(root) = serde_json::from_slice::<serde_json::Value>(data) else { continue };
+                for role in [notary_tuf::metadata::TIMESTAMP, notary_tuf::metadata::SNAPSHOT] {
+                    for id in root["signed"]["roles"][role]["keyids"].as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
+                        self.bind_key(id, gun, role).await?;
+                        bound += 1;
+                    }
+                }
+            }
+        }
+        with_pool!(&self.db, p => sqlx::query("INSERT INTO notary_rs_migrations (set_name, version) VALUES ($1, 1) ON CONFLICT DO NOTHING")
+            .bind(MARK).execute(p).await.map(|_| ()))?;
+        tracing::info!(bound, "bound the server keys that stored roots list to their repositories");
+        Ok(())
     }
 
     fn with_db(db: Db) -> Self {
@@ -590,6 +634,17 @@ impl MetaStore for SqlStore {
         Ok(rows.into_iter().map(|(r, v, d)| (r, v as i64, d)).collect())
     }
 
+    async fn bind_key(&self, key_id: &str, gun: &str, role: &str) -> Result<(), StoreError> {
+        with_pool!(&self.db, p => sqlx::query("INSERT INTO notary_rs_server_keys (key_id, gun, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(key_id).bind(gun).bind(role).execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(with_pool!(&self.db, p => sqlx::query_as("SELECT gun, role FROM notary_rs_server_keys WHERE key_id = $1")
+            .bind(key_id).fetch_optional(p).await)?)
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM tuf_files LIMIT 1").fetch_optional(p).await.map(|_| ()))?;
         Ok(())
@@ -676,5 +731,11 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     }
     async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
         self.timed("files_of", self.inner.files_of(gun)).await
+    }
+    async fn bind_key(&self, key_id: &str, gun: &str, role: &str) -> Result<(), StoreError> {
+        self.timed("bind_key", self.inner.bind_key(key_id, gun, role)).await
+    }
+    async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.timed("key_binding", self.inner.key_binding(key_id)).await
     }
 }

@@ -300,3 +300,52 @@ async fn postgres_over_tls_as_libpq_spells_it() {
         try_start(&format!("{}?sslmode=require", base.replace("postgres@", "certuser@")), tmp.path()).err().expect("no client certificate");
     assert!(log.contains("certificate"), "{log}");
 }
+
+/// A root that lists another repository's server-managed key (its ID is public), or this
+/// repository's key under another role, is refused and nothing is stored: the server never
+/// signs one repository's metadata with another's key. Local keys, keys of a remote signer
+/// (whose protocol carries no GUN), and keys made before bindings existed (bound from the
+/// stored roots once, at start) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_keys_sign_only_their_own_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
+    let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
+    let local_db = create_pg_db().await;
+    let remote_db = create_pg_db().await;
+    let local = Server::start_with_db(&local_db).await;
+    let remote = Server::start_with_config(&remote_db, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let parse = |b: &[u8]| notary_bench::repo::parse_key_response(b).unwrap();
+    /// A new repository whose root gives the timestamp role `ts`: (status, body).
+    async fn attack(s: &Server, gun: &str, ts: notary_tuf::PublicKey) -> (u16, Vec<u8>, ()) {
+        let (_, sn) = s.get(&s.tuf(gun, "snapshot.key")).await;
+        let repo = RustRepo::new(gun, notary_bench::repo::parse_key_response(&sn).unwrap(), ts);
+        let (st, body) = s.post_parts(gun, &[("root", &repo.root_file(1)), ("targets", &repo.targets_file(1, &[("x", b"x")]))]).await;
+        (st, body, ())
+    }
+    for (s, db) in [(local, local_db), (remote, remote_db)] {
+        let victim = init_repo(&s, "example.com/keys/victim").await;
+        let victim_ts = victim.timestamp_pub.clone();
+        let (st, body, _) = attack(&s, "example.com/keys/attacker", victim_ts.clone()).await;
+        let (code, detail) = api_error(&body);
+        assert_eq!((st, code.as_str(), detail["Name"].as_str()), (400, "INVALID_UPDATE", Some("ErrBadRoot")), "{detail}");
+        assert!(detail["Error"]["Msg"].as_str().unwrap().contains("another repository"), "{detail}");
+        assert_eq!(s.get(&s.tuf("example.com/keys/attacker", "root.json")).await.0, 404, "nothing stored");
+        // Its own snapshot key as its timestamp key: the wrong role.
+        let (_, sn) = s.get(&s.tuf("example.com/keys/swap", "snapshot.key")).await;
+        let (st, _, _) = attack(&s, "example.com/keys/swap", parse(&sn)).await;
+        assert_eq!(st, 400);
+
+        // Bindings forgotten (a database from before them): bound again from the stored roots.
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query("DELETE FROM notary_rs_server_keys").execute(&mut c).await.unwrap();
+        sqlx::query("DELETE FROM notary_rs_migrations WHERE set_name = 'server-keys-backfill'").execute(&mut c).await.unwrap();
+        let s = s.restart().await;
+        let (st, _, _) = attack(&s, "example.com/keys/attacker2", victim_ts).await;
+        assert_eq!(st, 400);
+        // The victim still publishes.
+        let (st, _) = s.post_parts("example.com/keys/victim", &[("targets", &victim.targets_file(2, &[("v2", b"v2")]))]).await;
+        assert_eq!(st, 200);
+    }
+}
