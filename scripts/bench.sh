@@ -131,3 +131,25 @@ for side in rs go; do
   printf '%-18s 8 KiB path %8s ms   60 KB path %8s ms\n' "$([ $side = rs ] && echo notary-rs || echo 'Go notary-server')" \
     "$(hostile_ms "https://127.0.0.1:$port/v2/g/_trust/tuf/$seg8k%20.json")" "$(hostile_ms "https://127.0.0.1:$port/v2/g/_trust/tuf/$seg60k%20.json")"
 done
+
+# Peak memory (VmHWM) after a hostile upload: a targets.json of `[0,0,…]` (a JSON value every
+# two bytes), 10 MB and the largest accepted body (docs/security.md).
+echo
+echo "## Hostile uploads: peak resident memory of each server before and after"
+python3 - "$work" <<'PY'
+import sys
+for name, n in (("dense-10m", 5_000_000), ("dense-max", 60_000_000)):
+    with open(f"{sys.argv[1]}/{name}.json", "w") as f:
+        f.write('{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":2,"targets":{},"x":[' + "0," * n + '0]},"signatures":[]}')
+PY
+hwm() { awk '/VmHWM/{printf "%.0f", $2/1024}' "/proc/$1/status"; }
+for side in rs go; do
+  port=$rs_port; pid=${pids[0]}; [ $side = go ] && { port=$go_port; pid=${pids[1]}; }
+  for f in dense-10m dense-max; do
+    before=$(hwm "$pid")
+    code=$(curl -sk -o /dev/null -w '%{http_code}' -F "files=@$work/$f.json;filename=targets" \
+      "https://127.0.0.1:$port/v2/example.com/bench/hostile/_trust/tuf/")
+    printf '%-18s %-10s %5s MiB -> %5s MiB (HTTP %s)\n' "$([ $side = rs ] && echo notary-rs || echo 'Go notary-server')" \
+      "$f" "$before" "$(hwm "$pid")" "$code"
+  done
+done

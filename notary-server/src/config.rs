@@ -49,6 +49,8 @@ pub struct ServerConfig {
     /// New timestamp/snapshot keys one client address may have created per minute, without
     /// token auth (0: no limit) — not in Go.
     pub key_creations_per_minute: Option<u32>,
+    /// Bytes of publish bodies held at once across requests (default 256 MiB) — not in Go.
+    pub max_concurrent_upload_bytes: Option<usize>,
     /// Serve reads only, e.g. from a streaming replica (not in Go): publishes, deletions and
     /// key creation are refused (405 UNSUPPORTED), nothing is written or migrated.
     pub read_only: bool,
@@ -153,6 +155,7 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     pub upload_timeout: std::time::Duration,
     pub key_creations_per_minute: u32,
+    pub max_concurrent_upload_bytes: usize,
     pub read_only: bool,
     /// Where the local trust service reads its passphrase file, if it needs one.
     pub data_dir: Option<PathBuf>,
@@ -201,6 +204,7 @@ const DEFAULT_MAX_UPLOAD: usize = 128 << 20;
 const DEFAULT_CACHE_FILES: usize = 20_000;
 const DEFAULT_CACHE_REPOSITORIES: usize = 10_000;
 const DEFAULT_UPLOAD_TIMEOUT: u64 = 60;
+const DEFAULT_CONCURRENT_UPLOAD: usize = 256 << 20;
 /// Far above what publishers need (one key pair per new repository), far below filling a disk.
 const DEFAULT_KEY_CREATIONS_PER_MINUTE: u32 = 600;
 const DEFAULT_CACHE_BYTES: usize = 32 << 20;
@@ -216,6 +220,7 @@ const ENV_KEYS: &[&str] = &[
     "server.max_upload_bytes",
     "server.upload_timeout_seconds",
     "server.key_creations_per_minute",
+    "server.max_concurrent_upload_bytes",
     "trust_service.type",
     "trust_service.hostname",
     "trust_service.port",
@@ -379,6 +384,7 @@ impl Config {
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
             upload_timeout: std::time::Duration::from_secs(s.upload_timeout_seconds.unwrap_or(DEFAULT_UPLOAD_TIMEOUT).max(1)),
             key_creations_per_minute: s.key_creations_per_minute.unwrap_or(DEFAULT_KEY_CREATIONS_PER_MINUTE),
+            max_concurrent_upload_bytes: s.max_concurrent_upload_bytes.unwrap_or(DEFAULT_CONCURRENT_UPLOAD).max(1 << 20),
             read_only: s.read_only,
             data_dir,
             // As in Go, only "token" enables auth; any other value means none.
@@ -434,6 +440,7 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
         upload_timeout: std::time::Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT),
         key_creations_per_minute: DEFAULT_KEY_CREATIONS_PER_MINUTE,
+        max_concurrent_upload_bytes: DEFAULT_CONCURRENT_UPLOAD,
         read_only: false,
         data_dir: Some(data_dir.to_path_buf()),
         token_auth: None,

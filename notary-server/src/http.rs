@@ -42,6 +42,20 @@ pub struct AppState {
     pub auth: Option<TokenAuth>,
     /// Without token auth: how many keys one client address may create per minute.
     pub key_limiter: Option<KeyLimiter>,
+    /// KiB of publish bodies held at once (`server.max_concurrent_upload_bytes`).
+    pub upload_budget: Arc<tokio::sync::Semaphore>,
+    pub upload_budget_kib: usize,
+}
+
+/// Largest part per role: roots and timestamps are small in any real repository (the Go client
+/// refuses a timestamp over 1 MiB); snapshots list one entry per delegation. Targets and
+/// delegations may be as large as `server.max_upload_bytes`.
+fn part_limit(role: &str, max_upload: usize) -> usize {
+    match role {
+        notary_tuf::metadata::ROOT | notary_tuf::metadata::TIMESTAMP => 1 << 20,
+        notary_tuf::metadata::SNAPSHOT => (16 << 20).min(max_upload),
+        _ => max_upload,
+    }
 }
 
 /// The address a request came from (set by `serve.rs`).
@@ -391,11 +405,17 @@ async fn changefeed(req: &Parts, gun: Option<&str>, state: &AppState) -> Result<
 async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) -> Result<Response, ApiError> {
     let content_type = req.headers.get(header::CONTENT_TYPE).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
     let boundary = multipart_boundary(content_type).ok_or_else(|| ApiError::new(Code::MalformedUpload))?;
-    if let Some(len) = req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-        if len > state.max_upload_bytes {
-            return Err(ApiError::new(Code::TooLarge));
-        }
+    let declared = req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > state.max_upload_bytes) {
+        return Err(ApiError::new(Code::TooLarge));
     }
+    // The body, its parts and their parsed trees are held until the publish ends: uploads take
+    // their size from a shared budget first (one alone may always proceed).
+    let kib = (declared.unwrap_or(state.max_upload_bytes) / 1024 + 1).min(state.upload_budget_kib);
+    let _budget = tokio::time::timeout(state.upload_timeout, state.upload_budget.clone().acquire_many_owned(kib as u32))
+        .await
+        .map_err(|_| ApiError::new(Code::UploadsBusy))?
+        .map_err(|_| ApiError::new(Code::UploadsBusy))?;
     let read = async {
         let mut data = bytes::BytesMut::new();
         while let Some(frame) = body.frame().await {
@@ -412,7 +432,7 @@ async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) ->
         tracing::info!(gun, "upload took longer than the upload timeout");
         ApiError::new(Code::UploadTimeout)
     })??;
-    let parts = parse_multipart(data.freeze(), boundary).await?;
+    let parts = parse_multipart(data.freeze(), boundary, state.max_upload_bytes).await?;
     state.service.publish(gun, parts).await?;
     Ok(response(StatusCode::OK, Bytes::new()))
 }
@@ -428,7 +448,7 @@ fn multipart_boundary(content_type: &str) -> Option<String> {
 
 /// Parts as (role, bytes). The role is the raw `filename` parameter (slashes kept) minus an
 /// optional `.json`.
-async fn parse_multipart(data: Bytes, boundary: String) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+async fn parse_multipart(data: Bytes, boundary: String, max_upload: usize) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(data) });
     let mut mp = multer::Multipart::new(stream, boundary);
     let mut parts = Vec::new();
@@ -450,6 +470,13 @@ async fn parse_multipart(data: Bytes, boundary: String) -> Result<Vec<(String, V
             return Err(ApiError::with(Code::InvalidRole, serde_json::Value::String(role)));
         }
         let bytes = field.bytes().await.map_err(|_| ApiError::new(Code::MalformedUpload))?;
+        if bytes.len() > part_limit(&role, max_upload) {
+            tracing::info!(role, bytes = bytes.len(), "part larger than its role's limit");
+            return Err(ApiError::with(
+                Code::TooLarge,
+                serde_json::Value::String(format!("{role} larger than {} bytes", part_limit(&role, max_upload))),
+            ));
+        }
         parts.push((role, bytes.to_vec()));
     }
     Ok(parts)

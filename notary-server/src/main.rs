@@ -272,6 +272,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             Some(t) => Some(notary_server::auth::TokenAuth::new(&t.realm, &t.service, &t.issuer, &t.rootcertbundle, t.autoredirect)?),
             None => None,
         },
+        upload_budget: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_upload_bytes / 1024)),
+        upload_budget_kib: settings.max_concurrent_upload_bytes / 1024,
         // Token auth decides who may create keys; without it, a per-address allowance.
         key_limiter: match &settings.token_auth {
             Some(_) => None,

@@ -297,7 +297,7 @@ async fn postgres_over_tls_as_libpq_spells_it() {
         assert!(log.contains("database is not reachable") && log.to_lowercase().contains(why), "{params}: {log}");
     }
     let log =
-        try_start(&format!("{}?sslmode=require", base.replace("postgres@", "certuser@")), tmp.path()).err().expect("no client certificate");
+        try_start(&format!("{}?sslmode=require", base.replace("postgres@", "certuser@")), tmp.path()).expect_err("no client certificate");
     assert!(log.contains("certificate"), "{log}");
 }
 
@@ -348,4 +348,32 @@ async fn server_keys_sign_only_their_own_repository() {
         let (st, _) = s.post_parts("example.com/keys/victim", &[("targets", &victim.targets_file(2, &[("v2", b"v2")]))]).await;
         assert_eq!(st, 200);
     }
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+}
+
+/// A 10 MB `targets.json` of `[0,0,…]` is refused before a tree is built for it (it raised the
+/// server's peak memory by ~180 MB), and a root or timestamp part over 1 MiB is refused whole.
+#[tokio::test]
+async fn hostile_uploads_cost_little_memory() {
+    let s = Server::start().await;
+    let gun = "example.com/hardening/memory";
+    init_repo(&s, gun).await;
+    let before = peak_rss_kib(s.pid());
+    let mut dense =
+        b"{\"signed\":{\"_type\":\"Targets\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":2,\"targets\":{},\"x\":[".to_vec();
+    dense.extend(std::iter::repeat_n(&b"0,"[..], 5_000_000).flatten());
+    dense.extend_from_slice(b"0]},\"signatures\":[]}");
+    let (st, body) = s.post_parts(gun, &[("targets", &dense)]).await;
+    assert_eq!((st, api_error(&body).0.as_str()), (400, "MALFORMED_JSON"));
+    let grown_mib = (peak_rss_kib(s.pid()) - before) / 1024;
+    assert!(grown_mib < 60, "peak memory grew by {grown_mib} MiB for a {} MB upload", dense.len() >> 20);
+    assert!(s.log().contains("too dense for TUF metadata"), "{}", s.log());
+
+    let big_root = format!("{{\"signed\":{{\"_type\":\"Root\",\"pad\":\"{}\"}},\"signatures\":[]}}", "a".repeat(2 << 20));
+    let (st, body) = s.post_parts(gun, &[("root", big_root.as_bytes())]).await;
+    assert_eq!((st, api_error(&body).0.as_str()), (413, "MALFORMED_UPLOAD"));
 }

@@ -82,6 +82,7 @@ impl SignedFile {
     /// Decode `{signed:{_type,expires,version,…},signatures:[…]}`; anything else is malformed
     /// (the server answers `MALFORMED_JSON`).
     pub fn parse(raw: &[u8]) -> Result<Self, ParseError> {
+        check_density(raw)?;
         let v: Value = serde_json::from_slice(raw).map_err(|e| ParseError::Json(e.to_string()))?;
         let Value::Object(mut top) = v else { return Err(ParseError::Json("metadata is not a JSON object".into())) };
         let signed = top.remove("signed").unwrap_or(Value::Null);
@@ -122,6 +123,66 @@ impl SignedFile {
     pub fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ParseError> {
         T::deserialize(&self.signed).map_err(|e| ParseError::Json(e.to_string()))
     }
+}
+
+/// At most one JSON value per this many bytes. TUF metadata is made of keys, base64 hashes,
+/// IDs and signatures (16–37 bytes a value in Go-written files); a generic tree of a document
+/// denser than this (`[0,0,0,…]`: a value every two bytes) would cost tens of times its size.
+pub const MIN_BYTES_PER_VALUE: usize = 8;
+
+/// Count the values of `raw` without building anything (serde's `IgnoredAny` walk, counted),
+/// and refuse a document denser than [`MIN_BYTES_PER_VALUE`] before a tree is built for it.
+fn check_density(raw: &[u8]) -> Result<(), ParseError> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Count<'a>(&'a std::cell::Cell<usize>);
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            self.0.set(self.0.get() + 1);
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            while a.next_element_seed(Count(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            while a.next_key_seed(Count(self.0))?.is_some() {
+                a.next_value_seed(Count(self.0))?;
+            }
+            Ok(())
+        }
+    }
+    let n = std::cell::Cell::new(0);
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    Count(&n).deserialize(&mut de).map_err(|e| ParseError::Json(e.to_string()))?;
+    if n.get() > raw.len() / MIN_BYTES_PER_VALUE + 16 {
+        return Err(ParseError::Json(format!("{} JSON values in {} bytes: too dense for TUF metadata", n.get(), raw.len())));
+    }
+    Ok(())
 }
 
 fn parse_signature(v: Value) -> Result<Signature, ParseError> {

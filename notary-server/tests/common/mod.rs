@@ -193,6 +193,11 @@ impl Server {
         }
     }
 
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Send a signal (e.g. "HUP") to the server process.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
