@@ -33,6 +33,17 @@ export NOTARY_TEST_PG_URL="$PG_URL/postgres"
 
 echo "==> cargo build --workspace --bins (the tests start notary-server and notary-signer)"
 cargo build --workspace --bins --locked 2>&1 | tail -n 1
+echo "==> cargo audit: the dependency tree against the RustSec snapshot in ../shared/advisory-db (offline; exceptions with reasons in .cargo/audit.toml)"
+if [ -d ../shared/advisory-db/crates ]; then
+  command -v cargo-audit >/dev/null 2>&1 || { echo "==> installing cargo-audit (once)"; cargo install cargo-audit --locked --quiet; }
+  advisories=$(mktemp -d /tmp/notary-rs-advisories.XXXXXX)
+  cp -r ../shared/advisory-db/. "$advisories"
+  audit_ok=0; cargo audit --db "$advisories" --no-fetch --deny warnings || audit_ok=$?
+  rm -rf "$advisories"
+  [ "$audit_ok" -eq 0 ] || { echo "cargo audit found advisories (see above)"; exit 1; }
+else
+  echo "==> skipped cargo audit: no ../shared/advisory-db beside this checkout"
+fi
 echo "==> cargo test --workspace"
 cargo test --workspace --locked 2>&1
 echo "==> fuzzing: canonical JSON, metadata parsing, publish validation (20 s each)"

@@ -38,7 +38,8 @@ impl Target {
         let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_else(|| host.clone());
         let tls = if https {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut ca_pem.context("an https URL needs --ca")?) {
+            use rustls::pki_types::pem::PemObject;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.context("an https URL needs --ca")?) {
                 roots.add(cert.context("reading the CA bundle")?)?;
             }
             let provider = Arc::new(rustls::crypto::ring::default_provider());

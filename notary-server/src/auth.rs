@@ -122,7 +122,8 @@ impl TokenAuth {
             }
         }
         let pem = std::fs::read(bundle).map_err(|e| AuthConfigError::Bundle(bundle.display().to_string(), e.to_string()))?;
-        let roots: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+        use rustls::pki_types::pem::PemObject;
+        let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| AuthConfigError::Bundle(bundle.display().to_string(), e.to_string()))?;
         if roots.is_empty() {

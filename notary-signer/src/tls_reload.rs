@@ -5,24 +5,21 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use anyhow::{bail, Context};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 /// A PEM certificate chain and its key, checked to match.
 pub fn read_certified_key(cert: &Path, key: &Path, provider: &rustls::crypto::CryptoProvider) -> anyhow::Result<CertifiedKey> {
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("reading TLS certificate {}", cert.display()))?,
-    ))
-    .collect::<Result<_, _>>()
-    .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading TLS certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
     if certs.is_empty() {
         bail!("no certificate found in {}", cert.display());
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("reading TLS key {}", key.display()))?,
-    ))
-    .with_context(|| format!("parsing TLS key {}", key.display()))?
-    .with_context(|| format!("no private key found in {}", key.display()))?;
+    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading TLS key {} (no private key found, or unreadable)", key.display()))?;
     CertifiedKey::from_der(certs, key, provider).context("TLS certificate and key do not match")
 }
 
@@ -128,7 +125,7 @@ fn client_verifier(
 ) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for c in CertificateDer::pem_slice_iter(&pem) {
         roots.add(c.with_context(|| format!("parsing {}", ca.display()))?).context("client CA certificate")?;
     }
     if roots.is_empty() {
