@@ -32,6 +32,8 @@ pub enum Code {
     TooManyKeys,
     /// Not a Go code: the uploads being processed already hold the configured memory budget.
     UploadsBusy,
+    /// Not a Go code: a signing key cannot be decrypted with the configured passphrase.
+    KeyLocked,
 }
 
 impl Code {
@@ -54,6 +56,11 @@ impl Code {
             Code::ReadOnly => ("UNSUPPORTED", 405, "This instance is read-only; publish through a primary instance."),
             Code::StorageUnavailable => ("UNAVAILABLE", 503, "The metadata database is unavailable; try again later."),
             Code::UriTooLong => ("URI_TOO_LONG", 414, "The request path is longer than 8192 bytes."),
+            Code::KeyLocked => (
+                "UNAVAILABLE",
+                503,
+                "A signing key of this repository cannot be decrypted with the server's key passphrase; the operator must fix the passphrase configuration (see the server log).",
+            ),
             Code::UploadsBusy => ("UNAVAILABLE", 503, "Too many large uploads are being processed; try again later."),
             Code::TooManyKeys => ("TOO_MANY_REQUESTS", 429, "Too many new keys from this client; try again in a minute."),
             Code::UploadTimeout => ("MALFORMED_UPLOAD", 408, "The body of your request arrived too slowly."),

@@ -409,15 +409,12 @@ async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) ->
     if declared.is_some_and(|len| len > state.max_upload_bytes) {
         return Err(ApiError::new(Code::TooLarge));
     }
-    // The body, its parts and their parsed trees are held until the publish ends: uploads take
-    // their size from a shared budget first (one alone may always proceed).
-    let kib = (declared.unwrap_or(state.max_upload_bytes) / 1024 + 1).min(state.upload_budget_kib);
-    let _budget = tokio::time::timeout(state.upload_timeout, state.upload_budget.clone().acquire_many_owned(kib as u32))
-        .await
-        .map_err(|_| ApiError::new(Code::UploadsBusy))?
-        .map_err(|_| ApiError::new(Code::UploadsBusy))?;
+    // The body, its parts and their parsed trees are held until the publish ends: an upload takes
+    // what it has received from a shared budget as it arrives (a trickling client holds only what
+    // it sent; one upload alone may always grow to the limit).
     let read = async {
         let mut data = bytes::BytesMut::new();
+        let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| ApiError::new(Code::MalformedUpload))?;
             let Ok(chunk) = frame.into_data() else { continue };
@@ -425,11 +422,25 @@ async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) ->
                 return Err(ApiError::new(Code::TooLarge));
             }
             data.extend_from_slice(&chunk);
+            let want = (data.len() / 1024 + 1).min(state.upload_budget_kib);
+            let have = held.as_ref().map_or(0, |p| p.num_permits());
+            if want > have {
+                let more = state
+                    .upload_budget
+                    .clone()
+                    .acquire_many_owned((want - have) as u32)
+                    .await
+                    .map_err(|_| ApiError::new(Code::UploadsBusy))?;
+                match &mut held {
+                    Some(p) => p.merge(more),
+                    None => held = Some(more),
+                }
+            }
         }
-        Ok(data)
+        Ok((data, held))
     };
-    let data = tokio::time::timeout(state.upload_timeout, read).await.map_err(|_| {
-        tracing::info!(gun, "upload took longer than the upload timeout");
+    let (data, _budget) = tokio::time::timeout(state.upload_timeout, read).await.map_err(|_| {
+        tracing::info!(gun, "upload took longer than the upload timeout (or waited that long for memory)");
         ApiError::new(Code::UploadTimeout)
     })??;
     let parts = parse_multipart(data.freeze(), boundary, state.max_upload_bytes).await?;

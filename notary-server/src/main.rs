@@ -27,9 +27,11 @@ struct Args {
     /// A Go notary-server JSON configuration file (`-config FILE` works too).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Data folder for the embedded default (database, generated certificate, key passphrase).
-    #[arg(long, default_value = "notary-data", global = true)]
-    data_dir: PathBuf,
+    /// Data folder (database and certificate of the embedded default, generated key
+    /// passphrase). Default: `notary-data` in the current folder, or, with --config, beside the
+    /// config file (every path of a config is relative to the config file's folder).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     /// Listen address, overriding the config (default 127.0.0.1:4443 without a config).
     #[arg(long)]
     listen: Option<String>,
@@ -101,6 +103,8 @@ struct ImportArgs {
 }
 
 const PASSPHRASE_ENV: &str = "NOTARY_SERVER_KEY_PASSPHRASE";
+/// The passphrase alias of the local trust service's keys.
+const LOCAL_ALIAS: &str = "server_local";
 const IMPORT_PASSWORD_ENV: &str = "NOTARY_IMPORT_PASSWORD";
 
 fn main() -> anyhow::Result<()> {
@@ -116,12 +120,14 @@ fn main() -> anyhow::Result<()> {
         println!("CA: {}\ncertificate: {}\nkey: {}", g.ca.display(), g.cert.display(), g.key.display());
         return Ok(());
     }
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("notary-data"));
     let mut settings = match &args.config {
         Some(path) => {
             let (cfg, base) = Config::load(path)?;
-            cfg.settings(&base, Some(args.data_dir.clone()))?
+            let data_dir = args.data_dir.clone().unwrap_or_else(|| base.join("notary-data"));
+            cfg.settings(&base, Some(data_dir))?
         }
-        None => config::embedded(&args.data_dir, "127.0.0.1:4443"),
+        None => config::embedded(&data_dir, "127.0.0.1:4443"),
     };
     if let Some(l) = &args.listen {
         settings.http_addr = l.clone();
@@ -135,7 +141,7 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     if args.command.is_some() && args.config.is_none() {
-        notary_signer::private::create_dir(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
+        notary_signer::private::create_dir(&data_dir).with_context(|| format!("creating data folder {}", data_dir.display()))?;
     }
     match args.command {
         Some(Command::Import(a)) => return runtime.block_on(import(settings, *a)),
@@ -143,8 +149,8 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     if args.config.is_none() {
-        notary_signer::private::create_dir(&args.data_dir).with_context(|| format!("creating data folder {}", args.data_dir.display()))?;
-        let g = notary_server::tls::ensure_self_signed(&args.data_dir)?;
+        notary_signer::private::create_dir(&data_dir).with_context(|| format!("creating data folder {}", data_dir.display()))?;
+        let g = notary_server::tls::ensure_self_signed(&data_dir)?;
         settings.tls = Some((g.cert, g.key));
         settings.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
     }
@@ -152,19 +158,39 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The passphrase the local trust service encrypts its keys under: the environment, or a
-/// random one kept (mode 0600) in the data folder.
-fn local_passphrase(settings: &Settings) -> anyhow::Result<Zeroizing<String>> {
+/// random one kept (mode 0600) in the data folder — generated only while the database holds
+/// no key encrypted under a passphrase (else a new one would leave them undecryptable).
+async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroizing<String>> {
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
         if !p.is_empty() {
             return Ok(Zeroizing::new(p));
         }
     }
     let dir = settings.data_dir.as_ref().context("the local trust service needs NOTARY_SERVER_KEY_PASSPHRASE or a data folder")?;
-    notary_signer::private::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("key-passphrase");
     if let Ok(p) = std::fs::read_to_string(&path) {
         return Ok(Zeroizing::new(p.trim().to_string()));
     }
+    // Before 2026-12 the file was resolved against the current folder even with --config; if
+    // it is there, use it (its keys are checked right after) and say where it belongs.
+    let legacy = PathBuf::from("notary-data/key-passphrase");
+    if legacy != path {
+        if let Ok(p) = std::fs::read_to_string(&legacy) {
+            tracing::warn!(found = %legacy.display(), expected = %path.display(), "using the key passphrase file of the current folder; move it beside the config file");
+            return Ok(Zeroizing::new(p.trim().to_string()));
+        }
+    }
+    let held: i64 = notary_signer::sql::keys_by_alias(db).await?.iter().filter(|(a, _)| a == LOCAL_ALIAS).map(|(_, n)| n).sum();
+    if held > 0 {
+        anyhow::bail!(
+            "the database holds {held} server signing keys encrypted under a passphrase this server does not have: \
+             expected {PASSPHRASE_ENV}, or the file {} (written when the first key was made; relative data folders are \
+             resolved against the config file's folder). Restore that file or variable; a new passphrase would leave \
+             every repository unsignable",
+            path.display()
+        );
+    }
+    notary_signer::private::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     use rand_core::RngCore;
     let mut raw = Zeroizing::new([0u8; 32]);
     rand_core::OsRng.fill_bytes(raw.as_mut());
@@ -196,11 +222,12 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
         // A read-only instance never signs: no key store (and nothing written to the database).
         TrustService::Local { key_algorithm, .. } if settings.read_only => (Arc::new(MemoryKeyStore::new()), key_algorithm),
         TrustService::Local { key_algorithm, persist: true } => {
-            let pass = local_passphrase(settings)?;
-            (
-                Arc::new(SqlKeyStore::new(db.clone(), Passphrases::single("server_local", pass)).await.context("preparing the key store")?),
-                key_algorithm,
-            )
+            let pass = local_passphrase(settings, &db).await?;
+            let keys = SqlKeyStore::new(db.clone(), Passphrases::single(LOCAL_ALIAS, pass)).await.context("preparing the key store")?;
+            keys.check_aliases().await.with_context(|| {
+                format!("the server's signing keys cannot be decrypted: check {PASSPHRASE_ENV} or the data folder's key-passphrase")
+            })?;
+            (Arc::new(keys), key_algorithm)
         }
         TrustService::Local { key_algorithm, persist: false } => (Arc::new(MemoryKeyStore::new()), key_algorithm),
         TrustService::Remote { signers, key_algorithm, ca, client_cert, client_key, timeout } => {

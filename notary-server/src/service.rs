@@ -83,6 +83,10 @@ fn crypto_error(e: CryptoError) -> ApiError {
             tracing::warn!(error = %m, "signing service unavailable");
             ApiError::new(Code::SignerUnavailable)
         }
+        CryptoError::Locked(m) => {
+            tracing::error!(error = %m, "a signing key cannot be decrypted: fix the key passphrase configuration");
+            ApiError::new(Code::KeyLocked)
+        }
         other => ApiError::internal(other),
     }
 }

@@ -215,35 +215,11 @@ async fn an_expired_client_snapshot_is_served_not_an_error() {
     assert!(!log.contains("internal error") && !log.contains("background re-signing failed"), "{log}");
 }
 
-/// Start the server binary on `db_url` (connect retries: 1 s): Ok(the running child) once it
-/// listens, or Err(everything it printed) if it exits first.
+/// Start the server binary on `db_url` (connect retries: 1 s).
 fn try_start(db_url: &str, dir: &std::path::Path) -> Result<std::process::Child, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let cfg = dir.join(format!("server-{port}.json"));
-    let config = serde_json::json!({"server": {"http_addr": format!("127.0.0.1:{port}")}, "trust_service": {"type": "local"},
+    let config = serde_json::json!({"server": {}, "trust_service": {"type": "local"},
         "storage": {"backend": "postgres", "db_url": db_url, "connect_retry_seconds": 1}});
-    std::fs::write(&cfg, config.to_string()).unwrap();
-    let log = dir.join(format!("server-{port}.log"));
-    let out = std::fs::File::create(&log).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_notary-server"))
-        .arg("--config")
-        .arg(&cfg)
-        .env("NOTARY_SERVER_KEY_PASSPHRASE", "test")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(child);
-        }
-        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(std::fs::read_to_string(&log).unwrap());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    try_start_server(config, dir, &[("NOTARY_SERVER_KEY_PASSPHRASE", "test")]).map(|(child, _)| child)
 }
 
 /// Postgres over TLS as libpq spells it: `sslmode` (`require`, `verify-ca`, `verify-full`),

@@ -25,6 +25,10 @@ pub enum CryptoError {
     Unsupported(String),
     #[error("signing service unavailable: {0}")]
     Unavailable(String),
+    /// A stored key cannot be decrypted (its alias has no passphrase, or the wrong one): the
+    /// operator must fix the passphrase configuration.
+    #[error("{0}")]
+    Locked(String),
     #[error("signing service error: {0}")]
     Internal(String),
 }

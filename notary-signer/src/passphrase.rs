@@ -46,6 +46,9 @@ impl Passphrases {
                 }
             }
         }
-        Err(CryptoError::Internal(format!("expected env variable to not be empty: {alias}")))
+        Err(CryptoError::Locked(match &self.env_prefix {
+            Some(prefix) => format!("no passphrase for key alias {alias:?}: set {prefix}{}", alias.to_uppercase().replace('.', "_")),
+            None => format!("no passphrase for key alias {alias:?}"),
+        }))
     }
 }

@@ -60,7 +60,9 @@ impl SqlKeyStore {
         let passphrase = self.passphrases.get(&alias)?;
         let token =
             std::str::from_utf8(&private).map_err(|_| CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token")))?;
-        let plain = jwe::decrypt(token, passphrase.as_bytes()).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
+        let plain = jwe::decrypt(token, passphrase.as_bytes()).map_err(|e| {
+            CryptoError::Locked(format!("key {key_id} (alias {alias:?}) cannot be decrypted with the configured passphrase: {e}"))
+        })?;
         let key = PrivateKey::from_go_bytes(&algorithm, &plain).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
         let cached = Arc::new(Cached { key, marked_used: AtomicBool::new(last_used.is_some()) });
         self.cache().put(key_id.to_string(), cached.clone());
@@ -72,7 +74,36 @@ impl SqlKeyStore {
     }
 }
 
+/// Live keys per passphrase alias in a key database (creating the table if missing).
+pub async fn keys_by_alias(db: &Db) -> Result<Vec<(String, i64)>, CryptoError> {
+    migrate(db, "signer", MIGRATIONS).await.map_err(db_err)?;
+    with_pool!(db, p => sqlx::query_as(
+        "SELECT passphrase_alias, COUNT(*) FROM private_keys WHERE deleted_at IS NULL GROUP BY passphrase_alias ORDER BY passphrase_alias")
+        .fetch_all(p).await)
+    .map_err(db_err)
+}
+
 impl SqlKeyStore {
+    /// Check that every alias the store's live keys use has a passphrase that decrypts its
+    /// newest key: a misconfiguration is found at start, not at the first signature.
+    pub async fn check_aliases(&self) -> Result<(), CryptoError> {
+        for (alias, count) in keys_by_alias(&self.db).await? {
+            let passphrase = self.passphrases.get(&alias).map_err(|e| CryptoError::Locked(format!("{e} ({count} keys use it)")))?;
+            let (key_id, private): (String, Vec<u8>) = with_pool!(&self.db, p => sqlx::query_as(
+                "SELECT key_id, private FROM private_keys WHERE deleted_at IS NULL AND passphrase_alias = $1 ORDER BY id DESC LIMIT 1")
+                .bind(&alias).fetch_one(p).await)
+            .map_err(db_err)?;
+            let token =
+                std::str::from_utf8(&private).map_err(|_| CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token")))?;
+            jwe::decrypt(token, passphrase.as_bytes()).map_err(|e| {
+                CryptoError::Locked(format!(
+                    "the passphrase for key alias {alias:?} does not decrypt its keys ({count} keys; key {key_id}: {e})"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Re-encrypt every live key stored under `from` with the passphrase of `to`, in one
     /// transaction (all keys move or none). Returns how many keys moved.
     pub async fn reencrypt(&self, from: &str, to: &str) -> Result<usize, CryptoError> {

@@ -437,6 +437,42 @@ impl Drop for GoServer {
     }
 }
 
+/// Start the server binary with `config` (a Go-format config, written with the log into `dir`;
+/// its `server.http_addr` is set to a free port) from the folder `cwd`, with `env` and no key
+/// passphrase unless `env` gives one: Ok((child, port)) once it listens, Err(everything it
+/// printed) if it exits first.
+pub fn try_start_server_in(mut config: serde_json::Value, dir: &Path, cwd: &Path, env: &[(&str, &str)]) -> Result<(Child, u16), String> {
+    let port = free_port();
+    config["server"]["http_addr"] = serde_json::json!(format!("127.0.0.1:{port}"));
+    let cfg = dir.join(format!("server-{port}.json"));
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let log = dir.join(format!("server-{port}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary-server"));
+    cmd.arg("--config").arg(&cfg).current_dir(cwd).env_remove("NOTARY_SERVER_KEY_PASSPHRASE").env("RUST_BACKTRACE", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(out.try_clone().unwrap()).stderr(out).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((child, port));
+        }
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`try_start_server_in`] with the config, the log and the current folder all in `dir`.
+pub fn try_start_server(config: serde_json::Value, dir: &Path, env: &[(&str, &str)]) -> Result<(Child, u16), String> {
+    try_start_server_in(config, dir, dir, env)
+}
+
 /// The GUN the Go server writes in [`go_populated_db`], with its targets.
 pub const GO_GUN: &str = "example.com/go/written";
 

@@ -1,0 +1,116 @@
+//! Nothing an operator can do by following the docs may make keys unusable (issue: operator
+//! safety): the key passphrase is found the same way from any folder, is never replaced while
+//! keys depend on it, and a key that cannot be decrypted is a clear 503, not a 500.
+
+mod common;
+
+use std::process::Child;
+
+use common::*;
+
+struct Plain {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Plain {
+    fn start(config: serde_json::Value, cwd: &std::path::Path, env: &[(&str, &str)]) -> Result<Plain, String> {
+        let (child, port) = try_start_server(config, cwd, env)?;
+        Ok(Plain { child, url: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() })
+    }
+
+    async fn get(&self, gun: &str, file: &str) -> (u16, Vec<u8>) {
+        let r = self.http.get(format!("{}/v2/{gun}/_trust/tuf/{file}", self.url)).send().await.unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    }
+
+    async fn post(&self, gun: &str, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
+        let (ct, body) = multipart(parts);
+        let r = self.http.post(format!("{}/v2/{gun}/_trust/tuf/", self.url)).header("content-type", ct).body(body).send().await.unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    }
+
+    /// A new repository (root v1, targets v1) with server-managed snapshot and timestamp.
+    async fn init(&self, gun: &str) -> RustRepo {
+        let parse = |b: &[u8]| notary_bench::repo::parse_key_response(b).expect("key response");
+        let (_, ts) = self.get(gun, "timestamp.key").await;
+        let (_, sn) = self.get(gun, "snapshot.key").await;
+        let repo = RustRepo::new(gun, parse(&sn), parse(&ts));
+        let (st, body) = self.post(gun, &[("root", &repo.root_file(1)), ("targets", &repo.targets_file(1, &[("a", b"a")]))]).await;
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        repo
+    }
+}
+
+/// With `--config`, the generated key passphrase lives beside the config file whatever the
+/// current folder; without it (or with the wrong one) the server refuses to start, naming the
+/// file, instead of generating a new one.
+#[tokio::test]
+async fn the_key_passphrase_does_not_move_with_the_working_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("etc");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for d in [&conf, &a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let config = serde_json::json!({"server": {}, "trust_service": {"type": "local"},
+        "storage": {"backend": "sqlite", "db_url": conf.join("notary.db")}});
+    // The config file lives in `conf`; the server starts from `a`, then from `b`.
+    let start = |cwd: &std::path::Path, env: &[(&str, &str)]| {
+        let (child, port) = try_start_server_in(config.clone(), &conf, cwd, env)?;
+        Ok::<_, String>(Plain { child, url: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() })
+    };
+    let s = start(&a, &[]).unwrap();
+    let repo = s.init("example.com/ops/pass").await;
+    drop(s);
+    let pass_file = conf.join("notary-data/key-passphrase");
+    assert!(pass_file.exists(), "the passphrase is beside the config file");
+    assert!(!a.join("notary-data").exists(), "nothing in the current folder");
+
+    let s = start(&b, &[]).unwrap();
+    let (st, body) = s.post("example.com/ops/pass", &[("targets", &repo.targets_file(2, &[("b", b"b")]))]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    drop(s);
+
+    std::fs::rename(&pass_file, tmp.path().join("moved-away")).unwrap();
+    let log = start(&b, &[]).err().expect("refuses to start without the passphrase");
+    assert!(log.contains("holds 2 server signing keys") && log.contains(&pass_file.display().to_string()), "{log}");
+    assert!(!pass_file.exists(), "no new passphrase generated");
+    let log = start(&b, &[("NOTARY_SERVER_KEY_PASSPHRASE", "not-the-one")]).err().expect("refuses a wrong passphrase");
+    assert!(log.contains("cannot be decrypted") && log.contains("does not decrypt"), "{log}");
+    std::fs::rename(tmp.path().join("moved-away"), &pass_file).unwrap();
+    let s = start(&a, &[]).unwrap();
+    assert_eq!(s.get("example.com/ops/pass", "timestamp.json").await.0, 200);
+}
+
+/// Two instances on one database with different passphrases (a misconfiguration that the start
+/// check cannot see on an empty database): a publish needing the other's key is a 503 naming
+/// the cause, and the log says which key and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_cannot_be_decrypted_is_a_503() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = create_pg_db().await;
+    let config = serde_json::json!({"server": {}, "trust_service": {"type": "local"}, "storage": {"backend": "postgres", "db_url": db}});
+    let one = Plain::start(config.clone(), tmp.path(), &[("NOTARY_SERVER_KEY_PASSPHRASE", "one")]).unwrap();
+    let two = Plain::start(config, tmp.path(), &[("NOTARY_SERVER_KEY_PASSPHRASE", "two")]).unwrap();
+    let repo = one.init("example.com/ops/locked").await;
+    let (st, body) = two.post("example.com/ops/locked", &[("targets", &repo.targets_file(2, &[("b", b"b")]))]).await;
+    let (code, _) = api_error(&body);
+    assert_eq!((st, code.as_str()), (503, "UNAVAILABLE"));
+    assert!(String::from_utf8_lossy(&body).contains("passphrase"), "{}", String::from_utf8_lossy(&body));
+    let logs: String = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(logs.contains("cannot be decrypted with the configured passphrase"), "{logs}");
+}
