@@ -59,7 +59,7 @@ impl Code {
             Code::KeyLocked => (
                 "UNAVAILABLE",
                 503,
-                "A signing key of this repository cannot be decrypted with the server's key passphrase; the operator must fix the passphrase configuration (see the server log).",
+                "The signing keys' passphrase configuration does not allow this operation; the operator must fix it (see the server log).",
             ),
             Code::UploadsBusy => ("UNAVAILABLE", 503, "Too many large uploads are being processed; try again later."),
             Code::TooManyKeys => ("TOO_MANY_REQUESTS", 429, "Too many new keys from this client; try again in a minute."),

@@ -114,3 +114,36 @@ async fn a_key_that_cannot_be_decrypted_is_a_503() {
         .collect();
     assert!(logs.contains("cannot be decrypted with the configured passphrase"), "{logs}");
 }
+
+/// The passphrase rotation of docs/signer.md, with `reencrypt` run while the signer serves: the
+/// running signer creates no key under the retired alias (503 naming it, where it used to create
+/// keys nobody could decrypt later), the documented next steps succeed, and a signer missing an
+/// alias's passphrase refuses to start, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_passphrase_rotation_while_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
+    let db = create_pg_db().await;
+    let storage = |alias: &str| serde_json::json!({"backend": "postgres", "db_url": db, "default_alias": alias});
+    let env = |vars: &[(&str, &str)]| vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    let mut signer =
+        SignerProc::start_with(workspace_bin("notary-signer"), storage("old"), env(&[("NOTARY_SIGNER_OLD", "first")]), &tls).await;
+    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let a = init_repo(&s, "example.com/rotate/a").await;
+
+    // Step 2 while serving (the new variable given to the command only).
+    let (ok, out) = signer.run_command(&["reencrypt", "--from-alias", "old", "--to-alias", "new"], &[("NOTARY_SIGNER_NEW", "second")]);
+    assert!(ok, "{out}");
+    let (st, body) = s.get(&s.tuf("example.com/rotate/b", "timestamp.key")).await;
+    assert_eq!((st, api_error(&body).0.as_str()), (503, "UNAVAILABLE"), "{}", String::from_utf8_lossy(&body));
+    assert!(s.log().contains("retired"), "the server log names the cause: {}", s.log());
+
+    // A signer that lacks the new alias's passphrase refuses to start, naming it.
+    let log = signer.reconfigure(storage("new"), env(&[("NOTARY_SIGNER_OLD", "first")])).await.expect_err("must not start");
+    assert!(log.contains("\"new\"") && log.contains("NOTARY_SIGNER_NEW"), "{log}");
+    // Steps 3 and 4: default alias `new`, only its variable.
+    signer.reconfigure(storage("new"), env(&[("NOTARY_SIGNER_NEW", "second")])).await.unwrap();
+    assert_eq!(s.get(&s.tuf("example.com/rotate/b", "timestamp.key")).await.0, 200);
+    let (st, body) = s.post_parts("example.com/rotate/a", &[("targets", &a.targets_file(2, &[("v2", b"v2")]))]).await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+}

@@ -84,7 +84,10 @@ async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
             passphrases.get(default_alias).with_context(|| {
                 format!("set NOTARY_SIGNER_{} to the passphrase of alias {default_alias:?}", default_alias.to_uppercase())
             })?;
-            Arc::new(SqlKeyStore::new(db, passphrases).await.context("preparing the key database")?)
+            let store = SqlKeyStore::new(db, passphrases).await.context("preparing the key database")?;
+            // Every alias the stored keys use must decrypt now, not at the first signature.
+            store.check_aliases().await.context("the key database holds keys this signer cannot decrypt")?;
+            Arc::new(store)
         }
     };
     // Mutual TLS; the signer's certificate and the client CA bundle are re-read on SIGHUP and

@@ -108,6 +108,7 @@ fn status_error(s: tonic::Status, what: &str) -> CryptoError {
             CryptoError::Unavailable(format!("{what}: {}", s.message()))
         }
         Code::Unknown if s.message().contains("not supported") => CryptoError::Unsupported(s.message().into()),
+        Code::FailedPrecondition => CryptoError::Locked(format!("signer: {what}: {}", s.message())),
         // tonic reports a connection lost mid-call (signer killed, network cut) as Unknown
         // "transport error": the call may be retried elsewhere.
         Code::Unknown | Code::Internal if s.message().contains("transport error") || s.message().contains("connection") => {

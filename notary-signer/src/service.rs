@@ -109,6 +109,8 @@ impl Signer for SignerService {
 fn unavailable_or(e: CryptoError, msg: &str) -> Status {
     match e {
         CryptoError::Unavailable(_) => Status::unavailable(msg.to_string()),
+        // The operator's to fix (a passphrase): said as it is, so the server can say it too.
+        CryptoError::Locked(m) => Status::failed_precondition(format!("{msg}: {m}")),
         _ => Status::internal(msg.to_string()),
     }
 }

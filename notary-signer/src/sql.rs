@@ -12,11 +12,18 @@ use crate::db::{migrate, Db, Migration};
 use crate::passphrase::Passphrases;
 use crate::{check_algorithm, jwe, tuf_signature, with_pool, CryptoError, CryptoService, KeyInfo};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("../../migrations/signer/sqlite/0001_private_keys.sql"),
-    postgres: include_str!("../../migrations/signer/postgres/0001_private_keys.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../../migrations/signer/sqlite/0001_private_keys.sql"),
+        postgres: include_str!("../../migrations/signer/postgres/0001_private_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("../../migrations/signer/sqlite/0002_retired_aliases.sql"),
+        postgres: include_str!("../../migrations/signer/postgres/0002_retired_aliases.sql"),
+    },
+];
 
 struct Cached {
     key: PrivateKey,
@@ -122,6 +129,10 @@ impl SqlKeyStore {
                 sqlx::query("UPDATE private_keys SET private = $1, passphrase_alias = $2, updated_at = $3 WHERE id = $4")
                     .bind(token.as_bytes()).bind(to).bind(t).bind(id).execute(&mut *tx).await.map_err(db_err)?;
             }
+            // Running signers whose default is still `from` stop creating keys under it.
+            sqlx::query("DELETE FROM notary_rs_retired_aliases WHERE alias = $1 OR alias = $2").bind(from).bind(to).execute(&mut *tx).await.map_err(db_err)?;
+            sqlx::query("INSERT INTO notary_rs_retired_aliases (alias, replaced_by, retired_at) VALUES ($1, $2, $3)")
+                .bind(from).bind(to).bind(t).execute(&mut *tx).await.map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
             Ok(rows.len())
         })
@@ -138,9 +149,16 @@ impl CryptoService for SqlKeyStore {
         if let Some((public,)) = pending {
             return Ok(PublicKey::new(algorithm, public));
         }
+        let alias = self.passphrases.default_alias().to_string();
+        let retired: Option<(String,)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT replaced_by FROM notary_rs_retired_aliases WHERE alias = $1").bind(&alias).fetch_optional(p).await).map_err(db_err)?;
+        if let Some((to,)) = retired {
+            return Err(CryptoError::Locked(format!(
+                "key alias {alias:?} was retired by `notary-signer reencrypt` (keys now use {to:?}): restart this signer with default_alias {to:?}"
+            )));
+        }
         let key = PrivateKey::generate(algorithm).map_err(|e| CryptoError::Unsupported(e.to_string()))?;
         let public = key.public_key();
-        let alias = self.passphrases.default_alias().to_string();
         let passphrase = self.passphrases.get(&alias)?;
         let token = jwe::encrypt(&key.to_go_bytes(), passphrase.as_bytes());
         let t = now();
@@ -266,6 +284,10 @@ mod tests {
         let aliases: Vec<(String,)> =
             with_pool!(&w.db, p => sqlx::query_as("SELECT passphrase_alias FROM private_keys").fetch_all(p).await).unwrap();
         assert!(aliases.iter().all(|(a,)| a == "new"));
+        // A store still defaulting to the retired alias creates no key under it.
+        let stale = SqlKeyStore::new(w.db.clone(), both()).await.unwrap();
+        assert!(matches!(stale.create_key("timestamp", "g2", "ecdsa").await, Err(CryptoError::Locked(m)) if m.contains("retired")));
+        only_new.check_aliases().await.unwrap();
     }
 
     #[tokio::test]
@@ -277,7 +299,8 @@ mod tests {
         drop(s);
         let db = Db::connect(&format!("sqlite:{}/keys.db", d.0.display()), &Default::default()).await.unwrap();
         let wrong = SqlKeyStore::new(db.clone(), Passphrases::single("alias1", Zeroizing::new("nope".into()))).await.unwrap();
-        assert!(matches!(wrong.sign(&k.id(), b"m").await, Err(CryptoError::Internal(_))));
+        assert!(matches!(wrong.sign(&k.id(), b"m").await, Err(CryptoError::Locked(_))));
+        assert!(matches!(wrong.check_aliases().await, Err(CryptoError::Locked(m)) if m.contains("\"alias1\"")));
         let right = SqlKeyStore::new(db, Passphrases::single("alias1", Zeroizing::new("pw".into()))).await.unwrap();
         let sig = right.sign(&k.id(), b"m").await.unwrap();
         assert!(k.verify("eddsa", b"m", &sig.sig));

@@ -675,6 +675,38 @@ impl SignerProc {
         self.spawn().await;
     }
 
+    /// Stop, rewrite the config's `storage` block and the environment, and start again:
+    /// Err(the log) if the signer exits instead of listening.
+    pub async fn reconfigure(&mut self, storage: serde_json::Value, env: Vec<(String, String)>) -> Result<(), String> {
+        self.stop();
+        let path = self.args.1.clone();
+        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config["storage"] = storage;
+        std::fs::write(&path, config.to_string()).unwrap();
+        self.args.2 = env;
+        let _ = std::fs::remove_file(self.tmp.path().join("signer.log"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.tmp.path().join("signer.log")).unwrap();
+        let mut child = Command::new(&self.args.0)
+            .arg("-config")
+            .arg(&path)
+            .envs(self.args.2.iter().cloned())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
     /// The server's `trust_service` block for this signer.
     pub fn trust_service(&self) -> serde_json::Value {
         serde_json::json!({"type": "remote", "hostname": "127.0.0.1", "port": self.port.to_string(), "key_algorithm": "ecdsa",
