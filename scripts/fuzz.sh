@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2 >/dev/null 2>&1
+command -v cargo-fuzz >/dev/null 2>&1 || { echo "==> installing cargo-fuzz 0.13.2 (once)"; cargo install cargo-fuzz --locked --version 0.13.2 --quiet; }
 cd fuzz
 # cargo-fuzz passes nightly-only flags (-Zsanitizer); RUSTC_BOOTSTRAP lets the stable toolchain take them.
 export RUSTC_BOOTSTRAP=1

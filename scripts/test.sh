@@ -32,7 +32,7 @@ start_pg_tls
 export NOTARY_TEST_PG_URL="$PG_URL/postgres"
 
 echo "==> cargo build --workspace --bins (the tests start notary-server and notary-signer)"
-cargo build --workspace --bins --locked 2>&1 | tail -n 1
+cargo build --workspace --bins --locked
 echo "==> cargo audit: the dependency tree against the RustSec snapshot in ../shared/advisory-db (offline; exceptions with reasons in .cargo/audit.toml)"
 if [ -d ../shared/advisory-db/crates ]; then
   command -v cargo-audit >/dev/null 2>&1 || { echo "==> installing cargo-audit (once)"; cargo install cargo-audit --locked --quiet; }

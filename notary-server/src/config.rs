@@ -292,7 +292,11 @@ impl Config {
                 )))
             }
             "" => return Err(ConfigError::Invalid("storage.backend is required (postgres, sqlite or memory)".into())),
-            other => return Err(ConfigError::Invalid(format!("unknown storage.backend {other:?}"))),
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown storage.backend {other:?}: expected postgres, sqlite (or sqlite3) or memory"
+                )))
+            }
         };
         let key_algorithm = self.trust_service.key_algorithm.clone().unwrap_or_else(|| "ed25519".into());
         if !matches!(key_algorithm.as_str(), "ed25519" | "ecdsa") {
@@ -452,9 +456,8 @@ mod tests {
     use super::*;
 
     fn load(json: &str) -> Result<Settings, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("notary-cfg-{}-{}", std::process::id(), json.len()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("server.json");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.json");
         std::fs::write(&p, json).unwrap();
         let (c, base) = Config::load(&p)?;
         c.settings(&base, None)

@@ -35,8 +35,11 @@ struct Args {
     /// Listen address, overriding the config (default 127.0.0.1:4443 without a config).
     #[arg(long)]
     listen: Option<String>,
-    /// Write a local CA and a server certificate for localhost into DIR (ca.crt, server.crt,
-    /// server.key) and exit: certificates for a trial deployment.
+    /// Write a local CA (ca.crt) and one certificate and key (server.crt, server.key) into DIR
+    /// and exit. The certificate serves both TLS server and client authentication for
+    /// localhost, 127.0.0.1, notary-server, notary-signer and this host's name: enough for the
+    /// server's HTTPS, the signer's TLS and the server's client certificate to the signer in a
+    /// trial deployment (docs/signer.md).
     #[arg(long, value_name = "DIR")]
     generate_tls: Option<PathBuf>,
 }
@@ -208,11 +211,34 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
     Ok(p)
 }
 
+/// A database URL without its password (for messages).
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let (host, db) = (authority.rsplit_once('@').map_or(authority, |(_, h)| h), path.split('?').next().unwrap_or(""));
+    let user = authority.rsplit_once('@').map(|(u, _)| u.split(':').next().unwrap_or("")).unwrap_or("");
+    let user = if user.is_empty() { String::new() } else { format!("{user}@") };
+    format!("{scheme}://{user}{host}/{db}")
+}
+
 /// The repository service over the configured storage and trust service, as the server runs it.
 async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoService>)> {
-    let db = Db::connect(&settings.db_url, &settings.pool)
-        .await
-        .with_context(|| format!("the database is not reachable (retried for {}s)", settings.pool.connect_retry.as_secs()))?;
+    // Files first, state after: a missing signer certificate must not leave a migrated
+    // database or a generated passphrase behind.
+    if let TrustService::Remote { ca, client_cert, client_key, .. } = &settings.trust {
+        let ca = ca.clone().context("trust_service.tls_ca_file is required: the signer's certificate is checked against it")?;
+        TlsFiles { ca, client: client_cert.clone().zip(client_key.clone()) }
+            .read()
+            .map_err(anyhow::Error::msg)
+            .context("reading the signer TLS files")?;
+    }
+    let db = Db::connect(&settings.db_url, &settings.pool).await.with_context(|| {
+        format!(
+            "the database at {} is not reachable (connection errors are retried for {}s; see the cause below)",
+            redacted(&settings.db_url),
+            settings.pool.connect_retry.as_secs()
+        )
+    })?;
     let store = if settings.read_only {
         SqlStore::read_only(db.clone()).await.context("checking the read-only database")?
     } else {

@@ -26,12 +26,17 @@ struct Cleanup {
     containers: Vec<String>,
     network: String,
     pg: Option<(String, std::path::PathBuf)>,
+    /// Images built for the test, removed after their containers (else they stay, untagged).
+    images: Vec<String>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for c in &self.containers {
             let _ = Command::new("docker").args(["rm", "-f", c]).output();
+        }
+        for i in &self.images {
+            let _ = Command::new("docker").args(["rmi", "-f", i]).output();
         }
         let _ = Command::new("docker").args(["network", "rm", &self.network]).output();
         if let Some((pg_ctl, data)) = &self.pg {
@@ -54,7 +59,8 @@ async fn server_and_signer_containers_on_a_private_network() {
     // Declared before `cleanup` so it is removed after Postgres has been stopped.
     let tmp = tempfile::tempdir().unwrap();
     let network = format!("notary-rs-test-{id}");
-    let mut cleanup = Cleanup { containers: vec![], network: network.clone(), pg: None };
+    let images = vec![format!("notary-rs/notary-server:{tag}"), format!("notary-rs/notary-signer:{tag}")];
+    let mut cleanup = Cleanup { containers: vec![], network: network.clone(), pg: None, images };
     sh(Command::new("docker").args(["network", "create", &network]));
     let gateway = sh(Command::new("docker").args(["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", &network]));
 
@@ -192,7 +198,4 @@ async fn server_and_signer_containers_on_a_private_network() {
     owner.ok(&["publish", gun]);
     let list = n("fresh2").ok(&["list", gun]);
     assert!(list.contains("v1") && list.contains("v2"), "{list}");
-    let _ = Command::new("docker")
-        .args(["rmi", "-f", &format!("notary-rs/notary-server:{tag}"), &format!("notary-rs/notary-signer:{tag}")])
-        .output();
 }

@@ -74,7 +74,9 @@ async fn gives_up_with_a_clear_error_when_the_database_never_comes() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("the database is not reachable (retried for 2s)"), "{err}");
+    // Where, for how long, and why.
+    assert!(err.contains(&format!("the database at postgres://notary@127.0.0.1:{port}/notary is not reachable")), "{err}");
+    assert!(err.contains("retried for 2s") && err.to_lowercase().contains("connection refused"), "{err}");
     assert!(!err.contains("secret-password"), "the password must not be printed: {err}");
     assert!(t.elapsed() < Duration::from_secs(20));
 }

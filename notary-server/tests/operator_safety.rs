@@ -147,3 +147,31 @@ async fn signer_passphrase_rotation_while_serving() {
     let (st, body) = s.post_parts("example.com/rotate/a", &[("targets", &a.targets_file(2, &[("v2", b"v2")]))]).await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
 }
+
+/// Start-up checks come before state: a missing certificate (HTTPS or the signer's) leaves no
+/// database, no migration and no passphrase behind; an unknown backend lists the valid ones.
+#[tokio::test]
+async fn startup_checks_touch_no_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("notary.db");
+    let missing = tmp.path().join("missing.pem");
+    for extra in [
+        serde_json::json!({"server": {"tls_cert_file": missing, "tls_key_file": missing}}),
+        serde_json::json!({"trust_service": {"type": "remote", "hostname": "127.0.0.1", "port": "1", "tls_ca_file": missing}}),
+    ] {
+        let mut config =
+            serde_json::json!({"server": {}, "trust_service": {"type": "local"}, "storage": {"backend": "sqlite", "db_url": db}});
+        for (k, v) in extra.as_object().unwrap() {
+            for (k2, v2) in v.as_object().unwrap() {
+                config[k][k2] = v2.clone();
+            }
+        }
+        let log = try_start_server(config, tmp.path(), &[]).err().expect("refuses to start");
+        assert!(log.contains("missing.pem"), "{log}");
+        assert!(!db.exists(), "no database created: {log}");
+        assert!(!tmp.path().join("notary-data").exists(), "no passphrase written: {log}");
+    }
+    let config = serde_json::json!({"server": {}, "trust_service": {"type": "local"}, "storage": {"backend": "mysql2", "db_url": "x"}});
+    let log = try_start_server(config, tmp.path(), &[]).err().expect("refuses to start");
+    assert!(log.contains("postgres, sqlite (or sqlite3) or memory"), "{log}");
+}

@@ -65,11 +65,25 @@ impl Db {
                     .await
                 {
                     Ok(p) => return Ok(Db::Postgres(p)),
-                    Err(e) if tokio::time::Instant::now() < deadline && is_transient(&e) => {
-                        tracing::warn!(error = %e, "database not reachable yet, retrying");
+                    Err(e) => {
+                        // The pool reports a refused or failing connection as "timed out": one
+                        // direct connection names the real cause.
+                        let e = match e {
+                            sqlx::Error::PoolTimedOut => {
+                                use sqlx::Connection;
+                                match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect_with(&opts)).await {
+                                    Ok(Err(direct)) => direct,
+                                    _ => e,
+                                }
+                            }
+                            e => e,
+                        };
+                        if tokio::time::Instant::now() >= deadline || !is_transient(&e) {
+                            return Err(e.into());
+                        }
+                        tracing::warn!(target: "notary_rs::database", error = %e, "database not reachable yet, retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    Err(e) => return Err(e.into()),
                 }
             }
         } else if url.starts_with("sqlite:") {
@@ -128,7 +142,7 @@ pub async fn migrate(db: &Db, set: &str, migrations: &[Migration]) -> Result<(),
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO notary_rs_migrations (set_name, version) VALUES ($1, $2)").bind(set).bind(m.version).execute(&mut *tx).await?;
             tx.commit().await?;
-            tracing::info!(set, version = m.version, "applied migration");
+            tracing::info!(target: "notary_rs::database", set, version = m.version, "applied migration");
         }
         Ok(())
     })

@@ -17,6 +17,9 @@ use notary_signer::sql::SqlKeyStore;
 use notary_signer::CryptoService;
 use tonic::transport::Server;
 
+/// The signing service behind notary-server, a drop-in replacement for Docker's Go
+/// notary-signer: gRPC with mutual TLS, keys in Postgres or SQLite encrypted at rest (JWE under
+/// passphrase aliases) or in a PKCS#11 token. Takes the Go notary-signer's JSON config.
 #[derive(Parser, Debug)]
 #[command(name = "notary-signer", version)]
 struct Args {

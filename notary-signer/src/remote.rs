@@ -325,8 +325,10 @@ impl FailoverCryptoService {
 
     fn mark(&self, m: &Member, up: bool, why: &str) {
         let was = m.up.swap(up, std::sync::atomic::Ordering::Relaxed);
-        if was && !up {
+        if was && !up && self.members.len() > 1 {
             tracing::warn!(signer = %m.name, error = %why, "signer unavailable; using the others");
+        } else if was && !up {
+            tracing::warn!(signer = %m.name, error = %why, "signer unavailable; signing fails (503) until it is back");
         } else if !was && up {
             tracing::info!(signer = %m.name, "signer available again");
         }

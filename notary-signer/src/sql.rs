@@ -151,7 +151,8 @@ impl CryptoService for SqlKeyStore {
         }
         let alias = self.passphrases.default_alias().to_string();
         let retired: Option<(String,)> = with_pool!(&self.db, p => sqlx::query_as(
-            "SELECT replaced_by FROM notary_rs_retired_aliases WHERE alias = $1").bind(&alias).fetch_optional(p).await).map_err(db_err)?;
+            "SELECT replaced_by FROM notary_rs_retired_aliases WHERE alias = $1").bind(&alias).fetch_optional(p).await)
+        .map_err(db_err)?;
         if let Some((to,)) = retired {
             return Err(CryptoError::Locked(format!(
                 "key alias {alias:?} was retired by `notary-signer reencrypt` (keys now use {to:?}): restart this signer with default_alias {to:?}"

@@ -804,7 +804,8 @@ impl TokenService {
 
     /// A token signed by a key that does not chain to the bundle.
     pub fn forged_token(&self, grants: &[Grant]) -> String {
-        let other = TokenService::new(&std::env::temp_dir(), &self.service);
+        let dir = tempfile::tempdir().unwrap();
+        let other = TokenService::new(dir.path(), &self.service);
         use base64::Engine;
         let x5c = vec![base64::engine::general_purpose::STANDARD.encode(&other.signing_der)];
         other.sign(&other.signing_key, Some(x5c), None, grants, 300, &self.issuer, &self.service)
