@@ -166,12 +166,12 @@ async fn startup_checks_touch_no_state() {
                 config[k][k2] = v2.clone();
             }
         }
-        let log = try_start_server(config, tmp.path(), &[]).err().expect("refuses to start");
+        let log = try_start_server(config, tmp.path(), &[]).expect_err("refuses to start");
         assert!(log.contains("missing.pem"), "{log}");
         assert!(!db.exists(), "no database created: {log}");
         assert!(!tmp.path().join("notary-data").exists(), "no passphrase written: {log}");
     }
     let config = serde_json::json!({"server": {}, "trust_service": {"type": "local"}, "storage": {"backend": "mysql2", "db_url": "x"}});
-    let log = try_start_server(config, tmp.path(), &[]).err().expect("refuses to start");
+    let log = try_start_server(config, tmp.path(), &[]).expect_err("refuses to start");
     assert!(log.contains("postgres, sqlite (or sqlite3) or memory"), "{log}");
 }
