@@ -100,9 +100,12 @@ async fn kill_9_during_publishes_loses_nothing_acknowledged() {
     let feed: serde_json::Value = serde_json::from_slice(&feed).unwrap();
     let versions: Vec<i64> = feed["records"].as_array().unwrap().iter().map(|r| r["Version"].as_i64().unwrap()).collect();
     assert_eq!(versions, (1..=newest).collect::<Vec<_>>());
-    println!(
-        "{KILLS} kill -9 during publishes: {} publishes acknowledged and present, {unknown} interrupted publishes found stored (unacknowledged), {} versions consistent",
-        acked.len(),
-        newest
+    report_figures(
+        "crash_recovery",
+        &format!(
+            "{KILLS} kill -9 during publishes: {} publishes acknowledged and present, {unknown} interrupted publishes found stored (unacknowledged), {} versions consistent",
+            acked.len(),
+            newest
+        ),
     );
 }

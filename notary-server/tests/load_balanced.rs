@@ -252,10 +252,13 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
         assert_eq!(notary_bench::load::meta_sha(&sn, "targets").unwrap(), hex::encode(Sha256::digest(&t)), "snapshot v{v}");
         assert_eq!(notary_bench::load::meta_sha(&ts, "snapshot").unwrap(), hex::encode(Sha256::digest(&sn)), "timestamp v{v}");
     }
-    println!(
-        "3 instances + 2 signers behind HAProxy; 1 instance kill -9, 1 instance cut, 1 silent partition, 2 signer kills: {} publishes acknowledged and present on every instance ({unknown_stored} confirmed after a lost connection), {} retried attempts, {} reads, 0 stale or rolled-back reads",
-        sent.len(),
-        retries.load(Ordering::SeqCst),
-        reads.load(Ordering::SeqCst)
+    report_figures(
+        "load_balanced",
+        &format!(
+            "3 instances + 2 signers behind HAProxy; 1 instance kill -9, 1 instance cut, 1 silent partition, 2 signer kills: {} publishes acknowledged and present on every instance ({unknown_stored} confirmed after a lost connection), {} retried attempts, {} reads, 0 stale or rolled-back reads",
+            sent.len(),
+            retries.load(Ordering::SeqCst),
+            reads.load(Ordering::SeqCst)
+        ),
     );
 }

@@ -536,6 +536,17 @@ impl Server {
     }
 }
 
+/// Record a fault test's figures: printed by the test command at the end of the run (from
+/// `target/reliability-figures.txt`, which it empties first) and quoted in docs/reliability.md.
+pub fn report_figures(test: &str, line: &str) {
+    use std::io::Write;
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/reliability-figures.txt"));
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{test}: {line}");
+    }
+    println!("{test}: {line}");
+}
+
 /// The value of one sample (name and labels exactly) in a Prometheus text page from `/metrics`.
 pub fn metric_sample<'a>(metrics: &'a str, sample: &str) -> Option<&'a str> {
     metrics.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
