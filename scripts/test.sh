@@ -45,6 +45,9 @@ else
   echo "==> skipped cargo audit: no ../shared/advisory-db beside this checkout"
 fi
 echo "==> cargo test --workspace"
+rm -f target/reliability-figures.txt
 cargo test --workspace --locked 2>&1
+echo "==> figures of the fault tests (docs/reliability.md)"
+cat target/reliability-figures.txt 2>/dev/null || echo "(none recorded)"
 echo "==> fuzzing: canonical JSON, metadata parsing, publish validation (20 s each)"
 bash scripts/fuzz.sh 20
