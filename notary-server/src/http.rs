@@ -413,7 +413,8 @@ async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) ->
     // what it has received from a shared budget as it arrives (a trickling client holds only what
     // it sent; one upload alone may always grow to the limit).
     let read = async {
-        let mut data = bytes::BytesMut::new();
+        // Sized once from Content-Length: growing by doubling would hold up to twice the body.
+        let mut data = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
         let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| ApiError::new(Code::MalformedUpload))?;
@@ -459,7 +460,7 @@ fn multipart_boundary(content_type: &str) -> Option<String> {
 
 /// Parts as (role, bytes). The role is the raw `filename` parameter (slashes kept) minus an
 /// optional `.json`.
-async fn parse_multipart(data: Bytes, boundary: String, max_upload: usize) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+async fn parse_multipart(data: Bytes, boundary: String, max_upload: usize) -> Result<Vec<(String, Bytes)>, ApiError> {
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(data) });
     let mut mp = multer::Multipart::new(stream, boundary);
     let mut parts = Vec::new();
@@ -488,7 +489,8 @@ async fn parse_multipart(data: Bytes, boundary: String, max_upload: usize) -> Re
                 serde_json::Value::String(format!("{role} larger than {} bytes", part_limit(&role, max_upload))),
             ));
         }
-        parts.push((role, bytes.to_vec()));
+        // (Slices of the body: no copy.)
+        parts.push((role, bytes));
     }
     Ok(parts)
 }

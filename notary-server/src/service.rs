@@ -151,7 +151,7 @@ impl RepoService {
     }
 
     /// Validate, sign what the server owns, and store everything in one transaction.
-    pub async fn publish(&self, gun: &str, parts: Vec<(String, Vec<u8>)>) -> Result<u32, ApiError> {
+    pub async fn publish(&self, gun: &str, parts: Vec<(String, bytes::Bytes)>) -> Result<u32, ApiError> {
         self.writable()?;
         let mut uploads = BTreeMap::new();
         for (role, bytes) in parts {
