@@ -10,31 +10,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        sqlite: include_str!("../../migrations/sqlite/0001_tuf_files_changefeed.sql"),
-        postgres: include_str!("../../migrations/postgres/0001_tuf_files_changefeed.sql"),
-    },
-    Migration {
-        version: 2,
-        sqlite: include_str!("../../migrations/sqlite/0002_go_migrate_marker.sql"),
-        postgres: include_str!("../../migrations/postgres/0002_go_migrate_marker.sql"),
-    },
-    Migration {
-        version: 3,
-        sqlite: include_str!("../../migrations/sqlite/0003_instances_write_guard.sql"),
-        postgres: include_str!("../../migrations/postgres/0003_instances_write_guard.sql"),
-    },
-    Migration {
-        version: 4,
-        sqlite: include_str!("../../migrations/sqlite/0004_imports.sql"),
-        postgres: include_str!("../../migrations/postgres/0004_imports.sql"),
-    },
-    Migration {
-        version: 5,
-        sqlite: include_str!("../../migrations/sqlite/0005_server_keys.sql"),
-        postgres: include_str!("../../migrations/postgres/0005_server_keys.sql"),
-    },
+    notary_signer::migration!(1, "", "0001_tuf_files_changefeed.sql"),
+    notary_signer::migration!(2, "", "0002_go_migrate_marker.sql"),
+    notary_signer::migration!(3, "", "0003_instances_write_guard.sql"),
+    notary_signer::migration!(4, "", "0004_imports.sql"),
+    notary_signer::migration!(5, "", "0005_server_keys.sql"),
 ];
 
 /// Key of the advisory lock of `notary_rs_write_guard` (migration 3): every guarded write holds

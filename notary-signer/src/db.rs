@@ -118,6 +118,19 @@ fn is_transient(e: &sqlx::Error) -> bool {
         || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("57P03"))
 }
 
+/// A [`Migration`] from `migrations/<set>sqlite/<file>` and `migrations/<set>postgres/<file>`
+/// (`set`: `""` for the server's, `"signer/"` for the key store's).
+#[macro_export]
+macro_rules! migration {
+    ($version:expr, $set:literal, $file:literal) => {
+        $crate::db::Migration {
+            version: $version,
+            sqlite: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/", $set, "sqlite/", $file)),
+            postgres: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/", $set, "postgres/", $file)),
+        }
+    };
+}
+
 /// One schema change, in the SQL of each backend. Every migration must be idempotent
 /// (`IF NOT EXISTS`), because it may run on a database the Go programs created.
 pub struct Migration {

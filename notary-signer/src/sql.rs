@@ -12,18 +12,8 @@ use crate::db::{migrate, Db, Migration};
 use crate::passphrase::Passphrases;
 use crate::{check_algorithm, jwe, tuf_signature, with_pool, CryptoError, CryptoService, KeyInfo};
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        sqlite: include_str!("../../migrations/signer/sqlite/0001_private_keys.sql"),
-        postgres: include_str!("../../migrations/signer/postgres/0001_private_keys.sql"),
-    },
-    Migration {
-        version: 2,
-        sqlite: include_str!("../../migrations/signer/sqlite/0002_retired_aliases.sql"),
-        postgres: include_str!("../../migrations/signer/postgres/0002_retired_aliases.sql"),
-    },
-];
+pub const MIGRATIONS: &[Migration] =
+    &[crate::migration!(1, "signer/", "0001_private_keys.sql"), crate::migration!(2, "signer/", "0002_retired_aliases.sql")];
 
 struct Cached {
     key: PrivateKey,
