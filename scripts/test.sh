@@ -33,6 +33,9 @@ export NOTARY_TEST_PG_URL="$PG_URL/postgres"
 
 echo "==> cargo build --workspace --bins (the tests start notary-server and notary-signer)"
 cargo build --workspace --bins --locked
+echo "==> cargo fmt --check, and cargo clippy with warnings as errors"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo audit: the dependency tree against the RustSec snapshot in ../shared/advisory-db (offline; exceptions with reasons in .cargo/audit.toml)"
 if [ -d ../shared/advisory-db/crates ]; then
   command -v cargo-audit >/dev/null 2>&1 || { echo "==> installing cargo-audit (once)"; cargo install cargo-audit --locked --quiet; }

@@ -21,7 +21,10 @@ pub struct Target {
     port: u16,
     /// `host[:port]` as the Host header carries it.
     authority: String,
-    tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 impl Target {
@@ -33,13 +36,23 @@ impl Target {
             Some("http") => false,
             _ => bail!("{url}: expected an http:// or https:// URL"),
         };
-        let host = uri.host().context("URL without a host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = uri
+            .host()
+            .context("URL without a host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_else(|| host.clone());
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_else(|| host.clone());
         let tls = if https {
             let mut roots = rustls::RootCertStore::empty();
             use rustls::pki_types::pem::PemObject;
-            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.context("an https URL needs --ca")?) {
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(
+                ca_pem.context("an https URL needs --ca")?,
+            ) {
                 roots.add(cert.context("reading the CA bundle")?)?;
             }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -52,7 +65,12 @@ impl Target {
         } else {
             None
         };
-        Ok(Target { host, port, authority, tls })
+        Ok(Target {
+            host,
+            port,
+            authority,
+            tls,
+        })
     }
 
     /// Open one keep-alive connection; its I/O is driven by a task of its own.
@@ -61,12 +79,17 @@ impl Target {
         tcp.set_nodelay(true)?;
         let send = match &self.tls {
             Some((cfg, name)) => {
-                let tls = tokio_rustls::TlsConnector::from(cfg.clone()).connect(name.clone(), tcp).await?;
+                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name.clone(), tcp)
+                    .await?;
                 handshake(tls).await?
             }
             None => handshake(tcp).await?,
         };
-        Ok(Conn { send, authority: self.authority.clone() })
+        Ok(Conn {
+            send,
+            authority: self.authority.clone(),
+        })
     }
 }
 
@@ -103,7 +126,11 @@ impl Conn {
         self.send.ready().await?;
         let resp = self.send.send_request(req.body(Empty::new())?).await?;
         let status = resp.status();
-        let etag = resp.headers().get(hyper::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let etag = resp
+            .headers()
+            .get(hyper::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         resp.into_body().collect().await?;
         Ok(Reply { status, etag })
     }
@@ -112,5 +139,8 @@ impl Conn {
 /// The path (with query) of an absolute URL, as a request line carries it.
 pub fn path_of(url: &str) -> anyhow::Result<String> {
     let uri: hyper::Uri = url.parse().with_context(|| format!("parsing {url}"))?;
-    Ok(uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()))
+    Ok(uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into()))
 }

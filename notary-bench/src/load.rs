@@ -21,11 +21,17 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(url: &str, ca_pem: Option<&[u8]>) -> anyhow::Result<Endpoint> {
-        let mut b = reqwest::Client::builder().pool_max_idle_per_host(1024).timeout(Duration::from_secs(30));
+        let mut b = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .timeout(Duration::from_secs(30));
         if let Some(pem) = ca_pem {
             b = b.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
         }
-        Ok(Endpoint { url: url.trim_end_matches('/').to_string(), http: b.build()?, target: Target::new(url, ca_pem)? })
+        Ok(Endpoint {
+            url: url.trim_end_matches('/').to_string(),
+            http: b.build()?,
+            target: Target::new(url, ca_pem)?,
+        })
     }
 
     pub fn tuf(&self, gun: &str, file: &str) -> String {
@@ -42,10 +48,19 @@ impl Endpoint {
 
     async fn post(&self, gun: &str, parts: &[(&str, &[u8])]) -> anyhow::Result<()> {
         let (ct, body) = multipart(parts);
-        let r = self.http.post(self.tuf(gun, "")).header("content-type", ct).body(body).send().await?;
+        let r = self
+            .http
+            .post(self.tuf(gun, ""))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await?;
         if r.status() != 200 {
             let st = r.status();
-            bail!("POST {gun}: {st} {}", String::from_utf8_lossy(&r.bytes().await.unwrap_or_default()));
+            bail!(
+                "POST {gun}: {st} {}",
+                String::from_utf8_lossy(&r.bytes().await.unwrap_or_default())
+            );
         }
         Ok(())
     }
@@ -63,14 +78,22 @@ pub struct Seeded {
 pub fn meta_sha(file: &[u8], role: &str) -> anyhow::Result<String> {
     use base64::Engine;
     let v: serde_json::Value = serde_json::from_slice(file)?;
-    let b64 = v["signed"]["meta"][role]["hashes"]["sha256"].as_str().context("meta sha256")?;
+    let b64 = v["signed"]["meta"][role]["hashes"]["sha256"]
+        .as_str()
+        .context("meta sha256")?;
     let raw = base64::engine::general_purpose::STANDARD.decode(b64)?;
     Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Create `guns` repositories with `targets` targets each (root + targets uploaded; the server
 /// makes snapshot and timestamp).
-pub async fn seed(ep: &Endpoint, prefix: &str, guns: usize, targets: usize, concurrency: usize) -> anyhow::Result<Vec<Seeded>> {
+pub async fn seed(
+    ep: &Endpoint,
+    prefix: &str,
+    guns: usize,
+    targets: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<Seeded>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -83,18 +106,38 @@ pub async fn seed(ep: &Endpoint, prefix: &str, guns: usize, targets: usize, conc
                     return Ok::<_, anyhow::Error>(out);
                 }
                 let gun = format!("{prefix}/repo{i}");
-                let ts = parse_key_response(&ep.get_ok(&ep.tuf(&gun, "timestamp.key")).await?).context("timestamp key")?;
-                let sn = parse_key_response(&ep.get_ok(&ep.tuf(&gun, "snapshot.key")).await?).context("snapshot key")?;
+                let ts = parse_key_response(&ep.get_ok(&ep.tuf(&gun, "timestamp.key")).await?)
+                    .context("timestamp key")?;
+                let sn = parse_key_response(&ep.get_ok(&ep.tuf(&gun, "snapshot.key")).await?)
+                    .context("snapshot key")?;
                 let repo = RustRepo::new(&gun, sn, ts);
-                let contents: Vec<(String, Vec<u8>)> =
-                    (0..targets).map(|t| (format!("tag{t}"), format!("{gun} content {t}").into_bytes())).collect();
-                let refs: Vec<(&str, &[u8])> = contents.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
-                ep.post(&gun, &[("root", &repo.root_file(1)), ("targets", &repo.targets_file(1, &refs))]).await?;
+                let contents: Vec<(String, Vec<u8>)> = (0..targets)
+                    .map(|t| (format!("tag{t}"), format!("{gun} content {t}").into_bytes()))
+                    .collect();
+                let refs: Vec<(&str, &[u8])> = contents
+                    .iter()
+                    .map(|(n, c)| (n.as_str(), c.as_slice()))
+                    .collect();
+                ep.post(
+                    &gun,
+                    &[
+                        ("root", &repo.root_file(1)),
+                        ("targets", &repo.targets_file(1, &refs)),
+                    ],
+                )
+                .await?;
                 let ts_file = ep.get_ok(&ep.tuf(&gun, "timestamp.json")).await?;
                 let snapshot_sha = meta_sha(&ts_file, "snapshot")?;
-                let snap = ep.get_ok(&ep.tuf(&gun, &format!("snapshot.{snapshot_sha}.json"))).await?;
+                let snap = ep
+                    .get_ok(&ep.tuf(&gun, &format!("snapshot.{snapshot_sha}.json")))
+                    .await?;
                 let targets_sha = meta_sha(&snap, "targets")?;
-                out.push(Seeded { repo, next_version: 2, snapshot_sha, targets_sha });
+                out.push(Seeded {
+                    repo,
+                    next_version: 2,
+                    snapshot_sha,
+                    targets_sha,
+                });
             }
         }));
     }
@@ -145,10 +188,19 @@ pub struct CpuProbe {
 /// CPU seconds of every process whose command name is `name` (children that ended are not
 /// counted: Postgres backends of the server's pool live as long as the pool).
 fn cpu_secs_named(name: &str) -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
     dir.flatten()
-        .filter_map(|e| e.file_name().to_str().filter(|p| p.bytes().all(|b| b.is_ascii_digit())).map(str::to_string))
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_string)
+        })
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name)
+        })
         .filter_map(|pid| proc_cpu_secs(&pid))
         .sum()
 }
@@ -164,10 +216,21 @@ fn proc_cpu_secs(pid: &str) -> Option<f64> {
 
 fn machine_busy_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(cpu) = stat.lines().next() else { return 0.0 };
-    let v: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let Some(cpu) = stat.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
-    let busy: f64 = v.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    let busy: f64 = v
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, x)| x)
+        .sum();
     busy / clock_ticks()
 }
 
@@ -189,7 +252,9 @@ impl CpuProbe {
         let wall = self.at.elapsed().as_secs_f64().max(1e-9);
         CpuUse {
             client: (proc_cpu_secs("self").unwrap_or(0.0) - self.client) / wall,
-            server: self.server.and_then(|(p, before)| Some((proc_cpu_secs(&p.to_string())? - before) / wall)),
+            server: self
+                .server
+                .and_then(|(p, before)| Some((proc_cpu_secs(&p.to_string())? - before) / wall)),
             db: (cpu_secs_named("postgres") - self.db).max(0.0) / wall,
             machine: (machine_busy_secs() - self.machine) / wall,
         }
@@ -213,13 +278,22 @@ impl Stats {
 async fn connections(ep: &Endpoint, n: usize) -> anyhow::Result<Vec<Conn>> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
-        conns.push(ep.target.connect().await.with_context(|| format!("connecting to {}", ep.url))?);
+        conns.push(
+            ep.target
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {}", ep.url))?,
+        );
     }
     Ok(conns)
 }
 
 fn paths(urls: &[String]) -> anyhow::Result<Arc<Vec<String>>> {
-    Ok(Arc::new(urls.iter().map(|u| path_of(u)).collect::<anyhow::Result<_>>()?))
+    Ok(Arc::new(
+        urls.iter()
+            .map(|u| path_of(u))
+            .collect::<anyhow::Result<_>>()?,
+    ))
 }
 
 /// Run `requests` GETs over `urls` (round robin) with `concurrency` workers, each on its own
@@ -258,7 +332,9 @@ pub async fn run_gets(
                 let k = i % paths.len();
                 let t = Instant::now();
                 match conn.get(&paths[k], etags.get(k).map(String::as_str)).await {
-                    Ok(r) if r.status == 200 || r.status == 304 => lat.push(t.elapsed().as_micros() as u64),
+                    Ok(r) if r.status == 200 || r.status == 304 => {
+                        lat.push(t.elapsed().as_micros() as u64)
+                    }
                     Ok(_) => errors += 1,
                     // A broken connection: count it and stop this worker (the others go on).
                     Err(_) => return (lat, errors + 1),
@@ -271,7 +347,12 @@ pub async fn run_gets(
 
 /// Publish `per_gun` new targets versions to each seeded repository (pre-signed before the
 /// clock starts), `concurrency` repositories at a time, each repository sequentially.
-pub async fn run_publishes(ep: &Endpoint, seeded: &mut [Seeded], per_gun: usize, concurrency: usize) -> anyhow::Result<Stats> {
+pub async fn run_publishes(
+    ep: &Endpoint,
+    seeded: &mut [Seeded],
+    per_gun: usize,
+    concurrency: usize,
+) -> anyhow::Result<Stats> {
     let mut jobs: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
     for s in seeded.iter_mut() {
         let files = (0..per_gun)
@@ -294,7 +375,9 @@ pub async fn run_publishes(ep: &Endpoint, seeded: &mut [Seeded], per_gun: usize,
             let (mut lat, mut errors) = (Vec::new(), 0usize);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((gun, files)) = jobs.get(i) else { return (lat, errors) };
+                let Some((gun, files)) = jobs.get(i) else {
+                    return (lat, errors);
+                };
                 for f in files {
                     let t = Instant::now();
                     match ep.post(gun, &[("targets", f)]).await {
@@ -311,7 +394,11 @@ pub async fn run_publishes(ep: &Endpoint, seeded: &mut [Seeded], per_gun: usize,
     collect("publish targets", start, tasks).await
 }
 
-async fn collect(name: &str, start: Instant, tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, usize)>>) -> anyhow::Result<Stats> {
+async fn collect(
+    name: &str,
+    start: Instant,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, usize)>>,
+) -> anyhow::Result<Stats> {
     let (mut micros, mut errors) = (Vec::new(), 0);
     for t in tasks {
         let (l, e) = t.await?;
@@ -320,7 +407,15 @@ async fn collect(name: &str, start: Instant, tasks: Vec<tokio::task::JoinHandle<
     }
     let elapsed = start.elapsed();
     micros.sort_unstable();
-    Ok(Stats { name: name.into(), ok: micros.len(), errors, elapsed, micros, cpu: None, server_latency: None })
+    Ok(Stats {
+        name: name.into(),
+        ok: micros.len(),
+        errors,
+        elapsed,
+        micros,
+        cpu: None,
+        server_latency: None,
+    })
 }
 
 /// Open-loop load: GETs over `urls` (round robin) due at `rate` per second for `duration`,
@@ -383,12 +478,18 @@ pub struct ServerLatency {
 impl ServerLatency {
     pub async fn read(ep: &Endpoint, operation: &str) -> Option<ServerLatency> {
         let text = String::from_utf8(ep.get_ok(&format!("{}/metrics", ep.url)).await.ok()?).ok()?;
-        let prefix = format!("notary_rs_http_request_duration_seconds_bucket{{operation=\"{operation}\",le=\"");
+        let prefix = format!(
+            "notary_rs_http_request_duration_seconds_bucket{{operation=\"{operation}\",le=\""
+        );
         let buckets: Vec<(f64, u64)> = text
             .lines()
             .filter_map(|l| {
                 let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
-                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
                 Some((le, count.parse().ok()?))
             })
             .collect();
@@ -398,26 +499,39 @@ impl ServerLatency {
     /// `after − self`, summarised: the bucket bounds under which half and 99 % of the requests
     /// in between finished.
     pub fn since(&self, after: &ServerLatency, operation: &str) -> Option<String> {
-        let delta: Vec<(f64, u64)> = after.buckets.iter().zip(&self.buckets).map(|((le, a), (_, b))| (*le, a.saturating_sub(*b))).collect();
+        let delta: Vec<(f64, u64)> = after
+            .buckets
+            .iter()
+            .zip(&self.buckets)
+            .map(|((le, a), (_, b))| (*le, a.saturating_sub(*b)))
+            .collect();
         let total = delta.last()?.1;
         if total == 0 || after.buckets.len() != self.buckets.len() {
             return None;
         }
         let bound = |q: f64| {
-            let le = delta.iter().find(|(_, c)| *c as f64 >= q * total as f64).map_or(f64::INFINITY, |(le, _)| *le);
+            let le = delta
+                .iter()
+                .find(|(_, c)| *c as f64 >= q * total as f64)
+                .map_or(f64::INFINITY, |(le, _)| *le);
             if le.is_finite() {
                 format!("≤ {:.2} ms", le * 1000.0)
             } else {
                 "above every bucket".to_string()
             }
         };
-        Some(format!("server-side ({operation}, {total} requests): p50 {}, p99 {}", bound(0.5), bound(0.99)))
+        Some(format!(
+            "server-side ({operation}, {total} requests): p50 {}, p99 {}",
+            bound(0.5),
+            bound(0.99)
+        ))
     }
 }
 
 /// Resident set size of a process, in MiB (Linux `/proc/<pid>/status`).
 pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
     let kb: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -428,8 +542,18 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// Read every current file of every repository once (fills a server's caches).
 pub async fn touch_all(ep: &Endpoint, guns: &[String], concurrency: usize) -> anyhow::Result<()> {
-    let urls: Vec<String> =
-        guns.iter().flat_map(|g| ["timestamp.json", "snapshot.json", "targets.json", "root.json"].map(|f| ep.tuf(g, f))).collect();
+    let urls: Vec<String> = guns
+        .iter()
+        .flat_map(|g| {
+            [
+                "timestamp.json",
+                "snapshot.json",
+                "targets.json",
+                "root.json",
+            ]
+            .map(|f| ep.tuf(g, f))
+        })
+        .collect();
     let n = urls.len();
     let s = run_gets(ep, "touch", urls, n, None, concurrency, false).await?;
     if s.errors > 0 {

@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use clap::Parser;
-use notary_bench::load::{rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, CpuProbe, Endpoint, ServerLatency, Stats};
+use notary_bench::load::{
+    rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, CpuProbe, Endpoint,
+    ServerLatency, Stats,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "notary-bench", version)]
@@ -72,7 +75,9 @@ fn row(s: &Stats) {
         Some(c) => format!(
             "{:>7.0}% {:>7} {:>6.0}% {:>7.0}%",
             c.client * 100.0,
-            c.server.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into()),
+            c.server
+                .map(|v| format!("{:.0}%", v * 100.0))
+                .unwrap_or_else(|| "-".into()),
             c.db * 100.0,
             c.machine * 100.0
         ),
@@ -94,7 +99,10 @@ fn row(s: &Stats) {
 }
 
 /// Run one measurement and note where the CPU went meanwhile.
-async fn measured(server_pid: Option<u32>, run: impl std::future::Future<Output = anyhow::Result<Stats>>) -> anyhow::Result<Stats> {
+async fn measured(
+    server_pid: Option<u32>,
+    run: impl std::future::Future<Output = anyhow::Result<Stats>>,
+) -> anyhow::Result<Stats> {
     let probe = CpuProbe::start(server_pid);
     let mut s = run.await?;
     s.cpu = Some(probe.finish());
@@ -102,11 +110,19 @@ async fn measured(server_pid: Option<u32>, run: impl std::future::Future<Output 
 }
 
 /// Seed `url`, then run every read and the publishes; returns one row per operation.
-async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option<u32>) -> anyhow::Result<Vec<Stats>> {
+async fn suite(
+    a: &Args,
+    url: &str,
+    ca: Option<&std::path::PathBuf>,
+    pid: Option<u32>,
+) -> anyhow::Result<Vec<Stats>> {
     let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|o| name.contains(o.as_str()));
     let ca = ca.map(std::fs::read).transpose()?;
     let ep = Endpoint::new(url, ca.as_deref())?;
-    let prefix = format!("bench.example.com/run{}", chrono::Utc::now().timestamp_millis());
+    let prefix = format!(
+        "bench.example.com/run{}",
+        chrono::Utc::now().timestamp_millis()
+    );
     let t = std::time::Instant::now();
     let mut seeded = seed(&ep, &prefix, a.guns, a.targets, a.concurrency.min(8)).await?;
     println!(
@@ -116,16 +132,50 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option
         t.elapsed().as_secs_f64(),
         a.concurrency
     );
-    let urls = |f: &dyn Fn(&notary_bench::load::Seeded) -> String| seeded.iter().map(f).collect::<Vec<_>>();
+    let urls = |f: &dyn Fn(&notary_bench::load::Seeded) -> String| {
+        seeded.iter().map(f).collect::<Vec<_>>()
+    };
     let reads: Vec<(&str, Vec<String>, bool)> = vec![
-        ("GET timestamp.json", urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")), false),
-        ("GET snapshot.json", urls(&|s| ep.tuf(&s.repo.gun, "snapshot.json")), false),
-        ("GET root.json", urls(&|s| ep.tuf(&s.repo.gun, "root.json")), false),
-        ("GET targets.json", urls(&|s| ep.tuf(&s.repo.gun, "targets.json")), false),
-        ("GET snapshot.<sha256>.json", urls(&|s| ep.tuf(&s.repo.gun, &format!("snapshot.{}.json", s.snapshot_sha))), false),
-        ("GET targets.<sha256>.json", urls(&|s| ep.tuf(&s.repo.gun, &format!("targets.{}.json", s.targets_sha))), false),
-        ("GET 1.root.json", urls(&|s| ep.tuf(&s.repo.gun, "1.root.json")), false),
-        ("GET timestamp.json (304)", urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")), true),
+        (
+            "GET timestamp.json",
+            urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")),
+            false,
+        ),
+        (
+            "GET snapshot.json",
+            urls(&|s| ep.tuf(&s.repo.gun, "snapshot.json")),
+            false,
+        ),
+        (
+            "GET root.json",
+            urls(&|s| ep.tuf(&s.repo.gun, "root.json")),
+            false,
+        ),
+        (
+            "GET targets.json",
+            urls(&|s| ep.tuf(&s.repo.gun, "targets.json")),
+            false,
+        ),
+        (
+            "GET snapshot.<sha256>.json",
+            urls(&|s| ep.tuf(&s.repo.gun, &format!("snapshot.{}.json", s.snapshot_sha))),
+            false,
+        ),
+        (
+            "GET targets.<sha256>.json",
+            urls(&|s| ep.tuf(&s.repo.gun, &format!("targets.{}.json", s.targets_sha))),
+            false,
+        ),
+        (
+            "GET 1.root.json",
+            urls(&|s| ep.tuf(&s.repo.gun, "1.root.json")),
+            false,
+        ),
+        (
+            "GET timestamp.json (304)",
+            urls(&|s| ep.tuf(&s.repo.gun, "timestamp.json")),
+            true,
+        ),
     ];
     let timestamps = reads[0].1.clone();
     let by_hash = reads[4].1.clone();
@@ -137,11 +187,30 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option
         }
         // Warm up (connections, TLS sessions, the server's pools and caches) unmeasured.
         let (warm_up, runs) = match a.seconds {
-            Some(s) => ((usize::MAX, Some(Duration::from_millis(500))), (usize::MAX, Some(Duration::from_secs_f64(s)))),
-            None => (((a.requests / 10).clamp(a.concurrency, 3000), None), (a.requests, None)),
+            Some(s) => (
+                (usize::MAX, Some(Duration::from_millis(500))),
+                (usize::MAX, Some(Duration::from_secs_f64(s))),
+            ),
+            None => (
+                ((a.requests / 10).clamp(a.concurrency, 3000), None),
+                (a.requests, None),
+            ),
         };
-        run_gets(&ep, name, u.clone(), warm_up.0, warm_up.1, a.concurrency, reval).await?;
-        let s = measured(pid, run_gets(&ep, name, u, runs.0, runs.1, a.concurrency, reval)).await?;
+        run_gets(
+            &ep,
+            name,
+            u.clone(),
+            warm_up.0,
+            warm_up.1,
+            a.concurrency,
+            reval,
+        )
+        .await?;
+        let s = measured(
+            pid,
+            run_gets(&ep, name, u, runs.0, runs.1, a.concurrency, reval),
+        )
+        .await?;
         peaks.insert(name, s.rate());
         out.push(s);
     }
@@ -150,18 +219,39 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option
         // Current timestamps, then a read that needs no freshness check (content-addressed):
         // the floor this machine and client set, to compare with.
         for (peak_of, name, u) in [
-            ("GET timestamp.json", "GET timestamp.json @50% peak", timestamps),
-            ("GET snapshot.<sha256>.json", "GET snapshot.<sha256> @50% peak", by_hash),
+            (
+                "GET timestamp.json",
+                "GET timestamp.json @50% peak",
+                timestamps,
+            ),
+            (
+                "GET snapshot.<sha256>.json",
+                "GET snapshot.<sha256> @50% peak",
+                by_hash,
+            ),
         ] {
             if let Some(peak) = peaks.get(peak_of) {
                 let (name, rate) = match a.rate {
-                    Some(r) => (format!("{} @{r:.0}/s", &name[..name.find(" @").unwrap_or(name.len())]), r),
+                    Some(r) => (
+                        format!(
+                            "{} @{r:.0}/s",
+                            &name[..name.find(" @").unwrap_or(name.len())]
+                        ),
+                        r,
+                    ),
                     None => (name.to_string(), peak / 2.0),
                 };
-                let operation = if peak_of.contains("sha256") { "GetRoleByHash" } else { "GetRole" };
+                let operation = if peak_of.contains("sha256") {
+                    "GetRoleByHash"
+                } else {
+                    "GetRole"
+                };
                 let before = ServerLatency::read(&ep, operation).await;
-                let mut s = measured(pid, run_gets_at_rate(&ep, &name, u, rate, d, a.concurrency)).await?;
-                if let (Some(before), Some(after)) = (before, ServerLatency::read(&ep, operation).await) {
+                let mut s =
+                    measured(pid, run_gets_at_rate(&ep, &name, u, rate, d, a.concurrency)).await?;
+                if let (Some(before), Some(after)) =
+                    (before, ServerLatency::read(&ep, operation).await)
+                {
                     s.server_latency = before.since(&after, operation);
                 }
                 out.push(s);
@@ -169,7 +259,13 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option
         }
     }
     if wanted("publish targets") {
-        out.push(measured(pid, run_publishes(&ep, &mut seeded, a.publishes, a.concurrency)).await?);
+        out.push(
+            measured(
+                pid,
+                run_publishes(&ep, &mut seeded, a.publishes, a.concurrency),
+            )
+            .await?,
+        );
     }
     Ok(out)
 }
@@ -177,7 +273,17 @@ async fn suite(a: &Args, url: &str, ca: Option<&std::path::PathBuf>, pid: Option
 fn header() {
     println!(
         "{:<32} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>7} {:>8}",
-        "operation", "ok", "req/s", "p50 ms", "p99 ms", "p999 ms", "errors", "cpu:bench", "server", "db", "machine"
+        "operation",
+        "ok",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "errors",
+        "cpu:bench",
+        "server",
+        "db",
+        "machine"
     );
 }
 
@@ -194,16 +300,26 @@ fn print_rss(label: &str, pid: Option<u32>) {
 async fn memory(a: &Args, n: usize) -> anyhow::Result<()> {
     let ca = a.ca.as_ref().map(std::fs::read).transpose()?;
     let ep = Endpoint::new(&a.url, ca.as_deref())?;
-    let prefix = format!("rss.example.com/run{}", chrono::Utc::now().timestamp_millis());
+    let prefix = format!(
+        "rss.example.com/run{}",
+        chrono::Utc::now().timestamp_millis()
+    );
     print_rss("before seeding", a.server_pid);
     let t = std::time::Instant::now();
     let seeded = seed(&ep, &prefix, n, a.targets, a.concurrency).await?;
-    println!("seeded {n} repositories ({} targets each) in {:.1}s", a.targets, t.elapsed().as_secs_f64());
+    println!(
+        "seeded {n} repositories ({} targets each) in {:.1}s",
+        a.targets,
+        t.elapsed().as_secs_f64()
+    );
     let guns: Vec<String> = seeded.iter().map(|s| s.repo.gun.clone()).collect();
     drop(seeded);
     touch_all(&ep, &guns, a.concurrency).await?;
     touch_all(&ep, &guns, a.concurrency).await?;
-    print_rss(&format!("{n} repositories seeded, every current file read twice"), a.server_pid);
+    print_rss(
+        &format!("{n} repositories seeded, every current file read twice"),
+        a.server_pid,
+    );
     // What the server says its cache holds (notary-rs reports it in /metrics).
     if let Ok(r) = ep.http.get(format!("{}/metrics", a.url)).send().await {
         let text = r.text().await.unwrap_or_default();
@@ -226,12 +342,21 @@ async fn main() -> anyhow::Result<()> {
     print_rss(&a.url, a.server_pid);
     if let Some(other) = &a.against {
         println!();
-        let theirs = suite(&a, other, a.against_ca.as_ref().or(a.ca.as_ref()), a.against_pid).await?;
+        let theirs = suite(
+            &a,
+            other,
+            a.against_ca.as_ref().or(a.ca.as_ref()),
+            a.against_pid,
+        )
+        .await?;
         header();
         theirs.iter().for_each(row);
         print_rss(other, a.against_pid);
         println!();
-        println!("{:<32} {:>12} {:>12} {:>9} {:>12} {:>12}", "operation", "req/s", "vs req/s", "ratio", "p99 ms", "vs p99 ms");
+        println!(
+            "{:<32} {:>12} {:>12} {:>9} {:>12} {:>12}",
+            "operation", "req/s", "vs req/s", "ratio", "p99 ms", "vs p99 ms"
+        );
         for (x, y) in ours.iter().zip(&theirs) {
             println!(
                 "{:<32} {:>12.0} {:>12.0} {:>8.1}x {:>12.2} {:>12.2}",

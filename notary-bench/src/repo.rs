@@ -17,18 +17,26 @@ pub fn root_cert(gun: &str) -> (PrivateKey, PublicKey) {
     p.distinguished_name.push(rcgen::DnType::CommonName, gun);
     p.not_before = rcgen::date_time_ymd(2020, 1, 1);
     p.not_after = rcgen::date_time_ymd(2120, 1, 1);
-    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
     p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
     let cert = p.self_signed(&kp).expect("self-signed certificate");
     let key = PrivateKey::from_go_bytes("ecdsa", &kp.serialize_der()).expect("PKCS#8 P-256 key");
-    (key, notary_tuf::keys::cert_key_from_der(cert.der()).expect("certificate key"))
+    (
+        key,
+        notary_tuf::keys::cert_key_from_der(cert.der()).expect("certificate key"),
+    )
 }
 
 /// The public key in a key-endpoint response (`{"keytype":…,"keyval":{"public":…}}`).
 pub fn parse_key_response(body: &[u8]) -> Option<PublicKey> {
     use base64::Engine;
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let public = base64::engine::general_purpose::STANDARD.decode(v["keyval"]["public"].as_str()?).ok()?;
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(v["keyval"]["public"].as_str()?)
+        .ok()?;
     Some(PublicKey::new(v["keytype"].as_str()?, public))
 }
 
@@ -46,18 +54,45 @@ impl RustRepo {
     pub fn new(gun: &str, snapshot_pub: PublicKey, timestamp_pub: PublicKey) -> RustRepo {
         let (root_key, root_pub) = root_cert(gun);
         let targets_key = PrivateKey::generate("ecdsa").expect("ECDSA key");
-        RustRepo { gun: gun.into(), root_key, root_pub, targets_key, snapshot_pub, timestamp_pub }
+        RustRepo {
+            gun: gun.into(),
+            root_key,
+            root_pub,
+            targets_key,
+            snapshot_pub,
+            timestamp_pub,
+        }
     }
 
     pub fn root_file(&self, version: i64) -> Vec<u8> {
-        let body =
-            root_body(&self.root_pub, &self.targets_key.public_key(), &self.snapshot_pub, &self.timestamp_pub, version, &far_future());
-        sign(&body, &[Signer { key: &self.root_key, public: self.root_pub.clone() }]).expect("canonical root")
+        let body = root_body(
+            &self.root_pub,
+            &self.targets_key.public_key(),
+            &self.snapshot_pub,
+            &self.timestamp_pub,
+            version,
+            &far_future(),
+        );
+        sign(
+            &body,
+            &[Signer {
+                key: &self.root_key,
+                public: self.root_pub.clone(),
+            }],
+        )
+        .expect("canonical root")
     }
 
     pub fn targets_file(&self, version: i64, targets: &[(&str, &[u8])]) -> Vec<u8> {
-        let t = targets.iter().map(|(n, c)| (n.to_string(), FileMeta::of(c))).collect();
-        sign(&targets_body(&t, &[], version, &far_future()), &[Signer::plain(&self.targets_key)]).expect("canonical targets")
+        let t = targets
+            .iter()
+            .map(|(n, c)| (n.to_string(), FileMeta::of(c)))
+            .collect();
+        sign(
+            &targets_body(&t, &[], version, &far_future()),
+            &[Signer::plain(&self.targets_key)],
+        )
+        .expect("canonical targets")
     }
 }
 

@@ -125,17 +125,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A connection of its own for notifications (their commits need not wait for the disk).
 async fn connect(pool: &PgPool) -> Result<PgConnection, StoreError> {
     let mut c = PgConnection::connect_with(&pool.connect_options()).await?;
-    sqlx::query("SET synchronous_commit = off").execute(&mut c).await?;
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut c)
+        .await?;
     Ok(c)
 }
 
 impl Announcer {
     /// Start listening (and, with `fast_reads`, registering) for the instance whose cache
     /// `freshness` follows.
-    pub fn start(pool: PgPool, fast_reads: bool, t: Timing, freshness: &Arc<Freshness>) -> Arc<Self> {
+    pub fn start(
+        pool: PgPool,
+        fast_reads: bool,
+        t: Timing,
+        freshness: &Arc<Freshness>,
+    ) -> Arc<Self> {
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let me = Arc::new(Announcer {
-            me: format!("{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng)),
+            me: format!(
+                "{:016x}",
+                rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+            ),
             pool,
             fast_reads,
             t,
@@ -174,7 +184,9 @@ impl Announcer {
     /// unannounced write turned them off)?
     pub fn holds_lease(&self) -> bool {
         let now = self.nanos();
-        self.fast_reads && now < self.valid_until.load(Ordering::SeqCst) && now >= self.foreign_until.load(Ordering::SeqCst)
+        self.fast_reads
+            && now < self.valid_until.load(Ordering::SeqCst)
+            && now >= self.foreign_until.load(Ordering::SeqCst)
     }
 
     /// May a current read of `gun` be served from the cache without a changefeed check?
@@ -183,7 +195,10 @@ impl Announcer {
     }
 
     fn mark_flux(&self, gun: &str, token: &str) {
-        lock(&self.in_flux).entry(gun.to_string()).or_default().push((token.to_string(), Instant::now()));
+        lock(&self.in_flux)
+            .entry(gun.to_string())
+            .or_default()
+            .push((token.to_string(), Instant::now()));
         lock(&self.announced).insert(gun.to_string(), Instant::now());
     }
 
@@ -202,10 +217,14 @@ impl Announcer {
     fn unflux_after_check(self: &Arc<Self>, gun: String, token: String) {
         let me = self.clone();
         tokio::spawn(async move {
-            let Some(f) = me.freshness.upgrade() else { return };
+            let Some(f) = me.freshness.upgrade() else {
+                return;
+            };
             match f.barrier().await {
                 Ok(()) => me.unflux(&gun, &token),
-                Err(e) => tracing::debug!(gun, error = %e, "changefeed check failed; the repository stays in flux"),
+                Err(e) => {
+                    tracing::debug!(gun, error = %e, "changefeed check failed; the repository stays in flux")
+                }
             }
         });
     }
@@ -216,10 +235,15 @@ impl Announcer {
     /// instance's acknowledgement, so its announcement was heard before its row could be read
     /// (a frozen instance may read rows before the announcements queued for it).
     pub fn observed(&self, gun: &str, id: i64) {
-        if !self.fast_reads || id <= self.detect_from.load(Ordering::SeqCst) || self.nanos() >= self.valid_until.load(Ordering::SeqCst) {
+        if !self.fast_reads
+            || id <= self.detect_from.load(Ordering::SeqCst)
+            || self.nanos() >= self.valid_until.load(Ordering::SeqCst)
+        {
             return;
         }
-        let heard = lock(&self.announced).get(gun).is_some_and(|at| at.elapsed() < self.t.flux_ttl);
+        let heard = lock(&self.announced)
+            .get(gun)
+            .is_some_and(|at| at.elapsed() < self.t.flux_ttl);
         if !heard {
             let until = self.nanos() + self.t.foreign_backoff.as_nanos() as u64;
             if self.foreign_until.swap(until, Ordering::SeqCst) <= self.nanos() {
@@ -238,11 +262,15 @@ impl Announcer {
         let mut p = payload.splitn(4, ' ');
         match (p.next(), p.next(), p.next(), p.next()) {
             // (An instance without fast reads holds no lease: nobody waits for it.)
-            (Some("p"), Some(writer), Some(token), Some(gun)) if writer != self.me && self.fast_reads => {
+            (Some("p"), Some(writer), Some(token), Some(gun))
+                if writer != self.me && self.fast_reads =>
+            {
                 self.mark_flux(gun, token);
                 let _ = self.acks.send(token.to_string());
             }
-            (Some("d"), Some(writer), Some(token), Some(gun)) if writer != self.me && self.fast_reads => {
+            (Some("d"), Some(writer), Some(token), Some(gun))
+                if writer != self.me && self.fast_reads =>
+            {
                 self.unflux_after_check(gun.to_string(), token.to_string());
             }
             (Some("a"), Some(token), Some(instance), None) => {
@@ -331,7 +359,10 @@ impl Announcer {
                         }
                     },
                 };
-                let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p").bind(CHANNEL).bind(&payloads).execute(c);
+                let sent = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                    .bind(CHANNEL)
+                    .bind(&payloads)
+                    .execute(c);
                 match within(self.t.lease, "acknowledging", sent).await {
                     Ok(_) => break,
                     // The writers announce again; these are acknowledged then.
@@ -351,7 +382,11 @@ impl Announcer {
             let ttl = me.t.flux_ttl;
             let stale: Vec<(String, String)> = lock(&me.in_flux)
                 .iter()
-                .flat_map(|(g, ts)| ts.iter().filter(|(_, at)| at.elapsed() > ttl).map(|(t, _)| (g.clone(), t.clone())))
+                .flat_map(|(g, ts)| {
+                    ts.iter()
+                        .filter(|(_, at)| at.elapsed() > ttl)
+                        .map(|(t, _)| (g.clone(), t.clone()))
+                })
                 .collect();
             for (gun, token) in stale {
                 me.unflux_after_check(gun, token);
@@ -385,7 +420,11 @@ impl Announcer {
         *self.listening.borrow() == (epoch, true)
     }
 
-    async fn timed<T, E: Into<StoreError>>(&self, what: &str, f: impl std::future::Future<Output = Result<T, E>>) -> Result<T, StoreError> {
+    async fn timed<T, E: Into<StoreError>>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, StoreError> {
         within(self.t.lease, what, f).await
     }
 
@@ -406,11 +445,26 @@ impl Announcer {
         )
         .await?;
         // Wait out the writes that checked the leases before this one was written.
-        self.timed("waiting out writes", sqlx::query("SELECT pg_advisory_lock($1)").bind(REGISTRATION_LOCK).execute(&mut c)).await?;
-        self.timed("waiting out writes", sqlx::query("SELECT pg_advisory_unlock($1)").bind(REGISTRATION_LOCK).execute(&mut c)).await?;
-        let Some(freshness) = self.freshness.upgrade() else { return Ok(()) };
+        self.timed(
+            "waiting out writes",
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(REGISTRATION_LOCK)
+                .execute(&mut c),
+        )
+        .await?;
+        self.timed(
+            "waiting out writes",
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(REGISTRATION_LOCK)
+                .execute(&mut c),
+        )
+        .await?;
+        let Some(freshness) = self.freshness.upgrade() else {
+            return Ok(());
+        };
         freshness.barrier().await?;
-        self.detect_from.store(freshness.applied().unwrap_or(i64::MAX), Ordering::SeqCst);
+        self.detect_from
+            .store(freshness.applied().unwrap_or(i64::MAX), Ordering::SeqCst);
         drop(freshness);
         if !self.grant(epoch, sent) {
             return Ok(());
@@ -426,12 +480,20 @@ impl Announcer {
             let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
             self.timed(
                 "heartbeat",
-                sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(format!("h {} {seq}", self.me)).execute(&mut c),
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(format!("h {} {seq}", self.me))
+                    .execute(&mut c),
             )
             .await?;
-            if tokio::time::timeout(self.t.lease / 2, heard.wait_for(|s| *s >= seq)).await.is_err() {
+            if tokio::time::timeout(self.t.lease / 2, heard.wait_for(|s| *s >= seq))
+                .await
+                .is_err()
+            {
                 self.restart.notify_one();
-                return Err(StoreError::Unavailable("the announcement listener did not hear the heartbeat".into()));
+                return Err(StoreError::Unavailable(
+                    "the announcement listener did not hear the heartbeat".into(),
+                ));
             }
             let sent = Instant::now();
             let renewed = self
@@ -448,7 +510,9 @@ impl Announcer {
                 .await?
                 .rows_affected();
             if renewed == 0 {
-                return Err(StoreError::Unavailable("the lease ended before it was renewed".into()));
+                return Err(StoreError::Unavailable(
+                    "the lease ended before it was renewed".into(),
+                ));
             }
             if !self.grant(epoch, sent) {
                 return Ok(());
@@ -459,7 +523,10 @@ impl Announcer {
     /// Allow fast reads until the lease (re)newed at `sent` ends, unless the listener of
     /// `epoch` stopped meanwhile (checked after the store: a listener that stops sets 0 after).
     fn grant(&self, epoch: u64, sent: Instant) -> bool {
-        self.valid_until.store(self.until(sent + self.t.lease - self.t.margin), Ordering::SeqCst);
+        self.valid_until.store(
+            self.until(sent + self.t.lease - self.t.margin),
+            Ordering::SeqCst,
+        );
         if !self.still_listening(epoch) {
             self.valid_until.store(0, Ordering::SeqCst);
             return false;
@@ -470,7 +537,9 @@ impl Announcer {
     /// Give up the lease (at shutdown), so that writers need not wait for it to end.
     pub async fn leave(&self) {
         self.valid_until.store(0, Ordering::SeqCst);
-        let gone = sqlx::query("DELETE FROM notary_rs_instances WHERE id = $1").bind(&self.me).execute(&self.pool);
+        let gone = sqlx::query("DELETE FROM notary_rs_instances WHERE id = $1")
+            .bind(&self.me)
+            .execute(&self.pool);
         let _ = tokio::time::timeout(Duration::from_secs(2), gone).await;
     }
 
@@ -483,10 +552,18 @@ impl Announcer {
     ) -> Result<T, StoreError> {
         let token = format!("{}.{}", self.me, self.seq.fetch_add(1, Ordering::SeqCst));
         let wake = Arc::new(Notify::new());
-        lock(&self.waiters).insert(token.clone(), Waiter { acked: HashSet::new(), wake: wake.clone() });
+        lock(&self.waiters).insert(
+            token.clone(),
+            Waiter {
+                acked: HashSet::new(),
+                wake: wake.clone(),
+            },
+        );
         self.mark_flux(gun, &token);
         let mut uncertain = false;
-        let outcome = self.announce_and_write(gun, &token, &wake, &mut op, &mut uncertain).await;
+        let outcome = self
+            .announce_and_write(gun, &token, &wake, &mut op, &mut uncertain)
+            .await;
         lock(&self.waiters).remove(&token);
         if uncertain {
             // Perhaps stored, perhaps not, perhaps later: in flux until `flux_ttl`.
@@ -496,7 +573,10 @@ impl Announcer {
         let me = self.clone();
         let gun = gun.to_string();
         tokio::spawn(async move {
-            let done = sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(format!("d {} {token} {gun}", me.me)).execute(&me.pool);
+            let done = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(format!("d {} {token} {gun}", me.me))
+                .execute(&me.pool);
             if let Err(e) = within(me.t.lease, "announcing the end of a write", done).await {
                 tracing::debug!(gun, error = %e, "could not announce the end of a write; other instances keep the repository in flux");
             }
@@ -532,7 +612,10 @@ impl Announcer {
             .await?;
             let retry_at = (Instant::now() + self.t.retry).min(deadline);
             let acked = loop {
-                let acked = lock(&self.waiters).get(token).map(|w| w.acked.clone()).unwrap_or_default();
+                let acked = lock(&self.waiters)
+                    .get(token)
+                    .map(|w| w.acked.clone())
+                    .unwrap_or_default();
                 if others.iter().all(|o| acked.contains(o)) {
                     break Some(acked);
                 }
@@ -544,8 +627,14 @@ impl Announcer {
             };
             let Some(acked) = acked else {
                 if Instant::now() >= deadline {
-                    let missing: Vec<&String> =
-                        others.iter().filter(|o| !lock(&self.waiters).get(token).is_some_and(|w| w.acked.contains(*o))).collect();
+                    let missing: Vec<&String> = others
+                        .iter()
+                        .filter(|o| {
+                            !lock(&self.waiters)
+                                .get(token)
+                                .is_some_and(|w| w.acked.contains(*o))
+                        })
+                        .collect();
                     return Err(StoreError::Unavailable(format!(
                         "instances {missing:?} hold read leases but did not acknowledge the write"
                     )));
@@ -559,11 +648,10 @@ impl Announcer {
             *uncertain = matches!(outcome, Err(StoreError::Unavailable(_)));
             match outcome {
                 Err(StoreError::Unacknowledged) if Instant::now() < deadline => continue,
-                Err(StoreError::Unacknowledged) => {
-                    return Err(StoreError::Unavailable(
-                        "an instance registered during the write and did not acknowledge it in time".into(),
-                    ))
-                }
+                Err(StoreError::Unacknowledged) => return Err(StoreError::Unavailable(
+                    "an instance registered during the write and did not acknowledge it in time"
+                        .into(),
+                )),
                 other => return other,
             }
         }

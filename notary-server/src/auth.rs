@@ -27,10 +27,21 @@ pub struct Access {
 
 impl Access {
     pub fn repo(gun: &str, actions: &[&'static str]) -> Vec<Access> {
-        actions.iter().map(|a| Access { typ: "repository", name: gun.to_string(), action: a }).collect()
+        actions
+            .iter()
+            .map(|a| Access {
+                typ: "repository",
+                name: gun.to_string(),
+                action: a,
+            })
+            .collect()
     }
     pub fn catalog() -> Vec<Access> {
-        vec![Access { typ: "registry", name: "catalog".into(), action: "*" }]
+        vec![Access {
+            typ: "registry",
+            name: "catalog".into(),
+            action: "*",
+        }]
     }
 }
 
@@ -89,8 +100,14 @@ fn cert_key(der: &[u8]) -> Option<(Key, Vec<u8>)> {
     let raw = spki.subject_public_key.raw_bytes();
     let spki_der = spki.to_der().ok()?;
     let key = match spki.algorithm.oid.to_string().as_str() {
-        "1.2.840.10045.2.1" => Key { der: DecodingKey::from_ec_der(raw), ec: true },
-        "1.2.840.113549.1.1.1" => Key { der: DecodingKey::from_rsa_der(raw), ec: false },
+        "1.2.840.10045.2.1" => Key {
+            der: DecodingKey::from_ec_der(raw),
+            ec: true,
+        },
+        "1.2.840.113549.1.1.1" => Key {
+            der: DecodingKey::from_rsa_der(raw),
+            ec: false,
+        },
         _ => return None,
     };
     Some((key, spki_der))
@@ -111,23 +128,37 @@ pub fn libtrust_key_id(spki_der: &[u8]) -> String {
             out.push(ALPHABET[((buf >> bits) & 31) as usize] as char);
         }
     }
-    out.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":")
+    out.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 impl TokenAuth {
-    pub fn new(realm: &str, service: &str, issuer: &str, bundle: &Path, autoredirect: bool) -> Result<Self, AuthConfigError> {
+    pub fn new(
+        realm: &str,
+        service: &str,
+        issuer: &str,
+        bundle: &Path,
+        autoredirect: bool,
+    ) -> Result<Self, AuthConfigError> {
         for (name, v) in [("realm", realm), ("service", service), ("issuer", issuer)] {
             if v.is_empty() {
                 return Err(AuthConfigError::Missing(name));
             }
         }
-        let pem = std::fs::read(bundle).map_err(|e| AuthConfigError::Bundle(bundle.display().to_string(), e.to_string()))?;
+        let pem = std::fs::read(bundle)
+            .map_err(|e| AuthConfigError::Bundle(bundle.display().to_string(), e.to_string()))?;
         use rustls::pki_types::pem::PemObject;
         let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| AuthConfigError::Bundle(bundle.display().to_string(), e.to_string()))?;
         if roots.is_empty() {
-            return Err(AuthConfigError::Bundle(bundle.display().to_string(), "no certificate found".into()));
+            return Err(AuthConfigError::Bundle(
+                bundle.display().to_string(),
+                "no certificate found".into(),
+            ));
         }
         let mut by_kid = HashMap::new();
         for c in &roots {
@@ -135,7 +166,14 @@ impl TokenAuth {
                 by_kid.insert(libtrust_key_id(&spki), key);
             }
         }
-        Ok(TokenAuth { realm: realm.into(), autoredirect, service: service.into(), issuer: issuer.into(), roots, by_kid })
+        Ok(TokenAuth {
+            realm: realm.into(),
+            autoredirect,
+            service: service.into(),
+            issuer: issuer.into(),
+            roots,
+            by_kid,
+        })
     }
 
     fn challenge(&self, headers: &HeaderMap, required: &[Access], error: Option<&str>) -> String {
@@ -148,19 +186,37 @@ impl TokenAuth {
                 None => scopes.push((res, vec![a.action])),
             }
         }
-        let scope = scopes.iter().map(|(r, a)| format!("{r}:{}", a.join(","))).collect::<Vec<_>>().join(" ");
-        let realm = match (self.autoredirect, headers.get(http::header::HOST).and_then(|h| h.to_str().ok())) {
+        let scope = scopes
+            .iter()
+            .map(|(r, a)| format!("{r}:{}", a.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let realm = match (
+            self.autoredirect,
+            headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok()),
+        ) {
             (true, Some(host)) => format!("https://{host}/auth/token"),
             _ => self.realm.clone(),
         };
-        let mut h = format!("Bearer realm=\"{realm}\",service=\"{}\",scope=\"{}\"", self.service, scope);
+        let mut h = format!(
+            "Bearer realm=\"{realm}\",service=\"{}\",scope=\"{}\"",
+            self.service, scope
+        );
         if let Some(e) = error {
             h.push_str(&format!(",error=\"{e}\""));
         }
         h
     }
 
-    fn deny(&self, headers: &HeaderMap, required: &[Access], error: Option<&str>, why: &str) -> ApiError {
+    fn deny(
+        &self,
+        headers: &HeaderMap,
+        required: &[Access],
+        error: Option<&str>,
+        why: &str,
+    ) -> ApiError {
         tracing::info!(reason = why, "unauthorized request");
         let detail: Vec<serde_json::Value> =
             required.iter().map(|a| serde_json::json!({"Type": a.typ, "Class": "", "Name": a.name, "Action": a.action})).collect();
@@ -171,43 +227,93 @@ impl TokenAuth {
 
     /// Accept the request if it carries a valid token granting every `required` access.
     pub fn check(&self, headers: &HeaderMap, required: &[Access]) -> Result<(), ApiError> {
-        let Some(h) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(h) = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Err(self.deny(headers, required, None, "no token"));
         };
         let parts: Vec<&str> = h.split(' ').collect();
         if parts.len() != 2 || !parts[0].eq_ignore_ascii_case("bearer") {
-            return Err(self.deny(headers, required, Some("invalid_token"), "not a bearer token"));
+            return Err(self.deny(
+                headers,
+                required,
+                Some("invalid_token"),
+                "not a bearer token",
+            ));
         }
-        let claims = self.verify(parts[1]).map_err(|why| self.deny(headers, required, Some("invalid_token"), &why))?;
+        let claims = self
+            .verify(parts[1])
+            .map_err(|why| self.deny(headers, required, Some("invalid_token"), &why))?;
         for r in required {
-            let granted = claims.access.iter().any(|a| a.typ == r.typ && a.name == r.name && a.actions.iter().any(|x| x == r.action));
+            let granted = claims.access.iter().any(|a| {
+                a.typ == r.typ && a.name == r.name && a.actions.iter().any(|x| x == r.action)
+            });
             if !granted {
-                return Err(self.deny(headers, required, Some("insufficient_scope"), "token lacks a required action"));
+                return Err(self.deny(
+                    headers,
+                    required,
+                    Some("insufficient_scope"),
+                    "token lacks a required action",
+                ));
             }
         }
         Ok(())
     }
 
     fn verify(&self, token: &str) -> Result<Claims, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         let key = if let Some(chain) = header.x5c.as_ref().filter(|c| !c.is_empty()) {
-            let ders: Vec<CertificateDer<'static>> =
-                chain.iter().map(|c| B64.decode(c).map(CertificateDer::from).map_err(|e| format!("x5c: {e}"))).collect::<Result<_, _>>()?;
-            let anchors: Vec<_> = self.roots.iter().filter_map(|r| webpki::anchor_from_trusted_cert(r).ok()).collect();
-            let leaf = webpki::EndEntityCert::try_from(&ders[0]).map_err(|e| format!("x5c leaf: {e:?}"))?;
-            leaf.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, &ders[1..], UnixTime::now(), AnyEku, None, None)
-                .map_err(|e| format!("x5c chain does not verify against rootcertbundle: {e:?}"))?;
-            cert_key(&ders[0]).ok_or("x5c leaf key type not supported")?.0
+            let ders: Vec<CertificateDer<'static>> = chain
+                .iter()
+                .map(|c| {
+                    B64.decode(c)
+                        .map(CertificateDer::from)
+                        .map_err(|e| format!("x5c: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
+            let anchors: Vec<_> = self
+                .roots
+                .iter()
+                .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
+                .collect();
+            let leaf = webpki::EndEntityCert::try_from(&ders[0])
+                .map_err(|e| format!("x5c leaf: {e:?}"))?;
+            leaf.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &ders[1..],
+                UnixTime::now(),
+                AnyEku,
+                None,
+                None,
+            )
+            .map_err(|e| format!("x5c chain does not verify against rootcertbundle: {e:?}"))?;
+            cert_key(&ders[0])
+                .ok_or("x5c leaf key type not supported")?
+                .0
         } else if let Some(kid) = &header.kid {
-            let k = self.by_kid.get(kid).ok_or_else(|| format!("unknown kid {kid}"))?;
-            Key { der: k.der.clone(), ec: k.ec }
+            let k = self
+                .by_kid
+                .get(kid)
+                .ok_or_else(|| format!("unknown kid {kid}"))?;
+            Key {
+                der: k.der.clone(),
+                ec: k.ec,
+            }
         } else {
             return Err("token names no signing key (x5c or kid)".into());
         };
         let allowed: &[Algorithm] = if key.ec {
             &[Algorithm::ES256, Algorithm::ES384]
         } else {
-            &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256]
+            &[
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+            ]
         };
         if !allowed.contains(&header.alg) {
             return Err(format!("algorithm {:?} does not fit the key", header.alg));
@@ -218,7 +324,9 @@ impl TokenAuth {
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.service]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        jsonwebtoken::decode::<Claims>(token, &key.der, &v).map(|d| d.claims).map_err(|e| format!("token rejected: {e}"))
+        jsonwebtoken::decode::<Claims>(token, &key.der, &v)
+            .map(|d| d.claims)
+            .map_err(|e| format!("token rejected: {e}"))
     }
 }
 
@@ -230,6 +338,8 @@ mod tests {
     fn libtrust_ids_have_twelve_groups() {
         let id = libtrust_key_id(b"some spki");
         assert_eq!(id.split(':').count(), 12);
-        assert!(id.split(':').all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))));
+        assert!(id.split(':').all(|g| g.len() == 4
+            && g.bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))));
     }
 }

@@ -40,15 +40,24 @@ pub struct CachedChain {
 impl CachedChain {
     /// The chain of a timestamp (`ts`: its file, parsed) and the snapshot it names (whose
     /// checksum the caller checked).
-    pub fn from_files(timestamp: StoredFile, ts: &SignedFile, snapshot: StoredFile) -> Result<CachedChain, String> {
-        let snap = SignedFile::parse(&snapshot.data).map_err(|e| format!("stored snapshot: {e}"))?;
+    pub fn from_files(
+        timestamp: StoredFile,
+        ts: &SignedFile,
+        snapshot: StoredFile,
+    ) -> Result<CachedChain, String> {
+        let snap =
+            SignedFile::parse(&snapshot.data).map_err(|e| format!("stored snapshot: {e}"))?;
         let meta: md::MetaBody = snap.body().map_err(|e| format!("stored snapshot: {e}"))?;
         Ok(CachedChain {
             timestamp_expires: ts.common.expires,
             timestamp,
             snapshot_expires: snap.common.expires,
             snapshot,
-            role_sha256: meta.meta.iter().filter_map(|(role, m)| Some((role.as_str().into(), m.sha256_hex()?.into()))).collect(),
+            role_sha256: meta
+                .meta
+                .iter()
+                .filter_map(|(role, m)| Some((role.as_str().into(), m.sha256_hex()?.into())))
+                .collect(),
         })
     }
 }
@@ -99,7 +108,11 @@ fn file_cost(k: &FileKey, f: &StoredFile) -> usize {
 
 fn chain_cost(gun: &str, c: &CachedChain) -> usize {
     // The snapshot bytes may be shared with the file cache; counted here too (upper bound).
-    let shas: usize = c.role_sha256.iter().map(|(r, s)| r.len() + s.len() + 64).sum();
+    let shas: usize = c
+        .role_sha256
+        .iter()
+        .map(|(r, s)| r.len() + s.len() + 64)
+        .sum();
     c.timestamp.data.len() + c.snapshot.data.len() + shas + gun.len() + 3 * ENTRY_OVERHEAD
 }
 
@@ -186,7 +199,10 @@ impl MetaCache {
     }
 
     pub fn version(&self, gun: &str, role: &str, version: i64) -> Option<StoredFile> {
-        self.lock().files.get(&key(gun, role, &version_id(version))).cloned()
+        self.lock()
+            .files
+            .get(&key(gun, role, &version_id(version)))
+            .cloned()
     }
 
     pub fn put_version(&self, t: Ticket, gun: &str, role: &str, version: i64, f: &StoredFile) {
@@ -218,11 +234,14 @@ impl MetaCache {
                 return; // the row then only invalidates, and the next read loads from the database
             }
         }
-        g.expected.insert((gun.into(), timestamp_sha256.into()), (Instant::now(), e));
+        g.expected
+            .insert((gun.into(), timestamp_sha256.into()), (Instant::now(), e));
     }
 
     pub fn unexpect(&self, gun: &str, timestamp_sha256: &str) {
-        self.lock().expected.remove(&(gun.into(), timestamp_sha256.into()));
+        self.lock()
+            .expected
+            .remove(&(gun.into(), timestamp_sha256.into()));
     }
 
     /// The changefeed says a timestamp with this SHA-256 (`None`: not recorded, as in rows the
@@ -256,7 +275,12 @@ impl MetaCache {
         let mut g = self.lock();
         g.generation += 1;
         g.pop_chain(gun);
-        let stale: Vec<FileKey> = g.files.iter().filter(|(k, _)| &*k.0 == gun).map(|(k, _)| k.clone()).collect();
+        let stale: Vec<FileKey> = g
+            .files
+            .iter()
+            .filter(|(k, _)| &*k.0 == gun)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in stale {
             if let Some(f) = g.files.pop(&k) {
                 g.file_bytes -= file_cost(&k, &f);
@@ -310,7 +334,14 @@ mod tests {
         c.put_chain(c.ticket(), "g", chain("ts1", "snap1"));
         let new = chain("ts2", "snap2");
         let sha = new.timestamp.sha256.clone();
-        c.expect("g", &sha, Expected { chain: new, files: vec![("targets".into(), file("targets2"))] });
+        c.expect(
+            "g",
+            &sha,
+            Expected {
+                chain: new,
+                files: vec![("targets".into(), file("targets2"))],
+            },
+        );
         // Another GUN's row, and a row of "g" with another timestamp, only invalidate.
         c.apply_update("h", Some(&sha));
         assert!(c.chain("g").is_some());
@@ -333,7 +364,14 @@ mod tests {
         let c = MetaCache::new(10, 10, 1 << 20);
         let new = chain("ts2", "snap2");
         let sha = new.timestamp.sha256.clone();
-        c.expect("g", &sha, Expected { chain: new, files: vec![] });
+        c.expect(
+            "g",
+            &sha,
+            Expected {
+                chain: new,
+                files: vec![],
+            },
+        );
         c.unexpect("g", &sha);
         c.apply_update("g", Some(&sha));
         assert!(c.chain("g").is_none());
@@ -361,14 +399,31 @@ mod budget_tests {
         let c = MetaCache::new(1000, 1000, 10 * 1024);
         let t = c.ticket();
         for i in 0..100 {
-            c.put_file(t, &format!("g{i}"), "root", &StoredFile::from_bytes(vec![b'x'; 1000 + i], None));
+            c.put_file(
+                t,
+                &format!("g{i}"),
+                "root",
+                &StoredFile::from_bytes(vec![b'x'; 1000 + i], None),
+            );
         }
         let (files, _, bytes) = c.len();
         assert!(bytes <= 10 * 1024, "{bytes} bytes held");
         assert!((5..=10).contains(&files), "{files} files held");
         // The newest is kept, the oldest gone.
-        assert!(c.file("g99", "root", &StoredFile::from_bytes(vec![b'x'; 1099], None).sha256).is_some());
-        assert!(c.file("g0", "root", &StoredFile::from_bytes(vec![b'x'; 1000], None).sha256).is_none());
+        assert!(c
+            .file(
+                "g99",
+                "root",
+                &StoredFile::from_bytes(vec![b'x'; 1099], None).sha256
+            )
+            .is_some());
+        assert!(c
+            .file(
+                "g0",
+                "root",
+                &StoredFile::from_bytes(vec![b'x'; 1000], None).sha256
+            )
+            .is_none());
         c.forget("g99");
         assert!(c.len().2 < bytes);
     }

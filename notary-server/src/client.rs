@@ -27,7 +27,11 @@ pub enum ClientError {
     #[error("{url}: {msg}")]
     Transport { url: String, msg: String },
     #[error("{url}: the server answered {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("{url}: not authorized ({why})")]
     Unauthorized { url: String, why: String },
     #[error("{0}")]
@@ -63,33 +67,52 @@ pub struct NotaryClient {
 /// A request body to send with a request (POST).
 pub enum Body {
     None,
-    Multipart { content_type: String, bytes: Vec<u8> },
+    Multipart {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
 }
 
 impl NotaryClient {
     /// A client of the server at `base` (`https://notary.example.com`), trusting the system's
     /// roots, or only `ca_pem` when given.
-    pub fn new(base: &str, ca_pem: Option<&[u8]>, credentials: Option<Credentials>) -> Result<Self, ClientError> {
+    pub fn new(
+        base: &str,
+        ca_pem: Option<&[u8]>,
+        credentials: Option<Credentials>,
+    ) -> Result<Self, ClientError> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             .user_agent(concat!("notary-rs/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Config(format!("the CA file: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Config(format!("the CA file: {e}")))?;
             if certs.is_empty() {
-                return Err(ClientError::Config("the CA file holds no certificate".into()));
+                return Err(ClientError::Config(
+                    "the CA file holds no certificate".into(),
+                ));
             }
             b = b.tls_built_in_root_certs(false);
             for c in certs {
                 b = b.add_root_certificate(c);
             }
         }
-        let http = b.build().map_err(|e| ClientError::Config(format!("TLS set-up: {e}")))?;
+        let http = b
+            .build()
+            .map_err(|e| ClientError::Config(format!("TLS set-up: {e}")))?;
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(ClientError::Config(format!("{base}: expected an https:// (or http://) URL")));
+            return Err(ClientError::Config(format!(
+                "{base}: expected an https:// (or http://) URL"
+            )));
         }
-        Ok(NotaryClient { base, http, credentials, tokens: Mutex::new(HashMap::new()) })
+        Ok(NotaryClient {
+            base,
+            http,
+            credentials,
+            tokens: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -98,7 +121,10 @@ impl NotaryClient {
 
     /// `GET <base><path>`: the body, or `None` on 404.
     pub async fn get(&self, path: &str, scope: &str) -> Result<Option<Vec<u8>>, ClientError> {
-        match self.send(reqwest::Method::GET, path, scope, &Body::None).await {
+        match self
+            .send(reqwest::Method::GET, path, scope, &Body::None)
+            .await
+        {
             Ok(b) => Ok(Some(b)),
             Err(ClientError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -110,19 +136,35 @@ impl NotaryClient {
         self.send(reqwest::Method::POST, path, scope, &body).await
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, scope: &str, body: &Body) -> Result<Vec<u8>, ClientError> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scope: &str,
+        body: &Body,
+    ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut tried_anonymous = false;
         let mut tried_credentials = false;
         loop {
-            let token = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(scope).cloned();
-            let resp = self.send_once(&method, &url, token.as_deref(), body).await?;
+            let token = self
+                .tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(scope)
+                .cloned();
+            let resp = self
+                .send_once(&method, &url, token.as_deref(), body)
+                .await?;
             let status = resp.status().as_u16();
             if status != 401 {
                 return read_body(&url, resp).await;
             }
             let Some(challenge) = bearer_challenge(&resp) else {
-                return Err(ClientError::Unauthorized { url, why: "401 without a Bearer challenge".into() });
+                return Err(ClientError::Unauthorized {
+                    url,
+                    why: "401 without a Bearer challenge".into(),
+                });
             };
             let creds = if !tried_anonymous {
                 tried_anonymous = true;
@@ -136,15 +178,26 @@ impl NotaryClient {
                 } else {
                     "an anonymous token was refused; give credentials (--username, or the docker config's auths)"
                 };
-                return Err(ClientError::Unauthorized { url, why: why.into() });
+                return Err(ClientError::Unauthorized {
+                    url,
+                    why: why.into(),
+                });
             };
             match self.fetch_token(&challenge, scope, creds).await {
                 Ok(t) => {
-                    self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_string(), t);
+                    self.tokens
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(scope.to_string(), t);
                 }
                 // Refused anonymously: try the credentials next round.
-                Err(ClientError::Status { status: 401 | 403, .. }) if creds.is_none() => {
-                    self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(scope);
+                Err(ClientError::Status {
+                    status: 401 | 403, ..
+                }) if creds.is_none() => {
+                    self.tokens
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(scope);
                 }
                 Err(e) => return Err(e),
             }
@@ -166,8 +219,14 @@ impl NotaryClient {
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
-            if let Body::Multipart { content_type, bytes } = body {
-                req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes.clone());
+            if let Body::Multipart {
+                content_type,
+                bytes,
+            } = body
+            {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(bytes.clone());
             }
             match req.send().await {
                 Ok(r) if r.status().is_server_error() && tries < 3 => {}
@@ -175,19 +234,35 @@ impl NotaryClient {
                 Err(e) if tries < 3 && !e.is_builder() => {
                     tracing::debug!(url, error = %e, "retrying");
                 }
-                Err(e) => return Err(ClientError::Transport { url: url.to_string(), msg: error_chain(&e) }),
+                Err(e) => {
+                    return Err(ClientError::Transport {
+                        url: url.to_string(),
+                        msg: error_chain(&e),
+                    })
+                }
             }
             tokio::time::sleep(wait).await;
             wait *= 2;
         }
     }
 
-    async fn fetch_token(&self, c: &Challenge, scope: &str, creds: Option<&Credentials>) -> Result<String, ClientError> {
-        let mut req = self.http.get(&c.realm).query(&[("service", c.service.as_str()), ("scope", scope)]);
+    async fn fetch_token(
+        &self,
+        c: &Challenge,
+        scope: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<String, ClientError> {
+        let mut req = self
+            .http
+            .get(&c.realm)
+            .query(&[("service", c.service.as_str()), ("scope", scope)]);
         if let Some(cr) = creds {
             req = req.basic_auth(&cr.username, Some(cr.password.as_str()));
         }
-        let resp = req.send().await.map_err(|e| ClientError::Transport { url: c.realm.clone(), msg: error_chain(&e) })?;
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            url: c.realm.clone(),
+            msg: error_chain(&e),
+        })?;
         let body = read_body(&c.realm, resp).await?;
         #[derive(serde::Deserialize)]
         struct Token {
@@ -196,11 +271,20 @@ impl NotaryClient {
             #[serde(default)]
             access_token: String,
         }
-        let t: Token = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Transport { url: c.realm.clone(), msg: format!("the token service's answer is not a token: {e}") })?;
-        let t = if t.token.is_empty() { t.access_token } else { t.token };
+        let t: Token = serde_json::from_slice(&body).map_err(|e| ClientError::Transport {
+            url: c.realm.clone(),
+            msg: format!("the token service's answer is not a token: {e}"),
+        })?;
+        let t = if t.token.is_empty() {
+            t.access_token
+        } else {
+            t.token
+        };
         if t.is_empty() {
-            return Err(ClientError::Transport { url: c.realm.clone(), msg: "the token service answered no token".into() });
+            return Err(ClientError::Transport {
+                url: c.realm.clone(),
+                msg: "the token service answered no token".into(),
+            });
         }
         Ok(t)
     }
@@ -209,15 +293,31 @@ impl NotaryClient {
 async fn read_body(url: &str, resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
     let status = resp.status().as_u16();
     if resp.content_length().is_some_and(|n| n as usize > MAX_FILE) {
-        return Err(ClientError::Transport { url: url.to_string(), msg: format!("answer larger than {MAX_FILE} bytes") });
+        return Err(ClientError::Transport {
+            url: url.to_string(),
+            msg: format!("answer larger than {MAX_FILE} bytes"),
+        });
     }
-    let body = resp.bytes().await.map_err(|e| ClientError::Transport { url: url.to_string(), msg: error_chain(&e) })?;
+    let body = resp.bytes().await.map_err(|e| ClientError::Transport {
+        url: url.to_string(),
+        msg: error_chain(&e),
+    })?;
     if body.len() > MAX_FILE {
-        return Err(ClientError::Transport { url: url.to_string(), msg: format!("answer larger than {MAX_FILE} bytes") });
+        return Err(ClientError::Transport {
+            url: url.to_string(),
+            msg: format!("answer larger than {MAX_FILE} bytes"),
+        });
     }
     if !(200..300).contains(&status) {
-        let text: String = String::from_utf8_lossy(&body[..body.len().min(500)]).chars().filter(|c| !c.is_control()).collect();
-        return Err(ClientError::Status { url: url.to_string(), status, body: text });
+        let text: String = String::from_utf8_lossy(&body[..body.len().min(500)])
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        return Err(ClientError::Status {
+            url: url.to_string(),
+            status,
+            body: text,
+        });
     }
     Ok(body.to_vec())
 }
@@ -235,7 +335,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `Www-Authenticate: Bearer realm="…",service="…",scope="…"`.
 fn bearer_challenge(resp: &reqwest::Response) -> Option<Challenge> {
-    let h = resp.headers().get(reqwest::header::WWW_AUTHENTICATE)?.to_str().ok()?;
+    let h = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)?
+        .to_str()
+        .ok()?;
     parse_bearer(h)
 }
 
@@ -264,7 +368,10 @@ fn parse_bearer(h: &str) -> Option<Challenge> {
         }
         rest = tail.trim_start().trim_start_matches(',').trim_start();
     }
-    Some(Challenge { realm: realm?, service })
+    Some(Challenge {
+        realm: realm?,
+        service,
+    })
 }
 
 /// Registry credentials for `host` from a docker config file's `auths` (`auth`: base64 of
@@ -273,17 +380,32 @@ pub fn docker_config_credentials(config: &[u8], host: &str) -> Option<Credential
     use base64::Engine;
     let v: serde_json::Value = serde_json::from_slice(config).ok()?;
     let auths = v.get("auths")?.as_object()?;
-    let mut candidates = vec![host.to_string(), format!("https://{host}"), format!("http://{host}")];
+    let mut candidates = vec![
+        host.to_string(),
+        format!("https://{host}"),
+        format!("http://{host}"),
+    ];
     if host == "notary.docker.io" {
         // Docker Hub's notary takes the Hub login.
-        candidates.extend(["https://index.docker.io/v1/".to_string(), "index.docker.io".to_string(), "docker.io".to_string()]);
+        candidates.extend([
+            "https://index.docker.io/v1/".to_string(),
+            "index.docker.io".to_string(),
+            "docker.io".to_string(),
+        ]);
     }
     for c in candidates {
-        let Some(entry) = auths.get(&c).or_else(|| auths.get(&format!("{c}/"))) else { continue };
-        let raw = base64::engine::general_purpose::STANDARD.decode(entry.get("auth")?.as_str()?).ok()?;
+        let Some(entry) = auths.get(&c).or_else(|| auths.get(&format!("{c}/"))) else {
+            continue;
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(entry.get("auth")?.as_str()?)
+            .ok()?;
         let raw = Zeroizing::new(String::from_utf8(raw).ok()?);
         let (user, pass) = raw.split_once(':')?;
-        return Some(Credentials { username: user.to_string(), password: Zeroizing::new(pass.to_string()) });
+        return Some(Credentials {
+            username: user.to_string(),
+            password: Zeroizing::new(pass.to_string()),
+        });
     }
     None
 }
@@ -307,7 +429,10 @@ mod tests {
     fn reads_docker_config_auths() {
         let cfg = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"YWxpY2U6czNjcmV0"}}}"#;
         let c = docker_config_credentials(cfg, "notary.docker.io").unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cret"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cret")
+        );
         assert!(docker_config_credentials(cfg, "other.example.com").is_none());
         assert!(!format!("{c:?}").contains("s3cret"));
     }

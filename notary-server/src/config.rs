@@ -175,7 +175,10 @@ pub struct TokenAuthSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustService {
     /// In-process keys; `persist` keeps them in the metadata database (encrypted at rest).
-    Local { key_algorithm: String, persist: bool },
+    Local {
+        key_algorithm: String,
+        persist: bool,
+    },
     /// A notary-signer over gRPC with mutual TLS.
     /// Several signers (sharing one key store) give fail-over: `hostname`/`port` first, then
     /// `addresses` (not in Go).
@@ -242,33 +245,65 @@ const ENV_KEYS: &[&str] = &[
 
 /// Config keys whose values are strings even when they look like numbers.
 fn is_string_key(k: &str) -> bool {
-    matches!(k, "http_addr" | "db_url" | "hostname" | "level" | "format" | "type" | "backend" | "key_algorithm" | "port")
+    matches!(
+        k,
+        "http_addr"
+            | "db_url"
+            | "hostname"
+            | "level"
+            | "format"
+            | "type"
+            | "backend"
+            | "key_algorithm"
+            | "port"
+    )
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<(Config, PathBuf), ConfigError> {
         let text = std::fs::read(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-        let mut v: Value = serde_json::from_slice(&text).map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
+        let mut v: Value = serde_json::from_slice(&text)
+            .map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
         if !v.is_object() {
-            return Err(ConfigError::Json(path.to_path_buf(), "top level must be an object".into()));
+            return Err(ConfigError::Json(
+                path.to_path_buf(),
+                "top level must be an object".into(),
+            ));
         }
         notary_signer::config::apply_env(&mut v, "NOTARY_SERVER_", ENV_KEYS, is_string_key);
-        let cfg: Config = serde_json::from_value(v).map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
+        let cfg: Config = serde_json::from_value(v)
+            .map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok((cfg, base))
     }
 
     /// Resolve a Go-format config (relative paths against the config file's folder).
-    pub fn settings(&self, base: &Path, data_dir: Option<PathBuf>) -> Result<Settings, ConfigError> {
-        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    pub fn settings(
+        &self,
+        base: &Path,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Settings, ConfigError> {
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         let s = &self.server;
         if s.http_addr.is_empty() {
-            return Err(ConfigError::Invalid("server.http_addr is required (e.g. \":4443\")".into()));
+            return Err(ConfigError::Invalid(
+                "server.http_addr is required (e.g. \":4443\")".into(),
+            ));
         }
         let tls = match (&s.tls_cert_file, &s.tls_key_file) {
             (Some(c), Some(k)) => Some((rel(c), rel(k))),
             (None, None) => None,
-            _ => return Err(ConfigError::Invalid("server.tls_cert_file and server.tls_key_file must be given together".into())),
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "server.tls_cert_file and server.tls_key_file must be given together".into(),
+                ))
+            }
         };
         let db_url = match self.storage.backend.as_str() {
             "postgres" => {
@@ -298,12 +333,21 @@ impl Config {
                 )))
             }
         };
-        let key_algorithm = self.trust_service.key_algorithm.clone().unwrap_or_else(|| "ed25519".into());
+        let key_algorithm = self
+            .trust_service
+            .key_algorithm
+            .clone()
+            .unwrap_or_else(|| "ed25519".into());
         if !matches!(key_algorithm.as_str(), "ed25519" | "ecdsa") {
-            return Err(ConfigError::Invalid(format!("trust_service.key_algorithm {key_algorithm:?} is not supported (ecdsa or ed25519)")));
+            return Err(ConfigError::Invalid(format!(
+                "trust_service.key_algorithm {key_algorithm:?} is not supported (ecdsa or ed25519)"
+            )));
         }
         let trust = match self.trust_service.kind.as_str() {
-            "local" => TrustService::Local { key_algorithm, persist: self.storage.backend != "memory" },
+            "local" => TrustService::Local {
+                key_algorithm,
+                persist: self.storage.backend != "memory",
+            },
             "remote" => {
                 let t = &self.trust_service;
                 let mut signers = Vec::new();
@@ -313,43 +357,79 @@ impl Config {
                         Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
                         _ => None,
                     }
-                    .ok_or_else(|| ConfigError::Invalid("trust_service.port must be a port number (e.g. \"7899\")".into()))?;
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(
+                            "trust_service.port must be a port number (e.g. \"7899\")".into(),
+                        )
+                    })?;
                     signers.push((h, port));
                 }
                 for a in &t.addresses {
-                    let parsed =
-                        a.rsplit_once(':').and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)));
+                    let parsed = a.rsplit_once(':').and_then(|(h, p)| {
+                        Some((
+                            h.trim_matches(['[', ']']).to_string(),
+                            p.parse::<u16>().ok()?,
+                        ))
+                    });
                     match parsed {
                         Some((h, p)) if !h.is_empty() => signers.push((h, p)),
-                        _ => return Err(ConfigError::Invalid(format!("trust_service.addresses: {a:?} is not host:port"))),
+                        _ => {
+                            return Err(ConfigError::Invalid(format!(
+                                "trust_service.addresses: {a:?} is not host:port"
+                            )))
+                        }
                     }
                 }
                 if signers.is_empty() {
-                    return Err(ConfigError::Invalid("trust_service.hostname (or addresses) is required for a remote signer".into()));
+                    return Err(ConfigError::Invalid(
+                        "trust_service.hostname (or addresses) is required for a remote signer"
+                            .into(),
+                    ));
                 }
                 let (client_cert, client_key) = match (&t.tls_client_cert, &t.tls_client_key) {
                     (Some(c), Some(k)) => (Some(rel(c)), Some(rel(k))),
                     (None, None) => (None, None),
-                    _ => {
-                        return Err(ConfigError::Invalid("trust_service.tls_client_cert and tls_client_key must be given together".into()))
-                    }
+                    _ => return Err(ConfigError::Invalid(
+                        "trust_service.tls_client_cert and tls_client_key must be given together"
+                            .into(),
+                    )),
                 };
-                let timeout = std::time::Duration::from_millis(t.timeout_ms.unwrap_or(10_000).max(100));
-                TrustService::Remote { signers, key_algorithm, ca: t.tls_ca_file.as_deref().map(rel), client_cert, client_key, timeout }
+                let timeout =
+                    std::time::Duration::from_millis(t.timeout_ms.unwrap_or(10_000).max(100));
+                TrustService::Remote {
+                    signers,
+                    key_algorithm,
+                    ca: t.tls_ca_file.as_deref().map(rel),
+                    client_cert,
+                    client_key,
+                    timeout,
+                }
             }
-            "" => return Err(ConfigError::Invalid("trust_service.type is required (local or remote)".into())),
-            other => return Err(ConfigError::Invalid(format!("unknown trust_service.type {other:?}"))),
+            "" => {
+                return Err(ConfigError::Invalid(
+                    "trust_service.type is required (local or remote)".into(),
+                ))
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown trust_service.type {other:?}"
+                )))
+            }
         };
         let max_age = |v: Option<i64>, default: i64, name: &str| -> Result<i64, ConfigError> {
             let v = v.unwrap_or(default);
             if !(0..=31_536_000).contains(&v) {
-                return Err(ConfigError::Invalid(format!("caching.max_age.{name} must be between 0 and 31536000")));
+                return Err(ConfigError::Invalid(format!(
+                    "caching.max_age.{name} must be between 0 and 31536000"
+                )));
             }
             Ok(v)
         };
         for p in &self.repositories.gun_prefixes {
             if !p.ends_with('/') || p.starts_with('/') || p.starts_with("..") || p.contains("//") {
-                return Err(ConfigError::Invalid(format!("invalid GUN prefix {p:?}: must end with '/', not start with '/' or '..'")));
+                return Err(ConfigError::Invalid(format!(
+                    "invalid GUN prefix {p:?}: must end with '/', not start with '/' or '..'"
+                )));
             }
         }
         Ok(Settings {
@@ -360,8 +440,16 @@ impl Config {
             pool: {
                 let d = notary_signer::db::PoolConfig::default();
                 notary_signer::db::PoolConfig {
-                    max_connections: self.storage.max_connections.unwrap_or(d.max_connections).max(1),
-                    connect_retry: self.storage.connect_retry_seconds.map(std::time::Duration::from_secs).unwrap_or(d.connect_retry),
+                    max_connections: self
+                        .storage
+                        .max_connections
+                        .unwrap_or(d.max_connections)
+                        .max(1),
+                    connect_retry: self
+                        .storage
+                        .connect_retry_seconds
+                        .map(std::time::Duration::from_secs)
+                        .unwrap_or(d.connect_retry),
                     statement_timeout: self
                         .storage
                         .statement_timeout_ms
@@ -374,21 +462,54 @@ impl Config {
             log_format: match self.logging.format.as_deref() {
                 None | Some("text") => "text".into(),
                 Some("json") => "json".into(),
-                Some(other) => return Err(ConfigError::Invalid(format!("logging.format {other:?}: expected \"text\" or \"json\""))),
+                Some(other) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "logging.format {other:?}: expected \"text\" or \"json\""
+                    )))
+                }
             },
-            max_age_current: max_age(self.caching.max_age.current_metadata, 300, "current_metadata")?,
-            max_age_consistent: max_age(self.caching.max_age.consistent_metadata, 2_592_000, "consistent_metadata")?,
+            max_age_current: max_age(
+                self.caching.max_age.current_metadata,
+                300,
+                "current_metadata",
+            )?,
+            max_age_consistent: max_age(
+                self.caching.max_age.consistent_metadata,
+                2_592_000,
+                "consistent_metadata",
+            )?,
             cache_files: self.caching.max_files.unwrap_or(DEFAULT_CACHE_FILES),
-            cache_repositories: self.caching.max_repositories.unwrap_or(DEFAULT_CACHE_REPOSITORIES),
+            cache_repositories: self
+                .caching
+                .max_repositories
+                .unwrap_or(DEFAULT_CACHE_REPOSITORIES),
             cache_bytes: self.caching.max_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
-            resign_before: std::time::Duration::from_secs(self.caching.resign_before_expiry_seconds.unwrap_or(DEFAULT_RESIGN_BEFORE)),
-            resign_every: std::time::Duration::from_secs(self.caching.resign_check_seconds.unwrap_or(DEFAULT_RESIGN_EVERY).max(1)),
+            resign_before: std::time::Duration::from_secs(
+                self.caching
+                    .resign_before_expiry_seconds
+                    .unwrap_or(DEFAULT_RESIGN_BEFORE),
+            ),
+            resign_every: std::time::Duration::from_secs(
+                self.caching
+                    .resign_check_seconds
+                    .unwrap_or(DEFAULT_RESIGN_EVERY)
+                    .max(1),
+            ),
             fast_reads: self.caching.fast_reads.unwrap_or(true),
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
-            upload_timeout: std::time::Duration::from_secs(s.upload_timeout_seconds.unwrap_or(DEFAULT_UPLOAD_TIMEOUT).max(1)),
-            key_creations_per_minute: s.key_creations_per_minute.unwrap_or(DEFAULT_KEY_CREATIONS_PER_MINUTE),
-            max_concurrent_upload_bytes: s.max_concurrent_upload_bytes.unwrap_or(DEFAULT_CONCURRENT_UPLOAD).max(1 << 20),
+            upload_timeout: std::time::Duration::from_secs(
+                s.upload_timeout_seconds
+                    .unwrap_or(DEFAULT_UPLOAD_TIMEOUT)
+                    .max(1),
+            ),
+            key_creations_per_minute: s
+                .key_creations_per_minute
+                .unwrap_or(DEFAULT_KEY_CREATIONS_PER_MINUTE),
+            max_concurrent_upload_bytes: s
+                .max_concurrent_upload_bytes
+                .unwrap_or(DEFAULT_CONCURRENT_UPLOAD)
+                .max(1 << 20),
             read_only: s.read_only,
             data_dir,
             // As in Go, only "token" enables auth; any other value means none.
@@ -396,7 +517,9 @@ impl Config {
                 Some("token") => {
                     let o = &self.auth.options;
                     if o.rootcertbundle.is_empty() {
-                        return Err(ConfigError::Invalid("auth.options.rootcertbundle is required for token auth".into()));
+                        return Err(ConfigError::Invalid(
+                            "auth.options.rootcertbundle is required for token auth".into(),
+                        ));
                     }
                     Some(TokenAuthSettings {
                         realm: o.realm.clone(),
@@ -429,7 +552,10 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         generated_ca: None,
         db_url: format!("sqlite:{}", data_dir.join("notary.db").display()),
         pool: Default::default(),
-        trust: TrustService::Local { key_algorithm: "ecdsa".into(), persist: true },
+        trust: TrustService::Local {
+            key_algorithm: "ecdsa".into(),
+            persist: true,
+        },
         log_level: "info".into(),
         log_format: "text".into(),
         max_age_current: 300,
@@ -473,7 +599,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.http_addr, "0.0.0.0:4443");
-        assert!(s.tls.as_ref().unwrap().0.ends_with("tls.crt") && s.tls.as_ref().unwrap().0.is_absolute() == s.db_url.contains("/tmp"));
+        assert!(
+            s.tls.as_ref().unwrap().0.ends_with("tls.crt")
+                && s.tls.as_ref().unwrap().0.is_absolute() == s.db_url.contains("/tmp")
+        );
         assert!(s.db_url.starts_with("sqlite:") && s.db_url.ends_with("data/notary.db"));
         assert_eq!(s.max_age_current, 0);
         assert_eq!(s.max_age_consistent, 2_592_000);
@@ -487,19 +616,36 @@ mod tests {
                 r#"{{"server":{{"http_addr":":1"}},"trust_service":{{"type":"remote","tls_ca_file":"ca.pem"{extra}}},"storage":{{"backend":"memory"}}}}"#
             ))
         };
-        assert!(remote("").unwrap_err().to_string().contains("trust_service.hostname (or addresses) is required"));
-        assert!(remote(r#","addresses":["signer-b"]"#).unwrap_err().to_string().contains(r#""signer-b" is not host:port"#));
-        match remote(r#","hostname":"a","port":"7899","addresses":["b:7900","[::1]:7901"]"#).unwrap().trust {
+        assert!(remote("")
+            .unwrap_err()
+            .to_string()
+            .contains("trust_service.hostname (or addresses) is required"));
+        assert!(remote(r#","addresses":["signer-b"]"#)
+            .unwrap_err()
+            .to_string()
+            .contains(r#""signer-b" is not host:port"#));
+        match remote(r#","hostname":"a","port":"7899","addresses":["b:7900","[::1]:7901"]"#)
+            .unwrap()
+            .trust
+        {
             TrustService::Remote { signers, .. } => {
-                assert_eq!(signers, vec![("a".into(), 7899), ("b".into(), 7900), ("::1".into(), 7901)]);
+                assert_eq!(
+                    signers,
+                    vec![("a".into(), 7899), ("b".into(), 7900), ("::1".into(), 7901)]
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert!(load("{nope").unwrap_err().to_string().contains("not valid JSON"));
-        assert!(load(r#"{"server":{},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#)
+        assert!(load("{nope")
             .unwrap_err()
             .to_string()
-            .contains("http_addr"));
+            .contains("not valid JSON"));
+        assert!(load(
+            r#"{"server":{},"trust_service":{"type":"local"},"storage":{"backend":"memory"}}"#
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("http_addr"));
         assert!(load(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"bogus"},"storage":{"backend":"memory"}}"#)
             .unwrap_err()
             .to_string()

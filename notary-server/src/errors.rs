@@ -78,10 +78,18 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code) -> Self {
-        ApiError { code, detail: None, challenge: None }
+        ApiError {
+            code,
+            detail: None,
+            challenge: None,
+        }
     }
     pub fn with(code: Code, detail: Value) -> Self {
-        ApiError { code, detail: Some(detail), challenge: None }
+        ApiError {
+            code,
+            detail: Some(detail),
+            challenge: None,
+        }
     }
     /// Go's "empty struct" detail, serialised as `{}`.
     pub fn empty_detail(code: Code) -> Self {
@@ -99,7 +107,11 @@ impl ApiError {
         // Go's field order: code, message, detail (omitted when nil); a trailing newline.
         let (code, _, message) = self.code.parts();
         let q = |s: &str| serde_json::to_string(s).expect("string JSON");
-        let mut out = format!("{{\"errors\":[{{\"code\":{},\"message\":{}", q(code), q(message));
+        let mut out = format!(
+            "{{\"errors\":[{{\"code\":{},\"message\":{}",
+            q(code),
+            q(message)
+        );
         if let Some(d) = &self.detail {
             out.push_str(",\"detail\":");
             out.push_str(&d.to_string());
@@ -123,8 +135,15 @@ impl ApiError {
     /// The response: the status, the envelope as JSON and, on a 401, the challenge.
     pub fn response(&self) -> crate::http::Response {
         let mut r = crate::http::response(self.status(), self.body());
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-        if let Some(c) = self.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if let Some(c) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
             r.headers_mut().insert(WWW_AUTHENTICATE, c);
         }
         r

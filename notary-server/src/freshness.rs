@@ -87,7 +87,13 @@ impl Freshness {
             behind: false.into(),
             store,
             cache,
-            state: Mutex::new(State { started: 0, wanted: 0, in_flight: 0, applied: None, finished: 0 }),
+            state: Mutex::new(State {
+                started: 0,
+                wanted: 0,
+                in_flight: 0,
+                applied: None,
+                finished: 0,
+            }),
             done: watch::channel((0, Ok(()))).0,
             announcer: OnceLock::new(),
             leased_reads: AtomicU64::new(0),
@@ -95,7 +101,9 @@ impl Freshness {
             checks: AtomicU64::new(0),
         });
         if let Some(a) = announcing {
-            let _ = me.announcer.set(Announcer::start(a.pool, a.fast_reads, a.timing, &me));
+            let _ = me
+                .announcer
+                .set(Announcer::start(a.pool, a.fast_reads, a.timing, &me));
         }
         let ticker = Arc::downgrade(&me);
         tokio::spawn(async move {
@@ -147,7 +155,11 @@ impl Freshness {
     }
 
     /// Run the write `op` on `gun`, announced to the instances holding read leases.
-    pub async fn write<'a, T>(&self, gun: &str, mut op: impl FnMut(Option<Vec<String>>) -> WriteFuture<'a, T>) -> Result<T, StoreError> {
+    pub async fn write<'a, T>(
+        &self,
+        gun: &str,
+        mut op: impl FnMut(Option<Vec<String>>) -> WriteFuture<'a, T>,
+    ) -> Result<T, StoreError> {
         match self.announcer.get() {
             Some(a) => a.write(gun, op).await,
             None => op(None).await,
@@ -176,7 +188,10 @@ impl Freshness {
             t
         };
         self.start_checks();
-        let done = rx.wait_for(|(epoch, _)| *epoch >= target).await.map_err(|_| StoreError::Db("cache follower stopped".into()))?;
+        let done = rx
+            .wait_for(|(epoch, _)| *epoch >= target)
+            .await
+            .map_err(|_| StoreError::Db("cache follower stopped".into()))?;
         done.1.clone()
     }
 
@@ -226,7 +241,9 @@ impl Freshness {
     async fn check(&self, from: Option<i64>) -> Result<Option<i64>, StoreError> {
         self.checks.fetch_add(1, Ordering::Relaxed);
         // Nothing is cached before the first check: start from the newest row.
-        let Some(mut from) = from else { return Ok(Some(self.store.last_change_id().await?)) };
+        let Some(mut from) = from else {
+            return Ok(Some(self.store.last_change_id().await?));
+        };
         loop {
             let rows = self.store.changes_after(from, PAGE).await?;
             for r in &rows {
@@ -242,9 +259,17 @@ impl Freshness {
             }
             if (rows.len() as i64) < PAGE {
                 if self.monotonic {
-                    let newest = if rows.is_empty() { self.store.last_change_id().await? } else { from };
+                    let newest = if rows.is_empty() {
+                        self.store.last_change_id().await?
+                    } else {
+                        from
+                    };
                     let behind = newest < from;
-                    if behind != self.behind.swap(behind, std::sync::atomic::Ordering::SeqCst) {
+                    if behind
+                        != self
+                            .behind
+                            .swap(behind, std::sync::atomic::Ordering::SeqCst)
+                    {
                         if behind {
                             tracing::warn!(
                                 database = newest,

@@ -65,12 +65,16 @@ pub struct ClientAddr(pub std::net::IpAddr);
 /// A fixed one-minute window of key creations per client address.
 pub struct KeyLimiter {
     per_minute: u32,
-    windows: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+    windows:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
 }
 
 impl KeyLimiter {
     pub fn new(per_minute: u32) -> Option<KeyLimiter> {
-        (per_minute > 0).then(|| KeyLimiter { per_minute, windows: Default::default() })
+        (per_minute > 0).then(|| KeyLimiter {
+            per_minute,
+            windows: Default::default(),
+        })
     }
 
     /// Count one creation for `client`; an error once its minute's allowance is spent.
@@ -146,21 +150,35 @@ const LOCATION_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 
 /// GUNs we accept: the Go column limit, no control characters, no `..`/empty segments.
 pub fn gun_is_acceptable(gun: &str) -> bool {
-    gun.len() <= 255 && !gun.chars().any(char::is_control) && !gun.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+    gun.len() <= 255
+        && !gun.chars().any(char::is_control)
+        && !gun
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
 }
 
 pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Response {
     let arrived = std::time::Instant::now();
     let (req, body) = req.into_parts();
     let method = req.method.clone();
-    if ![Method::GET, Method::POST, Method::PUT, Method::HEAD, Method::DELETE].contains(&method) {
+    if ![
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::HEAD,
+        Method::DELETE,
+    ]
+    .contains(&method)
+    {
         return response(StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
     }
     let raw = req.uri.path();
     if raw.len() > MAX_PATH {
         return ApiError::new(Code::UriTooLong).response();
     }
-    let path = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+    let path = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
     let cleaned = clean_path(&path);
     if cleaned != path {
         // Re-encoded as a URL path (as Go's url.URL does): a control character or a backslash
@@ -171,7 +189,10 @@ pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Respons
             loc = format!("{loc}?{q}");
         }
         let mut r = response(StatusCode::MOVED_PERMANENTLY, Bytes::new());
-        r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&loc).unwrap_or_else(|_| HeaderValue::from_static("/")));
+        r.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(&loc).unwrap_or_else(|_| HeaderValue::from_static("/")),
+        );
         return r;
     }
     let (op, result) = route(&req, &method, &path, body, state).await;
@@ -180,17 +201,31 @@ pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Respons
         Err(e) => e.response(),
     };
     if let Some(op) = op {
-        state.metrics.observe(op, method.as_str(), resp.status().as_u16(), arrived.elapsed());
+        state.metrics.observe(
+            op,
+            method.as_str(),
+            resp.status().as_u16(),
+            arrived.elapsed(),
+        );
     }
     resp
 }
 
 type Routed = (Option<&'static str>, Result<Response, ApiError>);
 
-async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: &AppState) -> Routed {
+async fn route(
+    req: &Parts,
+    method: &Method,
+    path: &str,
+    body: Incoming,
+    state: &AppState,
+) -> Routed {
     let get = method == Method::GET;
     if get && path == "/v2/" {
-        return (None, authorize(req, state, Access::catalog()).map(|_| text_ok(b"{}".to_vec())));
+        return (
+            None,
+            authorize(req, state, Access::catalog()).map(|_| text_ok(b"{}".to_vec())),
+        );
     }
     if get && path == "/_notary_server/health" {
         return (None, Ok(health(state).await));
@@ -205,7 +240,13 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
             state.service.freshness_metrics(),
             state.service.rotation_metrics()
         );
-        return (None, Ok(with_type(response(StatusCode::OK, body), "text/plain; version=0.0.4; charset=utf-8")));
+        return (
+            None,
+            Ok(with_type(
+                response(StatusCode::OK, body),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )),
+        );
     }
     if get && path == "/v2/_trust/changefeed" {
         return (
@@ -256,9 +297,20 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
     if let Some((gun, role)) = routes::key(path) {
         if get || method == Method::POST {
             let res = async {
-                guard(req, state, gun, GunUse::Write, if get { &["push", "pull"] } else { &["*"] })?;
+                guard(
+                    req,
+                    state,
+                    gun,
+                    GunUse::Write,
+                    if get { &["push", "pull"] } else { &["*"] },
+                )?;
                 let client = req.extensions.get::<ClientAddr>().map(|c| c.0);
-                let may_create = || state.key_limiter.as_ref().map_or(Ok(()), |l| l.take(client));
+                let may_create = || {
+                    state
+                        .key_limiter
+                        .as_ref()
+                        .map_or(Ok(()), |l| l.take(client))
+                };
                 let k = if get {
                     state.service.get_key(gun, role, may_create).await?
                 } else {
@@ -290,7 +342,10 @@ async fn route(req: &Parts, method: &Method, path: &str, body: Incoming, state: 
         }
     }
     // The catch-all: 404 METADATA_NOT_FOUND without detail (after a catalog check, as in Go).
-    (None, authorize(req, state, Access::catalog()).and(Err(ApiError::new(Code::MetadataNotFound))))
+    (
+        None,
+        authorize(req, state, Access::catalog()).and(Err(ApiError::new(Code::MetadataNotFound))),
+    )
 }
 
 /// What a route does with its GUN: which error a bad one gets.
@@ -306,7 +361,13 @@ enum GunUse {
 
 /// The checks every GUN route runs first: the GUN grammar (nothing that fails it reaches
 /// storage), then, in Go's order, the GUN prefix filter and the token.
-fn guard(req: &Parts, state: &AppState, gun: &str, usage: GunUse, actions: &[&'static str]) -> Result<(), ApiError> {
+fn guard(
+    req: &Parts,
+    state: &AppState,
+    gun: &str,
+    usage: GunUse,
+    actions: &[&'static str],
+) -> Result<(), ApiError> {
     if !gun_is_acceptable(gun) {
         return Err(match usage {
             GunUse::Read => ApiError::not_found(),
@@ -325,18 +386,30 @@ fn guard(req: &Parts, state: &AppState, gun: &str, usage: GunUse, actions: &[&'s
 }
 
 fn prefix_error(gun: &str, state: &AppState, is_update: bool) -> Option<ApiError> {
-    if state.gun_prefixes.is_empty() || state.gun_prefixes.iter().any(|p| gun.starts_with(p.as_str())) {
+    if state.gun_prefixes.is_empty()
+        || state
+            .gun_prefixes
+            .iter()
+            .any(|p| gun.starts_with(p.as_str()))
+    {
         return None;
     }
     Some(if is_update {
-        ApiError::with(Code::InvalidGun, serde_json::Value::String(format!("Require GUNs with prefix: [{}]", state.gun_prefixes.join(" "))))
+        ApiError::with(
+            Code::InvalidGun,
+            serde_json::Value::String(format!(
+                "Require GUNs with prefix: [{}]",
+                state.gun_prefixes.join(" ")
+            )),
+        )
     } else {
         ApiError::new(Code::MetadataNotFound)
     })
 }
 
 fn with_type(mut r: Response, content_type: &'static str) -> Response {
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -352,17 +425,32 @@ fn value(s: String) -> HeaderValue {
 fn metadata_response(req: &Parts, f: StoredFile, max_age: i64, current: bool) -> Response {
     let etag = format!("\"{}\"", f.sha256);
     let not_modified = if_none_match(&req.headers, &etag);
-    let mut r = if not_modified { response(StatusCode::NOT_MODIFIED, Bytes::new()) } else { text_ok(f.data) };
+    let mut r = if not_modified {
+        response(StatusCode::NOT_MODIFIED, Bytes::new())
+    } else {
+        text_ok(f.data)
+    };
     let h = r.headers_mut();
     h.insert(header::ETAG, value(etag));
     h.insert(header::LAST_MODIFIED, value(http_date(f.modified)));
     if max_age == 0 {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, no-cache, no-store"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=0, no-cache, no-store"),
+        );
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     } else if current {
-        h.insert(header::CACHE_CONTROL, value(format!("public, max-age={max_age}, s-maxage={max_age}, must-revalidate")));
+        h.insert(
+            header::CACHE_CONTROL,
+            value(format!(
+                "public, max-age={max_age}, s-maxage={max_age}, must-revalidate"
+            )),
+        );
     } else {
-        h.insert(header::CACHE_CONTROL, value(format!("public, max-age={max_age}, s-maxage={max_age}")));
+        h.insert(
+            header::CACHE_CONTROL,
+            value(format!("public, max-age={max_age}, s-maxage={max_age}")),
+        );
     }
     r
 }
@@ -382,30 +470,63 @@ async fn health(state: &AppState) -> Response {
     match tokio::time::timeout(limit, state.service.store.health()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => drop(failures.insert("DB operational".into(), e.to_string().into())),
-        Err(_) => drop(failures.insert("DB operational".into(), "database did not answer within 3s".into())),
+        Err(_) => drop(failures.insert(
+            "DB operational".into(),
+            "database did not answer within 3s".into(),
+        )),
     }
     match tokio::time::timeout(limit, state.service.crypto.health()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => drop(failures.insert("Trust operational".into(), e.to_string().into())),
-        Err(_) => drop(failures.insert("Trust operational".into(), "signing service did not answer within 3s".into())),
+        Err(_) => drop(failures.insert(
+            "Trust operational".into(),
+            "signing service did not answer within 3s".into(),
+        )),
     }
-    let status = if failures.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    with_type(response(status, serde_json::Value::Object(failures).to_string()), "application/json; charset=utf-8")
+    let status = if failures.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    with_type(
+        response(status, serde_json::Value::Object(failures).to_string()),
+        "application/json; charset=utf-8",
+    )
 }
 
-async fn changefeed(req: &Parts, gun: Option<&str>, state: &AppState) -> Result<Response, ApiError> {
-    let q = serde_urlencoded::from_str::<std::collections::HashMap<String, String>>(req.uri.query().unwrap_or(""))
-        .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?;
+async fn changefeed(
+    req: &Parts,
+    gun: Option<&str>,
+    state: &AppState,
+) -> Result<Response, ApiError> {
+    let q = serde_urlencoded::from_str::<std::collections::HashMap<String, String>>(
+        req.uri.query().unwrap_or(""),
+    )
+    .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?;
     let records = q.get("records").map(String::as_str).unwrap_or("");
     let change_id = q.get("change_id").map(String::as_str).unwrap_or("");
     let v = state.service.changes(gun, change_id, records).await?;
     Ok(text_ok(serde_json::to_vec(&v).map_err(ApiError::internal)?))
 }
 
-async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) -> Result<Response, ApiError> {
-    let content_type = req.headers.get(header::CONTENT_TYPE).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
-    let boundary = multipart_boundary(content_type).ok_or_else(|| ApiError::new(Code::MalformedUpload))?;
-    let declared = req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+async fn update(
+    req: &Parts,
+    gun: &str,
+    mut body: Incoming,
+    state: &AppState,
+) -> Result<Response, ApiError> {
+    let content_type = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .unwrap_or("");
+    let boundary =
+        multipart_boundary(content_type).ok_or_else(|| ApiError::new(Code::MalformedUpload))?;
+    let declared = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > state.max_upload_bytes) {
         return Err(ApiError::new(Code::TooLarge));
     }
@@ -418,7 +539,9 @@ async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) ->
         let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| ApiError::new(Code::MalformedUpload))?;
-            let Ok(chunk) = frame.into_data() else { continue };
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
             if data.len() + chunk.len() > state.max_upload_bytes {
                 return Err(ApiError::new(Code::TooLarge));
             }
@@ -440,10 +563,15 @@ async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) ->
         }
         Ok((data, held))
     };
-    let (data, _budget) = tokio::time::timeout(state.upload_timeout, read).await.map_err(|_| {
-        tracing::info!(gun, "upload took longer than the upload timeout (or waited that long for memory)");
-        ApiError::new(Code::UploadTimeout)
-    })??;
+    let (data, _budget) = tokio::time::timeout(state.upload_timeout, read)
+        .await
+        .map_err(|_| {
+            tracing::info!(
+                gun,
+                "upload took longer than the upload timeout (or waited that long for memory)"
+            );
+            ApiError::new(Code::UploadTimeout)
+        })??;
     let parts = parse_multipart(data.freeze(), boundary, state.max_upload_bytes).await?;
     state.service.publish(gun, parts).await?;
     Ok(response(StatusCode::OK, Bytes::new()))
@@ -452,15 +580,23 @@ async fn update(req: &Parts, gun: &str, mut body: Incoming, state: &AppState) ->
 /// `multipart/form-data` or `multipart/mixed` with a boundary, as Go's `MultipartReader` accepts.
 fn multipart_boundary(content_type: &str) -> Option<String> {
     let mime: mime::Mime = content_type.parse().ok()?;
-    if mime.type_() != mime::MULTIPART || !(mime.subtype() == mime::FORM_DATA || mime.subtype() == "mixed") {
+    if mime.type_() != mime::MULTIPART
+        || !(mime.subtype() == mime::FORM_DATA || mime.subtype() == "mixed")
+    {
         return None;
     }
-    mime.get_param(mime::BOUNDARY).map(|b| b.as_str().to_string()).filter(|b| !b.is_empty())
+    mime.get_param(mime::BOUNDARY)
+        .map(|b| b.as_str().to_string())
+        .filter(|b| !b.is_empty())
 }
 
 /// Parts as (role, bytes). The role is the raw `filename` parameter (slashes kept) minus an
 /// optional `.json`.
-async fn parse_multipart(data: Bytes, boundary: String, max_upload: usize) -> Result<Vec<(String, Bytes)>, ApiError> {
+async fn parse_multipart(
+    data: Bytes,
+    boundary: String,
+    max_upload: usize,
+) -> Result<Vec<(String, Bytes)>, ApiError> {
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(data) });
     let mut mp = multer::Multipart::new(stream, boundary);
     let mut parts = Vec::new();
@@ -477,16 +613,32 @@ async fn parse_multipart(data: Bytes, boundary: String, max_upload: usize) -> Re
         if filename.is_empty() {
             return Err(ApiError::new(Code::NoFilename));
         }
-        let role = filename.strip_suffix(".json").unwrap_or(&filename).to_string();
+        let role = filename
+            .strip_suffix(".json")
+            .unwrap_or(&filename)
+            .to_string();
         if !notary_tuf::metadata::is_valid_role(&role) {
-            return Err(ApiError::with(Code::InvalidRole, serde_json::Value::String(role)));
+            return Err(ApiError::with(
+                Code::InvalidRole,
+                serde_json::Value::String(role),
+            ));
         }
-        let bytes = field.bytes().await.map_err(|_| ApiError::new(Code::MalformedUpload))?;
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|_| ApiError::new(Code::MalformedUpload))?;
         if bytes.len() > part_limit(&role, max_upload) {
-            tracing::info!(role, bytes = bytes.len(), "part larger than its role's limit");
+            tracing::info!(
+                role,
+                bytes = bytes.len(),
+                "part larger than its role's limit"
+            );
             return Err(ApiError::with(
                 Code::TooLarge,
-                serde_json::Value::String(format!("{role} larger than {} bytes", part_limit(&role, max_upload))),
+                serde_json::Value::String(format!(
+                    "{role} larger than {} bytes",
+                    part_limit(&role, max_upload)
+                )),
             ));
         }
         // (Slices of the body: no copy.)
@@ -499,7 +651,9 @@ async fn parse_multipart(data: Bytes, boundary: String, max_upload: usize) -> Re
 /// tenth of the time chrono's format strings take.
 fn http_date(t: chrono::NaiveDateTime) -> String {
     match u64::try_from(t.and_utc().timestamp()) {
-        Ok(secs) if t.year() <= 9999 => httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
+        Ok(secs) if t.year() <= 9999 => {
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        }
         _ => t.and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
     }
 }
@@ -511,8 +665,20 @@ mod tests {
     #[test]
     fn http_dates() {
         let t = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
-        for s in ["1994-11-06 08:49:37", "2026-02-28 23:59:59", "1970-01-01 00:00:00", "1969-12-31 23:59:59", "9999-12-31 23:59:59"] {
-            assert_eq!(http_date(t(s)), t(s).and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string(), "{s}");
+        for s in [
+            "1994-11-06 08:49:37",
+            "2026-02-28 23:59:59",
+            "1970-01-01 00:00:00",
+            "1969-12-31 23:59:59",
+            "9999-12-31 23:59:59",
+        ] {
+            assert_eq!(
+                http_date(t(s)),
+                t(s).and_utc()
+                    .format("%a, %d %b %Y %H:%M:%S GMT")
+                    .to_string(),
+                "{s}"
+            );
         }
     }
 
@@ -534,8 +700,14 @@ mod tests {
 
     #[test]
     fn boundaries() {
-        assert_eq!(multipart_boundary("multipart/form-data; boundary=abc").as_deref(), Some("abc"));
-        assert_eq!(multipart_boundary("multipart/mixed; boundary=\"x y\"").as_deref(), Some("x y"));
+        assert_eq!(
+            multipart_boundary("multipart/form-data; boundary=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            multipart_boundary("multipart/mixed; boundary=\"x y\"").as_deref(),
+            Some("x y")
+        );
         assert!(multipart_boundary("application/json").is_none());
         assert!(multipart_boundary("multipart/form-data").is_none());
     }

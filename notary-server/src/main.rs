@@ -120,14 +120,25 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse_from(argv);
     if let Some(dir) = &args.generate_tls {
         let g = notary_server::tls::ensure_tls_files(dir)?;
-        println!("CA: {}\ncertificate: {}\nkey: {}", g.ca.display(), g.cert.display(), g.key.display());
+        println!(
+            "CA: {}\ncertificate: {}\nkey: {}",
+            g.ca.display(),
+            g.cert.display(),
+            g.key.display()
+        );
         return Ok(());
     }
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("notary-data"));
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("notary-data"));
     let mut settings = match &args.config {
         Some(path) => {
             let (cfg, base) = Config::load(path)?;
-            let data_dir = args.data_dir.clone().unwrap_or_else(|| base.join("notary-data"));
+            let data_dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| base.join("notary-data"));
             cfg.settings(&base, Some(data_dir))?
         }
         None => config::embedded(&data_dir, "127.0.0.1:4443"),
@@ -137,14 +148,22 @@ fn main() -> anyhow::Result<()> {
     }
     if args.command.is_some() {
         // Subcommands print their own output; the log shows only what needs attention.
-        let level = if settings.log_level == "info" { "warn" } else { &settings.log_level };
+        let level = if settings.log_level == "info" {
+            "warn"
+        } else {
+            &settings.log_level
+        };
         notary_signer::logging::init(level, &settings.log_format, "sqlx=warn");
     } else {
         notary_signer::logging::init(&settings.log_level, &settings.log_format, "sqlx=warn");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     if args.command.is_some() && args.config.is_none() {
-        notary_signer::private::create_dir(&data_dir).with_context(|| format!("creating data folder {}", data_dir.display()))?;
+        notary_signer::private::create_dir(&data_dir)
+            .with_context(|| format!("creating data folder {}", data_dir.display()))?;
     }
     match args.command {
         Some(Command::Import(a)) => return runtime.block_on(import(settings, *a)),
@@ -152,7 +171,8 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     if args.config.is_none() {
-        notary_signer::private::create_dir(&data_dir).with_context(|| format!("creating data folder {}", data_dir.display()))?;
+        notary_signer::private::create_dir(&data_dir)
+            .with_context(|| format!("creating data folder {}", data_dir.display()))?;
         let g = notary_server::tls::ensure_self_signed(&data_dir)?;
         settings.tls = Some((g.cert, g.key));
         settings.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
@@ -169,7 +189,10 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
             return Ok(Zeroizing::new(p));
         }
     }
-    let dir = settings.data_dir.as_ref().context("the local trust service needs NOTARY_SERVER_KEY_PASSPHRASE or a data folder")?;
+    let dir = settings
+        .data_dir
+        .as_ref()
+        .context("the local trust service needs NOTARY_SERVER_KEY_PASSPHRASE or a data folder")?;
     let path = dir.join("key-passphrase");
     if let Ok(p) = std::fs::read_to_string(&path) {
         return Ok(Zeroizing::new(p.trim().to_string()));
@@ -183,7 +206,12 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
             return Ok(Zeroizing::new(p.trim().to_string()));
         }
     }
-    let held: i64 = notary_signer::sql::keys_by_alias(db).await?.iter().filter(|(a, _)| a == LOCAL_ALIAS).map(|(_, n)| n).sum();
+    let held: i64 = notary_signer::sql::keys_by_alias(db)
+        .await?
+        .iter()
+        .filter(|(a, _)| a == LOCAL_ALIAS)
+        .map(|(_, n)| n)
+        .sum();
     if held > 0 {
         anyhow::bail!(
             "the database holds {held} server signing keys encrypted under a passphrase this server does not have: \
@@ -193,7 +221,8 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
             path.display()
         );
     }
-    notary_signer::private::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    notary_signer::private::create_dir(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     use rand_core::RngCore;
     let mut raw = Zeroizing::new([0u8; 32]);
     rand_core::OsRng.fill_bytes(raw.as_mut());
@@ -213,11 +242,23 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
 
 /// A database URL without its password (for messages).
 fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let (host, db) = (authority.rsplit_once('@').map_or(authority, |(_, h)| h), path.split('?').next().unwrap_or(""));
-    let user = authority.rsplit_once('@').map(|(u, _)| u.split(':').next().unwrap_or("")).unwrap_or("");
-    let user = if user.is_empty() { String::new() } else { format!("{user}@") };
+    let (host, db) = (
+        authority.rsplit_once('@').map_or(authority, |(_, h)| h),
+        path.split('?').next().unwrap_or(""),
+    );
+    let user = authority
+        .rsplit_once('@')
+        .map(|(u, _)| u.split(':').next().unwrap_or(""))
+        .unwrap_or("");
+    let user = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@")
+    };
     format!("{scheme}://{user}{host}/{db}")
 }
 
@@ -225,12 +266,23 @@ fn redacted(url: &str) -> String {
 async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoService>)> {
     // Files first, state after: a missing signer certificate must not leave a migrated
     // database or a generated passphrase behind.
-    if let TrustService::Remote { ca, client_cert, client_key, .. } = &settings.trust {
-        let ca = ca.clone().context("trust_service.tls_ca_file is required: the signer's certificate is checked against it")?;
-        TlsFiles { ca, client: client_cert.clone().zip(client_key.clone()) }
-            .read()
-            .map_err(anyhow::Error::msg)
-            .context("reading the signer TLS files")?;
+    if let TrustService::Remote {
+        ca,
+        client_cert,
+        client_key,
+        ..
+    } = &settings.trust
+    {
+        let ca = ca.clone().context(
+            "trust_service.tls_ca_file is required: the signer's certificate is checked against it",
+        )?;
+        TlsFiles {
+            ca,
+            client: client_cert.clone().zip(client_key.clone()),
+        }
+        .read()
+        .map_err(anyhow::Error::msg)
+        .context("reading the signer TLS files")?;
     }
     let db = Db::connect(&settings.db_url, &settings.pool).await.with_context(|| {
         format!(
@@ -240,29 +292,56 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
         )
     })?;
     let store = if settings.read_only {
-        SqlStore::read_only(db.clone()).await.context("checking the read-only database")?
+        SqlStore::read_only(db.clone())
+            .await
+            .context("checking the read-only database")?
     } else {
-        SqlStore::new(db.clone()).await.context("preparing the database schema")?
+        SqlStore::new(db.clone())
+            .await
+            .context("preparing the database schema")?
     };
     let (crypto, key_algorithm): (Arc<dyn CryptoService>, String) = match settings.trust.clone() {
         // A read-only instance never signs: no key store (and nothing written to the database).
-        TrustService::Local { key_algorithm, .. } if settings.read_only => (Arc::new(MemoryKeyStore::new()), key_algorithm),
-        TrustService::Local { key_algorithm, persist: true } => {
+        TrustService::Local { key_algorithm, .. } if settings.read_only => {
+            (Arc::new(MemoryKeyStore::new()), key_algorithm)
+        }
+        TrustService::Local {
+            key_algorithm,
+            persist: true,
+        } => {
             let pass = local_passphrase(settings, &db).await?;
-            let keys = SqlKeyStore::new(db.clone(), Passphrases::single(LOCAL_ALIAS, pass)).await.context("preparing the key store")?;
+            let keys = SqlKeyStore::new(db.clone(), Passphrases::single(LOCAL_ALIAS, pass))
+                .await
+                .context("preparing the key store")?;
             keys.check_aliases().await.with_context(|| {
                 format!("the server's signing keys cannot be decrypted: check {PASSPHRASE_ENV} or the data folder's key-passphrase")
             })?;
             (Arc::new(keys), key_algorithm)
         }
-        TrustService::Local { key_algorithm, persist: false } => (Arc::new(MemoryKeyStore::new()), key_algorithm),
-        TrustService::Remote { signers, key_algorithm, ca, client_cert, client_key, timeout } => {
+        TrustService::Local {
+            key_algorithm,
+            persist: false,
+        } => (Arc::new(MemoryKeyStore::new()), key_algorithm),
+        TrustService::Remote {
+            signers,
+            key_algorithm,
+            ca,
+            client_cert,
+            client_key,
+            timeout,
+        } => {
             let Some(ca) = ca else {
                 anyhow::bail!("trust_service.tls_ca_file is required: the signer's certificate is checked against it")
             };
             // The files are re-read when they change (certificate rotation without a restart).
-            let files = TlsFiles { ca, client: client_cert.zip(client_key) };
-            let (ca_pem, client_identity) = files.read().map_err(anyhow::Error::msg).context("reading the signer TLS files")?;
+            let files = TlsFiles {
+                ca,
+                client: client_cert.zip(client_key),
+            };
+            let (ca_pem, client_identity) = files
+                .read()
+                .map_err(anyhow::Error::msg)
+                .context("reading the signer TLS files")?;
             let mut members = Vec::new();
             for (hostname, port) in signers {
                 let cfg = RemoteConfig {
@@ -273,7 +352,10 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
                     timeout,
                     files: Some(files.clone()),
                 };
-                members.push((format!("{hostname}:{port}"), RemoteCryptoService::new(cfg).context("configuring the signer connection")?));
+                members.push((
+                    format!("{hostname}:{port}"),
+                    RemoteCryptoService::new(cfg).context("configuring the signer connection")?,
+                ));
             }
             tracing::info!(signers = ?members.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), "using remote notary-signer(s)");
             let failover = FailoverCryptoService::new(members);
@@ -281,20 +363,29 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
             (failover, key_algorithm)
         }
     };
-    let cache = Arc::new(notary_server::cache::MetaCache::new(settings.cache_files, settings.cache_repositories, settings.cache_bytes));
+    let cache = Arc::new(notary_server::cache::MetaCache::new(
+        settings.cache_files,
+        settings.cache_repositories,
+        settings.cache_bytes,
+    ));
     let service = Arc::new(RepoService::new(
-        Arc::new(TimedStore::new(store, settings.pool.statement_timeout + std::time::Duration::from_secs(2))),
+        Arc::new(TimedStore::new(
+            store,
+            settings.pool.statement_timeout + std::time::Duration::from_secs(2),
+        )),
         cache,
         crypto,
         key_algorithm,
         std::time::Duration::from_secs(1),
         settings.read_only,
         match &db {
-            Db::Postgres(pool) if !settings.read_only => Some(notary_server::freshness::Announcing {
-                pool: pool.clone(),
-                fast_reads: settings.fast_reads,
-                timing: Default::default(),
-            }),
+            Db::Postgres(pool) if !settings.read_only => {
+                Some(notary_server::freshness::Announcing {
+                    pool: pool.clone(),
+                    fast_reads: settings.fast_reads,
+                    timing: Default::default(),
+                })
+            }
             _ => None,
         },
     ));
@@ -322,10 +413,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         upload_timeout: settings.upload_timeout,
         metrics: Arc::new(Metrics::default()),
         auth: match &settings.token_auth {
-            Some(t) => Some(notary_server::auth::TokenAuth::new(&t.realm, &t.service, &t.issuer, &t.rootcertbundle, t.autoredirect)?),
+            Some(t) => Some(notary_server::auth::TokenAuth::new(
+                &t.realm,
+                &t.service,
+                &t.issuer,
+                &t.rootcertbundle,
+                t.autoredirect,
+            )?),
             None => None,
         },
-        upload_budget: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_upload_bytes / 1024)),
+        upload_budget: Arc::new(tokio::sync::Semaphore::new(
+            settings.max_concurrent_upload_bytes / 1024,
+        )),
         upload_budget_kib: settings.max_concurrent_upload_bytes / 1024,
         // Token auth decides who may create keys; without it, a per-address allowance.
         key_limiter: match &settings.token_auth {
@@ -333,18 +432,40 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             None => notary_server::http::KeyLimiter::new(settings.key_creations_per_minute),
         },
     });
-    let listener = std::net::TcpListener::bind(&settings.http_addr).with_context(|| format!("listening on {}", settings.http_addr))?;
+    let listener = std::net::TcpListener::bind(&settings.http_addr)
+        .with_context(|| format!("listening on {}", settings.http_addr))?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let url = format!("{scheme}://{}", settings.http_addr.replace("0.0.0.0", "127.0.0.1"));
-    tracing::info!(url, db = db.backend(), read_only = settings.read_only, "notary-server ready");
-    println!("notary-server listening on {url} (storage: {})", db.backend());
+    let url = format!(
+        "{scheme}://{}",
+        settings.http_addr.replace("0.0.0.0", "127.0.0.1")
+    );
+    tracing::info!(
+        url,
+        db = db.backend(),
+        read_only = settings.read_only,
+        "notary-server ready"
+    );
+    println!(
+        "notary-server listening on {url} (storage: {})",
+        db.backend()
+    );
     if let Some(ca) = &settings.generated_ca {
         println!("TLS: self-signed; clients need the CA {}", ca.display());
-        println!("  e.g. notary -s {url} --tlscacert {} -d ~/.notary list <gun>", ca.display());
+        println!(
+            "  e.g. notary -s {url} --tlscacert {} -d ~/.notary list <gun>",
+            ca.display()
+        );
     }
-    serve(listener, tls.map(Arc::new), state.clone(), Limits::default(), shutdown_signal()).await;
+    serve(
+        listener,
+        tls.map(Arc::new),
+        state.clone(),
+        Limits::default(),
+        shutdown_signal(),
+    )
+    .await;
     state.service.leave().await;
     Ok(())
 }
@@ -358,15 +479,26 @@ async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
     let source = match (&a.from, a.from_trust_dir.is_empty()) {
         (Some(url), true) => {
             let ca = match &a.tlscacert {
-                Some(p) => Some(std::fs::read(p).with_context(|| format!("reading --tlscacert {}", p.display()))?),
+                Some(p) => Some(
+                    std::fs::read(p)
+                        .with_context(|| format!("reading --tlscacert {}", p.display()))?,
+                ),
                 None => None,
             };
             let credentials = import_credentials(&a, url)?;
-            Source::Server(notary_server::client::NotaryClient::new(url, ca.as_deref(), credentials)?)
+            Source::Server(notary_server::client::NotaryClient::new(
+                url,
+                ca.as_deref(),
+                credentials,
+            )?)
         }
         (None, false) => {
             for d in &a.from_trust_dir {
-                anyhow::ensure!(d.join("tuf").is_dir(), "{}: not a trust directory (no tuf/ folder)", d.display());
+                anyhow::ensure!(
+                    d.join("tuf").is_dir(),
+                    "{}: not a trust directory (no tuf/ folder)",
+                    d.display()
+                );
             }
             Source::TrustDirs(a.from_trust_dir.clone())
         }
@@ -374,42 +506,73 @@ async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
     };
     let mut guns = a.gun.clone();
     if let Some(f) = &a.gun_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading --gun-file {}", f.display()))?;
-        guns.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading --gun-file {}", f.display()))?;
+        guns.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
     }
     if a.all {
-        guns.extend(source.all_guns().await.context("listing the source's repositories (--all)")?);
+        guns.extend(
+            source
+                .all_guns()
+                .await
+                .context("listing the source's repositories (--all)")?,
+        );
     }
     let mut seen = std::collections::HashSet::new();
     guns.retain(|g| seen.insert(g.clone()));
-    anyhow::ensure!(!guns.is_empty(), "no repository to import: give --gun GUN, --gun-file FILE or --all");
+    anyhow::ensure!(
+        !guns.is_empty(),
+        "no repository to import: give --gun GUN, --gun-file FILE or --all"
+    );
     let (_db, service) = build_service(&settings).await?;
-    let opts = import::Options { replace: a.replace, dry_run: a.dry_run, public_url: a.public_url.clone() };
+    let opts = import::Options {
+        replace: a.replace,
+        dry_run: a.dry_run,
+        public_url: a.public_url.clone(),
+    };
     let reports = import::import_all(&service, &source, &guns, &opts).await;
     print!("{}", import::summary_table(&reports));
     if let Some(path) = &a.report {
-        std::fs::write(path, serde_json::to_vec_pretty(&reports)?).with_context(|| format!("writing --report {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&reports)?)
+            .with_context(|| format!("writing --report {}", path.display()))?;
     }
     let failed = reports.iter().filter(|r| r.result == "failed").count();
-    anyhow::ensure!(failed == 0, "{failed} of {} repositories failed (nothing of them was stored)", reports.len());
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} repositories failed (nothing of them was stored)",
+        reports.len()
+    );
     Ok(())
 }
 
 /// The source's registry credentials: --username with a password from standard input or the
 /// environment, else the docker config's `auths` entry for the source's host, else none.
-fn import_credentials(a: &ImportArgs, url: &str) -> anyhow::Result<Option<notary_server::client::Credentials>> {
+fn import_credentials(
+    a: &ImportArgs,
+    url: &str,
+) -> anyhow::Result<Option<notary_server::client::Credentials>> {
     use notary_server::client::{docker_config_credentials, Credentials};
     if let Some(user) = &a.username {
         let password = if a.password_stdin {
             let mut line = Zeroizing::new(String::new());
-            std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
             Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string())
         } else {
             Zeroizing::new(std::env::var(IMPORT_PASSWORD_ENV).with_context(|| {
                 format!("--username needs a password: --password-stdin, or the environment variable {IMPORT_PASSWORD_ENV}")
             })?)
         };
-        return Ok(Some(Credentials { username: user.clone(), password }));
+        return Ok(Some(Credentials {
+            username: user.clone(),
+            password,
+        }));
     }
     let path = match &a.docker_config {
         Some(p) => p.clone(),
@@ -421,25 +584,48 @@ fn import_credentials(a: &ImportArgs, url: &str) -> anyhow::Result<Option<notary
             },
         },
     };
-    let Ok(config) = std::fs::read(&path) else { return Ok(None) };
-    let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default();
+    let Ok(config) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or_default();
     Ok(docker_config_credentials(&config, host))
 }
 
 /// `notary-server imported`.
 async fn imported(settings: Settings, json: bool) -> anyhow::Result<()> {
     let (_db, service) = build_service(&settings).await?;
-    let list = service.imported().await.map_err(|e| anyhow::anyhow!("listing imported repositories: {:?}", e.code))?;
+    let list = service
+        .imported()
+        .await
+        .map_err(|e| anyhow::anyhow!("listing imported repositories: {:?}", e.code))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    let mut rows = vec![["GUN", "TIMESTAMP", "EXPIRES", "KEYS HERE", "STATUS", "SOURCE"].map(String::from)];
+    let mut rows = vec![[
+        "GUN",
+        "TIMESTAMP",
+        "EXPIRES",
+        "KEYS HERE",
+        "STATUS",
+        "SOURCE",
+    ]
+    .map(String::from)];
     for k in &list {
         rows.push([
             k.gun.clone(),
-            k.timestamp_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-            k.timestamp_expires.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_else(|| "-".into()),
+            k.timestamp_version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            k.timestamp_expires
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "-".into()),
             match (k.holds_timestamp_key, k.holds_snapshot_key) {
                 (true, true) => "timestamp, snapshot",
                 (true, false) => "timestamp",
@@ -447,13 +633,24 @@ async fn imported(settings: Settings, json: bool) -> anyhow::Result<()> {
                 (false, false) => "none",
             }
             .into(),
-            if k.awaits_rotation() { "awaits rotation" } else { "ok" }.into(),
+            if k.awaits_rotation() {
+                "awaits rotation"
+            } else {
+                "ok"
+            }
+            .into(),
             k.source.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     for r in &rows {
-        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", cells.join("  ").trim_end());
     }
     let awaiting = list.iter().filter(|k| k.awaits_rotation()).count();

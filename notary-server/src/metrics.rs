@@ -9,8 +9,10 @@ use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds (fine around the 1–2 ms a cached read takes
 /// under load, coarse beyond).
-pub const LATENCY_BUCKETS: [f64; 19] =
-    [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS: [f64; 19] = [
+    0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -35,10 +37,15 @@ impl Metrics {
     /// router to its response, the body not yet sent).
     pub fn observe(&self, operation: &'static str, method: &str, code: u16, took: Duration) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *m.requests.entry((operation, method.to_lowercase(), code)).or_default() += 1;
+        *m.requests
+            .entry((operation, method.to_lowercase(), code))
+            .or_default() += 1;
         let h = m.latency.entry(operation).or_default();
         let secs = took.as_secs_f64();
-        let bucket = LATENCY_BUCKETS.iter().position(|&le| secs <= le).unwrap_or(LATENCY_BUCKETS.len());
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(LATENCY_BUCKETS.len());
         h.counts[bucket] += 1;
         h.sum += secs;
     }
@@ -61,7 +68,10 @@ impl Metrics {
             }
             cumulative += h.counts[LATENCY_BUCKETS.len()];
             out.push_str(&format!("notary_rs_http_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {cumulative}\n"));
-            out.push_str(&format!("notary_rs_http_request_duration_seconds_sum{{operation=\"{op}\"}} {}\n", h.sum));
+            out.push_str(&format!(
+                "notary_rs_http_request_duration_seconds_sum{{operation=\"{op}\"}} {}\n",
+                h.sum
+            ));
             out.push_str(&format!("notary_rs_http_request_duration_seconds_count{{operation=\"{op}\"}} {cumulative}\n"));
         }
         out
@@ -81,7 +91,11 @@ mod tests {
         let out = m.render();
         let value = |le: &str| -> u64 {
             let prefix = format!("notary_rs_http_request_duration_seconds_bucket{{operation=\"GetRole\",le=\"{le}\"}} ");
-            out.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("{le} missing:\n{out}")).parse().unwrap()
+            out.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("{le} missing:\n{out}"))
+                .parse()
+                .unwrap()
         };
         assert_eq!(value("0.00025"), 1);
         assert_eq!(value("0.001"), 2);
@@ -89,7 +103,8 @@ mod tests {
         assert_eq!(value("0.05"), 5);
         assert_eq!(value("10"), 5);
         assert_eq!(value("+Inf"), 6);
-        assert!(out.contains("notary_rs_http_request_duration_seconds_count{operation=\"GetRole\"} 6\n"));
+        assert!(out
+            .contains("notary_rs_http_request_duration_seconds_count{operation=\"GetRole\"} 6\n"));
         assert!(out.contains("notary_server_http_requests_total{code=\"200\",method=\"get\",operation=\"GetRole\"} 6\n"));
     }
 }

@@ -38,7 +38,11 @@ pub enum RekeyError {
         "no root private key of {gun} in {dirs}: the root lists key(s) {ids}; \
          pass the trust directory that initialised the repository with --trust-dir"
     )]
-    NoRootKey { gun: String, dirs: String, ids: String },
+    NoRootKey {
+        gun: String,
+        dirs: String,
+        ids: String,
+    },
 }
 
 /// Decrypt a private key file written by the Go notary client or `docker trust`: PEM
@@ -58,7 +62,8 @@ pub fn decrypt_key_file(pem_bytes: &[u8], passphrase: &str) -> Result<PrivateKey
     if block.headers().get("Proc-Type").is_some() {
         return Err("legacy PEM encryption (Proc-Type) is not supported: export the key with notary 0.6 or later".into());
     }
-    let unsupported = || "not an ECDSA P-256 or Ed25519 key (RSA root keys cannot be used here)".to_string();
+    let unsupported =
+        || "not an ECDSA P-256 or Ed25519 key (RSA root keys cannot be used here)".to_string();
     if let Ok(k) = PrivateKey::from_go_bytes(notary_tuf::keys::ECDSA, &der) {
         return Ok(k);
     }
@@ -75,13 +80,18 @@ pub fn decrypt_key_file(pem_bytes: &[u8], passphrase: &str) -> Result<PrivateKey
         der[header + 2] = 0;
     }
     let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).map_err(|_| unsupported())?;
-    const EC_PUBLIC_KEY: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const EC_PUBLIC_KEY: pkcs8::ObjectIdentifier =
+        pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
     const ED25519: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
     match info.algorithm.oid {
-        EC_PUBLIC_KEY => PrivateKey::from_go_bytes(notary_tuf::keys::ECDSA, info.private_key).map_err(|_| unsupported()),
+        EC_PUBLIC_KEY => PrivateKey::from_go_bytes(notary_tuf::keys::ECDSA, info.private_key)
+            .map_err(|_| unsupported()),
         // Ed25519 PKCS#8: the private key is an OCTET STRING holding the 32-byte seed.
         ED25519 => {
-            let seed = info.private_key.strip_prefix(&[0x04, 0x20]).unwrap_or(info.private_key);
+            let seed = info
+                .private_key
+                .strip_prefix(&[0x04, 0x20])
+                .unwrap_or(info.private_key);
             PrivateKey::from_go_bytes(notary_tuf::keys::ED25519, seed).map_err(|_| unsupported())
         }
         _ => Err(unsupported()),
@@ -92,12 +102,17 @@ pub fn decrypt_key_file(pem_bytes: &[u8], passphrase: &str) -> Result<PrivateKey
 /// name is one of `ids`.
 pub fn find_key_files(dir: &Path, ids: &[String]) -> Vec<PathBuf> {
     fn walk(dir: &Path, ids: &[String], out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, ids, out);
-            } else if p.file_stem().and_then(|s| s.to_str()).is_some_and(|s| ids.iter().any(|id| id == s))
+            } else if p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|s| ids.iter().any(|id| id == s))
                 && p.extension().is_some_and(|x| x == "key")
             {
                 out.push(p);
@@ -121,8 +136,13 @@ fn parse_key(body: &[u8]) -> Result<PublicKey, RekeyError> {
     use base64::Engine;
     let bad = || RekeyError::Repository("the server's key answer is not a public key".into());
     let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
-    let public = base64::engine::general_purpose::STANDARD.decode(v["keyval"]["public"].as_str().ok_or_else(bad)?).map_err(|_| bad())?;
-    Ok(PublicKey::new(v["keytype"].as_str().ok_or_else(bad)?, public))
+    let public = base64::engine::general_purpose::STANDARD
+        .decode(v["keyval"]["public"].as_str().ok_or_else(bad)?)
+        .map_err(|_| bad())?;
+    Ok(PublicKey::new(
+        v["keytype"].as_str().ok_or_else(bad)?,
+        public,
+    ))
 }
 
 /// Replace the timestamp and snapshot keys of `gun` on the server `client` talks to, signing
@@ -135,74 +155,167 @@ pub async fn rekey(
 ) -> Result<Rekeyed, RekeyError> {
     let pull = format!("repository:{gun}:pull");
     let tuf = |f: &str| format!("/v2/{gun}/_trust/tuf/{f}");
-    let raw =
-        client.get(&tuf("root.json"), &pull).await?.ok_or_else(|| RekeyError::Repository(format!("the server has no repository {gun}")))?;
-    let file = SignedFile::parse(&raw).map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
-    let root: Root = file.body().map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
-    let role = root.roles.get(md::ROOT).cloned().flatten().ok_or_else(|| RekeyError::Repository("its root has no root role".into()))?;
+    let raw = client
+        .get(&tuf("root.json"), &pull)
+        .await?
+        .ok_or_else(|| RekeyError::Repository(format!("the server has no repository {gun}")))?;
+    let file = SignedFile::parse(&raw)
+        .map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
+    let root: Root = file
+        .body()
+        .map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
+    let role = root
+        .roles
+        .get(md::ROOT)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| RekeyError::Repository("its root has no root role".into()))?;
 
     // The owner's root keys: files named by the bare key's ID (Notary's canonical ID).
-    let listed: Vec<(String, PublicKey)> = role.keyids.iter().filter_map(|id| root.keys.get(id).map(|k| (id.clone(), k.clone()))).collect();
+    let listed: Vec<(String, PublicKey)> = role
+        .keyids
+        .iter()
+        .filter_map(|id| root.keys.get(id).map(|k| (id.clone(), k.clone())))
+        .collect();
     let mut signers_keys: Vec<(PrivateKey, PublicKey)> = Vec::new();
     let mut pass: Option<Zeroizing<String>> = None;
     for (_, public) in &listed {
         let ids = vec![public.canonical_id(), public.id()];
-        let Some(path) = trust_dirs.iter().flat_map(|d| find_key_files(d, &ids)).next() else { continue };
-        let pem = Zeroizing::new(std::fs::read(&path).map_err(|e| RekeyError::Key { path: path.clone(), msg: e.to_string() })?);
+        let Some(path) = trust_dirs
+            .iter()
+            .flat_map(|d| find_key_files(d, &ids))
+            .next()
+        else {
+            continue;
+        };
+        let pem = Zeroizing::new(std::fs::read(&path).map_err(|e| RekeyError::Key {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?);
         if pass.is_none() {
-            pass = Some(passphrase().map_err(|msg| RekeyError::Key { path: path.clone(), msg })?);
+            pass = Some(passphrase().map_err(|msg| RekeyError::Key {
+                path: path.clone(),
+                msg,
+            })?);
         }
-        let key = decrypt_key_file(&pem, pass.as_deref().map(String::as_str).unwrap_or_default())
-            .map_err(|msg| RekeyError::Key { path: path.clone(), msg })?;
+        let key = decrypt_key_file(
+            &pem,
+            pass.as_deref().map(String::as_str).unwrap_or_default(),
+        )
+        .map_err(|msg| RekeyError::Key {
+            path: path.clone(),
+            msg,
+        })?;
         if key.public_key().id() != public.canonical_id() {
-            return Err(RekeyError::Key { path, msg: "this key does not match the root's certificate".into() });
+            return Err(RekeyError::Key {
+                path,
+                msg: "this key does not match the root's certificate".into(),
+            });
         }
         signers_keys.push((key, public.clone()));
     }
     if (signers_keys.len() as i64) < role.threshold.max(1) {
         return Err(RekeyError::NoRootKey {
             gun: gun.to_string(),
-            dirs: trust_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
-            ids: listed.iter().map(|(_, k)| k.canonical_id()).collect::<Vec<_>>().join(", "),
+            dirs: trust_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            ids: listed
+                .iter()
+                .map(|(_, k)| k.canonical_id())
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
 
     // New server keys, then the new root listing them.
     let admin = format!("repository:{gun}:*");
-    let ts = parse_key(&client.post(&tuf("timestamp.key"), &admin, Body::None).await?)?;
-    let sn = parse_key(&client.post(&tuf("snapshot.key"), &admin, Body::None).await?)?;
+    let ts = parse_key(
+        &client
+            .post(&tuf("timestamp.key"), &admin, Body::None)
+            .await?,
+    )?;
+    let sn = parse_key(
+        &client
+            .post(&tuf("snapshot.key"), &admin, Body::None)
+            .await?,
+    )?;
     let body = next_root(&file.signed, &ts, &sn)?;
-    let signers: Vec<Signer> = signers_keys.iter().map(|(k, p)| Signer { key: k, public: p.clone() }).collect();
-    let new_root = sign(&body, &signers).map_err(|e| RekeyError::Repository(format!("canonical JSON: {e}")))?;
+    let signers: Vec<Signer> = signers_keys
+        .iter()
+        .map(|(k, p)| Signer {
+            key: k,
+            public: p.clone(),
+        })
+        .collect();
+    let new_root = sign(&body, &signers)
+        .map_err(|e| RekeyError::Repository(format!("canonical JSON: {e}")))?;
     let version = file.common.version + 1;
     let (content_type, bytes) = notary_tuf::builder::multipart(&[(md::ROOT, &new_root)]);
-    client.post(&format!("/v2/{gun}/_trust/tuf/"), &format!("repository:{gun}:push,pull"), Body::Multipart { content_type, bytes }).await?;
-    Ok(Rekeyed { root_version: version, timestamp_key: ts.id(), snapshot_key: sn.id() })
+    client
+        .post(
+            &format!("/v2/{gun}/_trust/tuf/"),
+            &format!("repository:{gun}:push,pull"),
+            Body::Multipart {
+                content_type,
+                bytes,
+            },
+        )
+        .await?;
+    Ok(Rekeyed {
+        root_version: version,
+        timestamp_key: ts.id(),
+        snapshot_key: sn.id(),
+    })
 }
 
 /// The next root body: `prev` with new timestamp and snapshot keys (threshold 1), keys no role
 /// uses any more dropped, the version incremented, and an expiry at least a year away.
-pub fn next_root(prev: &Value, timestamp: &PublicKey, snapshot: &PublicKey) -> Result<Value, RekeyError> {
+pub fn next_root(
+    prev: &Value,
+    timestamp: &PublicKey,
+    snapshot: &PublicKey,
+) -> Result<Value, RekeyError> {
     use base64::Engine;
     let mut body = prev.clone();
     let bad = |what: &str| RekeyError::Repository(format!("its root has no {what}"));
     let version = body["version"].as_i64().ok_or_else(|| bad("version"))?;
     let roles = body["roles"].as_object_mut().ok_or_else(|| bad("roles"))?;
-    roles.insert(md::TIMESTAMP.into(), json!({"keyids": [timestamp.id()], "threshold": 1}));
-    roles.insert(md::SNAPSHOT.into(), json!({"keyids": [snapshot.id()], "threshold": 1}));
-    let used: std::collections::BTreeSet<String> =
-        roles.values().filter_map(|r| r["keyids"].as_array()).flatten().filter_map(|k| k.as_str().map(String::from)).collect();
+    roles.insert(
+        md::TIMESTAMP.into(),
+        json!({"keyids": [timestamp.id()], "threshold": 1}),
+    );
+    roles.insert(
+        md::SNAPSHOT.into(),
+        json!({"keyids": [snapshot.id()], "threshold": 1}),
+    );
+    let used: std::collections::BTreeSet<String> = roles
+        .values()
+        .filter_map(|r| r["keyids"].as_array())
+        .flatten()
+        .filter_map(|k| k.as_str().map(String::from))
+        .collect();
     let keys = body["keys"].as_object_mut().ok_or_else(|| bad("keys"))?;
     keys.retain(|id, _| used.contains(id));
     for k in [timestamp, snapshot] {
         let b64 = base64::engine::general_purpose::STANDARD.encode(&k.public);
-        keys.insert(k.id(), json!({"keytype": k.keytype, "keyval": {"private": null, "public": b64}}));
+        keys.insert(
+            k.id(),
+            json!({"keytype": k.keytype, "keyval": {"private": null, "public": b64}}),
+        );
     }
     body["version"] = json!(version + 1);
-    let expires = body["expires"].as_str().and_then(notary_tuf::time::parse_rfc3339).map(|t| t.with_timezone(&chrono::Utc));
+    let expires = body["expires"]
+        .as_str()
+        .and_then(notary_tuf::time::parse_rfc3339)
+        .map(|t| t.with_timezone(&chrono::Utc));
     let year = chrono::Utc::now() + chrono::Duration::days(365);
     if expires.is_none_or(|t| t < year) {
-        body["expires"] = json!(notary_tuf::time::format_go(&(chrono::Utc::now() + chrono::Duration::days(3650))));
+        body["expires"] = json!(notary_tuf::time::format_go(
+            &(chrono::Utc::now() + chrono::Duration::days(3650))
+        ));
     }
     Ok(body)
 }
@@ -213,18 +326,26 @@ mod tests {
 
     /// A root key as Debian's notary 0.7.0 wrote it (`notary init`, passphrase "rp"): PKCS#8
     /// version 1, PBES2 (PBKDF2-SHA1, AES-256-CBC), a `role: root` header.
-    const GO_ROOT_KEY: &str = include_str!("../../fixtures/go-notary-0.7/root-key-passphrase-rp.pem");
+    const GO_ROOT_KEY: &str =
+        include_str!("../../fixtures/go-notary-0.7/root-key-passphrase-rp.pem");
 
     #[test]
     fn decrypts_a_go_client_root_key() {
-        let Ok(k) = decrypt_key_file(GO_ROOT_KEY.as_bytes(), "rp") else { panic!("the Go key decrypts") };
+        let Ok(k) = decrypt_key_file(GO_ROOT_KEY.as_bytes(), "rp") else {
+            panic!("the Go key decrypts")
+        };
         assert_eq!(k.algorithm(), "ecdsa");
-        assert!(decrypt_key_file(GO_ROOT_KEY.as_bytes(), "wrong").err().is_some_and(|e| e.contains("wrong passphrase")));
+        assert!(decrypt_key_file(GO_ROOT_KEY.as_bytes(), "wrong")
+            .err()
+            .is_some_and(|e| e.contains("wrong passphrase")));
     }
 
     #[test]
     fn next_root_swaps_the_server_keys_and_bumps_the_version() {
-        let (ts, sn) = (PrivateKey::generate("ecdsa").unwrap().public_key(), PrivateKey::generate("ecdsa").unwrap().public_key());
+        let (ts, sn) = (
+            PrivateKey::generate("ecdsa").unwrap().public_key(),
+            PrivateKey::generate("ecdsa").unwrap().public_key(),
+        );
         let prev = json!({"_type": "Root", "version": 3, "expires": "2020-01-01T00:00:00Z", "consistent_snapshot": false,
             "keys": {"r": {}, "t": {}, "old-ts": {}, "old-sn": {}},
             "roles": {"root": {"keyids": ["r"], "threshold": 1}, "targets": {"keyids": ["t"], "threshold": 1},

@@ -27,7 +27,11 @@ const TUF: &str = "/_trust/tuf/";
 /// The GUN and the rest of the path, for the longest GUN whose rest `rest_ok` accepts. `rest_ok`
 /// also gets whether the rest is *clean* (no whitespace, no empty segment), which is all a
 /// delegation role needs beyond its prefix: known per candidate from one scan.
-fn split_gun<'p, T>(path: &'p str, sep: &str, rest_ok: impl Fn(&'p str, bool) -> Option<T>) -> Option<(&'p str, T)> {
+fn split_gun<'p, T>(
+    path: &'p str,
+    sep: &str,
+    rest_ok: impl Fn(&'p str, bool) -> Option<T>,
+) -> Option<(&'p str, T)> {
     let tail = path.strip_prefix("/v2/")?;
     // A GUN has no '*': only separators before the first one can end it.
     let limit = tail.find('*').unwrap_or(tail.len());
@@ -82,7 +86,8 @@ pub fn by_hash(path: &str) -> Option<(&str, &str, &str)> {
             }
             let (role, dot_sum) = stem.split_at(cut);
             let sum = dot_sum.strip_prefix('.')?;
-            (sum.bytes().all(|b| b.is_ascii_hexdigit()) && is_role(role, clean)).then_some((role, sum))
+            (sum.bytes().all(|b| b.is_ascii_hexdigit()) && is_role(role, clean))
+                .then_some((role, sum))
         })
     })
     .map(|(gun, (role, sum))| (gun, role, sum))
@@ -93,7 +98,10 @@ pub fn by_version(path: &str) -> Option<(&str, &str, &str)> {
     split_gun(path, TUF, |rest, clean| {
         // The digits end at the first non-digit, which is before the next '/': linear overall.
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let role = rest.strip_suffix(".json")?.get(digits..)?.strip_prefix('.')?;
+        let role = rest
+            .strip_suffix(".json")?
+            .get(digits..)?
+            .strip_prefix('.')?;
         (digits > 0 && is_role(role, clean)).then_some((&rest[..digits], role))
     })
     .map(|(gun, (version, role))| (gun, version, role))
@@ -101,17 +109,25 @@ pub fn by_version(path: &str) -> Option<(&str, &str, &str)> {
 
 /// `…/_trust/tuf/<role>.json`: (GUN, role).
 pub fn current(path: &str) -> Option<(&str, &str)> {
-    split_gun(path, TUF, |rest, clean| rest.strip_suffix(".json").filter(|r| is_role(r, clean)))
+    split_gun(path, TUF, |rest, clean| {
+        rest.strip_suffix(".json").filter(|r| is_role(r, clean))
+    })
 }
 
 /// `…/_trust/tuf/<snapshot|timestamp>.key`: (GUN, role).
 pub fn key(path: &str) -> Option<(&str, &str)> {
-    split_gun(path, TUF, |rest, _| rest.strip_suffix(".key").filter(|r| matches!(*r, "snapshot" | "timestamp")))
+    split_gun(path, TUF, |rest, _| {
+        rest.strip_suffix(".key")
+            .filter(|r| matches!(*r, "snapshot" | "timestamp"))
+    })
 }
 
 /// `…/_trust/changefeed`: the GUN.
 pub fn changefeed(path: &str) -> Option<&str> {
-    split_gun(path, "/_trust/changefeed", |rest, _| rest.is_empty().then_some(())).map(|(gun, ())| gun)
+    split_gun(path, "/_trust/changefeed", |rest, _| {
+        rest.is_empty().then_some(())
+    })
+    .map(|(gun, ())| gun)
 }
 
 #[cfg(test)]
@@ -155,12 +171,36 @@ mod tests {
     }
 
     fn check(o: &Oracle, p: &str) {
-        assert_eq!(update(p).map(|g| vec![g]), caps(&o.update, p, &["gun"]), "update {p:?}");
-        assert_eq!(by_hash(p).map(|(g, r, c)| vec![g, r, c]), caps(&o.by_hash, p, &["gun", "role", "checksum"]), "by_hash {p:?}");
-        assert_eq!(by_version(p).map(|(g, v, r)| vec![g, v, r]), caps(&o.by_version, p, &["gun", "version", "role"]), "by_version {p:?}");
-        assert_eq!(current(p).map(|(g, r)| vec![g, r]), caps(&o.current, p, &["gun", "role"]), "current {p:?}");
-        assert_eq!(key(p).map(|(g, r)| vec![g, r]), caps(&o.key, p, &["gun", "role"]), "key {p:?}");
-        assert_eq!(changefeed(p).map(|g| vec![g]), caps(&o.changefeed, p, &["gun"]), "changefeed {p:?}");
+        assert_eq!(
+            update(p).map(|g| vec![g]),
+            caps(&o.update, p, &["gun"]),
+            "update {p:?}"
+        );
+        assert_eq!(
+            by_hash(p).map(|(g, r, c)| vec![g, r, c]),
+            caps(&o.by_hash, p, &["gun", "role", "checksum"]),
+            "by_hash {p:?}"
+        );
+        assert_eq!(
+            by_version(p).map(|(g, v, r)| vec![g, v, r]),
+            caps(&o.by_version, p, &["gun", "version", "role"]),
+            "by_version {p:?}"
+        );
+        assert_eq!(
+            current(p).map(|(g, r)| vec![g, r]),
+            caps(&o.current, p, &["gun", "role"]),
+            "current {p:?}"
+        );
+        assert_eq!(
+            key(p).map(|(g, r)| vec![g, r]),
+            caps(&o.key, p, &["gun", "role"]),
+            "key {p:?}"
+        );
+        assert_eq!(
+            changefeed(p).map(|g| vec![g]),
+            caps(&o.changefeed, p, &["gun"]),
+            "changefeed {p:?}"
+        );
     }
 
     #[test]
@@ -170,8 +210,14 @@ mod tests {
             Some(("docker.io/library/alpine", "targets/releases"))
         );
         let h = "a".repeat(64);
-        assert_eq!(by_hash(&format!("/v2/x/y/_trust/tuf/snapshot.{h}.json")), Some(("x/y", "snapshot", h.as_str())));
-        assert_eq!(by_version("/v2/x/_trust/tuf/3.root.json"), Some(("x", "3", "root")));
+        assert_eq!(
+            by_hash(&format!("/v2/x/y/_trust/tuf/snapshot.{h}.json")),
+            Some(("x/y", "snapshot", h.as_str()))
+        );
+        assert_eq!(
+            by_version("/v2/x/_trust/tuf/3.root.json"),
+            Some(("x", "3", "root"))
+        );
         assert_eq!(current("/v2/x/_trust/tuf/Targets.json"), None);
         assert_eq!(current("/v2/a*b/_trust/tuf/root.json"), None);
         assert_eq!(key("/v2/x/_trust/tuf/root.key"), None);
@@ -186,7 +232,15 @@ mod tests {
     fn hostile_paths_route_as_the_patterns() {
         let o = oracle();
         let body = "targets/_trust/tuf/".repeat(200);
-        for last in ["", " ", "x.json", "targets/a.json", "7.targets/a.json", "targets//a.json", &format!("{}.json", "f".repeat(64))] {
+        for last in [
+            "",
+            " ",
+            "x.json",
+            "targets/a.json",
+            "7.targets/a.json",
+            "targets//a.json",
+            &format!("{}.json", "f".repeat(64)),
+        ] {
             for p in [
                 format!("/v2/g/_trust/tuf/{body}{last}"),
                 format!("/v2/g/_trust/tuf/{body}"),
@@ -236,7 +290,11 @@ mod tests {
     }
 
     fn hex() -> impl Strategy<Value = String> {
-        (prop_oneof![Just(63usize), Just(64), Just(65), Just(96), Just(128)], "[a-fA-F0-9]").prop_map(|(n, c)| c.repeat(n))
+        (
+            prop_oneof![Just(63usize), Just(64), Just(65), Just(96), Just(128)],
+            "[a-fA-F0-9]",
+        )
+            .prop_map(|(n, c)| c.repeat(n))
     }
 
     /// Paths shaped like the routes, with the pieces that matter to them varied.
@@ -274,7 +332,14 @@ mod tests {
         ];
         let end = prop_oneof![6 => Just(".json"), 2 => Just(".key"), 1 => Just(""), 1 => Just(".jso"), 1 => Just(".json.json")];
         let sep = prop_oneof![6 => Just("/_trust/tuf/"), 1 => Just("/_trust/changefeed"), 1 => Just("/_trust/tuf")];
-        (prop::collection::vec(gun_piece, 1..4), sep, version, role, sum, end)
+        (
+            prop::collection::vec(gun_piece, 1..4),
+            sep,
+            version,
+            role,
+            sum,
+            end,
+        )
             .prop_map(|(gun, sep, v, r, s, e)| format!("/v2/{}{sep}{v}{r}{s}{e}", gun.concat()))
     }
 

@@ -83,30 +83,42 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             match acceptor {
-                Some(acceptor) => match tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => connection(tls, peer.ip(), state, &limits, watcher).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.tls_handshake, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => connection(tls, peer.ip(), state, &limits, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
                 None => connection(stream, peer.ip(), state, &limits, watcher).await,
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("requests still running after the shutdown grace period were dropped");
     }
 }
 
-async fn connection<S>(io: S, peer: std::net::IpAddr, state: Arc<AppState>, limits: &Limits, watcher: hyper_util::server::graceful::Watcher)
-where
+async fn connection<S>(
+    io: S,
+    peer: std::net::IpAddr,
+    state: Arc<AppState>,
+    limits: &Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        let state = state.clone();
-        req.extensions_mut().insert(crate::http::ClientAddr(peer));
-        async move { Ok::<_, Infallible>(dispatch(req, &state).await) }
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let state = state.clone();
+            req.extensions_mut().insert(crate::http::ClientAddr(peer));
+            async move { Ok::<_, Infallible>(dispatch(req, &state).await) }
+        });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read)

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use notary_signer::{sign_role, CryptoError, CryptoService, SignRoleError};
 use notary_tuf::metadata::{self as md, envelope, SignedFile};
-use notary_tuf::validation::{self, roles_needed, timestamp_body, StoredRepo, ToSign, Update, ValidationError};
+use notary_tuf::validation::{
+    self, roles_needed, timestamp_body, StoredRepo, ToSign, Update, ValidationError,
+};
 use notary_tuf::PublicKey;
 use serde_json::json;
 
@@ -120,7 +122,8 @@ impl RepoService {
         read_only: bool,
         announcing: Option<Announcing>,
     ) -> Self {
-        let freshness = Freshness::spawn(store.clone(), cache.clone(), period, read_only, announcing);
+        let freshness =
+            Freshness::spawn(store.clone(), cache.clone(), period, read_only, announcing);
         RepoService {
             store,
             cache,
@@ -131,7 +134,9 @@ impl RepoService {
             unsignable: Default::default(),
             snapshot_unsignable: Default::default(),
             rotation: Default::default(),
-            bindings: std::sync::Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(100_000).expect("non-zero"))),
+            bindings: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(100_000).expect("non-zero"),
+            )),
         }
     }
 
@@ -151,7 +156,11 @@ impl RepoService {
     }
 
     /// Validate, sign what the server owns, and store everything in one transaction.
-    pub async fn publish(&self, gun: &str, parts: Vec<(String, bytes::Bytes)>) -> Result<u32, ApiError> {
+    pub async fn publish(
+        &self,
+        gun: &str,
+        parts: Vec<(String, bytes::Bytes)>,
+    ) -> Result<u32, ApiError> {
         self.writable()?;
         let mut uploads = BTreeMap::new();
         for (role, bytes) in parts {
@@ -164,9 +173,12 @@ impl RepoService {
                 uploads.insert(role, file); // duplicates: last one wins, as in Go
             }
         }
-        let stored = self.stored_repo(gun, roles_needed(uploads.keys().map(|s| s.as_str()))).await?;
+        let stored = self
+            .stored_repo(gun, roles_needed(uploads.keys().map(|s| s.as_str())))
+            .await?;
         let now = Utc::now();
-        let plan = validation::validate_update(gun, &uploads, &stored, now).map_err(validation_error)?;
+        let plan =
+            validation::validate_update(gun, &uploads, &stored, now).map_err(validation_error)?;
         if let Some(root) = uploads.get(md::ROOT) {
             self.check_root_keys(gun, root).await?;
         }
@@ -187,16 +199,32 @@ impl RepoService {
                     SignRoleError::Crypto(c) => crypto_error(c),
                 })?;
                 let file = envelope(&to_sign.body, &sigs);
-                updates.push(Update { role: md::SNAPSHOT.into(), version: to_sign.version, data: file.clone() });
+                updates.push(Update {
+                    role: md::SNAPSHOT.into(),
+                    version: to_sign.version,
+                    data: file.clone(),
+                });
                 file
             }
-            None => plan.uploaded_snapshot.expect("validated plan has an uploaded snapshot when none is generated"),
+            None => plan
+                .uploaded_snapshot
+                .expect("validated plan has an uploaded snapshot when none is generated"),
         };
 
-        let (ts_version, ts_body) = timestamp_body(plan.prev_timestamp_version, &snapshot_bytes, now).map_err(validation_error)?;
-        let ts = ToSign { role: plan.timestamp_role, version: ts_version, body: ts_body };
+        let (ts_version, ts_body) =
+            timestamp_body(plan.prev_timestamp_version, &snapshot_bytes, now)
+                .map_err(validation_error)?;
+        let ts = ToSign {
+            role: plan.timestamp_role,
+            version: ts_version,
+            body: ts_body,
+        };
         let ts_file = self.sign_timestamp(gun, &ts).await?;
-        updates.push(Update { role: md::TIMESTAMP.into(), version: ts_version, data: ts_file });
+        updates.push(Update {
+            role: md::TIMESTAMP.into(),
+            version: ts_version,
+            data: ts_file,
+        });
 
         self.commit(gun, &updates, None).await?;
         tracing::info!(gun, timestamp_version = ts_version, roles = ?updates.iter().map(|u| u.role.as_str()).collect::<Vec<_>>(), "updated repository");
@@ -207,12 +235,31 @@ impl RepoService {
     /// their row install what they make current in the cache (`MetaCache::expect`), so that
     /// this instance need not read its own write back. `unchanged_snapshot`: the current
     /// snapshot, when `updates` has none.
-    async fn commit(&self, gun: &str, updates: &[Update], unchanged_snapshot: Option<&StoredFile>) -> Result<(), StoreError> {
+    async fn commit(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        unchanged_snapshot: Option<&StoredFile>,
+    ) -> Result<(), StoreError> {
         let at = crate::storage::now();
-        let mut files: Vec<(String, StoredFile)> =
-            updates.iter().map(|u| (u.role.clone(), StoredFile::from_bytes(u.data.clone(), Some(at)))).collect();
-        let timestamp = files.iter().position(|(role, _)| role == md::TIMESTAMP).map(|i| files.remove(i).1);
-        let snapshot = files.iter().find(|(role, _)| role == md::SNAPSHOT).map(|(_, f)| f).or(unchanged_snapshot);
+        let mut files: Vec<(String, StoredFile)> = updates
+            .iter()
+            .map(|u| {
+                (
+                    u.role.clone(),
+                    StoredFile::from_bytes(u.data.clone(), Some(at)),
+                )
+            })
+            .collect();
+        let timestamp = files
+            .iter()
+            .position(|(role, _)| role == md::TIMESTAMP)
+            .map(|i| files.remove(i).1);
+        let snapshot = files
+            .iter()
+            .find(|(role, _)| role == md::SNAPSHOT)
+            .map(|(_, f)| f)
+            .or(unchanged_snapshot);
         let expected = match (timestamp, snapshot) {
             (Some(ts), Some(snap)) => match SignedFile::parse(&ts.data)
                 .map_err(|e| format!("new timestamp: {e}"))
@@ -230,9 +277,18 @@ impl RepoService {
         let write = |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, ()> {
             Box::pin(async move { store.update_many(gun, updates, at, acked.as_deref()).await })
         };
-        let Some(chain) = expected else { return self.freshness.write(gun, write).await };
+        let Some(chain) = expected else {
+            return self.freshness.write(gun, write).await;
+        };
         let sha = chain.timestamp.sha256.clone();
-        self.cache.expect(gun, &sha, Expected { chain: Arc::new(chain), files });
+        self.cache.expect(
+            gun,
+            &sha,
+            Expected {
+                chain: Arc::new(chain),
+                files,
+            },
+        );
         let stored = self.freshness.write(gun, write).await;
         if stored.is_err() {
             self.cache.unexpect(gun, &sha);
@@ -255,35 +311,64 @@ impl RepoService {
     }
 
     /// The stored files validation needs, resolved through the current timestamp → snapshot.
-    async fn stored_repo(&self, gun: &str, needed: std::collections::BTreeSet<String>) -> Result<StoredRepo, ApiError> {
+    async fn stored_repo(
+        &self,
+        gun: &str,
+        needed: std::collections::BTreeSet<String>,
+    ) -> Result<StoredRepo, ApiError> {
         let mut repo = StoredRepo::default();
-        let Some(chain) = self.chain(gun).await? else { return Ok(repo) };
-        for role in needed.iter().filter(|r| *r != md::SNAPSHOT && *r != md::TIMESTAMP) {
+        let Some(chain) = self.chain(gun).await? else {
+            return Ok(repo);
+        };
+        for role in needed
+            .iter()
+            .filter(|r| *r != md::SNAPSHOT && *r != md::TIMESTAMP)
+        {
             if let Some(f) = self.by_meta(gun, role, &chain).await? {
                 repo.files.insert(role.clone(), f.data.to_vec());
             }
         }
-        repo.files.insert(md::SNAPSHOT.into(), chain.snapshot.data.to_vec());
-        repo.files.insert(md::TIMESTAMP.into(), chain.timestamp.data.to_vec());
+        repo.files
+            .insert(md::SNAPSHOT.into(), chain.snapshot.data.to_vec());
+        repo.files
+            .insert(md::TIMESTAMP.into(), chain.timestamp.data.to_vec());
         Ok(repo)
     }
 
     /// The root the chain's snapshot names, parsed.
-    async fn chain_root(&self, gun: &str, chain: &CachedChain) -> Result<Option<SignedFile>, ApiError> {
+    async fn chain_root(
+        &self,
+        gun: &str,
+        chain: &CachedChain,
+    ) -> Result<Option<SignedFile>, ApiError> {
         match self.by_meta(gun, md::ROOT, chain).await? {
-            Some(f) => Ok(Some(SignedFile::parse(&f.data).map_err(ApiError::internal)?)),
+            Some(f) => Ok(Some(
+                SignedFile::parse(&f.data).map_err(ApiError::internal)?,
+            )),
             None => Ok(None),
         }
     }
 
     /// The file of `role` that the current snapshot names.
-    async fn by_meta(&self, gun: &str, role: &str, chain: &CachedChain) -> Result<Option<StoredFile>, ApiError> {
-        let Some(sha) = chain.role_sha256.get(role) else { return Ok(None) };
+    async fn by_meta(
+        &self,
+        gun: &str,
+        role: &str,
+        chain: &CachedChain,
+    ) -> Result<Option<StoredFile>, ApiError> {
+        let Some(sha) = chain.role_sha256.get(role) else {
+            return Ok(None);
+        };
         self.file_by_checksum(gun, role, sha).await
     }
 
     /// A file by checksum, through the cache (files by checksum never change).
-    async fn file_by_checksum(&self, gun: &str, role: &str, sha: &str) -> Result<Option<StoredFile>, ApiError> {
+    async fn file_by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha: &str,
+    ) -> Result<Option<StoredFile>, ApiError> {
         if let Some(f) = self.cache.file(gun, role, sha) {
             return Ok(Some(f));
         }
@@ -304,16 +389,25 @@ impl RepoService {
         }
         self.loadable()?;
         let ticket = self.cache.ticket();
-        let Some(timestamp) = self.store.latest(gun, md::TIMESTAMP).await? else { return Ok(None) };
+        let Some(timestamp) = self.store.latest(gun, md::TIMESTAMP).await? else {
+            return Ok(None);
+        };
         let ts = SignedFile::parse(&timestamp.data).map_err(ApiError::internal)?;
         let body: md::MetaBody = ts.body().map_err(ApiError::internal)?;
         let sha = body
             .meta
             .get(md::SNAPSHOT)
             .and_then(|m| m.sha256_hex())
-            .ok_or_else(|| ApiError::internal(format!("{gun}: timestamp has no snapshot checksum")))?;
-        let Some(snapshot) = self.file_by_checksum(gun, md::SNAPSHOT, &sha).await? else { return Ok(None) };
-        let chain = Arc::new(CachedChain::from_files(timestamp, &ts, snapshot).map_err(|e| ApiError::internal(format!("{gun}: {e}")))?);
+            .ok_or_else(|| {
+                ApiError::internal(format!("{gun}: timestamp has no snapshot checksum"))
+            })?;
+        let Some(snapshot) = self.file_by_checksum(gun, md::SNAPSHOT, &sha).await? else {
+            return Ok(None);
+        };
+        let chain = Arc::new(
+            CachedChain::from_files(timestamp, &ts, snapshot)
+                .map_err(|e| ApiError::internal(format!("{gun}: {e}")))?,
+        );
         self.cache.put_chain(ticket, gun, chain.clone());
         Ok(Some(chain))
     }
@@ -325,7 +419,10 @@ impl RepoService {
             md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot.clone()),
             _ => {
                 let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
-                let mut f = self.by_meta(gun, role, &chain).await?.ok_or_else(ApiError::not_found)?;
+                let mut f = self
+                    .by_meta(gun, role, &chain)
+                    .await?
+                    .ok_or_else(ApiError::not_found)?;
                 // "current" reads report when the file became current: the timestamp's time.
                 f.modified = f.modified.max(chain.timestamp.modified);
                 Ok(f)
@@ -333,20 +430,36 @@ impl RepoService {
         }
     }
 
-    pub async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<StoredFile, ApiError> {
-        self.file_by_checksum(gun, role, sha256_hex).await?.ok_or_else(ApiError::not_found)
+    pub async fn by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256_hex: &str,
+    ) -> Result<StoredFile, ApiError> {
+        self.file_by_checksum(gun, role, sha256_hex)
+            .await?
+            .ok_or_else(ApiError::not_found)
     }
 
     /// `GET …/<version>.<role>.json`: immutable once stored, but a deleted and re-created
     /// repository reuses version numbers, so the cache is checked after a freshness barrier.
-    pub async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<StoredFile, ApiError> {
+    pub async fn by_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<StoredFile, ApiError> {
         self.freshness.fresh(gun).await?;
         if let Some(f) = self.cache.version(gun, role, version) {
             return Ok(f);
         }
         self.loadable()?;
         let ticket = self.cache.ticket();
-        let f = self.store.by_version(gun, role, version).await?.ok_or_else(ApiError::not_found)?;
+        let f = self
+            .store
+            .by_version(gun, role, version)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         self.cache.put_version(ticket, gun, role, version, &f);
         Ok(f)
     }
@@ -363,7 +476,9 @@ impl RepoService {
         }
         match self.regenerate(gun, &chain, now, false).await {
             Ok(_) => self.chain(gun).await?.ok_or_else(ApiError::not_found),
-            Err(e) if matches!(e.code, Code::SignerUnavailable | Code::StorageUnavailable) => Err(e),
+            Err(e) if matches!(e.code, Code::SignerUnavailable | Code::StorageUnavailable) => {
+                Err(e)
+            }
             Err(e) => {
                 self.mark_unsignable(gun, &chain, &e);
                 Ok(chain)
@@ -374,17 +489,28 @@ impl RepoService {
     /// Whether `chain` needs re-signing before `deadline`: its timestamp expires, or its snapshot
     /// does and this server can sign one.
     fn due(&self, gun: &str, chain: &CachedChain, deadline: DateTime<Utc>) -> bool {
-        chain.timestamp_expires < deadline || (chain.snapshot_expires < deadline && !self.is_snapshot_unsignable(gun, chain))
+        chain.timestamp_expires < deadline
+            || (chain.snapshot_expires < deadline && !self.is_snapshot_unsignable(gun, chain))
     }
 
     fn is_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
-        self.snapshot_unsignable.lock().unwrap_or_else(|e| e.into_inner()).get(gun) == Some(&chain.snapshot.sha256)
+        self.snapshot_unsignable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(gun)
+            == Some(&chain.snapshot.sha256)
     }
 
     /// Remember (and log once) that `gun`'s snapshot cannot be re-signed here.
     fn mark_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) {
-        let mut u = self.snapshot_unsignable.lock().unwrap_or_else(|e| e.into_inner());
-        if u.insert(gun.to_string(), chain.snapshot.sha256.clone()).as_ref() != Some(&chain.snapshot.sha256) {
+        let mut u = self
+            .snapshot_unsignable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if u.insert(gun.to_string(), chain.snapshot.sha256.clone())
+            .as_ref()
+            != Some(&chain.snapshot.sha256)
+        {
             tracing::warn!(
                 gun,
                 snapshot_expires = %chain.snapshot_expires,
@@ -394,14 +520,25 @@ impl RepoService {
     }
 
     fn is_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
-        self.unsignable.lock().unwrap_or_else(|e| e.into_inner()).get(gun) == Some(&chain.timestamp.sha256)
+        self.unsignable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(gun)
+            == Some(&chain.timestamp.sha256)
     }
 
     /// Remember (and log once) that `gun`'s current chain cannot be re-signed here.
     fn mark_unsignable(&self, gun: &str, chain: &CachedChain, why: &ApiError) {
         let mut u = self.unsignable.lock().unwrap_or_else(|e| e.into_inner());
-        if u.insert(gun.to_string(), chain.timestamp.sha256.clone()).as_ref() != Some(&chain.timestamp.sha256) {
-            let why = why.detail.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        if u.insert(gun.to_string(), chain.timestamp.sha256.clone())
+            .as_ref()
+            != Some(&chain.timestamp.sha256)
+        {
+            let why = why
+                .detail
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_default();
             tracing::warn!(
                 gun,
                 timestamp_expires = %chain.timestamp_expires,
@@ -413,22 +550,40 @@ impl RepoService {
 
     /// Sign and store a new timestamp (and a new snapshot if it expires before `deadline`).
     /// Returns false when another instance stored a newer one first.
-    async fn regenerate(&self, gun: &str, chain: &CachedChain, deadline: DateTime<Utc>, ahead: bool) -> Result<bool, ApiError> {
+    async fn regenerate(
+        &self,
+        gun: &str,
+        chain: &CachedChain,
+        deadline: DateTime<Utc>,
+        ahead: bool,
+    ) -> Result<bool, ApiError> {
         let now = Utc::now();
         let ts = SignedFile::parse(&chain.timestamp.data).map_err(ApiError::internal)?;
         let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
         // The root in force (the one this chain names) must not be expired.
-        let root_file = self.chain_root(gun, chain).await?.ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
-        let root = validation::load_root(gun, &root_file, None, 1, false, now)
-            .map_err(|e| ApiError::with(Code::InvalidUpdate, json!(format!("the root in force cannot be used: {e}"))))?;
+        let root_file = self
+            .chain_root(gun, chain)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
+        let root = validation::load_root(gun, &root_file, None, 1, false, now).map_err(|e| {
+            ApiError::with(
+                Code::InvalidUpdate,
+                json!(format!("the root in force cannot be used: {e}")),
+            )
+        })?;
         let mut updates = Vec::new();
         let snapshot_bytes = if snap.expired(deadline) && !self.is_snapshot_unsignable(gun, chain) {
-            let to_sign = validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
+            let to_sign =
+                validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
             let to_sign = self.own_keys(gun, to_sign).await?;
             match sign_role(self.crypto.as_ref(), &to_sign).await {
                 Ok(sigs) => {
                     let file = envelope(&to_sign.body, &sigs);
-                    updates.push(Update { role: md::SNAPSHOT.into(), version: to_sign.version, data: file.clone() });
+                    updates.push(Update {
+                        role: md::SNAPSHOT.into(),
+                        version: to_sign.version,
+                        data: file.clone(),
+                    });
                     file
                 }
                 Err(SignRoleError::Crypto(c)) => return Err(crypto_error(c)),
@@ -444,19 +599,44 @@ impl RepoService {
         } else {
             chain.snapshot.data.to_vec()
         };
-        let (v, body) = timestamp_body(Some(ts.common.version), &snapshot_bytes, now).map_err(ApiError::internal)?;
+        let (v, body) = timestamp_body(Some(ts.common.version), &snapshot_bytes, now)
+            .map_err(ApiError::internal)?;
         let role = root.base_role(md::TIMESTAMP).map_err(ApiError::internal)?;
-        let ts_file = self.sign_timestamp(gun, &ToSign { role, version: v, body }).await?;
-        updates.push(Update { role: md::TIMESTAMP.into(), version: v, data: ts_file });
+        let ts_file = self
+            .sign_timestamp(
+                gun,
+                &ToSign {
+                    role,
+                    version: v,
+                    body,
+                },
+            )
+            .await?;
+        updates.push(Update {
+            role: md::TIMESTAMP.into(),
+            version: v,
+            data: ts_file,
+        });
         let unchanged_snapshot = (updates.len() == 1).then_some(&chain.snapshot);
         match self.commit(gun, &updates, unchanged_snapshot).await {
             Ok(()) => {
-                tracing::info!(gun, timestamp_version = v, snapshot = updates.len() > 1, ahead, "re-signed timestamp");
+                tracing::info!(
+                    gun,
+                    timestamp_version = v,
+                    snapshot = updates.len() > 1,
+                    ahead,
+                    "re-signed timestamp"
+                );
                 Ok(true)
             }
             // Another instance refreshed it first: serve theirs.
             Err(StoreError::OldVersion) => {
-                tracing::info!(gun, timestamp_version = v, ahead, "another instance re-signed the timestamp first");
+                tracing::info!(
+                    gun,
+                    timestamp_version = v,
+                    ahead,
+                    "another instance re-signed the timestamp first"
+                );
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -467,7 +647,11 @@ impl RepoService {
     /// expire within `before`, checking every `every`. Per repository only the instance holding
     /// its lease does it; it re-reads the chain under the lease (after a freshness barrier), so
     /// a repository another instance just refreshed is left alone.
-    pub fn spawn_resigner(self: &Arc<Self>, before: std::time::Duration, every: std::time::Duration) {
+    pub fn spawn_resigner(
+        self: &Arc<Self>,
+        before: std::time::Duration,
+        every: std::time::Duration,
+    ) {
         if before.is_zero() || self.read_only {
             return;
         }
@@ -478,7 +662,9 @@ impl RepoService {
                 tokio::time::sleep(every).await;
                 for gun in me.cache.chains_due(Utc::now() + before) {
                     // (Chains this server cannot re-sign stay due: skipped without a lease.)
-                    if me.cache.chain(&gun).is_some_and(|c| !me.due(&gun, &c, Utc::now() + before) || me.is_unsignable(&gun, &c)) {
+                    if me.cache.chain(&gun).is_some_and(|c| {
+                        !me.due(&gun, &c, Utc::now() + before) || me.is_unsignable(&gun, &c)
+                    }) {
                         continue;
                     }
                     if let Err(e) = me.resign_ahead(&gun, before).await {
@@ -494,7 +680,9 @@ impl RepoService {
             tracing::debug!(gun, "another instance holds the re-signing lease");
             return Ok(());
         };
-        let Some(chain) = self.chain(gun).await? else { return Ok(()) };
+        let Some(chain) = self.chain(gun).await? else {
+            return Ok(());
+        };
         let deadline = Utc::now() + before;
         if !self.due(gun, &chain, deadline) || self.is_unsignable(gun, &chain) {
             return Ok(());
@@ -510,14 +698,28 @@ impl RepoService {
 
     /// Store an imported history (verified by the caller, `notary_tuf::history`), announced to
     /// the other instances as any write is.
-    pub async fn import(&self, gun: &str, files: &[Update], source: &str, replace: bool) -> Result<Imported, StoreError> {
-        self.writable().map_err(|_| StoreError::Db("this instance is read-only".into()))?;
+    pub async fn import(
+        &self,
+        gun: &str,
+        files: &[Update],
+        source: &str,
+        replace: bool,
+    ) -> Result<Imported, StoreError> {
+        self.writable()
+            .map_err(|_| StoreError::Db("this instance is read-only".into()))?;
         let store = &self.store;
         let done = self
             .freshness
-            .write(gun, |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, Imported> {
-                Box::pin(async move { store.import(gun, files, source, replace, acked.as_deref()).await })
-            })
+            .write(
+                gun,
+                |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, Imported> {
+                    Box::pin(async move {
+                        store
+                            .import(gun, files, source, replace, acked.as_deref())
+                            .await
+                    })
+                },
+            )
             .await;
         self.cache.forget(gun);
         done
@@ -525,13 +727,30 @@ impl RepoService {
 
     /// Whether this server holds the timestamp and snapshot keys of `gun`'s current root.
     pub async fn holds_keys(&self, gun: &str) -> Result<(bool, bool), ApiError> {
-        let Some(chain) = self.chain(gun).await? else { return Ok((false, false)) };
-        let Some(file) = self.chain_root(gun, &chain).await? else { return Ok((false, false)) };
+        let Some(chain) = self.chain(gun).await? else {
+            return Ok((false, false));
+        };
+        let Some(file) = self.chain_root(gun, &chain).await? else {
+            return Ok((false, false));
+        };
         let root: md::Root = file.body().map_err(ApiError::internal)?;
         let mut held = [false, false];
         for (i, role) in [md::TIMESTAMP, md::SNAPSHOT].iter().enumerate() {
-            for id in root.roles.get(*role).cloned().flatten().map(|r| r.keyids).unwrap_or_default() {
-                if self.crypto.get_key(&id).await.map_err(crypto_error)?.is_some() {
+            for id in root
+                .roles
+                .get(*role)
+                .cloned()
+                .flatten()
+                .map(|r| r.keyids)
+                .unwrap_or_default()
+            {
+                if self
+                    .crypto
+                    .get_key(&id)
+                    .await
+                    .map_err(crypto_error)?
+                    .is_some()
+                {
                     held[i] = true;
                     break;
                 }
@@ -547,11 +766,19 @@ impl RepoService {
             let chain = self.chain(&rec.gun).await?;
             let (holds_timestamp_key, holds_snapshot_key) = self.holds_keys(&rec.gun).await?;
             out.push(KeyStatus {
-                timestamp_version: chain.as_ref().and_then(|c| SignedFile::parse(&c.timestamp.data).ok()).map(|f| f.common.version),
-                timestamp_expires: chain.as_ref().map(|c| c.timestamp_expires.with_timezone(&Utc)),
+                timestamp_version: chain
+                    .as_ref()
+                    .and_then(|c| SignedFile::parse(&c.timestamp.data).ok())
+                    .map(|f| f.common.version),
+                timestamp_expires: chain
+                    .as_ref()
+                    .map(|c| c.timestamp_expires.with_timezone(&Utc)),
                 gun: rec.gun,
                 source: rec.source,
-                imported_at: rec.imported_at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                imported_at: rec
+                    .imported_at
+                    .and_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 holds_timestamp_key,
                 holds_snapshot_key,
             });
@@ -568,7 +795,8 @@ impl RepoService {
             loop {
                 match me.imported().await {
                     Ok(list) => {
-                        let awaiting: Vec<&KeyStatus> = list.iter().filter(|k| k.awaits_rotation()).collect();
+                        let awaiting: Vec<&KeyStatus> =
+                            list.iter().filter(|k| k.awaits_rotation()).collect();
                         let earliest = awaiting.iter().filter_map(|k| k.timestamp_expires).min();
                         if first && !awaiting.is_empty() {
                             tracing::warn!(
@@ -578,7 +806,8 @@ impl RepoService {
                                  their owners cannot publish until they rotate (list them with `notary-server imported`)"
                             );
                         }
-                        *me.rotation.lock().unwrap_or_else(|e| e.into_inner()) = Some((list.len(), awaiting.len(), earliest));
+                        *me.rotation.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((list.len(), awaiting.len(), earliest));
                         first = false;
                     }
                     Err(e) => tracing::debug!(error = ?e, "could not check imported repositories"),
@@ -590,7 +819,11 @@ impl RepoService {
 
     /// `notary_rs_imported_*` gauges, in the Prometheus text format.
     pub fn rotation_metrics(&self) -> String {
-        let Some((imported, awaiting, earliest)) = *self.rotation.lock().unwrap_or_else(|e| e.into_inner()) else { return String::new() };
+        let Some((imported, awaiting, earliest)) =
+            *self.rotation.lock().unwrap_or_else(|e| e.into_inner())
+        else {
+            return String::new();
+        };
         let mut out = format!(
             "# HELP notary_rs_imported_repositories Repositories brought here by `notary-server import`.\n# TYPE notary_rs_imported_repositories gauge\nnotary_rs_imported_repositories {imported}\n\
              # HELP notary_rs_imported_awaiting_rotation Imported repositories whose timestamp key this server does not hold: their owners must rotate it before publishing.\n# TYPE notary_rs_imported_awaiting_rotation gauge\nnotary_rs_imported_awaiting_rotation {awaiting}\n"
@@ -606,7 +839,12 @@ impl RepoService {
 
     /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer
     /// holds it, else a (pending) new key, if `may_create` allows one.
-    pub async fn get_key(&self, gun: &str, role: &str, may_create: impl FnOnce() -> Result<(), ApiError>) -> Result<PublicKey, ApiError> {
+    pub async fn get_key(
+        &self,
+        gun: &str,
+        role: &str,
+        may_create: impl FnOnce() -> Result<(), ApiError>,
+    ) -> Result<PublicKey, ApiError> {
         let root_file = match self.chain(gun).await? {
             Some(chain) => self.chain_root(gun, &chain).await?,
             None => None,
@@ -628,7 +866,11 @@ impl RepoService {
 
     /// A new server key for (GUN, role), bound to them.
     async fn create_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
-        let key = self.crypto.create_key(role, gun, &self.key_algorithm).await.map_err(crypto_error)?;
+        let key = self
+            .crypto
+            .create_key(role, gun, &self.key_algorithm)
+            .await
+            .map_err(crypto_error)?;
         self.store.bind_key(&key.id(), gun, role).await?;
         Ok(key)
     }
@@ -636,12 +878,20 @@ impl RepoService {
     /// The GUN and role a server key is bound to, if any (from the store, or the trust
     /// service's own record for keys made before bindings existed, which it then binds).
     async fn binding(&self, key_id: &str) -> Result<Option<(String, String)>, ApiError> {
-        if let Some(b) = self.bindings.lock().unwrap_or_else(|e| e.into_inner()).get(key_id) {
+        if let Some(b) = self
+            .bindings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+        {
             return Ok(Some(b.clone()));
         }
         let b = self.store.key_binding(key_id).await?;
         if let Some(b) = &b {
-            self.bindings.lock().unwrap_or_else(|e| e.into_inner()).put(key_id.to_string(), b.clone());
+            self.bindings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(key_id.to_string(), b.clone());
         }
         Ok(b)
     }
@@ -651,14 +901,26 @@ impl RepoService {
     /// repository's metadata with another repository's key). Keys the server does not hold
     /// are the owner's; a held key nobody bound yet is bound to this GUN and role now.
     async fn check_root_keys(&self, gun: &str, root: &SignedFile) -> Result<(), ApiError> {
-        let root: md::Root = root.body().map_err(|_| ApiError::new(Code::MalformedJson))?;
+        let root: md::Root = root
+            .body()
+            .map_err(|_| ApiError::new(Code::MalformedJson))?;
         for role in [md::TIMESTAMP, md::SNAPSHOT] {
-            for id in root.roles.get(role).cloned().flatten().map(|r| r.keyids).unwrap_or_default() {
+            for id in root
+                .roles
+                .get(role)
+                .cloned()
+                .flatten()
+                .map(|r| r.keyids)
+                .unwrap_or_default()
+            {
                 let owner = match self.binding(&id).await? {
                     Some(b) => Some(b),
                     None => match self.crypto.get_key(&id).await.map_err(crypto_error)? {
                         None => continue,
-                        Some(info) if (info.gun.is_empty() || info.gun == gun) && (info.role.is_empty() || info.role == role) => {
+                        Some(info)
+                            if (info.gun.is_empty() || info.gun == gun)
+                                && (info.role.is_empty() || info.role == role) =>
+                        {
                             self.store.bind_key(&id, gun, role).await?;
                             continue;
                         }
@@ -691,7 +953,13 @@ impl RepoService {
         for id in to_sign.role.keys.keys() {
             if let Some((g, r)) = self.binding(id).await? {
                 if g != gun || r != role {
-                    tracing::warn!(gun, role, key = id, bound_to = g, "not signing with another repository's key");
+                    tracing::warn!(
+                        gun,
+                        role,
+                        key = id,
+                        bound_to = g,
+                        "not signing with another repository's key"
+                    );
                     foreign.push(id.clone());
                 }
             }
@@ -713,9 +981,12 @@ impl RepoService {
         let store = &self.store;
         let deleted = self
             .freshness
-            .write(gun, |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, bool> {
-                Box::pin(async move { store.delete(gun, acked.as_deref()).await })
-            })
+            .write(
+                gun,
+                |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, bool> {
+                    Box::pin(async move { store.delete(gun, acked.as_deref()).await })
+                },
+            )
             .await;
         self.cache.forget(gun);
         if deleted? {
@@ -734,19 +1005,36 @@ impl RepoService {
         self.freshness.leave().await;
     }
 
-    pub async fn changes(&self, gun: Option<&str>, change_id: &str, records: &str) -> Result<ChangeList, ApiError> {
+    pub async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: &str,
+        records: &str,
+    ) -> Result<ChangeList, ApiError> {
         let records: i32 = records.parse().map_err(|_| {
             ApiError::with(
                 Code::InvalidParameters,
                 json!(format!("invalid records parameter: strconv.ParseInt: parsing {records:?}: invalid syntax")),
             )
         })?;
-        let change_id: i32 =
-            if change_id.is_empty() { 0 } else { change_id.parse().map_err(|_| ApiError::empty_detail(Code::InvalidParameters))? };
+        let change_id: i32 = if change_id.is_empty() {
+            0
+        } else {
+            change_id
+                .parse()
+                .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?
+        };
         // Go has no upper bound; a page here holds at most MAX_CHANGEFEED_RECORDS rows (clients
         // page on by the last ID).
-        let records = if records == 0 { 100 } else { (records as i64).clamp(-MAX_CHANGEFEED_RECORDS, MAX_CHANGEFEED_RECORDS) };
+        let records = if records == 0 {
+            100
+        } else {
+            (records as i64).clamp(-MAX_CHANGEFEED_RECORDS, MAX_CHANGEFEED_RECORDS)
+        };
         let rows: Vec<Change> = self.store.changes(gun, change_id as i64, records).await?;
-        Ok(ChangeList { count: rows.len(), records: rows })
+        Ok(ChangeList {
+            count: rows.len(),
+            records: rows,
+        })
     }
 }

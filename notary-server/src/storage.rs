@@ -75,7 +75,11 @@ pub struct StoredFile {
 impl StoredFile {
     pub fn from_bytes(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
         let sha256 = hex::encode(Sha256::digest(&data));
-        StoredFile { data: data.into(), modified: modified.unwrap_or_default(), sha256 }
+        StoredFile {
+            data: data.into(),
+            modified: modified.unwrap_or_default(),
+            sha256,
+        }
     }
 }
 
@@ -147,12 +151,17 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::OldVersion,
             // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now).
-            sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
+            sqlx::Error::Database(d)
+                if d.code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+            {
                 StoreError::Unavailable(e.to_string())
             }
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => {
-                StoreError::Unavailable(e.to_string())
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Db(e.to_string()),
         }
     }
@@ -162,15 +171,36 @@ impl From<sqlx::Error> for StoreError {
 pub trait MetaStore: Send + Sync {
     /// Highest version of a role.
     async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError>;
-    async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError>;
-    async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError>;
+    async fn by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256_hex: &str,
+    ) -> Result<Option<StoredFile>, StoreError>;
+    async fn by_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<StoredFile>, StoreError>;
     /// Store all updates or none, created and updated `at`; each must be newer than every
     /// stored version of its role. `acked` (Postgres): the instances that acknowledged the
     /// write's announcement; `Unacknowledged` if one holding a lease is missing (`announce.rs`).
-    async fn update_many(&self, gun: &str, updates: &[Update], at: NaiveDateTime, acked: Option<&[String]>) -> Result<(), StoreError>;
+    async fn update_many(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        at: NaiveDateTime,
+        acked: Option<&[String]>,
+    ) -> Result<(), StoreError>;
     /// Remove every file of the GUN; true if anything was removed. `acked`: as for `update_many`.
     async fn delete(&self, gun: &str, acked: Option<&[String]>) -> Result<bool, StoreError>;
-    async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError>;
+    async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>, StoreError>;
     async fn health(&self) -> Result<(), StoreError>;
     /// Highest changefeed ID (0 when empty).
     async fn last_change_id(&self) -> Result<i64, StoreError>;
@@ -223,7 +253,9 @@ pub struct SqlStore {
 
 impl SqlStore {
     pub async fn new(db: Db) -> Result<Self, StoreError> {
-        migrate(&db, "server", MIGRATIONS).await.map_err(|e| StoreError::Db(e.to_string()))?;
+        migrate(&db, "server", MIGRATIONS)
+            .await
+            .map_err(|e| StoreError::Db(e.to_string()))?;
         let store = SqlStore::with_db(db);
         store.bind_stored_keys().await?;
         Ok(store)
@@ -247,9 +279,19 @@ impl SqlStore {
             let Some((id, _, _)) = rows.last() else { break };
             last = *id;
             for (_, gun, data) in &rows {
-                let Ok(root) = serde_json::from_slice::<serde_json::Value>(data) else { continue };
-                for role in [notary_tuf::metadata::TIMESTAMP, notary_tuf::metadata::SNAPSHOT] {
-                    for id in root["signed"]["roles"][role]["keyids"].as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
+                let Ok(root) = serde_json::from_slice::<serde_json::Value>(data) else {
+                    continue;
+                };
+                for role in [
+                    notary_tuf::metadata::TIMESTAMP,
+                    notary_tuf::metadata::SNAPSHOT,
+                ] {
+                    for id in root["signed"]["roles"][role]["keyids"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k.as_str())
+                    {
                         self.bind_key(id, gun, role).await?;
                         bound += 1;
                     }
@@ -258,12 +300,19 @@ impl SqlStore {
         }
         with_pool!(&self.db, p => sqlx::query("INSERT INTO notary_rs_migrations (set_name, version) VALUES ($1, 1) ON CONFLICT DO NOTHING")
             .bind(MARK).execute(p).await.map(|_| ()))?;
-        tracing::info!(bound, "bound the server keys that stored roots list to their repositories");
+        tracing::info!(
+            bound,
+            "bound the server keys that stored roots list to their repositories"
+        );
         Ok(())
     }
 
     fn with_db(db: Db) -> Self {
-        SqlStore { db, write_lock: Mutex::new(()), followers: std::sync::Mutex::new(Vec::new()) }
+        SqlStore {
+            db,
+            write_lock: Mutex::new(()),
+            followers: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     /// On a database this instance must not write (a read replica): check the schema is there
@@ -280,7 +329,12 @@ impl SqlStore {
     /// A connection for a changefeed check (see `followers`): an idle one, or a new one.
     async fn follower(&self, pool: &sqlx::PgPool) -> Result<sqlx::PgConnection, StoreError> {
         use sqlx::Connection;
-        if let Some(c) = self.followers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(c) = self
+            .followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+        {
             return Ok(c);
         }
         let mut c = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
@@ -288,7 +342,9 @@ impl SqlStore {
         // than the generic one, an index scan either way): a fifth of a millisecond of planning
         // for a check that runs in a fiftieth. Postgres before 12 has no such setting; it then
         // plans as before.
-        let _ = sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut c).await;
+        let _ = sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut c)
+            .await;
         Ok(c)
     }
 
@@ -316,22 +372,40 @@ impl MetaStore for SqlStore {
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
-    async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError> {
+    async fn by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256_hex: &str,
+    ) -> Result<Option<StoredFile>, StoreError> {
         let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
             .bind(gun).bind(role).bind(sha256_hex).fetch_optional(p).await)?;
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
-    async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError> {
-        let Ok(version) = i32::try_from(version) else { return Ok(None) };
+    async fn by_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<StoredFile>, StoreError> {
+        let Ok(version) = i32::try_from(version) else {
+            return Ok(None);
+        };
         let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
             .bind(gun).bind(role).bind(version).fetch_optional(p).await)?;
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
-    async fn update_many(&self, gun: &str, updates: &[Update], t: NaiveDateTime, acked: Option<&[String]>) -> Result<(), StoreError> {
+    async fn update_many(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        t: NaiveDateTime,
+        acked: Option<&[String]>,
+    ) -> Result<(), StoreError> {
         let mut roles = Vec::with_capacity(updates.len());
         let mut versions = Vec::with_capacity(updates.len());
         let mut data = Vec::with_capacity(updates.len());
@@ -408,8 +482,13 @@ impl MetaStore for SqlStore {
         let t = now();
         match &self.db {
             Db::Postgres(p) => {
-                let (guard_ok, deleted): (bool, i64) =
-                    sqlx::query_as(PG_DELETE).bind(t).bind(gun).bind(CHANGEFEED_LOCK).bind(acked).fetch_one(p).await?;
+                let (guard_ok, deleted): (bool, i64) = sqlx::query_as(PG_DELETE)
+                    .bind(t)
+                    .bind(gun)
+                    .bind(CHANGEFEED_LOCK)
+                    .bind(acked)
+                    .fetch_one(p)
+                    .await?;
                 if !guard_ok {
                     return Err(StoreError::Unacknowledged);
                 }
@@ -418,7 +497,11 @@ impl MetaStore for SqlStore {
             Db::Sqlite(p) => {
                 let _guard = self.write_lock.lock().await;
                 let mut tx = p.begin().await?;
-                let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun).execute(&mut *tx).await?.rows_affected();
+                let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1")
+                    .bind(gun)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 if n > 0 {
                     sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')")
                         .bind(t)
@@ -432,12 +515,19 @@ impl MetaStore for SqlStore {
         }
     }
 
-    async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError> {
+    async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>, StoreError> {
         // Go semantics (server-api.md §3.6): reversed when change_id < 0 or records < 0; the
         // change_id row itself is always excluded; the result is oldest → newest.
         let reversed = change_id < 0 || records < 0;
         let n = records.unsigned_abs() as i64;
-        let mut sql = String::from("SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE 1 = 1");
+        let mut sql = String::from(
+            "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE 1 = 1",
+        );
         let mut next = 1;
         if gun.is_some() {
             sql.push_str(&format!(" AND gun = ${next}"));
@@ -445,11 +535,24 @@ impl MetaStore for SqlStore {
         }
         let use_id = !reversed || change_id > 0;
         if use_id {
-            sql.push_str(&format!(" AND id {} ${next}", if reversed { "<" } else { ">" }));
+            sql.push_str(&format!(
+                " AND id {} ${next}",
+                if reversed { "<" } else { ">" }
+            ));
             next += 1;
         }
-        sql.push_str(&format!(" ORDER BY id {} LIMIT ${next}", if reversed { "DESC" } else { "ASC" }));
-        type Row = (i32, Option<NaiveDateTime>, String, i32, Option<String>, String);
+        sql.push_str(&format!(
+            " ORDER BY id {} LIMIT ${next}",
+            if reversed { "DESC" } else { "ASC" }
+        ));
+        type Row = (
+            i32,
+            Option<NaiveDateTime>,
+            String,
+            i32,
+            Option<String>,
+            String,
+        );
         let mut rows: Vec<Row> = with_pool!(&self.db, p => {
             let mut q = sqlx::query_as(&sql);
             if let Some(g) = gun {
@@ -467,7 +570,12 @@ impl MetaStore for SqlStore {
             .into_iter()
             .map(|(id, t, gun, version, sha, category)| Change {
                 id: id.to_string(),
-                created_at: t.map(|t| t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).unwrap_or_default(),
+                created_at: t
+                    .map(|t| {
+                        t.and_utc()
+                            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                    })
+                    .unwrap_or_default(),
                 gun,
                 version: version as i64,
                 sha256: sha.map(|s| s.trim_end().to_string()).unwrap_or_default(),
@@ -496,30 +604,47 @@ impl MetaStore for SqlStore {
             Db::Sqlite(_) => Ok(Some(Lease(None))),
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
-                    .bind(LEASE_CLASS)
-                    .bind(name)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let (got,): (bool,) =
+                    sqlx::query_as("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
+                        .bind(LEASE_CLASS)
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?;
                 Ok(got.then_some(Lease(Some(tx))))
             }
         }
     }
 
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
-        const SQL: &str = "SELECT id, gun, category, sha256 FROM changefeed WHERE id > $1 ORDER BY id LIMIT $2";
+        const SQL: &str =
+            "SELECT id, gun, category, sha256 FROM changefeed WHERE id > $1 ORDER BY id LIMIT $2";
         let rows: Vec<(i32, String, String, Option<String>)> = match &self.db {
-            Db::Sqlite(p) => sqlx::query_as(SQL).bind(id).bind(limit).fetch_all(p).await?,
+            Db::Sqlite(p) => {
+                sqlx::query_as(SQL)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
             Db::Postgres(p) => {
                 let mut conn = self.follower(p).await?;
-                let rows = sqlx::query_as(SQL).bind(id).bind(limit).fetch_all(&mut conn).await?;
+                let rows = sqlx::query_as(SQL)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(&mut conn)
+                    .await?;
                 self.follower_done(conn);
                 rows
             }
         };
         Ok(rows
             .into_iter()
-            .map(|(id, gun, category, sha256)| ChangeRef { id: id as i64, gun, deletion: category == "deletion", sha256 })
+            .map(|(id, gun, category, sha256)| ChangeRef {
+                id: id as i64,
+                gun,
+                deletion: category == "deletion",
+                sha256,
+            })
             .collect())
     }
 
@@ -604,7 +729,14 @@ impl MetaStore for SqlStore {
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
         let rows: Vec<(String, String, NaiveDateTime)> = with_pool!(&self.db, p =>
             sqlx::query_as("SELECT gun, source, imported_at FROM notary_rs_imports ORDER BY gun").fetch_all(p).await)?;
-        Ok(rows.into_iter().map(|(gun, source, imported_at)| ImportRecord { gun, source, imported_at }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(gun, source, imported_at)| ImportRecord {
+                gun,
+                source,
+                imported_at,
+            })
+            .collect())
     }
 
     async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
@@ -621,8 +753,10 @@ impl MetaStore for SqlStore {
     }
 
     async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError> {
-        Ok(with_pool!(&self.db, p => sqlx::query_as("SELECT gun, role FROM notary_rs_server_keys WHERE key_id = $1")
-            .bind(key_id).fetch_optional(p).await)?)
+        Ok(
+            with_pool!(&self.db, p => sqlx::query_as("SELECT gun, role FROM notary_rs_server_keys WHERE key_id = $1")
+            .bind(key_id).fetch_optional(p).await)?,
+        )
     }
 
     async fn health(&self) -> Result<(), StoreError> {
@@ -644,7 +778,11 @@ impl<S> TimedStore<S> {
         TimedStore { inner, limit }
     }
 
-    async fn timed<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    async fn timed<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         within(self.limit, what, f).await
     }
 }
@@ -658,7 +796,9 @@ pub async fn within<T, E: Into<StoreError>>(
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, f).await {
         Ok(r) => r.map_err(Into::into),
-        Err(_) => Err(StoreError::Unavailable(format!("{what}: no answer from the database within {limit:?}"))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "{what}: no answer from the database within {limit:?}"
+        ))),
     }
 }
 
@@ -667,34 +807,64 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
         self.timed("latest", self.inner.latest(gun, role)).await
     }
-    async fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<StoredFile>, StoreError> {
-        self.timed("by_checksum", self.inner.by_checksum(gun, role, sha256_hex)).await
+    async fn by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256_hex: &str,
+    ) -> Result<Option<StoredFile>, StoreError> {
+        self.timed("by_checksum", self.inner.by_checksum(gun, role, sha256_hex))
+            .await
     }
-    async fn by_version(&self, gun: &str, role: &str, version: i64) -> Result<Option<StoredFile>, StoreError> {
-        self.timed("by_version", self.inner.by_version(gun, role, version)).await
+    async fn by_version(
+        &self,
+        gun: &str,
+        role: &str,
+        version: i64,
+    ) -> Result<Option<StoredFile>, StoreError> {
+        self.timed("by_version", self.inner.by_version(gun, role, version))
+            .await
     }
-    async fn update_many(&self, gun: &str, updates: &[Update], at: NaiveDateTime, acked: Option<&[String]>) -> Result<(), StoreError> {
+    async fn update_many(
+        &self,
+        gun: &str,
+        updates: &[Update],
+        at: NaiveDateTime,
+        acked: Option<&[String]>,
+    ) -> Result<(), StoreError> {
         // A timed-out commit may still have happened: the client is told 503 (retry), and a
         // retry of the same versions then gets VERSION if it had.
-        self.timed("update_many", self.inner.update_many(gun, updates, at, acked)).await
+        self.timed(
+            "update_many",
+            self.inner.update_many(gun, updates, at, acked),
+        )
+        .await
     }
     async fn delete(&self, gun: &str, acked: Option<&[String]>) -> Result<bool, StoreError> {
         self.timed("delete", self.inner.delete(gun, acked)).await
     }
-    async fn changes(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<Change>, StoreError> {
-        self.timed("changes", self.inner.changes(gun, change_id, records)).await
+    async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: i64,
+        records: i64,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.timed("changes", self.inner.changes(gun, change_id, records))
+            .await
     }
     async fn health(&self) -> Result<(), StoreError> {
         self.timed("health", self.inner.health()).await
     }
     async fn last_change_id(&self) -> Result<i64, StoreError> {
-        self.timed("last_change_id", self.inner.last_change_id()).await
+        self.timed("last_change_id", self.inner.last_change_id())
+            .await
     }
     async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         self.timed("try_lease", self.inner.try_lease(name)).await
     }
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
-        self.timed("changes_after", self.inner.changes_after(id, limit)).await
+        self.timed("changes_after", self.inner.changes_after(id, limit))
+            .await
     }
     async fn import(
         &self,
@@ -704,7 +874,11 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
         replace: bool,
         acked: Option<&[String]>,
     ) -> Result<Imported, StoreError> {
-        self.timed("import", self.inner.import(gun, files, source, replace, acked)).await
+        self.timed(
+            "import",
+            self.inner.import(gun, files, source, replace, acked),
+        )
+        .await
     }
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
         self.timed("imports", self.inner.imports()).await
@@ -713,9 +887,11 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
         self.timed("files_of", self.inner.files_of(gun)).await
     }
     async fn bind_key(&self, key_id: &str, gun: &str, role: &str) -> Result<(), StoreError> {
-        self.timed("bind_key", self.inner.bind_key(key_id, gun, role)).await
+        self.timed("bind_key", self.inner.bind_key(key_id, gun, role))
+            .await
     }
     async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError> {
-        self.timed("key_binding", self.inner.key_binding(key_id)).await
+        self.timed("key_binding", self.inner.key_binding(key_id))
+            .await
     }
 }

@@ -24,29 +24,52 @@ pub fn ensure_self_signed(dir: &Path) -> anyhow::Result<Generated> {
 /// Create (once) `<tls>/{ca.crt,server.crt,server.key}`.
 pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     let tls = tls.to_path_buf();
-    let out = Generated { ca: tls.join("ca.crt"), cert: tls.join("server.crt"), key: tls.join("server.key") };
+    let out = Generated {
+        ca: tls.join("ca.crt"),
+        cert: tls.join("server.crt"),
+        key: tls.join("server.key"),
+    };
     if out.ca.exists() && out.cert.exists() && out.key.exists() {
         return Ok(out);
     }
-    notary_signer::private::create_dir(&tls).with_context(|| format!("creating {}", tls.display()))?;
+    notary_signer::private::create_dir(&tls)
+        .with_context(|| format!("creating {}", tls.display()))?;
     let now = chrono::Utc::now();
-    let (from, to) = (now - chrono::Duration::days(1), now + chrono::Duration::days(3650));
-    let date = |d: chrono::DateTime<chrono::Utc>| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
+    let (from, to) = (
+        now - chrono::Duration::days(1),
+        now + chrono::Duration::days(3650),
+    );
+    let date = |d: chrono::DateTime<chrono::Utc>| {
+        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
+    };
 
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "notary-server local CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "notary-server local CA");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages =
-        vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
     ca_params.not_before = date(from);
     ca_params.not_after = date(to);
     let ca_key = rcgen::KeyPair::generate()?;
     let ca = ca_params.self_signed(&ca_key)?;
 
-    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1", "notary-server", "notaryserver", "notary-signer", "notarysigner"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut names: Vec<String> = [
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        "notary-server",
+        "notaryserver",
+        "notary-signer",
+        "notarysigner",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() && !names.iter().any(|n| n == h) {
@@ -54,11 +77,18 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
         }
     }
     let mut leaf = rcgen::CertificateParams::new(names)?;
-    leaf.distinguished_name.push(rcgen::DnType::CommonName, "notary-server");
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "notary-server");
     // Server and client authentication: the same pair serves HTTPS and authenticates the server
     // to its signer (mutual TLS), as the Go fixtures do.
-    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    leaf.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    leaf.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
     leaf.not_before = date(from);
     leaf.not_after = date(to);
     let leaf_key = rcgen::KeyPair::generate()?;
@@ -66,7 +96,8 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
 
     use notary_signer::private::write_file;
     let written = |p: &Path| format!("writing {}", p.display());
-    write_file(&out.key, leaf_key.serialize_pem().as_bytes(), 0o600).with_context(|| written(&out.key))?;
+    write_file(&out.key, leaf_key.serialize_pem().as_bytes(), 0o600)
+        .with_context(|| written(&out.key))?;
     write_file(&out.cert, cert.pem().as_bytes(), 0o644).with_context(|| written(&out.cert))?;
     write_file(&out.ca, ca.pem().as_bytes(), 0o644).with_context(|| written(&out.ca))?;
     Ok(out)
@@ -74,7 +105,10 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
 
 /// The HTTPS configuration, with a certificate that reloads (see [`ReloadingCert`]; call
 /// `spawn_watch` on the returned resolver inside the runtime).
-pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<(rustls::ServerConfig, Arc<ReloadingCert>)> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<(rustls::ServerConfig, Arc<ReloadingCert>)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let resolver = ReloadingCert::load(cert, key, provider.clone())?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)

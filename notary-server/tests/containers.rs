@@ -13,7 +13,12 @@ use common::*;
 
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -38,37 +43,69 @@ impl Drop for Cleanup {
         for i in &self.images {
             let _ = Command::new("docker").args(["rmi", "-f", i]).output();
         }
-        let _ = Command::new("docker").args(["network", "rm", &self.network]).output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
         if let Some((pg_ctl, data)) = &self.pg {
-            let _ =
-                Command::new("runuser").args(["-u", "postgres", "--", pg_ctl, "-D"]).arg(data).args(["-m", "immediate", "stop"]).output();
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--", pg_ctl, "-D"])
+                .arg(data)
+                .args(["-m", "immediate", "stop"])
+                .output();
         }
     }
 }
 
 #[test]
 fn compose_file_is_valid() {
-    sh(Command::new("docker-compose").current_dir(repo_root()).args(["-f", "docker-compose.yml", "config", "-q"]));
+    sh(Command::new("docker-compose")
+        .current_dir(repo_root())
+        .args(["-f", "docker-compose.yml", "config", "-q"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_and_signer_containers_on_a_private_network() {
     let id = std::process::id();
     let tag = format!("test{id}");
-    sh(Command::new("bash").current_dir(repo_root()).args(["scripts/build-images.sh", "--debug", "--tag", &tag]));
+    sh(Command::new("bash").current_dir(repo_root()).args([
+        "scripts/build-images.sh",
+        "--debug",
+        "--tag",
+        &tag,
+    ]));
     // Declared before `cleanup` so it is removed after Postgres has been stopped.
     let tmp = tempfile::tempdir().unwrap();
     let network = format!("notary-rs-test-{id}");
-    let images = vec![format!("notary-rs/notary-server:{tag}"), format!("notary-rs/notary-signer:{tag}")];
-    let mut cleanup = Cleanup { containers: vec![], network: network.clone(), pg: None, images };
+    let images = vec![
+        format!("notary-rs/notary-server:{tag}"),
+        format!("notary-rs/notary-signer:{tag}"),
+    ];
+    let mut cleanup = Cleanup {
+        containers: vec![],
+        network: network.clone(),
+        pg: None,
+        images,
+    };
     sh(Command::new("docker").args(["network", "create", &network]));
-    let gateway = sh(Command::new("docker").args(["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", &network]));
+    let gateway = sh(Command::new("docker").args([
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        &network,
+    ]));
 
     // Postgres on the host, reachable from the network's gateway address only.
-    let pg_bin = sh(Command::new("bash").args(["-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1"]));
+    let pg_bin = sh(Command::new("bash").args([
+        "-c",
+        "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1",
+    ]));
     let pg_dir = tmp.path().join("pg");
     std::fs::create_dir_all(&pg_dir).unwrap();
-    sh(Command::new("chown").arg("-R").arg("postgres").arg(tmp.path()));
+    sh(Command::new("chown")
+        .arg("-R")
+        .arg("postgres")
+        .arg(tmp.path()));
     sh(Command::new("chmod").arg("755").arg(tmp.path()));
     let data = pg_dir.join("data");
     sh(Command::new("runuser")
@@ -79,14 +116,26 @@ async fn server_and_signer_containers_on_a_private_network() {
     let mut conf = std::fs::read_to_string(&hba).unwrap();
     conf.push_str(&format!("host all all {gateway}/16 trust\n"));
     std::fs::write(&hba, conf).unwrap();
-    let pg_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let pg_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let pg_ctl = format!("{pg_bin}/pg_ctl");
-    sh(Command::new("runuser").args(["-u", "postgres", "--", &pg_ctl, "-D"]).arg(&data).arg("-l").arg(pg_dir.join("log")).args([
-        "-w",
-        "-o",
-        &format!("-p {pg_port} -k {} -c listen_addresses={gateway} -c fsync=off", pg_dir.display()),
-        "start",
-    ]));
+    sh(Command::new("runuser")
+        .args(["-u", "postgres", "--", &pg_ctl, "-D"])
+        .arg(&data)
+        .arg("-l")
+        .arg(pg_dir.join("log"))
+        .args([
+            "-w",
+            "-o",
+            &format!(
+                "-p {pg_port} -k {} -c listen_addresses={gateway} -c fsync=off",
+                pg_dir.display()
+            ),
+            "start",
+        ]));
     cleanup.pg = Some((pg_ctl, data));
     let psql = format!("{pg_bin}/psql");
     // (From the host, over the Unix socket; containers come from the network's addresses.)
@@ -103,7 +152,10 @@ async fn server_and_signer_containers_on_a_private_network() {
 
     // Certificates and configs, readable by the containers' unprivileged user.
     let certs = notary_server::tls::ensure_tls_files(&tmp.path().join("certs")).unwrap();
-    sh(Command::new("chmod").arg("-R").arg("a+rX").arg(tmp.path().join("certs")));
+    sh(Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(tmp.path().join("certs")));
     let cfg = tmp.path().join("config");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(
@@ -124,7 +176,10 @@ async fn server_and_signer_containers_on_a_private_network() {
     .unwrap();
     sh(Command::new("chmod").arg("-R").arg("a+rX").arg(&cfg));
     let mounts = |c: &mut Command| {
-        c.arg("-v").arg(format!("{}:/certs:ro", tmp.path().join("certs").display())).arg("-v").arg(format!("{}:/config:ro", cfg.display()));
+        c.arg("-v")
+            .arg(format!("{}:/certs:ro", tmp.path().join("certs").display()))
+            .arg("-v")
+            .arg(format!("{}:/config:ro", cfg.display()));
     };
 
     let signer_name = format!("notary-signer-{id}");
@@ -147,9 +202,22 @@ async fn server_and_signer_containers_on_a_private_network() {
     cleanup.containers.push(signer_name.clone());
 
     let server_name = format!("notary-server-{id}");
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = Command::new("docker");
-    c.args(["run", "-d", "--name", &server_name, "--network", &network, "-p", &format!("127.0.0.1:{http_port}:4443")]);
+    c.args([
+        "run",
+        "-d",
+        "--name",
+        &server_name,
+        "--network",
+        &network,
+        "-p",
+        &format!("127.0.0.1:{http_port}:4443"),
+    ]);
     mounts(&mut c);
     c.arg(format!("notary-rs/notary-server:{tag}"));
     sh(&mut c);
@@ -157,18 +225,27 @@ async fn server_and_signer_containers_on_a_private_network() {
 
     let url = format!("https://127.0.0.1:{http_port}");
     let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap(),
+        )
         .build()
         .unwrap();
     let wait_ready = || async {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = http.get(format!("{url}/_notary_server/health")).send().await {
+            if let Ok(r) = http
+                .get(format!("{url}/_notary_server/health"))
+                .send()
+                .await
+            {
                 if r.status() == 200 {
                     break;
                 }
             }
-            let logs = Command::new("docker").args(["logs", &server_name]).output().unwrap();
+            let logs = Command::new("docker")
+                .args(["logs", &server_name])
+                .output()
+                .unwrap();
             assert!(
                 Instant::now() < deadline,
                 "server container not healthy:\n{}{}",
@@ -181,7 +258,11 @@ async fn server_and_signer_containers_on_a_private_network() {
     wait_ready().await;
 
     let gun = "example.com/containers/repo";
-    let n = |dir: &str| Notary { server: url.clone(), ca: certs.ca.clone(), dir: tmp.path().join(dir) };
+    let n = |dir: &str| Notary {
+        server: url.clone(),
+        ca: certs.ca.clone(),
+        dir: tmp.path().join(dir),
+    };
     let owner = n("owner");
     let f = write_file(tmp.path(), "a.txt", b"from containers\n");
     owner.ok(&["init", gun]);

@@ -34,14 +34,26 @@ async fn kill_9_during_publishes_loses_nothing_acknowledged() {
         let publisher = tokio::spawn(async move {
             let (mut ok, mut v) = (Vec::new(), next);
             loop {
-                let file = repo2.targets_file(v, &[("t", format!("round {round} v{v}").as_bytes())]);
+                let file =
+                    repo2.targets_file(v, &[("t", format!("round {round} v{v}").as_bytes())]);
                 let (ct, body) = notary_bench::repo::multipart(&[("targets", &file)]);
-                match http.post(&url).header("content-type", ct).body(body).timeout(Duration::from_secs(10)).send().await {
+                match http
+                    .post(&url)
+                    .header("content-type", ct)
+                    .body(body)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => {
                         ok.push((v, file));
                         acked2.fetch_add(1, Ordering::SeqCst);
                     }
-                    Ok(r) => panic!("publish v{v}: {} {}", r.status(), r.text().await.unwrap_or_default()),
+                    Ok(r) => panic!(
+                        "publish v{v}: {} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ),
                     // The server died: this publish may or may not have been stored.
                     Err(_) => return (ok, v),
                 }
@@ -55,7 +67,11 @@ async fn kill_9_during_publishes_loses_nothing_acknowledged() {
         // next one is in flight (most of a publish's time is in the server).
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while acked_now.load(Ordering::SeqCst) == 0 {
-            assert!(std::time::Instant::now() < deadline, "round {round}: no publish acknowledged:\n{}", s.log());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no publish acknowledged:\n{}",
+                s.log()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis((round as u64 * 37) % 150)).await;
@@ -68,20 +84,34 @@ async fn kill_9_during_publishes_loses_nothing_acknowledged() {
         let (st, targets) = s.get(&s.tuf(gun, "targets.json")).await;
         assert_eq!(st, 200);
         let current = version_of(&targets);
-        assert!(current >= acked.last().map(|a| a.0).unwrap_or(1), "round {round}: acknowledged v{} lost", acked.last().unwrap().0);
-        assert!(current == interrupted || current == interrupted - 1, "round {round}: current v{current}, interrupted v{interrupted}");
+        assert!(
+            current >= acked.last().map(|a| a.0).unwrap_or(1),
+            "round {round}: acknowledged v{} lost",
+            acked.last().unwrap().0
+        );
+        assert!(
+            current == interrupted || current == interrupted - 1,
+            "round {round}: current v{current}, interrupted v{interrupted}"
+        );
         if current == interrupted {
             unknown += 1;
         }
         next = current + 1;
     }
-    assert!(acked.len() >= KILLS, "too few publishes were acknowledged ({}) for the test to mean anything", acked.len());
+    assert!(
+        acked.len() >= KILLS,
+        "too few publishes were acknowledged ({}) for the test to mean anything",
+        acked.len()
+    );
 
     // Every acknowledged publish is there, byte for byte.
     for (v, file) in &acked {
         let (st, stored) = s.get(&s.tuf(gun, &format!("{v}.targets.json"))).await;
         assert_eq!(st, 200, "acknowledged targets v{v} is missing");
-        assert_eq!(&stored, file, "targets v{v} differs from what was acknowledged");
+        assert_eq!(
+            &stored, file,
+            "targets v{v} differs from what was acknowledged"
+        );
     }
     // Nothing half-stored: every targets version has its snapshot and timestamp, chained by hash.
     let (_, targets) = s.get(&s.tuf(gun, "targets.json")).await;
@@ -90,15 +120,42 @@ async fn kill_9_during_publishes_loses_nothing_acknowledged() {
         let (st1, t) = s.get(&s.tuf(gun, &format!("{v}.targets.json"))).await;
         let (st2, sn) = s.get(&s.tuf(gun, &format!("{v}.snapshot.json"))).await;
         let (st3, ts) = s.get(&s.tuf(gun, &format!("{v}.timestamp.json"))).await;
-        assert_eq!((st1, st2, st3), (200, 200, 200), "version {v}: targets/snapshot/timestamp not all stored");
-        assert_eq!(meta_sha(&sn, "targets"), hex::encode(Sha256::digest(&t)), "snapshot v{v} does not name targets v{v}");
-        assert_eq!(meta_sha(&ts, "snapshot"), hex::encode(Sha256::digest(&sn)), "timestamp v{v} does not name snapshot v{v}");
+        assert_eq!(
+            (st1, st2, st3),
+            (200, 200, 200),
+            "version {v}: targets/snapshot/timestamp not all stored"
+        );
+        assert_eq!(
+            meta_sha(&sn, "targets"),
+            hex::encode(Sha256::digest(&t)),
+            "snapshot v{v} does not name targets v{v}"
+        );
+        assert_eq!(
+            meta_sha(&ts, "snapshot"),
+            hex::encode(Sha256::digest(&sn)),
+            "timestamp v{v} does not name snapshot v{v}"
+        );
     }
-    assert_eq!(s.get(&s.tuf(gun, &format!("{}.targets.json", newest + 1))).await.0, 404);
+    assert_eq!(
+        s.get(&s.tuf(gun, &format!("{}.targets.json", newest + 1)))
+            .await
+            .0,
+        404
+    );
     // The changefeed has one row per timestamp version, in order.
-    let (_, feed) = s.get(&format!("{}/v2/{gun}/_trust/changefeed?records=1000", s.url)).await;
+    let (_, feed) = s
+        .get(&format!(
+            "{}/v2/{gun}/_trust/changefeed?records=1000",
+            s.url
+        ))
+        .await;
     let feed: serde_json::Value = serde_json::from_slice(&feed).unwrap();
-    let versions: Vec<i64> = feed["records"].as_array().unwrap().iter().map(|r| r["Version"].as_i64().unwrap()).collect();
+    let versions: Vec<i64> = feed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Version"].as_i64().unwrap())
+        .collect();
     assert_eq!(versions, (1..=newest).collect::<Vec<_>>());
     report_figures(
         "crash_recovery",

@@ -25,7 +25,11 @@ async fn waits_for_the_database_and_recovers_after_an_outage() {
             p.start().await;
         })
     };
-    let s = Server::start_with_config(&proxy.url(&db), serde_json::json!({"storage": {"connect_retry_seconds": 30}})).await;
+    let s = Server::start_with_config(
+        &proxy.url(&db),
+        serde_json::json!({"storage": {"connect_retry_seconds": 30}}),
+    )
+    .await;
     starter.await.unwrap();
     let c = s.notary("c");
     let f = write_file(s.tmp(), "a.txt", b"a\n");
@@ -50,7 +54,10 @@ async fn waits_for_the_database_and_recovers_after_an_outage() {
         assert!(Instant::now() < deadline, "no recovery: {}", s.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(s.notary("fresh").ok(&["list", "example.com/outage/repo"]).contains("v1"));
+    assert!(s
+        .notary("fresh")
+        .ok(&["list", "example.com/outage/repo"])
+        .contains("v1"));
     c.ok(&["add", "example.com/outage/repo", "v2", f.to_str().unwrap()]);
     c.ok(&["publish", "example.com/outage/repo"]);
 }
@@ -58,7 +65,11 @@ async fn waits_for_the_database_and_recovers_after_an_outage() {
 #[tokio::test]
 async fn gives_up_with_a_clear_error_when_the_database_never_comes() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = serde_json::json!({
         "server": {"http_addr": "127.0.0.1:0"},
         "trust_service": {"type": "local"},
@@ -75,9 +86,20 @@ async fn gives_up_with_a_clear_error_when_the_database_never_comes() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     // Where, for how long, and why.
-    assert!(err.contains(&format!("the database at postgres://notary@127.0.0.1:{port}/notary is not reachable")), "{err}");
-    assert!(err.contains("retried for 2s") && err.to_lowercase().contains("connection refused"), "{err}");
-    assert!(!err.contains("secret-password"), "the password must not be printed: {err}");
+    assert!(
+        err.contains(&format!(
+            "the database at postgres://notary@127.0.0.1:{port}/notary is not reachable"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("retried for 2s") && err.to_lowercase().contains("connection refused"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret-password"),
+        "the password must not be printed: {err}"
+    );
     assert!(t.elapsed() < Duration::from_secs(20));
 }
 
@@ -90,23 +112,44 @@ async fn silent_database_partition_fails_fast_and_heals() {
     let db = create_pg_db().await;
     let proxy = Proxy::new(host_port(&db));
     proxy.start().await;
-    let s = Server::start_with_config(&proxy.url(&db), serde_json::json!({"storage": {"statement_timeout_ms": 1000}})).await;
+    let s = Server::start_with_config(
+        &proxy.url(&db),
+        serde_json::json!({"storage": {"statement_timeout_ms": 1000}}),
+    )
+    .await;
     let gun = "example.com/partition/repo";
     let repo = init_repo(&s, gun).await;
     let (_, sha_file) = s.get(&s.tuf(gun, "timestamp.json")).await;
-    let by_hash = s.tuf(gun, &format!("snapshot.{}.json", snapshot_sha_from_timestamp(&sha_file)));
+    let by_hash = s.tuf(
+        gun,
+        &format!("snapshot.{}.json", snapshot_sha_from_timestamp(&sha_file)),
+    );
     assert_eq!(s.get(&by_hash).await.0, 200); // now cached
 
     proxy.blackhole();
     let t = Instant::now();
-    let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))]).await;
+    let (st, body) = s
+        .post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))])
+        .await;
     assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
     assert_eq!(api_error(&body).0, "UNAVAILABLE");
-    assert!(t.elapsed() < Duration::from_secs(8), "a publish hung for {:?} on a silent partition", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "a publish hung for {:?} on a silent partition",
+        t.elapsed()
+    );
     let t = Instant::now();
     assert_eq!(s.get(&s.tuf(gun, "timestamp.json")).await.0, 503);
-    assert!(t.elapsed() < Duration::from_secs(8), "a read hung for {:?}", t.elapsed());
-    assert_eq!(s.get(&by_hash).await.0, 200, "content-addressed reads are served from the cache");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "a read hung for {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        s.get(&by_hash).await.0,
+        200,
+        "content-addressed reads are served from the cache"
+    );
     let (st, _) = health(&s).await;
     assert_eq!(st, 503);
 
@@ -114,11 +157,17 @@ async fn silent_database_partition_fails_fast_and_heals() {
     proxy.start().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (st, _) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))]).await;
+        let (st, _) = s
+            .post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))])
+            .await;
         if st == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery after the partition healed ({st}):\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the partition healed ({st}):\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(version_of(&s.get(&s.tuf(gun, "targets.json")).await.1), 2);

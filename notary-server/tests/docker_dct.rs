@@ -11,7 +11,11 @@ async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
     let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": signer.trust_service()}),
+    )
+    .await;
     let reg = Registry::start(None);
     let d = DockerCli::new(tmp.path(), &s);
     let repo = format!("127.0.0.1:{}/dct/app{}", reg.port, std::process::id());
@@ -20,13 +24,19 @@ async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
     // Trusted push: the image goes to the registry, its signature to our server.
     d.make_image(tmp.path(), &v1, "version one\n");
     let out = d.ok(true, &["push", &v1]);
-    assert!(out.contains("Successfully signed") && out.contains(":v1"), "{out}");
+    assert!(
+        out.contains("Successfully signed") && out.contains(":v1"),
+        "{out}"
+    );
 
     // A fresh client (no image, no cached trust data) pulls through trust.
     d.forget_image(&v1);
     d.forget_trust_cache();
     let out = d.ok(true, &["pull", &v1]);
-    assert!(out.contains("Tagging") && out.contains(&format!("as {v1}")), "{out}");
+    assert!(
+        out.contains("Tagging") && out.contains(&format!("as {v1}")),
+        "{out}"
+    );
 
     // A tag pushed without trust is refused on a trusted pull.
     let unsigned = format!("{repo}:unsigned");
@@ -34,7 +44,10 @@ async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
     d.ok(false, &["push", &unsigned]);
     d.forget_image(&unsigned);
     let (ok, out) = d.run(true, &["pull", &unsigned], b"");
-    assert!(!ok && out.contains("No valid trust data for unsigned"), "{out}");
+    assert!(
+        !ok && out.contains("No valid trust data for unsigned"),
+        "{out}"
+    );
 
     // Revoke v1 (signed by the repository key): a trusted pull of it then fails.
     let out = d.ok(false, &["trust", "revoke", "--yes", &v1]);
@@ -47,14 +60,40 @@ async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
     // Signers: a key for alice, added to the repository; alice signs v2.
     let keys = tmp.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    d.ok(false, &["trust", "key", "generate", "alice", "--dir", keys.to_str().unwrap()]);
-    d.ok(false, &["trust", "signer", "add", "--key", keys.join("alice.pub").to_str().unwrap(), "alice", &repo]);
+    d.ok(
+        false,
+        &[
+            "trust",
+            "key",
+            "generate",
+            "alice",
+            "--dir",
+            keys.to_str().unwrap(),
+        ],
+    );
+    d.ok(
+        false,
+        &[
+            "trust",
+            "signer",
+            "add",
+            "--key",
+            keys.join("alice.pub").to_str().unwrap(),
+            "alice",
+            &repo,
+        ],
+    );
     let v2 = format!("{repo}:v2");
     d.make_image(tmp.path(), &v2, "version two\n");
     let out = d.ok(false, &["trust", "sign", &v2]);
     assert!(out.contains("Successfully signed"), "{out}");
     let inspect = d.ok(false, &["trust", "inspect", "--pretty", &repo]);
-    assert!(inspect.lines().any(|l| l.starts_with("v2") && l.contains("alice")), "{inspect}");
+    assert!(
+        inspect
+            .lines()
+            .any(|l| l.starts_with("v2") && l.contains("alice")),
+        "{inspect}"
+    );
     d.forget_image(&v2);
     d.forget_trust_cache();
     d.ok(true, &["pull", &v2]);
@@ -76,7 +115,11 @@ async fn trusted_push_and_pull_with_token_auth() {
     let d = DockerCli::new(tmp.path(), &s);
     let host = format!("127.0.0.1:{}", reg.port);
     // One login: the daemon uses it for the registry, the CLI for notary's realm.
-    let (ok, out) = d.run(false, &["login", &host, "-u", "alice", "--password-stdin"], b"secret\n");
+    let (ok, out) = d.run(
+        false,
+        &["login", &host, "-u", "alice", "--password-stdin"],
+        b"secret\n",
+    );
     assert!(ok && out.contains("Login Succeeded"), "{out}");
     let tag = format!("{host}/auth/app{}:v1", std::process::id());
     d.make_image(tmp.path(), &tag, "behind token auth\n");
@@ -89,6 +132,13 @@ async fn trusted_push_and_pull_with_token_auth() {
     // The server saw only authorised writes; an anonymous raw write is refused.
     let (ct, body) = multipart(&[]);
     let gun = tag.rsplit_once(':').unwrap().0;
-    let r = s.http.post(s.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.tuf(gun, ""))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }

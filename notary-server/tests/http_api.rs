@@ -27,7 +27,14 @@ fn cached(c: &Notary, role: &str) -> Vec<u8> {
 
 async fn post(s: &Server, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
     let (ct, body) = multipart(parts);
-    let r = s.http.post(s.tuf(GUN, "")).header("content-type", ct).body(body).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.tuf(GUN, ""))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
 }
 
@@ -39,12 +46,19 @@ async fn rejected_uploads_keep_state(backend: Backend) {
 
     // Same versions again: VERSION with an empty detail.
     let (st, body) = post(&s, &[("targets", &targets), ("snapshot", &snapshot)]).await;
-    assert_eq!((st, api_error(&body)), (400, ("VERSION".into(), serde_json::json!({}))));
+    assert_eq!(
+        (st, api_error(&body)),
+        (400, ("VERSION".into(), serde_json::json!({})))
+    );
 
     // Invalid role names: INVALID_ROLE with the role as detail.
     for bad in ["Targets", "targets/Foo", "targets/a.b", "../root"] {
         let (st, body) = post(&s, &[(bad, &targets)]).await;
-        assert_eq!((st, api_error(&body)), (400, ("INVALID_ROLE".into(), serde_json::json!(bad))), "{bad}");
+        assert_eq!(
+            (st, api_error(&body)),
+            (400, ("INVALID_ROLE".into(), serde_json::json!(bad))),
+            "{bad}"
+        );
     }
     // No filename.
     let (st, body) = post(&s, &[("", &targets)]).await;
@@ -58,14 +72,20 @@ async fn rejected_uploads_keep_state(backend: Backend) {
     let (code, detail) = api_error(&body);
     assert_eq!((st, code.as_str()), (400, "INVALID_UPDATE"));
     assert_eq!(detail["Name"], "ErrBadTargets");
-    assert_eq!(detail["Error"]["Msg"], "valid signatures did not meet threshold for targets");
+    assert_eq!(
+        detail["Error"]["Msg"],
+        "valid signatures did not meet threshold for targets"
+    );
 
     // Targets without a snapshot while the client holds the snapshot key: ErrBadHierarchy.
     let (st, body) = post(&s, &[("targets", &targets)]).await;
     let (code, detail) = api_error(&body);
     assert_eq!((st, code.as_str()), (400, "INVALID_UPDATE"));
     // Go's message, then the repository and what to do (imported repositories land here).
-    assert_eq!((detail["Name"].as_str(), detail["Error"]["Missing"].as_str()), (Some("ErrBadHierarchy"), Some("snapshot")));
+    assert_eq!(
+        (detail["Name"].as_str(), detail["Error"]["Missing"].as_str()),
+        (Some("ErrBadHierarchy"), Some("snapshot"))
+    );
     let msg = detail["Error"]["Msg"].as_str().unwrap();
     assert!(msg.starts_with("no snapshot was included in update and server does not hold current snapshot key for repository"), "{msg}");
     assert!(msg.contains("notary-rekey"), "{msg}");
@@ -75,8 +95,14 @@ async fn rejected_uploads_keep_state(backend: Backend) {
     root["signed"]["version"] = serde_json::json!(5);
     let (st, body) = post(&s, &[("root", &serde_json::to_vec(&root).unwrap())]).await;
     let (code, detail) = api_error(&body);
-    assert_eq!((st, code.as_str(), detail["Name"].as_str()), (400, "INVALID_UPDATE", Some("ErrBadRoot")));
-    assert_eq!(detail["Error"]["Msg"], "Root modifications must increment the version. Current 1, new 5");
+    assert_eq!(
+        (st, code.as_str(), detail["Name"].as_str()),
+        (400, "INVALID_UPDATE", Some("ErrBadRoot"))
+    );
+    assert_eq!(
+        detail["Error"]["Msg"],
+        "Root modifications must increment the version. Current 1, new 5"
+    );
 
     // Version beyond the Go schema's integer column.
     let mut big: serde_json::Value = serde_json::from_slice(&targets).unwrap();
@@ -85,7 +111,14 @@ async fn rejected_uploads_keep_state(backend: Backend) {
     assert_eq!((st, api_error(&body).0), (400, "INVALID_UPDATE".into()));
 
     // Not multipart; a multipart body cut in the middle.
-    let r = s.http.post(s.tuf(GUN, "")).header("content-type", "text/plain").body("x").send().await.unwrap();
+    let r = s
+        .http
+        .post(s.tuf(GUN, ""))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(api_error(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
     let r = s
@@ -100,10 +133,23 @@ async fn rejected_uploads_keep_state(backend: Backend) {
     assert_eq!(api_error(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
 
     // GUN with a '..' segment (reached without path cleaning through an encoded slash).
-    let r = s.http.post(format!("{}/v2/a/..%2Fb/_trust/tuf/", s.url)).send().await.unwrap();
-    assert!(r.status().is_client_error() || r.status().is_redirection(), "{}", r.status());
+    let r = s
+        .http
+        .post(format!("{}/v2/a/..%2Fb/_trust/tuf/", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_client_error() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
 
-    assert_eq!(s.snapshot_of_state(GUN).await, before, "nothing stored by rejected requests");
+    assert_eq!(
+        s.snapshot_of_state(GUN).await,
+        before,
+        "nothing stored by rejected requests"
+    );
     // The CLI still sees the original repository.
     assert!(s.notary("fresh").ok(&["list", GUN]).contains("v1"));
     assert!(!s.log().contains("panicked"));
@@ -115,40 +161,76 @@ async fn protocol_details(backend: Backend) {
     let (st, body) = s.get(&format!("{}/v2/", s.url)).await;
     assert_eq!((st, body.as_slice()), (200, &b"{}"[..]));
     // Unknown paths, missing trailing slash, key endpoints for other roles: catch-all 404.
-    for p in ["/v2", "/nope", &format!("/v2/{GUN}/_trust/tuf/root.key"), &format!("/v2/{GUN}/_trust/tuf/targets.key")] {
+    for p in [
+        "/v2",
+        "/nope",
+        &format!("/v2/{GUN}/_trust/tuf/root.key"),
+        &format!("/v2/{GUN}/_trust/tuf/targets.key"),
+    ] {
         let (st, body) = s.get(&format!("{}{p}", s.url)).await;
-        assert_eq!((st, api_error(&body).0), (404, "METADATA_NOT_FOUND".into()), "{p}");
+        assert_eq!(
+            (st, api_error(&body).0),
+            (404, "METADATA_NOT_FOUND".into()),
+            "{p}"
+        );
     }
     // Methods the Go router does not know: 405 with an empty body.
-    let r = s.http.request(reqwest::Method::OPTIONS, format!("{}/v2/", s.url)).send().await.unwrap();
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/v2/", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert!(r.bytes().await.unwrap().is_empty());
     // Paths that need cleaning: 301 to the clean path.
     let nofollow = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&s.ca).unwrap()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&s.ca).unwrap()).unwrap(),
+        )
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let r = nofollow.get(format!("{}/v2//{GUN}/_trust/tuf/root.json", s.url)).send().await.unwrap();
+    let r = nofollow
+        .get(format!("{}/v2//{GUN}/_trust/tuf/root.json", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 301);
-    assert_eq!(r.headers()["location"], format!("/v2/{GUN}/_trust/tuf/root.json"));
+    assert_eq!(
+        r.headers()["location"],
+        format!("/v2/{GUN}/_trust/tuf/root.json")
+    );
 
     // Cache headers, ETag and 304 revalidation.
     let r = s.http.get(s.tuf(GUN, "root.json")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["cache-control"], "public, max-age=300, s-maxage=300, must-revalidate");
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=300, s-maxage=300, must-revalidate"
+    );
     assert!(r.headers().contains_key("last-modified"));
     let etag = r.headers()["etag"].clone();
-    let r = s.http.get(s.tuf(GUN, "root.json")).header("if-none-match", etag).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.tuf(GUN, "root.json"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 304);
     let r = s.http.get(s.tuf(GUN, "1.root.json")).send().await.unwrap();
-    assert_eq!(r.headers()["cache-control"], "public, max-age=2592000, s-maxage=2592000");
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=2592000, s-maxage=2592000"
+    );
 
     // Key endpoint: the timestamp key listed in root, as Go's stdlib JSON writes it.
     let (st, body) = s.get(&s.tuf(GUN, "timestamp.key")).await;
     assert_eq!(st, 200);
     let key: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert!(String::from_utf8_lossy(&body).starts_with("{\"keytype\":\"ecdsa\",\"keyval\":{\"public\":\""));
+    assert!(String::from_utf8_lossy(&body)
+        .starts_with("{\"keytype\":\"ecdsa\",\"keyval\":{\"public\":\""));
     assert!(key["keyval"]["private"].is_null());
     // A new GUN: the same pending key is handed out until it is used.
     let (_, k1) = s.get(&s.tuf("example.com/new", "timestamp.key")).await;
@@ -159,17 +241,32 @@ async fn protocol_details(backend: Backend) {
     let (st, body) = s.get(&format!("{}/v2/_trust/changefeed", s.url)).await;
     let (code, detail) = api_error(&body);
     assert_eq!((st, code.as_str()), (400, "INVALID_PARAMETERS"));
-    assert_eq!(detail, serde_json::json!("invalid records parameter: strconv.ParseInt: parsing \"\": invalid syntax"));
-    let (st, body) = s.get(&format!("{}/v2/_trust/changefeed?records=10&change_id=x", s.url)).await;
+    assert_eq!(
+        detail,
+        serde_json::json!(
+            "invalid records parameter: strconv.ParseInt: parsing \"\": invalid syntax"
+        )
+    );
+    let (st, body) = s
+        .get(&format!(
+            "{}/v2/_trust/changefeed?records=10&change_id=x",
+            s.url
+        ))
+        .await;
     assert_eq!((st, api_error(&body).0), (400, "INVALID_PARAMETERS".into()));
-    let (st, body) = s.get(&format!("{}/v2/{GUN}/_trust/changefeed?records=10", s.url)).await;
+    let (st, body) = s
+        .get(&format!("{}/v2/{GUN}/_trust/changefeed?records=10", s.url))
+        .await;
     assert_eq!(st, 200);
     let feed: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(feed["count"], 1);
     assert_eq!(feed["records"][0]["GUN"], GUN);
     assert_eq!(feed["records"][0]["Category"], "update");
     assert!(feed["records"][0]["ID"].is_string());
-    assert!(String::from_utf8_lossy(&body).contains("{\"ID\":"), "Go field order");
+    assert!(
+        String::from_utf8_lossy(&body).contains("{\"ID\":"),
+        "Go field order"
+    );
 
     // Health and metrics.
     let (st, body) = s.get(&format!("{}/_notary_server/health", s.url)).await;
@@ -177,23 +274,39 @@ async fn protocol_details(backend: Backend) {
     let (st, body) = s.get(&format!("{}/metrics", s.url)).await;
     assert_eq!(st, 200);
     let metrics = String::from_utf8_lossy(&body);
-    assert!(metrics.contains("notary_server_http_requests_total{code=\"200\",method=\"post\",operation=\"UpdateTUF\"} 1"));
+    assert!(metrics.contains(
+        "notary_server_http_requests_total{code=\"200\",method=\"post\",operation=\"UpdateTUF\"} 1"
+    ));
     // The read cache reports what it holds (this repository's chain, at least).
-    let gauge =
-        |name: &str| -> u64 { metric_sample(&metrics, name).unwrap_or_else(|| panic!("{name} missing: {metrics}")).parse().unwrap() };
+    let gauge = |name: &str| -> u64 {
+        metric_sample(&metrics, name)
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+            .parse()
+            .unwrap()
+    };
     assert!(gauge("notary_rs_cache_repositories") >= 1);
     assert!(gauge("notary_rs_cache_files") >= 1);
     assert!(gauge("notary_rs_cache_bytes") > 0);
     // Request latency by operation: every request counted once, in cumulative buckets.
     let requests: u64 = metrics
         .lines()
-        .filter(|l| l.starts_with("notary_server_http_requests_total{") && l.contains("operation=\"GetRole\""))
+        .filter(|l| {
+            l.starts_with("notary_server_http_requests_total{")
+                && l.contains("operation=\"GetRole\"")
+        })
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
     assert!(requests > 0);
-    assert_eq!(gauge("notary_rs_http_request_duration_seconds_count{operation=\"GetRole\"}"), requests);
-    assert_eq!(gauge("notary_rs_http_request_duration_seconds_bucket{operation=\"GetRole\",le=\"+Inf\"}"), requests);
-    let in_a_second = gauge("notary_rs_http_request_duration_seconds_bucket{operation=\"GetRole\",le=\"1\"}");
+    assert_eq!(
+        gauge("notary_rs_http_request_duration_seconds_count{operation=\"GetRole\"}"),
+        requests
+    );
+    assert_eq!(
+        gauge("notary_rs_http_request_duration_seconds_bucket{operation=\"GetRole\",le=\"+Inf\"}"),
+        requests
+    );
+    let in_a_second =
+        gauge("notary_rs_http_request_duration_seconds_bucket{operation=\"GetRole\",le=\"1\"}");
     assert!(in_a_second > 0 && in_a_second <= requests);
 }
 
@@ -216,7 +329,14 @@ async fn upload_limit_and_gun_prefixes() {
     // Larger than the limit: refused before it is read, nothing stored.
     let big = vec![b'x'; 20_000];
     let (ct, body) = multipart(&[("targets", &big)]);
-    let r = s.http.post(s.tuf(ok_gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.tuf(ok_gun, ""))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(api_error(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
     assert_eq!(s.snapshot_of_state(ok_gun).await, before);
@@ -224,16 +344,35 @@ async fn upload_limit_and_gun_prefixes() {
     // GUNs outside the prefixes: publish → 400 INVALID_GUN with Go's detail; reads → 404.
     let other = "example.com/other/repo";
     let (ct, body) = multipart(&[("targets", b"{}")]);
-    let r = s.http.post(s.tuf(other, "")).header("content-type", ct).body(body).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.tuf(other, ""))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let (code, detail) = api_error(&r.bytes().await.unwrap());
-    assert_eq!((code.as_str(), detail), ("INVALID_GUN", serde_json::json!("Require GUNs with prefix: [example.com/allowed/]")));
+    assert_eq!(
+        (code.as_str(), detail),
+        (
+            "INVALID_GUN",
+            serde_json::json!("Require GUNs with prefix: [example.com/allowed/]")
+        )
+    );
     for path in ["root.json", "timestamp.key"] {
         let (st, body) = s.get(&s.tuf(other, path)).await;
-        assert_eq!((st, api_error(&body).0), (404, "METADATA_NOT_FOUND".into()), "{path}");
+        assert_eq!(
+            (st, api_error(&body).0),
+            (404, "METADATA_NOT_FOUND".into()),
+            "{path}"
+        );
     }
     let r = s.notary("d").run(&["init", other]);
     assert!(!r.ok);
-    let (_, feed) = s.get(&format!("{}/v2/_trust/changefeed?records=10", s.url)).await;
+    let (_, feed) = s
+        .get(&format!("{}/v2/_trust/changefeed?records=10", s.url))
+        .await;
     assert!(!String::from_utf8_lossy(&feed).contains(other));
 }

@@ -27,11 +27,19 @@ impl Drop for Haproxy {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_haproxy(dir: &std::path::Path, port: u16, backends: &[u16]) -> Haproxy {
-    let servers: String = backends.iter().enumerate().map(|(i, p)| format!("  server notary{i} 127.0.0.1:{p} check\n")).collect();
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("  server notary{i} 127.0.0.1:{p} check\n"))
+        .collect();
     let cfg = format!(
         "global\n  maxconn 2000\ndefaults\n  mode tcp\n  timeout connect 500ms\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch\n\
          frontend notary\n  bind 127.0.0.1:{port}\n  default_backend servers\n\
@@ -64,7 +72,10 @@ async fn get(http: &reqwest::Client, url: &str) -> (u16, Vec<u8>) {
             }
             _ => {}
         }
-        assert!(Instant::now() < deadline, "GET {url} kept failing through the balancer");
+        assert!(
+            Instant::now() < deadline,
+            "GET {url} kept failing through the balancer"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -74,7 +85,10 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("tls")).unwrap();
     let keys = create_pg_db().await;
-    let mut signers = [SignerProc::start(false, Some(&keys), &tls).await, SignerProc::start(false, Some(&keys), &tls).await];
+    let mut signers = [
+        SignerProc::start(false, Some(&keys), &tls).await,
+        SignerProc::start(false, Some(&keys), &tls).await,
+    ];
     let mut trust = signers[0].trust_service();
     trust["addresses"] = serde_json::json!([format!("127.0.0.1:{}", signers[1].port)]);
     trust["timeout_ms"] = serde_json::json!(2000);
@@ -89,7 +103,8 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
         let db_path = Proxy::new(pg.clone());
         db_path.start().await;
         // A short statement timeout: a silent partition must fail requests in seconds.
-        let cfg = serde_json::json!({"trust_service": trust, "storage": {"statement_timeout_ms": 2000}});
+        let cfg =
+            serde_json::json!({"trust_service": trust, "storage": {"statement_timeout_ms": 2000}});
         let s = Server::start_with_tls(&db_path.url(&db), cfg, Some(&tls)).await;
         let lb_path = Proxy::new(format!("127.0.0.1:{}", s.port));
         lb_path.start().await;
@@ -98,16 +113,25 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
         lb_paths.push(lb_path);
     }
     let lb_port = free_port();
-    let _haproxy = start_haproxy(tmp.path(), lb_port, &lb_paths.iter().map(|p| p.port).collect::<Vec<_>>());
+    let _haproxy = start_haproxy(
+        tmp.path(),
+        lb_port,
+        &lb_paths.iter().map(|p| p.port).collect::<Vec<_>>(),
+    );
     let lb = format!("https://127.0.0.1:{lb_port}");
     let cert = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap();
-    let http = reqwest::Client::builder().add_root_certificate(cert).timeout(Duration::from_secs(15)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
     let tuf = {
         let lb = lb.clone();
         move |gun: &str, f: &str| format!("{lb}/v2/{gun}/_trust/tuf/{f}")
     };
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !matches!(http.get(format!("{lb}/_notary_server/health")).send().await, Ok(r) if r.status() == 200) {
+    while !matches!(http.get(format!("{lb}/_notary_server/health")).send().await, Ok(r) if r.status() == 200)
+    {
         assert!(
             Instant::now() < deadline,
             "the balancer never became ready:\n{}",
@@ -125,7 +149,13 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
     // Publisher: sequential versions; an attempt whose outcome is unknown (connection lost) is
     // resolved by reading what the repository holds before trying again.
     let publisher = {
-        let (http, repo, acked, done, retries) = (http.clone(), repo.clone(), acked.clone(), done.clone(), retries.clone());
+        let (http, repo, acked, done, retries) = (
+            http.clone(),
+            repo.clone(),
+            acked.clone(),
+            done.clone(),
+            retries.clone(),
+        );
         let (url, tuf) = (format!("{lb}/v2/{gun}/_trust/tuf/"), tuf.clone());
         tokio::spawn(async move {
             let (mut sent, mut unknown_stored) = (Vec::new(), 0usize);
@@ -133,20 +163,34 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
             while !done.load(Ordering::SeqCst) {
                 let file = repo.targets_file(v, &[("t", format!("v{v}").as_bytes())]);
                 let (ct, body) = notary_bench::repo::multipart(&[("targets", &file)]);
-                let ok = match http.post(&url).header("content-type", ct).body(body).send().await {
+                let ok = match http
+                    .post(&url)
+                    .header("content-type", ct)
+                    .body(body)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => true,
                     // 503: signer or database unreachable from that instance (retryable); or the
                     // connection was lost. Either way the publish may have landed: look first.
                     Ok(r) if r.status().as_u16() == 503 => {
-                        let (st, stored) = get(&http, &tuf(gun, &format!("{v}.targets.json"))).await;
+                        let (st, stored) =
+                            get(&http, &tuf(gun, &format!("{v}.targets.json"))).await;
                         st == 200 && stored == file && {
                             unknown_stored += 1;
                             true
                         }
                     }
-                    Ok(r) => return Err(format!("publish v{v}: {} {}", r.status(), r.text().await.unwrap_or_default())),
+                    Ok(r) => {
+                        return Err(format!(
+                            "publish v{v}: {} {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        ))
+                    }
                     Err(_) => {
-                        let (st, stored) = get(&http, &tuf(gun, &format!("{v}.targets.json"))).await;
+                        let (st, stored) =
+                            get(&http, &tuf(gun, &format!("{v}.targets.json"))).await;
                         if st == 200 {
                             assert_eq!(stored, file, "v{v} stored with other content");
                             unknown_stored += 1;
@@ -179,7 +223,10 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
                 let (st, body) = get(&http, &url).await;
                 assert_eq!(st, 200);
                 let v = version_of(&body);
-                assert!(v >= floor, "served targets v{v} after v{floor} was acknowledged");
+                assert!(
+                    v >= floor,
+                    "served targets v{v} after v{floor} was acknowledged"
+                );
                 assert!(v >= last, "a reader went back from v{last} to v{v}");
                 last = v;
                 reads.fetch_add(1, Ordering::SeqCst);
@@ -225,7 +272,13 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
     let (sent, unknown_stored) = publisher.await.unwrap().unwrap_or_else(|e| {
         let errors: String = servers
             .iter()
-            .flat_map(|s| s.log().lines().filter(|l| l.contains("ERROR") || l.contains("WARN")).map(String::from).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.log()
+                    .lines()
+                    .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
             .collect::<Vec<_>>()
             .join("\n");
         panic!("{e}\nserver errors and warnings:\n{errors}")
@@ -233,7 +286,11 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
     for r in readers {
         r.await.unwrap();
     }
-    assert!(sent.len() >= 10, "only {} publishes went through", sent.len());
+    assert!(
+        sent.len() >= 10,
+        "only {} publishes went through",
+        sent.len()
+    );
 
     // Every acknowledged publish is there, through every instance, and the chain is whole.
     for s in &servers {
@@ -249,8 +306,16 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
         let (_, t) = get(&http, &tuf(gun, &format!("{v}.targets.json"))).await;
         let (_, sn) = get(&http, &tuf(gun, &format!("{v}.snapshot.json"))).await;
         let (_, ts) = get(&http, &tuf(gun, &format!("{v}.timestamp.json"))).await;
-        assert_eq!(notary_bench::load::meta_sha(&sn, "targets").unwrap(), hex::encode(Sha256::digest(&t)), "snapshot v{v}");
-        assert_eq!(notary_bench::load::meta_sha(&ts, "snapshot").unwrap(), hex::encode(Sha256::digest(&sn)), "timestamp v{v}");
+        assert_eq!(
+            notary_bench::load::meta_sha(&sn, "targets").unwrap(),
+            hex::encode(Sha256::digest(&t)),
+            "snapshot v{v}"
+        );
+        assert_eq!(
+            notary_bench::load::meta_sha(&ts, "snapshot").unwrap(),
+            hex::encode(Sha256::digest(&sn)),
+            "timestamp v{v}"
+        );
     }
     report_figures(
         "load_balanced",

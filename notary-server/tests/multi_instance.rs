@@ -21,16 +21,27 @@ async fn instances_see_each_others_writes_at_once() {
         let (st, before) = b.get(&b.tuf(gun, "timestamp.json")).await;
         assert_eq!(st, 200);
         assert_eq!(version_of(&before), v - 1);
-        let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        let (st, _) = a
+            .post_parts(
+                gun,
+                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
+            )
+            .await;
         assert_eq!(st, 200);
         // ...and serves the new one on the very next request.
         let (_, after) = b.get(&b.tuf(gun, "timestamp.json")).await;
-        assert_eq!(version_of(&after), v, "instance B served an older timestamp than committed");
+        assert_eq!(
+            version_of(&after),
+            v,
+            "instance B served an older timestamp than committed"
+        );
         let (_, targets) = b.get(&b.tuf(gun, "targets.json")).await;
         assert_eq!(version_of(&targets), v);
     }
     // A publish through B is seen by A at once too.
-    let (st, _) = b.post_parts(gun, &[("targets", &repo.targets_file(20, &[("x", b"x")]))]).await;
+    let (st, _) = b
+        .post_parts(gun, &[("targets", &repo.targets_file(20, &[("x", b"x")]))])
+        .await;
     assert_eq!(st, 200);
     assert_eq!(version_of(&a.get(&a.tuf(gun, "targets.json")).await.1), 20);
 
@@ -39,11 +50,21 @@ async fn instances_see_each_others_writes_at_once() {
     let sha = snapshot_sha_from_timestamp(&ts);
     let by_hash = b.tuf(gun, &format!("snapshot.{sha}.json"));
     assert_eq!(b.get(&by_hash).await.0, 200);
-    assert_eq!(a.http.delete(a.tuf(gun, "")).send().await.unwrap().status(), 200);
-    assert_eq!(b.get(&b.tuf(gun, "timestamp.json")).await.0, 404, "current reads see the deletion at once");
+    assert_eq!(
+        a.http.delete(a.tuf(gun, "")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        b.get(&b.tuf(gun, "timestamp.json")).await.0,
+        404,
+        "current reads see the deletion at once"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while b.get(&by_hash).await.0 != 404 {
-        assert!(Instant::now() < deadline, "B still serves a deleted repository's file by checksum");
+        assert!(
+            Instant::now() < deadline,
+            "B still serves a deleted repository's file by checksum"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -67,7 +88,11 @@ async fn reads_never_lag_publishes(read_from_writer: bool) {
     use std::sync::Arc;
     let db = create_pg_db().await;
     let a = Arc::new(Server::start_with_db(&db).await);
-    let b = if read_from_writer { a.clone() } else { Arc::new(Server::start_with_db(&db).await) };
+    let b = if read_from_writer {
+        a.clone()
+    } else {
+        Arc::new(Server::start_with_db(&db).await)
+    };
     let gun = "example.com/multi/strict";
     let repo = init_repo(&a, gun).await;
     let acked = Arc::new(AtomicI64::new(1));
@@ -100,7 +125,12 @@ async fn reads_never_lag_publishes(read_from_writer: bool) {
         }));
     }
     for v in 2..=40 {
-        let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        let (st, body) = a
+            .post_parts(
+                gun,
+                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
+            )
+            .await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
         acked.store(v, Ordering::SeqCst);
     }
@@ -124,16 +154,39 @@ async fn the_writer_serves_its_own_write_as_the_database_holds_it() {
     async fn get(s: &Server, file: &str, gun: &str) -> (u16, Vec<(String, String)>, String) {
         let r = s.http.get(s.tuf(gun, file)).send().await.unwrap();
         let status = r.status().as_u16();
-        let headers = ["content-type", "etag", "last-modified", "cache-control", "content-length"]
-            .iter()
-            .map(|h| (h.to_string(), r.headers().get(*h).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()))
-            .collect();
-        (status, headers, String::from_utf8_lossy(&r.bytes().await.unwrap()).into_owned())
+        let headers = [
+            "content-type",
+            "etag",
+            "last-modified",
+            "cache-control",
+            "content-length",
+        ]
+        .iter()
+        .map(|h| {
+            (
+                h.to_string(),
+                r.headers()
+                    .get(*h)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&r.bytes().await.unwrap()).into_owned(),
+        )
     }
     for v in 2..6 {
         // A has the previous chain cached (read it), then publishes.
         assert_eq!(get(&a, "timestamp.json", gun).await.0, 200);
-        let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        let (st, body) = a
+            .post_parts(
+                gun,
+                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
+            )
+            .await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
         // Read from A first (its installed copy), then from B (loaded from the database).
         let (_, ts) = a.get(&a.tuf(gun, "timestamp.json")).await;
@@ -152,7 +205,10 @@ async fn the_writer_serves_its_own_write_as_the_database_holds_it() {
             let from_a = get(&a, &file, gun).await;
             let from_b = get(&b, &file, gun).await;
             assert_eq!(from_a.0, 200, "{file} on A");
-            assert_eq!(from_a, from_b, "{file}: the writer serves it differently from an instance that loaded it");
+            assert_eq!(
+                from_a, from_b,
+                "{file}: the writer serves it differently from an instance that loaded it"
+            );
         }
         assert_eq!(version_of(&targets), v);
     }
@@ -169,13 +225,27 @@ async fn version_reads_follow_deletion_and_recreation() {
     init_repo(&a, gun).await;
     let (st, old_root) = b.get(&b.tuf(gun, "1.root.json")).await;
     assert_eq!(st, 200);
-    assert_eq!(b.get(&b.tuf(gun, "1.root.json")).await.1, old_root, "second read (cached) differs");
-    assert_eq!(a.http.delete(a.tuf(gun, "")).send().await.unwrap().status(), 200);
-    assert_eq!(b.get(&b.tuf(gun, "1.root.json")).await.0, 404, "B still serves a deleted version");
+    assert_eq!(
+        b.get(&b.tuf(gun, "1.root.json")).await.1,
+        old_root,
+        "second read (cached) differs"
+    );
+    assert_eq!(
+        a.http.delete(a.tuf(gun, "")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        b.get(&b.tuf(gun, "1.root.json")).await.0,
+        404,
+        "B still serves a deleted version"
+    );
     init_repo(&a, gun).await; // new root key: new root v1
     let (st, new_root) = b.get(&b.tuf(gun, "1.root.json")).await;
     assert_eq!(st, 200);
-    assert_ne!(new_root, old_root, "B served the deleted repository's root v1");
+    assert_ne!(
+        new_root, old_root,
+        "B served the deleted repository's root v1"
+    );
 }
 
 /// The re-signing lease: one holder at a time across instances (here: two stores on one
@@ -185,16 +255,29 @@ async fn resign_lease_has_one_holder() {
     use notary_server::storage::{MetaStore, SqlStore};
     let db = create_pg_db().await;
     let cfg = notary_signer::db::PoolConfig::default();
-    let a = SqlStore::new(notary_signer::db::Db::connect(&db, &cfg).await.unwrap()).await.unwrap();
-    let b = SqlStore::new(notary_signer::db::Db::connect(&db, &cfg).await.unwrap()).await.unwrap();
+    let a = SqlStore::new(notary_signer::db::Db::connect(&db, &cfg).await.unwrap())
+        .await
+        .unwrap();
+    let b = SqlStore::new(notary_signer::db::Db::connect(&db, &cfg).await.unwrap())
+        .await
+        .unwrap();
     let held = a.try_lease("resign example.com/x").await.unwrap();
     assert!(held.is_some());
-    assert!(b.try_lease("resign example.com/x").await.unwrap().is_none(), "two instances hold the same lease");
-    assert!(b.try_lease("resign example.com/y").await.unwrap().is_some(), "another repository's lease is free");
+    assert!(
+        b.try_lease("resign example.com/x").await.unwrap().is_none(),
+        "two instances hold the same lease"
+    );
+    assert!(
+        b.try_lease("resign example.com/y").await.unwrap().is_some(),
+        "another repository's lease is free"
+    );
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(5);
     while b.try_lease("resign example.com/x").await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "a dropped lease was not released");
+        assert!(
+            Instant::now() < deadline,
+            "a dropped lease was not released"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -220,20 +303,39 @@ async fn background_resigning_happens_once_per_repository() {
             let (st, ts) = s.get(&s.tuf(gun, "timestamp.json")).await;
             assert_eq!(st, 200);
             let v = version_of(&ts);
-            assert!(v >= last[i], "instance {i} went back from timestamp v{} to v{v}", last[i]);
+            assert!(
+                v >= last[i],
+                "instance {i} went back from timestamp v{} to v{v}",
+                last[i]
+            );
             last[i] = v;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (_, ts) = servers[0].get(&servers[0].tuf(gun, "timestamp.json")).await;
     let newest = version_of(&ts);
-    assert!(newest >= 3, "expected at least two background re-signs, newest timestamp is v{newest}");
+    assert!(
+        newest >= 3,
+        "expected at least two background re-signs, newest timestamp is v{newest}"
+    );
     let logs: String = servers.iter().map(|s| s.log()).collect();
-    let ahead = logs.lines().filter(|l| l.contains("re-signed timestamp") && l.contains("ahead=true")).count();
-    let on_read = logs.lines().filter(|l| l.contains("re-signed timestamp") && l.contains("ahead=false")).count();
-    let lost = logs.lines().filter(|l| l.contains("re-signed the timestamp first")).count();
+    let ahead = logs
+        .lines()
+        .filter(|l| l.contains("re-signed timestamp") && l.contains("ahead=true"))
+        .count();
+    let on_read = logs
+        .lines()
+        .filter(|l| l.contains("re-signed timestamp") && l.contains("ahead=false"))
+        .count();
+    let lost = logs
+        .lines()
+        .filter(|l| l.contains("re-signed the timestamp first"))
+        .count();
     // The newest version may have been stored after our last read; every stored one is logged.
-    assert!(ahead as i64 == newest - 1 || ahead as i64 == newest, "{ahead} background re-signs logged for {newest} versions:\n{logs}");
+    assert!(
+        ahead as i64 == newest - 1 || ahead as i64 == newest,
+        "{ahead} background re-signs logged for {newest} versions:\n{logs}"
+    );
     assert_eq!(on_read, 0, "a read had to re-sign");
     assert_eq!(lost, 0, "two instances re-signed the same version:\n{logs}");
 }

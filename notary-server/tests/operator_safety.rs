@@ -22,19 +22,39 @@ impl Drop for Plain {
 }
 
 impl Plain {
-    fn start(config: serde_json::Value, cwd: &std::path::Path, env: &[(&str, &str)]) -> Result<Plain, String> {
+    fn start(
+        config: serde_json::Value,
+        cwd: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Result<Plain, String> {
         let (child, port) = try_start_server(config, cwd, env)?;
-        Ok(Plain { child, url: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() })
+        Ok(Plain {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        })
     }
 
     async fn get(&self, gun: &str, file: &str) -> (u16, Vec<u8>) {
-        let r = self.http.get(format!("{}/v2/{gun}/_trust/tuf/{file}", self.url)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}/v2/{gun}/_trust/tuf/{file}", self.url))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 
     async fn post(&self, gun: &str, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
         let (ct, body) = multipart(parts);
-        let r = self.http.post(format!("{}/v2/{gun}/_trust/tuf/", self.url)).header("content-type", ct).body(body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/v2/{gun}/_trust/tuf/", self.url))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 
@@ -44,7 +64,15 @@ impl Plain {
         let (_, ts) = self.get(gun, "timestamp.key").await;
         let (_, sn) = self.get(gun, "snapshot.key").await;
         let repo = RustRepo::new(gun, parse(&sn), parse(&ts));
-        let (st, body) = self.post(gun, &[("root", &repo.root_file(1)), ("targets", &repo.targets_file(1, &[("a", b"a")]))]).await;
+        let (st, body) = self
+            .post(
+                gun,
+                &[
+                    ("root", &repo.root_file(1)),
+                    ("targets", &repo.targets_file(1, &[("a", b"a")])),
+                ],
+            )
+            .await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
         repo
     }
@@ -66,26 +94,52 @@ async fn the_key_passphrase_does_not_move_with_the_working_directory() {
     // The config file lives in `conf`; the server starts from `a`, then from `b`.
     let start = |cwd: &std::path::Path, env: &[(&str, &str)]| {
         let (child, port) = try_start_server_in(config.clone(), &conf, cwd, env)?;
-        Ok::<_, String>(Plain { child, url: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() })
+        Ok::<_, String>(Plain {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        })
     };
     let s = start(&a, &[]).unwrap();
     let repo = s.init("example.com/ops/pass").await;
     drop(s);
     let pass_file = conf.join("notary-data/key-passphrase");
-    assert!(pass_file.exists(), "the passphrase is beside the config file");
-    assert!(!a.join("notary-data").exists(), "nothing in the current folder");
+    assert!(
+        pass_file.exists(),
+        "the passphrase is beside the config file"
+    );
+    assert!(
+        !a.join("notary-data").exists(),
+        "nothing in the current folder"
+    );
 
     let s = start(&b, &[]).unwrap();
-    let (st, body) = s.post("example.com/ops/pass", &[("targets", &repo.targets_file(2, &[("b", b"b")]))]).await;
+    let (st, body) = s
+        .post(
+            "example.com/ops/pass",
+            &[("targets", &repo.targets_file(2, &[("b", b"b")]))],
+        )
+        .await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     drop(s);
 
     std::fs::rename(&pass_file, tmp.path().join("moved-away")).unwrap();
-    let log = start(&b, &[]).err().expect("refuses to start without the passphrase");
-    assert!(log.contains("holds 2 server signing keys") && log.contains(&pass_file.display().to_string()), "{log}");
+    let log = start(&b, &[])
+        .err()
+        .expect("refuses to start without the passphrase");
+    assert!(
+        log.contains("holds 2 server signing keys")
+            && log.contains(&pass_file.display().to_string()),
+        "{log}"
+    );
     assert!(!pass_file.exists(), "no new passphrase generated");
-    let log = start(&b, &[("NOTARY_SERVER_KEY_PASSPHRASE", "not-the-one")]).err().expect("refuses a wrong passphrase");
-    assert!(log.contains("cannot be decrypted") && log.contains("does not decrypt"), "{log}");
+    let log = start(&b, &[("NOTARY_SERVER_KEY_PASSPHRASE", "not-the-one")])
+        .err()
+        .expect("refuses a wrong passphrase");
+    assert!(
+        log.contains("cannot be decrypted") && log.contains("does not decrypt"),
+        "{log}"
+    );
     std::fs::rename(tmp.path().join("moved-away"), &pass_file).unwrap();
     let s = start(&a, &[]).unwrap();
     assert_eq!(s.get("example.com/ops/pass", "timestamp.json").await.0, 200);
@@ -99,20 +153,42 @@ async fn a_key_that_cannot_be_decrypted_is_a_503() {
     let tmp = tempfile::tempdir().unwrap();
     let db = create_pg_db().await;
     let config = serde_json::json!({"server": {}, "trust_service": {"type": "local"}, "storage": {"backend": "postgres", "db_url": db}});
-    let one = Plain::start(config.clone(), tmp.path(), &[("NOTARY_SERVER_KEY_PASSPHRASE", "one")]).unwrap();
-    let two = Plain::start(config, tmp.path(), &[("NOTARY_SERVER_KEY_PASSPHRASE", "two")]).unwrap();
+    let one = Plain::start(
+        config.clone(),
+        tmp.path(),
+        &[("NOTARY_SERVER_KEY_PASSPHRASE", "one")],
+    )
+    .unwrap();
+    let two = Plain::start(
+        config,
+        tmp.path(),
+        &[("NOTARY_SERVER_KEY_PASSPHRASE", "two")],
+    )
+    .unwrap();
     let repo = one.init("example.com/ops/locked").await;
-    let (st, body) = two.post("example.com/ops/locked", &[("targets", &repo.targets_file(2, &[("b", b"b")]))]).await;
+    let (st, body) = two
+        .post(
+            "example.com/ops/locked",
+            &[("targets", &repo.targets_file(2, &[("b", b"b")]))],
+        )
+        .await;
     let (code, _) = api_error(&body);
     assert_eq!((st, code.as_str()), (503, "UNAVAILABLE"));
-    assert!(String::from_utf8_lossy(&body).contains("passphrase"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("passphrase"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let logs: String = std::fs::read_dir(tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect();
-    assert!(logs.contains("cannot be decrypted with the configured passphrase"), "{logs}");
+    assert!(
+        logs.contains("cannot be decrypted with the configured passphrase"),
+        "{logs}"
+    );
 }
 
 /// The passphrase rotation of docs/signer.md, with `reencrypt` run while the signer serves: the
@@ -125,26 +201,70 @@ async fn signer_passphrase_rotation_while_serving() {
     let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
     let db = create_pg_db().await;
     let storage = |alias: &str| serde_json::json!({"backend": "postgres", "db_url": db, "default_alias": alias});
-    let env = |vars: &[(&str, &str)]| vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
-    let mut signer =
-        SignerProc::start_with(workspace_bin("notary-signer"), storage("old"), env(&[("NOTARY_SIGNER_OLD", "first")]), &tls).await;
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let env = |vars: &[(&str, &str)]| {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let mut signer = SignerProc::start_with(
+        workspace_bin("notary-signer"),
+        storage("old"),
+        env(&[("NOTARY_SIGNER_OLD", "first")]),
+        &tls,
+    )
+    .await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": signer.trust_service()}),
+    )
+    .await;
     let a = init_repo(&s, "example.com/rotate/a").await;
 
     // Step 2 while serving (the new variable given to the command only).
-    let (ok, out) = signer.run_command(&["reencrypt", "--from-alias", "old", "--to-alias", "new"], &[("NOTARY_SIGNER_NEW", "second")]);
+    let (ok, out) = signer.run_command(
+        &["reencrypt", "--from-alias", "old", "--to-alias", "new"],
+        &[("NOTARY_SIGNER_NEW", "second")],
+    );
     assert!(ok, "{out}");
     let (st, body) = s.get(&s.tuf("example.com/rotate/b", "timestamp.key")).await;
-    assert_eq!((st, api_error(&body).0.as_str()), (503, "UNAVAILABLE"), "{}", String::from_utf8_lossy(&body));
-    assert!(s.log().contains("retired"), "the server log names the cause: {}", s.log());
+    assert_eq!(
+        (st, api_error(&body).0.as_str()),
+        (503, "UNAVAILABLE"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        s.log().contains("retired"),
+        "the server log names the cause: {}",
+        s.log()
+    );
 
     // A signer that lacks the new alias's passphrase refuses to start, naming it.
-    let log = signer.reconfigure(storage("new"), env(&[("NOTARY_SIGNER_OLD", "first")])).await.expect_err("must not start");
-    assert!(log.contains("\"new\"") && log.contains("NOTARY_SIGNER_NEW"), "{log}");
+    let log = signer
+        .reconfigure(storage("new"), env(&[("NOTARY_SIGNER_OLD", "first")]))
+        .await
+        .expect_err("must not start");
+    assert!(
+        log.contains("\"new\"") && log.contains("NOTARY_SIGNER_NEW"),
+        "{log}"
+    );
     // Steps 3 and 4: default alias `new`, only its variable.
-    signer.reconfigure(storage("new"), env(&[("NOTARY_SIGNER_NEW", "second")])).await.unwrap();
-    assert_eq!(s.get(&s.tuf("example.com/rotate/b", "timestamp.key")).await.0, 200);
-    let (st, body) = s.post_parts("example.com/rotate/a", &[("targets", &a.targets_file(2, &[("v2", b"v2")]))]).await;
+    signer
+        .reconfigure(storage("new"), env(&[("NOTARY_SIGNER_NEW", "second")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(&s.tuf("example.com/rotate/b", "timestamp.key"))
+            .await
+            .0,
+        200
+    );
+    let (st, body) = s
+        .post_parts(
+            "example.com/rotate/a",
+            &[("targets", &a.targets_file(2, &[("v2", b"v2")]))],
+        )
+        .await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
 }
 
@@ -159,8 +279,7 @@ async fn startup_checks_touch_no_state() {
         serde_json::json!({"server": {"tls_cert_file": missing, "tls_key_file": missing}}),
         serde_json::json!({"trust_service": {"type": "remote", "hostname": "127.0.0.1", "port": "1", "tls_ca_file": missing}}),
     ] {
-        let mut config =
-            serde_json::json!({"server": {}, "trust_service": {"type": "local"}, "storage": {"backend": "sqlite", "db_url": db}});
+        let mut config = serde_json::json!({"server": {}, "trust_service": {"type": "local"}, "storage": {"backend": "sqlite", "db_url": db}});
         for (k, v) in extra.as_object().unwrap() {
             for (k2, v2) in v.as_object().unwrap() {
                 config[k][k2] = v2.clone();
@@ -169,9 +288,15 @@ async fn startup_checks_touch_no_state() {
         let log = try_start_server(config, tmp.path(), &[]).expect_err("refuses to start");
         assert!(log.contains("missing.pem"), "{log}");
         assert!(!db.exists(), "no database created: {log}");
-        assert!(!tmp.path().join("notary-data").exists(), "no passphrase written: {log}");
+        assert!(
+            !tmp.path().join("notary-data").exists(),
+            "no passphrase written: {log}"
+        );
     }
     let config = serde_json::json!({"server": {}, "trust_service": {"type": "local"}, "storage": {"backend": "mysql2", "db_url": "x"}});
     let log = try_start_server(config, tmp.path(), &[]).expect_err("refuses to start");
-    assert!(log.contains("postgres, sqlite (or sqlite3) or memory"), "{log}");
+    assert!(
+        log.contains("postgres, sqlite (or sqlite3) or memory"),
+        "{log}"
+    );
 }

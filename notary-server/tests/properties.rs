@@ -30,16 +30,27 @@ fn fixture() -> &'static Fixture {
         let snapshot = PrivateKey::generate("ecdsa").unwrap().public_key();
         let timestamp = PrivateKey::generate("ecdsa").unwrap().public_key();
         let repo = RustRepo::new(GUN, snapshot, timestamp);
-        Fixture { root: repo.root_file(1), targets: repo.targets_file(1, &[("latest", b"image manifest")]) }
+        Fixture {
+            root: repo.root_file(1),
+            targets: repo.targets_file(1, &[("latest", b"image manifest")]),
+        }
     })
 }
 
 /// Validate a first publish of root + targets as the server would.
-fn validate(root: &[u8], targets: &[u8]) -> Option<Result<notary_tuf::validation::Plan, notary_tuf::validation::ValidationError>> {
+fn validate(
+    root: &[u8],
+    targets: &[u8],
+) -> Option<Result<notary_tuf::validation::Plan, notary_tuf::validation::ValidationError>> {
     let mut uploads = BTreeMap::new();
     uploads.insert("root".to_string(), SignedFile::parse(root).ok()?);
     uploads.insert("targets".to_string(), SignedFile::parse(targets).ok()?);
-    Some(validate_update(GUN, &uploads, &StoredRepo::default(), Utc::now()))
+    Some(validate_update(
+        GUN,
+        &uploads,
+        &StoredRepo::default(),
+        Utc::now(),
+    ))
 }
 
 fn signed_canonical(file: &[u8]) -> Vec<u8> {
@@ -58,7 +69,9 @@ fn mutate(data: &[u8], edits: &[(usize, u8)]) -> Vec<u8> {
 #[test]
 fn the_fixture_is_accepted() {
     let f = fixture();
-    let plan = validate(&f.root, &f.targets).unwrap().expect("a valid first publish");
+    let plan = validate(&f.root, &f.targets)
+        .unwrap()
+        .expect("a valid first publish");
     assert!(plan.snapshot.is_some(), "the server signs the snapshot");
 }
 
@@ -129,7 +142,13 @@ fn json_value() -> impl Strategy<Value = Value> {
         // ones are rounded, as Go does — see `big_integers_are_rounded_like_go`).
         (-(1i64 << 53)..=(1i64 << 53)).prop_map(|n| Value::Number(n.into())),
         "[ -~<>&\u{e9}\u{2028}\u{1F600}]{0,12}".prop_map(Value::String),
-        prop_oneof![Just("Targets"), Just("Root"), Just("2030-01-01T00:00:00Z"), Just("ecdsa")].prop_map(|s| Value::String(s.into())),
+        prop_oneof![
+            Just("Targets"),
+            Just("Root"),
+            Just("2030-01-01T00:00:00Z"),
+            Just("ecdsa")
+        ]
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![

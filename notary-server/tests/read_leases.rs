@@ -14,13 +14,20 @@ async fn metric(s: &Server, sample: &str) -> f64 {
     let (st, body) = s.get(&url).await;
     assert_eq!(st, 200);
     let body = String::from_utf8(body).unwrap();
-    metric_sample(&body, sample).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {sample} in /metrics:\n{body}"))
+    metric_sample(&body, sample)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in /metrics:\n{body}"))
 }
 
 async fn wait_for_lease(s: &Server, held: bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while (metric(s, "notary_rs_read_lease").await == 1.0) != held {
-        assert!(Instant::now() < deadline, "read lease never {}: {}", if held { "held" } else { "given up" }, s.log());
+        assert!(
+            Instant::now() < deadline,
+            "read lease never {}: {}",
+            if held { "held" } else { "given up" },
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -48,7 +55,9 @@ const CHECKS: &str = "notary_rs_changefeed_checks_total";
 async fn current_reads_skip_the_database_under_a_lease() {
     for fast in [true, false] {
         let db = create_pg_db().await;
-        let s = Server::start_with_config(&db, serde_json::json!({"caching": {"fast_reads": fast}})).await;
+        let s =
+            Server::start_with_config(&db, serde_json::json!({"caching": {"fast_reads": fast}}))
+                .await;
         let gun = "example.com/lease/reads";
         init_repo(&s, gun).await;
         if fast {
@@ -56,7 +65,11 @@ async fn current_reads_skip_the_database_under_a_lease() {
         }
         let url = s.tuf(gun, "timestamp.json");
         assert_eq!(s.get(&url).await.0, 200);
-        let (leased, checked, checks) = (metric(&s, LEASED).await, metric(&s, CHECKED).await, metric(&s, CHECKS).await);
+        let (leased, checked, checks) = (
+            metric(&s, LEASED).await,
+            metric(&s, CHECKED).await,
+            metric(&s, CHECKS).await,
+        );
         for _ in 0..300 {
             let (st, body) = s.get(&url).await;
             assert_eq!(st, 200);
@@ -67,12 +80,21 @@ async fn current_reads_skip_the_database_under_a_lease() {
         let checks = metric(&s, CHECKS).await - checks;
         if fast {
             // (All of them unless a renewal was late on a loaded machine.)
-            assert!(leased >= 250.0 && leased + checked == 300.0, "{leased} of 300 reads under the lease, {checked} checked");
+            assert!(
+                leased >= 250.0 && leased + checked == 300.0,
+                "{leased} of 300 reads under the lease, {checked} checked"
+            );
             // Hardly more than the once-a-second background check ran meanwhile.
-            assert!(checks < 60.0, "{checks} changefeed checks for 300 reads, {leased} under the lease");
+            assert!(
+                checks < 60.0,
+                "{checks} changefeed checks for 300 reads, {leased} under the lease"
+            );
         } else {
             assert_eq!((leased, checked), (0.0, 300.0), "fast_reads off");
-            assert!(checks >= 250.0, "only {checks} changefeed checks for 300 reads one after another");
+            assert!(
+                checks >= 250.0,
+                "only {checks} changefeed checks for 300 reads one after another"
+            );
         }
     }
 }
@@ -88,24 +110,49 @@ async fn a_frozen_instance_serves_no_stale_timestamp_when_it_thaws() {
 
     b.signal("STOP");
     let started = Instant::now();
-    let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))]).await;
+    let (st, body) = a
+        .post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))])
+        .await;
     let took = started.elapsed();
     b.signal("CONT");
     eprintln!("the publish was held up {took:?} by the frozen instance");
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(took >= Duration::from_secs(1), "the publish did not wait for the frozen instance's lease ({took:?})");
-    assert!(took < Duration::from_secs(8), "the publish waited {took:?}: more than the lease");
+    assert!(
+        took >= Duration::from_secs(1),
+        "the publish did not wait for the frozen instance's lease ({took:?})"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "the publish waited {took:?}: more than the lease"
+    );
     let (st, ts) = b.get(&b.tuf(gun, "timestamp.json")).await;
     assert_eq!(st, 200);
-    assert_eq!(version_of(&ts), 2, "the thawed instance served a timestamp older than the committed one");
+    assert_eq!(
+        version_of(&ts),
+        2,
+        "the thawed instance served a timestamp older than the committed one"
+    );
 
     wait_for_lease(&b, true).await;
-    assert!(!b.log().contains("without an announcement"), "the thawed instance took writes it missed for unannounced ones: {}", b.log());
+    assert!(
+        !b.log().contains("without an announcement"),
+        "the thawed instance took writes it missed for unannounced ones: {}",
+        b.log()
+    );
     for v in 3..6 {
         let started = Instant::now();
-        let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        let (st, _) = a
+            .post_parts(
+                gun,
+                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
+            )
+            .await;
         assert_eq!(st, 200);
-        assert!(started.elapsed() < Duration::from_secs(2), "publish {v} held up for {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "publish {v} held up for {:?}",
+            started.elapsed()
+        );
         assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), v);
         assert_eq!(version_of(&b.get(&b.tuf(gun, "targets.json")).await.1), v);
     }
@@ -122,11 +169,23 @@ async fn a_stopped_instance_gives_its_lease_up() {
     let repo = init_repo(&a, gun).await;
     wait_for_lease(&b, true).await;
     b.signal("TERM");
-    assert!(b.exited_within(Duration::from_secs(10)).await.is_some_and(|s| s.success()), "{}", b.log());
+    assert!(
+        b.exited_within(Duration::from_secs(10))
+            .await
+            .is_some_and(|s| s.success()),
+        "{}",
+        b.log()
+    );
     let started = Instant::now();
-    let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))]).await;
+    let (st, _) = a
+        .post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))])
+        .await;
     assert_eq!(st, 200);
-    assert!(started.elapsed() < Duration::from_millis(1500), "the publish waited {:?} for a stopped instance", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the publish waited {:?} for a stopped instance",
+        started.elapsed()
+    );
 }
 
 /// The Go notary-server writes to the same database without announcing: our instance notices
@@ -153,7 +212,11 @@ async fn an_unannounced_writer_turns_leased_reads_off() {
         w.ok(&["publish", gun]);
         let (st, ts) = s.get(&s.tuf(gun, "timestamp.json")).await;
         assert_eq!(st, 200);
-        assert!(version_of(&ts) > before, "served timestamp {} after the Go server published over {before}", version_of(&ts));
+        assert!(
+            version_of(&ts) > before,
+            "served timestamp {} after the Go server published over {before}",
+            version_of(&ts)
+        );
     }
 }
 
@@ -178,37 +241,86 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
     };
 
     // The statement's guard, directly.
-    let store = SqlStore::new(notary_signer::db::Db::connect(&db, &Default::default()).await.unwrap()).await.unwrap();
+    let store = SqlStore::new(
+        notary_signer::db::Db::connect(&db, &Default::default())
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     sqlx::query(&silent(60)).execute(&mut conn).await.unwrap();
-    let files = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tuf_files WHERE gun = 'example.com/lease/other'");
-    let u = [Update { role: "timestamp".into(), version: 1, data: b"ts".to_vec() }];
+    let files = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM tuf_files WHERE gun = 'example.com/lease/other'",
+        )
+    };
+    let u = [Update {
+        role: "timestamp".into(),
+        version: 1,
+        data: b"ts".to_vec(),
+    }];
     let at = notary_server::storage::now();
     let others = vec!["someone-else".to_string()];
-    assert!(matches!(store.update_many("example.com/lease/other", &u, at, Some(&others)).await, Err(StoreError::Unacknowledged)));
-    assert!(matches!(store.delete(gun, Some(&others)).await, Err(StoreError::Unacknowledged)));
-    assert_eq!(files().fetch_one(&mut conn).await.unwrap(), 0, "an unacknowledged write stored something");
+    assert!(matches!(
+        store
+            .update_many("example.com/lease/other", &u, at, Some(&others))
+            .await,
+        Err(StoreError::Unacknowledged)
+    ));
+    assert!(matches!(
+        store.delete(gun, Some(&others)).await,
+        Err(StoreError::Unacknowledged)
+    ));
+    assert_eq!(
+        files().fetch_one(&mut conn).await.unwrap(),
+        0,
+        "an unacknowledged write stored something"
+    );
     // (The server holds a lease too.)
-    let all: Vec<String> = sqlx::query_scalar("SELECT array_agg(id) FROM notary_rs_instances").fetch_one(&mut conn).await.unwrap();
+    let all: Vec<String> = sqlx::query_scalar("SELECT array_agg(id) FROM notary_rs_instances")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert!(all.len() == 2, "{all:?}");
-    store.update_many("example.com/lease/other", &u, at, Some(&all)).await.unwrap();
+    store
+        .update_many("example.com/lease/other", &u, at, Some(&all))
+        .await
+        .unwrap();
     assert_eq!(files().fetch_one(&mut conn).await.unwrap(), 1);
 
     // Through the server: the silent holder's lease ends in 2 s; the publish waits for it.
     sqlx::query(&silent(2)).execute(&mut conn).await.unwrap();
     let started = Instant::now();
-    let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))]).await;
+    let (st, body) = s
+        .post_parts(gun, &[("targets", &repo.targets_file(2, &[("t", b"2")]))])
+        .await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(started.elapsed() >= Duration::from_millis(1500), "published after {:?} without the lease holder", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "published after {:?} without the lease holder",
+        started.elapsed()
+    );
 
     // A holder that never answers and never goes away: 503 after the deadline, nothing stored.
     sqlx::query(&silent(60)).execute(&mut conn).await.unwrap();
-    let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(3, &[("t", b"3")]))]).await;
+    let (st, body) = s
+        .post_parts(gun, &[("targets", &repo.targets_file(3, &[("t", b"3")]))])
+        .await;
     assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
     assert_eq!(api_error(&body).0, "UNAVAILABLE");
-    sqlx::query("DELETE FROM notary_rs_instances WHERE id = 'silent'").execute(&mut conn).await.unwrap();
+    sqlx::query("DELETE FROM notary_rs_instances WHERE id = 'silent'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let (st, ts) = s.get(&s.tuf(gun, "timestamp.json")).await;
-    assert_eq!((st, version_of(&ts)), (200, 2), "the refused publish left something behind");
-    let (st, _) = s.post_parts(gun, &[("targets", &repo.targets_file(3, &[("t", b"3")]))]).await;
+    assert_eq!(
+        (st, version_of(&ts)),
+        (200, 2),
+        "the refused publish left something behind"
+    );
+    let (st, _) = s
+        .post_parts(gun, &[("targets", &repo.targets_file(3, &[("t", b"3")]))])
+        .await;
     assert_eq!(st, 200, "the same publish once the silent lease is gone");
 }
 
@@ -228,9 +340,18 @@ async fn killed_listener_connections_are_replaced_without_stale_reads() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(killed, vec![true, true], "expected one listener connection per instance");
+    assert_eq!(
+        killed,
+        vec![true, true],
+        "expected one listener connection per instance"
+    );
     for v in 2..5 {
-        let (st, body) = a.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        let (st, body) = a
+            .post_parts(
+                gun,
+                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
+            )
+            .await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
         assert_eq!(
             version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1),
@@ -241,11 +362,15 @@ async fn killed_listener_connections_are_replaced_without_stale_reads() {
     }
     wait_for_lease(&a, true).await;
     wait_for_lease(&b, true).await;
-    let (st, _) = a.post_parts(gun, &[("targets", &repo.targets_file(5, &[("t", b"5")]))]).await;
+    let (st, _) = a
+        .post_parts(gun, &[("targets", &repo.targets_file(5, &[("t", b"5")]))])
+        .await;
     assert_eq!(st, 200);
     assert_eq!(version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1), 5);
     assert!(
-        b.log().contains("announcement listener lost its connection") || b.log().contains("announcement listener failed"),
+        b.log()
+            .contains("announcement listener lost its connection")
+            || b.log().contains("announcement listener failed"),
         "{}",
         b.log()
     );

@@ -15,10 +15,17 @@ async fn our_server_with_our_signer_on_postgres() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = shared_tls(tmp.path());
     let mut signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": signer.trust_service()}),
+    )
+    .await;
     let gun = "example.com/remote/ours";
     full_flow(&s.notary("owner"), &s.notary("fresh"), gun, s.tmp());
-    assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200);
+    assert_eq!(
+        s.get(&format!("{}/_notary_server/health", s.url)).await.0,
+        200
+    );
 
     // Keys live in the signer's database (encrypted): a signer restart changes nothing.
     signer.restart().await;
@@ -32,10 +39,24 @@ async fn our_server_with_our_signer_on_postgres() {
     signer.stop();
     let t = Instant::now();
     let (ct, body) = multipart(&[]);
-    let r = s.http.post(s.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.tuf(gun, ""))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
-    assert!(t.elapsed() < Duration::from_secs(8), "fails fast: {:?}", t.elapsed());
-    assert!(s.notary("fresh3").ok(&["list", gun]).contains("v3"), "reads keep working");
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "fails fast: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        s.notary("fresh3").ok(&["list", gun]).contains("v3"),
+        "reads keep working"
+    );
     let (st, health) = s.get(&format!("{}/_notary_server/health", s.url)).await;
     assert_eq!(st, 503);
     assert!(String::from_utf8_lossy(&health).contains("Trust operational"));
@@ -47,7 +68,11 @@ async fn our_server_with_our_signer_on_postgres() {
         if owner.run(&["publish", gun]).ok {
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery after the signer came back:\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the signer came back:\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(s.notary("fresh4").ok(&["list", gun]).contains("v4"));
@@ -58,7 +83,11 @@ async fn go_server_with_our_signer() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = shared_tls(tmp.path());
     let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
-    let go = GoServer::start_with(&create_go_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let go = GoServer::start_with(
+        &create_go_pg_db().await,
+        serde_json::json!({"trust_service": signer.trust_service()}),
+    )
+    .await;
     let n = go.notary(&go.tmp.path().join("owner"));
     let fresh = go.notary(&go.tmp.path().join("fresh"));
     full_flow(&n, &fresh, "example.com/remote/go-server", go.tmp.path());
@@ -70,12 +99,31 @@ async fn our_server_with_go_signer() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = shared_tls(tmp.path());
     let signer = SignerProc::start(true, Some(&create_go_signer_db().await), &tls).await;
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": signer.trust_service()}),
+    )
+    .await;
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        full_flow(&s.notary("owner"), &s.notary("fresh"), "example.com/remote/go-signer", s.tmp())
+        full_flow(
+            &s.notary("owner"),
+            &s.notary("fresh"),
+            "example.com/remote/go-signer",
+            s.tmp(),
+        )
     }));
-    assert!(r.is_ok(), "Go signer log:\n{}\nserver log:\n{}", signer.log(), s.log());
-    assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200, "{}", s.log());
+    assert!(
+        r.is_ok(),
+        "Go signer log:\n{}\nserver log:\n{}",
+        signer.log(),
+        s.log()
+    );
+    assert_eq!(
+        s.get(&format!("{}/_notary_server/health", s.url)).await.0,
+        200,
+        "{}",
+        s.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,36 +146,64 @@ async fn signer_refuses_clients_without_a_valid_certificate() {
         .unwrap()
     };
     // With the right certificate: served.
-    let good = client(Some((std::fs::read(&tls.cert).unwrap(), std::fs::read(&tls.key).unwrap())));
+    let good = client(Some((
+        std::fs::read(&tls.cert).unwrap(),
+        std::fs::read(&tls.key).unwrap(),
+    )));
     good.health().await.unwrap();
-    let k = good.create_key("timestamp", "example.com/x", "ecdsa").await.unwrap();
+    let k = good
+        .create_key("timestamp", "example.com/x", "ecdsa")
+        .await
+        .unwrap();
     let sig = good.sign(&k.id(), b"message").await.unwrap();
     assert!(k.verify(&sig.method, b"message", &sig.sig));
     // No client certificate: refused.
     let none = client(None);
     assert!(none.health().await.is_err());
-    assert!(none.create_key("timestamp", "example.com/x", "ecdsa").await.is_err());
+    assert!(none
+        .create_key("timestamp", "example.com/x", "ecdsa")
+        .await
+        .is_err());
     // A certificate from another CA: refused.
     let other = notary_server::tls::ensure_tls_files(&tmp.path().join("other-ca")).unwrap();
-    let stranger = client(Some((std::fs::read(&other.cert).unwrap(), std::fs::read(&other.key).unwrap())));
+    let stranger = client(Some((
+        std::fs::read(&other.cert).unwrap(),
+        std::fs::read(&other.key).unwrap(),
+    )));
     assert!(stranger.health().await.is_err());
     assert!(stranger.sign(&k.id(), b"message").await.is_err());
     // A server configured with the wrong client certificate reports the signer unhealthy.
     let mut ts = signer.trust_service();
     ts["tls_client_cert"] = serde_json::json!(other.cert);
     ts["tls_client_key"] = serde_json::json!(other.key);
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": ts})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": ts}),
+    )
+    .await;
     let (st, body) = s.get(&format!("{}/_notary_server/health", s.url)).await;
     assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
     // Error statuses as the Go signer gives them.
     let e = good.create_key("timestamp", "g", "rsa").await.unwrap_err();
-    assert!(matches!(e, notary_signer::CryptoError::Unsupported(_)), "{e}");
+    assert!(
+        matches!(e, notary_signer::CryptoError::Unsupported(_)),
+        "{e}"
+    );
     assert!(good.get_key(&"0".repeat(64)).await.unwrap().is_none());
-    assert!(matches!(good.sign(&"0".repeat(64), b"m").await, Err(notary_signer::CryptoError::NotFound(_))));
+    assert!(matches!(
+        good.sign(&"0".repeat(64), b"m").await,
+        Err(notary_signer::CryptoError::NotFound(_))
+    ));
     good.delete_key(&"0".repeat(64)).await.unwrap();
     // Malformed requests get a status, never a crash (the Go signer exits on a missing key ID).
     use notary_signer::grpc::proto::{signer_client::SignerClient, SignatureRequest};
-    let st = SignerClient::new(good.channel()).sign(SignatureRequest { key_id: None, content: b"x".to_vec() }).await.unwrap_err();
+    let st = SignerClient::new(good.channel())
+        .sign(SignatureRequest {
+            key_id: None,
+            content: b"x".to_vec(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(st.code(), tonic::Code::InvalidArgument);
     good.health().await.expect("still serving");
 }
@@ -143,23 +219,44 @@ async fn go_server_and_go_signer_replaced_by_ours_on_their_databases() {
     let f = write_file(tmp.path(), "a.txt", b"published by the Go stack\n");
     {
         let go_signer = SignerProc::start(true, Some(&signer_db), &tls).await;
-        let go = GoServer::start_with(&server_db, serde_json::json!({"trust_service": go_signer.trust_service()})).await;
+        let go = GoServer::start_with(
+            &server_db,
+            serde_json::json!({"trust_service": go_signer.trust_service()}),
+        )
+        .await;
         let owner = go.notary(&owner_dir);
         owner.ok(&["init", gun]);
         owner.ok(&["add", gun, "go-v1", f.to_str().unwrap()]);
         owner.ok(&["publish", gun]);
         owner.ok(&["key", "rotate", gun, "snapshot", "-r"]);
-        assert!(go.notary(&go.tmp.path().join("check")).ok(&["list", gun]).contains("go-v1"));
+        assert!(go
+            .notary(&go.tmp.path().join("check"))
+            .ok(&["list", gun])
+            .contains("go-v1"));
     } // both Go processes stop here
 
     // Ours, on the same two databases (the signer reads the Go signer's encrypted keys).
     let signer = SignerProc::start(false, Some(&signer_db), &tls).await;
-    let s = Server::start_with_config(&server_db, serde_json::json!({"trust_service": signer.trust_service()})).await;
+    let s = Server::start_with_config(
+        &server_db,
+        serde_json::json!({"trust_service": signer.trust_service()}),
+    )
+    .await;
     assert!(s.notary("fresh").ok(&["list", gun]).contains("go-v1"));
-    let owner = Notary { server: s.url.clone(), ca: s.ca.clone(), dir: owner_dir };
+    let owner = Notary {
+        server: s.url.clone(),
+        ca: s.ca.clone(),
+        dir: owner_dir,
+    };
     owner.ok(&["add", gun, "rs-v2", f.to_str().unwrap()]);
     let r = owner.run(&["publish", gun]);
-    assert!(r.ok, "{}\nserver:\n{}\nsigner:\n{}", r.output(), s.log(), signer.log());
+    assert!(
+        r.ok,
+        "{}\nserver:\n{}\nsigner:\n{}",
+        r.output(),
+        s.log(),
+        signer.log()
+    );
     let list = s.notary("fresh2").ok(&["list", gun]);
     assert!(list.contains("go-v1") && list.contains("rs-v2"), "{list}");
 }
@@ -171,7 +268,11 @@ async fn hung_signer_fails_publishes_fast_and_reads_keep_serving() {
     let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
     let mut ts = signer.trust_service();
     ts["timeout_ms"] = serde_json::json!(1500);
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": ts})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": ts}),
+    )
+    .await;
     let gun = "example.com/hung/repo";
     let owner = s.notary("owner");
     let f = write_file(s.tmp(), "a.txt", b"a\n");
@@ -182,12 +283,22 @@ async fn hung_signer_fails_publishes_fast_and_reads_keep_serving() {
     signer.signal("STOP"); // accepts connections, answers nothing
     let t = Instant::now();
     let (ct, body) = multipart(&[]);
-    let r = s.http.post(s.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.tuf(gun, ""))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let (code, _) = api_error(&r.bytes().await.unwrap());
     assert_eq!(code, "UNAVAILABLE");
     assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
-    assert!(s.notary("fresh").ok(&["list", gun]).contains("v1"), "reads keep serving");
+    assert!(
+        s.notary("fresh").ok(&["list", gun]).contains("v1"),
+        "reads keep serving"
+    );
     signer.signal("CONT");
     owner.ok(&["add", gun, "v2", f.to_str().unwrap()]);
     owner.ok(&["publish", gun]);
@@ -205,8 +316,16 @@ async fn go_signer_reads_keys_our_signer_wrote_and_reencrypted() {
     let f = write_file(tmp.path(), "a.txt", b"a\n");
     {
         let mut ours = SignerProc::start(false, Some(&signer_db), &tls).await;
-        let s = Server::start_with_config(&server_db, serde_json::json!({"trust_service": ours.trust_service()})).await;
-        let owner = Notary { server: s.url.clone(), ca: s.ca.clone(), dir: owner_dir.clone() };
+        let s = Server::start_with_config(
+            &server_db,
+            serde_json::json!({"trust_service": ours.trust_service()}),
+        )
+        .await;
+        let owner = Notary {
+            server: s.url.clone(),
+            ca: s.ca.clone(),
+            dir: owner_dir.clone(),
+        };
         owner.ok(&["init", gun]);
         owner.ok(&["add", gun, "v1", f.to_str().unwrap()]);
         owner.ok(&["publish", gun]);
@@ -214,7 +333,13 @@ async fn go_signer_reads_keys_our_signer_wrote_and_reencrypted() {
         ours.stop();
         // Re-encrypt every key from alias timestamp_1 to alias rotated_2.
         let (ok, out) = ours.run_command(
-            &["reencrypt", "--from-alias", SIGNER_ALIAS, "--to-alias", "rotated_2"],
+            &[
+                "reencrypt",
+                "--from-alias",
+                SIGNER_ALIAS,
+                "--to-alias",
+                "rotated_2",
+            ],
             &[("NOTARY_SIGNER_ROTATED_2", "a-new-passphrase")],
         );
         assert!(ok, "{out}");
@@ -228,8 +353,16 @@ async fn go_signer_reads_keys_our_signer_wrote_and_reencrypted() {
         &tls,
     )
     .await;
-    let s = Server::start_with_config(&server_db, serde_json::json!({"trust_service": go_signer.trust_service()})).await;
-    let owner = Notary { server: s.url.clone(), ca: s.ca.clone(), dir: owner_dir };
+    let s = Server::start_with_config(
+        &server_db,
+        serde_json::json!({"trust_service": go_signer.trust_service()}),
+    )
+    .await;
+    let owner = Notary {
+        server: s.url.clone(),
+        ca: s.ca.clone(),
+        dir: owner_dir,
+    };
     owner.ok(&["add", gun, "v2", f.to_str().unwrap()]);
     let r = owner.run(&["publish", gun]);
     assert!(r.ok, "{}\n{}", r.output(), go_signer.log());
@@ -249,7 +382,11 @@ async fn server_fails_over_between_signers() {
     let mut ts = a.trust_service();
     ts["addresses"] = serde_json::json!([format!("127.0.0.1:{}", b.port)]);
     ts["timeout_ms"] = serde_json::json!(1500);
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": ts})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": ts}),
+    )
+    .await;
     let gun = "example.com/failover/repo";
     let owner = s.notary("owner");
     let f = write_file(s.tmp(), "a.txt", b"a\n");
@@ -266,7 +403,11 @@ async fn server_fails_over_between_signers() {
     a.stop();
     let took = publish("v2-a-killed");
     assert!(took < Duration::from_secs(10), "fail-over took {took:?}");
-    assert_eq!(s.get(&format!("{}/_notary_server/health", s.url)).await.0, 200, "healthy while one signer is");
+    assert_eq!(
+        s.get(&format!("{}/_notary_server/health", s.url)).await.0,
+        200,
+        "healthy while one signer is"
+    );
 
     a.restart().await;
     b.signal("STOP"); // hung: accepts connections, answers nothing
@@ -277,7 +418,14 @@ async fn server_fails_over_between_signers() {
     b.stop();
     let t = Instant::now();
     let (ct, body) = multipart(&[]);
-    let r = s.http.post(s.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.tuf(gun, ""))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(api_error(&r.bytes().await.unwrap()).0, "UNAVAILABLE");
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
@@ -288,5 +436,8 @@ async fn server_fails_over_between_signers() {
         assert!(list.contains(tag), "{tag} missing: {list}");
     }
     let log = s.log();
-    assert!(log.contains("signer unavailable; using the others"), "{log}");
+    assert!(
+        log.contains("signer unavailable; using the others"),
+        "{log}"
+    );
 }

@@ -18,16 +18,32 @@ fn pg_bin() -> PathBuf {
         .filter(|p| p.join("initdb").exists())
         .collect();
     bins.sort();
-    bins.pop().expect("PostgreSQL server binaries (apt-get install postgresql)")
+    bins.pop()
+        .expect("PostgreSQL server binaries (apt-get install postgresql)")
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn as_postgres(args: &[&str]) {
-    let out = Command::new("runuser").arg("-u").arg("postgres").arg("--").args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("runuser")
+        .arg("-u")
+        .arg("postgres")
+        .arg("--")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A Postgres cluster of this test's own, stopped on drop.
@@ -39,7 +55,10 @@ struct Cluster {
 impl Cluster {
     fn start(dir: &Path, port: u16) -> Cluster {
         let bin = pg_bin();
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c hot_standby=on", dir.display());
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c hot_standby=on",
+            dir.display()
+        );
         as_postgres(&[
             bin.join("pg_ctl").to_str().unwrap(),
             "-D",
@@ -51,12 +70,18 @@ impl Cluster {
             &opts,
             "start",
         ]);
-        Cluster { dir: dir.to_path_buf(), port }
+        Cluster {
+            dir: dir.to_path_buf(),
+            port,
+        }
     }
 
     fn primary(dir: &Path) -> Cluster {
         std::fs::create_dir_all(dir).unwrap();
-        Command::new("chown").args(["postgres", dir.to_str().unwrap()]).status().unwrap();
+        Command::new("chown")
+            .args(["postgres", dir.to_str().unwrap()])
+            .status()
+            .unwrap();
         as_postgres(&[
             pg_bin().join("initdb").to_str().unwrap(),
             "-D",
@@ -72,7 +97,10 @@ impl Cluster {
     /// A streaming replica of this cluster.
     fn replica(&self, dir: &Path) -> Cluster {
         std::fs::create_dir_all(dir).unwrap();
-        Command::new("chown").args(["postgres", dir.to_str().unwrap()]).status().unwrap();
+        Command::new("chown")
+            .args(["postgres", dir.to_str().unwrap()])
+            .status()
+            .unwrap();
         let port = self.port.to_string();
         as_postgres(&[
             pg_bin().join("pg_basebackup").to_str().unwrap(),
@@ -137,24 +165,63 @@ async fn read_only_instance_on_a_replica_serves_monotonic_reads() {
 
     let replica1 = primary.replica(&tmp.path().join("replica1"));
     let replica2 = primary.replica(&tmp.path().join("replica2"));
-    replica2.sql("postgres", "SELECT pg_wal_replay_pause()").await; // replica2 stays at v1
+    replica2
+        .sql("postgres", "SELECT pg_wal_replay_pause()")
+        .await; // replica2 stays at v1
 
     // The read-only instance reaches its database through a path we can re-point (fail-over).
     let path = Proxy::new(format!("127.0.0.1:{}", replica1.port));
     path.start().await;
-    let reader = Server::start_with_config(&path.url(&replica1.url("notary")), serde_json::json!({"server": {"read_only": true}})).await;
+    let reader = Server::start_with_config(
+        &path.url(&replica1.url("notary")),
+        serde_json::json!({"server": {"read_only": true}}),
+    )
+    .await;
     assert_eq!(targets_version(&reader, gun).await, (200, 1));
 
     // Writes are refused with a clear error; nothing changes.
-    let (st, body) = reader.post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))]).await;
-    assert_eq!((st, api_error(&body).0.as_str()), (405, "UNSUPPORTED"), "{}", String::from_utf8_lossy(&body));
-    assert_eq!(reader.http.delete(reader.tuf(gun, "")).send().await.unwrap().status(), 405);
-    assert_eq!(reader.get(&reader.tuf("example.com/region/new", "timestamp.key")).await.0, 405);
-    assert_eq!(reader.get(&format!("{}/_notary_server/health", reader.url)).await.0, 200);
+    let (st, body) = reader
+        .post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))])
+        .await;
+    assert_eq!(
+        (st, api_error(&body).0.as_str()),
+        (405, "UNSUPPORTED"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        reader
+            .http
+            .delete(reader.tuf(gun, ""))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    assert_eq!(
+        reader
+            .get(&reader.tuf("example.com/region/new", "timestamp.key"))
+            .await
+            .0,
+        405
+    );
+    assert_eq!(
+        reader
+            .get(&format!("{}/_notary_server/health", reader.url))
+            .await
+            .0,
+        200
+    );
 
     // Publishes through the primary reach the reader through replication.
     for v in 2..=5 {
-        let (st, _) = writer.post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))]).await;
+        let (st, _) = writer
+            .post_parts(
+                gun,
+                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
+            )
+            .await;
         assert_eq!(st, 200);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -164,7 +231,10 @@ async fn read_only_instance_on_a_replica_serves_monotonic_reads() {
         assert_eq!(st, 200);
         assert!(v >= served, "went back from v{served} to v{v}");
         served = v;
-        assert!(Instant::now() < deadline, "the replica never delivered v5 (at v{served})");
+        assert!(
+            Instant::now() < deadline,
+            "the replica never delivered v5 (at v{served})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (_, v5_bytes) = reader.get(&reader.tuf(gun, "5.targets.json")).await;
@@ -187,23 +257,46 @@ async fn read_only_instance_on_a_replica_serves_monotonic_reads() {
             other => panic!("status {other} during the fail-over"),
         }
         let (st, body) = reader.get(&reader.tuf(gun, "5.targets.json")).await;
-        assert!(st == 200 && body == v5_bytes || st == 503, "5.targets.json: {st}");
+        assert!(
+            st == 200 && body == v5_bytes || st == 503,
+            "5.targets.json: {st}"
+        );
         // Never read before (a cache miss): the lagging replica does not have it, but the reader
         // already served v5, so it must not say it does not exist.
         let (st, _) = reader.get(&reader.tuf(gun, "4.targets.json")).await;
-        assert!(st == 200 || st == 503, "4.targets.json answered {st} after v5 was served");
+        assert!(
+            st == 200 || st == 503,
+            "4.targets.json answered {st} after v5 was served"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(from_cache > 0, "nothing was served during the fail-over ({refused} refused)");
-    assert!(reader.log().contains("the database is behind what this instance already served"), "{}", reader.log());
+    assert!(
+        from_cache > 0,
+        "nothing was served during the fail-over ({refused} refused)"
+    );
+    assert!(
+        reader
+            .log()
+            .contains("the database is behind what this instance already served"),
+        "{}",
+        reader.log()
+    );
 
     // The lagging replica catches up; a new publish reaches the reader.
-    replica2.sql("postgres", "SELECT pg_wal_replay_resume()").await;
-    let (st, _) = writer.post_parts(gun, &[("targets", &repo.targets_file(6, &[("t", b"six")]))]).await;
+    replica2
+        .sql("postgres", "SELECT pg_wal_replay_resume()")
+        .await;
+    let (st, _) = writer
+        .post_parts(gun, &[("targets", &repo.targets_file(6, &[("t", b"six")]))])
+        .await;
     assert_eq!(st, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while targets_version(&reader, gun).await != (200, 6) {
-        assert!(Instant::now() < deadline, "the reader never caught up after the replica did:\n{}", reader.log());
+        assert!(
+            Instant::now() < deadline,
+            "the reader never caught up after the replica did:\n{}",
+            reader.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     failover.stop().await;

@@ -18,13 +18,24 @@ async fn stores(dir: &tempfile::TempDir) -> Vec<(&'static str, Arc<SqlStore>)> {
     let sqlite = format!("sqlite:{}", dir.path().join("server.db").display());
     let mut out = Vec::new();
     for (name, url) in [("sqlite", sqlite), ("postgres", create_pg_db().await)] {
-        out.push((name, Arc::new(SqlStore::new(Db::connect(&url, &cfg).await.unwrap()).await.unwrap())));
+        out.push((
+            name,
+            Arc::new(
+                SqlStore::new(Db::connect(&url, &cfg).await.unwrap())
+                    .await
+                    .unwrap(),
+            ),
+        ));
     }
     out
 }
 
 fn update(role: &str, version: i64, data: &str) -> Update {
-    Update { role: role.into(), version, data: data.as_bytes().to_vec() }
+    Update {
+        role: role.into(),
+        version,
+        data: data.as_bytes().to_vec(),
+    }
 }
 
 fn sha(data: &str) -> String {
@@ -37,25 +48,61 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
     for (backend, store) in stores(&dir).await {
         let gun = "example.com/storage/writes";
         let at = notary_server::storage::now();
-        let first = [update("targets", 1, "t1"), update("snapshot", 1, "s1"), update("timestamp", 1, "ts1")];
-        store.update_many(gun, &first, at, None).await.unwrap_or_else(|e| panic!("{backend}: {e}"));
+        let first = [
+            update("targets", 1, "t1"),
+            update("snapshot", 1, "s1"),
+            update("timestamp", 1, "ts1"),
+        ];
+        store
+            .update_many(gun, &first, at, None)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: {e}"));
         let feed = store.changes_after(0, 100).await.unwrap();
         assert_eq!(feed.len(), 1, "{backend}: one changefeed row per update");
         assert_eq!(feed[0].gun, gun);
-        assert_eq!(feed[0].sha256.as_deref(), Some(sha("ts1").as_str()), "{backend}: the row names the new timestamp");
+        assert_eq!(
+            feed[0].sha256.as_deref(),
+            Some(sha("ts1").as_str()),
+            "{backend}: the row names the new timestamp"
+        );
         let ts = store.latest(gun, "timestamp").await.unwrap().unwrap();
         assert_eq!(&ts.data[..], b"ts1");
-        assert_eq!(ts.modified.and_utc().timestamp_micros(), at.and_utc().timestamp_micros(), "{backend}: stored at the given time");
+        assert_eq!(
+            ts.modified.and_utc().timestamp_micros(),
+            at.and_utc().timestamp_micros(),
+            "{backend}: stored at the given time"
+        );
 
         // Targets v2 is new but snapshot v1 is not: nothing is stored, no row is written.
-        let stale = [update("targets", 2, "t2"), update("snapshot", 1, "s1-again"), update("timestamp", 2, "ts2")];
-        match store.update_many(gun, &stale, notary_server::storage::now(), None).await {
+        let stale = [
+            update("targets", 2, "t2"),
+            update("snapshot", 1, "s1-again"),
+            update("timestamp", 2, "ts2"),
+        ];
+        match store
+            .update_many(gun, &stale, notary_server::storage::now(), None)
+            .await
+        {
             Err(StoreError::OldVersion) => {}
             other => panic!("{backend}: a stale snapshot gave {other:?}"),
         }
-        assert!(store.by_version(gun, "targets", 2).await.unwrap().is_none(), "{backend}: half an update was stored");
-        assert!(store.by_version(gun, "timestamp", 2).await.unwrap().is_none(), "{backend}: half an update was stored");
-        assert_eq!(store.changes_after(0, 100).await.unwrap().len(), 1, "{backend}: a refused update wrote a changefeed row");
+        assert!(
+            store.by_version(gun, "targets", 2).await.unwrap().is_none(),
+            "{backend}: half an update was stored"
+        );
+        assert!(
+            store
+                .by_version(gun, "timestamp", 2)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}: half an update was stored"
+        );
+        assert_eq!(
+            store.changes_after(0, 100).await.unwrap().len(),
+            1,
+            "{backend}: a refused update wrote a changefeed row"
+        );
 
         // Eight writers of the same next versions at once: one wins, the rest get OldVersion.
         let mut writers = Vec::new();
@@ -63,8 +110,14 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
             let store = store.clone();
             writers.push(tokio::spawn(async move {
                 let data = format!("ts2-{w}");
-                let u = [update("snapshot", 2, &format!("s2-{w}")), update("timestamp", 2, &data)];
-                store.update_many(gun, &u, notary_server::storage::now(), None).await.map(|()| data)
+                let u = [
+                    update("snapshot", 2, &format!("s2-{w}")),
+                    update("timestamp", 2, &data),
+                ];
+                store
+                    .update_many(gun, &u, notary_server::storage::now(), None)
+                    .await
+                    .map(|()| data)
             }));
         }
         let mut won = Vec::new();
@@ -75,15 +128,26 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
                 Err(e) => panic!("{backend}: a concurrent writer failed with {e}"),
             }
         }
-        assert_eq!(won.len(), 1, "{backend}: {} concurrent writers of one version succeeded", won.len());
+        assert_eq!(
+            won.len(),
+            1,
+            "{backend}: {} concurrent writers of one version succeeded",
+            won.len()
+        );
         let feed = store.changes_after(0, 100).await.unwrap();
         assert_eq!(feed.len(), 2, "{backend}: one row per successful update");
         assert_eq!(feed[1].sha256.as_deref(), Some(sha(&won[0]).as_str()));
-        assert_eq!(&store.latest(gun, "timestamp").await.unwrap().unwrap().data[..], won[0].as_bytes());
+        assert_eq!(
+            &store.latest(gun, "timestamp").await.unwrap().unwrap().data[..],
+            won[0].as_bytes()
+        );
 
         // Deletion: one row, once.
         assert!(store.delete(gun, None).await.unwrap());
-        assert!(!store.delete(gun, None).await.unwrap(), "{backend}: nothing left to delete");
+        assert!(
+            !store.delete(gun, None).await.unwrap(),
+            "{backend}: nothing left to delete"
+        );
         let feed = store.changes_after(0, 100).await.unwrap();
         assert_eq!(feed.len(), 3, "{backend}: one deletion row");
         assert!(feed[2].deletion);

@@ -11,7 +11,11 @@ use futures_util::StreamExt;
 
 fn client(ca: &std::path::Path) -> reqwest::Client {
     let cert = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
-    reqwest::Client::builder().add_root_certificate(cert).pool_max_idle_per_host(0).build().unwrap()
+    reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
 }
 
 /// Wait until a new client (no TLS session to resume) trusting `ca` is served.
@@ -32,26 +36,43 @@ async fn server_certificate_reloads_on_sighup_and_file_change() {
     let gun = "example.com/tls/reload";
     let repo = init_repo(&s, gun).await;
     let ping = format!("{}/v2/", s.url);
-    let (old_ca, cert, key) = (s.data.join("tls/ca.crt"), s.data.join("tls/server.crt"), s.data.join("tls/server.key"));
+    let (old_ca, cert, key) = (
+        s.data.join("tls/ca.crt"),
+        s.data.join("tls/server.crt"),
+        s.data.join("tls/server.key"),
+    );
     let (old_cert, old_key) = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
     let new = notary_server::tls::ensure_tls_files(&s.tmp().join("rotated")).unwrap();
     let (old_client, new_client) = (client(&old_ca), client(&new.ca));
     assert_eq!(old_client.get(&ping).send().await.unwrap().status(), 200);
-    assert!(new_client.get(&ping).send().await.is_err(), "the new CA must not be trusted yet");
+    assert!(
+        new_client.get(&ping).send().await.is_err(),
+        "the new CA must not be trusted yet"
+    );
 
     // A publish whose body trickles in over ~3 s, in flight across the reload.
     let targets = repo.targets_file(2, &[("during-reload", b"x")]);
     let (ct, body) = notary_bench::repo::multipart(&[("targets", &targets)]);
-    let chunks: Vec<Vec<u8>> = body.chunks(body.len() / 30 + 1).map(|c| c.to_vec()).collect();
+    let chunks: Vec<Vec<u8>> = body
+        .chunks(body.len() / 30 + 1)
+        .map(|c| c.to_vec())
+        .collect();
     // (A new client, so the upload does not start on a pooled connection the server is about to
     // close for idleness.)
     let (http, url) = (client(&old_ca), s.tuf(gun, ""));
     let in_flight = tokio::spawn(async move {
-        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>)).then(|c| async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            c
-        });
-        match http.post(url).header("content-type", ct).body(reqwest::Body::wrap_stream(stream)).send().await {
+        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>))
+            .then(|c| async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                c
+            });
+        match http
+            .post(url)
+            .header("content-type", ct)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+        {
             Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
             Err(e) => (0, format!("{e:?}")),
         }
@@ -62,19 +83,41 @@ async fn server_certificate_reloads_on_sighup_and_file_change() {
     std::fs::copy(&new.key, &key).unwrap();
     s.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(client(&old_ca).get(&ping).send().await.unwrap().status(), 200, "a mismatched pair replaced the working one");
-    assert!(s.log().contains("TLS certificate not reloaded; keeping the previous one"), "{}", s.log());
+    assert_eq!(
+        client(&old_ca).get(&ping).send().await.unwrap().status(),
+        200,
+        "a mismatched pair replaced the working one"
+    );
+    assert!(
+        s.log()
+            .contains("TLS certificate not reloaded; keeping the previous one"),
+        "{}",
+        s.log()
+    );
 
     // The whole new pair, then SIGHUP: new connections get the new certificate.
     std::fs::copy(&new.cert, &cert).unwrap();
     s.signal("HUP");
-    wait_until_served(&new.ca, &ping, "the new certificate was not served after SIGHUP").await;
+    wait_until_served(
+        &new.ca,
+        &ping,
+        "the new certificate was not served after SIGHUP",
+    )
+    .await;
     // (A fresh client: TLS session resumption lets a client that already connected skip the
     // certificate, which is fine — what matters is what a new client is shown.)
-    assert!(client(&old_ca).get(&ping).send().await.is_err(), "new connections still got the old certificate");
+    assert!(
+        client(&old_ca).get(&ping).send().await.is_err(),
+        "new connections still got the old certificate"
+    );
 
     let (st, body) = in_flight.await.unwrap();
-    assert_eq!(st, 200, "the publish in flight across the reload failed: {body}\n{}", s.log());
+    assert_eq!(
+        st,
+        200,
+        "the publish in flight across the reload failed: {body}\n{}",
+        s.log()
+    );
     assert_eq!(version_of(&s.get(&s.tuf(gun, "targets.json")).await.1), 2);
 
     // Rotating back by changing the files alone (no signal) is picked up too.
@@ -105,7 +148,11 @@ async fn signer_certificate_reloads_on_sighup() {
     // The signer's own copies of its certificate and key (what an operator replaces).
     let dir = tmp.path().join("signer");
     std::fs::create_dir_all(&dir).unwrap();
-    let own = notary_server::tls::Generated { ca: ca1.ca.clone(), cert: dir.join("signer.crt"), key: dir.join("signer.key") };
+    let own = notary_server::tls::Generated {
+        ca: ca1.ca.clone(),
+        cert: dir.join("signer.crt"),
+        key: dir.join("signer.key"),
+    };
     std::fs::copy(&ca1.cert, &own.cert).unwrap();
     std::fs::copy(&ca1.key, &own.key).unwrap();
     let mut bundle = std::fs::read(&ca1.ca).unwrap();
@@ -128,18 +175,39 @@ async fn signer_certificate_reloads_on_sighup() {
     signer.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while served_fingerprint(signer.port) == before {
-        assert!(Instant::now() < deadline, "the signer still serves its old certificate:\n{}", signer.log());
+        assert!(
+            Instant::now() < deadline,
+            "the signer still serves its old certificate:\n{}",
+            signer.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(signer.log().contains("reloaded the TLS certificate"), "{}", signer.log());
+    assert!(
+        signer.log().contains("reloaded the TLS certificate"),
+        "{}",
+        signer.log()
+    );
 
     // The established connection keeps working; a new server connects to the new certificate.
-    let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))]).await;
+    let (st, body) = s
+        .post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))])
+        .await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     let fresh = Server::start_with_config(&db, serde_json::json!({"trust_service": trust})).await;
-    let (st, body) = fresh.post_parts(gun, &[("targets", &repo.targets_file(3, &[("b", b"b")]))]).await;
-    assert_eq!(st, 200, "{}\n{}", String::from_utf8_lossy(&body), fresh.log());
-    assert_eq!(version_of(&fresh.get(&fresh.tuf(gun, "targets.json")).await.1), 3);
+    let (st, body) = fresh
+        .post_parts(gun, &[("targets", &repo.targets_file(3, &[("b", b"b")]))])
+        .await;
+    assert_eq!(
+        st,
+        200,
+        "{}\n{}",
+        String::from_utf8_lossy(&body),
+        fresh.log()
+    );
+    assert_eq!(
+        version_of(&fresh.get(&fresh.tuf(gun, "targets.json")).await.1),
+        3
+    );
 }
 
 /// Client-certificate rotation between server and signer, without a restart of either: the
@@ -157,13 +225,21 @@ async fn client_certificates_rotate_without_restarts() {
     let (client_cert, client_key) = (tmp.path().join("client.crt"), tmp.path().join("client.key"));
     std::fs::copy(&ca1.cert, &client_cert).unwrap();
     std::fs::copy(&ca1.key, &client_key).unwrap();
-    let signer_tls = notary_server::tls::Generated { ca: clients_ca.clone(), cert: ca1.cert.clone(), key: ca1.key.clone() };
+    let signer_tls = notary_server::tls::Generated {
+        ca: clients_ca.clone(),
+        cert: ca1.cert.clone(),
+        key: ca1.key.clone(),
+    };
     let signer = SignerProc::start(false, Some(&create_pg_db().await), &signer_tls).await;
     let mut trust = signer.trust_service();
     trust["tls_ca_file"] = serde_json::json!(ca1.ca);
     trust["tls_client_cert"] = serde_json::json!(client_cert);
     trust["tls_client_key"] = serde_json::json!(client_key);
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"trust_service": trust})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": trust}),
+    )
+    .await;
     let gun = "example.com/tls/clients";
     let repo = init_repo(&s, gun).await;
 
@@ -174,15 +250,24 @@ async fn client_certificates_rotate_without_restarts() {
     s.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (st, _) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))]).await;
-        assert_ne!(st, 200, "the signer accepted a client certificate from a CA it does not trust yet");
+        let (st, _) = s
+            .post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))])
+            .await;
+        assert_ne!(
+            st, 200,
+            "the signer accepted a client certificate from a CA it does not trust yet"
+        );
         if st == 503 {
             break; // new handshake with the new certificate, refused by the signer
         }
         assert!(Instant::now() < deadline, "status {st}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(s.log().contains("reloaded the signer TLS files"), "{}", s.log());
+    assert!(
+        s.log().contains("reloaded the signer TLS files"),
+        "{}",
+        s.log()
+    );
 
     // 2. The signer's bundle gains CA2 (file change only): publishes work again.
     let mut bundle = std::fs::read(&ca1.ca).unwrap();
@@ -190,7 +275,9 @@ async fn client_certificates_rotate_without_restarts() {
     std::fs::write(&clients_ca, bundle).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (st, body) = s.post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))]).await;
+        let (st, body) = s
+            .post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))])
+            .await;
         if st == 200 {
             break;
         }
@@ -202,6 +289,10 @@ async fn client_certificates_rotate_without_restarts() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(signer.log().contains("reloaded the client CA bundle"), "{}", signer.log());
+    assert!(
+        signer.log().contains("reloaded the client CA bundle"),
+        "{}",
+        signer.log()
+    );
     assert_eq!(version_of(&s.get(&s.tuf(gun, "targets.json")).await.1), 2);
 }

@@ -13,8 +13,16 @@ async fn get_with(s: &Server, url: &str, token: Option<&str>) -> (u16, String, V
         r = r.bearer_auth(t);
     }
     let r = r.send().await.unwrap();
-    let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-    (r.status().as_u16(), challenge, r.bytes().await.unwrap().to_vec())
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (
+        r.status().as_u16(),
+        challenge,
+        r.bytes().await.unwrap().to_vec(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,45 +30,111 @@ async fn tokens_are_checked_like_go() {
     let tmp = tempfile::tempdir().unwrap();
     let mut ts = TokenService::new(tmp.path(), "notary.test");
     ts.serve().await;
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"auth": ts.auth_config()})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"auth": ts.auth_config()}),
+    )
+    .await;
     let realm = ts.realm.clone();
-    let pull = [Grant { typ: "repository", name: GUN, actions: &["pull"] }];
-    let push_pull = [Grant { typ: "repository", name: GUN, actions: &["push", "pull"] }];
+    let pull = [Grant {
+        typ: "repository",
+        name: GUN,
+        actions: &["pull"],
+    }];
+    let push_pull = [Grant {
+        typ: "repository",
+        name: GUN,
+        actions: &["push", "pull"],
+    }];
 
     // No token: 401 with the exact challenge and the UNAUTHORIZED envelope listing the access.
     let (st, ch, body) = get_with(&s, &format!("{}/v2/", s.url), None).await;
     assert_eq!(st, 401);
-    assert_eq!(ch, format!("Bearer realm=\"{realm}\",service=\"notary.test\",scope=\"registry:catalog:*\""));
+    assert_eq!(
+        ch,
+        format!("Bearer realm=\"{realm}\",service=\"notary.test\",scope=\"registry:catalog:*\"")
+    );
     assert_eq!(
         String::from_utf8(body).unwrap(),
         "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\",\"detail\":[{\"Action\":\"*\",\"Class\":\"\",\"Name\":\"catalog\",\"Type\":\"registry\"}]}]}\n"
     );
     let (st, ch, _) = get_with(&s, &s.tuf(GUN, "root.json"), None).await;
-    assert_eq!((st, ch), (401, format!("Bearer realm=\"{realm}\",service=\"notary.test\",scope=\"repository:{GUN}:pull\"")));
+    assert_eq!(
+        (st, ch),
+        (
+            401,
+            format!(
+                "Bearer realm=\"{realm}\",service=\"notary.test\",scope=\"repository:{GUN}:pull\""
+            )
+        )
+    );
     let (st, ch, _) = get_with(&s, &s.tuf(GUN, "timestamp.key"), None).await;
     assert_eq!((st, ch), (401, format!("Bearer realm=\"{realm}\",service=\"notary.test\",scope=\"repository:{GUN}:push,pull\"")));
     // Health and metrics need no token.
-    assert_eq!(get_with(&s, &format!("{}/metrics", s.url), None).await.0, 200);
-    assert_eq!(get_with(&s, &format!("{}/_notary_server/health", s.url), None).await.0, 200);
+    assert_eq!(
+        get_with(&s, &format!("{}/metrics", s.url), None).await.0,
+        200
+    );
+    assert_eq!(
+        get_with(&s, &format!("{}/_notary_server/health", s.url), None)
+            .await
+            .0,
+        200
+    );
 
     // A valid pull token is served (404: the repository does not exist yet).
     let good = ts.token(&pull, 300, &ts.issuer, &ts.service);
-    assert_eq!(get_with(&s, &s.tuf(GUN, "root.json"), Some(&good)).await.0, 404);
+    assert_eq!(
+        get_with(&s, &s.tuf(GUN, "root.json"), Some(&good)).await.0,
+        404
+    );
     // A kid-named key from the bundle works too.
-    assert_eq!(get_with(&s, &s.tuf(GUN, "root.json"), Some(&ts.kid_token(&pull))).await.0, 404);
+    assert_eq!(
+        get_with(&s, &s.tuf(GUN, "root.json"), Some(&ts.kid_token(&pull)))
+            .await
+            .0,
+        404
+    );
 
     // Rejections: expired, wrong issuer, wrong audience, bad signature, tampered, another repo.
-    let other = [Grant { typ: "repository", name: "example.com/other", actions: &["pull", "push"] }];
+    let other = [Grant {
+        typ: "repository",
+        name: "example.com/other",
+        actions: &["pull", "push"],
+    }];
     let mut tampered = good.clone();
     let mid = tampered.find('.').unwrap() + 5;
-    tampered.replace_range(mid..mid + 1, if &tampered[mid..mid + 1] == "A" { "B" } else { "A" });
+    tampered.replace_range(
+        mid..mid + 1,
+        if &tampered[mid..mid + 1] == "A" {
+            "B"
+        } else {
+            "A"
+        },
+    );
     for (what, token, error) in [
-        ("expired", ts.token(&pull, -120, &ts.issuer, &ts.service), "invalid_token"),
-        ("wrong issuer", ts.token(&pull, 300, "someone-else", &ts.service), "invalid_token"),
-        ("wrong audience", ts.token(&pull, 300, &ts.issuer, "registry.test"), "invalid_token"),
+        (
+            "expired",
+            ts.token(&pull, -120, &ts.issuer, &ts.service),
+            "invalid_token",
+        ),
+        (
+            "wrong issuer",
+            ts.token(&pull, 300, "someone-else", &ts.service),
+            "invalid_token",
+        ),
+        (
+            "wrong audience",
+            ts.token(&pull, 300, &ts.issuer, "registry.test"),
+            "invalid_token",
+        ),
         ("bad signature", ts.forged_token(&pull), "invalid_token"),
         ("tampered", tampered, "invalid_token"),
-        ("another repository", ts.token(&other, 300, &ts.issuer, &ts.service), "insufficient_scope"),
+        (
+            "another repository",
+            ts.token(&other, 300, &ts.issuer, &ts.service),
+            "insufficient_scope",
+        ),
     ] {
         let (st, ch, body) = get_with(&s, &s.tuf(GUN, "root.json"), Some(&token)).await;
         assert_eq!(st, 401, "{what}");
@@ -68,7 +142,10 @@ async fn tokens_are_checked_like_go() {
         assert_eq!(api_error(&body).0, "UNAUTHORIZED", "{what}");
     }
     // A repository token cannot use catalog-scoped routes.
-    assert_eq!(get_with(&s, &format!("{}/v2/", s.url), Some(&good)).await.0, 401);
+    assert_eq!(
+        get_with(&s, &format!("{}/v2/", s.url), Some(&good)).await.0,
+        401
+    );
 
     // Publish a repository with a push token (Rust client), then try writes with a pull token.
     let push_token = ts.token(&push_pull, 300, &ts.issuer, &ts.service);
@@ -76,7 +153,13 @@ async fn tokens_are_checked_like_go() {
         let (s, t) = (&s, push_token.clone());
         let role = role.to_string();
         async move {
-            let r = s.http.get(s.tuf(GUN, &format!("{role}.key"))).bearer_auth(&t).send().await.unwrap();
+            let r = s
+                .http
+                .get(s.tuf(GUN, &format!("{role}.key")))
+                .bearer_auth(&t)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             notary_bench::repo::parse_key_response(&r.bytes().await.unwrap()).unwrap()
         }
@@ -87,23 +170,68 @@ async fn tokens_are_checked_like_go() {
         async move {
             let refs: Vec<(&str, &[u8])> = parts.iter().map(|(r, b)| (*r, b.as_slice())).collect();
             let (ct, body) = multipart(&refs);
-            let r = s.http.post(s.tuf(GUN, "")).header("content-type", ct).bearer_auth(token).body(body).send().await.unwrap();
-            (r.status().as_u16(), r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default())
+            let r = s
+                .http
+                .post(s.tuf(GUN, ""))
+                .header("content-type", ct)
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.headers()
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default(),
+            )
         }
     };
-    let (st, _) = upload(push_token.clone(), vec![("root", repo.root_file(1)), ("targets", repo.targets_file(1, &[("a", b"a")]))]).await;
+    let (st, _) = upload(
+        push_token.clone(),
+        vec![
+            ("root", repo.root_file(1)),
+            ("targets", repo.targets_file(1, &[("a", b"a")])),
+        ],
+    )
+    .await;
     assert_eq!(st, 200);
-    let before =
-        (get_with(&s, &s.tuf(GUN, "timestamp.json"), Some(&good)).await, get_with(&s, &s.tuf(GUN, "targets.json"), Some(&good)).await);
-    let (st, ch) = upload(good.clone(), vec![("targets", repo.targets_file(2, &[("b", b"b")]))]).await;
+    let before = (
+        get_with(&s, &s.tuf(GUN, "timestamp.json"), Some(&good)).await,
+        get_with(&s, &s.tuf(GUN, "targets.json"), Some(&good)).await,
+    );
+    let (st, ch) = upload(
+        good.clone(),
+        vec![("targets", repo.targets_file(2, &[("b", b"b")]))],
+    )
+    .await;
     assert_eq!(st, 401);
-    assert!(ch.contains(&format!("scope=\"repository:{GUN}:push,pull\"")) && ch.ends_with(",error=\"insufficient_scope\""), "{ch}");
-    let r = s.http.delete(s.tuf(GUN, "")).bearer_auth(&good).send().await.unwrap();
+    assert!(
+        ch.contains(&format!("scope=\"repository:{GUN}:push,pull\""))
+            && ch.ends_with(",error=\"insufficient_scope\""),
+        "{ch}"
+    );
+    let r = s
+        .http
+        .delete(s.tuf(GUN, ""))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = s.http.delete(s.tuf(GUN, "")).bearer_auth(&push_token).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.tuf(GUN, ""))
+        .bearer_auth(&push_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "delete needs *");
-    let after =
-        (get_with(&s, &s.tuf(GUN, "timestamp.json"), Some(&good)).await, get_with(&s, &s.tuf(GUN, "targets.json"), Some(&good)).await);
+    let after = (
+        get_with(&s, &s.tuf(GUN, "timestamp.json"), Some(&good)).await,
+        get_with(&s, &s.tuf(GUN, "targets.json"), Some(&good)).await,
+    );
     assert_eq!(after, before, "nothing stored or deleted");
     assert_eq!(after.0 .0, 200);
 }
@@ -113,7 +241,11 @@ async fn notary_cli_gets_tokens_from_the_realm() {
     let tmp = tempfile::tempdir().unwrap();
     let mut ts = TokenService::new(tmp.path(), "notary.test");
     ts.serve().await;
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"auth": ts.auth_config()})).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"auth": ts.auth_config()}),
+    )
+    .await;
     let owner = s.notary("owner");
     let f = write_file(s.tmp(), "a.txt", b"behind token auth\n");
     // Writes: the CLI asks for credentials and sends them to the realm.
@@ -135,7 +267,8 @@ async fn autoredirect_points_the_realm_at_the_host() {
     let mut auth = ts.auth_config();
     auth["options"]["realm"] = serde_json::json!("https://unused.example/token");
     auth["options"]["autoredirect"] = serde_json::json!(true);
-    let s = Server::start_with_config(&create_pg_db().await, serde_json::json!({"auth": auth})).await;
+    let s =
+        Server::start_with_config(&create_pg_db().await, serde_json::json!({"auth": auth})).await;
     let (st, ch, _) = get_with(&s, &format!("{}/v2/", s.url), None).await;
     assert_eq!(st, 401);
     assert_eq!(

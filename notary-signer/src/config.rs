@@ -56,7 +56,10 @@ pub struct Settings {
 pub enum Storage {
     Memory,
     Pkcs11(crate::pkcs11::Pkcs11Uri),
-    Sql { db_url: String, default_alias: String },
+    Sql {
+        db_url: String,
+        default_alias: String,
+    },
 }
 
 const ENV_KEYS: &[&str] = &[
@@ -78,7 +81,9 @@ const ENV_KEYS: &[&str] = &[
 pub fn apply_env(v: &mut Value, prefix: &str, keys: &[&str], is_string: impl Fn(&str) -> bool) {
     for key in keys {
         let var = format!("{prefix}{}", key.to_uppercase().replace('.', "_"));
-        let Ok(val) = std::env::var(&var) else { continue };
+        let Ok(val) = std::env::var(&var) else {
+            continue;
+        };
         let parts: Vec<&str> = key.split('.').collect();
         let mut cur = &mut *v;
         for p in &parts[..parts.len() - 1] {
@@ -101,16 +106,28 @@ fn invalid(msg: impl Into<String>) -> anyhow::Error {
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<(Config, PathBuf)> {
-        let text = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        let mut v: Value =
-            serde_json::from_slice(&text).map_err(|e| anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display()))?;
+        let text = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let mut v: Value = serde_json::from_slice(&text).map_err(|e| {
+            anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display())
+        })?;
         apply_env(&mut v, "NOTARY_SIGNER_", ENV_KEYS, |_| true);
-        let cfg: Config = serde_json::from_value(v).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-        Ok((cfg, path.parent().map(Path::to_path_buf).unwrap_or_default()))
+        let cfg: Config = serde_json::from_value(v)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        Ok((
+            cfg,
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ))
     }
 
     pub fn settings(&self, base: &Path) -> anyhow::Result<Settings> {
-        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         let s = &self.server;
         if s.grpc_addr.is_empty() {
             return Err(invalid("server.grpc_addr is required (e.g. \":7899\")"));
@@ -124,9 +141,13 @@ impl Config {
         let storage = match self.storage.backend.as_str() {
             "memory" => Storage::Memory,
             "pkcs11" => {
-                let uri =
-                    self.storage.pkcs11_uri.as_deref().ok_or_else(|| invalid("storage.pkcs11_uri is required for the pkcs11 backend"))?;
-                Storage::Pkcs11(crate::pkcs11::Pkcs11Uri::parse(uri).map_err(|e| invalid(format!("storage.pkcs11_uri: {e}")))?)
+                let uri = self.storage.pkcs11_uri.as_deref().ok_or_else(|| {
+                    invalid("storage.pkcs11_uri is required for the pkcs11 backend")
+                })?;
+                Storage::Pkcs11(
+                    crate::pkcs11::Pkcs11Uri::parse(uri)
+                        .map_err(|e| invalid(format!("storage.pkcs11_uri: {e}")))?,
+                )
             }
             "postgres" | "sqlite" | "sqlite3" => {
                 if self.storage.db_url.is_empty() {
@@ -144,15 +165,32 @@ impl Config {
                 let db_url = if self.storage.backend == "postgres" {
                     self.storage.db_url.clone()
                 } else {
-                    let u = self.storage.db_url.strip_prefix("sqlite:").unwrap_or(&self.storage.db_url);
+                    let u = self
+                        .storage
+                        .db_url
+                        .strip_prefix("sqlite:")
+                        .unwrap_or(&self.storage.db_url);
                     format!("sqlite:{}", rel(Path::new(u)).display())
                 };
-                Storage::Sql { db_url, default_alias }
+                Storage::Sql {
+                    db_url,
+                    default_alias,
+                }
             }
-            "" => return Err(invalid("storage.backend is required (memory, postgres or sqlite)")),
-            other => return Err(invalid(format!("storage.backend {other:?} is not supported (memory, postgres, sqlite or pkcs11)"))),
+            "" => {
+                return Err(invalid(
+                    "storage.backend is required (memory, postgres or sqlite)",
+                ))
+            }
+            other => return Err(invalid(format!(
+                "storage.backend {other:?} is not supported (memory, postgres, sqlite or pkcs11)"
+            ))),
         };
-        let addr = if s.grpc_addr.starts_with(':') { format!("0.0.0.0{}", s.grpc_addr) } else { s.grpc_addr.clone() };
+        let addr = if s.grpc_addr.starts_with(':') {
+            format!("0.0.0.0{}", s.grpc_addr)
+        } else {
+            s.grpc_addr.clone()
+        };
         Ok(Settings {
             grpc_addr: addr,
             tls_cert: rel(cert),
@@ -178,7 +216,12 @@ mod tests {
         apply_env(
             &mut v,
             "NOTARYRS_ENVTEST_",
-            &["storage.db_url", "caching.max_age.current_metadata", "server.http_addr", "logging.level"],
+            &[
+                "storage.db_url",
+                "caching.max_age.current_metadata",
+                "server.http_addr",
+                "logging.level",
+            ],
             |k| k == "http_addr" || k == "db_url",
         );
         assert_eq!(
@@ -194,6 +237,10 @@ mod tests {
             serde_json::from_value(serde_json::json!({"server": {"grpc_addr": ":7899", "tls_cert_file": "c", "tls_key_file": "k"},
             "storage": {"backend": "memory"}}))
             .unwrap();
-        assert!(cfg.settings(Path::new("/")).unwrap_err().to_string().contains("client_ca_file is required"));
+        assert!(cfg
+            .settings(Path::new("/"))
+            .unwrap_err()
+            .to_string()
+            .contains("client_ca_file is required"));
     }
 }

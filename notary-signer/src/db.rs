@@ -46,7 +46,11 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { max_connections: 16, connect_retry: Duration::from_secs(30), statement_timeout: Duration::from_secs(30) }
+        PoolConfig {
+            max_connections: 16,
+            connect_retry: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -54,7 +58,10 @@ impl Db {
     pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?
-                .options([("statement_timeout", format!("{}", cfg.statement_timeout.as_millis()))])
+                .options([(
+                    "statement_timeout",
+                    format!("{}", cfg.statement_timeout.as_millis()),
+                )])
                 .application_name("notary-rs");
             let deadline = tokio::time::Instant::now() + cfg.connect_retry;
             loop {
@@ -71,7 +78,12 @@ impl Db {
                         let e = match e {
                             sqlx::Error::PoolTimedOut => {
                                 use sqlx::Connection;
-                                match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect_with(&opts)).await {
+                                match tokio::time::timeout(
+                                    Duration::from_secs(5),
+                                    sqlx::PgConnection::connect_with(&opts),
+                                )
+                                .await
+                                {
                                     Ok(Err(direct)) => direct,
                                     _ => e,
                                 }
@@ -90,7 +102,8 @@ impl Db {
             let opts = SqliteConnectOptions::from_str(url)?;
             let file = opts.get_filename();
             if file != Path::new(":memory:") && !file.as_os_str().is_empty() {
-                crate::private::sqlite_file(file).map_err(|e| DbError::File(file.display().to_string(), e))?;
+                crate::private::sqlite_file(file)
+                    .map_err(|e| DbError::File(file.display().to_string(), e))?;
             }
             let opts = opts
                 .create_if_missing(true)
@@ -98,7 +111,10 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new().max_connections(cfg.max_connections.min(8)).connect_with(opts).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(cfg.max_connections.min(8))
+                .connect_with(opts)
+                .await?;
             Ok(Db::Sqlite(pool))
         } else {
             Err(DbError::BadUrl(url.to_string()))
@@ -114,8 +130,10 @@ impl Db {
 }
 
 fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_))
-        || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("57P03"))
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
+    ) || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("57P03"))
 }
 
 /// A [`Migration`] from `migrations/<set>sqlite/<file>` and `migrations/<set>postgres/<file>`
@@ -125,8 +143,20 @@ macro_rules! migration {
     ($version:expr, $set:literal, $file:literal) => {
         $crate::db::Migration {
             version: $version,
-            sqlite: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/", $set, "sqlite/", $file)),
-            postgres: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/", $set, "postgres/", $file)),
+            sqlite: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../migrations/",
+                $set,
+                "sqlite/",
+                $file
+            )),
+            postgres: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../migrations/",
+                $set,
+                "postgres/",
+                $file
+            )),
         }
     };
 }

@@ -40,18 +40,38 @@ fn kek(passphrase: &[u8], p2s: &[u8], p2c: u32) -> Zeroizing<[u8; 16]> {
 pub fn encrypt(plaintext: &[u8], passphrase: &[u8]) -> String {
     let mut p2s = [0u8; 12];
     OsRng.fill_bytes(&mut p2s);
-    let header = format!(r#"{{"alg":"{ALG}","enc":"{ENC}","p2c":{P2C},"p2s":"{}"}}"#, B64URL.encode(p2s));
+    let header = format!(
+        r#"{{"alg":"{ALG}","enc":"{ENC}","p2c":{P2C},"p2s":"{}"}}"#,
+        B64URL.encode(p2s)
+    );
     let header_b64 = B64URL.encode(header.as_bytes());
     let kek = kek(passphrase, &p2s, P2C);
     let mut cek = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(cek.as_mut());
-    let wrapped = aes_kw::KekAes128::from(*kek).wrap_vec(cek.as_ref()).expect("32-byte CEK wraps");
+    let wrapped = aes_kw::KekAes128::from(*kek)
+        .wrap_vec(cek.as_ref())
+        .expect("32-byte CEK wraps");
     let mut iv = [0u8; 12];
     OsRng.fill_bytes(&mut iv);
     let cipher = Aes256Gcm::new_from_slice(cek.as_ref()).expect("32-byte key");
-    let mut ct = cipher.encrypt(&Nonce::from(iv), Payload { msg: plaintext, aad: header_b64.as_bytes() }).expect("AES-GCM encryption");
+    let mut ct = cipher
+        .encrypt(
+            &Nonce::from(iv),
+            Payload {
+                msg: plaintext,
+                aad: header_b64.as_bytes(),
+            },
+        )
+        .expect("AES-GCM encryption");
     let tag = ct.split_off(ct.len() - 16);
-    format!("{}.{}.{}.{}.{}", header_b64, B64URL.encode(wrapped), B64URL.encode(iv), B64URL.encode(ct), B64URL.encode(tag))
+    format!(
+        "{}.{}.{}.{}.{}",
+        header_b64,
+        B64URL.encode(wrapped),
+        B64URL.encode(iv),
+        B64URL.encode(ct),
+        B64URL.encode(tag)
+    )
 }
 
 pub fn decrypt(token: &str, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, JweError> {
@@ -59,15 +79,27 @@ pub fn decrypt(token: &str, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, Jwe
     if parts.len() != 5 {
         return Err(JweError::Malformed);
     }
-    let dec = |s: &str| B64URL.decode(s.trim_end_matches('=')).map_err(|_| JweError::Malformed);
-    let header: serde_json::Value = serde_json::from_slice(&dec(parts[0])?).map_err(|_| JweError::Malformed)?;
+    let dec = |s: &str| {
+        B64URL
+            .decode(s.trim_end_matches('='))
+            .map_err(|_| JweError::Malformed)
+    };
+    let header: serde_json::Value =
+        serde_json::from_slice(&dec(parts[0])?).map_err(|_| JweError::Malformed)?;
     if header["alg"] != ALG || header["enc"] != ENC {
         return Err(JweError::Unsupported);
     }
-    let p2c = header["p2c"].as_u64().filter(|c| *c >= 1 && *c <= MAX_P2C as u64).ok_or(JweError::Malformed)? as u32;
+    let p2c = header["p2c"]
+        .as_u64()
+        .filter(|c| *c >= 1 && *c <= MAX_P2C as u64)
+        .ok_or(JweError::Malformed)? as u32;
     let p2s = dec(header["p2s"].as_str().ok_or(JweError::Malformed)?)?;
     let kek = kek(passphrase, &p2s, p2c);
-    let cek = Zeroizing::new(aes_kw::KekAes128::from(*kek).unwrap_vec(&dec(parts[1])?).map_err(|_| JweError::Decrypt)?);
+    let cek = Zeroizing::new(
+        aes_kw::KekAes128::from(*kek)
+            .unwrap_vec(&dec(parts[1])?)
+            .map_err(|_| JweError::Decrypt)?,
+    );
     let iv: [u8; 12] = dec(parts[2])?.try_into().map_err(|_| JweError::Malformed)?;
     if cek.len() != 32 {
         return Err(JweError::Malformed);
@@ -75,7 +107,15 @@ pub fn decrypt(token: &str, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, Jwe
     let mut ct = dec(parts[3])?;
     ct.extend_from_slice(&dec(parts[4])?);
     let cipher = Aes256Gcm::new_from_slice(&cek).map_err(|_| JweError::Malformed)?;
-    let pt = cipher.decrypt(&Nonce::from(iv), Payload { msg: &ct, aad: parts[0].as_bytes() }).map_err(|_| JweError::Decrypt)?;
+    let pt = cipher
+        .decrypt(
+            &Nonce::from(iv),
+            Payload {
+                msg: &ct,
+                aad: parts[0].as_bytes(),
+            },
+        )
+        .map_err(|_| JweError::Decrypt)?;
     Ok(Zeroizing::new(pt))
 }
 
@@ -90,8 +130,14 @@ mod tests {
     fn decrypts_go_token() {
         let pt = decrypt(GO_TOKEN, b"testpassword").unwrap();
         assert_eq!(pt.len(), 96);
-        assert_eq!(hex::encode(&pt[..32]), "0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec");
-        assert_eq!(hex::encode(&pt[32..64]), "b65f1c8bb1ee77ec588ed73d7c295fcb4b130df5fcc24ca7d1b2540db56591e7");
+        assert_eq!(
+            hex::encode(&pt[..32]),
+            "0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec"
+        );
+        assert_eq!(
+            hex::encode(&pt[32..64]),
+            "b65f1c8bb1ee77ec588ed73d7c295fcb4b130df5fcc24ca7d1b2540db56591e7"
+        );
         assert_eq!(decrypt(GO_TOKEN, b"wrong"), Err(JweError::Decrypt));
     }
 

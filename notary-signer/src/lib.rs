@@ -45,7 +45,12 @@ pub struct KeyInfo {
 #[async_trait]
 pub trait CryptoService: Send + Sync {
     /// Create a key for (role, gun); a never-used key for the same triple is handed out again.
-    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError>;
+    async fn create_key(
+        &self,
+        role: &str,
+        gun: &str,
+        algorithm: &str,
+    ) -> Result<PublicKey, CryptoError>;
     async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError>;
     /// Sign `msg` (the exact canonical bytes). `NotFound` if the key is not held.
     async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError>;
@@ -57,14 +62,21 @@ pub trait CryptoService: Send + Sync {
 pub enum SignRoleError {
     /// Fewer held keys than the role's threshold (Go `ErrInsufficientSignatures`/`ErrNoKeys`).
     #[error("insufficient signatures for {role}: signed with {got} of threshold {threshold}")]
-    Insufficient { role: String, got: usize, threshold: i64 },
+    Insufficient {
+        role: String,
+        got: usize,
+        threshold: i64,
+    },
     #[error(transparent)]
     Crypto(#[from] CryptoError),
 }
 
 /// Sign a body with every key of the role the service holds (Go `signed.Sign`); at least the
 /// role's threshold must sign.
-pub async fn sign_role(crypto: &dyn CryptoService, to_sign: &ToSign) -> Result<Vec<Signature>, SignRoleError> {
+pub async fn sign_role(
+    crypto: &dyn CryptoService,
+    to_sign: &ToSign,
+) -> Result<Vec<Signature>, SignRoleError> {
     let mut sigs = Vec::new();
     for key_id in to_sign.role.keys.keys() {
         match crypto.sign(key_id, &to_sign.body).await {
@@ -74,14 +86,22 @@ pub async fn sign_role(crypto: &dyn CryptoService, to_sign: &ToSign) -> Result<V
         }
     }
     if sigs.is_empty() || (sigs.len() as i64) < to_sign.role.threshold {
-        return Err(SignRoleError::Insufficient { role: to_sign.role.name.clone(), got: sigs.len(), threshold: to_sign.role.threshold });
+        return Err(SignRoleError::Insufficient {
+            role: to_sign.role.name.clone(),
+            got: sigs.len(),
+            threshold: to_sign.role.threshold,
+        });
     }
     Ok(sigs)
 }
 
 /// Sign with a private key and describe the result as a TUF signature.
 pub(crate) fn tuf_signature(key_id: &str, key: &notary_tuf::PrivateKey, msg: &[u8]) -> Signature {
-    Signature { keyid: key_id.to_string(), method: key.method().to_string(), sig: key.sign(msg) }
+    Signature {
+        keyid: key_id.to_string(),
+        method: key.method().to_string(),
+        sig: key.sign(msg),
+    }
 }
 
 pub(crate) fn check_algorithm(algorithm: &str) -> Result<(), CryptoError> {

@@ -42,7 +42,10 @@ pub fn init(level: &str, format: &str, quiet: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},{quiet}")));
     // No colours: escape codes would be escaped like a client's.
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(|| EscapingStderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(|| EscapingStderr);
     if format == "json" {
         b.json().init();
     } else {

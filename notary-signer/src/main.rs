@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::Parser;
 use notary_signer::config::{Config, Storage};
 use notary_signer::db::{Db, PoolConfig};
-use notary_signer::grpc::proto::{key_management_server::KeyManagementServer, signer_server::SignerServer};
+use notary_signer::grpc::proto::{
+    key_management_server::KeyManagementServer, signer_server::SignerServer,
+};
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
 use notary_signer::service::{health_service, SignerService};
@@ -43,20 +45,37 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    let argv = std::env::args().map(|a| if a == "-config" { "--config".to_string() } else { a });
+    let argv = std::env::args().map(|a| {
+        if a == "-config" {
+            "--config".to_string()
+        } else {
+            a
+        }
+    });
     let args = Args::parse_from(argv);
     let (cfg, base) = Config::load(&args.config)?;
     let settings = cfg.settings(&base)?;
-    notary_signer::logging::init(&settings.log_level, &settings.log_format, "sqlx=warn,h2=warn");
+    notary_signer::logging::init(
+        &settings.log_level,
+        &settings.log_format,
+        "sqlx=warn,h2=warn",
+    );
     // Keep key material out of core dumps and away from ptrace, as the Go signer does.
+    // The one unsafe call of the workspace (a libc function with no safe wrapper here).
     #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match args.command {
         None => rt.block_on(run(settings)),
-        Some(Cmd::Reencrypt { from_alias, to_alias }) => rt.block_on(reencrypt(settings, &from_alias, &to_alias)),
+        Some(Cmd::Reencrypt {
+            from_alias,
+            to_alias,
+        }) => rt.block_on(reencrypt(settings, &from_alias, &to_alias)),
     }
 }
 
@@ -64,12 +83,13 @@ async fn reencrypt(s: notary_signer::config::Settings, from: &str, to: &str) -> 
     let Storage::Sql { db_url, .. } = &s.storage else {
         anyhow::bail!("re-encryption applies to a database key store (postgres or sqlite)")
     };
-    let db = Db::connect(db_url, &PoolConfig::default()).await.context("the key database is not reachable")?;
-    let store = SqlKeyStore::new(db, Passphrases::from_env("NOTARY_SIGNER_", to)).await?;
-    let n = store
-        .reencrypt(from, to)
+    let db = Db::connect(db_url, &PoolConfig::default())
         .await
-        .with_context(|| format!("re-encrypting keys from alias {from:?} to {to:?} (nothing was changed)"))?;
+        .context("the key database is not reachable")?;
+    let store = SqlKeyStore::new(db, Passphrases::from_env("NOTARY_SIGNER_", to)).await?;
+    let n = store.reencrypt(from, to).await.with_context(|| {
+        format!("re-encrypting keys from alias {from:?} to {to:?} (nothing was changed)")
+    })?;
     println!("re-encrypted {n} key(s) from alias {from:?} to {to:?}");
     Ok(())
 }
@@ -79,29 +99,52 @@ async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
         Storage::Memory => Arc::new(MemoryKeyStore::new()),
         Storage::Pkcs11(uri) => {
             tracing::info!(token = %uri.token, module = %uri.module_path.display(), "using a PKCS#11 token");
-            Arc::new(notary_signer::pkcs11::Pkcs11KeyStore::open(uri).await.context("opening the PKCS#11 token")?)
+            Arc::new(
+                notary_signer::pkcs11::Pkcs11KeyStore::open(uri)
+                    .await
+                    .context("opening the PKCS#11 token")?,
+            )
         }
-        Storage::Sql { db_url, default_alias } => {
-            let db = Db::connect(db_url, &PoolConfig::default()).await.context("the key database is not reachable")?;
+        Storage::Sql {
+            db_url,
+            default_alias,
+        } => {
+            let db = Db::connect(db_url, &PoolConfig::default())
+                .await
+                .context("the key database is not reachable")?;
             let passphrases = Passphrases::from_env("NOTARY_SIGNER_", default_alias);
             passphrases.get(default_alias).with_context(|| {
-                format!("set NOTARY_SIGNER_{} to the passphrase of alias {default_alias:?}", default_alias.to_uppercase())
+                format!(
+                    "set NOTARY_SIGNER_{} to the passphrase of alias {default_alias:?}",
+                    default_alias.to_uppercase()
+                )
             })?;
-            let store = SqlKeyStore::new(db, passphrases).await.context("preparing the key database")?;
+            let store = SqlKeyStore::new(db, passphrases)
+                .await
+                .context("preparing the key database")?;
             // Every alias the stored keys use must decrypt now, not at the first signature.
-            store.check_aliases().await.context("the key database holds keys this signer cannot decrypt")?;
+            store
+                .check_aliases()
+                .await
+                .context("the key database holds keys this signer cannot decrypt")?;
             Arc::new(store)
         }
     };
     // Mutual TLS; the signer's certificate and the client CA bundle are re-read on SIGHUP and
     // when their files change.
-    let (tls, cert, clients) = notary_signer::tls_reload::grpc_server_config(&s.tls_cert, &s.tls_key, &s.client_ca)?;
+    let (tls, cert, clients) =
+        notary_signer::tls_reload::grpc_server_config(&s.tls_cert, &s.tls_key, &s.client_ca)?;
     cert.spawn_watch();
     clients.spawn_watch();
     let health = health_service(crypto.clone(), Duration::from_secs(10)).await;
     let svc = Arc::new(SignerService::new(crypto));
-    let addr: std::net::SocketAddr = s.grpc_addr.parse().with_context(|| format!("server.grpc_addr {:?}", s.grpc_addr))?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    let addr: std::net::SocketAddr = s
+        .grpc_addr
+        .parse()
+        .with_context(|| format!("server.grpc_addr {:?}", s.grpc_addr))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "notary-signer ready (mutual TLS required)");
     println!("notary-signer listening on {local}");

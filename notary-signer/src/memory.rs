@@ -29,28 +29,51 @@ impl MemoryKeyStore {
 
 #[async_trait]
 impl CryptoService for MemoryKeyStore {
-    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
+    async fn create_key(
+        &self,
+        role: &str,
+        gun: &str,
+        algorithm: &str,
+    ) -> Result<PublicKey, CryptoError> {
         check_algorithm(algorithm)?;
         let mut keys = self.keys.lock().await;
         // BTreeMap iterates by key ID: the smallest pending key is reused, as in the Go SQL store.
-        if let Some(e) = keys.values().find(|e| !e.used && e.role == role && e.gun == gun && e.key.algorithm() == algorithm) {
+        if let Some(e) = keys
+            .values()
+            .find(|e| !e.used && e.role == role && e.gun == gun && e.key.algorithm() == algorithm)
+        {
             return Ok(e.key.public_key());
         }
-        let key = PrivateKey::generate(algorithm).map_err(|e| CryptoError::Unsupported(e.to_string()))?;
+        let key =
+            PrivateKey::generate(algorithm).map_err(|e| CryptoError::Unsupported(e.to_string()))?;
         let public = key.public_key();
-        keys.insert(public.id(), Entry { key: Arc::new(key), role: role.into(), gun: gun.into(), used: false });
+        keys.insert(
+            public.id(),
+            Entry {
+                key: Arc::new(key),
+                role: role.into(),
+                gun: gun.into(),
+                used: false,
+            },
+        );
         Ok(public)
     }
 
     async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError> {
         let keys = self.keys.lock().await;
-        Ok(keys.get(key_id).map(|e| KeyInfo { public: e.key.public_key(), role: e.role.clone(), gun: e.gun.clone() }))
+        Ok(keys.get(key_id).map(|e| KeyInfo {
+            public: e.key.public_key(),
+            role: e.role.clone(),
+            gun: e.gun.clone(),
+        }))
     }
 
     async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError> {
         let key = {
             let mut keys = self.keys.lock().await;
-            let e = keys.get_mut(key_id).ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
+            let e = keys
+                .get_mut(key_id)
+                .ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
             e.used = true;
             e.key.clone()
         };

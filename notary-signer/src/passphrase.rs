@@ -15,14 +15,22 @@ pub struct Passphrases {
 impl Passphrases {
     /// Aliases resolved from the environment: `<prefix><ALIAS upper-cased, '.' → '_'>`.
     pub fn from_env(prefix: &str, default_alias: &str) -> Self {
-        Passphrases { default_alias: default_alias.to_string(), fixed: HashMap::new(), env_prefix: Some(prefix.to_string()) }
+        Passphrases {
+            default_alias: default_alias.to_string(),
+            fixed: HashMap::new(),
+            env_prefix: Some(prefix.to_string()),
+        }
     }
 
     /// One alias with a known passphrase (the server's local trust service).
     pub fn single(alias: &str, passphrase: Zeroizing<String>) -> Self {
         let mut fixed = HashMap::new();
         fixed.insert(alias.to_string(), passphrase);
-        Passphrases { default_alias: alias.to_string(), fixed, env_prefix: None }
+        Passphrases {
+            default_alias: alias.to_string(),
+            fixed,
+            env_prefix: None,
+        }
     }
 
     /// Another alias with a known passphrase.
@@ -47,7 +55,10 @@ impl Passphrases {
             }
         }
         Err(CryptoError::Locked(match &self.env_prefix {
-            Some(prefix) => format!("no passphrase for key alias {alias:?}: set {prefix}{}", alias.to_uppercase().replace('.', "_")),
+            Some(prefix) => format!(
+                "no passphrase for key alias {alias:?}: set {prefix}{}",
+                alias.to_uppercase().replace('.', "_")
+            ),
             None => format!("no passphrase for key alias {alias:?}"),
         }))
     }

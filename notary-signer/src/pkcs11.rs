@@ -58,7 +58,9 @@ fn pct_decode(s: &str) -> String {
 
 impl Pkcs11Uri {
     pub fn parse(uri: &str) -> Result<Self, String> {
-        let rest = uri.strip_prefix("pkcs11:").ok_or("a PKCS#11 URI starts with \"pkcs11:\"")?;
+        let rest = uri
+            .strip_prefix("pkcs11:")
+            .ok_or("a PKCS#11 URI starts with \"pkcs11:\"")?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut token = None;
         for attr in path.split(';').filter(|a| !a.is_empty()) {
@@ -100,10 +102,13 @@ impl Pkcs11Uri {
         }
         match &self.pin_source {
             Some(f) => {
-                let p = std::fs::read_to_string(f).map_err(|e| format!("reading the PIN from {}: {e}", f.display()))?;
+                let p = std::fs::read_to_string(f)
+                    .map_err(|e| format!("reading the PIN from {}: {e}", f.display()))?;
                 Ok(AuthPin::from(p.trim_end_matches(['\r', '\n']).to_string()))
             }
-            None => Err(format!("no PIN: set {PIN_ENV} or add pin-source=file:<path> to the URI")),
+            None => Err(format!(
+                "no PIN: set {PIN_ENV} or add pin-source=file:<path> to the URI"
+            )),
         }
     }
 }
@@ -121,9 +126,13 @@ pub struct Pkcs11KeyStore {
 
 fn ck(e: CkError) -> CryptoError {
     match e {
-        CkError::Pkcs11(RvError::DeviceRemoved | RvError::TokenNotPresent | RvError::DeviceError | RvError::SessionHandleInvalid, _) => {
-            CryptoError::Unavailable(format!("PKCS#11 token: {e}"))
-        }
+        CkError::Pkcs11(
+            RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::DeviceError
+            | RvError::SessionHandleInvalid,
+            _,
+        ) => CryptoError::Unavailable(format!("PKCS#11 token: {e}")),
         _ => CryptoError::Internal(format!("PKCS#11: {e}")),
     }
 }
@@ -138,21 +147,36 @@ fn parse_label(l: &str) -> Option<(String, String, String)> {
     if it.next()? != "notary" {
         return None;
     }
-    Some((it.next()?.to_string(), it.next()?.to_string(), it.next()?.to_string()))
+    Some((
+        it.next()?.to_string(),
+        it.next()?.to_string(),
+        it.next()?.to_string(),
+    ))
 }
 
 /// SPKI of a P-256 public key from CKA_EC_POINT (DER OCTET STRING, or a raw point).
 fn spki_from_ec_point(point: &[u8]) -> Result<Vec<u8>, CryptoError> {
     use p256::pkcs8::EncodePublicKey;
-    let raw = if point.len() == 67 && point[0] == 0x04 && point[1] == 0x41 { &point[2..] } else { point };
-    let pk =
-        p256::PublicKey::from_sec1_bytes(raw).map_err(|_| CryptoError::Internal("PKCS#11: CKA_EC_POINT is not a P-256 point".into()))?;
-    Ok(pk.to_public_key_der().map_err(|e| CryptoError::Internal(e.to_string()))?.as_bytes().to_vec())
+    let raw = if point.len() == 67 && point[0] == 0x04 && point[1] == 0x41 {
+        &point[2..]
+    } else {
+        point
+    };
+    let pk = p256::PublicKey::from_sec1_bytes(raw)
+        .map_err(|_| CryptoError::Internal("PKCS#11: CKA_EC_POINT is not a P-256 point".into()))?;
+    Ok(pk
+        .to_public_key_der()
+        .map_err(|e| CryptoError::Internal(e.to_string()))?
+        .as_bytes()
+        .to_vec())
 }
 
 impl Inner {
     /// Run `f` with a logged-in session from the pool.
-    fn with_session<T>(&self, f: impl Fn(&Session) -> Result<T, CkError>) -> Result<T, CryptoError> {
+    fn with_session<T>(
+        &self,
+        f: impl Fn(&Session) -> Result<T, CkError>,
+    ) -> Result<T, CryptoError> {
         let session = match self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             Some(s) => s,
             None => self.ctx.open_rw_session(self.slot).map_err(ck)?,
@@ -172,8 +196,17 @@ impl Inner {
         result.map_err(ck)
     }
 
-    fn find(&self, s: &Session, class: ObjectClass, id: &[u8]) -> Result<Option<ObjectHandle>, CkError> {
-        Ok(s.find_objects(&[Attribute::Class(class), Attribute::Id(id.to_vec())])?.into_iter().next())
+    fn find(
+        &self,
+        s: &Session,
+        class: ObjectClass,
+        id: &[u8],
+    ) -> Result<Option<ObjectHandle>, CkError> {
+        Ok(
+            s.find_objects(&[Attribute::Class(class), Attribute::Id(id.to_vec())])?
+                .into_iter()
+                .next(),
+        )
     }
 
     fn public_of(&self, s: &Session, obj: ObjectHandle) -> Result<(Vec<u8>, String), CkError> {
@@ -196,8 +229,12 @@ impl Pkcs11KeyStore {
         let uri = uri.clone();
         tokio::task::spawn_blocking(move || {
             let pin = uri.pin().map_err(CryptoError::Internal)?;
-            let ctx = Pkcs11::new(&uri.module_path)
-                .map_err(|e| CryptoError::Internal(format!("loading PKCS#11 module {}: {e}", uri.module_path.display())))?;
+            let ctx = Pkcs11::new(&uri.module_path).map_err(|e| {
+                CryptoError::Internal(format!(
+                    "loading PKCS#11 module {}: {e}",
+                    uri.module_path.display()
+                ))
+            })?;
             match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
                 Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
                 Err(e) => return Err(ck(e)),
@@ -209,13 +246,27 @@ impl Pkcs11KeyStore {
                     break;
                 }
             }
-            let slot = slot.ok_or_else(|| CryptoError::Internal(format!("no PKCS#11 token labelled {:?}", uri.token)))?;
+            let slot = slot.ok_or_else(|| {
+                CryptoError::Internal(format!("no PKCS#11 token labelled {:?}", uri.token))
+            })?;
             let session = ctx.open_rw_session(slot).map_err(ck)?;
             match session.login(UserType::User, Some(&pin)) {
                 Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-                Err(e) => return Err(CryptoError::Internal(format!("PKCS#11 login to token {:?} failed: {e}", uri.token))),
+                Err(e) => {
+                    return Err(CryptoError::Internal(format!(
+                        "PKCS#11 login to token {:?} failed: {e}",
+                        uri.token
+                    )))
+                }
             }
-            Ok(Pkcs11KeyStore { inner: Arc::new(Inner { ctx, slot, pin, idle: Mutex::new(vec![session]) }) })
+            Ok(Pkcs11KeyStore {
+                inner: Arc::new(Inner {
+                    ctx,
+                    slot,
+                    pin,
+                    idle: Mutex::new(vec![session]),
+                }),
+            })
         })
         .await
         .map_err(|e| CryptoError::Internal(e.to_string()))?
@@ -226,7 +277,9 @@ impl Pkcs11KeyStore {
         f: impl FnOnce(&Inner) -> Result<T, CryptoError> + Send + 'static,
     ) -> Result<T, CryptoError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| CryptoError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| CryptoError::Internal(e.to_string()))?
     }
 }
 
@@ -236,20 +289,33 @@ fn key_id_bytes(key_id: &str) -> Option<Vec<u8>> {
 
 #[async_trait]
 impl CryptoService for Pkcs11KeyStore {
-    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
+    async fn create_key(
+        &self,
+        role: &str,
+        gun: &str,
+        algorithm: &str,
+    ) -> Result<PublicKey, CryptoError> {
         if algorithm != notary_tuf::keys::ECDSA {
-            return Err(CryptoError::Unsupported(format!("{algorithm} (the PKCS#11 store makes ECDSA P-256 keys)")));
+            return Err(CryptoError::Unsupported(format!(
+                "{algorithm} (the PKCS#11 store makes ECDSA P-256 keys)"
+            )));
         }
         let pending = label("pending", role, gun);
         self.blocking(move |inner| {
             inner.with_session(|s| {
                 // Reuse the never-used key with the smallest ID, as the Go SQL store does.
                 let mut found = Vec::new();
-                for obj in s.find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Label(pending.clone().into_bytes())])? {
+                for obj in s.find_objects(&[
+                    Attribute::Class(ObjectClass::PUBLIC_KEY),
+                    Attribute::Label(pending.clone().into_bytes()),
+                ])? {
                     found.push(inner.public_of(s, obj)?.0);
                 }
-                let mut keys: Vec<PublicKey> =
-                    found.iter().filter_map(|p| spki_from_ec_point(p).ok()).map(|spki| PublicKey::new("ecdsa", spki)).collect();
+                let mut keys: Vec<PublicKey> = found
+                    .iter()
+                    .filter_map(|p| spki_from_ec_point(p).ok())
+                    .map(|spki| PublicKey::new("ecdsa", spki))
+                    .collect();
                 keys.sort_by_key(|k| k.id());
                 if let Some(k) = keys.into_iter().next() {
                     return Ok(Ok(k));
@@ -277,7 +343,11 @@ impl CryptoService for Pkcs11KeyStore {
                     Attribute::Id(temp_id),
                     Attribute::Label(lab),
                 ];
-                let (public, private) = s.generate_key_pair(&Mechanism::EccKeyPairGen, &public_template, &private_template)?;
+                let (public, private) = s.generate_key_pair(
+                    &Mechanism::EccKeyPairGen,
+                    &public_template,
+                    &private_template,
+                )?;
                 let (point, _) = inner.public_of(s, public)?;
                 let pk = match spki_from_ec_point(&point) {
                     Ok(spki) => PublicKey::new("ecdsa", spki),
@@ -293,20 +363,29 @@ impl CryptoService for Pkcs11KeyStore {
     }
 
     async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError> {
-        let Some(id) = key_id_bytes(key_id) else { return Ok(None) };
+        let Some(id) = key_id_bytes(key_id) else {
+            return Ok(None);
+        };
         let key_id = key_id.to_string();
         self.blocking(move |inner| {
-            let found = inner.with_session(|s| match inner.find(s, ObjectClass::PUBLIC_KEY, &id)? {
-                Some(obj) => Ok(Some(inner.public_of(s, obj)?)),
-                None => Ok(None),
-            })?;
-            let Some((point, lab)) = found else { return Ok(None) };
+            let found =
+                inner.with_session(|s| match inner.find(s, ObjectClass::PUBLIC_KEY, &id)? {
+                    Some(obj) => Ok(Some(inner.public_of(s, obj)?)),
+                    None => Ok(None),
+                })?;
+            let Some((point, lab)) = found else {
+                return Ok(None);
+            };
             let pk = PublicKey::new("ecdsa", spki_from_ec_point(&point)?);
             if pk.id() != key_id {
                 return Ok(None);
             }
             let (_, role, gun) = parse_label(&lab).unwrap_or_default();
-            Ok(Some(KeyInfo { public: pk, role, gun }))
+            Ok(Some(KeyInfo {
+                public: pk,
+                role,
+                gun,
+            }))
         })
         .await
     }
@@ -318,13 +397,17 @@ impl CryptoService for Pkcs11KeyStore {
         let sig = self
             .blocking(move |inner| {
                 inner.with_session(|s| {
-                    let Some(private) = inner.find(s, ObjectClass::PRIVATE_KEY, &id)? else { return Ok(None) };
+                    let Some(private) = inner.find(s, ObjectClass::PRIVATE_KEY, &id)? else {
+                        return Ok(None);
+                    };
                     // CKM_ECDSA over the SHA-256 digest; PKCS#11 returns r‖s, each padded to 32 bytes.
                     let sig = s.sign(&Mechanism::Ecdsa, private, &digest)?;
                     // Mark the key active on first use (it is never handed out again).
                     let lab = s.get_attributes(private, &[AttributeType::Label])?;
                     if let Some(Attribute::Label(l)) = lab.into_iter().next() {
-                        if let Some((state, role, gun)) = parse_label(&String::from_utf8_lossy(&l)).filter(|(st, _, _)| st == "pending") {
+                        if let Some((state, role, gun)) = parse_label(&String::from_utf8_lossy(&l))
+                            .filter(|(st, _, _)| st == "pending")
+                        {
                             debug_assert_eq!(state, "pending");
                             let active = label("active", &role, &gun).into_bytes();
                             s.update_attributes(private, &[Attribute::Label(active.clone())])?;
@@ -339,13 +422,22 @@ impl CryptoService for Pkcs11KeyStore {
             .await?
             .ok_or_else(|| CryptoError::NotFound(kid.clone()))?;
         if sig.len() != 64 {
-            return Err(CryptoError::Internal(format!("PKCS#11 returned a {}-byte ECDSA signature; expected r‖s of 64", sig.len())));
+            return Err(CryptoError::Internal(format!(
+                "PKCS#11 returned a {}-byte ECDSA signature; expected r‖s of 64",
+                sig.len()
+            )));
         }
-        Ok(Signature { keyid: kid, method: "ecdsa".into(), sig })
+        Ok(Signature {
+            keyid: kid,
+            method: "ecdsa".into(),
+            sig,
+        })
     }
 
     async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
-        let Some(id) = key_id_bytes(key_id) else { return Ok(()) };
+        let Some(id) = key_id_bytes(key_id) else {
+            return Ok(());
+        };
         self.blocking(move |inner| {
             inner.with_session(|s| {
                 for obj in s.find_objects(&[Attribute::Id(id.clone())])? {
@@ -358,7 +450,8 @@ impl CryptoService for Pkcs11KeyStore {
     }
 
     async fn health(&self) -> Result<(), CryptoError> {
-        self.blocking(|inner| inner.ctx.get_token_info(inner.slot).map(|_| ()).map_err(ck)).await
+        self.blocking(|inner| inner.ctx.get_token_info(inner.slot).map(|_| ()).map_err(ck))
+            .await
     }
 }
 
@@ -380,7 +473,11 @@ mod tests {
                 pin_source: Some("/run/pin".into())
             }
         );
-        assert!(Pkcs11Uri::parse("pkcs11:token=x?module-path=/m&pin-value=1234").unwrap_err().contains("in clear"));
+        assert!(
+            Pkcs11Uri::parse("pkcs11:token=x?module-path=/m&pin-value=1234")
+                .unwrap_err()
+                .contains("in clear")
+        );
         assert!(Pkcs11Uri::parse("pkcs11:?module-path=/m").is_err());
         assert!(Pkcs11Uri::parse("pkcs11:token=x").is_err());
         assert!(Pkcs11Uri::parse("file:/x").is_err());

@@ -7,14 +7,22 @@ use std::path::Path;
 
 /// Create `dir` (and missing parents) 0700; an existing `dir` is set to 0700.
 pub fn create_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Write `data` to `path` with `mode` (0600 for secrets, 0644 for certificates), replacing it.
 pub fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
     f.write_all(data)?;
     f.set_permissions(std::fs::Permissions::from_mode(mode))
 }
@@ -22,9 +30,19 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
 /// Make the SQLite database at `path` (and its WAL and shared-memory files, which SQLite
 /// creates with the database's mode) 0600, creating it empty if missing.
 pub fn sqlite_file(path: &Path) -> std::io::Result<()> {
-    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
     for suffix in ["", "-wal", "-shm", "-journal"] {
-        let p = path.with_file_name(format!("{}{suffix}", path.file_name().and_then(|n| n.to_str()).unwrap_or_default()));
+        let p = path.with_file_name(format!(
+            "{}{suffix}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        ));
         if p.exists() {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
         }

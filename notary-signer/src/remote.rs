@@ -9,7 +9,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::Code;
 
 use crate::grpc::proto::{
-    key_management_client::KeyManagementClient, signer_client::SignerClient, CreateKeyRequest, KeyId, SignatureRequest,
+    key_management_client::KeyManagementClient, signer_client::SignerClient, CreateKeyRequest,
+    KeyId, SignatureRequest,
 };
 use crate::service::{HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER};
 use crate::{CryptoError, CryptoService, KeyInfo};
@@ -50,11 +51,18 @@ impl TlsFiles {
     /// Read the CA bundle and the client certificate and key. The pair is checked to match
     /// here (a bad pair fails now, not at the next handshake).
     pub fn read(&self) -> Result<(Vec<u8>, Option<PemPair>), String> {
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+        };
         let ca = read(&self.ca)?;
         let identity = match &self.client {
             Some((c, k)) => {
-                crate::tls_reload::read_certified_key(c, k, &rustls::crypto::ring::default_provider()).map_err(|e| format!("{e:#}"))?;
+                crate::tls_reload::read_certified_key(
+                    c,
+                    k,
+                    &rustls::crypto::ring::default_provider(),
+                )
+                .map_err(|e| format!("{e:#}"))?;
                 Some((read(c)?, read(k)?))
             }
             None => None,
@@ -63,7 +71,10 @@ impl TlsFiles {
     }
 
     fn mtimes(&self) -> Option<Vec<std::time::SystemTime>> {
-        self.paths().into_iter().map(|p| std::fs::metadata(p).ok()?.modified().ok()).collect()
+        self.paths()
+            .into_iter()
+            .map(|p| std::fs::metadata(p).ok()?.modified().ok())
+            .collect()
     }
 }
 
@@ -74,11 +85,17 @@ fn build_channel(
     identity: Option<(&[u8], &[u8])>,
     timeout: Duration,
 ) -> Result<Channel, CryptoError> {
-    let mut tls = ClientTlsConfig::new().domain_name(hostname.to_string()).ca_certificate(Certificate::from_pem(ca_pem));
+    let mut tls = ClientTlsConfig::new()
+        .domain_name(hostname.to_string())
+        .ca_certificate(Certificate::from_pem(ca_pem));
     if let Some((cert, key)) = identity {
         tls = tls.identity(Identity::from_pem(cert, key));
     }
-    let host = if hostname.contains(':') { format!("[{hostname}]") } else { hostname.to_string() };
+    let host = if hostname.contains(':') {
+        format!("[{hostname}]")
+    } else {
+        hostname.to_string()
+    };
     let endpoint = Endpoint::from_shared(format!("https://{host}:{port}"))
         .map_err(|e| CryptoError::Internal(format!("signer address: {e}")))?
         .tls_config(tls)
@@ -107,11 +124,15 @@ fn status_error(s: tonic::Status, what: &str) -> CryptoError {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
             CryptoError::Unavailable(format!("{what}: {}", s.message()))
         }
-        Code::Unknown if s.message().contains("not supported") => CryptoError::Unsupported(s.message().into()),
+        Code::Unknown if s.message().contains("not supported") => {
+            CryptoError::Unsupported(s.message().into())
+        }
         Code::FailedPrecondition => CryptoError::Locked(format!("signer: {what}: {}", s.message())),
         // tonic reports a connection lost mid-call (signer killed, network cut) as Unknown
         // "transport error": the call may be retried elsewhere.
-        Code::Unknown | Code::Internal if s.message().contains("transport error") || s.message().contains("connection") => {
+        Code::Unknown | Code::Internal
+            if s.message().contains("transport error") || s.message().contains("connection") =>
+        {
             CryptoError::Unavailable(format!("{what}: {}", s.message()))
         }
         _ => CryptoError::Internal(format!("{what}: {:?} {}", s.code(), s.message())),
@@ -121,7 +142,10 @@ fn status_error(s: tonic::Status, what: &str) -> CryptoError {
 impl RemoteCryptoService {
     /// Configure the channel; it connects on first use and reconnects after failures.
     pub fn new(cfg: RemoteConfig) -> Result<Self, CryptoError> {
-        let identity = cfg.client_identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+        let identity = cfg
+            .client_identity
+            .as_ref()
+            .map(|(c, k)| (c.as_slice(), k.as_slice()));
         let channel = build_channel(&cfg.hostname, cfg.port, &cfg.ca_pem, identity, cfg.timeout)?;
         Ok(RemoteCryptoService {
             channel: std::sync::RwLock::new(channel),
@@ -130,27 +154,41 @@ impl RemoteCryptoService {
             port: cfg.port,
             files: cfg.files,
             timeout: cfg.timeout,
-            keys: std::sync::Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(16_384).expect("non-zero"))),
+            keys: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(16_384).expect("non-zero"),
+            )),
         })
     }
 
     /// The gRPC channel (for callers that need the raw services).
     pub fn channel(&self) -> Channel {
-        self.channel.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.channel
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Re-read the CA bundle and client certificate/key if their files changed (or `force`):
     /// new calls use a new channel; calls in flight finish on the old one. A pair that cannot
     /// be used is logged and the previous files stay in use. Returns whether it reloaded.
     pub fn reload_if_changed(&self, force: bool) -> bool {
-        let Some(files) = &self.files else { return false };
+        let Some(files) = &self.files else {
+            return false;
+        };
         let now = files.mtimes();
-        if !force && (now.is_none() || now == *self.stamp.lock().unwrap_or_else(|e| e.into_inner())) {
+        if !force && (now.is_none() || now == *self.stamp.lock().unwrap_or_else(|e| e.into_inner()))
+        {
             return false;
         }
         let result = files.read().and_then(|(ca, identity)| {
-            build_channel(&self.hostname, self.port, &ca, identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())), self.timeout)
-                .map_err(|e| e.to_string())
+            build_channel(
+                &self.hostname,
+                self.port,
+                &ca,
+                identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+                self.timeout,
+            )
+            .map_err(|e| e.to_string())
         });
         match result {
             Ok(ch) => {
@@ -188,14 +226,27 @@ impl RemoteCryptoService {
 
 #[async_trait]
 impl CryptoService for RemoteCryptoService {
-    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
+    async fn create_key(
+        &self,
+        role: &str,
+        gun: &str,
+        algorithm: &str,
+    ) -> Result<PublicKey, CryptoError> {
         let r = self
             .km()
-            .create_key(CreateKeyRequest { algorithm: algorithm.into(), gun: gun.into(), role: role.into() })
+            .create_key(CreateKeyRequest {
+                algorithm: algorithm.into(),
+                gun: gun.into(),
+                role: role.into(),
+            })
             .await
             .map_err(|s| status_error(s, "CreateKey"))?
             .into_inner();
-        let alg = r.key_info.and_then(|k| k.algorithm).map(|a| a.algorithm).unwrap_or_default();
+        let alg = r
+            .key_info
+            .and_then(|k| k.algorithm)
+            .map(|a| a.algorithm)
+            .unwrap_or_default();
         // The ID is recomputed from the key, as the Go server does.
         let pk = PublicKey::new(alg, r.public_key);
         self.remember(&pk);
@@ -208,20 +259,34 @@ impl CryptoService for RemoteCryptoService {
             Err(s) if s.code() == Code::NotFound => return Ok(None),
             Err(s) => return Err(status_error(s, "GetKeyInfo")),
         };
-        let alg = r.key_info.and_then(|k| k.algorithm).map(|a| a.algorithm).unwrap_or_default();
+        let alg = r
+            .key_info
+            .and_then(|k| k.algorithm)
+            .map(|a| a.algorithm)
+            .unwrap_or_default();
         let pk = PublicKey::new(alg, r.public_key);
         if pk.id() != key_id {
             tracing::warn!(key_id, got = %pk.id(), "signer returned a different key");
             return Ok(None);
         }
         self.remember(&pk);
-        Ok(Some(KeyInfo { public: pk, role: r.role, gun: String::new() }))
+        Ok(Some(KeyInfo {
+            public: pk,
+            role: r.role,
+            gun: String::new(),
+        }))
     }
 
     async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError> {
-        let pk = self.public_key(key_id).await?.ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
+        let pk = self
+            .public_key(key_id)
+            .await?
+            .ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
         let r = SignerClient::new(self.channel())
-            .sign(SignatureRequest { key_id: Some(KeyId { id: key_id.into() }), content: msg.to_vec() })
+            .sign(SignatureRequest {
+                key_id: Some(KeyId { id: key_id.into() }),
+                content: msg.to_vec(),
+            })
             .await
             .map_err(|s| status_error(s, "Sign"))?
             .into_inner();
@@ -233,13 +298,22 @@ impl CryptoService for RemoteCryptoService {
             _ => "ecdsa",
         };
         if !pk.verify(method, msg, &r.content) {
-            return Err(CryptoError::Internal(format!("signer returned an invalid signature for key {key_id}")));
+            return Err(CryptoError::Internal(format!(
+                "signer returned an invalid signature for key {key_id}"
+            )));
         }
-        Ok(Signature { keyid: key_id.into(), method: method.into(), sig: r.content })
+        Ok(Signature {
+            keyid: key_id.into(),
+            method: method.into(),
+            sig: r.content,
+        })
     }
 
     async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
-        self.km().delete_key(KeyId { id: key_id.into() }).await.map_err(|s| status_error(s, "DeleteKey"))?;
+        self.km()
+            .delete_key(KeyId { id: key_id.into() })
+            .await
+            .map_err(|s| status_error(s, "DeleteKey"))?;
         self.known().pop(key_id);
         Ok(())
     }
@@ -247,11 +321,19 @@ impl CryptoService for RemoteCryptoService {
     async fn health(&self) -> Result<(), CryptoError> {
         let mut h = tonic_health::pb::health_client::HealthClient::new(self.channel());
         for service in [HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER] {
-            let mut req = tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: service.into() });
+            let mut req = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            });
             req.set_timeout(self.timeout);
-            let r = h.check(req).await.map_err(|s| status_error(s, "health check"))?.into_inner();
+            let r = h
+                .check(req)
+                .await
+                .map_err(|s| status_error(s, "health check"))?
+                .into_inner();
             if r.status != tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
-                return Err(CryptoError::Unavailable(format!("{service} is not serving")));
+                return Err(CryptoError::Unavailable(format!(
+                    "{service} is not serving"
+                )));
             }
         }
         Ok(())
@@ -297,7 +379,14 @@ macro_rules! failover {
 impl FailoverCryptoService {
     pub fn new(members: Vec<(String, RemoteCryptoService)>) -> std::sync::Arc<Self> {
         std::sync::Arc::new(FailoverCryptoService {
-            members: members.into_iter().map(|(name, svc)| Member { name, svc, up: true.into() }).collect(),
+            members: members
+                .into_iter()
+                .map(|(name, svc)| Member {
+                    name,
+                    svc,
+                    up: true.into(),
+                })
+                .collect(),
         })
     }
 
@@ -320,7 +409,11 @@ impl FailoverCryptoService {
 
     fn order(&self) -> Vec<&Member> {
         let up = |m: &&Member| m.up.load(std::sync::atomic::Ordering::Relaxed);
-        self.members.iter().filter(up).chain(self.members.iter().filter(|m| !up(m))).collect()
+        self.members
+            .iter()
+            .filter(up)
+            .chain(self.members.iter().filter(|m| !up(m)))
+            .collect()
     }
 
     fn mark(&self, m: &Member, up: bool, why: &str) {
@@ -337,7 +430,12 @@ impl FailoverCryptoService {
 
 #[async_trait]
 impl CryptoService for FailoverCryptoService {
-    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
+    async fn create_key(
+        &self,
+        role: &str,
+        gun: &str,
+        algorithm: &str,
+    ) -> Result<PublicKey, CryptoError> {
         failover!(self, s => s.create_key(role, gun, algorithm))
     }
 
@@ -355,7 +453,8 @@ impl CryptoService for FailoverCryptoService {
 
     /// Healthy while any signer is; checks them all (concurrently) and records which are up.
     async fn health(&self) -> Result<(), CryptoError> {
-        let results = futures_util::future::join_all(self.members.iter().map(|m| m.svc.health())).await;
+        let results =
+            futures_util::future::join_all(self.members.iter().map(|m| m.svc.health())).await;
         let mut last = None;
         for (m, r) in self.members.iter().zip(results) {
             match r {
@@ -366,7 +465,11 @@ impl CryptoService for FailoverCryptoService {
                 }
             }
         }
-        if self.members.iter().any(|m| m.up.load(std::sync::atomic::Ordering::Relaxed)) {
+        if self
+            .members
+            .iter()
+            .any(|m| m.up.load(std::sync::atomic::Ordering::Relaxed))
+        {
             Ok(())
         } else {
             Err(last.unwrap_or_else(|| CryptoError::Unavailable("no signer configured".into())))

@@ -12,8 +12,10 @@ use crate::db::{migrate, Db, Migration};
 use crate::passphrase::Passphrases;
 use crate::{check_algorithm, jwe, tuf_signature, with_pool, CryptoError, CryptoService, KeyInfo};
 
-pub const MIGRATIONS: &[Migration] =
-    &[crate::migration!(1, "signer/", "0001_private_keys.sql"), crate::migration!(2, "signer/", "0002_retired_aliases.sql")];
+pub const MIGRATIONS: &[Migration] = &[
+    crate::migration!(1, "signer/", "0001_private_keys.sql"),
+    crate::migration!(2, "signer/", "0002_retired_aliases.sql"),
+];
 
 struct Cached {
     key: PrivateKey,
@@ -43,7 +45,11 @@ impl SqlKeyStore {
     pub async fn new(db: Db, passphrases: Passphrases) -> Result<Self, CryptoError> {
         migrate(&db, "signer", MIGRATIONS).await.map_err(db_err)?;
         let cache = lru::LruCache::new(std::num::NonZeroUsize::new(KEY_CACHE).expect("non-zero"));
-        Ok(SqlKeyStore { db, passphrases, cache: std::sync::Mutex::new(cache) })
+        Ok(SqlKeyStore {
+            db,
+            passphrases,
+            cache: std::sync::Mutex::new(cache),
+        })
     }
 
     async fn load_private(&self, key_id: &str) -> Result<Arc<Cached>, CryptoError> {
@@ -53,15 +59,21 @@ impl SqlKeyStore {
         let row: Option<(String, String, Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT algorithm, passphrase_alias, private, last_used FROM private_keys WHERE deleted_at IS NULL AND key_id = $1 ORDER BY id LIMIT 1")
             .bind(key_id).fetch_optional(p).await).map_err(db_err)?;
-        let (algorithm, alias, private, last_used) = row.ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
+        let (algorithm, alias, private, last_used) =
+            row.ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
         let passphrase = self.passphrases.get(&alias)?;
-        let token =
-            std::str::from_utf8(&private).map_err(|_| CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token")))?;
+        let token = std::str::from_utf8(&private).map_err(|_| {
+            CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token"))
+        })?;
         let plain = jwe::decrypt(token, passphrase.as_bytes()).map_err(|e| {
             CryptoError::Locked(format!("key {key_id} (alias {alias:?}) cannot be decrypted with the configured passphrase: {e}"))
         })?;
-        let key = PrivateKey::from_go_bytes(&algorithm, &plain).map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
-        let cached = Arc::new(Cached { key, marked_used: AtomicBool::new(last_used.is_some()) });
+        let key = PrivateKey::from_go_bytes(&algorithm, &plain)
+            .map_err(|e| CryptoError::Internal(format!("key {key_id}: {e}")))?;
+        let cached = Arc::new(Cached {
+            key,
+            marked_used: AtomicBool::new(last_used.is_some()),
+        });
         self.cache().put(key_id.to_string(), cached.clone());
         Ok(cached)
     }
@@ -85,13 +97,17 @@ impl SqlKeyStore {
     /// newest key: a misconfiguration is found at start, not at the first signature.
     pub async fn check_aliases(&self) -> Result<(), CryptoError> {
         for (alias, count) in keys_by_alias(&self.db).await? {
-            let passphrase = self.passphrases.get(&alias).map_err(|e| CryptoError::Locked(format!("{e} ({count} keys use it)")))?;
+            let passphrase = self
+                .passphrases
+                .get(&alias)
+                .map_err(|e| CryptoError::Locked(format!("{e} ({count} keys use it)")))?;
             let (key_id, private): (String, Vec<u8>) = with_pool!(&self.db, p => sqlx::query_as(
                 "SELECT key_id, private FROM private_keys WHERE deleted_at IS NULL AND passphrase_alias = $1 ORDER BY id DESC LIMIT 1")
                 .bind(&alias).fetch_one(p).await)
             .map_err(db_err)?;
-            let token =
-                std::str::from_utf8(&private).map_err(|_| CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token")))?;
+            let token = std::str::from_utf8(&private).map_err(|_| {
+                CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token"))
+            })?;
             jwe::decrypt(token, passphrase.as_bytes()).map_err(|e| {
                 CryptoError::Locked(format!(
                     "the passphrase for key alias {alias:?} does not decrypt its keys ({count} keys; key {key_id}: {e})"
@@ -131,7 +147,12 @@ impl SqlKeyStore {
 
 #[async_trait]
 impl CryptoService for SqlKeyStore {
-    async fn create_key(&self, role: &str, gun: &str, algorithm: &str) -> Result<PublicKey, CryptoError> {
+    async fn create_key(
+        &self,
+        role: &str,
+        gun: &str,
+        algorithm: &str,
+    ) -> Result<PublicKey, CryptoError> {
         check_algorithm(algorithm)?;
         let pending: Option<(Vec<u8>,)> = with_pool!(&self.db, p => sqlx::query_as(
             "SELECT public FROM private_keys WHERE deleted_at IS NULL AND role = $1 AND gun = $2 AND algorithm = $3 AND last_used IS NULL ORDER BY key_id, id LIMIT 1")
@@ -148,7 +169,8 @@ impl CryptoService for SqlKeyStore {
                 "key alias {alias:?} was retired by `notary-signer reencrypt` (keys now use {to:?}): restart this signer with default_alias {to:?}"
             )));
         }
-        let key = PrivateKey::generate(algorithm).map_err(|e| CryptoError::Unsupported(e.to_string()))?;
+        let key =
+            PrivateKey::generate(algorithm).map_err(|e| CryptoError::Unsupported(e.to_string()))?;
         let public = key.public_key();
         let passphrase = self.passphrases.get(&alias)?;
         let token = jwe::encrypt(&key.to_go_bytes(), passphrase.as_bytes());
@@ -166,7 +188,11 @@ impl CryptoService for SqlKeyStore {
             "SELECT algorithm, public, role, gun FROM private_keys WHERE deleted_at IS NULL AND key_id = $1 ORDER BY id LIMIT 1")
             .bind(key_id).fetch_optional(p).await)
         .map_err(db_err)?;
-        Ok(row.map(|(algorithm, public, role, gun)| KeyInfo { public: PublicKey::new(algorithm, public), role, gun }))
+        Ok(row.map(|(algorithm, public, role, gun)| KeyInfo {
+            public: PublicKey::new(algorithm, public),
+            role,
+            gun,
+        }))
     }
 
     async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError> {
@@ -203,8 +229,21 @@ mod tests {
 
     async fn store() -> (SqlKeyStore, tempfile_dir::Dir) {
         let dir = tempfile_dir::Dir::new();
-        let db = Db::connect(&format!("sqlite:{}/keys.db", dir.0.display()), &Default::default()).await.unwrap();
-        (SqlKeyStore::new(db, Passphrases::single("alias1", Zeroizing::new("pw".into()))).await.unwrap(), dir)
+        let db = Db::connect(
+            &format!("sqlite:{}/keys.db", dir.0.display()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        (
+            SqlKeyStore::new(
+                db,
+                Passphrases::single("alias1", Zeroizing::new("pw".into())),
+            )
+            .await
+            .unwrap(),
+            dir,
+        )
     }
 
     mod tempfile_dir {
@@ -230,20 +269,41 @@ mod tests {
     #[tokio::test]
     async fn pending_key_reused_until_first_signature() {
         let (s, _d) = store().await;
-        let k1 = s.create_key("timestamp", "example.com/a", "ecdsa").await.unwrap();
-        let k2 = s.create_key("timestamp", "example.com/a", "ecdsa").await.unwrap();
+        let k1 = s
+            .create_key("timestamp", "example.com/a", "ecdsa")
+            .await
+            .unwrap();
+        let k2 = s
+            .create_key("timestamp", "example.com/a", "ecdsa")
+            .await
+            .unwrap();
         assert_eq!(k1, k2, "a never-used key is handed out again");
-        let other = s.create_key("snapshot", "example.com/a", "ecdsa").await.unwrap();
+        let other = s
+            .create_key("snapshot", "example.com/a", "ecdsa")
+            .await
+            .unwrap();
         assert_ne!(k1, other);
         let sig = s.sign(&k1.id(), b"msg").await.unwrap();
         assert!(k1.verify(&sig.method, b"msg", &sig.sig));
-        let k3 = s.create_key("timestamp", "example.com/a", "ecdsa").await.unwrap();
+        let k3 = s
+            .create_key("timestamp", "example.com/a", "ecdsa")
+            .await
+            .unwrap();
         assert_ne!(k1, k3, "a used key is never handed out again");
-        assert_eq!(s.get_key(&k1.id()).await.unwrap().unwrap().role, "timestamp");
+        assert_eq!(
+            s.get_key(&k1.id()).await.unwrap().unwrap().role,
+            "timestamp"
+        );
         s.delete_key(&k1.id()).await.unwrap();
         assert!(s.get_key(&k1.id()).await.unwrap().is_none());
-        assert!(matches!(s.sign(&k1.id(), b"m").await, Err(CryptoError::NotFound(_))));
-        assert!(matches!(s.create_key("timestamp", "g", "rsa").await, Err(CryptoError::Unsupported(_))));
+        assert!(matches!(
+            s.sign(&k1.id(), b"m").await,
+            Err(CryptoError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.create_key("timestamp", "g", "rsa").await,
+            Err(CryptoError::Unsupported(_))
+        ));
     }
 
     #[tokio::test]
@@ -262,7 +322,12 @@ mod tests {
         assert_eq!(s.reencrypt("old", "new").await.unwrap(), 2);
         assert_eq!(s.reencrypt("old", "new").await.unwrap(), 0);
         // Only the new passphrase is needed now.
-        let only_new = SqlKeyStore::new(db, Passphrases::single("new", Zeroizing::new("new-pass".into()))).await.unwrap();
+        let only_new = SqlKeyStore::new(
+            db,
+            Passphrases::single("new", Zeroizing::new("new-pass".into())),
+        )
+        .await
+        .unwrap();
         for k in [k1, k2] {
             let sig = only_new.sign(&k.id(), b"m").await.unwrap();
             assert!(k.verify(&sig.method, b"m", &sig.sig));
@@ -277,7 +342,9 @@ mod tests {
         assert!(aliases.iter().all(|(a,)| a == "new"));
         // A store still defaulting to the retired alias creates no key under it.
         let stale = SqlKeyStore::new(w.db.clone(), both()).await.unwrap();
-        assert!(matches!(stale.create_key("timestamp", "g2", "ecdsa").await, Err(CryptoError::Locked(m)) if m.contains("retired")));
+        assert!(
+            matches!(stale.create_key("timestamp", "g2", "ecdsa").await, Err(CryptoError::Locked(m)) if m.contains("retired"))
+        );
         only_new.check_aliases().await.unwrap();
     }
 
@@ -286,13 +353,35 @@ mod tests {
         let (s, d) = store().await;
         let k = s.create_key("timestamp", "g", "ed25519").await.unwrap();
         let (private,): (Vec<u8>,) = with_pool!(&s.db, p => sqlx::query_as("SELECT private FROM private_keys").fetch_one(p).await).unwrap();
-        assert!(std::str::from_utf8(&private).unwrap().starts_with("eyJhbGciOiJQQkVTMi1IUzI1NitBMTI4S1ciLCJlbmMiOiJBMjU2R0NNIi"));
+        assert!(std::str::from_utf8(&private)
+            .unwrap()
+            .starts_with("eyJhbGciOiJQQkVTMi1IUzI1NitBMTI4S1ciLCJlbmMiOiJBMjU2R0NNIi"));
         drop(s);
-        let db = Db::connect(&format!("sqlite:{}/keys.db", d.0.display()), &Default::default()).await.unwrap();
-        let wrong = SqlKeyStore::new(db.clone(), Passphrases::single("alias1", Zeroizing::new("nope".into()))).await.unwrap();
-        assert!(matches!(wrong.sign(&k.id(), b"m").await, Err(CryptoError::Locked(_))));
-        assert!(matches!(wrong.check_aliases().await, Err(CryptoError::Locked(m)) if m.contains("\"alias1\"")));
-        let right = SqlKeyStore::new(db, Passphrases::single("alias1", Zeroizing::new("pw".into()))).await.unwrap();
+        let db = Db::connect(
+            &format!("sqlite:{}/keys.db", d.0.display()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let wrong = SqlKeyStore::new(
+            db.clone(),
+            Passphrases::single("alias1", Zeroizing::new("nope".into())),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            wrong.sign(&k.id(), b"m").await,
+            Err(CryptoError::Locked(_))
+        ));
+        assert!(
+            matches!(wrong.check_aliases().await, Err(CryptoError::Locked(m)) if m.contains("\"alias1\""))
+        );
+        let right = SqlKeyStore::new(
+            db,
+            Passphrases::single("alias1", Zeroizing::new("pw".into())),
+        )
+        .await
+        .unwrap();
         let sig = right.sign(&k.id(), b"m").await.unwrap();
         assert!(k.verify("eddsa", b"m", &sig.sig));
     }

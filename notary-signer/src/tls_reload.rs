@@ -10,7 +10,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 /// A PEM certificate chain and its key, checked to match.
-pub fn read_certified_key(cert: &Path, key: &Path, provider: &rustls::crypto::CryptoProvider) -> anyhow::Result<CertifiedKey> {
+pub fn read_certified_key(
+    cert: &Path,
+    key: &Path,
+    provider: &rustls::crypto::CryptoProvider,
+) -> anyhow::Result<CertifiedKey> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading TLS certificate {}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -18,8 +22,12 @@ pub fn read_certified_key(cert: &Path, key: &Path, provider: &rustls::crypto::Cr
     if certs.is_empty() {
         bail!("no certificate found in {}", cert.display());
     }
-    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading TLS key {} (no private key found, or unreadable)", key.display()))?;
+    let key: PrivateKeyDer<'static> = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "reading TLS key {} (no private key found, or unreadable)",
+            key.display()
+        )
+    })?;
     CertifiedKey::from_der(certs, key, provider).context("TLS certificate and key do not match")
 }
 
@@ -37,16 +45,26 @@ pub struct ReloadingCert {
 
 impl std::fmt::Debug for ReloadingCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadingCert").field("cert", &self.cert).field("key", &self.key).finish()
+        f.debug_struct("ReloadingCert")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish()
     }
 }
 
 fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
-    Some((std::fs::metadata(cert).ok()?.modified().ok()?, std::fs::metadata(key).ok()?.modified().ok()?))
+    Some((
+        std::fs::metadata(cert).ok()?.modified().ok()?,
+        std::fs::metadata(key).ok()?.modified().ok()?,
+    ))
 }
 
 impl ReloadingCert {
-    pub fn load(cert: &Path, key: &Path, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<Arc<Self>> {
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> anyhow::Result<Arc<Self>> {
         let ck = read_certified_key(cert, key, &provider)?;
         Ok(Arc::new(ReloadingCert {
             cert: cert.to_path_buf(),
@@ -68,7 +86,9 @@ impl ReloadingCert {
 
     fn reload_logged(&self, why: &str) {
         match self.reload() {
-            Ok(()) => tracing::info!(cert = %self.cert.display(), why, "reloaded the TLS certificate"),
+            Ok(()) => {
+                tracing::info!(cert = %self.cert.display(), why, "reloaded the TLS certificate")
+            }
             Err(e) => {
                 tracing::error!(cert = %self.cert.display(), why, error = format!("{e:#}"), "TLS certificate not reloaded; keeping the previous one")
             }
@@ -115,7 +135,12 @@ where
 
 impl rustls::server::ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 }
 
@@ -126,7 +151,9 @@ fn client_verifier(
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
     for c in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.with_context(|| format!("parsing {}", ca.display()))?).context("client CA certificate")?;
+        roots
+            .add(c.with_context(|| format!("parsing {}", ca.display()))?)
+            .context("client CA certificate")?;
     }
     if roots.is_empty() {
         bail!("no certificate found in {}", ca.display());
@@ -149,7 +176,10 @@ pub struct ReloadingClientVerifier {
 }
 
 impl ReloadingClientVerifier {
-    pub fn load(ca: &Path, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<Arc<Self>> {
+    pub fn load(
+        ca: &Path,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> anyhow::Result<Arc<Self>> {
         let v = client_verifier(ca, &provider)?;
         let stamp = std::fs::metadata(ca).ok().and_then(|m| m.modified().ok());
         Ok(Arc::new(ReloadingClientVerifier {
@@ -161,13 +191,19 @@ impl ReloadingClientVerifier {
     }
 
     fn inner(&self) -> Arc<dyn rustls::server::danger::ClientCertVerifier> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Re-read the bundle if it changed (or `force`).
     pub fn reload_if_changed(&self, force: bool) {
-        let now = std::fs::metadata(&self.ca).ok().and_then(|m| m.modified().ok());
-        if !force && (now.is_none() || now == *self.stamp.lock().unwrap_or_else(|e| e.into_inner())) {
+        let now = std::fs::metadata(&self.ca)
+            .ok()
+            .and_then(|m| m.modified().ok());
+        if !force && (now.is_none() || now == *self.stamp.lock().unwrap_or_else(|e| e.into_inner()))
+        {
             return;
         }
         match client_verifier(&self.ca, &self.provider) {
@@ -213,7 +249,8 @@ impl rustls::server::danger::ClientCertVerifier for ReloadingClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        self.inner().verify_client_cert(end_entity, intermediates, now)
+        self.inner()
+            .verify_client_cert(end_entity, intermediates, now)
     }
 
     fn verify_tls12_signature(
@@ -245,7 +282,11 @@ pub fn grpc_server_config(
     cert: &Path,
     key: &Path,
     client_ca: &Path,
-) -> anyhow::Result<(rustls::ServerConfig, Arc<ReloadingCert>, Arc<ReloadingClientVerifier>)> {
+) -> anyhow::Result<(
+    rustls::ServerConfig,
+    Arc<ReloadingCert>,
+    Arc<ReloadingClientVerifier>,
+)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let resolver = ReloadingCert::load(cert, key, provider.clone())?;
     let verifier = ReloadingClientVerifier::load(client_ca, provider.clone())?;
@@ -262,7 +303,9 @@ pub fn grpc_server_config(
 pub fn tls_incoming(
     listener: tokio::net::TcpListener,
     cfg: rustls::ServerConfig,
-) -> tokio_stream::wrappers::ReceiverStream<Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>> {
+) -> tokio_stream::wrappers::ReceiverStream<
+    Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     tokio::spawn(async move {
@@ -278,7 +321,9 @@ pub fn tls_incoming(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }

@@ -19,7 +19,10 @@ pub struct Signer<'a> {
 
 impl<'a> Signer<'a> {
     pub fn plain(key: &'a PrivateKey) -> Self {
-        Signer { key, public: key.public_key() }
+        Signer {
+            key,
+            public: key.public_key(),
+        }
     }
 }
 
@@ -31,8 +34,14 @@ fn key_value(k: &PublicKey) -> Value {
 /// Canonical body → signed file.
 pub fn sign(body: &Value, signers: &[Signer]) -> Result<Vec<u8>, CanonicalError> {
     let canon = cjson::to_canonical(body)?;
-    let sigs: Vec<Signature> =
-        signers.iter().map(|s| Signature { keyid: s.public.id(), method: s.key.method().into(), sig: s.key.sign(&canon) }).collect();
+    let sigs: Vec<Signature> = signers
+        .iter()
+        .map(|s| Signature {
+            keyid: s.public.id(),
+            method: s.key.method().into(),
+            sig: s.key.sign(&canon),
+        })
+        .collect();
     Ok(envelope(&canon, &sigs))
 }
 
@@ -47,7 +56,12 @@ pub fn root_body(
 ) -> Value {
     let mut keys = Map::new();
     let mut roles = Map::new();
-    for (name, k) in [("root", root), ("targets", targets), ("snapshot", snapshot), ("timestamp", timestamp)] {
+    for (name, k) in [
+        ("root", root),
+        ("targets", targets),
+        ("snapshot", snapshot),
+        ("timestamp", timestamp),
+    ] {
         keys.insert(k.id(), key_value(k));
         roles.insert(name.into(), json!({"keyids": [k.id()], "threshold": 1}));
     }
@@ -62,7 +76,12 @@ pub struct Delegation<'a> {
     pub paths: Vec<String>,
 }
 
-pub fn targets_body(targets: &BTreeMap<String, FileMeta>, delegations: &[Delegation], version: i64, expires: &DateTime<Utc>) -> Value {
+pub fn targets_body(
+    targets: &BTreeMap<String, FileMeta>,
+    delegations: &[Delegation],
+    version: i64,
+    expires: &DateTime<Utc>,
+) -> Value {
     let mut dkeys = Map::new();
     let mut droles = Vec::new();
     for d in delegations {
@@ -75,14 +94,25 @@ pub fn targets_body(targets: &BTreeMap<String, FileMeta>, delegations: &[Delegat
         }
         droles.push(r);
     }
-    let t: Map<String, Value> = targets.iter().map(|(k, m)| (k.clone(), file_meta_value(m))).collect();
+    let t: Map<String, Value> = targets
+        .iter()
+        .map(|(k, m)| (k.clone(), file_meta_value(m)))
+        .collect();
     json!({"_type": "Targets", "delegations": {"keys": dkeys, "roles": droles}, "expires": crate::time::format_go(expires), "targets": t, "version": version})
 }
 
 fn file_meta_value(m: &FileMeta) -> Value {
     use base64::Engine;
-    let hashes: Map<String, Value> =
-        m.hashes.iter().map(|(k, v)| (k.clone(), Value::String(base64::engine::general_purpose::STANDARD.encode(v)))).collect();
+    let hashes: Map<String, Value> = m
+        .hashes
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
+        .collect();
     let mut v = json!({"hashes": hashes, "length": m.length});
     if let Some(c) = &m.custom {
         v["custom"] = c.clone();
@@ -92,7 +122,10 @@ fn file_meta_value(m: &FileMeta) -> Value {
 
 /// A snapshot body over exact file bytes (role → bytes).
 pub fn snapshot_body(files: &[(&str, &[u8])], version: i64, expires: &DateTime<Utc>) -> Value {
-    let meta: Map<String, Value> = files.iter().map(|(r, b)| (r.to_string(), file_meta_value(&FileMeta::of(b)))).collect();
+    let meta: Map<String, Value> = files
+        .iter()
+        .map(|(r, b)| (r.to_string(), file_meta_value(&FileMeta::of(b))))
+        .collect();
     json!({"_type": "Snapshot", "expires": crate::time::format_go(expires), "meta": meta, "version": version})
 }
 

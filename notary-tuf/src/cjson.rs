@@ -30,7 +30,8 @@ pub fn to_canonical(v: &Value) -> Result<Vec<u8>, CanonicalError> {
 /// Parse arbitrary JSON bytes and re-encode them canonically, as Go's verifier does before it
 /// checks a signature (decode into `map[string]interface{}`, then `MarshalCanonical`).
 pub fn canonicalize(raw: &[u8]) -> Result<Vec<u8>, CanonicalError> {
-    let v: Value = serde_json::from_slice(raw).map_err(|e| CanonicalError::Invalid(e.to_string()))?;
+    let v: Value =
+        serde_json::from_slice(raw).map_err(|e| CanonicalError::Invalid(e.to_string()))?;
     to_canonical(&v)
 }
 
@@ -80,7 +81,8 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), Canonic
     } else if let Some(u) = n.as_u64() {
         u as f64
     } else {
-        n.as_f64().ok_or_else(|| CanonicalError::Invalid(n.to_string()))?
+        n.as_f64()
+            .ok_or_else(|| CanonicalError::Invalid(n.to_string()))?
     };
     if !f.is_finite() || f.fract() != 0.0 {
         return Err(CanonicalError::NonInteger(n.to_string()));
@@ -121,8 +123,15 @@ pub fn html_escape(body: &[u8]) -> Vec<u8> {
             b'<' => out.extend_from_slice(b"\\u003c"),
             b'>' => out.extend_from_slice(b"\\u003e"),
             b'&' => out.extend_from_slice(b"\\u0026"),
-            0xE2 if i + 2 < body.len() && body[i + 1] == 0x80 && (body[i + 2] == 0xA8 || body[i + 2] == 0xA9) => {
-                out.extend_from_slice(if body[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+            0xE2 if i + 2 < body.len()
+                && body[i + 1] == 0x80
+                && (body[i + 2] == 0xA8 || body[i + 2] == 0xA9) =>
+            {
+                out.extend_from_slice(if body[i + 2] == 0xA8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
                 i += 3;
                 continue;
             }
@@ -141,38 +150,68 @@ mod tests {
     #[test]
     fn sorts_keys_by_bytes_and_underscore_first_of_lowercase() {
         let v = json!({"version": 1, "_type": "Root", "Z": true, "a": null});
-        assert_eq!(to_canonical(&v).unwrap(), br#"{"Z":true,"_type":"Root","a":null,"version":1}"#);
+        assert_eq!(
+            to_canonical(&v).unwrap(),
+            br#"{"Z":true,"_type":"Root","a":null,"version":1}"#
+        );
     }
 
     #[test]
     fn strings_escape_only_quote_and_backslash() {
         let v = json!({"k": "a&b<c>é\"\\/"});
-        assert_eq!(to_canonical(&v).unwrap(), "{\"k\":\"a&b<c>é\\\"\\\\/\"}".as_bytes());
-        assert_eq!(canonicalize(br#"{"k":"\u00e9\u003c"}"#).unwrap(), "{\"k\":\"é<\"}".as_bytes());
+        assert_eq!(
+            to_canonical(&v).unwrap(),
+            "{\"k\":\"a&b<c>é\\\"\\\\/\"}".as_bytes()
+        );
+        assert_eq!(
+            canonicalize(br#"{"k":"\u00e9\u003c"}"#).unwrap(),
+            "{\"k\":\"é<\"}".as_bytes()
+        );
     }
 
     #[test]
     fn control_characters_are_refused() {
-        assert_eq!(canonicalize(br#"{"k":"a\nb"}"#), Err(CanonicalError::ControlCharacter));
+        assert_eq!(
+            canonicalize(br#"{"k":"a\nb"}"#),
+            Err(CanonicalError::ControlCharacter)
+        );
     }
 
     #[test]
     fn numbers_follow_go_float64() {
-        assert_eq!(canonicalize(b"[1.0,1e2,-0,9007199254740992]").unwrap(), b"[1,100,0,9007199254740992]");
-        assert!(matches!(canonicalize(b"[1.5]"), Err(CanonicalError::NonInteger(_))));
+        assert_eq!(
+            canonicalize(b"[1.0,1e2,-0,9007199254740992]").unwrap(),
+            b"[1,100,0,9007199254740992]"
+        );
+        assert!(matches!(
+            canonicalize(b"[1.5]"),
+            Err(CanonicalError::NonInteger(_))
+        ));
         // 2^53+1 is not representable: Go rounds it to 2^53.
-        assert_eq!(canonicalize(b"[9007199254740993]").unwrap(), b"[9007199254740992]");
-        assert!(matches!(canonicalize(b"[1e300]"), Err(CanonicalError::OutOfRange(_))));
+        assert_eq!(
+            canonicalize(b"[9007199254740993]").unwrap(),
+            b"[9007199254740992]"
+        );
+        assert!(matches!(
+            canonicalize(b"[1e300]"),
+            Err(CanonicalError::OutOfRange(_))
+        ));
     }
 
     #[test]
     fn whitespace_is_dropped_and_duplicate_keys_keep_last() {
-        assert_eq!(canonicalize(b" { \"b\" : [ 1 , 2 ] , \"a\":1, \"a\":2 } ").unwrap(), br#"{"a":2,"b":[1,2]}"#);
+        assert_eq!(
+            canonicalize(b" { \"b\" : [ 1 , 2 ] , \"a\":1, \"a\":2 } ").unwrap(),
+            br#"{"a":2,"b":[1,2]}"#
+        );
     }
 
     #[test]
     fn html_escape_matches_go_compact() {
         let body = "{\"k\":\"a&b<c>é\u{2028}\u{2029}\"}".as_bytes();
-        assert_eq!(html_escape(body), "{\"k\":\"a\\u0026b\\u003cc\\u003eé\\u2028\\u2029\"}".as_bytes());
+        assert_eq!(
+            html_escape(body),
+            "{\"k\":\"a\\u0026b\\u003cc\\u003eé\\u2028\\u2029\"}".as_bytes()
+        );
     }
 }

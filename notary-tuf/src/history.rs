@@ -22,8 +22,13 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::metadata::{self as md, is_delegation, parent_role, FileMeta, Root, SignedFile, Targets};
-use crate::validation::{base_role_from, cert_keys, parse_root_certs, parse_root_structure, parse_snapshot, parse_targets_structure};
+use crate::metadata::{
+    self as md, is_delegation, parent_role, FileMeta, Root, SignedFile, Targets,
+};
+use crate::validation::{
+    base_role_from, cert_keys, parse_root_certs, parse_root_structure, parse_snapshot,
+    parse_targets_structure,
+};
 use crate::validation::{parse_timestamp, MAX_VERSION};
 use crate::verify::{verify_signatures, BaseRole};
 
@@ -35,7 +40,10 @@ pub struct History {
 
 impl History {
     pub fn insert(&mut self, role: &str, version: i64, bytes: Vec<u8>) {
-        self.roles.entry(role.to_string()).or_default().insert(version, bytes);
+        self.roles
+            .entry(role.to_string())
+            .or_default()
+            .insert(version, bytes);
     }
 
     pub fn get(&self, role: &str, version: i64) -> Option<&[u8]> {
@@ -53,12 +61,20 @@ impl History {
 
     /// The newest version held of `role`.
     pub fn newest(&self, role: &str) -> Option<(i64, &[u8])> {
-        self.roles.get(role)?.last_key_value().map(|(v, b)| (*v, b.as_slice()))
+        self.roles
+            .get(role)?
+            .last_key_value()
+            .map(|(v, b)| (*v, b.as_slice()))
     }
 
     /// The version of `role` whose bytes match `meta` (hashes and length), if one is held.
     pub fn matching(&self, role: &str, meta: &FileMeta) -> Option<(i64, &[u8])> {
-        self.roles.get(role)?.iter().rev().find(|(_, b)| meta.check(b, role).is_ok()).map(|(v, b)| (*v, b.as_slice()))
+        self.roles
+            .get(role)?
+            .iter()
+            .rev()
+            .find(|(_, b)| meta.check(b, role).is_ok())
+            .map(|(v, b)| (*v, b.as_slice()))
     }
 }
 
@@ -66,13 +82,21 @@ impl History {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HistoryError {
     #[error("{role} version {version}: {msg}")]
-    File { role: String, version: i64, msg: String },
+    File {
+        role: String,
+        version: i64,
+        msg: String,
+    },
     #[error("{0}")]
     Chain(String),
 }
 
 fn file_err(role: &str, version: i64, msg: impl std::fmt::Display) -> HistoryError {
-    HistoryError::File { role: role.to_string(), version, msg: msg.to_string() }
+    HistoryError::File {
+        role: role.to_string(),
+        version,
+        msg: msg.to_string(),
+    }
 }
 
 /// What a verified history holds.
@@ -104,28 +128,56 @@ fn expected_type(role: &str) -> &'static str {
 }
 
 fn threshold_of(root: &Root, role: &str) -> i64 {
-    root.roles.get(role).cloned().flatten().map(|r| r.threshold).unwrap_or(0)
+    root.roles
+        .get(role)
+        .cloned()
+        .flatten()
+        .map(|r| r.threshold)
+        .unwrap_or(0)
 }
 
 fn keyids_of(root: &Root, role: &str) -> Vec<String> {
-    root.roles.get(role).cloned().flatten().map(|r| r.keyids).unwrap_or_default()
+    root.roles
+        .get(role)
+        .cloned()
+        .flatten()
+        .map(|r| r.keyids)
+        .unwrap_or_default()
 }
 
 /// Verify `h` as the history of `gun` (see the module's invariants).
-pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Verified, HistoryError> {
+pub fn verify_history(
+    gun: &str,
+    h: &History,
+    now: DateTime<Utc>,
+) -> Result<Verified, HistoryError> {
     // 1. Every file.
     let mut parsed: BTreeMap<&str, BTreeMap<i64, SignedFile>> = BTreeMap::new();
     for (role, versions) in &h.roles {
         if !md::is_valid_role(role) {
-            return Err(HistoryError::Chain(format!("{role:?} is not a valid role name")));
+            return Err(HistoryError::Chain(format!(
+                "{role:?} is not a valid role name"
+            )));
         }
         for (v, raw) in versions {
             let f = SignedFile::parse(raw).map_err(|e| file_err(role, *v, e))?;
             if f.common.type_ != expected_type(role) {
-                return Err(file_err(role, *v, format!("expected type {}, not {:?}", expected_type(role), f.common.type_)));
+                return Err(file_err(
+                    role,
+                    *v,
+                    format!(
+                        "expected type {}, not {:?}",
+                        expected_type(role),
+                        f.common.type_
+                    ),
+                ));
             }
             if f.common.version != *v || !(1..=MAX_VERSION).contains(v) {
-                return Err(file_err(role, *v, format!("the file says it is version {}", f.common.version)));
+                return Err(file_err(
+                    role,
+                    *v,
+                    format!("the file says it is version {}", f.common.version),
+                ));
             }
             parsed.entry(role.as_str()).or_default().insert(*v, f);
         }
@@ -133,16 +185,33 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
     let now_unix = now.timestamp();
 
     // 2. The root chain.
-    let roots = parsed.get(md::ROOT).filter(|r| !r.is_empty()).ok_or_else(|| HistoryError::Chain("no root metadata".into()))?;
+    let roots = parsed
+        .get(md::ROOT)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| HistoryError::Chain("no root metadata".into()))?;
     let mut loaded_roots: Vec<(i64, Root)> = Vec::new();
     for (v, f) in roots {
         let root = parse_root_structure(f).map_err(|e| file_err(md::ROOT, *v, e))?;
         let keys = cert_keys(&parse_root_certs(&root), gun, false, now_unix);
         if keys.is_empty() {
-            return Err(file_err(md::ROOT, *v, format!("no root certificate issued for {gun}")));
+            return Err(file_err(
+                md::ROOT,
+                *v,
+                format!("no root certificate issued for {gun}"),
+            ));
         }
-        let own = BaseRole { name: md::ROOT.into(), keys, threshold: threshold_of(&root, md::ROOT) };
-        verify_signatures(f, &own).map_err(|e| file_err(md::ROOT, *v, format!("not signed by its own root keys: {e}")))?;
+        let own = BaseRole {
+            name: md::ROOT.into(),
+            keys,
+            threshold: threshold_of(&root, md::ROOT),
+        };
+        verify_signatures(f, &own).map_err(|e| {
+            file_err(
+                md::ROOT,
+                *v,
+                format!("not signed by its own root keys: {e}"),
+            )
+        })?;
         if let Some((pv, prev)) = loaded_roots.last() {
             if *v != pv + 1 {
                 return Err(HistoryError::Chain(format!(
@@ -151,9 +220,18 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
                 )));
             }
             let prev_keys = cert_keys(&parse_root_certs(prev), gun, false, now_unix);
-            let by_prev = BaseRole { name: md::ROOT.into(), keys: prev_keys, threshold: threshold_of(prev, md::ROOT) };
-            verify_signatures(f, &by_prev)
-                .map_err(|e| file_err(md::ROOT, *v, format!("not signed by the keys of root version {pv}: {e}")))?;
+            let by_prev = BaseRole {
+                name: md::ROOT.into(),
+                keys: prev_keys,
+                threshold: threshold_of(prev, md::ROOT),
+            };
+            verify_signatures(f, &by_prev).map_err(|e| {
+                file_err(
+                    md::ROOT,
+                    *v,
+                    format!("not signed by the keys of root version {pv}: {e}"),
+                )
+            })?;
         }
         loaded_roots.push((*v, root));
     }
@@ -162,16 +240,24 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
     let mut current = BTreeMap::from([(md::ROOT.to_string(), *root_version)]);
 
     // 3. The current chain.
-    let base = |role: &str| base_role_from(root, role).map_err(|e| HistoryError::Chain(format!("newest root: {e}")));
-    let (tv, ts) =
-        parsed.get(md::TIMESTAMP).and_then(|t| t.last_key_value()).ok_or_else(|| HistoryError::Chain("no timestamp metadata".into()))?;
+    let base = |role: &str| {
+        base_role_from(root, role).map_err(|e| HistoryError::Chain(format!("newest root: {e}")))
+    };
+    let (tv, ts) = parsed
+        .get(md::TIMESTAMP)
+        .and_then(|t| t.last_key_value())
+        .ok_or_else(|| HistoryError::Chain("no timestamp metadata".into()))?;
     verify_signatures(ts, &base(md::TIMESTAMP)?).map_err(|e| file_err(md::TIMESTAMP, *tv, e))?;
     let ts_body = parse_timestamp(ts).map_err(|e| file_err(md::TIMESTAMP, *tv, e))?;
     current.insert(md::TIMESTAMP.into(), *tv);
     let snap_meta = ts_body.meta.get(md::SNAPSHOT).cloned().unwrap_or_default();
-    let (sv, _) = h
-        .matching(md::SNAPSHOT, &snap_meta)
-        .ok_or_else(|| file_err(md::TIMESTAMP, *tv, "the snapshot it names is missing, or its hashes or length do not match"))?;
+    let (sv, _) = h.matching(md::SNAPSHOT, &snap_meta).ok_or_else(|| {
+        file_err(
+            md::TIMESTAMP,
+            *tv,
+            "the snapshot it names is missing, or its hashes or length do not match",
+        )
+    })?;
     let snap = &parsed[md::SNAPSHOT][&sv];
     verify_signatures(snap, &base(md::SNAPSHOT)?).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
     let snap_body = parse_snapshot(snap).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
@@ -181,26 +267,50 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
         .get(md::ROOT)
         .unwrap_or(&FileMeta::default())
         .check(root_raw, md::ROOT)
-        .map_err(|e| file_err(md::SNAPSHOT, sv, format!("does not name root version {root_version}: {e}")))?;
+        .map_err(|e| {
+            file_err(
+                md::SNAPSHOT,
+                sv,
+                format!("does not name root version {root_version}: {e}"),
+            )
+        })?;
     let targets_meta = snap_body.meta.get(md::TARGETS).cloned().unwrap_or_default();
-    let (tgv, _) = h
-        .matching(md::TARGETS, &targets_meta)
-        .ok_or_else(|| file_err(md::SNAPSHOT, sv, "the targets file it names is missing, or its hashes or length do not match"))?;
+    let (tgv, _) = h.matching(md::TARGETS, &targets_meta).ok_or_else(|| {
+        file_err(
+            md::SNAPSHOT,
+            sv,
+            "the targets file it names is missing, or its hashes or length do not match",
+        )
+    })?;
     let targets_file = &parsed[md::TARGETS][&tgv];
-    verify_signatures(targets_file, &base(md::TARGETS)?).map_err(|e| file_err(md::TARGETS, tgv, e))?;
-    let targets = parse_targets_structure(targets_file, md::TARGETS).map_err(|e| file_err(md::TARGETS, tgv, e))?;
+    verify_signatures(targets_file, &base(md::TARGETS)?)
+        .map_err(|e| file_err(md::TARGETS, tgv, e))?;
+    let targets = parse_targets_structure(targets_file, md::TARGETS)
+        .map_err(|e| file_err(md::TARGETS, tgv, e))?;
     current.insert(md::TARGETS.into(), tgv);
-    let mut loaded: BTreeMap<String, Targets> = BTreeMap::from([(md::TARGETS.to_string(), targets)]);
+    let mut loaded: BTreeMap<String, Targets> =
+        BTreeMap::from([(md::TARGETS.to_string(), targets)]);
     let mut notes = Vec::new();
     let mut delegated: Vec<&String> = snap_body.meta.keys().filter(|r| is_delegation(r)).collect();
     delegated.sort_by_key(|r| (r.split('/').count(), r.to_string()));
     for role in delegated {
         let (dv, _) = h.matching(role, &snap_body.meta[role]).ok_or_else(|| {
-            file_err(md::SNAPSHOT, sv, format!("the {role} file it names is missing, or its hashes or length do not match"))
+            file_err(
+                md::SNAPSHOT,
+                sv,
+                format!(
+                    "the {role} file it names is missing, or its hashes or length do not match"
+                ),
+            )
         })?;
         let file = &parsed[role.as_str()][&dv];
-        let Some(keys) = loaded.get(parent_role(role)).and_then(|p| delegation_keys(p, role)) else {
-            notes.push(format!("{role} is named by the snapshot but no longer delegated; clients ignore it"));
+        let Some(keys) = loaded
+            .get(parent_role(role))
+            .and_then(|p| delegation_keys(p, role))
+        else {
+            notes.push(format!(
+                "{role} is named by the snapshot but no longer delegated; clients ignore it"
+            ));
             current.insert(role.clone(), dv);
             continue;
         };
@@ -218,17 +328,33 @@ pub fn verify_history(gun: &str, h: &History, now: DateTime<Utc>) -> Result<Veri
         let candidates: Vec<BaseRole> = if is_delegation(role) {
             let parent = parsed.get(parent_role(role));
             let parents = parent.into_iter().flat_map(|p| p.values());
-            dedup(parents.filter_map(|p| p.body::<Targets>().ok()).filter_map(|t| delegation_keys(&t, role)))
+            dedup(
+                parents
+                    .filter_map(|p| p.body::<Targets>().ok())
+                    .filter_map(|t| delegation_keys(&t, role)),
+            )
         } else {
-            dedup(loaded_roots.iter().filter_map(|(_, r)| base_role_from(r, role).ok()))
+            dedup(
+                loaded_roots
+                    .iter()
+                    .filter_map(|(_, r)| base_role_from(r, role).ok()),
+            )
         };
         for (v, f) in versions {
-            let verified_with_chain = current.get(*role) == Some(v) && (!is_delegation(role) || loaded.contains_key(*role));
+            let verified_with_chain = current.get(*role) == Some(v)
+                && (!is_delegation(role) || loaded.contains_key(*role));
             if verified_with_chain {
                 continue;
             }
             if !candidates.iter().any(|c| verify_signatures(f, c).is_ok()) {
-                return Err(file_err(role, *v, format!("not signed by the {role} keys of any version of {}", delegator(role))));
+                return Err(file_err(
+                    role,
+                    *v,
+                    format!(
+                        "not signed by the {role} keys of any version of {}",
+                        delegator(role)
+                    ),
+                ));
             }
         }
     }
@@ -262,15 +388,32 @@ fn delegator(role: &str) -> &str {
 /// The keys and threshold `parent` gives the delegation `role`, if it delegates it.
 fn delegation_keys(parent: &Targets, role: &str) -> Option<BaseRole> {
     let d = parent.delegations.roles.iter().find(|d| d.name == role)?;
-    let keys = d.keyids.iter().filter_map(|id| parent.delegations.keys.get(id).map(|k| (id.clone(), k.clone()))).collect();
-    Some(BaseRole { name: role.to_string(), keys, threshold: d.threshold })
+    let keys = d
+        .keyids
+        .iter()
+        .filter_map(|id| {
+            parent
+                .delegations
+                .keys
+                .get(id)
+                .map(|k| (id.clone(), k.clone()))
+        })
+        .collect();
+    Some(BaseRole {
+        name: role.to_string(),
+        keys,
+        threshold: d.threshold,
+    })
 }
 
 /// Distinct key sets (by key IDs and threshold), first seen first.
 fn dedup(roles: impl Iterator<Item = BaseRole>) -> Vec<BaseRole> {
     let mut out: Vec<BaseRole> = Vec::new();
     for r in roles {
-        if !out.iter().any(|o| o.threshold == r.threshold && o.keys.keys().eq(r.keys.keys())) {
+        if !out
+            .iter()
+            .any(|o| o.threshold == r.threshold && o.keys.keys().eq(r.keys.keys()))
+        {
             out.push(r);
         }
     }
@@ -294,7 +437,10 @@ mod tests {
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(2120, 1, 1);
         let cert = p.self_signed(&kp).unwrap();
-        (PrivateKey::from_go_bytes("ecdsa", &kp.serialize_der()).unwrap(), crate::keys::cert_key_from_der(cert.der()).unwrap())
+        (
+            PrivateKey::from_go_bytes("ecdsa", &kp.serialize_der()).unwrap(),
+            crate::keys::cert_key_from_der(cert.der()).unwrap(),
+        )
     }
 
     /// A repository with two root versions (the root key rotated), two targets, snapshots and
@@ -321,9 +467,21 @@ mod tests {
 
         fn root(&self, v: i64, signers: &[usize]) -> Vec<u8> {
             let (_, public) = &self.roots[(v - 1) as usize];
-            let body =
-                root_body(public, &self.targets.public_key(), &self.snapshot.public_key(), &self.timestamp.public_key(), v, &self.expires);
-            let s: Vec<Signer> = signers.iter().map(|i| Signer { key: &self.roots[*i].0, public: self.roots[*i].1.clone() }).collect();
+            let body = root_body(
+                public,
+                &self.targets.public_key(),
+                &self.snapshot.public_key(),
+                &self.timestamp.public_key(),
+                v,
+                &self.expires,
+            );
+            let s: Vec<Signer> = signers
+                .iter()
+                .map(|i| Signer {
+                    key: &self.roots[*i].0,
+                    public: self.roots[*i].1.clone(),
+                })
+                .collect();
             sign(&body, &s).unwrap()
         }
 
@@ -333,14 +491,24 @@ mod tests {
             h.insert(md::ROOT, 2, self.root(2, &[0, 1]));
             for v in 1..=2 {
                 let t = BTreeMap::from([(format!("t{v}"), FileMeta::of(b"content"))]);
-                let targets = sign(&targets_body(&t, &[], v, &self.expires), &[Signer::plain(&self.targets)]).unwrap();
+                let targets = sign(
+                    &targets_body(&t, &[], v, &self.expires),
+                    &[Signer::plain(&self.targets)],
+                )
+                .unwrap();
                 let root = h.get(md::ROOT, v).unwrap().to_vec();
-                let snap =
-                    sign(&snapshot_body(&[("root", &root), ("targets", &targets)], v, &self.expires), &[Signer::plain(&self.snapshot)])
-                        .unwrap();
+                let snap = sign(
+                    &snapshot_body(&[("root", &root), ("targets", &targets)], v, &self.expires),
+                    &[Signer::plain(&self.snapshot)],
+                )
+                .unwrap();
                 let ts = BTreeMap::from([(md::SNAPSHOT.to_string(), FileMeta::of(&snap))]);
                 let ts = md::meta_body("Timestamp", v, &self.expires, &ts).unwrap();
-                let ts = sign(&serde_json::from_slice(&ts).unwrap(), &[Signer::plain(&self.timestamp)]).unwrap();
+                let ts = sign(
+                    &serde_json::from_slice(&ts).unwrap(),
+                    &[Signer::plain(&self.timestamp)],
+                )
+                .unwrap();
                 h.insert(md::TARGETS, v, targets);
                 h.insert(md::SNAPSHOT, v, snap);
                 h.insert(md::TIMESTAMP, v, ts);
@@ -356,7 +524,10 @@ mod tests {
     #[test]
     fn verifies_a_rotated_root_chain() {
         let v = verify_history(GUN, &Repo::new(later()).history(), Utc::now()).unwrap();
-        assert_eq!(v.current.values().copied().collect::<Vec<_>>(), vec![2, 2, 2, 2]);
+        assert_eq!(
+            v.current.values().copied().collect::<Vec<_>>(),
+            vec![2, 2, 2, 2]
+        );
         assert_eq!(v.first_root, 1);
         assert!(v.expired.is_empty());
         assert_eq!(v.timestamp_keys.len(), 1);
@@ -368,7 +539,11 @@ mod tests {
         let mut h = r.history();
         h.insert(md::ROOT, 2, r.root(2, &[1]));
         let e = verify_history(GUN, &h, Utc::now()).unwrap_err();
-        assert!(e.to_string().contains("root version 2: not signed by the keys of root version 1"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("root version 2: not signed by the keys of root version 1"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -388,7 +563,11 @@ mod tests {
         let pos = t.windows(2).position(|w| w == b"t2").unwrap();
         t[pos + 1] = b'3';
         let e = verify_history(GUN, &h, Utc::now()).unwrap_err();
-        assert!(e.to_string().contains("the targets file it names is missing"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("the targets file it names is missing"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -399,10 +578,28 @@ mod tests {
         let snap = h.get(md::SNAPSHOT, 2).unwrap().to_vec();
         let mut meta = FileMeta::of(&snap);
         meta.length = 1;
-        let ts = md::meta_body("Timestamp", 2, &r.expires, &BTreeMap::from([(md::SNAPSHOT.to_string(), meta)])).unwrap();
-        h.insert(md::TIMESTAMP, 2, sign(&serde_json::from_slice(&ts).unwrap(), &[Signer::plain(&r.timestamp)]).unwrap());
+        let ts = md::meta_body(
+            "Timestamp",
+            2,
+            &r.expires,
+            &BTreeMap::from([(md::SNAPSHOT.to_string(), meta)]),
+        )
+        .unwrap();
+        h.insert(
+            md::TIMESTAMP,
+            2,
+            sign(
+                &serde_json::from_slice(&ts).unwrap(),
+                &[Signer::plain(&r.timestamp)],
+            )
+            .unwrap(),
+        );
         let e = verify_history(GUN, &h, Utc::now()).unwrap_err();
-        assert!(e.to_string().contains("timestamp version 2: the snapshot it names is missing"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("timestamp version 2: the snapshot it names is missing"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -411,9 +608,22 @@ mod tests {
         let mut h = r.history();
         let stranger = PrivateKey::generate("ecdsa").unwrap();
         let t = BTreeMap::from([("evil".to_string(), FileMeta::of(b"evil"))]);
-        h.insert(md::TARGETS, 1, sign(&targets_body(&t, &[], 1, &r.expires), &[Signer::plain(&stranger)]).unwrap());
+        h.insert(
+            md::TARGETS,
+            1,
+            sign(
+                &targets_body(&t, &[], 1, &r.expires),
+                &[Signer::plain(&stranger)],
+            )
+            .unwrap(),
+        );
         let e = verify_history(GUN, &h, Utc::now()).unwrap_err();
-        assert!(e.to_string().contains("targets version 1: not signed by the targets keys of any version of root"), "{e}");
+        assert!(
+            e.to_string().contains(
+                "targets version 1: not signed by the targets keys of any version of root"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -422,12 +632,20 @@ mod tests {
         let one = h.get(md::SNAPSHOT, 1).unwrap().to_vec();
         h.insert(md::SNAPSHOT, 7, one);
         let e = verify_history(GUN, &h, Utc::now()).unwrap_err();
-        assert_eq!(e, file_err(md::SNAPSHOT, 7, "the file says it is version 1"));
+        assert_eq!(
+            e,
+            file_err(md::SNAPSHOT, 7, "the file says it is version 1")
+        );
     }
 
     #[test]
     fn expired_history_is_reported() {
-        let v = verify_history(GUN, &Repo::new(Utc::now() - Duration::days(1)).history(), Utc::now()).unwrap();
+        let v = verify_history(
+            GUN,
+            &Repo::new(Utc::now() - Duration::days(1)).history(),
+            Utc::now(),
+        )
+        .unwrap();
         assert_eq!(v.expired, vec!["root", "snapshot", "targets", "timestamp"]);
     }
 }

@@ -26,7 +26,10 @@ pub struct PublicKey {
 
 impl PublicKey {
     pub fn new(keytype: impl Into<String>, public: Vec<u8>) -> Self {
-        PublicKey { keytype: keytype.into(), public }
+        PublicKey {
+            keytype: keytype.into(),
+            public,
+        }
     }
 
     /// TUF key ID: sha256 of the canonical `{"keytype":T,"keyval":{"private":null,"public":B64}}`.
@@ -37,8 +40,17 @@ impl PublicKey {
     /// Notary's "canonical" key ID: for certificates, the ID of the bare SPKI key.
     pub fn canonical_id(&self) -> String {
         match self.keytype.as_str() {
-            ECDSA_X509 | RSA_X509 => match first_cert(&self.public).and_then(|c| c.tbs_certificate.subject_public_key_info.to_der().ok()) {
-                Some(spki) => key_id(if self.keytype == ECDSA_X509 { ECDSA } else { RSA }, &spki),
+            ECDSA_X509 | RSA_X509 => match first_cert(&self.public)
+                .and_then(|c| c.tbs_certificate.subject_public_key_info.to_der().ok())
+            {
+                Some(spki) => key_id(
+                    if self.keytype == ECDSA_X509 {
+                        ECDSA
+                    } else {
+                        RSA
+                    },
+                    &spki,
+                ),
                 None => self.id(),
             },
             _ => self.id(),
@@ -47,7 +59,11 @@ impl PublicKey {
 
     /// The JSON a Go server returns from the key endpoints (stdlib order: public before private).
     pub fn to_go_json(&self) -> String {
-        format!(r#"{{"keytype":"{}","keyval":{{"public":"{}","private":null}}}}"#, self.keytype, B64.encode(&self.public))
+        format!(
+            r#"{{"keytype":"{}","keyval":{{"public":"{}","private":null}}}}"#,
+            self.keytype,
+            B64.encode(&self.public)
+        )
     }
 
     /// Verify one signature as Go's verifiers do. Returns false for an unknown method, a key type
@@ -56,12 +72,18 @@ impl PublicKey {
         match method {
             "ecdsa" => match self.keytype.as_str() {
                 ECDSA => verify_ecdsa_spki(&self.public, msg, sig),
-                ECDSA_X509 => first_cert_spki(&self.public).map(|s| verify_ecdsa_spki(&s, msg, sig)).unwrap_or(false),
+                ECDSA_X509 => first_cert_spki(&self.public)
+                    .map(|s| verify_ecdsa_spki(&s, msg, sig))
+                    .unwrap_or(false),
                 _ => false,
             },
             "eddsa" => self.keytype == ED25519 && verify_ed25519(&self.public, msg, sig),
-            "rsapss" => rsa_key(self).map(|k| verify_rsa_pss(&k, msg, sig)).unwrap_or(false),
-            "rsapkcs1v15" => rsa_key(self).map(|k| verify_rsa_pkcs1(&k, msg, sig)).unwrap_or(false),
+            "rsapss" => rsa_key(self)
+                .map(|k| verify_rsa_pss(&k, msg, sig))
+                .unwrap_or(false),
+            "rsapkcs1v15" => rsa_key(self)
+                .map(|k| verify_rsa_pkcs1(&k, msg, sig))
+                .unwrap_or(false),
             "pycrypto-pkcs#1 pss" => {
                 // Legacy: keytype `rsa` whose public bytes are a PEM SPKI.
                 if self.keytype != RSA {
@@ -96,12 +118,19 @@ pub fn key_id(keytype: &str, public: &[u8]) -> String {
 
 /// The first CERTIFICATE block (Go `LoadCertFromPEM`: other blocks are skipped).
 fn first_cert(pem: &[u8]) -> Option<Certificate> {
-    let (_, der) = pem_blocks(pem).ok()?.into_iter().find(|(label, _)| label == "CERTIFICATE")?;
+    let (_, der) = pem_blocks(pem)
+        .ok()?
+        .into_iter()
+        .find(|(label, _)| label == "CERTIFICATE")?;
     <Certificate as der::Decode>::from_der(&der).ok()
 }
 
 fn first_cert_spki(pem: &[u8]) -> Option<Vec<u8>> {
-    first_cert(pem)?.tbs_certificate.subject_public_key_info.to_der().ok()
+    first_cert(pem)?
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .ok()
 }
 
 fn verify_ecdsa_spki(spki: &[u8], msg: &[u8], sig: &[u8]) -> bool {
@@ -111,18 +140,32 @@ fn verify_ecdsa_spki(spki: &[u8], msg: &[u8], sig: &[u8]) -> bool {
     }
     // p256 parses and checks the key (a P-256 SPKI, a point on the curve); ring checks the
     // signature (r ‖ s, as Go's notary writes it; SHA-256 of the message).
-    let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(spki) else { return false };
+    let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(spki) else {
+        return false;
+    };
     let point = vk.to_encoded_point(false);
-    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point.as_bytes()).verify(msg, sig).is_ok()
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        point.as_bytes(),
+    )
+    .verify(msg, sig)
+    .is_ok()
 }
 
 fn verify_ed25519(public: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    let Ok(pk) = <[u8; 32]>::try_from(public) else { return false };
-    let Ok(sig) = <[u8; 64]>::try_from(sig) else { return false };
-    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
+    let Ok(pk) = <[u8; 32]>::try_from(public) else {
+        return false;
+    };
+    let Ok(sig) = <[u8; 64]>::try_from(sig) else {
+        return false;
+    };
+    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else {
+        return false;
+    };
     // Go's crypto/ed25519 is cofactorless and requires a canonical S; dalek's `verify` is the same.
     use ed25519_dalek::Verifier;
-    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok()
 }
 
 fn rsa_key(k: &PublicKey) -> Option<rsa::RsaPublicKey> {
@@ -141,12 +184,14 @@ fn verify_rsa_pss(key: &rsa::RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
         return false;
     }
     let digest = Sha256::digest(msg);
-    key.verify(rsa::Pss::new_with_salt::<Sha256>(32), &digest, sig).is_ok()
+    key.verify(rsa::Pss::new_with_salt::<Sha256>(32), &digest, sig)
+        .is_ok()
 }
 
 fn verify_rsa_pkcs1(key: &rsa::RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
     let digest = Sha256::digest(msg);
-    key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, sig).is_ok()
+    key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, sig)
+        .is_ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,16 +214,22 @@ pub struct CertInfo {
 fn pem_blocks(pem: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     const BEGIN: &str = "-----BEGIN ";
     const END: &str = "-----END ";
-    let text = std::str::from_utf8(pem).map_err(|_| "invalid certificate bundle: not PEM text".to_string())?;
+    let text = std::str::from_utf8(pem)
+        .map_err(|_| "invalid certificate bundle: not PEM text".to_string())?;
     let mut blocks = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find(BEGIN) {
         let from_begin = &rest[start..];
-        let end = from_begin.find(END).ok_or("invalid certificate bundle: unterminated PEM block")?;
+        let end = from_begin
+            .find(END)
+            .ok_or("invalid certificate bundle: unterminated PEM block")?;
         let after_end = &from_begin[end + END.len()..];
-        let close = after_end.find("-----").ok_or("invalid certificate bundle: unterminated PEM block")?;
+        let close = after_end
+            .find("-----")
+            .ok_or("invalid certificate bundle: unterminated PEM block")?;
         let len = end + END.len() + close + "-----".len();
-        let (label, der) = der::pem::decode_vec(&from_begin.as_bytes()[..len]).map_err(|e| format!("invalid certificate bundle: {e}"))?;
+        let (label, der) = der::pem::decode_vec(&from_begin.as_bytes()[..len])
+            .map_err(|e| format!("invalid certificate bundle: {e}"))?;
         blocks.push((label.to_string(), der));
         rest = &from_begin[len..];
     }
@@ -193,7 +244,8 @@ pub fn load_cert_bundle(pem: &[u8]) -> Result<Vec<CertInfo>, String> {
         if label != "CERTIFICATE" {
             return Err(format!("invalid pem block type: {label}"));
         }
-        let cert = <Certificate as der::Decode>::from_der(&der).map_err(|e| format!("invalid certificate bundle: {e}"))?;
+        let cert = <Certificate as der::Decode>::from_der(&der)
+            .map_err(|e| format!("invalid certificate bundle: {e}"))?;
         certs.push(cert_info(cert));
     }
     if certs.is_empty() {
@@ -208,7 +260,9 @@ fn cert_info(cert: Certificate) -> CertInfo {
     for rdn in tbs.subject.0.iter() {
         for atv in rdn.0.iter() {
             if atv.oid == const_oid_cn() {
-                common_name = std::str::from_utf8(atv.value.value()).ok().map(str::to_owned);
+                common_name = std::str::from_utf8(atv.value.value())
+                    .ok()
+                    .map(str::to_owned);
             }
         }
     }
@@ -216,7 +270,9 @@ fn cert_info(cert: Certificate) -> CertInfo {
     if let Some(exts) = &tbs.extensions {
         for ext in exts {
             if ext.extn_id == der::oid::ObjectIdentifier::new_unwrap("2.5.29.19") {
-                if let Ok(bc) = x509_cert::ext::pkix::BasicConstraints::from_der(ext.extn_value.as_bytes()) {
+                if let Ok(bc) =
+                    x509_cert::ext::pkix::BasicConstraints::from_der(ext.extn_value.as_bytes())
+                {
                     is_ca = bc.ca;
                 }
             }
@@ -224,7 +280,13 @@ fn cert_info(cert: Certificate) -> CertInfo {
     }
     let not_before = tbs.validity.not_before.to_unix_duration().as_secs() as i64;
     let not_after = tbs.validity.not_after.to_unix_duration().as_secs() as i64;
-    CertInfo { cert, common_name, is_ca, not_before, not_after }
+    CertInfo {
+        cert,
+        common_name,
+        is_ca,
+        not_before,
+        not_after,
+    }
 }
 
 fn const_oid_cn() -> der::oid::ObjectIdentifier {
@@ -237,7 +299,11 @@ impl CertInfo {
         if self.not_before > self.not_after {
             return Err("certificate validity window is invalid".into());
         }
-        let sha1_algs = ["1.2.840.113549.1.1.5", "1.2.840.10040.4.3", "1.2.840.10045.4.1"];
+        let sha1_algs = [
+            "1.2.840.113549.1.1.5",
+            "1.2.840.10040.4.3",
+            "1.2.840.10045.4.1",
+        ];
         let alg = self.cert.signature_algorithm.oid.to_string();
         if sha1_algs.contains(&alg.as_str()) {
             return Err("certificate uses a SHA1 signature algorithm".into());
@@ -254,14 +320,25 @@ impl CertInfo {
         if check_expiry {
             let tomorrow = now_unix + 24 * 3600;
             if tomorrow < self.not_before || now_unix > self.not_after {
-                return Err(format!("certificate with CN {} is expired", self.common_name.as_deref().unwrap_or("")));
+                return Err(format!(
+                    "certificate with CN {} is expired",
+                    self.common_name.as_deref().unwrap_or("")
+                ));
             }
         }
         Ok(())
     }
 
     pub fn key_type(&self) -> Option<&'static str> {
-        match self.cert.tbs_certificate.subject_public_key_info.algorithm.oid.to_string().as_str() {
+        match self
+            .cert
+            .tbs_certificate
+            .subject_public_key_info
+            .algorithm
+            .oid
+            .to_string()
+            .as_str()
+        {
             "1.2.840.10045.2.1" => Some(ECDSA_X509),
             "1.2.840.113549.1.1.1" => Some(RSA_X509),
             _ => None,
@@ -309,8 +386,12 @@ impl PrivateKey {
     pub fn generate(algorithm: &str) -> Result<Self, KeyError> {
         let mut rng = rand_core::OsRng;
         match algorithm {
-            ED25519 => Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rng))),
-            ECDSA => Ok(PrivateKey::EcdsaP256(p256::ecdsa::SigningKey::random(&mut rng))),
+            ED25519 => Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::generate(
+                &mut rng,
+            ))),
+            ECDSA => Ok(PrivateKey::EcdsaP256(p256::ecdsa::SigningKey::random(
+                &mut rng,
+            ))),
             other => Err(KeyError::UnsupportedAlgorithm(other.to_string())),
         }
     }
@@ -332,10 +413,15 @@ impl PrivateKey {
 
     pub fn public_key(&self) -> PublicKey {
         match self {
-            PrivateKey::Ed25519(k) => PublicKey::new(ED25519, k.verifying_key().to_bytes().to_vec()),
+            PrivateKey::Ed25519(k) => {
+                PublicKey::new(ED25519, k.verifying_key().to_bytes().to_vec())
+            }
             PrivateKey::EcdsaP256(k) => {
                 use p256::pkcs8::EncodePublicKey;
-                let der = k.verifying_key().to_public_key_der().expect("P-256 SPKI encoding cannot fail");
+                let der = k
+                    .verifying_key()
+                    .to_public_key_der()
+                    .expect("P-256 SPKI encoding cannot fail");
                 PublicKey::new(ECDSA, der.as_bytes().to_vec())
             }
         }
@@ -373,10 +459,15 @@ impl PrivateKey {
                 // MarshalECPrivateKey writes the [1] public key: write both.
                 let sk = p256::SecretKey::from(k);
                 let secret = Zeroizing::new(sk.to_bytes());
-                let public = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&sk.public_key(), false);
+                let public = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                    &sk.public_key(),
+                    false,
+                );
                 let ec = sec1::EcPrivateKey {
                     private_key: &secret[..],
-                    parameters: Some(sec1::EcParameters::NamedCurve(der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"))),
+                    parameters: Some(sec1::EcParameters::NamedCurve(
+                        der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7"),
+                    )),
                     public_key: Some(public.as_bytes()),
                 };
                 Zeroizing::new(ec.to_der().expect("SEC1 encoding cannot fail"))
@@ -395,7 +486,9 @@ impl PrivateKey {
                     _ => return Err(KeyError::InvalidKey(algorithm.into())),
                 };
                 let seed = Zeroizing::new(seed);
-                Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed)))
+                Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+                    &seed,
+                )))
             }
             ECDSA => {
                 use p256::pkcs8::DecodePrivateKey;
@@ -428,11 +521,22 @@ mod tests {
             b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
             b"\xff\xfe",
         ] {
-            assert!(load_cert_bundle(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                load_cert_bundle(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert_eq!(load_cert_bundle(b"\n").unwrap_err(), "no certificates found in PEM data");
+        assert_eq!(
+            load_cert_bundle(b"\n").unwrap_err(),
+            "no certificates found in PEM data"
+        );
         // The same inputs as x509 key material: no key, no panic.
-        for bad in [&b""[..], b"\n", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] {
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
             assert!(first_cert(bad).is_none());
             assert!(!PublicKey::new(ECDSA_X509, bad.to_vec()).verify("ecdsa", b"m", &[0u8; 64]));
         }
@@ -444,19 +548,33 @@ mod tests {
         let public = B64
             .decode("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZKFFI+3g0NH+9mitd5bRO3hkH3PG2cniXVrzqKKfRyc5QvmNc6W8wZ5IGlls6ZZX/GgKRzcpIttDidrOGiGlwQ==")
             .unwrap();
-        assert_eq!(PublicKey::new(ECDSA, public).id(), "f694343ec1d508b2840d86aec5387d7b4d62a39647e33566b2b2abf96029750c");
+        assert_eq!(
+            PublicKey::new(ECDSA, public).id(),
+            "f694343ec1d508b2840d86aec5387d7b4d62a39647e33566b2b2abf96029750c"
+        );
         // signer-api.md §2.7
-        let ed = hex::decode("0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec").unwrap();
-        assert_eq!(PublicKey::new(ED25519, ed).id(), "ab2607856f6286ce0dd44049e4cbd98bb9b0579b404114d9ee8dd2dce145a76a");
+        let ed = hex::decode("0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec")
+            .unwrap();
+        assert_eq!(
+            PublicKey::new(ED25519, ed).id(),
+            "ab2607856f6286ce0dd44049e4cbd98bb9b0579b404114d9ee8dd2dce145a76a"
+        );
         let ec = hex::decode("3059301306072a8648ce3d020106082a8648ce3d03010703420004c2bb0d86ef2f73906c3cc7fcbd1d83860a693a84c1242d47c1c2944bf3794dc190208c23ed545383f7300aff40173ed42a53e6ee452fbc38d1b38aa22ed222be").unwrap();
-        assert_eq!(PublicKey::new(ECDSA, ec).id(), "b77237f8239dd8c370496fb3b35e916d222641e9ecb53df593c5d97561eaa8ba");
+        assert_eq!(
+            PublicKey::new(ECDSA, ec).id(),
+            "b77237f8239dd8c370496fb3b35e916d222641e9ecb53df593c5d97561eaa8ba"
+        );
     }
 
     #[test]
     fn ed25519_go_blob_roundtrip_and_deterministic_signature() {
-        let seed = hex::decode("b65f1c8bb1ee77ec588ed73d7c295fcb4b130df5fcc24ca7d1b2540db56591e7").unwrap();
+        let seed = hex::decode("b65f1c8bb1ee77ec588ed73d7c295fcb4b130df5fcc24ca7d1b2540db56591e7")
+            .unwrap();
         let k = PrivateKey::from_go_bytes(ED25519, &seed).unwrap();
-        assert_eq!(hex::encode(&k.public_key().public), "0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec");
+        assert_eq!(
+            hex::encode(&k.public_key().public),
+            "0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec"
+        );
         let blob = k.to_go_bytes();
         assert_eq!(blob.len(), 96);
         let k2 = PrivateKey::from_go_bytes(ED25519, &blob).unwrap();
@@ -464,7 +582,10 @@ mod tests {
         let sig = k2.sign(msg);
         assert_eq!(hex::encode(&sig), "8bdc2b3ac6ba517d4eb9b51a505ef63ec7852cbef7714e90b1bd41d6c0f53aeadb0e4fa427701a0f285d4d9b5473169957d7f4bbe2087a2164fa8d92bb08110b");
         assert!(k2.public_key().verify("eddsa", msg, &sig));
-        assert!(!k2.public_key().verify("ed25519", msg, &sig), "ed25519 is not a Go method name");
+        assert!(
+            !k2.public_key().verify("ed25519", msg, &sig),
+            "ed25519 is not a Go method name"
+        );
         assert!(!k2.public_key().verify("eddsa", b"other", &sig));
     }
 
@@ -477,11 +598,25 @@ mod tests {
         assert_eq!(sig.len(), 64);
         assert!(pk.verify("ecdsa", b"message", &sig));
         assert!(!pk.verify("ecdsa", b"message2", &sig));
-        assert!(!pk.verify("rsapss", b"message", &sig), "method/key-type confusion must fail");
+        assert!(
+            !pk.verify("rsapss", b"message", &sig),
+            "method/key-type confusion must fail"
+        );
         let sec1_der = k.to_go_bytes();
-        assert_eq!(sec1_der.len(), 121, "Go's MarshalECPrivateKey size for P-256");
+        assert_eq!(
+            sec1_der.len(),
+            121,
+            "Go's MarshalECPrivateKey size for P-256"
+        );
         let parsed = sec1::EcPrivateKey::from_der(&sec1_der).unwrap();
-        assert_eq!(parsed.parameters.and_then(|p| p.named_curve()).map(|o| o.to_string()).as_deref(), Some("1.2.840.10045.3.1.7"));
+        assert_eq!(
+            parsed
+                .parameters
+                .and_then(|p| p.named_curve())
+                .map(|o| o.to_string())
+                .as_deref(),
+            Some("1.2.840.10045.3.1.7")
+        );
         // The [1] public key is the uncompressed point, which ends the SPKI too.
         assert!(pk.public.ends_with(parsed.public_key.unwrap()));
         let back = PrivateKey::from_go_bytes(ECDSA, &sec1_der).unwrap();

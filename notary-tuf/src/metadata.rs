@@ -23,7 +23,9 @@ pub const BASE_ROLES: [&str; 4] = [ROOT, TARGETS, SNAPSHOT, TIMESTAMP];
 pub fn is_delegation(role: &str) -> bool {
     role.len() < 256
         && role.starts_with("targets/")
-        && role.bytes().all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
+        && role
+            .bytes()
+            .all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
         && is_clean_path(role)
 }
 
@@ -84,31 +86,52 @@ impl SignedFile {
     pub fn parse(raw: &[u8]) -> Result<Self, ParseError> {
         check_density(raw)?;
         let v: Value = serde_json::from_slice(raw).map_err(|e| ParseError::Json(e.to_string()))?;
-        let Value::Object(mut top) = v else { return Err(ParseError::Json("metadata is not a JSON object".into())) };
+        let Value::Object(mut top) = v else {
+            return Err(ParseError::Json("metadata is not a JSON object".into()));
+        };
         let signed = top.remove("signed").unwrap_or(Value::Null);
-        let Value::Object(ref body) = signed else { return Err(ParseError::Json("\"signed\" is not an object".into())) };
+        let Value::Object(ref body) = signed else {
+            return Err(ParseError::Json("\"signed\" is not an object".into()));
+        };
         let type_ = match body.get("_type") {
             Some(Value::String(s)) => s.clone(),
             None | Some(Value::Null) => String::new(),
             _ => return Err(ParseError::Json("\"_type\" is not a string".into())),
         };
         let expires = match body.get("expires") {
-            Some(Value::String(s)) => {
-                crate::time::parse_rfc3339(s).ok_or_else(|| ParseError::Json(format!("\"expires\" is not RFC 3339: {s}")))?
+            Some(Value::String(s)) => crate::time::parse_rfc3339(s)
+                .ok_or_else(|| ParseError::Json(format!("\"expires\" is not RFC 3339: {s}")))?,
+            _ => {
+                return Err(ParseError::Json(
+                    "\"expires\" missing or not a string".into(),
+                ))
             }
-            _ => return Err(ParseError::Json("\"expires\" missing or not a string".into())),
         };
         let version = match body.get("version") {
             None | Some(Value::Null) => 0,
-            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| ParseError::Json(format!("\"version\" is not an integer: {n}")))?,
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| ParseError::Json(format!("\"version\" is not an integer: {n}")))?,
             _ => return Err(ParseError::Json("\"version\" is not a number".into())),
         };
         let signatures = match top.remove("signatures") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items.into_iter().map(parse_signature).collect::<Result<_, _>>()?,
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(parse_signature)
+                .collect::<Result<_, _>>()?,
             _ => return Err(ParseError::Json("\"signatures\" is not an array".into())),
         };
-        Ok(SignedFile { raw: raw.to_vec(), signed, signatures, common: Common { type_, expires, version } })
+        Ok(SignedFile {
+            raw: raw.to_vec(),
+            signed,
+            signatures,
+            common: Common {
+                type_,
+                expires,
+                version,
+            },
+        })
     }
 
     /// The message signatures are verified against: Go's re-canonicalised body.
@@ -178,24 +201,40 @@ fn check_density(raw: &[u8]) -> Result<(), ParseError> {
     }
     let n = std::cell::Cell::new(0);
     let mut de = serde_json::Deserializer::from_slice(raw);
-    Count(&n).deserialize(&mut de).map_err(|e| ParseError::Json(e.to_string()))?;
+    Count(&n)
+        .deserialize(&mut de)
+        .map_err(|e| ParseError::Json(e.to_string()))?;
     if n.get() > raw.len() / MIN_BYTES_PER_VALUE + 16 {
-        return Err(ParseError::Json(format!("{} JSON values in {} bytes: too dense for TUF metadata", n.get(), raw.len())));
+        return Err(ParseError::Json(format!(
+            "{} JSON values in {} bytes: too dense for TUF metadata",
+            n.get(),
+            raw.len()
+        )));
     }
     Ok(())
 }
 
 fn parse_signature(v: Value) -> Result<Signature, ParseError> {
-    let Value::Object(m) = v else { return Err(ParseError::Json("signature is not an object".into())) };
+    let Value::Object(m) = v else {
+        return Err(ParseError::Json("signature is not an object".into()));
+    };
     let s = |k: &str| -> Result<String, ParseError> {
         match m.get(k) {
             None | Some(Value::Null) => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
-            _ => Err(ParseError::Json(format!("signature field {k} is not a string"))),
+            _ => Err(ParseError::Json(format!(
+                "signature field {k} is not a string"
+            ))),
         }
     };
-    let sig = B64.decode(s("sig")?).map_err(|e| ParseError::Json(format!("signature is not base64: {e}")))?;
-    Ok(Signature { keyid: s("keyid")?, method: s("method")?.to_lowercase(), sig })
+    let sig = B64
+        .decode(s("sig")?)
+        .map_err(|e| ParseError::Json(format!("signature is not base64: {e}")))?;
+    Ok(Signature {
+        keyid: s("keyid")?,
+        method: s("method")?.to_lowercase(),
+        sig,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,7 +258,16 @@ fn b64_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
 
 fn b64_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
     let m: Option<BTreeMap<String, Option<String>>> = Option::deserialize(d)?;
-    m.unwrap_or_default().into_iter().map(|(k, v)| Ok((k, B64.decode(v.unwrap_or_default()).map_err(serde::de::Error::custom)?))).collect()
+    m.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            Ok((
+                k,
+                B64.decode(v.unwrap_or_default())
+                    .map_err(serde::de::Error::custom)?,
+            ))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -237,7 +285,10 @@ struct KeyValJson {
 
 fn key_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, PublicKey>, D::Error> {
     let m: Option<BTreeMap<String, KeyJson>> = Option::deserialize(d)?;
-    Ok(m.unwrap_or_default().into_iter().map(|(id, k)| (id, PublicKey::new(k.keytype, k.keyval.public))).collect())
+    Ok(m.unwrap_or_default()
+        .into_iter()
+        .map(|(id, k)| (id, PublicKey::new(k.keytype, k.keyval.public)))
+        .collect())
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -256,7 +307,11 @@ impl FileMeta {
         let mut hashes = BTreeMap::new();
         hashes.insert("sha256".to_string(), Sha256::digest(bytes).to_vec());
         hashes.insert("sha512".to_string(), Sha512::digest(bytes).to_vec());
-        FileMeta { length: bytes.len() as i64, hashes, custom: None }
+        FileMeta {
+            length: bytes.len() as i64,
+            hashes,
+            custom: None,
+        }
     }
 
     pub fn sha256_hex(&self) -> Option<String> {
@@ -270,7 +325,11 @@ impl FileMeta {
                 m.insert("custom".into(), c.clone());
             }
         }
-        let hashes: Map<String, Value> = self.hashes.iter().map(|(k, v)| (k.clone(), Value::String(B64.encode(v)))).collect();
+        let hashes: Map<String, Value> = self
+            .hashes
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(B64.encode(v))))
+            .collect();
         m.insert("hashes".into(), Value::Object(hashes));
         m.insert("length".into(), json!(self.length));
         Value::Object(m)
@@ -301,7 +360,11 @@ impl FileMeta {
     pub fn check(&self, payload: &[u8], name: &str) -> Result<(), String> {
         self.check_hashes(payload, name)?;
         if self.length != payload.len() as i64 {
-            return Err(format!("length of {name} is {}, the referencing metadata says {}", payload.len(), self.length));
+            return Err(format!(
+                "length of {name} is {}, the referencing metadata says {}",
+                payload.len(),
+                self.length
+            ));
         }
         Ok(())
     }
@@ -316,7 +379,10 @@ impl FileMeta {
                 _ => continue,
             };
             if !subtle_eq(&got, want) {
-                return Err(format!("{alg} checksum for {name} did not match: expected {}", hex::encode(want)));
+                return Err(format!(
+                    "{alg} checksum for {name} did not match: expected {}",
+                    hex::encode(want)
+                ));
             }
             count += 1;
         }
@@ -386,8 +452,16 @@ pub struct MetaBody {
 // Writing server-generated files
 
 /// Canonical body of a snapshot or timestamp (`_type` is `Snapshot` or `Timestamp`).
-pub fn meta_body(type_: &str, version: i64, expires: &DateTime<Utc>, meta: &BTreeMap<String, FileMeta>) -> Result<Vec<u8>, CanonicalError> {
-    let meta: Map<String, Value> = meta.iter().map(|(k, v)| (k.clone(), v.to_value())).collect();
+pub fn meta_body(
+    type_: &str,
+    version: i64,
+    expires: &DateTime<Utc>,
+    meta: &BTreeMap<String, FileMeta>,
+) -> Result<Vec<u8>, CanonicalError> {
+    let meta: Map<String, Value> = meta
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_value()))
+        .collect();
     let body = json!({
         "_type": type_,
         "expires": crate::time::format_go(expires),
@@ -428,7 +502,16 @@ mod tests {
     fn delegation_names() {
         assert!(is_delegation("targets/releases"));
         assert!(is_delegation("targets/a/b_c-1"));
-        for bad in ["targets", "targets/", "targets//a", "targets/A", "targets/a.b", "targets/../x", "/targets/a", "other/a"] {
+        for bad in [
+            "targets",
+            "targets/",
+            "targets//a",
+            "targets/A",
+            "targets/a.b",
+            "targets/../x",
+            "/targets/a",
+            "other/a",
+        ] {
             assert!(!is_delegation(bad), "{bad}");
         }
         assert!(!is_delegation(&format!("targets/{}", "a".repeat(250))));
@@ -455,7 +538,11 @@ mod tests {
 
     #[test]
     fn envelope_layout_matches_go() {
-        let sig = Signature { keyid: "ab".into(), method: "eddsa".into(), sig: vec![1, 2, 3] };
+        let sig = Signature {
+            keyid: "ab".into(),
+            method: "eddsa".into(),
+            sig: vec![1, 2, 3],
+        };
         assert_eq!(
             envelope(b"{\"a\":\"<&>\"}", &[sig]),
             br#"{"signed":{"a":"\u003c\u0026\u003e"},"signatures":[{"keyid":"ab","method":"eddsa","sig":"AQID"}]}"#
@@ -467,10 +554,18 @@ mod tests {
         let fm = FileMeta::of(b"hello");
         assert!(fm.check_hashes(b"hello", "targets").is_ok());
         assert!(
-            fm.check_hashes(b"hellO", "targets").unwrap_err().starts_with("sha256 checksum for targets did not match")
-                || fm.check_hashes(b"hellO", "targets").unwrap_err().starts_with("sha512")
+            fm.check_hashes(b"hellO", "targets")
+                .unwrap_err()
+                .starts_with("sha256 checksum for targets did not match")
+                || fm
+                    .check_hashes(b"hellO", "targets")
+                    .unwrap_err()
+                    .starts_with("sha512")
         );
-        assert!(FileMeta::default().check_hashes(b"x", "root").unwrap_err().contains("checksum required"));
+        assert!(FileMeta::default()
+            .check_hashes(b"x", "root")
+            .unwrap_err()
+            .contains("checksum required"));
         assert!(fm.check_hash_structure().is_ok());
         let mut short = fm.clone();
         short.hashes.insert("sha256".into(), vec![0; 31]);

@@ -39,11 +39,17 @@ mod tests {
 
     #[test]
     fn formats_like_go_rfc3339nano() {
-        let t = parse_rfc3339("2026-12-07T01:06:48.457686259Z").unwrap().with_timezone(&Utc);
+        let t = parse_rfc3339("2026-12-07T01:06:48.457686259Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(format_go(&t), "2026-12-07T01:06:48.457686259Z");
-        let t = parse_rfc3339("2030-01-01T00:00:00.120+00:00").unwrap().with_timezone(&Utc);
+        let t = parse_rfc3339("2030-01-01T00:00:00.120+00:00")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(format_go(&t), "2030-01-01T00:00:00.12Z");
-        let t = parse_rfc3339("2030-01-01T00:00:00-05:00").unwrap().with_timezone(&Utc);
+        let t = parse_rfc3339("2030-01-01T00:00:00-05:00")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(format_go(&t), "2030-01-01T05:00:00Z");
     }
 

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::keys::{cert_bundle_to_key, load_cert_bundle, CertInfo, PublicKey};
-use crate::metadata::{self as md, is_delegation, parent_role, FileMeta, MetaBody, Root, SignedFile, Targets};
+use crate::metadata::{
+    self as md, is_delegation, parent_role, FileMeta, MetaBody, Root, SignedFile, Targets,
+};
 use crate::verify::{verify_signatures, BaseRole};
 
 /// Largest version the Go SQL schemas can store (`integer` column).
@@ -41,10 +43,14 @@ impl ValidationError {
         use serde_json::json;
         Some(match self {
             ValidationError::Validation(m) => json!({"Name": "ErrValidation", "Error": {"Msg": m}}),
-            ValidationError::BadHierarchy { missing, msg } => json!({"Name": "ErrBadHierarchy", "Error": {"Missing": missing, "Msg": msg}}),
+            ValidationError::BadHierarchy { missing, msg } => {
+                json!({"Name": "ErrBadHierarchy", "Error": {"Missing": missing, "Msg": msg}})
+            }
             ValidationError::BadRoot(m) => json!({"Name": "ErrBadRoot", "Error": {"Msg": m}}),
             ValidationError::BadTargets(m) => json!({"Name": "ErrBadTargets", "Error": {"Msg": m}}),
-            ValidationError::BadSnapshot(m) => json!({"Name": "ErrBadSnapshot", "Error": {"Msg": m}}),
+            ValidationError::BadSnapshot(m) => {
+                json!({"Name": "ErrBadSnapshot", "Error": {"Msg": m}})
+            }
             ValidationError::Other(_) => return None,
         })
     }
@@ -67,7 +73,10 @@ pub struct StoredRepo {
 
 /// The stored roles validation reads for an upload of `uploaded` roles.
 pub fn roles_needed<'a>(uploaded: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
-    let mut need: BTreeSet<String> = [md::ROOT, md::SNAPSHOT, md::TIMESTAMP].iter().map(|s| s.to_string()).collect();
+    let mut need: BTreeSet<String> = [md::ROOT, md::SNAPSHOT, md::TIMESTAMP]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for role in uploaded {
         if role == md::TARGETS || is_delegation(role) {
             let mut r = role;
@@ -118,17 +127,29 @@ impl LoadedRoot {
 }
 
 pub(crate) fn base_role_from(root: &Root, name: &str) -> Result<BaseRole, String> {
-    let Some(Some(r)) = root.roles.get(name) else { return Err(format!("tuf: invalid role {name}. role not found in root file")) };
+    let Some(Some(r)) = root.roles.get(name) else {
+        return Err(format!(
+            "tuf: invalid role {name}. role not found in root file"
+        ));
+    };
     let mut keys = BTreeMap::new();
     for id in &r.keyids {
         match root.keys.get(id) {
             Some(k) => {
                 keys.insert(id.clone(), k.clone());
             }
-            None => return Err(format!("tuf: invalid role {name}. key {id} not found in root file")),
+            None => {
+                return Err(format!(
+                    "tuf: invalid role {name}. key {id} not found in root file"
+                ))
+            }
         }
     }
-    Ok(BaseRole { name: name.to_string(), keys, threshold: r.threshold })
+    Ok(BaseRole {
+        name: name.to_string(),
+        keys,
+        threshold: r.threshold,
+    })
 }
 
 fn invalid_metadata(role: &str, msg: impl std::fmt::Display) -> String {
@@ -137,13 +158,22 @@ fn invalid_metadata(role: &str, msg: impl std::fmt::Display) -> String {
 
 fn check_common(file: &SignedFile, role: &str, type_: &str) -> Result<(), String> {
     if file.common.type_ != type_ {
-        return Err(invalid_metadata(role, format!("expected type {type_}, not {}", file.common.type_)));
+        return Err(invalid_metadata(
+            role,
+            format!("expected type {type_}, not {}", file.common.type_),
+        ));
     }
     if file.common.version < 1 {
         return Err(invalid_metadata(role, "version cannot be less than one"));
     }
     if file.common.version > MAX_VERSION {
-        return Err(invalid_metadata(role, format!("version {} is larger than the maximum {MAX_VERSION}", file.common.version)));
+        return Err(invalid_metadata(
+            role,
+            format!(
+                "version {} is larger than the maximum {MAX_VERSION}",
+                file.common.version
+            ),
+        ));
     }
     Ok(())
 }
@@ -156,10 +186,16 @@ fn check_version_and_expiry(
     now: DateTime<Utc>,
 ) -> Result<(), String> {
     if file.common.version < min_version {
-        return Err(format!("version {} of {role} is lower than current version {min_version}", file.common.version));
+        return Err(format!(
+            "version {} of {role} is lower than current version {min_version}",
+            file.common.version
+        ));
     }
     if !allow_expired && file.expired(now) {
-        return Err(format!("{role} expired at {}", file.common.expires.to_rfc3339()));
+        return Err(format!(
+            "{role} expired at {}",
+            file.common.expires.to_rfc3339()
+        ));
     }
     Ok(())
 }
@@ -173,11 +209,17 @@ fn check_role_keys(
     keys: &BTreeMap<String, PublicKey>,
 ) -> Result<(), String> {
     if threshold < 1 {
-        return Err(invalid_metadata(container, format!("invalid threshold specified for {role}: {threshold} ")));
+        return Err(invalid_metadata(
+            container,
+            format!("invalid threshold specified for {role}: {threshold} "),
+        ));
     }
     for id in keyids {
         if !keys.contains_key(id) {
-            return Err(invalid_metadata(container, format!("key ID {id} specified in {role} without corresponding key")));
+            return Err(invalid_metadata(
+                container,
+                format!("key ID {id} specified in {role} without corresponding key"),
+            ));
         }
     }
     Ok(())
@@ -189,7 +231,12 @@ pub(crate) fn parse_root_structure(file: &SignedFile) -> Result<Root, String> {
     for name in md::BASE_ROLES {
         match root.roles.get(name) {
             Some(Some(r)) => check_role_keys(md::ROOT, name, &r.keyids, r.threshold, &root.keys)?,
-            _ => return Err(invalid_metadata(md::ROOT, format!("missing {name} role specification"))),
+            _ => {
+                return Err(invalid_metadata(
+                    md::ROOT,
+                    format!("missing {name} role specification"),
+                ))
+            }
         }
     }
     Ok(root)
@@ -204,37 +251,66 @@ pub(crate) struct RootCerts {
 pub(crate) fn parse_root_certs(root: &Root) -> RootCerts {
     let mut leaves = BTreeMap::new();
     let mut intermediates = BTreeMap::new();
-    let Some(Some(role)) = root.roles.get(md::ROOT) else { return RootCerts { leaves, intermediates } };
+    let Some(Some(role)) = root.roles.get(md::ROOT) else {
+        return RootCerts {
+            leaves,
+            intermediates,
+        };
+    };
     for id in &role.keyids {
-        let Some(key) = root.keys.get(id) else { continue };
-        let Ok(certs) = load_cert_bundle(&key.public) else { continue };
-        let (leaf, ints): (Vec<CertInfo>, Vec<CertInfo>) = certs.into_iter().partition(|c| !c.is_ca);
+        let Some(key) = root.keys.get(id) else {
+            continue;
+        };
+        let Ok(certs) = load_cert_bundle(&key.public) else {
+            continue;
+        };
+        let (leaf, ints): (Vec<CertInfo>, Vec<CertInfo>) =
+            certs.into_iter().partition(|c| !c.is_ca);
         if leaf.len() != 1 {
             continue;
         }
         leaves.insert(id.clone(), leaf.into_iter().next().unwrap());
         intermediates.insert(id.clone(), ints);
     }
-    RootCerts { leaves, intermediates }
+    RootCerts {
+        leaves,
+        intermediates,
+    }
 }
 
 fn cn_matches(cn: Option<&str>, gun: &str) -> bool {
     match cn {
         Some(cn) if cn == gun => true,
-        Some(cn) => cn.strip_suffix('*').map(|p| gun.starts_with(p)).unwrap_or(false),
+        Some(cn) => cn
+            .strip_suffix('*')
+            .map(|p| gun.starts_with(p))
+            .unwrap_or(false),
         None => false,
     }
 }
 
 /// Keys for signature checks rebuilt from the valid leaf certificates (Go `CertsToKeys`).
-pub(crate) fn cert_keys(certs: &RootCerts, gun: &str, check_expiry: bool, now: i64) -> BTreeMap<String, PublicKey> {
+pub(crate) fn cert_keys(
+    certs: &RootCerts,
+    gun: &str,
+    check_expiry: bool,
+    now: i64,
+) -> BTreeMap<String, PublicKey> {
     let mut out = BTreeMap::new();
     for (id, leaf) in &certs.leaves {
-        if !cn_matches(leaf.common_name.as_deref(), gun) || leaf.validate(check_expiry, now).is_err() {
+        if !cn_matches(leaf.common_name.as_deref(), gun)
+            || leaf.validate(check_expiry, now).is_err()
+        {
             continue;
         }
-        let ints: Vec<CertInfo> =
-            certs.intermediates.get(id).into_iter().flatten().filter(|c| c.validate(true, now).is_ok()).cloned().collect();
+        let ints: Vec<CertInfo> = certs
+            .intermediates
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|c| c.validate(true, now).is_ok())
+            .cloned()
+            .collect();
         if let Some(k) = cert_bundle_to_key(leaf, &ints) {
             out.insert(k.id(), k);
         }
@@ -260,16 +336,39 @@ pub fn load_root(
     }
     if let Some(prev) = prev {
         let prev_keys = cert_keys(&parse_root_certs(&prev.root), gun, false, now_unix);
-        let threshold = prev.root.roles.get(md::ROOT).cloned().flatten().map(|r| r.threshold).unwrap_or(1);
+        let threshold = prev
+            .root
+            .roles
+            .get(md::ROOT)
+            .cloned()
+            .flatten()
+            .map(|r| r.threshold)
+            .unwrap_or(1);
         verify_signatures(file, &BaseRole { name: md::ROOT.into(), keys: prev_keys, threshold }).map_err(|e| {
             format!("could not rotate trust to a new trusted root: failed to validate data with current trusted certificates: {e}")
         })?;
     }
-    let threshold = root.roles.get(md::ROOT).cloned().flatten().map(|r| r.threshold).unwrap_or(0);
-    verify_signatures(file, &BaseRole { name: md::ROOT.into(), keys, threshold })
-        .map_err(|e| format!("failed to validate integrity of roots: {e}"))?;
+    let threshold = root
+        .roles
+        .get(md::ROOT)
+        .cloned()
+        .flatten()
+        .map(|r| r.threshold)
+        .unwrap_or(0);
+    verify_signatures(
+        file,
+        &BaseRole {
+            name: md::ROOT.into(),
+            keys,
+            threshold,
+        },
+    )
+    .map_err(|e| format!("failed to validate integrity of roots: {e}"))?;
     check_version_and_expiry(file, md::ROOT, min_version, allow_expired, now)?;
-    Ok(LoadedRoot { file: file.clone(), root })
+    Ok(LoadedRoot {
+        file: file.clone(),
+        root,
+    })
 }
 
 /// Go `isValidTargetsStructure`.
@@ -278,7 +377,10 @@ pub(crate) fn parse_targets_structure(file: &SignedFile, role: &str) -> Result<T
     let t: Targets = file.body().map_err(|e| invalid_metadata(role, e))?;
     for d in &t.delegations.roles {
         if !is_delegation(&d.name) || parent_role(&d.name) != role {
-            return Err(invalid_metadata(role, format!("delegation role {} invalid", d.name)));
+            return Err(invalid_metadata(
+                role,
+                format!("delegation role {} invalid", d.name),
+            ));
         }
         check_role_keys(role, &d.name, &d.keyids, d.threshold, &t.delegations.keys)?;
     }
@@ -287,7 +389,11 @@ pub(crate) fn parse_targets_structure(file: &SignedFile, role: &str) -> Result<T
 
 /// The key set and threshold a delegation is verified with, found by walking down from
 /// `targets` through loaded parents (Go `Repo.GetDelegationRole`).
-fn delegation_role(name: &str, loaded: &BTreeMap<String, (Targets, Vec<u8>)>, now: i64) -> Result<BaseRole, String> {
+fn delegation_role(
+    name: &str,
+    loaded: &BTreeMap<String, (Targets, Vec<u8>)>,
+    now: i64,
+) -> Result<BaseRole, String> {
     let parent = parent_role(name);
     let Some((pt, _)) = loaded.get(parent) else {
         return Err(if parent == md::TARGETS {
@@ -297,19 +403,32 @@ fn delegation_role(name: &str, loaded: &BTreeMap<String, (Targets, Vec<u8>)>, no
         });
     };
     let Some(d) = pt.delegations.roles.iter().find(|d| d.name == name) else {
-        return Err(format!("tuf: invalid role {name}. delegation does not exist"));
+        return Err(format!(
+            "tuf: invalid role {name}. delegation does not exist"
+        ));
     };
     let mut keys = BTreeMap::new();
     for id in &d.keyids {
-        let Some(k) = pt.delegations.keys.get(id) else { return Err(format!("tuf: invalid role {name}. role lists unavailable keys")) };
-        if matches!(k.keytype.as_str(), crate::keys::ECDSA_X509 | crate::keys::RSA_X509) {
+        let Some(k) = pt.delegations.keys.get(id) else {
+            return Err(format!(
+                "tuf: invalid role {name}. role lists unavailable keys"
+            ));
+        };
+        if matches!(
+            k.keytype.as_str(),
+            crate::keys::ECDSA_X509 | crate::keys::RSA_X509
+        ) {
             if let Ok(certs) = load_cert_bundle(&k.public) {
                 certs[0].validate(false, now)?;
             }
         }
         keys.insert(id.clone(), k.clone());
     }
-    Ok(BaseRole { name: name.to_string(), keys, threshold: d.threshold })
+    Ok(BaseRole {
+        name: name.to_string(),
+        keys,
+        threshold: d.threshold,
+    })
 }
 
 fn load_targets(
@@ -320,7 +439,11 @@ fn load_targets(
     allow_expired: bool,
     now: DateTime<Utc>,
 ) -> Result<Targets, String> {
-    let base = if role == md::TARGETS { root.base_role(md::TARGETS)? } else { delegation_role(role, loaded, now.timestamp())? };
+    let base = if role == md::TARGETS {
+        root.base_role(md::TARGETS)?
+    } else {
+        delegation_role(role, loaded, now.timestamp())?
+    };
     verify_signatures(file, &base).map_err(|e| e.to_string())?;
     let t = parse_targets_structure(file, role)?;
     check_version_and_expiry(file, role, 1, allow_expired, now)?;
@@ -328,15 +451,25 @@ fn load_targets(
 }
 
 /// Go `IsValidSnapshotStructure` / `IsValidTimestampStructure`.
-fn parse_meta_structure(file: &SignedFile, role: &str, type_: &str, required: &[&str]) -> Result<MetaBody, String> {
+fn parse_meta_structure(
+    file: &SignedFile,
+    role: &str,
+    type_: &str,
+    required: &[&str],
+) -> Result<MetaBody, String> {
     check_common(file, role, type_)?;
     let body: MetaBody = file.body().map_err(|e| invalid_metadata(role, e))?;
     for r in required {
         let fm = body.meta.get(*r).cloned().unwrap_or_default();
         if !fm.hashes.contains_key("sha256") {
-            return Err(invalid_metadata(role, format!("missing {r} sha256 checksum information")));
+            return Err(invalid_metadata(
+                role,
+                format!("missing {r} sha256 checksum information"),
+            ));
         }
-        fm.check_hash_structure().map_err(|e| invalid_metadata(role, format!("invalid {r} checksum information, {e}")))?;
+        fm.check_hash_structure().map_err(|e| {
+            invalid_metadata(role, format!("invalid {r} checksum information, {e}"))
+        })?;
     }
     Ok(body)
 }
@@ -359,7 +492,14 @@ pub fn validate_update(
 ) -> Result<Plan, ValidationError> {
     use ValidationError as E;
     let stored_file = |role: &str| -> Result<Option<SignedFile>, ValidationError> {
-        stored.files.get(role).map(|b| SignedFile::parse(b).map_err(|e| E::Other(format!("stored {role} is unreadable: {e}")))).transpose()
+        stored
+            .files
+            .get(role)
+            .map(|b| {
+                SignedFile::parse(b)
+                    .map_err(|e| E::Other(format!("stored {role} is unreadable: {e}")))
+            })
+            .transpose()
     };
     let mut updates = Vec::new();
 
@@ -372,20 +512,35 @@ pub fn validate_update(
     // 2. An uploaded root: version current or current+1, signed by old and new root keys.
     let root = match uploads.get(md::ROOT) {
         Some(up) => {
-            let cur = stored_root.as_ref().map(|r| r.file.common.version).unwrap_or(1);
+            let cur = stored_root
+                .as_ref()
+                .map(|r| r.file.common.version)
+                .unwrap_or(1);
             let v = up.common.version;
             if v != cur && v != cur + 1 {
-                return Err(E::BadRoot(format!("Root modifications must increment the version. Current {cur}, new {v}")));
+                return Err(E::BadRoot(format!(
+                    "Root modifications must increment the version. Current {cur}, new {v}"
+                )));
             }
-            let loaded = load_root(gun, up, stored_root.as_ref(), cur, false, now).map_err(E::BadRoot)?;
-            updates.push(Update { role: md::ROOT.into(), version: v, data: up.raw.clone() });
+            let loaded =
+                load_root(gun, up, stored_root.as_ref(), cur, false, now).map_err(E::BadRoot)?;
+            updates.push(Update {
+                role: md::ROOT.into(),
+                version: v,
+                data: up.raw.clone(),
+            });
             loaded
         }
-        None => stored_root.ok_or_else(|| E::Validation("no pre-existing root and no root provided in update.".into()))?,
+        None => stored_root.ok_or_else(|| {
+            E::Validation("no pre-existing root and no root provided in update.".into())
+        })?,
     };
 
     // 3. Targets and delegations, shallow first; ancestors come from storage.
-    let mut target_roles: Vec<&String> = uploads.keys().filter(|r| *r == md::TARGETS || is_delegation(r)).collect();
+    let mut target_roles: Vec<&String> = uploads
+        .keys()
+        .filter(|r| *r == md::TARGETS || is_delegation(r))
+        .collect();
     target_roles.sort_by_key(|r| (r.split('/').count(), r.to_string()));
     let mut loaded: BTreeMap<String, (Targets, Vec<u8>)> = BTreeMap::new();
     for role in target_roles {
@@ -407,7 +562,11 @@ pub fn validate_update(
         let up = &uploads[role];
         let t = load_targets(role, up, &root, &loaded, false, now).map_err(E::BadTargets)?;
         loaded.insert(role.clone(), (t, up.raw.clone()));
-        updates.push(Update { role: role.clone(), version: up.common.version, data: up.raw.clone() });
+        updates.push(Update {
+            role: role.clone(),
+            version: up.common.version,
+            data: up.raw.clone(),
+        });
     }
 
     // 4. Snapshot: uploaded (checked against everything loaded) or generated by the server.
@@ -420,14 +579,21 @@ pub fn validate_update(
                 let body = parse_snapshot(up)?;
                 check_version_and_expiry(up, md::SNAPSHOT, 1, false, now)?;
                 let empty = FileMeta::default();
-                body.meta.get(md::ROOT).unwrap_or(&empty).check(&root.file.raw, md::ROOT)?;
+                body.meta
+                    .get(md::ROOT)
+                    .unwrap_or(&empty)
+                    .check(&root.file.raw, md::ROOT)?;
                 for (role, (_, raw)) in &loaded {
                     body.meta.get(role).unwrap_or(&empty).check(raw, role)?;
                 }
                 Ok(())
             };
             check().map_err(E::BadSnapshot)?;
-            updates.push(Update { role: md::SNAPSHOT.into(), version: up.common.version, data: up.raw.clone() });
+            updates.push(Update {
+                role: md::SNAPSHOT.into(),
+                version: up.common.version,
+                data: up.raw.clone(),
+            });
             uploaded_snapshot = Some(up.raw.clone());
             None
         }
@@ -446,15 +612,22 @@ pub fn validate_update(
                 }
             };
             if version > MAX_VERSION {
-                return Err(E::Validation(format!("snapshot version {version} is larger than the maximum {MAX_VERSION}")));
+                return Err(E::Validation(format!(
+                    "snapshot version {version} is larger than the maximum {MAX_VERSION}"
+                )));
             }
             meta.insert(md::ROOT.into(), FileMeta::of(&root.file.raw));
             for (role, (_, raw)) in &loaded {
                 meta.insert(role.clone(), FileMeta::of(raw));
             }
             let expires = crate::time::snapshot_expiry(now);
-            let body = md::meta_body("Snapshot", version, &expires, &meta).map_err(|e| E::Validation(e.to_string()))?;
-            Some(ToSign { role: snapshot_role, version, body })
+            let body = md::meta_body("Snapshot", version, &expires, &meta)
+                .map_err(|e| E::Validation(e.to_string()))?;
+            Some(ToSign {
+                role: snapshot_role,
+                version,
+                body,
+            })
         }
     };
 
@@ -467,30 +640,56 @@ pub fn validate_update(
         }
         None => None,
     };
-    Ok(Plan { updates, snapshot, timestamp_role, prev_timestamp_version, uploaded_snapshot })
+    Ok(Plan {
+        updates,
+        snapshot,
+        timestamp_role,
+        prev_timestamp_version,
+        uploaded_snapshot,
+    })
 }
 
 /// The canonical body of the next timestamp over `snapshot_bytes`.
-pub fn timestamp_body(prev_version: Option<i64>, snapshot_bytes: &[u8], now: DateTime<Utc>) -> Result<(i64, Vec<u8>), ValidationError> {
+pub fn timestamp_body(
+    prev_version: Option<i64>,
+    snapshot_bytes: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(i64, Vec<u8>), ValidationError> {
     let version = prev_version.unwrap_or(0) + 1;
     if version > MAX_VERSION {
-        return Err(ValidationError::Validation(format!("timestamp version {version} is larger than the maximum {MAX_VERSION}")));
+        return Err(ValidationError::Validation(format!(
+            "timestamp version {version} is larger than the maximum {MAX_VERSION}"
+        )));
     }
     let mut meta = BTreeMap::new();
     meta.insert(md::SNAPSHOT.to_string(), FileMeta::of(snapshot_bytes));
-    let body = md::meta_body("Timestamp", version, &crate::time::timestamp_expiry(now), &meta)
-        .map_err(|e| ValidationError::Validation(e.to_string()))?;
+    let body = md::meta_body(
+        "Timestamp",
+        version,
+        &crate::time::timestamp_expiry(now),
+        &meta,
+    )
+    .map_err(|e| ValidationError::Validation(e.to_string()))?;
     Ok((version, body))
 }
 
 /// The snapshot to regenerate when the stored one has expired (GET path, server-api.md §6):
 /// same meta, version+1, new expiry.
-pub fn refreshed_snapshot(root: &LoadedRoot, prev: &SignedFile, now: DateTime<Utc>) -> Result<ToSign, String> {
+pub fn refreshed_snapshot(
+    root: &LoadedRoot,
+    prev: &SignedFile,
+    now: DateTime<Utc>,
+) -> Result<ToSign, String> {
     let body = parse_snapshot(prev)?;
     let version = prev.common.version + 1;
     let expires = crate::time::snapshot_expiry(now);
-    let body = md::meta_body("Snapshot", version, &expires, &body.meta).map_err(|e| e.to_string())?;
-    Ok(ToSign { role: root.base_role(md::SNAPSHOT)?, version, body })
+    let body =
+        md::meta_body("Snapshot", version, &expires, &body.meta).map_err(|e| e.to_string())?;
+    Ok(ToSign {
+        role: root.base_role(md::SNAPSHOT)?,
+        version,
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -501,13 +700,22 @@ mod tests {
     fn roles_needed_includes_ancestors() {
         let n = roles_needed(["targets/a/b", "root"]);
         let v: Vec<&str> = n.iter().map(|s| s.as_str()).collect();
-        assert_eq!(v, vec!["root", "snapshot", "targets", "targets/a", "timestamp"]);
+        assert_eq!(
+            v,
+            vec!["root", "snapshot", "targets", "targets/a", "timestamp"]
+        );
     }
 
     #[test]
     fn validation_error_details_have_go_names() {
-        let e = ValidationError::BadHierarchy { missing: "snapshot".into(), msg: "m".into() };
-        assert_eq!(e.detail().unwrap().to_string(), r#"{"Error":{"Missing":"snapshot","Msg":"m"},"Name":"ErrBadHierarchy"}"#);
+        let e = ValidationError::BadHierarchy {
+            missing: "snapshot".into(),
+            msg: "m".into(),
+        };
+        assert_eq!(
+            e.detail().unwrap().to_string(),
+            r#"{"Error":{"Missing":"snapshot","Msg":"m"},"Name":"ErrBadHierarchy"}"#
+        );
         assert!(ValidationError::Other("x".into()).detail().is_none());
     }
 }

@@ -33,12 +33,19 @@ pub fn verify_signatures(file: &SignedFile, role: &BaseRole) -> Result<(), Verif
         return Err(VerifyError::NoSignatures);
     }
     if role.threshold < 1 {
-        return Err(VerifyError::InvalidThreshold(role.threshold, role.name.clone()));
+        return Err(VerifyError::InvalidThreshold(
+            role.threshold,
+            role.name.clone(),
+        ));
     }
-    let msg = file.canonical_body().map_err(|e| VerifyError::Canonical(e.to_string()))?;
+    let msg = file
+        .canonical_body()
+        .map_err(|e| VerifyError::Canonical(e.to_string()))?;
     let mut valid = BTreeSet::new();
     for sig in &file.signatures {
-        let Some(key) = role.keys.get(&sig.keyid) else { continue };
+        let Some(key) = role.keys.get(&sig.keyid) else {
+            continue;
+        };
         if key.id() != sig.keyid {
             return Err(VerifyError::InvalidKeyId);
         }

@@ -25,7 +25,10 @@ fn file(role: &str) -> SignedFile {
 }
 
 fn gun() -> String {
-    std::fs::read_to_string(dir().join("gun.txt")).unwrap().trim().to_string()
+    std::fs::read_to_string(dir().join("gun.txt"))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// The instant the fixtures were made: the Go server's timestamp expires 14 days after it.
@@ -33,7 +36,14 @@ fn fixture_now() -> DateTime<Utc> {
     file("timestamp").common.expires.with_timezone(&Utc) - Duration::days(14) + Duration::minutes(1)
 }
 
-const ROLES: [&str; 6] = ["root", "1.root", "targets", "targets/releases", "snapshot", "timestamp"];
+const ROLES: [&str; 6] = [
+    "root",
+    "1.root",
+    "targets",
+    "targets/releases",
+    "snapshot",
+    "timestamp",
+];
 
 #[test]
 fn canonical_body_and_envelope_reproduce_go_bytes() {
@@ -44,7 +54,11 @@ fn canonical_body_and_envelope_reproduce_go_bytes() {
         // The bytes between `{"signed":` and `,"signatures":` are Go's canonical body.
         let s = std::str::from_utf8(&raw).unwrap();
         let end = s.rfind(",\"signatures\":").unwrap();
-        assert_eq!(std::str::from_utf8(&body).unwrap(), &s[10..end], "{role}: canonical body");
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            &s[10..end],
+            "{role}: canonical body"
+        );
         // Re-assembling the envelope gives back the whole Go file, byte for byte.
         assert_eq!(envelope(&body, &f.signatures), raw, "{role}: envelope");
     }
@@ -68,20 +82,35 @@ fn key_ids_match_go() {
     let root_cert_key = &root.keys[&root.roles["root"].as_ref().unwrap().keyids[0]];
     assert_eq!(root_cert_key.keytype, keys::ECDSA_X509);
     assert_ne!(root_cert_key.canonical_id(), root_cert_key.id());
-    assert!(files.contains(&format!("{}.key", root_cert_key.canonical_id())), "root canonical ID");
+    assert!(
+        files.contains(&format!("{}.key", root_cert_key.canonical_id())),
+        "root canonical ID"
+    );
     let del = targets.delegations.keys.values().next().unwrap();
-    assert!(files.contains(&format!("{}.key", del.canonical_id())), "delegation canonical ID");
+    assert!(
+        files.contains(&format!("{}.key", del.canonical_id())),
+        "delegation canonical ID"
+    );
 }
 
 fn role_of(root: &Root, name: &str) -> BaseRole {
     let r = root.roles[name].as_ref().unwrap();
-    BaseRole { name: name.into(), keys: r.keyids.iter().map(|k| (k.clone(), root.keys[k].clone())).collect(), threshold: r.threshold }
+    BaseRole {
+        name: name.into(),
+        keys: r
+            .keyids
+            .iter()
+            .map(|k| (k.clone(), root.keys[k].clone()))
+            .collect(),
+        threshold: r.threshold,
+    }
 }
 
 #[test]
 fn go_signatures_verify_ecdsa_rsapss_eddsa() {
     let now = fixture_now();
-    let loaded = load_root(&gun(), &file("root"), None, 1, false, now).expect("Go root loads (x509 leaf, self-signature)");
+    let loaded = load_root(&gun(), &file("root"), None, 1, false, now)
+        .expect("Go root loads (x509 leaf, self-signature)");
     let first = load_root(&gun(), &file("1.root"), None, 1, true, now).unwrap();
     // root v2 was a rotation-free re-sign: it must also satisfy root v1's keys.
     load_root(&gun(), &file("root"), Some(&first), 1, false, now).unwrap();
@@ -93,7 +122,11 @@ fn go_signatures_verify_ecdsa_rsapss_eddsa() {
     let d = &targets.delegations.roles[0];
     let del_role = BaseRole {
         name: d.name.clone(),
-        keys: d.keyids.iter().map(|k| (k.clone(), targets.delegations.keys[k].clone())).collect(),
+        keys: d
+            .keyids
+            .iter()
+            .map(|k| (k.clone(), targets.delegations.keys[k].clone()))
+            .collect(),
         threshold: d.threshold,
     };
     let rel = file("targets/releases");
@@ -104,7 +137,10 @@ fn go_signatures_verify_ecdsa_rsapss_eddsa() {
     verify_signatures(&snap, &role_of(root, "snapshot")).unwrap();
     verify_signatures(&file("timestamp"), &role_of(root, "timestamp")).unwrap();
     // A signature checked against another role's keys fails the threshold.
-    assert_eq!(verify_signatures(&t, &role_of(root, "snapshot")), Err(VerifyError::Threshold("snapshot".into())));
+    assert_eq!(
+        verify_signatures(&t, &role_of(root, "snapshot")),
+        Err(VerifyError::Threshold("snapshot".into()))
+    );
 }
 
 #[test]
@@ -115,7 +151,9 @@ fn hash_chain_matches_file_bytes() {
         assert_eq!(snap.meta[role].length as usize, read(role).len());
     }
     let ts: MetaBody = file("timestamp").body().unwrap();
-    ts.meta["snapshot"].check_hashes(&read("snapshot"), "snapshot").unwrap();
+    ts.meta["snapshot"]
+        .check_hashes(&read("snapshot"), "snapshot")
+        .unwrap();
 }
 
 #[test]
@@ -127,7 +165,13 @@ fn publish_validation_accepts_go_upload_and_rejects_tampering() {
     }
     // The stored state of a fresh repository is empty: root v2 is accepted (current 1 → 1 or 2).
     let plan = validate_update(&gun(), &uploads, &StoredRepo::default(), now).unwrap();
-    assert_eq!(plan.updates.iter().map(|u| u.role.as_str()).collect::<Vec<_>>(), ["root", "targets", "targets/releases", "snapshot"]);
+    assert_eq!(
+        plan.updates
+            .iter()
+            .map(|u| u.role.as_str())
+            .collect::<Vec<_>>(),
+        ["root", "targets", "targets/releases", "snapshot"]
+    );
     assert!(plan.snapshot.is_none());
 
     // A delegation upload is checked against its parent from storage.
@@ -135,18 +179,27 @@ fn publish_validation_accepts_go_upload_and_rejects_tampering() {
     for role in ["root", "targets", "snapshot", "timestamp"] {
         stored.files.insert(role.into(), read(role));
     }
-    let only_rel: BTreeMap<_, _> = [("targets/releases".to_string(), file("targets/releases"))].into();
+    let only_rel: BTreeMap<_, _> =
+        [("targets/releases".to_string(), file("targets/releases"))].into();
     // Same version as stored is fine for validation (storage enforces "newer").
     let plan = validate_update(&gun(), &only_rel, &stored, now).unwrap();
     let gen = plan.snapshot.expect("server generates the snapshot");
     assert_eq!(gen.version, file("snapshot").common.version + 1);
 
     // Tampered target: signature no longer verifies.
-    let tampered = String::from_utf8(read("targets")).unwrap().replace("\"length\":14", "\"length\":15");
+    let tampered = String::from_utf8(read("targets"))
+        .unwrap()
+        .replace("\"length\":14", "\"length\":15");
     assert_ne!(tampered.as_bytes(), read("targets").as_slice());
-    let up: BTreeMap<_, _> = [("targets".to_string(), SignedFile::parse(tampered.as_bytes()).unwrap())].into();
+    let up: BTreeMap<_, _> = [(
+        "targets".to_string(),
+        SignedFile::parse(tampered.as_bytes()).unwrap(),
+    )]
+    .into();
     match validate_update(&gun(), &up, &stored, now) {
-        Err(ValidationError::BadTargets(m)) => assert_eq!(m, "valid signatures did not meet threshold for targets"),
+        Err(ValidationError::BadTargets(m)) => {
+            assert_eq!(m, "valid signatures did not meet threshold for targets")
+        }
         other => panic!("{other:?}"),
     }
 
@@ -180,7 +233,10 @@ fn root_version_rules() {
     stored.files.insert("root".into(), read("root")); // version 2
     let up: BTreeMap<_, _> = [("root".to_string(), file("1.root"))].into();
     match validate_update(&gun(), &up, &stored, now) {
-        Err(ValidationError::BadRoot(m)) => assert_eq!(m, "Root modifications must increment the version. Current 2, new 1"),
+        Err(ValidationError::BadRoot(m)) => assert_eq!(
+            m,
+            "Root modifications must increment the version. Current 2, new 1"
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -190,19 +246,33 @@ fn root_version_rules() {
 fn deterministic_ed25519_vector_v6() {
     let seed: Vec<u8> = (0u8..32).collect();
     let key = PrivateKey::from_go_bytes(keys::ED25519, &seed).unwrap();
-    assert_eq!(key.public_key().id(), "b9fe8d4b54e73abb584e2015aaa447047e53282f491dcc70c40d2474d3096a21");
+    assert_eq!(
+        key.public_key().id(),
+        "b9fe8d4b54e73abb584e2015aaa447047e53282f491dcc70c40d2474d3096a21"
+    );
     let body = json!({"_type":"Targets","delegations":{"keys":{},"roles":[]},"expires":"2030-01-01T00:00:00Z",
         "targets":{"hello":{"hashes":{"sha256":"uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=","sha512":"MJ7MSJwS1utMxA9QyQLytNDtd+5RGnx6m808qG1M2G+YndNbxf9JlnDaNCVbRbDP2DDoH2Bdz33FVC6TrpzXbw=="},"length":11}},"version":1});
     let canon = cjson::to_canonical(&body).unwrap();
-    let sig = notary_tuf::Signature { keyid: key.public_key().id(), method: key.method().into(), sig: key.sign(&canon) };
+    let sig = notary_tuf::Signature {
+        keyid: key.public_key().id(),
+        method: key.method().into(),
+        sig: key.sign(&canon),
+    };
     let file = envelope(&canon, &[sig]);
     assert_eq!(file.len(), 519);
-    assert_eq!(hex::encode(sha2::Sha256::digest(&file)), "8a7745690dfe752a75d60e2c83a318fa05a6f7c698901a1c994c8d8197df2332");
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&file)),
+        "8a7745690dfe752a75d60e2c83a318fa05a6f7c698901a1c994c8d8197df2332"
+    );
 
     // Negative vectors: method case, unknown method, duplicate signatures, wrong key ID.
     let parsed = SignedFile::parse(&file).unwrap();
     let pk = key.public_key();
-    let role = |t| BaseRole { name: "targets".into(), keys: [(pk.id(), pk.clone())].into(), threshold: t };
+    let role = |t| BaseRole {
+        name: "targets".into(),
+        keys: [(pk.id(), pk.clone())].into(),
+        threshold: t,
+    };
     verify_signatures(&parsed, &role(1)).unwrap();
     let mut upper = parsed.clone();
     upper.signatures[0].method = "EdDSA".to_lowercase();
@@ -212,10 +282,24 @@ fn deterministic_ed25519_vector_v6() {
     assert!(verify_signatures(&unknown, &role(1)).is_err());
     let mut dup = parsed.clone();
     dup.signatures.push(dup.signatures[0].clone());
-    assert_eq!(verify_signatures(&dup, &role(2)), Err(VerifyError::Threshold("targets".into())), "a key counts once");
-    let wrong_id = BaseRole { name: "targets".into(), keys: [(pk.id(), PublicKey::new(keys::ED25519, vec![7; 32]))].into(), threshold: 1 };
-    assert_eq!(verify_signatures(&parsed, &wrong_id), Err(VerifyError::InvalidKeyId));
-    assert_eq!(verify_signatures(&parsed, &role(0)), Err(VerifyError::InvalidThreshold(0, "targets".into())));
+    assert_eq!(
+        verify_signatures(&dup, &role(2)),
+        Err(VerifyError::Threshold("targets".into())),
+        "a key counts once"
+    );
+    let wrong_id = BaseRole {
+        name: "targets".into(),
+        keys: [(pk.id(), PublicKey::new(keys::ED25519, vec![7; 32]))].into(),
+        threshold: 1,
+    };
+    assert_eq!(
+        verify_signatures(&parsed, &wrong_id),
+        Err(VerifyError::InvalidKeyId)
+    );
+    assert_eq!(
+        verify_signatures(&parsed, &role(0)),
+        Err(VerifyError::InvalidThreshold(0, "targets".into()))
+    );
 }
 
 use sha2::Digest;

@@ -34,15 +34,21 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(tracing_subscriber::EnvFilter::new("warn")).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .init();
     let dirs = if args.trust_dir.is_empty() {
-        let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set: give --trust-dir")?);
+        let home =
+            PathBuf::from(std::env::var_os("HOME").context("HOME is not set: give --trust-dir")?);
         vec![home.join(".docker/trust"), home.join(".notary")]
     } else {
         args.trust_dir.clone()
     };
     let ca = match &args.tlscacert {
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading --tlscacert {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read(p).with_context(|| format!("reading --tlscacert {}", p.display()))?)
+        }
         None => None,
     };
     let credentials = match &args.username {
@@ -50,15 +56,22 @@ fn main() -> anyhow::Result<()> {
             username: u.clone(),
             password: match std::env::var("NOTARY_AUTH_PASSWORD") {
                 Ok(p) => Zeroizing::new(p),
-                Err(_) => Zeroizing::new(rpassword::prompt_password(format!("password for {u}: ")).context("reading the password")?),
+                Err(_) => Zeroizing::new(
+                    rpassword::prompt_password(format!("password for {u}: "))
+                        .context("reading the password")?,
+                ),
             },
         }),
         None => None,
     };
-    let client = notary_server::client::NotaryClient::new(&args.server, ca.as_deref(), credentials)?;
+    let client =
+        notary_server::client::NotaryClient::new(&args.server, ca.as_deref(), credentials)?;
     // The root key's passphrase: as the notary and docker CLIs take it, or a prompt.
     let passphrase = || -> Result<Zeroizing<String>, String> {
-        for var in ["NOTARY_ROOT_PASSPHRASE", "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE"] {
+        for var in [
+            "NOTARY_ROOT_PASSPHRASE",
+            "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
+        ] {
             if let Ok(p) = std::env::var(var) {
                 return Ok(Zeroizing::new(p));
             }
@@ -67,12 +80,22 @@ fn main() -> anyhow::Result<()> {
             format!("no passphrase: set NOTARY_ROOT_PASSPHRASE (or DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE), or run on a terminal ({e})")
         })
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let done = runtime.block_on(notary_server::rekey::rekey(&client, &args.gun, &dirs, &passphrase))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let done = runtime.block_on(notary_server::rekey::rekey(
+        &client,
+        &args.gun,
+        &dirs,
+        &passphrase,
+    ))?;
     println!(
         "{}: root version {} published; the server now signs timestamps with key {} and snapshots with key {}",
         args.gun, done.root_version, done.timestamp_key, done.snapshot_key
     );
-    println!("publish as usual, e.g. `notary -s {} publish {}`", args.server, args.gun);
+    println!(
+        "publish as usual, e.g. `notary -s {} publish {}`",
+        args.server, args.gun
+    );
     Ok(())
 }

@@ -104,20 +104,35 @@ pub fn rotation_hint(gun: &str, server: &str) -> String {
 }
 
 /// Import one repository; failures are reported, not returned.
-pub async fn import_one(service: &RepoService, source: &Source, gun: &str, opts: &Options) -> GunReport {
+pub async fn import_one(
+    service: &RepoService,
+    source: &Source,
+    gun: &str,
+    opts: &Options,
+) -> GunReport {
     match try_import(service, source, gun, opts).await {
         Ok(r) => r,
         Err(e) => GunReport::failed(gun, e),
     }
 }
 
-async fn try_import(service: &RepoService, source: &Source, gun: &str, opts: &Options) -> Result<GunReport, String> {
+async fn try_import(
+    service: &RepoService,
+    source: &Source,
+    gun: &str,
+    opts: &Options,
+) -> Result<GunReport, String> {
     if !crate::http::gun_is_acceptable(gun) {
         return Err("not a valid GUN (at most 255 characters, no control characters, no empty, '.' or '..' segments)".into());
     }
     let mut here = History::default();
     if !opts.replace {
-        for (role, version, bytes) in service.store.files_of(gun).await.map_err(|e| format!("reading this server's copy: {e}"))? {
+        for (role, version, bytes) in service
+            .store
+            .files_of(gun)
+            .await
+            .map_err(|e| format!("reading this server's copy: {e}"))?
+        {
             here.insert(&role, version, bytes);
         }
     }
@@ -136,11 +151,18 @@ async fn try_import(service: &RepoService, source: &Source, gun: &str, opts: &Op
             all.insert(role, *v, bytes.clone());
         }
     }
-    let verified = verify_history(gun, &all, Utc::now()).map_err(|e| format!("verification failed, nothing stored: {e}"))?;
+    let verified = verify_history(gun, &all, Utc::now())
+        .map_err(|e| format!("verification failed, nothing stored: {e}"))?;
     let updates: Vec<Update> = fetched
         .roles
         .iter()
-        .flat_map(|(role, vs)| vs.iter().map(move |(v, b)| Update { role: role.clone(), version: *v, data: b.clone() }))
+        .flat_map(|(role, vs)| {
+            vs.iter().map(move |(v, b)| Update {
+                role: role.clone(),
+                version: *v,
+                data: b.clone(),
+            })
+        })
         .filter(|u| here.get(&u.role, u.version).is_none())
         .collect();
     let (result, stored) = if opts.dry_run {
@@ -161,7 +183,10 @@ async fn try_import(service: &RepoService, source: &Source, gun: &str, opts: &Op
         timestamp: holds_any(service, &verified.timestamp_keys).await?,
         snapshot: holds_any(service, &verified.snapshot_keys).await?,
     };
-    let server = opts.public_url.clone().unwrap_or_else(|| "<this server's URL>".into());
+    let server = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "<this server's URL>".into());
     let mut notes = verified.notes.clone();
     if verified.first_root > 1 {
         notes.push(format!(
@@ -178,7 +203,11 @@ async fn try_import(service: &RepoService, source: &Source, gun: &str, opts: &Op
         files_replaced: stored.replaced,
         current: verified.current.clone(),
         first_root_version: Some(verified.first_root),
-        timestamp_expires: Some(verified.timestamp_expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        timestamp_expires: Some(
+            verified
+                .timestamp_expires
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
         expired: verified.expired.clone(),
         server_holds_keys: held,
         next_step: (!held.timestamp).then(|| rotation_hint(gun, &server)),
@@ -188,7 +217,13 @@ async fn try_import(service: &RepoService, source: &Source, gun: &str, opts: &Op
 
 async fn holds_any(service: &RepoService, ids: &[String]) -> Result<bool, String> {
     for id in ids {
-        if service.crypto.get_key(id).await.map_err(|e| format!("asking the trust service for key {id}: {e}"))?.is_some() {
+        if service
+            .crypto
+            .get_key(id)
+            .await
+            .map_err(|e| format!("asking the trust service for key {id}: {e}"))?
+            .is_some()
+        {
             return Ok(true);
         }
     }
@@ -196,11 +231,21 @@ async fn holds_any(service: &RepoService, ids: &[String]) -> Result<bool, String
 }
 
 /// Import every GUN in turn, showing progress: a bar on a terminal, a line per GUN otherwise.
-pub async fn import_all(service: &RepoService, source: &Source, guns: &[String], opts: &Options) -> Vec<GunReport> {
-    let bar = indicatif::ProgressBar::with_draw_target(Some(guns.len() as u64), indicatif::ProgressDrawTarget::stderr());
+pub async fn import_all(
+    service: &RepoService,
+    source: &Source,
+    guns: &[String],
+    opts: &Options,
+) -> Vec<GunReport> {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(guns.len() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {wide_msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} {elapsed_precise} {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let terminal = std::io::stderr().is_terminal();
     let mut out = Vec::with_capacity(guns.len());
@@ -232,8 +277,23 @@ pub async fn import_all(service: &RepoService, source: &Source, guns: &[String],
 
 /// The summary table printed at the end.
 pub fn summary_table(reports: &[GunReport]) -> String {
-    let header = ["GUN", "RESULT", "COPIED", "ROOT", "TARGETS", "SNAPSHOT", "TIMESTAMP", "TIMESTAMP EXPIRES", "KEYS HERE"];
-    let v = |r: &GunReport, role: &str| r.current.get(role).map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    let header = [
+        "GUN",
+        "RESULT",
+        "COPIED",
+        "ROOT",
+        "TARGETS",
+        "SNAPSHOT",
+        "TIMESTAMP",
+        "TIMESTAMP EXPIRES",
+        "KEYS HERE",
+    ];
+    let v = |r: &GunReport, role: &str| {
+        r.current
+            .get(role)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
     let rows: Vec<[String; 9]> = reports
         .iter()
         .map(|r| {
@@ -269,7 +329,11 @@ pub fn summary_table(reports: &[GunReport]) -> String {
         }
     }
     let line = |cells: Vec<&str>| -> String {
-        let s: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         s.join("  ").trim_end().to_string() + "\n"
     };
     let mut out = line(header.to_vec());
@@ -277,7 +341,11 @@ pub fn summary_table(reports: &[GunReport]) -> String {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     let failed = reports.iter().filter(|r| r.result == "failed").count();
-    out.push_str(&format!("{} repositories: {} failed\n", reports.len(), failed));
+    out.push_str(&format!(
+        "{} repositories: {} failed\n",
+        reports.len(),
+        failed
+    ));
     for r in reports {
         if let Some(e) = &r.error {
             out.push_str(&format!("{}: {e}\n", r.gun));

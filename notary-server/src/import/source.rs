@@ -37,7 +37,12 @@ pub enum Source {
 }
 
 fn version_of(role: &str, bytes: &[u8]) -> Result<i64, SourceError> {
-    SignedFile::parse(bytes).map(|f| f.common.version).map_err(|e| SourceError::Malformed { role: role.to_string(), msg: e.to_string() })
+    SignedFile::parse(bytes)
+        .map(|f| f.common.version)
+        .map_err(|e| SourceError::Malformed {
+            role: role.to_string(),
+            msg: e.to_string(),
+        })
 }
 
 impl Source {
@@ -45,7 +50,11 @@ impl Source {
     pub fn label(&self) -> String {
         match self {
             Source::Server(c) => c.base().to_string(),
-            Source::TrustDirs(d) => d.iter().map(|p| format!("trust-dir:{}", p.display())).collect::<Vec<_>>().join(","),
+            Source::TrustDirs(d) => d
+                .iter()
+                .map(|p| format!("trust-dir:{}", p.display()))
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 
@@ -83,11 +92,18 @@ impl Source {
     }
 }
 
-async fn fetch_from_server(c: &NotaryClient, gun: &str, here: &History) -> Result<History, SourceError> {
+async fn fetch_from_server(
+    c: &NotaryClient,
+    gun: &str,
+    here: &History,
+) -> Result<History, SourceError> {
     let scope = format!("repository:{gun}:pull");
     let url = |file: &str| format!("/v2/{gun}/_trust/tuf/{file}");
     let mut h = History::default();
-    let ts = c.get(&url("timestamp.json"), &scope).await?.ok_or_else(|| SourceError::NotFound(gun.to_string()))?;
+    let ts = c
+        .get(&url("timestamp.json"), &scope)
+        .await?
+        .ok_or_else(|| SourceError::NotFound(gun.to_string()))?;
     h.insert(md::TIMESTAMP, version_of(md::TIMESTAMP, &ts)?, ts.clone());
     if let Some(root) = c.get(&url("root.json"), &scope).await? {
         h.insert(md::ROOT, version_of(md::ROOT, &root)?, root);
@@ -102,9 +118,18 @@ async fn fetch_from_server(c: &NotaryClient, gun: &str, here: &History) -> Resul
         }
     }
     // Older versions, newest first, down to what is stored here or what the source lacks.
-    let roles: Vec<String> = h.roles.keys().chain(here.roles.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let roles: Vec<String> = h
+        .roles
+        .keys()
+        .chain(here.roles.keys())
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     for role in &roles {
-        let Some((current, _)) = h.newest(role) else { continue };
+        let Some((current, _)) = h.newest(role) else {
+            continue;
+        };
         let mut v = current - 1;
         while v >= 1 && here.get(role, v).is_none() {
             if h.get(role, v).is_none() {
@@ -118,7 +143,11 @@ async fn fetch_from_server(c: &NotaryClient, gun: &str, here: &History) -> Resul
         }
     }
     // Files that older snapshots name and no version number reached.
-    let snapshots: Vec<Vec<u8>> = h.roles.get(md::SNAPSHOT).map(|m| m.values().cloned().collect()).unwrap_or_default();
+    let snapshots: Vec<Vec<u8>> = h
+        .roles
+        .get(md::SNAPSHOT)
+        .map(|m| m.values().cloned().collect())
+        .unwrap_or_default();
     for snap in snapshots {
         if let Ok(b) = body::<MetaBody>(md::SNAPSHOT, &snap) {
             fetch_named(c, gun, &scope, &b, here, &mut h).await?;
@@ -137,14 +166,26 @@ async fn fetch_named(
     h: &mut History,
 ) -> Result<(), SourceError> {
     for (role, meta) in &snapshot.meta {
-        if !md::is_valid_role(role) || role == md::TIMESTAMP || h.matching(role, meta).is_some() || here.matching(role, meta).is_some() {
+        if !md::is_valid_role(role)
+            || role == md::TIMESTAMP
+            || h.matching(role, meta).is_some()
+            || here.matching(role, meta).is_some()
+        {
             continue;
         }
-        let Some(sha) = meta.sha256_hex() else { continue };
-        if let Some(b) = c.get(&format!("/v2/{gun}/_trust/tuf/{role}.{sha}.json"), scope).await? {
+        let Some(sha) = meta.sha256_hex() else {
+            continue;
+        };
+        if let Some(b) = c
+            .get(&format!("/v2/{gun}/_trust/tuf/{role}.{sha}.json"), scope)
+            .await?
+        {
             let v = version_of(role, &b)?;
             if h.get(role, v).is_some_and(|other| other != b.as_slice()) {
-                return Err(SourceError::Inconsistent { role: role.clone(), version: v });
+                return Err(SourceError::Inconsistent {
+                    role: role.clone(),
+                    version: v,
+                });
             }
             h.insert(role, v, b);
         }
@@ -153,8 +194,14 @@ async fn fetch_named(
 }
 
 fn body<T: for<'de> serde::Deserialize<'de>>(role: &str, bytes: &[u8]) -> Result<T, SourceError> {
-    let malformed = |msg: String| SourceError::Malformed { role: role.to_string(), msg };
-    SignedFile::parse(bytes).map_err(|e| malformed(e.to_string()))?.body().map_err(|e| malformed(e.to_string()))
+    let malformed = |msg: String| SourceError::Malformed {
+        role: role.to_string(),
+        msg,
+    };
+    SignedFile::parse(bytes)
+        .map_err(|e| malformed(e.to_string()))?
+        .body()
+        .map_err(|e| malformed(e.to_string()))
 }
 
 async fn changefeed_guns(c: &NotaryClient) -> Result<Vec<String>, SourceError> {
@@ -183,8 +230,10 @@ async fn changefeed_guns(c: &NotaryClient) -> Result<Vec<String>, SourceError> {
                 body: "no changefeed: name the repositories with --gun".into(),
             })
         })?;
-        let page: Page =
-            serde_json::from_slice(&page).map_err(|e| SourceError::Malformed { role: "changefeed".into(), msg: e.to_string() })?;
+        let page: Page = serde_json::from_slice(&page).map_err(|e| SourceError::Malformed {
+            role: "changefeed".into(),
+            msg: e.to_string(),
+        })?;
         let records = page.records.unwrap_or_default();
         let Some(last) = records.last() else { break };
         id = last.id.clone();
@@ -202,7 +251,10 @@ async fn changefeed_guns(c: &NotaryClient) -> Result<Vec<String>, SourceError> {
 /// Every `<role>.json` below a trust directory's `metadata` folder (delegations in sub-folders).
 fn read_trust_dir(dir: &Path, h: &mut History) -> Result<(), SourceError> {
     fn walk(base: &Path, dir: &Path, h: &mut History) -> Result<(), SourceError> {
-        let io = |e: std::io::Error| SourceError::Io { path: dir.to_path_buf(), msg: e.to_string() };
+        let io = |e: std::io::Error| SourceError::Io {
+            path: dir.to_path_buf(),
+            msg: e.to_string(),
+        };
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -214,11 +266,21 @@ fn read_trust_dir(dir: &Path, h: &mut History) -> Result<(), SourceError> {
                 walk(base, &path, h)?;
                 continue;
             }
-            let Some(role) = path.strip_prefix(base).ok().and_then(|p| p.to_str()).and_then(|p| p.strip_suffix(".json")) else { continue };
+            let Some(role) = path
+                .strip_prefix(base)
+                .ok()
+                .and_then(|p| p.to_str())
+                .and_then(|p| p.strip_suffix(".json"))
+            else {
+                continue;
+            };
             if !md::is_valid_role(role) {
                 continue;
             }
-            let bytes = std::fs::read(&path).map_err(|e| SourceError::Io { path: path.clone(), msg: e.to_string() })?;
+            let bytes = std::fs::read(&path).map_err(|e| SourceError::Io {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
             h.insert(role, version_of(role, &bytes)?, bytes);
         }
         Ok(())
@@ -231,7 +293,12 @@ fn find_guns(tuf: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<(), S
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(SourceError::Io { path: dir.to_path_buf(), msg: e.to_string() }),
+        Err(e) => {
+            return Err(SourceError::Io {
+                path: dir.to_path_buf(),
+                msg: e.to_string(),
+            })
+        }
     };
     for entry in entries.flatten() {
         let path = entry.path();

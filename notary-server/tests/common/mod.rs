@@ -21,15 +21,23 @@ pub async fn create_pg_db() -> String {
     let admin = std::env::var("NOTARY_TEST_PG_URL")
         .expect("NOTARY_TEST_PG_URL is not set: run the tests with `bash scripts/test.sh`, which starts a private Postgres");
     let name = format!("notary_test_{}_{}", std::process::id(), rand_suffix());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test Postgres");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to the test Postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
 }
 
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
     t * 1000 + N.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -57,7 +65,11 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -72,7 +84,12 @@ impl Server {
                 let tmp = tempfile::tempdir().unwrap();
                 let data = tmp.path().join("data");
                 let port = free_port();
-                let args = vec!["--data-dir".into(), data.display().to_string(), "--listen".into(), format!("127.0.0.1:{port}")];
+                let args = vec![
+                    "--data-dir".into(),
+                    data.display().to_string(),
+                    "--listen".into(),
+                    format!("127.0.0.1:{port}"),
+                ];
                 Self::spawn(tmp, data, port, args, None).await
             }
             Backend::Postgres => Self::start_with_db(&create_pg_db().await).await,
@@ -93,12 +110,20 @@ impl Server {
 
     /// As [`start_with_config`], serving the given certificate (e.g. one shared by several
     /// instances behind a load balancer) instead of one of its own.
-    pub async fn start_with_tls(db_url: &str, extra: serde_json::Value, shared: Option<&notary_server::tls::Generated>) -> Server {
+    pub async fn start_with_tls(
+        db_url: &str,
+        extra: serde_json::Value,
+        shared: Option<&notary_server::tls::Generated>,
+    ) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         if let Some(g) = shared {
             std::fs::create_dir_all(data.join("tls")).unwrap();
-            for (from, name) in [(&g.ca, "ca.crt"), (&g.cert, "server.crt"), (&g.key, "server.key")] {
+            for (from, name) in [
+                (&g.ca, "ca.crt"),
+                (&g.cert, "server.crt"),
+                (&g.key, "server.key"),
+            ] {
                 std::fs::copy(from, data.join("tls").join(name)).unwrap();
             }
         }
@@ -118,8 +143,18 @@ impl Server {
         Self::spawn(tmp, data, port, args, Some(db_url.to_string())).await
     }
 
-    async fn spawn(tmp: tempfile::TempDir, data: PathBuf, port: u16, args: Vec<String>, db_url: Option<String>) -> Server {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(tmp.path().join("server.log")).unwrap();
+    async fn spawn(
+        tmp: tempfile::TempDir,
+        data: PathBuf,
+        port: u16,
+        args: Vec<String>,
+        db_url: Option<String>,
+    ) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(tmp.path().join("server.log"))
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary-server"));
         cmd.args(&args).env_remove("NOTARY_SERVER_KEY_PASSPHRASE");
         if db_url.is_some() {
@@ -127,7 +162,11 @@ impl Server {
             // embedded default generates one in its data folder.
             cmd.env("NOTARY_SERVER_KEY_PASSPHRASE", "test-server-key-passphrase");
         }
-        let child = cmd.stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("start notary-server");
+        let child = cmd
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start notary-server");
         let ca = data.join("tls/ca.crt");
         let url = format!("https://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -137,8 +176,21 @@ impl Server {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         let cert = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
-        let http = reqwest::Client::builder().add_root_certificate(cert).build().unwrap();
-        let mut s = Server { child: Some(child), args, db_url, data, port, url, ca, http, tmp };
+        let http = reqwest::Client::builder()
+            .add_root_certificate(cert)
+            .build()
+            .unwrap();
+        let mut s = Server {
+            child: Some(child),
+            args,
+            db_url,
+            data,
+            port,
+            url,
+            ca,
+            http,
+            tmp,
+        };
         loop {
             // Ready when it answers the ping (200, or 401 with token auth); health may rightly be
             // 503 (e.g. signer unreachable).
@@ -164,7 +216,14 @@ impl Server {
     pub async fn restart(mut self) -> Server {
         self.stop();
         let tmp = std::mem::replace(&mut self.tmp, tempfile::tempdir().unwrap());
-        Self::spawn(tmp, self.data.clone(), self.port, self.args.clone(), self.db_url.clone()).await
+        Self::spawn(
+            tmp,
+            self.data.clone(),
+            self.port,
+            self.args.clone(),
+            self.db_url.clone(),
+        )
+        .await
     }
 
     pub fn stop(&mut self) {
@@ -201,7 +260,11 @@ impl Server {
     /// Send a signal (e.g. "HUP") to the server process.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
-        assert!(Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success());
     }
 
     /// `notary-server <storage args> <args…>`: a subcommand (import, imported) on this server's
@@ -212,7 +275,10 @@ impl Server {
             Some(i) => self.args[..i].iter().chain(&self.args[i + 2..]).collect(),
             None => self.args.iter().collect(),
         };
-        cmd.args(storage).args(args).env_remove("NOTARY_SERVER_KEY_PASSPHRASE").env("RUST_BACKTRACE", "0");
+        cmd.args(storage)
+            .args(args)
+            .env_remove("NOTARY_SERVER_KEY_PASSPHRASE")
+            .env("RUST_BACKTRACE", "0");
         if self.db_url.is_some() {
             cmd.env("NOTARY_SERVER_KEY_PASSPHRASE", "test-server-key-passphrase");
         }
@@ -231,16 +297,31 @@ impl Server {
     /// The repository's state as clients see it: every role file they fetch, and the changefeed.
     pub async fn snapshot_of_state(&self, gun: &str) -> Vec<(u16, Vec<u8>)> {
         let mut v = Vec::new();
-        for f in ["root.json", "targets.json", "snapshot.json", "timestamp.json"] {
+        for f in [
+            "root.json",
+            "targets.json",
+            "snapshot.json",
+            "timestamp.json",
+        ] {
             v.push(self.get(&self.tuf(gun, f)).await);
         }
-        v.push(self.get(&format!("{}/v2/{gun}/_trust/changefeed?records=100", self.url)).await);
+        v.push(
+            self.get(&format!(
+                "{}/v2/{gun}/_trust/changefeed?records=100",
+                self.url
+            ))
+            .await,
+        );
         v
     }
 
     /// A notary CLI bound to this server and a trust folder.
     pub fn notary(&self, trust_dir: &str) -> Notary {
-        Notary { server: self.url.clone(), ca: self.ca.clone(), dir: self.tmp.path().join(trust_dir) }
+        Notary {
+            server: self.url.clone(),
+            ca: self.ca.clone(),
+            dir: self.tmp.path().join(trust_dir),
+        }
     }
 }
 
@@ -285,30 +366,51 @@ impl Notary {
 
     fn run_full(&self, args: &[&str], input: &[u8], passphrase: Option<&str>) -> Run {
         let mut cmd = Command::new("notary");
-        cmd.args(["-s", &self.server, "--tlscacert", self.ca.to_str().unwrap(), "-d", self.dir.to_str().unwrap()])
-            .args(args)
-            .env("NOTARY_ROOT_PASSPHRASE", "root-pass-phrase")
-            .env("NOTARY_TARGETS_PASSPHRASE", "targets-pass-phrase")
-            .env("NOTARY_SNAPSHOT_PASSPHRASE", "snapshot-pass-phrase")
-            .env("NOTARY_DELEGATION_PASSPHRASE", "delegation-pass-phrase")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "-s",
+            &self.server,
+            "--tlscacert",
+            self.ca.to_str().unwrap(),
+            "-d",
+            self.dir.to_str().unwrap(),
+        ])
+        .args(args)
+        .env("NOTARY_ROOT_PASSPHRASE", "root-pass-phrase")
+        .env("NOTARY_TARGETS_PASSPHRASE", "targets-pass-phrase")
+        .env("NOTARY_SNAPSHOT_PASSPHRASE", "snapshot-pass-phrase")
+        .env("NOTARY_DELEGATION_PASSPHRASE", "delegation-pass-phrase")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         if let Some(p) = passphrase {
             for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
                 cmd.env(format!("NOTARY_{role}_PASSPHRASE"), p);
             }
         }
-        let mut child = cmd.spawn().expect("the Go `notary` CLI must be installed (Debian package `notary`); .ci/run installs it");
+        let mut child = cmd.spawn().expect(
+            "the Go `notary` CLI must be installed (Debian package `notary`); .ci/run installs it",
+        );
         child.stdin.take().unwrap().write_all(input).unwrap();
-        let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
-        Run { ok: status.success(), stdout: String::from_utf8_lossy(&stdout).into(), stderr: String::from_utf8_lossy(&stderr).into() }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().unwrap();
+        Run {
+            ok: status.success(),
+            stdout: String::from_utf8_lossy(&stdout).into(),
+            stderr: String::from_utf8_lossy(&stderr).into(),
+        }
     }
 
     /// Run and require success.
     pub fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
-        assert!(r.ok, "notary {args:?} failed:\nstdout: {}\nstderr: {}", r.stdout, r.stderr);
+        assert!(
+            r.ok,
+            "notary {args:?} failed:\nstdout: {}\nstderr: {}",
+            r.stdout, r.stderr
+        );
         r.stdout
     }
 }
@@ -325,9 +427,15 @@ pub fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
 /// The sha256 of a snapshot named in a timestamp file.
 pub fn snapshot_sha_from_timestamp(ts: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(ts).unwrap();
-    let b64 = v["signed"]["meta"]["snapshot"]["hashes"]["sha256"].as_str().unwrap();
+    let b64 = v["signed"]["meta"]["snapshot"]["hashes"]["sha256"]
+        .as_str()
+        .unwrap();
     use base64::Engine;
-    hex::encode(base64::engine::general_purpose::STANDARD.decode(b64).unwrap())
+    hex::encode(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
 }
 
 /// Generate one `#[tokio::test]` per backend for each `async fn name(backend: Backend)`.
@@ -351,7 +459,11 @@ pub async fn create_go_pg_db() -> String {
     use sqlx::Connection;
     let url = create_pg_db().await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let schema = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/go-server-postgres-schema.sql")).unwrap();
+    let schema = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/go-server-postgres-schema.sql"
+    ))
+    .unwrap();
     sqlx::raw_sql(&schema).execute(&mut conn).await.unwrap();
     url
 }
@@ -395,19 +507,34 @@ impl GoServer {
             .expect("Debian's Go notary-server must be installed (package `notary`)");
         let url = format!("https://127.0.0.1:{port}");
         let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap())
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).unwrap()).unwrap(),
+            )
             .build()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut g = GoServer { child: Some(child), url, ca: tls.ca, tmp };
+        let mut g = GoServer {
+            child: Some(child),
+            url,
+            ca: tls.ca,
+            tmp,
+        };
         loop {
             if let Ok(r) = http.get(format!("{}/v2/", g.url)).send().await {
                 if r.status() == 200 || r.status() == 401 {
                     break;
                 }
             }
-            assert!(g.child.as_mut().unwrap().try_wait().unwrap().is_none(), "Go notary-server exited: {}", g.log());
-            assert!(Instant::now() < deadline, "Go notary-server not ready: {}", g.log());
+            assert!(
+                g.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+                "Go notary-server exited: {}",
+                g.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "Go notary-server not ready: {}",
+                g.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         g
@@ -420,7 +547,11 @@ impl GoServer {
     /// A notary CLI bound to this server; `dir` is a trust folder (may be shared with clients
     /// of our server).
     pub fn notary(&self, dir: &Path) -> Notary {
-        Notary { server: self.url.clone(), ca: self.ca.clone(), dir: dir.to_path_buf() }
+        Notary {
+            server: self.url.clone(),
+            ca: self.ca.clone(),
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn stop(&mut self) {
@@ -441,7 +572,12 @@ impl Drop for GoServer {
 /// its `server.http_addr` is set to a free port) from the folder `cwd`, with `env` and no key
 /// passphrase unless `env` gives one: Ok((child, port)) once it listens, Err(everything it
 /// printed) if it exits first.
-pub fn try_start_server_in(mut config: serde_json::Value, dir: &Path, cwd: &Path, env: &[(&str, &str)]) -> Result<(Child, u16), String> {
+pub fn try_start_server_in(
+    mut config: serde_json::Value,
+    dir: &Path,
+    cwd: &Path,
+    env: &[(&str, &str)],
+) -> Result<(Child, u16), String> {
     let port = free_port();
     config["server"]["http_addr"] = serde_json::json!(format!("127.0.0.1:{port}"));
     let cfg = dir.join(format!("server-{port}.json"));
@@ -449,11 +585,19 @@ pub fn try_start_server_in(mut config: serde_json::Value, dir: &Path, cwd: &Path
     let log = dir.join(format!("server-{port}.log"));
     let out = std::fs::File::create(&log).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary-server"));
-    cmd.arg("--config").arg(&cfg).current_dir(cwd).env_remove("NOTARY_SERVER_KEY_PASSPHRASE").env("RUST_BACKTRACE", "0");
+    cmd.arg("--config")
+        .arg(&cfg)
+        .current_dir(cwd)
+        .env_remove("NOTARY_SERVER_KEY_PASSPHRASE")
+        .env("RUST_BACKTRACE", "0");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.stdout(out.try_clone().unwrap()).stderr(out).spawn().unwrap();
+    let mut child = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -469,7 +613,11 @@ pub fn try_start_server_in(mut config: serde_json::Value, dir: &Path, cwd: &Path
 }
 
 /// [`try_start_server_in`] with the config, the log and the current folder all in `dir`.
-pub fn try_start_server(config: serde_json::Value, dir: &Path, env: &[(&str, &str)]) -> Result<(Child, u16), String> {
+pub fn try_start_server(
+    config: serde_json::Value,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<(Child, u16), String> {
     try_start_server_in(config, dir, dir, env)
 }
 
@@ -487,14 +635,37 @@ pub async fn go_populated_db() -> String {
     owner.ok(&["add", GO_GUN, "go-v1", f.to_str().unwrap()]);
     owner.ok(&["publish", GO_GUN]);
     let (key, cert) = delegate_cert(go.tmp.path(), "go-delegate");
-    owner.ok(&["delegation", "add", GO_GUN, "targets/releases", cert.to_str().unwrap(), "--all-paths"]);
+    owner.ok(&[
+        "delegation",
+        "add",
+        GO_GUN,
+        "targets/releases",
+        cert.to_str().unwrap(),
+        "--all-paths",
+    ]);
     owner.ok(&["publish", GO_GUN]);
     owner.ok(&["key", "rotate", GO_GUN, "snapshot", "-r"]); // the Go server signs snapshots (ed25519)
     let delegate = go.notary(&go.tmp.path().join("delegate"));
-    delegate.ok(&["key", "import", key.to_str().unwrap(), "--role", "targets/releases"]);
-    delegate.ok(&["add", GO_GUN, "go-release", f.to_str().unwrap(), "--roles", "targets/releases"]);
+    delegate.ok(&[
+        "key",
+        "import",
+        key.to_str().unwrap(),
+        "--role",
+        "targets/releases",
+    ]);
+    delegate.ok(&[
+        "add",
+        GO_GUN,
+        "go-release",
+        f.to_str().unwrap(),
+        "--roles",
+        "targets/releases",
+    ]);
     delegate.ok(&["publish", GO_GUN]);
-    assert!(go.notary(&go.tmp.path().join("check")).ok(&["list", GO_GUN]).contains("go-release"));
+    assert!(go
+        .notary(&go.tmp.path().join("check"))
+        .ok(&["list", GO_GUN])
+        .contains("go-release"));
     db
 }
 
@@ -503,14 +674,29 @@ pub fn delegate_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let cert = dir.join(format!("{name}.crt"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes", "-days", "30", "-subj", &format!("/CN={name}")])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-sha256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN={name}"),
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (key, cert)
 }
 
@@ -523,7 +709,15 @@ pub async fn init_repo(s: &Server, gun: &str) -> RustRepo {
     assert_eq!(st, 200);
     let parse = |b: &[u8]| notary_bench::repo::parse_key_response(b).expect("key response");
     let repo = RustRepo::new(gun, parse(&sn), parse(&ts));
-    let (st, body) = s.post_parts(gun, &[("root", &repo.root_file(1)), ("targets", &repo.targets_file(1, &[("init", b"init")]))]).await;
+    let (st, body) = s
+        .post_parts(
+            gun,
+            &[
+                ("root", &repo.root_file(1)),
+                ("targets", &repo.targets_file(1, &[("init", b"init")])),
+            ],
+        )
+        .await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     repo
 }
@@ -531,7 +725,14 @@ pub async fn init_repo(s: &Server, gun: &str) -> RustRepo {
 impl Server {
     pub async fn post_parts(&self, gun: &str, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
         let (ct, body) = multipart(parts);
-        let r = self.http.post(self.tuf(gun, "")).header("content-type", ct).body(body).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.tuf(gun, ""))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 }
@@ -540,8 +741,15 @@ impl Server {
 /// `target/reliability-figures.txt`, which it empties first) and quoted in docs/reliability.md.
 pub fn report_figures(test: &str, line: &str) {
     use std::io::Write;
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/reliability-figures.txt"));
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/reliability-figures.txt"
+    ));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{test}: {line}");
     }
     println!("{test}: {line}");
@@ -549,7 +757,9 @@ pub fn report_figures(test: &str, line: &str) {
 
 /// The value of one sample (name and labels exactly) in a Prometheus text page from `/metrics`.
 pub fn metric_sample<'a>(metrics: &'a str, sample: &str) -> Option<&'a str> {
-    metrics.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
 }
 
 /// `signed.version` of a metadata file.
@@ -560,15 +770,25 @@ pub fn version_of(file: &[u8]) -> i64 {
 
 /// The first error of a Go error envelope: (code, detail).
 pub fn api_error(body: &[u8]) -> (String, serde_json::Value) {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).unwrap_or_else(|_| panic!("not an error envelope: {}", String::from_utf8_lossy(body)));
-    (v["errors"][0]["code"].as_str().unwrap_or_default().to_string(), v["errors"][0]["detail"].clone())
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("not an error envelope: {}", String::from_utf8_lossy(body)));
+    (
+        v["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        v["errors"][0]["detail"].clone(),
+    )
 }
 
 /// A sibling binary of the workspace (built by `cargo test --workspace` / scripts/test.sh).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_notary-server")).with_file_name(name);
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace --bins` (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace --bins` (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -588,17 +808,32 @@ impl SignerProc {
     /// Our signer (`go = false`) or Debian's Go notary-signer (`go = true`); `db_url` None means
     /// the memory store. Certificates come from `tls_dir` (shared with the server so both trust
     /// one CA); mutual TLS is required.
-    pub async fn start(go: bool, db_url: Option<&str>, tls: &notary_server::tls::Generated) -> SignerProc {
+    pub async fn start(
+        go: bool,
+        db_url: Option<&str>,
+        tls: &notary_server::tls::Generated,
+    ) -> SignerProc {
         let storage = match db_url {
             None => serde_json::json!({"backend": "memory"}),
             Some(u) => {
                 let sep = if u.contains('?') { '&' } else { '?' };
-                let url = if go { format!("{u}{sep}sslmode=disable") } else { u.to_string() };
+                let url = if go {
+                    format!("{u}{sep}sslmode=disable")
+                } else {
+                    u.to_string()
+                };
                 serde_json::json!({"backend": "postgres", "db_url": url, "default_alias": SIGNER_ALIAS})
             }
         };
-        let bin = if go { PathBuf::from("notary-signer") } else { workspace_bin("notary-signer") };
-        let env = vec![(format!("NOTARY_SIGNER_{}", SIGNER_ALIAS.to_uppercase()), SIGNER_PASSPHRASE.to_string())];
+        let bin = if go {
+            PathBuf::from("notary-signer")
+        } else {
+            workspace_bin("notary-signer")
+        };
+        let env = vec![(
+            format!("NOTARY_SIGNER_{}", SIGNER_ALIAS.to_uppercase()),
+            SIGNER_PASSPHRASE.to_string(),
+        )];
         Self::start_with(bin, storage, env, tls).await
     }
 
@@ -621,7 +856,11 @@ impl SignerProc {
         let mut s = SignerProc {
             child: None,
             port,
-            tls: notary_server::tls::Generated { ca: tls.ca.clone(), cert: tls.cert.clone(), key: tls.key.clone() },
+            tls: notary_server::tls::Generated {
+                ca: tls.ca.clone(),
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+            },
             tmp,
             args: (bin, path, env),
         };
@@ -630,7 +869,11 @@ impl SignerProc {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.tmp.path().join("signer.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.tmp.path().join("signer.log"))
+            .unwrap();
         let (bin, path, env) = &self.args;
         let child = Command::new(bin)
             .arg("-config")
@@ -643,8 +886,16 @@ impl SignerProc {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(self.child.as_mut().unwrap().try_wait().unwrap().is_none(), "signer exited: {}", self.log());
-            assert!(Instant::now() < deadline, "signer not listening: {}", self.log());
+            assert!(
+                self.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+                "signer exited: {}",
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "signer not listening: {}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -656,7 +907,11 @@ impl SignerProc {
     /// Send a signal (e.g. "STOP" to hang the process, "CONT" to resume it).
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
-        assert!(Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success());
     }
 
     /// Run the signer binary once with extra arguments (e.g. a subcommand) and the same
@@ -671,7 +926,14 @@ impl SignerProc {
             .envs(env.iter().map(|(a, b)| (a.to_string(), b.to_string())))
             .output()
             .unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 
     pub fn stop(&mut self) {
@@ -688,15 +950,24 @@ impl SignerProc {
 
     /// Stop, rewrite the config's `storage` block and the environment, and start again:
     /// Err(the log) if the signer exits instead of listening.
-    pub async fn reconfigure(&mut self, storage: serde_json::Value, env: Vec<(String, String)>) -> Result<(), String> {
+    pub async fn reconfigure(
+        &mut self,
+        storage: serde_json::Value,
+        env: Vec<(String, String)>,
+    ) -> Result<(), String> {
         self.stop();
         let path = self.args.1.clone();
-        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         config["storage"] = storage;
         std::fs::write(&path, config.to_string()).unwrap();
         self.args.2 = env;
         let _ = std::fs::remove_file(self.tmp.path().join("signer.log"));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.tmp.path().join("signer.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.tmp.path().join("signer.log"))
+            .unwrap();
         let mut child = Command::new(&self.args.0)
             .arg("-config")
             .arg(&path)
@@ -737,8 +1008,11 @@ pub async fn create_go_signer_db() -> String {
     use sqlx::Connection;
     let url = create_pg_db().await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let schema =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/signer/postgres/0001_private_keys.sql")).unwrap();
+    let schema = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../migrations/signer/postgres/0001_private_keys.sql"
+    ))
+    .unwrap();
     sqlx::raw_sql(&schema).execute(&mut conn).await.unwrap();
     sqlx::raw_sql("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (1, false);")
         .execute(&mut conn)
@@ -774,13 +1048,18 @@ impl TokenService {
     pub fn new(dir: &Path, service: &str) -> TokenService {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.distinguished_name.push(rcgen::DnType::CommonName, "test token CA");
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "test token CA");
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let signing_key = rcgen::KeyPair::generate().unwrap();
         let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        leaf.distinguished_name.push(rcgen::DnType::CommonName, "token signer");
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "token signer");
         let leaf_cert = leaf.signed_by(&signing_key, &ca_cert, &ca_key).unwrap();
         let bundle = dir.join("token-ca.pem");
         std::fs::write(&bundle, ca_cert.pem()).unwrap();
@@ -801,16 +1080,36 @@ impl TokenService {
     pub fn token(&self, grants: &[Grant], ttl_s: i64, issuer: &str, audience: &str) -> String {
         use base64::Engine;
         let x5c = vec![base64::engine::general_purpose::STANDARD.encode(&self.signing_der)];
-        self.sign(&self.signing_key, Some(x5c), None, grants, ttl_s, issuer, audience)
+        self.sign(
+            &self.signing_key,
+            Some(x5c),
+            None,
+            grants,
+            ttl_s,
+            issuer,
+            audience,
+        )
     }
 
     /// A token naming the CA key by its libtrust key ID (`kid`), signed by the CA key.
     pub fn kid_token(&self, grants: &[Grant]) -> String {
         use der::{Decode, Encode};
         let cert = x509_cert::Certificate::from_der(&self.ca_der).unwrap();
-        let spki = cert.tbs_certificate.subject_public_key_info.to_der().unwrap();
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .unwrap();
         let kid = notary_server::auth::libtrust_key_id(&spki);
-        self.sign(&self.ca_key, None, Some(kid), grants, 300, &self.issuer.clone(), &self.service.clone())
+        self.sign(
+            &self.ca_key,
+            None,
+            Some(kid),
+            grants,
+            300,
+            &self.issuer.clone(),
+            &self.service.clone(),
+        )
     }
 
     /// A token signed by a key that does not chain to the bundle.
@@ -819,7 +1118,15 @@ impl TokenService {
         let other = TokenService::new(dir.path(), &self.service);
         use base64::Engine;
         let x5c = vec![base64::engine::general_purpose::STANDARD.encode(&other.signing_der)];
-        other.sign(&other.signing_key, Some(x5c), None, grants, 300, &self.issuer, &self.service)
+        other.sign(
+            &other.signing_key,
+            Some(x5c),
+            None,
+            grants,
+            300,
+            &self.issuer,
+            &self.service,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -834,8 +1141,10 @@ impl TokenService {
         audience: &str,
     ) -> String {
         let now = chrono::Utc::now().timestamp();
-        let access: Vec<serde_json::Value> =
-            grants.iter().map(|g| serde_json::json!({"type": g.typ, "name": g.name, "actions": g.actions})).collect();
+        let access: Vec<serde_json::Value> = grants
+            .iter()
+            .map(|g| serde_json::json!({"type": g.typ, "name": g.name, "actions": g.actions}))
+            .collect();
         let claims = serde_json::json!({"iss": issuer, "sub": "alice", "aud": audience, "exp": now + ttl_s, "nbf": now - 5, "iat": now - 5,
             "jti": format!("{}", rand_suffix()), "access": access});
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
@@ -856,7 +1165,8 @@ impl TokenService {
             service: self.service.clone(),
             ca_key: rcgen::KeyPair::try_from(self.ca_key.serialize_der().as_slice()).unwrap(),
             ca_der: self.ca_der.clone(),
-            signing_key: rcgen::KeyPair::try_from(self.signing_key.serialize_der().as_slice()).unwrap(),
+            signing_key: rcgen::KeyPair::try_from(self.signing_key.serialize_der().as_slice())
+                .unwrap(),
             signing_der: self.signing_der.clone(),
             server: None,
         });
@@ -865,49 +1175,84 @@ impl TokenService {
         let accept = async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let me = me.clone();
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let me = me.clone();
-                    async move {
-                        let respond = |status: u16, body: String| {
-                            Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .header("content-type", "application/json")
-                                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                                    .unwrap(),
-                            )
-                        };
-                        if req.uri().path() != "/token" {
-                            return respond(404, String::new());
-                        }
-                        let q: Vec<(String, String)> = serde_urlencoded::from_str(req.uri().query().unwrap_or("")).unwrap();
-                        let service = q.iter().find(|(k, _)| k == "service").map(|(_, v)| v.clone()).unwrap_or_default();
-                        let authenticated = req.headers().contains_key("authorization");
-                        let mut grants = Vec::new();
-                        for (_, scope) in q.iter().filter(|(k, _)| k == "scope") {
-                            for one in scope.split(' ') {
-                                // type:name:actions — the name may itself hold ':' (host:port).
-                                let (Some((typ, rest)), Some((_, acts))) = (one.split_once(':'), one.rsplit_once(':')) else { continue };
-                                let Some((name, _)) = rest.rsplit_once(':') else { continue };
-                                let actions: Vec<String> =
-                                    acts.split(',').filter(|a| authenticated || *a == "pull").map(str::to_owned).collect();
-                                grants.push((typ.to_string(), name.to_string(), actions));
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let me = me.clone();
+                        async move {
+                            let respond = |status: u16, body: String| {
+                                Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .status(status)
+                                        .header("content-type", "application/json")
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                        .unwrap(),
+                                )
+                            };
+                            if req.uri().path() != "/token" {
+                                return respond(404, String::new());
                             }
+                            let q: Vec<(String, String)> =
+                                serde_urlencoded::from_str(req.uri().query().unwrap_or(""))
+                                    .unwrap();
+                            let service = q
+                                .iter()
+                                .find(|(k, _)| k == "service")
+                                .map(|(_, v)| v.clone())
+                                .unwrap_or_default();
+                            let authenticated = req.headers().contains_key("authorization");
+                            let mut grants = Vec::new();
+                            for (_, scope) in q.iter().filter(|(k, _)| k == "scope") {
+                                for one in scope.split(' ') {
+                                    // type:name:actions — the name may itself hold ':' (host:port).
+                                    let (Some((typ, rest)), Some((_, acts))) =
+                                        (one.split_once(':'), one.rsplit_once(':'))
+                                    else {
+                                        continue;
+                                    };
+                                    let Some((name, _)) = rest.rsplit_once(':') else {
+                                        continue;
+                                    };
+                                    let actions: Vec<String> = acts
+                                        .split(',')
+                                        .filter(|a| authenticated || *a == "pull")
+                                        .map(str::to_owned)
+                                        .collect();
+                                    grants.push((typ.to_string(), name.to_string(), actions));
+                                }
+                            }
+                            let owned: Vec<(String, String, Vec<&str>)> = grants
+                                .iter()
+                                .map(|(t, n, a)| {
+                                    (t.clone(), n.clone(), a.iter().map(String::as_str).collect())
+                                })
+                                .collect();
+                            let g: Vec<Grant> = owned
+                                .iter()
+                                .map(|(t, n, a)| Grant {
+                                    typ: t,
+                                    name: n,
+                                    actions: a,
+                                })
+                                .collect();
+                            let token = me.token(&g, 300, &me.issuer, &service);
+                            respond(200, serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string())
                         }
-                        let owned: Vec<(String, String, Vec<&str>)> =
-                            grants.iter().map(|(t, n, a)| (t.clone(), n.clone(), a.iter().map(String::as_str).collect())).collect();
-                        let g: Vec<Grant> = owned.iter().map(|(t, n, a)| Grant { typ: t, name: n, actions: a }).collect();
-                        let token = me.token(&g, 300, &me.issuer, &service);
-                        respond(200, serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string())
-                    }
-                });
+                    },
+                );
                 let io = hyper_util::rt::TokioIo::new(stream);
-                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service),
+                );
             }
         };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         self.server = Some(std::thread::spawn(move || rt.block_on(accept)));
     }
 
@@ -929,7 +1274,11 @@ impl Registry {
     /// `token`: (realm, issuer, root bundle) to require bearer tokens for service "registry.test".
     pub fn start(token: Option<(&str, &str, &Path)>) -> Registry {
         let tmp = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let cfg = tmp.path().join("registry.yml");
         let mut yml = format!(
             "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n",
@@ -953,7 +1302,11 @@ impl Registry {
             assert!(Instant::now() < deadline, "registry did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Registry { child, port, _tmp: tmp }
+        Registry {
+            child,
+            port,
+            _tmp: tmp,
+        }
     }
 }
 
@@ -983,7 +1336,11 @@ impl DockerCli {
         let tls = config.join("tls").join(url.trim_start_matches("https://"));
         std::fs::create_dir_all(&tls).unwrap();
         std::fs::copy(ca, tls.join("ca.crt")).unwrap();
-        DockerCli { config, notary_url: url.to_string(), images: Default::default() }
+        DockerCli {
+            config,
+            notary_url: url.to_string(),
+            images: Default::default(),
+        }
     }
 
     /// (success, stdout, stderr)
@@ -995,7 +1352,10 @@ impl DockerCli {
             .env("DOCKER_CONTENT_TRUST", if trust { "1" } else { "0" })
             .env("DOCKER_CONTENT_TRUST_SERVER", &self.notary_url)
             .env("DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE", "dct-root-pass")
-            .env("DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE", "dct-repo-pass")
+            .env(
+                "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
+                "dct-repo-pass",
+            )
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -1003,7 +1363,11 @@ impl DockerCli {
             .expect("docker CLI");
         child.stdin.take().unwrap().write_all(input).unwrap();
         let out = child.wait_with_output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
     }
 
     /// (success, everything printed)
@@ -1024,7 +1388,15 @@ impl DockerCli {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("content.txt"), content).unwrap();
         let tar = dir.join(format!("img-{}.tar", self.images.borrow().len()));
-        assert!(std::process::Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+        assert!(std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success());
         self.ok(false, &["import", tar.to_str().unwrap(), name]);
         self.images.borrow_mut().push(name.to_string());
     }
@@ -1042,7 +1414,9 @@ impl DockerCli {
 impl Drop for DockerCli {
     fn drop(&mut self) {
         for i in self.images.borrow().iter() {
-            let _ = std::process::Command::new("docker").args(["rmi", "-f", i]).output();
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", i])
+                .output();
         }
     }
 }
@@ -1079,24 +1453,37 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(upstream: String) -> Proxy {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         Self::with_port(port, upstream)
     }
 
     /// On a given port (e.g. the port of a stopped proxy, re-pointed elsewhere).
     pub fn with_port(port: u16, upstream: String) -> Proxy {
-        Proxy { port, upstream, tasks: Default::default(), blackhole: std::sync::Arc::new(tokio::sync::watch::channel(false).0) }
+        Proxy {
+            port,
+            upstream,
+            tasks: Default::default(),
+            blackhole: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+        }
     }
 
     pub async fn start(&self) {
         self.blackhole.send_replace(false);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
         let upstream = self.upstream.clone();
         let tasks = self.tasks.clone();
         let blackhole = self.blackhole.clone();
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
                 let upstream = upstream.clone();
                 let mut dark = blackhole.subscribe();
                 let conn = tokio::spawn(async move {
