@@ -182,9 +182,11 @@ impl Config {
                     "storage.backend is required (memory, postgres or sqlite)",
                 ))
             }
-            other => return Err(invalid(format!(
+            other => {
+                return Err(invalid(format!(
                 "storage.backend {other:?} is not supported (memory, postgres, sqlite or pkcs11)"
-            ))),
+            )))
+            }
         };
         let addr = if s.grpc_addr.starts_with(':') {
             format!("0.0.0.0{}", s.grpc_addr)
