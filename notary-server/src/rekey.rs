@@ -32,8 +32,13 @@ pub enum RekeyError {
     Client(#[from] ClientError),
     #[error("{0}")]
     Repository(String),
-    #[error("{path}: {msg}")]
-    Key { path: PathBuf, msg: String },
+    #[error("{path}: {source}")]
+    Key { path: PathBuf, source: KeyFileError },
+    #[error("{path}: no passphrase for the root key: {source}")]
+    Passphrase {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "no root private key of {gun} in {dirs}: the root lists key(s) {ids}; \
          pass the trust directory that initialised the repository with --trust-dir"
@@ -45,25 +50,48 @@ pub enum RekeyError {
     },
 }
 
+/// Why a key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("not a PEM key file: {0}")]
+    NotPem(String),
+    #[error("not PKCS#8: {0}")]
+    NotPkcs8(String),
+    #[error("wrong passphrase (or an unsupported encryption)")]
+    WrongPassphrase,
+    #[error("unsupported key block {0:?} (older notary key formats: re-import the key with a newer notary)")]
+    UnsupportedBlock(String),
+    #[error("legacy PEM encryption (Proc-Type) is not supported: export the key with notary 0.6 or later")]
+    LegacyEncryption,
+    #[error("not an ECDSA P-256 or Ed25519 key (RSA root keys cannot be used here)")]
+    UnsupportedKey,
+    #[error("this key does not match the root's certificate")]
+    NotTheRootKey,
+    #[error("{0}")]
+    Read(std::io::Error),
+}
+
 /// Decrypt a private key file written by the Go notary client or `docker trust`: PEM
 /// `ENCRYPTED PRIVATE KEY` (PKCS#8, PBES2) with `role:`/`gun:` headers, or an unencrypted
 /// `PRIVATE KEY` / `EC PRIVATE KEY`. ECDSA P-256 and Ed25519 root keys can sign.
-pub fn decrypt_key_file(pem_bytes: &[u8], passphrase: &str) -> Result<PrivateKey, String> {
-    let block = pem::parse(pem_bytes).map_err(|e| format!("not a PEM key file: {e}"))?;
+pub fn decrypt_key_file(pem_bytes: &[u8], passphrase: &str) -> Result<PrivateKey, KeyFileError> {
+    let block = pem::parse(pem_bytes).map_err(|e| KeyFileError::NotPem(e.to_string()))?;
     let der: Zeroizing<Vec<u8>> = match block.tag() {
         "ENCRYPTED PRIVATE KEY" => {
-            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(block.contents()).map_err(|e| format!("not PKCS#8: {e}"))?;
-            let doc = info.decrypt(passphrase).map_err(|_| "wrong passphrase (or an unsupported encryption)".to_string())?;
+            let info = pkcs8::EncryptedPrivateKeyInfo::try_from(block.contents())
+                .map_err(|e| KeyFileError::NotPkcs8(e.to_string()))?;
+            let doc = info
+                .decrypt(passphrase)
+                .map_err(|_| KeyFileError::WrongPassphrase)?;
             Zeroizing::new(doc.as_bytes().to_vec())
         }
         "PRIVATE KEY" | "EC PRIVATE KEY" => Zeroizing::new(block.contents().to_vec()),
-        other => return Err(format!("unsupported key block {other:?} (older notary key formats: re-import the key with a newer notary)")),
+        other => return Err(KeyFileError::UnsupportedBlock(other.to_string())),
     };
     if block.headers().get("Proc-Type").is_some() {
-        return Err("legacy PEM encryption (Proc-Type) is not supported: export the key with notary 0.6 or later".into());
+        return Err(KeyFileError::LegacyEncryption);
     }
-    let unsupported =
-        || "not an ECDSA P-256 or Ed25519 key (RSA root keys cannot be used here)".to_string();
+    let unsupported = || KeyFileError::UnsupportedKey;
     if let Ok(k) = PrivateKey::from_go_bytes(notary_tuf::keys::ECDSA, &der) {
         return Ok(k);
     }
@@ -151,7 +179,7 @@ pub async fn rekey(
     client: &NotaryClient,
     gun: &str,
     trust_dirs: &[PathBuf],
-    passphrase: &dyn Fn() -> Result<Zeroizing<String>, String>,
+    passphrase: &dyn Fn() -> std::io::Result<Zeroizing<String>>,
 ) -> Result<Rekeyed, RekeyError> {
     let pull = format!("repository:{gun}:pull");
     let tuf = |f: &str| format!("/v2/{gun}/_trust/tuf/{f}");
@@ -188,29 +216,24 @@ pub async fn rekey(
         else {
             continue;
         };
-        let pem = Zeroizing::new(std::fs::read(&path).map_err(|e| RekeyError::Key {
+        let key_err = |source| RekeyError::Key {
             path: path.clone(),
-            msg: e.to_string(),
-        })?);
+            source,
+        };
+        let pem = Zeroizing::new(std::fs::read(&path).map_err(|e| key_err(KeyFileError::Read(e)))?);
         if pass.is_none() {
-            pass = Some(passphrase().map_err(|msg| RekeyError::Key {
+            pass = Some(passphrase().map_err(|source| RekeyError::Passphrase {
                 path: path.clone(),
-                msg,
+                source,
             })?);
         }
         let key = decrypt_key_file(
             &pem,
             pass.as_deref().map(String::as_str).unwrap_or_default(),
         )
-        .map_err(|msg| RekeyError::Key {
-            path: path.clone(),
-            msg,
-        })?;
+        .map_err(key_err)?;
         if key.public_key().id() != public.canonical_id() {
-            return Err(RekeyError::Key {
-                path,
-                msg: "this key does not match the root's certificate".into(),
-            });
+            return Err(key_err(KeyFileError::NotTheRootKey));
         }
         signers_keys.push((key, public.clone()));
     }
@@ -335,9 +358,10 @@ mod tests {
             panic!("the Go key decrypts")
         };
         assert_eq!(k.algorithm(), "ecdsa");
-        assert!(decrypt_key_file(GO_ROOT_KEY.as_bytes(), "wrong")
-            .err()
-            .is_some_and(|e| e.contains("wrong passphrase")));
+        assert!(matches!(
+            decrypt_key_file(GO_ROOT_KEY.as_bytes(), "wrong"),
+            Err(KeyFileError::WrongPassphrase)
+        ));
     }
 
     #[test]

@@ -734,29 +734,34 @@ impl RepoService {
             return Ok((false, false));
         };
         let root: md::Root = file.body().map_err(ApiError::internal)?;
-        let mut held = [false, false];
-        for (i, role) in [md::TIMESTAMP, md::SNAPSHOT].iter().enumerate() {
-            for id in root
-                .roles
-                .get(*role)
+        let ids = |role: &str| {
+            root.roles
+                .get(role)
                 .cloned()
                 .flatten()
                 .map(|r| r.keyids)
                 .unwrap_or_default()
+        };
+        Ok((
+            self.holds_any(&ids(md::TIMESTAMP)).await?,
+            self.holds_any(&ids(md::SNAPSHOT)).await?,
+        ))
+    }
+
+    /// Whether the trust service holds any of these keys.
+    pub async fn holds_any(&self, key_ids: &[String]) -> Result<bool, ApiError> {
+        for id in key_ids {
+            if self
+                .crypto
+                .get_key(id)
+                .await
+                .map_err(crypto_error)?
+                .is_some()
             {
-                if self
-                    .crypto
-                    .get_key(&id)
-                    .await
-                    .map_err(crypto_error)?
-                    .is_some()
-                {
-                    held[i] = true;
-                    break;
-                }
+                return Ok(true);
             }
         }
-        Ok((held[0], held[1]))
+        Ok(false)
     }
 
     /// Every imported repository with the keys this server holds for it.

@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     let client =
         notary_server::client::NotaryClient::new(&args.server, ca.as_deref(), credentials)?;
     // The root key's passphrase: as the notary and docker CLIs take it, or a prompt.
-    let passphrase = || -> Result<Zeroizing<String>, String> {
+    let passphrase = || -> std::io::Result<Zeroizing<String>> {
         for var in [
             "NOTARY_ROOT_PASSPHRASE",
             "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE",
@@ -76,9 +76,17 @@ fn main() -> anyhow::Result<()> {
                 return Ok(Zeroizing::new(p));
             }
         }
-        rpassword::prompt_password("passphrase of your root key: ").map(Zeroizing::new).map_err(|e| {
-            format!("no passphrase: set NOTARY_ROOT_PASSPHRASE (or DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE), or run on a terminal ({e})")
-        })
+        rpassword::prompt_password("passphrase of your root key: ")
+            .map(Zeroizing::new)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "set NOTARY_ROOT_PASSPHRASE (or DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE), \
+                         or run on a terminal ({e})"
+                    ),
+                )
+            })
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

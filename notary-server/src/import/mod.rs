@@ -112,8 +112,29 @@ pub async fn import_one(
 ) -> GunReport {
     match try_import(service, source, gun, opts).await {
         Ok(r) => r,
-        Err(e) => GunReport::failed(gun, e),
+        Err(e) => GunReport::failed(gun, e.to_string()),
     }
+}
+
+/// Why a repository was not imported (nothing of it was stored).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("not a valid GUN (at most 255 characters, no control characters, no empty, '.' or '..' segments)")]
+    InvalidGun,
+    #[error("reading this server's copy: {0}")]
+    ReadingHere(StoreError),
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(
+        "this server already holds a different history for {gun} ({what}); run with --replace to overwrite it with the source's"
+    )]
+    DifferentHistory { gun: String, what: String },
+    #[error("verification failed, nothing stored: {0}")]
+    Verification(#[from] notary_tuf::history::HistoryError),
+    #[error("storing: {0}")]
+    Storing(StoreError),
+    #[error("asking the trust service which keys it holds: {0:?}")]
+    KeyLookup(crate::errors::Code),
 }
 
 async fn try_import(
@@ -121,9 +142,9 @@ async fn try_import(
     source: &Source,
     gun: &str,
     opts: &Options,
-) -> Result<GunReport, String> {
+) -> Result<GunReport, ImportError> {
     if !crate::http::gun_is_acceptable(gun) {
-        return Err("not a valid GUN (at most 255 characters, no control characters, no empty, '.' or '..' segments)".into());
+        return Err(ImportError::InvalidGun);
     }
     let mut here = History::default();
     if !opts.replace {
@@ -131,28 +152,27 @@ async fn try_import(
             .store
             .files_of(gun)
             .await
-            .map_err(|e| format!("reading this server's copy: {e}"))?
+            .map_err(ImportError::ReadingHere)?
         {
             here.insert(&role, version, bytes);
         }
     }
-    let fetched = source.fetch(gun, &here).await.map_err(|e| e.to_string())?;
+    let fetched = source.fetch(gun, &here).await?;
     let mut all = here.clone();
     for (role, versions) in &fetched.roles {
         for (v, bytes) in versions {
             if let Some(ours) = here.get(role, *v) {
                 if ours != bytes.as_slice() {
-                    return Err(format!(
-                        "this server already holds a different history for {gun} ({role} version {v} differs); \
-                         run with --replace to overwrite it with the source's"
-                    ));
+                    return Err(ImportError::DifferentHistory {
+                        gun: gun.to_string(),
+                        what: format!("{role} version {v} differs"),
+                    });
                 }
             }
             all.insert(role, *v, bytes.clone());
         }
     }
-    let verified = verify_history(gun, &all, Utc::now())
-        .map_err(|e| format!("verification failed, nothing stored: {e}"))?;
+    let verified = verify_history(gun, &all, Utc::now())?;
     let updates: Vec<Update> = fetched
         .roles
         .iter()
@@ -170,18 +190,30 @@ async fn try_import(
     } else if updates.is_empty() {
         ("up to date", Default::default())
     } else {
-        match service.import(gun, &updates, &source.label(), opts.replace).await {
+        match service
+            .import(gun, &updates, &source.label(), opts.replace)
+            .await
+        {
             Ok(done) if done.stored == 0 && done.replaced == 0 => ("up to date", done),
             Ok(done) => ("imported", done),
-            Err(StoreError::Conflict(c)) => {
-                return Err(format!("this server already holds a different history for {gun} ({c}); run with --replace to overwrite it"))
+            Err(StoreError::Conflict(what)) => {
+                return Err(ImportError::DifferentHistory {
+                    gun: gun.to_string(),
+                    what,
+                })
             }
-            Err(e) => return Err(format!("storing: {e}")),
+            Err(e) => return Err(ImportError::Storing(e)),
         }
     };
     let held = HeldKeys {
-        timestamp: holds_any(service, &verified.timestamp_keys).await?,
-        snapshot: holds_any(service, &verified.snapshot_keys).await?,
+        timestamp: service
+            .holds_any(&verified.timestamp_keys)
+            .await
+            .map_err(|e| ImportError::KeyLookup(e.code))?,
+        snapshot: service
+            .holds_any(&verified.snapshot_keys)
+            .await
+            .map_err(|e| ImportError::KeyLookup(e.code))?,
     };
     let server = opts
         .public_url
@@ -213,21 +245,6 @@ async fn try_import(
         next_step: (!held.timestamp).then(|| rotation_hint(gun, &server)),
         notes,
     })
-}
-
-async fn holds_any(service: &RepoService, ids: &[String]) -> Result<bool, String> {
-    for id in ids {
-        if service
-            .crypto
-            .get_key(id)
-            .await
-            .map_err(|e| format!("asking the trust service for key {id}: {e}"))?
-            .is_some()
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Import every GUN in turn, showing progress: a bar on a terminal, a line per GUN otherwise.
