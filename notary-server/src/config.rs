@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -18,7 +18,7 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct AuthConfig {
     #[serde(rename = "type")]
@@ -26,7 +26,7 @@ pub struct AuthConfig {
     pub options: AuthOptions,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct AuthOptions {
     pub realm: String,
@@ -36,7 +36,7 @@ pub struct AuthOptions {
     pub autoredirect: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct ServerConfig {
     pub http_addr: String,
@@ -56,7 +56,7 @@ pub struct ServerConfig {
     pub read_only: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct TrustServiceConfig {
     #[serde(rename = "type")]
@@ -73,7 +73,7 @@ pub struct TrustServiceConfig {
     pub addresses: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct StorageConfig {
     pub backend: String,
@@ -86,7 +86,7 @@ pub struct StorageConfig {
     pub statement_timeout_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct LoggingConfig {
     pub level: Option<String>,
@@ -94,7 +94,7 @@ pub struct LoggingConfig {
     pub format: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct CachingConfig {
     pub max_age: MaxAge,
@@ -115,14 +115,14 @@ pub struct CachingConfig {
     pub fast_reads: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct MaxAge {
     pub current_metadata: Option<i64>,
     pub consistent_metadata: Option<i64>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct RepositoriesConfig {
     pub gun_prefixes: Vec<String>,
@@ -215,33 +215,33 @@ const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 const DEFAULT_RESIGN_BEFORE: u64 = 86_400;
 const DEFAULT_RESIGN_EVERY: u64 = 60;
 
-/// Keys that `NOTARY_SERVER_<KEY>` may override (dots become underscores).
-const ENV_KEYS: &[&str] = &[
-    "server.http_addr",
-    "server.tls_cert_file",
-    "server.tls_key_file",
-    "server.max_upload_bytes",
-    "server.upload_timeout_seconds",
-    "server.key_creations_per_minute",
-    "server.max_concurrent_upload_bytes",
-    "trust_service.type",
-    "trust_service.hostname",
-    "trust_service.port",
-    "trust_service.key_algorithm",
-    "trust_service.tls_ca_file",
-    "trust_service.tls_client_cert",
-    "trust_service.tls_client_key",
-    "trust_service.timeout_ms",
-    "storage.backend",
-    "storage.db_url",
-    "storage.max_connections",
-    "storage.connect_retry_seconds",
-    "storage.statement_timeout_ms",
-    "logging.level",
-    "logging.format",
-    "caching.max_age.current_metadata",
-    "caching.max_age.consistent_metadata",
-];
+/// Every key of the config file, dotted (`storage.db_url`): each may be overridden by
+/// `NOTARY_SERVER_<KEY>` (upper-cased, dots as underscores). Derived from the config types, so
+/// a new key gets its variable with it (`every_config_key_has_an_environment_variable`).
+pub fn env_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "",
+        &serde_json::to_value(Config::default()).expect("the config serialises"),
+        &mut out,
+    );
+    out
+}
 
 /// Config keys whose values are strings even when they look like numbers.
 fn is_string_key(k: &str) -> bool {
@@ -270,7 +270,9 @@ impl Config {
                 "top level must be an object".into(),
             ));
         }
-        notary_signer::config::apply_env(&mut v, "NOTARY_SERVER_", ENV_KEYS, is_string_key);
+        let keys = env_keys();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        notary_signer::config::apply_env(&mut v, "NOTARY_SERVER_", &keys, is_string_key);
         let cfg: Config = serde_json::from_value(v)
             .map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -580,6 +582,57 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_config_key_has_an_environment_variable() {
+        let keys = env_keys();
+        for k in [
+            "server.http_addr",
+            "server.read_only",
+            "server.key_creations_per_minute",
+            "trust_service.addresses",
+            "caching.fast_reads",
+            "caching.max_age.current_metadata",
+            "logging.format",
+            "repositories.gun_prefixes",
+            "auth.options.realm",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
+        // Typed values from the environment: booleans, numbers, lists; strings stay strings.
+        let mut v = serde_json::json!({"server": {"http_addr": ":4443"}});
+        let vars = [
+            ("NOTARYRS_KEYTEST_SERVER_READ_ONLY", "true"),
+            (
+                "NOTARYRS_KEYTEST_TRUST_SERVICE_ADDRESSES",
+                r#"["a:1","b:2"]"#,
+            ),
+            ("NOTARYRS_KEYTEST_STORAGE_MAX_CONNECTIONS", "7"),
+            ("NOTARYRS_KEYTEST_LOGGING_FORMAT", "json"),
+            ("NOTARYRS_KEYTEST_TRUST_SERVICE_PORT", "7899"),
+        ];
+        for (k, val) in vars {
+            std::env::set_var(k, val);
+        }
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        notary_signer::config::apply_env(&mut v, "NOTARYRS_KEYTEST_", &keys, is_string_key);
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+        let c: Config = serde_json::from_value(v).unwrap();
+        assert!(c.server.read_only);
+        assert_eq!(
+            c.trust_service.addresses,
+            vec!["a:1".to_string(), "b:2".to_string()]
+        );
+        assert_eq!(c.storage.max_connections, Some(7));
+        assert_eq!(c.logging.format.as_deref(), Some("json"));
+        assert_eq!(
+            c.trust_service.port,
+            Some(serde_json::json!("7899")),
+            "a port stays a string"
+        );
+    }
 
     fn load(json: &str) -> Result<Settings, ConfigError> {
         let dir = tempfile::tempdir().unwrap();

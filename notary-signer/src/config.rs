@@ -93,8 +93,10 @@ pub fn apply_env(v: &mut Value, prefix: &str, keys: &[&str], is_string: impl Fn(
             cur = cur.get_mut(*p).expect("just inserted");
         }
         let last = parts[parts.len() - 1];
-        cur[last] = match val.parse::<i64>() {
-            Ok(n) if !is_string(last) => Value::from(n),
+        // Numbers, booleans and lists as JSON (`true`, `7`, `["a:1","b:2"]`); anything else, and
+        // keys that are strings even when they look like numbers, as a string.
+        cur[last] = match serde_json::from_str::<Value>(&val) {
+            Ok(j @ (Value::Number(_) | Value::Bool(_) | Value::Array(_))) if !is_string(last) => j,
             _ => Value::String(val),
         };
     }
