@@ -16,6 +16,7 @@ command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null 2>&1 || need_pkgs+=(softhsm2)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
+[ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
 command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"

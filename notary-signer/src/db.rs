@@ -57,17 +57,23 @@ impl Default for PoolConfig {
 impl Db {
     pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url)?
-                .options([(
-                    "statement_timeout",
-                    format!("{}", cfg.statement_timeout.as_millis()),
-                )])
-                .application_name("notary-rs");
+            // The statement timeout is set after connecting, not as the startup parameter
+            // `options`, which connection poolers (PgBouncer) refuse.
+            let opts = PgConnectOptions::from_str(url)?.application_name("notary-rs");
+            let timeout_ms = cfg.statement_timeout.as_millis();
             let deadline = tokio::time::Instant::now() + cfg.connect_retry;
             loop {
                 match PgPoolOptions::new()
                     .max_connections(cfg.max_connections)
                     .acquire_timeout(Duration::from_secs(5))
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            sqlx::query(&format!("SET statement_timeout = {timeout_ms}"))
+                                .execute(conn)
+                                .await
+                                .map(|_| ())
+                        })
+                    })
                     .connect_with(opts.clone())
                     .await
                 {

@@ -1,0 +1,135 @@
+//! Behind a connection pooler: Debian's PgBouncer in session mode, configured as usual
+//! (`ignore_startup_parameters = extra_float_digits`), in front of the test Postgres.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct PgBouncer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PgBouncer {
+    /// PgBouncer (run as `postgres`: it refuses root) in `mode` in front of `admin_url`'s server.
+    fn start(admin_url: &str, mode: &str) -> Option<PgBouncer> {
+        let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let hostport = admin_url.split('@').nth(1)?.split('/').next()?.to_string();
+        let (host, pg_port) = hostport.split_once(':')?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path();
+        std::fs::write(d.join("users.txt"), "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            d.join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host={host} port={pg_port}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = trust\nauth_file = {users}\npool_mode = {mode}\n\
+                 ignore_startup_parameters = extra_float_digits\nlogfile = {log}\nmax_client_conn = 500\ndefault_pool_size = 40\n",
+                users = d.join("users.txt").display(),
+                log = d.join("pgbouncer.log").display()
+            ),
+        )
+        .unwrap();
+        let _ = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(d)
+            .status();
+        let child = Command::new("runuser")
+            .args(["-u", "postgres", "--", bin])
+            .arg(d.join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "pgbouncer did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(PgBouncer {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// `db_url` with the pooler's address instead of the server's.
+    fn url(&self, db_url: &str) -> String {
+        let (scheme_user, rest) = db_url.split_once('@').unwrap();
+        let path = rest.split_once('/').unwrap().1;
+        format!("{scheme_user}@127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+/// Session mode works as a direct connection does, and the statement timeout still applies
+/// (it is set after connecting: PgBouncer refuses the `options` startup parameter, which the
+/// server sent before, failing at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_in_session_mode() {
+    let Ok(admin) = std::env::var("NOTARY_TEST_PG_URL") else {
+        eprintln!("skipped: no test Postgres (NOTARY_TEST_PG_URL): run `bash scripts/test.sh`");
+        return;
+    };
+    let Some(bouncer) = PgBouncer::start(&admin, "session") else {
+        eprintln!("skipped: PgBouncer is not installed (Debian package pgbouncer; `bash scripts/test.sh` installs it)");
+        return;
+    };
+    let db = bouncer.url(&create_pg_db().await);
+    let s = Server::start_with_config(
+        &db,
+        serde_json::json!({"storage": {"statement_timeout_ms": 1500}}),
+    )
+    .await;
+    let repo = init_repo(&s, "example.com/pooled/repo").await;
+    let (st, _) = s
+        .post_parts(
+            "example.com/pooled/repo",
+            &[("targets", &repo.targets_file(2, &[("b", b"b")]))],
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        s.get(&s.tuf("example.com/pooled/repo", "timestamp.json"))
+            .await
+            .0,
+        200
+    );
+
+    let pool = notary_signer::db::PoolConfig {
+        statement_timeout: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let notary_signer::db::Db::Postgres(p) =
+        notary_signer::db::Db::connect(&db, &pool).await.unwrap()
+    else {
+        unreachable!()
+    };
+    let (timeout,): (String,) = sqlx::query_as("SHOW statement_timeout")
+        .fetch_one(&p)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "1500ms");
+    let slow = sqlx::query("SELECT pg_sleep(3)").execute(&p).await;
+    assert!(
+        slow.is_err_and(|e| e.to_string().contains("statement timeout")),
+        "the timeout applies through the pooler"
+    );
+}
