@@ -11,11 +11,17 @@ use common::*;
 struct PgBouncer {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for PgBouncer {
     fn drop(&mut self) {
+        // `runuser` does not pass the kill on: end PgBouncer itself (found by its config path).
+        let ini = self.dir.path().join("pgbouncer.ini");
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("pgbouncer {}", ini.display()))
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -64,11 +70,7 @@ impl PgBouncer {
             assert!(Instant::now() < deadline, "pgbouncer did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(PgBouncer {
-            child,
-            port,
-            _dir: dir,
-        })
+        Some(PgBouncer { child, port, dir })
     }
 
     /// `db_url` with the pooler's address instead of the server's.
