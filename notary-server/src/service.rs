@@ -734,17 +734,9 @@ impl RepoService {
             return Ok((false, false));
         };
         let root: md::Root = file.body().map_err(ApiError::internal)?;
-        let ids = |role: &str| {
-            root.roles
-                .get(role)
-                .cloned()
-                .flatten()
-                .map(|r| r.keyids)
-                .unwrap_or_default()
-        };
         Ok((
-            self.holds_any(&ids(md::TIMESTAMP)).await?,
-            self.holds_any(&ids(md::SNAPSHOT)).await?,
+            self.holds_any(&root.role_keyids(md::TIMESTAMP)).await?,
+            self.holds_any(&root.role_keyids(md::SNAPSHOT)).await?,
         ))
     }
 
@@ -910,14 +902,7 @@ impl RepoService {
             .body()
             .map_err(|_| ApiError::new(Code::MalformedJson))?;
         for role in [md::TIMESTAMP, md::SNAPSHOT] {
-            for id in root
-                .roles
-                .get(role)
-                .cloned()
-                .flatten()
-                .map(|r| r.keyids)
-                .unwrap_or_default()
-            {
+            for id in root.role_keyids(role) {
                 let owner = match self.binding(&id).await? {
                     Some(b) => Some(b),
                     None => match self.crypto.get_key(&id).await.map_err(crypto_error)? {

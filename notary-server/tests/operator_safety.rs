@@ -58,23 +58,9 @@ impl Plain {
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 
-    /// A new repository (root v1, targets v1) with server-managed snapshot and timestamp.
+    /// A new repository (see [`init_repo`]).
     async fn init(&self, gun: &str) -> RustRepo {
-        let parse = |b: &[u8]| notary_bench::repo::parse_key_response(b).expect("key response");
-        let (_, ts) = self.get(gun, "timestamp.key").await;
-        let (_, sn) = self.get(gun, "snapshot.key").await;
-        let repo = RustRepo::new(gun, parse(&sn), parse(&ts));
-        let (st, body) = self
-            .post(
-                gun,
-                &[
-                    ("root", &repo.root_file(1)),
-                    ("targets", &repo.targets_file(1, &[("a", b"a")])),
-                ],
-            )
-            .await;
-        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-        repo
+        init_repo_at(&self.http, &self.url, gun).await
     }
 }
 

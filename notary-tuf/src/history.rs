@@ -127,24 +127,6 @@ fn expected_type(role: &str) -> &'static str {
     }
 }
 
-fn threshold_of(root: &Root, role: &str) -> i64 {
-    root.roles
-        .get(role)
-        .cloned()
-        .flatten()
-        .map(|r| r.threshold)
-        .unwrap_or(0)
-}
-
-fn keyids_of(root: &Root, role: &str) -> Vec<String> {
-    root.roles
-        .get(role)
-        .cloned()
-        .flatten()
-        .map(|r| r.keyids)
-        .unwrap_or_default()
-}
-
 /// Verify `h` as the history of `gun` (see the module's invariants).
 pub fn verify_history(
     gun: &str,
@@ -203,7 +185,7 @@ pub fn verify_history(
         let own = BaseRole {
             name: md::ROOT.into(),
             keys,
-            threshold: threshold_of(&root, md::ROOT),
+            threshold: root.role_threshold(md::ROOT).unwrap_or(0),
         };
         verify_signatures(f, &own).map_err(|e| {
             file_err(
@@ -223,7 +205,7 @@ pub fn verify_history(
             let by_prev = BaseRole {
                 name: md::ROOT.into(),
                 keys: prev_keys,
-                threshold: threshold_of(prev, md::ROOT),
+                threshold: prev.role_threshold(md::ROOT).unwrap_or(0),
             };
             verify_signatures(f, &by_prev).map_err(|e| {
                 file_err(
@@ -371,8 +353,8 @@ pub fn verify_history(
         first_root: loaded_roots[0].0,
         timestamp_expires: ts.common.expires.with_timezone(&Utc),
         expired,
-        timestamp_keys: keyids_of(root, md::TIMESTAMP),
-        snapshot_keys: keyids_of(root, md::SNAPSHOT),
+        timestamp_keys: root.role_keyids(md::TIMESTAMP),
+        snapshot_keys: root.role_keyids(md::SNAPSHOT),
         notes,
     })
 }

@@ -413,6 +413,23 @@ pub struct Root {
     pub roles: BTreeMap<String, Option<RoleKeys>>,
 }
 
+impl Root {
+    /// The key IDs the root lists for `role` (none if it has no such role).
+    pub fn role_keyids(&self, role: &str) -> Vec<String> {
+        self.roles
+            .get(role)
+            .cloned()
+            .flatten()
+            .map(|r| r.keyids)
+            .unwrap_or_default()
+    }
+
+    /// The threshold the root sets for `role`, if it has such a role.
+    pub fn role_threshold(&self, role: &str) -> Option<i64> {
+        self.roles.get(role).cloned().flatten().map(|r| r.threshold)
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DelegationRole {
     #[serde(default, deserialize_with = "nullable")]

@@ -336,25 +336,12 @@ pub fn load_root(
     }
     if let Some(prev) = prev {
         let prev_keys = cert_keys(&parse_root_certs(&prev.root), gun, false, now_unix);
-        let threshold = prev
-            .root
-            .roles
-            .get(md::ROOT)
-            .cloned()
-            .flatten()
-            .map(|r| r.threshold)
-            .unwrap_or(1);
+        let threshold = prev.root.role_threshold(md::ROOT).unwrap_or(1);
         verify_signatures(file, &BaseRole { name: md::ROOT.into(), keys: prev_keys, threshold }).map_err(|e| {
             format!("could not rotate trust to a new trusted root: failed to validate data with current trusted certificates: {e}")
         })?;
     }
-    let threshold = root
-        .roles
-        .get(md::ROOT)
-        .cloned()
-        .flatten()
-        .map(|r| r.threshold)
-        .unwrap_or(0);
+    let threshold = root.role_threshold(md::ROOT).unwrap_or(0);
     verify_signatures(
         file,
         &BaseRole {

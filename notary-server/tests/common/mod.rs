@@ -703,22 +703,41 @@ pub fn delegate_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// Initialise a Rust-signed repository on `s`: root v1 and targets v1, with snapshot and
 /// timestamp managed by the server.
 pub async fn init_repo(s: &Server, gun: &str) -> RustRepo {
-    let (st, ts) = s.get(&s.tuf(gun, "timestamp.key")).await;
-    assert_eq!(st, 200);
-    let (st, sn) = s.get(&s.tuf(gun, "snapshot.key")).await;
-    assert_eq!(st, 200);
+    init_repo_at(&s.http, &s.url, gun).await
+}
+
+/// [`init_repo`] on any server: `base` is its URL (`https://127.0.0.1:PORT` or `http://…`).
+pub async fn init_repo_at(http: &reqwest::Client, base: &str, gun: &str) -> RustRepo {
+    let tuf = |file: &str| format!("{base}/v2/{gun}/_trust/tuf/{file}");
+    let get = |file: &str| {
+        let r = http.get(tuf(file)).send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap()
+        }
+    };
+    let (ts, sn) = (get("timestamp.key").await, get("snapshot.key").await);
     let parse = |b: &[u8]| notary_bench::repo::parse_key_response(b).expect("key response");
     let repo = RustRepo::new(gun, parse(&sn), parse(&ts));
-    let (st, body) = s
-        .post_parts(
-            gun,
-            &[
-                ("root", &repo.root_file(1)),
-                ("targets", &repo.targets_file(1, &[("init", b"init")])),
-            ],
-        )
-        .await;
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let (ct, body) = multipart(&[
+        ("root", &repo.root_file(1)),
+        ("targets", &repo.targets_file(1, &[("init", b"init")])),
+    ]);
+    let r = http
+        .post(tuf(""))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    assert_eq!(
+        st,
+        200,
+        "{}",
+        String::from_utf8_lossy(&r.bytes().await.unwrap())
+    );
     repo
 }
 
