@@ -26,6 +26,7 @@ use lru::LruCache;
 use notary_tuf::metadata::{self as md, SignedFile};
 
 use crate::storage::StoredFile;
+use notary_common::sync::lock;
 
 #[derive(Clone)]
 pub struct CachedChain {
@@ -180,7 +181,7 @@ impl MetaCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     pub fn ticket(&self) -> Ticket {

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use notary_common::sync::lock;
 use zeroize::Zeroizing;
 
 /// Largest metadata file accepted (the Go client's default cap).
@@ -147,12 +148,7 @@ impl NotaryClient {
         let mut tried_anonymous = false;
         let mut tried_credentials = false;
         loop {
-            let token = self
-                .tokens
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(scope)
-                .cloned();
+            let token = lock(&self.tokens).get(scope).cloned();
             let resp = self
                 .send_once(&method, &url, token.as_deref(), body)
                 .await?;
@@ -185,19 +181,13 @@ impl NotaryClient {
             };
             match self.fetch_token(&challenge, scope, creds).await {
                 Ok(t) => {
-                    self.tokens
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(scope.to_string(), t);
+                    lock(&self.tokens).insert(scope.to_string(), t);
                 }
                 // Refused anonymously: try the credentials next round.
                 Err(ClientError::Status {
                     status: 401 | 403, ..
                 }) if creds.is_none() => {
-                    self.tokens
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(scope);
+                    lock(&self.tokens).remove(scope);
                 }
                 Err(e) => return Err(e),
             }

@@ -110,9 +110,11 @@ pub struct CachingConfig {
     pub resign_check_seconds: Option<u64>,
     /// Postgres (not in Go): serve current metadata from the cache with no database round trip
     /// while this instance holds a read lease, every write being announced to and acknowledged
-    /// by the instances that hold one (default true). Turn off when servers that do not
-    /// announce their writes (the Go notary-server) write to the same database meanwhile.
-    pub fast_reads: Option<bool>,
+    /// by the instances that hold one (default true; `coherence`). Turn off when servers that
+    /// do not announce their writes (the Go notary-server) write to the same database meanwhile.
+    /// (`fast_reads` is this key's earlier name, still read.)
+    #[serde(alias = "fast_reads")]
+    pub read_lease: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -136,7 +138,7 @@ pub struct Settings {
     /// The self-signed CA a client must trust, when the server made its own certificate.
     pub generated_ca: Option<PathBuf>,
     pub db_url: String,
-    pub pool: notary_signer::db::PoolConfig,
+    pub pool: notary_common::db::PoolConfig,
     pub trust: TrustService,
     pub log_level: String,
     /// `text` or `json`.
@@ -149,8 +151,8 @@ pub struct Settings {
     /// Re-sign ahead when this close to expiry (zero: never in the background).
     pub resign_before: std::time::Duration,
     pub resign_every: std::time::Duration,
-    /// See `CachingConfig::fast_reads`.
-    pub fast_reads: bool,
+    /// See `CachingConfig::read_lease`.
+    pub read_lease: bool,
     pub gun_prefixes: Vec<String>,
     pub max_upload_bytes: usize,
     pub upload_timeout: std::time::Duration,
@@ -219,28 +221,7 @@ const DEFAULT_RESIGN_EVERY: u64 = 60;
 /// `NOTARY_SERVER_<KEY>` (upper-cased, dots as underscores). Derived from the config types, so
 /// a new key gets its variable with it (`every_config_key_has_an_environment_variable`).
 pub fn env_keys() -> Vec<String> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(m) => {
-                for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            _ => out.push(prefix.to_string()),
-        }
-    }
-    let mut out = Vec::new();
-    walk(
-        "",
-        &serde_json::to_value(Config::default()).expect("the config serialises"),
-        &mut out,
-    );
-    out
+    notary_common::env::keys_of::<Config>()
 }
 
 /// Config keys whose values are strings even when they look like numbers.
@@ -270,9 +251,7 @@ impl Config {
                 "top level must be an object".into(),
             ));
         }
-        let keys = env_keys();
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        notary_signer::config::apply_env(&mut v, "NOTARY_SERVER_", &keys, is_string_key);
+        notary_common::env::apply(&mut v, "NOTARY_SERVER_", &env_keys(), is_string_key);
         let cfg: Config = serde_json::from_value(v)
             .map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -440,8 +419,8 @@ impl Config {
             generated_ca: None,
             db_url,
             pool: {
-                let d = notary_signer::db::PoolConfig::default();
-                notary_signer::db::PoolConfig {
+                let d = notary_common::db::PoolConfig::default();
+                notary_common::db::PoolConfig {
                     max_connections: self
                         .storage
                         .max_connections
@@ -497,7 +476,7 @@ impl Config {
                     .unwrap_or(DEFAULT_RESIGN_EVERY)
                     .max(1),
             ),
-            fast_reads: self.caching.fast_reads.unwrap_or(true),
+            read_lease: self.caching.read_lease.unwrap_or(true),
             gun_prefixes: self.repositories.gun_prefixes.clone(),
             max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
             upload_timeout: std::time::Duration::from_secs(
@@ -567,7 +546,7 @@ pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
         cache_bytes: DEFAULT_CACHE_BYTES,
         resign_before: std::time::Duration::from_secs(DEFAULT_RESIGN_BEFORE),
         resign_every: std::time::Duration::from_secs(DEFAULT_RESIGN_EVERY),
-        fast_reads: true,
+        read_lease: true,
         gun_prefixes: Vec::new(),
         max_upload_bytes: DEFAULT_MAX_UPLOAD,
         upload_timeout: std::time::Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT),
@@ -591,7 +570,7 @@ mod tests {
             "server.read_only",
             "server.key_creations_per_minute",
             "trust_service.addresses",
-            "caching.fast_reads",
+            "caching.read_lease",
             "caching.max_age.current_metadata",
             "logging.format",
             "repositories.gun_prefixes",
@@ -614,8 +593,7 @@ mod tests {
         for (k, val) in vars {
             std::env::set_var(k, val);
         }
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        notary_signer::config::apply_env(&mut v, "NOTARYRS_KEYTEST_", &keys, is_string_key);
+        notary_common::env::apply(&mut v, "NOTARYRS_KEYTEST_", &keys, is_string_key);
         for (k, _) in vars {
             std::env::remove_var(k);
         }

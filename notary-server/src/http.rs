@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::routes;
 use crate::service::RepoService;
 use crate::storage::StoredFile;
+use notary_common::sync::lock;
 
 /// Every response has its whole body at hand: metadata files are small and cached.
 pub type Response = http::Response<Full<Bytes>>;
@@ -82,7 +83,7 @@ impl KeyLimiter {
         let Some(ip) = client else { return Ok(()) };
         let now = std::time::Instant::now();
         let minute = std::time::Duration::from_secs(60);
-        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = lock(&self.windows);
         if w.len() > 100_000 {
             w.retain(|_, (start, _)| now.duration_since(*start) < minute);
         }
@@ -231,14 +232,11 @@ async fn route(
         return (None, Ok(health(state).await));
     }
     if get && path == "/metrics" {
-        let (files, chains, bytes) = state.service.cache.len();
-        let body = format!(
-            "{}# HELP notary_rs_cache_files Metadata files held by the read cache.\n# TYPE notary_rs_cache_files gauge\nnotary_rs_cache_files {files}\n\
-             # HELP notary_rs_cache_repositories Repositories whose current chain is cached.\n# TYPE notary_rs_cache_repositories gauge\nnotary_rs_cache_repositories {chains}\n\
-             # HELP notary_rs_cache_bytes Approximate bytes held by the read cache.\n# TYPE notary_rs_cache_bytes gauge\nnotary_rs_cache_bytes {bytes}\n{}{}",
-            state.metrics.render(),
-            state.service.freshness_metrics(),
-            state.service.rotation_metrics()
+        let body = crate::metrics::render(
+            &state.metrics,
+            state.service.cache.len(),
+            state.service.coherence_counts(),
+            state.service.rotation_counts(),
         );
         return (
             None,

@@ -1,12 +1,11 @@
 //! notary-server: a drop-in replacement for Docker's Go notary-server.
 
-pub mod announce;
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod coherence;
 pub mod config;
 pub mod errors;
-pub mod freshness;
 pub mod http;
 pub mod import;
 pub mod metrics;

@@ -3,13 +3,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use notary_common::db::Db;
 use notary_server::config::{self, Config, Settings, TrustService};
 use notary_server::http::AppState;
 use notary_server::metrics::Metrics;
 use notary_server::serve::{serve, shutdown_signal, Limits};
 use notary_server::service::RepoService;
 use notary_server::storage::{SqlStore, TimedStore};
-use notary_signer::db::Db;
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
 use notary_signer::remote::{FailoverCryptoService, RemoteConfig, RemoteCryptoService, TlsFiles};
@@ -153,16 +153,16 @@ fn main() -> anyhow::Result<()> {
         } else {
             &settings.log_level
         };
-        notary_signer::logging::init(level, &settings.log_format, "sqlx=warn");
+        notary_common::logging::init(level, &settings.log_format, "sqlx=warn");
     } else {
-        notary_signer::logging::init(&settings.log_level, &settings.log_format, "sqlx=warn");
+        notary_common::logging::init(&settings.log_level, &settings.log_format, "sqlx=warn");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     if args.command.is_some() && args.config.is_none() {
-        notary_signer::private::create_dir(&data_dir)
+        notary_common::private::create_dir(&data_dir)
             .with_context(|| format!("creating data folder {}", data_dir.display()))?;
     }
     match args.command {
@@ -171,7 +171,7 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     if args.config.is_none() {
-        notary_signer::private::create_dir(&data_dir)
+        notary_common::private::create_dir(&data_dir)
             .with_context(|| format!("creating data folder {}", data_dir.display()))?;
         let g = notary_server::tls::ensure_self_signed(&data_dir)?;
         settings.tls = Some((g.cert, g.key));
@@ -221,7 +221,7 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
             path.display()
         );
     }
-    notary_signer::private::create_dir(dir)
+    notary_common::private::create_dir(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     use rand_core::RngCore;
     let mut raw = Zeroizing::new([0u8; 32]);
@@ -281,7 +281,6 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
             client: client_cert.clone().zip(client_key.clone()),
         }
         .read()
-        .map_err(anyhow::Error::msg)
         .context("reading the signer TLS files")?;
     }
     let db = Db::connect(&settings.db_url, &settings.pool).await.with_context(|| {
@@ -338,10 +337,7 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
                 ca,
                 client: client_cert.zip(client_key),
             };
-            let (ca_pem, client_identity) = files
-                .read()
-                .map_err(anyhow::Error::msg)
-                .context("reading the signer TLS files")?;
+            let (ca_pem, client_identity) = files.read().context("reading the signer TLS files")?;
             let mut members = Vec::new();
             for (hostname, port) in signers {
                 let cfg = RemoteConfig {
@@ -380,9 +376,9 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
         settings.read_only,
         match &db {
             Db::Postgres(pool) if !settings.read_only => {
-                Some(notary_server::freshness::Announcing {
+                Some(notary_server::coherence::LeaseConfig {
                     pool: pool.clone(),
-                    fast_reads: settings.fast_reads,
+                    enabled: settings.read_lease,
                     timing: Default::default(),
                 })
             }

@@ -1,7 +1,9 @@
-//! Prometheus metrics with the Go server's names (`notary_server_http_requests_total` by
-//! code, method and operation), rendered in the text exposition format, and our own request
-//! latency histogram (`notary_rs_http_request_duration_seconds` by operation: Go exports
-//! sliding-window summaries instead, which cannot be aggregated across instances).
+//! Every metric of `/metrics`, rendered here in the Prometheus text exposition format (the
+//! other modules only count): the Go server's `notary_server_http_requests_total` (by code,
+//! method and operation), our request latency histogram
+//! (`notary_rs_http_request_duration_seconds` by operation: Go exports sliding-window summaries
+//! instead, which cannot be aggregated across instances), the read cache, how current reads
+//! were made fresh (`coherence`), and the imported repositories awaiting a key rotation.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,6 +15,150 @@ pub const LATENCY_BUCKETS: [f64; 19] = [
     0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+use crate::coherence::CoherenceCounts;
+use notary_common::sync::lock;
+
+/// The Prometheus text format, one metric family at a time.
+#[derive(Default)]
+pub struct Exposition(String);
+
+impl Exposition {
+    /// A family: its `# HELP` and `# TYPE` lines, then each (labels, value) sample; labels are
+    /// written as given (`code="200",method="get"`), empty for none.
+    pub fn family(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (String, String)>,
+    ) -> &mut Self {
+        use std::fmt::Write;
+        let o = &mut self.0;
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(o, "{name} {value}");
+            } else {
+                let _ = writeln!(o, "{name}{{{labels}}} {value}");
+            }
+        }
+        self
+    }
+
+    /// A histogram family: per label set, cumulative `_bucket`s, `_sum` and `_count`.
+    fn histograms<'h>(
+        &mut self,
+        name: &str,
+        help: &str,
+        series: impl IntoIterator<Item = (String, &'h Histogram)>,
+    ) {
+        use std::fmt::Write;
+        self.family(name, "histogram", help, []);
+        let o = &mut self.0;
+        for (labels, h) in series {
+            let mut cumulative = 0;
+            let bounds = LATENCY_BUCKETS.iter().map(|le| le.to_string());
+            for (i, le) in bounds.chain(["+Inf".to_string()]).enumerate() {
+                cumulative += h.counts[i];
+                let _ = writeln!(o, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(o, "{name}_sum{{{labels}}} {}", h.sum);
+            let _ = writeln!(o, "{name}_count{{{labels}}} {cumulative}");
+        }
+    }
+
+    /// A family with one unlabelled sample.
+    pub fn single(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        value: impl ToString,
+    ) -> &mut Self {
+        self.family(name, kind, help, [(String::new(), value.to_string())])
+    }
+
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+/// The read cache's size: (files, repositories, bytes).
+pub type CacheSize = (usize, usize, usize);
+
+/// Imported repositories, those awaiting a key rotation, and the earliest timestamp expiry
+/// among those (`notary-server imported`).
+pub type RotationCounts = (usize, usize, Option<chrono::DateTime<chrono::Utc>>);
+
+/// The whole `/metrics` page.
+pub fn render(
+    http: &Metrics,
+    cache: CacheSize,
+    coherence: CoherenceCounts,
+    rotation: Option<RotationCounts>,
+) -> String {
+    let mut e = Exposition::default();
+    http.write(&mut e);
+    let (files, chains, bytes) = cache;
+    e.single(
+        "notary_rs_cache_files",
+        "gauge",
+        "Metadata files held by the read cache.",
+        files,
+    )
+    .single(
+        "notary_rs_cache_repositories",
+        "gauge",
+        "Repositories whose current chain is cached.",
+        chains,
+    )
+    .single(
+        "notary_rs_cache_bytes",
+        "gauge",
+        "Approximate bytes held by the read cache.",
+        bytes,
+    );
+    e.family(
+        "notary_rs_fresh_reads_total",
+        "counter",
+        "Current-metadata reads, by how they were made fresh: under this instance's read lease (no database round trip) or by waiting for a changefeed check.",
+        [
+            ("by=\"lease\"".to_string(), coherence.leased_reads.to_string()),
+            ("by=\"changefeed_check\"".to_string(), coherence.barrier_reads.to_string()),
+        ],
+    )
+    .single("notary_rs_changefeed_checks_total", "counter", "Changefeed checks run.", coherence.checks)
+    .single(
+        "notary_rs_read_lease",
+        "gauge",
+        "1 while this instance serves current reads under its read lease.",
+        u8::from(coherence.lease_held),
+    );
+    if let Some((imported, awaiting, earliest)) = rotation {
+        e.single(
+            "notary_rs_imported_repositories",
+            "gauge",
+            "Repositories brought here by `notary-server import`.",
+            imported,
+        )
+        .single(
+            "notary_rs_imported_awaiting_rotation",
+            "gauge",
+            "Imported repositories whose timestamp key this server does not hold: their owners must rotate it before publishing.",
+            awaiting,
+        );
+        if let Some(t) = earliest {
+            e.single(
+                "notary_rs_imported_awaiting_rotation_earliest_expiry_seconds",
+                "gauge",
+                "Unix time at which the first timestamp of a repository awaiting rotation expires.",
+                t.timestamp(),
+            );
+        }
+    }
+    e.finish()
+}
 
 #[derive(Default)]
 struct Histogram {
@@ -36,7 +182,7 @@ impl Metrics {
     /// One request of `operation`, answered with `code` after `took` (from its arrival at the
     /// router to its response, the body not yet sent).
     pub fn observe(&self, operation: &'static str, method: &str, code: u16, took: Duration) {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = lock(&self.inner);
         *m.requests
             .entry((operation, method.to_lowercase(), code))
             .or_default() += 1;
@@ -50,31 +196,27 @@ impl Metrics {
         h.sum += secs;
     }
 
-    pub fn render(&self) -> String {
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = String::from("# HELP notary_server_http_requests_total Total number of HTTP requests made.\n# TYPE notary_server_http_requests_total counter\n");
-        for ((op, method, code), n) in m.requests.iter() {
-            out.push_str(&format!("notary_server_http_requests_total{{code=\"{code}\",method=\"{method}\",operation=\"{op}\"}} {n}\n"));
-        }
-        out.push_str(
-            "# HELP notary_rs_http_request_duration_seconds Time from a request's arrival at the router to its response, by operation.\n\
-             # TYPE notary_rs_http_request_duration_seconds histogram\n",
+    /// The request counters and latency histograms.
+    fn write(&self, e: &mut Exposition) {
+        let m = lock(&self.inner);
+        e.family(
+            "notary_server_http_requests_total",
+            "counter",
+            "Total number of HTTP requests made.",
+            m.requests.iter().map(|((op, method, code), n)| {
+                (
+                    format!("code=\"{code}\",method=\"{method}\",operation=\"{op}\""),
+                    n.to_string(),
+                )
+            }),
         );
-        for (op, h) in m.latency.iter() {
-            let mut cumulative = 0;
-            for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-                cumulative += h.counts[i];
-                out.push_str(&format!("notary_rs_http_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{le}\"}} {cumulative}\n"));
-            }
-            cumulative += h.counts[LATENCY_BUCKETS.len()];
-            out.push_str(&format!("notary_rs_http_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {cumulative}\n"));
-            out.push_str(&format!(
-                "notary_rs_http_request_duration_seconds_sum{{operation=\"{op}\"}} {}\n",
-                h.sum
-            ));
-            out.push_str(&format!("notary_rs_http_request_duration_seconds_count{{operation=\"{op}\"}} {cumulative}\n"));
-        }
-        out
+        e.histograms(
+            "notary_rs_http_request_duration_seconds",
+            "Time from a request's arrival at the router to its response, by operation.",
+            m.latency
+                .iter()
+                .map(|(op, h)| (format!("operation=\"{op}\""), h)),
+        );
     }
 }
 
@@ -88,7 +230,9 @@ mod tests {
         for micros in [100, 900, 1_200, 1_900, 40_000, 20_000_000] {
             m.observe("GetRole", "GET", 200, Duration::from_micros(micros));
         }
-        let out = m.render();
+        let mut e = Exposition::default();
+        m.write(&mut e);
+        let out = e.finish();
         let value = |le: &str| -> u64 {
             let prefix = format!("notary_rs_http_request_duration_seconds_bucket{{operation=\"GetRole\",le=\"{le}\"}} ");
             out.lines()

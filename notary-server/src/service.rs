@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use notary_common::sync::lock;
 use notary_signer::{sign_role, CryptoError, CryptoService, SignRoleError};
 use notary_tuf::metadata::{self as md, envelope, SignedFile};
 use notary_tuf::validation::{
@@ -14,14 +15,15 @@ use notary_tuf::PublicKey;
 use serde_json::json;
 
 use crate::cache::{CachedChain, Expected, MetaCache};
+use crate::coherence::{Coherence, LeaseConfig, WriteFuture};
 use crate::errors::{ApiError, Code};
-use crate::freshness::{Announcing, Freshness};
+use crate::metrics::RotationCounts;
 use crate::storage::{Change, Imported, MetaStore, StoreError, StoredFile};
 
 pub struct RepoService {
     pub store: Arc<dyn MetaStore>,
     pub cache: Arc<MetaCache>,
-    freshness: Arc<Freshness>,
+    coherence: Coherence,
     pub crypto: Arc<dyn CryptoService>,
     /// Algorithm of server-created timestamp/snapshot keys.
     pub key_algorithm: String,
@@ -39,9 +41,6 @@ pub struct RepoService {
     /// Key bindings read so far (key ID → GUN, role): they never change.
     bindings: std::sync::Mutex<lru::LruCache<String, (String, String)>>,
 }
-
-/// Imported repositories, those awaiting a key rotation, and the earliest expiry among those.
-type RotationCounts = (usize, usize, Option<DateTime<Utc>>);
 
 /// Whether this server holds the keys an imported repository's current root gives the roles
 /// the server signs (see `notary-server imported`).
@@ -72,7 +71,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(Code::StorageUnavailable)
             }
             StoreError::Db(m) => ApiError::internal(m),
-            // (`announce.rs` retries these, then reports them as unavailable.)
+            // (`coherence` retries these, then reports them as unavailable.)
             StoreError::Unacknowledged => ApiError::new(Code::StorageUnavailable),
             StoreError::Conflict(m) => ApiError::internal(m),
         }
@@ -120,14 +119,13 @@ impl RepoService {
         key_algorithm: String,
         period: std::time::Duration,
         read_only: bool,
-        announcing: Option<Announcing>,
+        lease: Option<LeaseConfig>,
     ) -> Self {
-        let freshness =
-            Freshness::spawn(store.clone(), cache.clone(), period, read_only, announcing);
+        let coherence = Coherence::start(store.clone(), cache.clone(), period, read_only, lease);
         RepoService {
             store,
             cache,
-            freshness,
+            coherence,
             crypto,
             key_algorithm,
             read_only,
@@ -149,7 +147,7 @@ impl RepoService {
 
     /// A cache miss is about to load from the database: refused while it is behind.
     fn loadable(&self) -> Result<(), ApiError> {
-        if self.freshness.is_behind() {
+        if self.coherence.is_behind() {
             return Err(ApiError::new(Code::StorageUnavailable));
         }
         Ok(())
@@ -274,11 +272,11 @@ impl RepoService {
             _ => None,
         };
         let store = &self.store;
-        let write = |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, ()> {
+        let write = |acked: Option<Vec<String>>| -> WriteFuture<'_, ()> {
             Box::pin(async move { store.update_many(gun, updates, at, acked.as_deref()).await })
         };
         let Some(chain) = expected else {
-            return self.freshness.write(gun, write).await;
+            return self.coherence.write(gun, write).await;
         };
         let sha = chain.timestamp.sha256.clone();
         self.cache.expect(
@@ -289,7 +287,7 @@ impl RepoService {
                 files,
             },
         );
-        let stored = self.freshness.write(gun, write).await;
+        let stored = self.coherence.write(gun, write).await;
         if stored.is_err() {
             self.cache.unexpect(gun, &sha);
         }
@@ -383,7 +381,7 @@ impl RepoService {
     /// The current timestamp and the snapshot it names, no older than the newest committed when
     /// this call began (see `freshness`): from the cache, else loaded and cached.
     async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ApiError> {
-        self.freshness.fresh(gun).await?;
+        self.coherence.fresh(gun).await?;
         if let Some(c) = self.cache.chain(gun) {
             return Ok(Some(c));
         }
@@ -449,7 +447,7 @@ impl RepoService {
         role: &str,
         version: i64,
     ) -> Result<StoredFile, ApiError> {
-        self.freshness.fresh(gun).await?;
+        self.coherence.fresh(gun).await?;
         if let Some(f) = self.cache.version(gun, role, version) {
             return Ok(f);
         }
@@ -494,19 +492,12 @@ impl RepoService {
     }
 
     fn is_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
-        self.snapshot_unsignable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(gun)
-            == Some(&chain.snapshot.sha256)
+        lock(&self.snapshot_unsignable).get(gun) == Some(&chain.snapshot.sha256)
     }
 
     /// Remember (and log once) that `gun`'s snapshot cannot be re-signed here.
     fn mark_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) {
-        let mut u = self
-            .snapshot_unsignable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut u = lock(&self.snapshot_unsignable);
         if u.insert(gun.to_string(), chain.snapshot.sha256.clone())
             .as_ref()
             != Some(&chain.snapshot.sha256)
@@ -520,16 +511,12 @@ impl RepoService {
     }
 
     fn is_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
-        self.unsignable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(gun)
-            == Some(&chain.timestamp.sha256)
+        lock(&self.unsignable).get(gun) == Some(&chain.timestamp.sha256)
     }
 
     /// Remember (and log once) that `gun`'s current chain cannot be re-signed here.
     fn mark_unsignable(&self, gun: &str, chain: &CachedChain, why: &ApiError) {
-        let mut u = self.unsignable.lock().unwrap_or_else(|e| e.into_inner());
+        let mut u = lock(&self.unsignable);
         if u.insert(gun.to_string(), chain.timestamp.sha256.clone())
             .as_ref()
             != Some(&chain.timestamp.sha256)
@@ -676,7 +663,7 @@ impl RepoService {
     }
 
     async fn resign_ahead(&self, gun: &str, before: chrono::Duration) -> Result<(), ApiError> {
-        let Some(_lease) = self.store.try_lease(&format!("resign {gun}")).await? else {
+        let Some(_lock) = self.store.try_lock(&format!("resign {gun}")).await? else {
             tracing::debug!(gun, "another instance holds the re-signing lease");
             return Ok(());
         };
@@ -709,10 +696,10 @@ impl RepoService {
             .map_err(|_| StoreError::Db("this instance is read-only".into()))?;
         let store = &self.store;
         let done = self
-            .freshness
+            .coherence
             .write(
                 gun,
-                |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, Imported> {
+                |acked: Option<Vec<String>>| -> WriteFuture<'_, Imported> {
                     Box::pin(async move {
                         store
                             .import(gun, files, source, replace, acked.as_deref())
@@ -803,8 +790,7 @@ impl RepoService {
                                  their owners cannot publish until they rotate (list them with `notary-server imported`)"
                             );
                         }
-                        *me.rotation.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some((list.len(), awaiting.len(), earliest));
+                        *lock(&me.rotation) = Some((list.len(), awaiting.len(), earliest));
                         first = false;
                     }
                     Err(e) => tracing::debug!(error = ?e, "could not check imported repositories"),
@@ -814,24 +800,9 @@ impl RepoService {
         });
     }
 
-    /// `notary_rs_imported_*` gauges, in the Prometheus text format.
-    pub fn rotation_metrics(&self) -> String {
-        let Some((imported, awaiting, earliest)) =
-            *self.rotation.lock().unwrap_or_else(|e| e.into_inner())
-        else {
-            return String::new();
-        };
-        let mut out = format!(
-            "# HELP notary_rs_imported_repositories Repositories brought here by `notary-server import`.\n# TYPE notary_rs_imported_repositories gauge\nnotary_rs_imported_repositories {imported}\n\
-             # HELP notary_rs_imported_awaiting_rotation Imported repositories whose timestamp key this server does not hold: their owners must rotate it before publishing.\n# TYPE notary_rs_imported_awaiting_rotation gauge\nnotary_rs_imported_awaiting_rotation {awaiting}\n"
-        );
-        if let Some(t) = earliest {
-            out.push_str(&format!(
-                "# HELP notary_rs_imported_awaiting_rotation_earliest_expiry_seconds Unix time at which the first timestamp of a repository awaiting rotation expires.\n# TYPE notary_rs_imported_awaiting_rotation_earliest_expiry_seconds gauge\nnotary_rs_imported_awaiting_rotation_earliest_expiry_seconds {}\n",
-                t.timestamp()
-            ));
-        }
-        out
+    /// The last count of imported repositories and those awaiting a key rotation.
+    pub fn rotation_counts(&self) -> Option<RotationCounts> {
+        *lock(&self.rotation)
     }
 
     /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer
@@ -875,20 +846,12 @@ impl RepoService {
     /// The GUN and role a server key is bound to, if any (from the store, or the trust
     /// service's own record for keys made before bindings existed, which it then binds).
     async fn binding(&self, key_id: &str) -> Result<Option<(String, String)>, ApiError> {
-        if let Some(b) = self
-            .bindings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key_id)
-        {
+        if let Some(b) = lock(&self.bindings).get(key_id) {
             return Ok(Some(b.clone()));
         }
         let b = self.store.key_binding(key_id).await?;
         if let Some(b) = &b {
-            self.bindings
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .put(key_id.to_string(), b.clone());
+            lock(&self.bindings).put(key_id.to_string(), b.clone());
         }
         Ok(b)
     }
@@ -970,13 +933,10 @@ impl RepoService {
         self.writable()?;
         let store = &self.store;
         let deleted = self
-            .freshness
-            .write(
-                gun,
-                |acked: Option<Vec<String>>| -> crate::announce::WriteFuture<'_, bool> {
-                    Box::pin(async move { store.delete(gun, acked.as_deref()).await })
-                },
-            )
+            .coherence
+            .write(gun, |acked: Option<Vec<String>>| -> WriteFuture<'_, bool> {
+                Box::pin(async move { store.delete(gun, acked.as_deref()).await })
+            })
             .await;
         self.cache.forget(gun);
         if deleted? {
@@ -985,14 +945,14 @@ impl RepoService {
         Ok(())
     }
 
-    /// The freshness counters, in the Prometheus text format.
-    pub fn freshness_metrics(&self) -> String {
-        self.freshness.metrics()
+    /// How current reads were made fresh (for the metrics).
+    pub fn coherence_counts(&self) -> crate::coherence::CoherenceCounts {
+        self.coherence.counts()
     }
 
     /// Give up this instance's read lease (at shutdown).
     pub async fn leave(&self) {
-        self.freshness.leave().await;
+        self.coherence.leave().await;
     }
 
     pub async fn changes(

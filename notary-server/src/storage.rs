@@ -3,27 +3,24 @@
 
 use async_trait::async_trait;
 use chrono::{NaiveDateTime, Utc};
-use notary_signer::db::{migrate, Db, Migration};
-use notary_signer::with_pool;
+use notary_common::db::{migrate, Db, Migration};
+use notary_common::sync::lock;
+use notary_common::with_pool;
 use notary_tuf::validation::Update;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 pub const MIGRATIONS: &[Migration] = &[
-    notary_signer::migration!(1, "", "0001_tuf_files_changefeed.sql"),
-    notary_signer::migration!(2, "", "0002_go_migrate_marker.sql"),
-    notary_signer::migration!(3, "", "0003_instances_write_guard.sql"),
-    notary_signer::migration!(4, "", "0004_imports.sql"),
-    notary_signer::migration!(5, "", "0005_server_keys.sql"),
+    notary_common::migration!(1, "", "0001_tuf_files_changefeed.sql"),
+    notary_common::migration!(2, "", "0002_go_migrate_marker.sql"),
+    notary_common::migration!(3, "", "0003_instances_write_guard.sql"),
+    notary_common::migration!(4, "", "0004_imports.sql"),
+    notary_common::migration!(5, "", "0005_server_keys.sql"),
 ];
 
-/// Key of the advisory lock of `notary_rs_write_guard` (migration 3): every guarded write holds
-/// it shared until it commits; an instance that has just registered takes it exclusively once,
-/// which waits out the writes that checked the leases before its registration.
-pub const REGISTRATION_LOCK: i64 = 0x6e6f_7461_7273;
-
-/// Connections kept for changefeed checks: as many as checks may overlap.
-const FOLLOWERS: usize = crate::freshness::MAX_IN_FLIGHT;
+/// Idle connections kept for changefeed checks: as many as checks may overlap
+/// (`coherence::MAX_CHECKS_IN_FLIGHT`, checked at compile time there).
+pub const IDLE_FOLLOWERS: usize = 1;
 
 /// Key of the transaction-level advisory lock that orders changefeed writes on Postgres: taken
 /// before a changefeed row gets its ID and held until its transaction has committed, so IDs are
@@ -39,7 +36,7 @@ const CHANGEFEED_LOCK: i64 = 0x6e6f_7461_7279;
 /// (a `BEGIN … COMMIT` from here) concurrent publishes queued behind it for milliseconds each,
 /// waiting for busy server threads to send the `COMMIT` (measured: 22 ms of a 36 ms publish at 16
 /// connections). One round trip in all, where a transaction took six. `$8`: the instances that
-/// acknowledged the write's announcement (`announce.rs`); nothing is stored, and the first
+/// acknowledged the write's announcement (`coherence`, invariant 2); nothing is stored, and the first
 /// column is false, if an instance holding a lease is not among them (NULL: unguarded).
 const PG_UPDATE_MANY: &str = "\
 WITH g AS MATERIALIZED (SELECT CASE WHEN $8::text[] IS NULL THEN true ELSE notary_rs_write_guard($8::text[]) END AS ok), \
@@ -167,8 +164,17 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The changefeed as a cache follows it (`coherence`): all the read path needs of the store.
 #[async_trait]
-pub trait MetaStore: Send + Sync {
+pub trait Changefeed: Send + Sync {
+    /// Highest changefeed ID (0 when empty).
+    async fn last_change_id(&self) -> Result<i64, StoreError>;
+    /// At most `limit` changefeed rows after `id`, oldest first (one index range scan).
+    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError>;
+}
+
+#[async_trait]
+pub trait MetaStore: Changefeed {
     /// Highest version of a role.
     async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError>;
     async fn by_checksum(
@@ -185,7 +191,7 @@ pub trait MetaStore: Send + Sync {
     ) -> Result<Option<StoredFile>, StoreError>;
     /// Store all updates or none, created and updated `at`; each must be newer than every
     /// stored version of its role. `acked` (Postgres): the instances that acknowledged the
-    /// write's announcement; `Unacknowledged` if one holding a lease is missing (`announce.rs`).
+    /// write's announcement; `Unacknowledged` if one holding a lease is missing (`coherence`, invariant 2).
     async fn update_many(
         &self,
         gun: &str,
@@ -202,13 +208,9 @@ pub trait MetaStore: Send + Sync {
         records: i64,
     ) -> Result<Vec<Change>, StoreError>;
     async fn health(&self) -> Result<(), StoreError>;
-    /// Highest changefeed ID (0 when empty).
-    async fn last_change_id(&self) -> Result<i64, StoreError>;
-    /// A lease on `name` among every instance on this database, held until dropped; `None`
-    /// when another instance holds it (Postgres: a transaction-level advisory lock).
-    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
-    /// At most `limit` changefeed rows after `id`, oldest first (one index range scan).
-    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError>;
+    /// An exclusive lock on `name` among every instance on this database, held until dropped;
+    /// `None` when another instance holds it (Postgres: a transaction-level advisory lock).
+    async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>, StoreError>;
     /// Store an imported history in one transaction: every file of `files` not stored yet, and
     /// one changefeed row per stored timestamp, in version order; `Conflict` (nothing stored) if
     /// a stored file of the same role and version differs, unless `replace`, which first removes
@@ -231,11 +233,11 @@ pub trait MetaStore: Send + Sync {
     async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError>;
 }
 
-/// See [`MetaStore::try_lease`]: dropping it ends the transaction, which releases the lock.
-pub struct Lease(#[allow(dead_code)] Option<sqlx::Transaction<'static, sqlx::Postgres>>);
+/// See [`MetaStore::try_lock`]: dropping it ends the transaction, which releases the lock.
+pub struct HeldLock(#[allow(dead_code)] Option<sqlx::Transaction<'static, sqlx::Postgres>>);
 
-/// Advisory lock class of leases (the second key is `hashtext(name)`).
-const LEASE_CLASS: i32 = 0x6e6f_7461;
+/// Advisory lock class of [`MetaStore::try_lock`] (the second key is `hashtext(name)`).
+const NAMED_LOCK_CLASS: i32 = 0x6e6f_7461;
 
 pub struct SqlStore {
     db: Db,
@@ -329,12 +331,7 @@ impl SqlStore {
     /// A connection for a changefeed check (see `followers`): an idle one, or a new one.
     async fn follower(&self, pool: &sqlx::PgPool) -> Result<sqlx::PgConnection, StoreError> {
         use sqlx::Connection;
-        if let Some(c) = self
-            .followers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-        {
+        if let Some(c) = lock(&self.followers).pop() {
             return Ok(c);
         }
         let mut c = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
@@ -351,8 +348,8 @@ impl SqlStore {
     /// Give back a follower connection that answered (one that failed, or whose check was
     /// cancelled, is dropped instead: the next check reconnects).
     fn follower_done(&self, conn: sqlx::PgConnection) {
-        let mut idle = self.followers.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < FOLLOWERS {
+        let mut idle = lock(&self.followers);
+        if idle.len() < IDLE_FOLLOWERS {
             idle.push(conn);
         }
     }
@@ -361,6 +358,56 @@ impl SqlStore {
 /// Now, as the tables store it (UTC, no zone).
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
+}
+
+#[async_trait]
+impl Changefeed for SqlStore {
+    async fn last_change_id(&self) -> Result<i64, StoreError> {
+        const SQL: &str = "SELECT MAX(id) FROM changefeed";
+        let row: (Option<i32>,) = match &self.db {
+            Db::Sqlite(p) => sqlx::query_as(SQL).fetch_one(p).await?,
+            Db::Postgres(p) => {
+                let mut conn = self.follower(p).await?;
+                let row = sqlx::query_as(SQL).fetch_one(&mut conn).await?;
+                self.follower_done(conn);
+                row
+            }
+        };
+        Ok(row.0.unwrap_or(0) as i64)
+    }
+
+    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
+        const SQL: &str =
+            "SELECT id, gun, category, sha256 FROM changefeed WHERE id > $1 ORDER BY id LIMIT $2";
+        let rows: Vec<(i32, String, String, Option<String>)> = match &self.db {
+            Db::Sqlite(p) => {
+                sqlx::query_as(SQL)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Postgres(p) => {
+                let mut conn = self.follower(p).await?;
+                let rows = sqlx::query_as(SQL)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(&mut conn)
+                    .await?;
+                self.follower_done(conn);
+                rows
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(id, gun, category, sha256)| ChangeRef {
+                id: id as i64,
+                gun,
+                deletion: category == "deletion",
+                sha256,
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -584,68 +631,21 @@ impl MetaStore for SqlStore {
             .collect())
     }
 
-    async fn last_change_id(&self) -> Result<i64, StoreError> {
-        const SQL: &str = "SELECT MAX(id) FROM changefeed";
-        let row: (Option<i32>,) = match &self.db {
-            Db::Sqlite(p) => sqlx::query_as(SQL).fetch_one(p).await?,
-            Db::Postgres(p) => {
-                let mut conn = self.follower(p).await?;
-                let row = sqlx::query_as(SQL).fetch_one(&mut conn).await?;
-                self.follower_done(conn);
-                row
-            }
-        };
-        Ok(row.0.unwrap_or(0) as i64)
-    }
-
-    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+    async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>, StoreError> {
         match &self.db {
             // One SQLite file has one server: nothing to share.
-            Db::Sqlite(_) => Ok(Some(Lease(None))),
+            Db::Sqlite(_) => Ok(Some(HeldLock(None))),
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
                 let (got,): (bool,) =
                     sqlx::query_as("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
-                        .bind(LEASE_CLASS)
+                        .bind(NAMED_LOCK_CLASS)
                         .bind(name)
                         .fetch_one(&mut *tx)
                         .await?;
-                Ok(got.then_some(Lease(Some(tx))))
+                Ok(got.then_some(HeldLock(Some(tx))))
             }
         }
-    }
-
-    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
-        const SQL: &str =
-            "SELECT id, gun, category, sha256 FROM changefeed WHERE id > $1 ORDER BY id LIMIT $2";
-        let rows: Vec<(i32, String, String, Option<String>)> = match &self.db {
-            Db::Sqlite(p) => {
-                sqlx::query_as(SQL)
-                    .bind(id)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-            }
-            Db::Postgres(p) => {
-                let mut conn = self.follower(p).await?;
-                let rows = sqlx::query_as(SQL)
-                    .bind(id)
-                    .bind(limit)
-                    .fetch_all(&mut conn)
-                    .await?;
-                self.follower_done(conn);
-                rows
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(id, gun, category, sha256)| ChangeRef {
-                id: id as i64,
-                gun,
-                deletion: category == "deletion",
-                sha256,
-            })
-            .collect())
     }
 
     async fn import(
@@ -803,6 +803,18 @@ pub async fn within<T, E: Into<StoreError>>(
 }
 
 #[async_trait]
+impl<S: Changefeed> Changefeed for TimedStore<S> {
+    async fn last_change_id(&self) -> Result<i64, StoreError> {
+        self.timed("last_change_id", self.inner.last_change_id())
+            .await
+    }
+    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
+        self.timed("changes_after", self.inner.changes_after(id, limit))
+            .await
+    }
+}
+
+#[async_trait]
 impl<S: MetaStore> MetaStore for TimedStore<S> {
     async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
         self.timed("latest", self.inner.latest(gun, role)).await
@@ -855,16 +867,8 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     async fn health(&self) -> Result<(), StoreError> {
         self.timed("health", self.inner.health()).await
     }
-    async fn last_change_id(&self) -> Result<i64, StoreError> {
-        self.timed("last_change_id", self.inner.last_change_id())
-            .await
-    }
-    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
-        self.timed("try_lease", self.inner.try_lease(name)).await
-    }
-    async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
-        self.timed("changes_after", self.inner.changes_after(id, limit))
-            .await
+    async fn try_lock(&self, name: &str) -> Result<Option<HeldLock>, StoreError> {
+        self.timed("try_lock", self.inner.try_lock(name)).await
     }
     async fn import(
         &self,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::Datelike;
 use std::sync::Arc;
 
-pub use notary_signer::tls_reload::ReloadingCert;
+pub use notary_common::tls::ReloadingCert;
 
 pub struct Generated {
     pub ca: PathBuf,
@@ -32,7 +32,7 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     if out.ca.exists() && out.cert.exists() && out.key.exists() {
         return Ok(out);
     }
-    notary_signer::private::create_dir(&tls)
+    notary_common::private::create_dir(&tls)
         .with_context(|| format!("creating {}", tls.display()))?;
     let now = chrono::Utc::now();
     let (from, to) = (
@@ -94,7 +94,7 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     let leaf_key = rcgen::KeyPair::generate()?;
     let cert = leaf.signed_by(&leaf_key, &ca, &ca_key)?;
 
-    use notary_signer::private::write_file;
+    use notary_common::private::write_file;
     let written = |p: &Path| format!("writing {}", p.display());
     write_file(&out.key, leaf_key.serialize_pem().as_bytes(), 0o600)
         .with_context(|| written(&out.key))?;

@@ -251,29 +251,29 @@ async fn version_reads_follow_deletion_and_recreation() {
 /// The re-signing lease: one holder at a time across instances (here: two stores on one
 /// database), released when dropped.
 #[tokio::test]
-async fn resign_lease_has_one_holder() {
+async fn resign_lock_has_one_holder() {
     use notary_server::storage::{MetaStore, SqlStore};
     let db = create_pg_db().await;
-    let cfg = notary_signer::db::PoolConfig::default();
-    let a = SqlStore::new(notary_signer::db::Db::connect(&db, &cfg).await.unwrap())
+    let cfg = notary_common::db::PoolConfig::default();
+    let a = SqlStore::new(notary_common::db::Db::connect(&db, &cfg).await.unwrap())
         .await
         .unwrap();
-    let b = SqlStore::new(notary_signer::db::Db::connect(&db, &cfg).await.unwrap())
+    let b = SqlStore::new(notary_common::db::Db::connect(&db, &cfg).await.unwrap())
         .await
         .unwrap();
-    let held = a.try_lease("resign example.com/x").await.unwrap();
+    let held = a.try_lock("resign example.com/x").await.unwrap();
     assert!(held.is_some());
     assert!(
-        b.try_lease("resign example.com/x").await.unwrap().is_none(),
+        b.try_lock("resign example.com/x").await.unwrap().is_none(),
         "two instances hold the same lease"
     );
     assert!(
-        b.try_lease("resign example.com/y").await.unwrap().is_some(),
+        b.try_lock("resign example.com/y").await.unwrap().is_some(),
         "another repository's lease is free"
     );
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while b.try_lease("resign example.com/x").await.unwrap().is_none() {
+    while b.try_lock("resign example.com/x").await.unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
             "a dropped lease was not released"

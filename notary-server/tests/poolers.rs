@@ -115,12 +115,12 @@ async fn pgbouncer_in_session_mode() {
         200
     );
 
-    let pool = notary_signer::db::PoolConfig {
+    let pool = notary_common::db::PoolConfig {
         statement_timeout: Duration::from_millis(1500),
         ..Default::default()
     };
-    let notary_signer::db::Db::Postgres(p) =
-        notary_signer::db::Db::connect(&db, &pool).await.unwrap()
+    let notary_common::db::Db::Postgres(p) =
+        notary_common::db::Db::connect(&db, &pool).await.unwrap()
     else {
         unreachable!()
     };

@@ -49,14 +49,14 @@ const LEASED: &str = "notary_rs_fresh_reads_total{by=\"lease\"}";
 const CHECKED: &str = "notary_rs_fresh_reads_total{by=\"changefeed_check\"}";
 const CHECKS: &str = "notary_rs_changefeed_checks_total";
 
-/// 300 reads in a row: under the lease they cost no changefeed check; with `fast_reads` off
+/// 300 reads in a row: under the lease they cost no changefeed check; with `read_lease` off
 /// each one waits for a check of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn current_reads_skip_the_database_under_a_lease() {
     for fast in [true, false] {
         let db = create_pg_db().await;
         let s =
-            Server::start_with_config(&db, serde_json::json!({"caching": {"fast_reads": fast}}))
+            Server::start_with_config(&db, serde_json::json!({"caching": {"read_lease": fast}}))
                 .await;
         let gun = "example.com/lease/reads";
         init_repo(&s, gun).await;
@@ -90,7 +90,7 @@ async fn current_reads_skip_the_database_under_a_lease() {
                 "{checks} changefeed checks for 300 reads, {leased} under the lease"
             );
         } else {
-            assert_eq!((leased, checked), (0.0, 300.0), "fast_reads off");
+            assert_eq!((leased, checked), (0.0, 300.0), "read_lease off");
             assert!(
                 checks >= 250.0,
                 "only {checks} changefeed checks for 300 reads one after another"
@@ -242,7 +242,7 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
 
     // The statement's guard, directly.
     let store = SqlStore::new(
-        notary_signer::db::Db::connect(&db, &Default::default())
+        notary_common::db::Db::connect(&db, &Default::default())
             .await
             .unwrap(),
     )

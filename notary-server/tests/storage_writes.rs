@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use notary_server::storage::{MetaStore, SqlStore, StoreError};
-use notary_signer::db::{Db, PoolConfig};
+use notary_common::db::{Db, PoolConfig};
+use notary_server::storage::{Changefeed, MetaStore, SqlStore, StoreError};
 use notary_tuf::validation::Update;
 use sha2::Digest;
 

@@ -1,12 +1,14 @@
-//! The Go notary-signer JSON configuration (signer-api.md §4.1), with `NOTARY_SIGNER_*`
-//! environment overrides. Unlike Go, mutual TLS is mandatory: `server.client_ca_file` is required.
+//! The Go notary-signer JSON configuration (`docs/signer-protocol.md`), with `NOTARY_SIGNER_*`
+//! environment overrides for every key. Unlike Go, mutual TLS is mandatory: `server.client_ca_file` is required.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::CryptoError;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -14,7 +16,7 @@ pub struct Config {
     pub logging: LoggingConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct ServerConfig {
     pub grpc_addr: String,
@@ -23,7 +25,7 @@ pub struct ServerConfig {
     pub client_ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct StorageConfig {
     pub backend: String,
@@ -33,7 +35,7 @@ pub struct StorageConfig {
     pub pkcs11_uri: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct LoggingConfig {
     pub level: Option<String>,
@@ -62,67 +64,31 @@ pub enum Storage {
     },
 }
 
-const ENV_KEYS: &[&str] = &[
-    "server.grpc_addr",
-    "server.tls_cert_file",
-    "server.tls_key_file",
-    "server.client_ca_file",
-    "storage.backend",
-    "storage.db_url",
-    "storage.default_alias",
-    "storage.pkcs11_uri",
-    "logging.level",
-    "logging.format",
-];
-
-/// Apply `<PREFIX><KEY>` environment overrides (dots → underscores, upper-cased) to a parsed JSON
-/// config, as viper does for the Go programs. Values of keys for which `is_string` is false are
-/// read as integers when they parse as one.
-pub fn apply_env(v: &mut Value, prefix: &str, keys: &[&str], is_string: impl Fn(&str) -> bool) {
-    for key in keys {
-        let var = format!("{prefix}{}", key.to_uppercase().replace('.', "_"));
-        let Ok(val) = std::env::var(&var) else {
-            continue;
-        };
-        let parts: Vec<&str> = key.split('.').collect();
-        let mut cur = &mut *v;
-        for p in &parts[..parts.len() - 1] {
-            if !cur.get(*p).map(Value::is_object).unwrap_or(false) {
-                cur[*p] = Value::Object(Default::default());
-            }
-            cur = cur.get_mut(*p).expect("just inserted");
-        }
-        let last = parts[parts.len() - 1];
-        // Numbers, booleans and lists as JSON (`true`, `7`, `["a:1","b:2"]`); anything else, and
-        // keys that are strings even when they look like numbers, as a string.
-        cur[last] = match serde_json::from_str::<Value>(&val) {
-            Ok(j @ (Value::Number(_) | Value::Bool(_) | Value::Array(_))) if !is_string(last) => j,
-            _ => Value::String(val),
-        };
-    }
-}
-
-fn invalid(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::anyhow!("invalid configuration: {}", msg.into())
+fn invalid(msg: impl Into<String>) -> CryptoError {
+    CryptoError::Config(msg.into())
 }
 
 impl Config {
-    pub fn load(path: &Path) -> anyhow::Result<(Config, PathBuf)> {
+    pub fn load(path: &Path) -> Result<(Config, PathBuf), CryptoError> {
         let text = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+            .map_err(|e| invalid(format!("cannot read config file {}: {e}", path.display())))?;
         let mut v: Value = serde_json::from_slice(&text).map_err(|e| {
-            anyhow::anyhow!("config file {} is not valid JSON: {e}", path.display())
+            invalid(format!(
+                "config file {} is not valid JSON: {e}",
+                path.display()
+            ))
         })?;
-        apply_env(&mut v, "NOTARY_SIGNER_", ENV_KEYS, |_| true);
+        let keys = notary_common::env::keys_of::<Config>();
+        notary_common::env::apply(&mut v, "NOTARY_SIGNER_", &keys, |_| true);
         let cfg: Config = serde_json::from_value(v)
-            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            .map_err(|e| invalid(format!("config file {}: {e}", path.display())))?;
         Ok((
             cfg,
             path.parent().map(Path::to_path_buf).unwrap_or_default(),
         ))
     }
 
-    pub fn settings(&self, base: &Path) -> anyhow::Result<Settings> {
+    pub fn settings(&self, base: &Path) -> Result<Settings, CryptoError> {
         let rel = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -212,27 +178,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_overrides_nested_keys_and_types() {
-        std::env::set_var("NOTARYRS_ENVTEST_STORAGE_DB_URL", "postgres://x/y");
-        std::env::set_var("NOTARYRS_ENVTEST_CACHING_MAX_AGE_CURRENT_METADATA", "60");
-        std::env::set_var("NOTARYRS_ENVTEST_SERVER_HTTP_ADDR", "4443");
-        let mut v = serde_json::json!({"storage": {"backend": "postgres"}});
-        apply_env(
-            &mut v,
-            "NOTARYRS_ENVTEST_",
-            &[
-                "storage.db_url",
-                "caching.max_age.current_metadata",
-                "server.http_addr",
-                "logging.level",
-            ],
-            |k| k == "http_addr" || k == "db_url",
-        );
-        assert_eq!(
-            v,
-            serde_json::json!({"storage": {"backend": "postgres", "db_url": "postgres://x/y"},
-            "caching": {"max_age": {"current_metadata": 60}}, "server": {"http_addr": "4443"}})
-        );
+    fn every_config_key_has_an_environment_variable() {
+        let keys = notary_common::env::keys_of::<Config>();
+        for k in [
+            "server.grpc_addr",
+            "server.client_ca_file",
+            "storage.default_alias",
+            "storage.pkcs11_uri",
+            "logging.format",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
     }
 
     #[test]

@@ -4,14 +4,11 @@
 //! a [`KeyStore`](memory::MemoryKeyStore)-backed service; the gRPC client to a remote
 //! notary-signer implements the same trait.
 
-pub mod db;
 pub mod jwe;
-pub mod logging;
+pub mod listen;
 pub mod memory;
 pub mod passphrase;
-pub mod private;
 pub mod sql;
-pub mod tls_reload;
 
 use async_trait::async_trait;
 use notary_tuf::validation::ToSign;
@@ -31,6 +28,13 @@ pub enum CryptoError {
     Locked(String),
     #[error("signing service error: {0}")]
     Internal(String),
+    /// The signer's configuration is unusable (start-up only).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Tls(#[from] notary_common::tls::TlsError),
+    #[error(transparent)]
+    Db(#[from] notary_common::db::DbError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

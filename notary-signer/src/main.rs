@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use notary_common::db::{Db, PoolConfig};
 use notary_signer::config::{Config, Storage};
-use notary_signer::db::{Db, PoolConfig};
 use notary_signer::grpc::proto::{
     key_management_server::KeyManagementServer, signer_server::SignerServer,
 };
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse_from(argv);
     let (cfg, base) = Config::load(&args.config)?;
     let settings = cfg.settings(&base)?;
-    notary_signer::logging::init(
+    notary_common::logging::init(
         &settings.log_level,
         &settings.log_format,
         "sqlx=warn,h2=warn",
@@ -133,7 +133,7 @@ async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
     // Mutual TLS; the signer's certificate and the client CA bundle are re-read on SIGHUP and
     // when their files change.
     let (tls, cert, clients) =
-        notary_signer::tls_reload::grpc_server_config(&s.tls_cert, &s.tls_key, &s.client_ca)?;
+        notary_signer::listen::grpc_server_config(&s.tls_cert, &s.tls_key, &s.client_ca)?;
     cert.spawn_watch();
     clients.spawn_watch();
     let health = health_service(crypto.clone(), Duration::from_secs(10)).await;
@@ -152,7 +152,7 @@ async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
         .add_service(health)
         .add_service(KeyManagementServer::from_arc(svc.clone()))
         .add_service(SignerServer::from_arc(svc))
-        .serve_with_incoming(notary_signer::tls_reload::tls_incoming(listener, tls))
+        .serve_with_incoming(notary_signer::listen::tls_incoming(listener, tls))
         .await
         .context("signer failed")
 }

@@ -24,6 +24,7 @@ use notary_tuf::{PublicKey, Signature};
 use sha2::{Digest, Sha256};
 
 use crate::{CryptoError, CryptoService, KeyInfo};
+use notary_common::sync::lock;
 
 /// DER of the prime256v1 OID (CKA_EC_PARAMS).
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -177,7 +178,7 @@ impl Inner {
         &self,
         f: impl Fn(&Session) -> Result<T, CkError>,
     ) -> Result<T, CryptoError> {
-        let session = match self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        let session = match lock(&self.idle).pop() {
             Some(s) => s,
             None => self.ctx.open_rw_session(self.slot).map_err(ck)?,
         };
@@ -189,7 +190,7 @@ impl Inner {
             }
             r => r,
         };
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE_SESSIONS {
             idle.push(session);
         }

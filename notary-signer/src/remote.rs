@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use notary_common::reload::Reloading;
+use notary_common::sync::lock;
 use notary_tuf::{PublicKey, Signature};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
@@ -39,42 +41,35 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    fn paths(&self) -> Vec<&std::path::Path> {
-        let mut v = vec![self.ca.as_path()];
+    fn paths(&self) -> Vec<std::path::PathBuf> {
+        let mut v = vec![self.ca.clone()];
         if let Some((c, k)) = &self.client {
-            v.push(c);
-            v.push(k);
+            v.push(c.clone());
+            v.push(k.clone());
         }
         v
     }
 
     /// Read the CA bundle and the client certificate and key. The pair is checked to match
     /// here (a bad pair fails now, not at the next handshake).
-    pub fn read(&self) -> Result<(Vec<u8>, Option<PemPair>), String> {
+    pub fn read(&self) -> Result<(Vec<u8>, Option<PemPair>), CryptoError> {
         let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+            std::fs::read(p)
+                .map_err(|e| CryptoError::Config(format!("reading {}: {e}", p.display())))
         };
         let ca = read(&self.ca)?;
         let identity = match &self.client {
             Some((c, k)) => {
-                crate::tls_reload::read_certified_key(
+                notary_common::tls::read_certified_key(
                     c,
                     k,
                     &rustls::crypto::ring::default_provider(),
-                )
-                .map_err(|e| format!("{e:#}"))?;
+                )?;
                 Some((read(c)?, read(k)?))
             }
             None => None,
         };
         Ok((ca, identity))
-    }
-
-    fn mtimes(&self) -> Option<Vec<std::time::SystemTime>> {
-        self.paths()
-            .into_iter()
-            .map(|p| std::fs::metadata(p).ok()?.modified().ok())
-            .collect()
     }
 }
 
@@ -106,13 +101,16 @@ fn build_channel(
     Ok(endpoint.connect_lazy())
 }
 
+/// The channel to one signer: fixed, or rebuilt when its TLS files change (calls in flight
+/// keep the channel they started on).
+enum Link {
+    Fixed(Channel),
+    Reloading(std::sync::Arc<Reloading<Channel>>),
+}
+
 pub struct RemoteCryptoService {
-    /// Replaced when the TLS files change; calls in flight keep the channel they started on.
-    channel: std::sync::RwLock<Channel>,
-    hostname: String,
-    port: u16,
-    files: Option<TlsFiles>,
-    stamp: std::sync::Mutex<Option<Vec<std::time::SystemTime>>>,
+    link: Link,
+    /// Deadline of every call.
     timeout: Duration,
     /// Public keys seen (by ID): a key's public part never changes. Bounded (LRU).
     keys: std::sync::Mutex<lru::LruCache<String, PublicKey>>,
@@ -142,17 +140,30 @@ fn status_error(s: tonic::Status, what: &str) -> CryptoError {
 impl RemoteCryptoService {
     /// Configure the channel; it connects on first use and reconnects after failures.
     pub fn new(cfg: RemoteConfig) -> Result<Self, CryptoError> {
-        let identity = cfg
-            .client_identity
-            .as_ref()
-            .map(|(c, k)| (c.as_slice(), k.as_slice()));
-        let channel = build_channel(&cfg.hostname, cfg.port, &cfg.ca_pem, identity, cfg.timeout)?;
+        let link = match cfg.files {
+            Some(files) => {
+                let (host, port, timeout) = (cfg.hostname.clone(), cfg.port, cfg.timeout);
+                let what = "the signer TLS files (CA bundle, client certificate)";
+                let r = Reloading::new(what, files.paths(), move || {
+                    let (ca, identity) = files.read()?;
+                    let identity = identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+                    Ok(build_channel(&host, port, &ca, identity, timeout)?)
+                })
+                .map_err(|e| CryptoError::Config(e.to_string()))?;
+                Link::Reloading(r)
+            }
+            None => {
+                let identity = cfg
+                    .client_identity
+                    .as_ref()
+                    .map(|(c, k)| (c.as_slice(), k.as_slice()));
+                let ch =
+                    build_channel(&cfg.hostname, cfg.port, &cfg.ca_pem, identity, cfg.timeout)?;
+                Link::Fixed(ch)
+            }
+        };
         Ok(RemoteCryptoService {
-            channel: std::sync::RwLock::new(channel),
-            stamp: std::sync::Mutex::new(cfg.files.as_ref().and_then(|f| f.mtimes())),
-            hostname: cfg.hostname,
-            port: cfg.port,
-            files: cfg.files,
+            link,
             timeout: cfg.timeout,
             keys: std::sync::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(16_384).expect("non-zero"),
@@ -162,45 +173,19 @@ impl RemoteCryptoService {
 
     /// The gRPC channel (for callers that need the raw services).
     pub fn channel(&self) -> Channel {
-        self.channel
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        match &self.link {
+            Link::Fixed(c) => c.clone(),
+            Link::Reloading(r) => (*r.get()).clone(),
+        }
     }
 
     /// Re-read the CA bundle and client certificate/key if their files changed (or `force`):
     /// new calls use a new channel; calls in flight finish on the old one. A pair that cannot
     /// be used is logged and the previous files stay in use. Returns whether it reloaded.
     pub fn reload_if_changed(&self, force: bool) -> bool {
-        let Some(files) = &self.files else {
-            return false;
-        };
-        let now = files.mtimes();
-        if !force && (now.is_none() || now == *self.stamp.lock().unwrap_or_else(|e| e.into_inner()))
-        {
-            return false;
-        }
-        let result = files.read().and_then(|(ca, identity)| {
-            build_channel(
-                &self.hostname,
-                self.port,
-                &ca,
-                identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
-                self.timeout,
-            )
-            .map_err(|e| e.to_string())
-        });
-        match result {
-            Ok(ch) => {
-                *self.channel.write().unwrap_or_else(|e| e.into_inner()) = ch;
-                *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = now;
-                tracing::info!(signer = %format!("{}:{}", self.hostname, self.port), "reloaded the signer TLS files (CA bundle, client certificate)");
-                true
-            }
-            Err(e) => {
-                tracing::error!(signer = %format!("{}:{}", self.hostname, self.port), error = %e, "signer TLS files not reloaded; keeping the previous ones");
-                false
-            }
+        match &self.link {
+            Link::Fixed(_) => false,
+            Link::Reloading(r) => r.reload_if_changed(force),
         }
     }
 
@@ -209,7 +194,7 @@ impl RemoteCryptoService {
     }
 
     fn known(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, PublicKey>> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.keys)
     }
 
     fn remember(&self, pk: &PublicKey) {
@@ -394,7 +379,7 @@ impl FailoverCryptoService {
     /// files when they change or on SIGHUP.
     pub fn spawn_health_checks(self: &std::sync::Arc<Self>, every: Duration) {
         let me = std::sync::Arc::downgrade(self);
-        crate::tls_reload::every_or_on_sighup(every, move |forced| {
+        notary_common::reload::every_or_on_sighup(every, move |forced| {
             let me = me.upgrade();
             async move {
                 let Some(me) = me else { return false };

@@ -8,13 +8,15 @@ use async_trait::async_trait;
 use chrono::{NaiveDateTime, Utc};
 use notary_tuf::{PrivateKey, PublicKey, Signature};
 
-use crate::db::{migrate, Db, Migration};
 use crate::passphrase::Passphrases;
-use crate::{check_algorithm, jwe, tuf_signature, with_pool, CryptoError, CryptoService, KeyInfo};
+use crate::{check_algorithm, jwe, tuf_signature, CryptoError, CryptoService, KeyInfo};
+use notary_common::db::{migrate, Db, Migration};
+use notary_common::sync::lock;
+use notary_common::with_pool;
 
 pub const MIGRATIONS: &[Migration] = &[
-    crate::migration!(1, "signer/", "0001_private_keys.sql"),
-    crate::migration!(2, "signer/", "0002_retired_aliases.sql"),
+    notary_common::migration!(1, "signer/", "0001_private_keys.sql"),
+    notary_common::migration!(2, "signer/", "0002_retired_aliases.sql"),
 ];
 
 struct Cached {
@@ -79,7 +81,7 @@ impl SqlKeyStore {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, Arc<Cached>>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.cache)
     }
 }
 

@@ -1,37 +1,6 @@
-//! Current reads with no database round trip, across instances (Postgres): write announcements
-//! acknowledged by every instance that holds a read lease.
-//!
-//! Without this, a current read waits for a changefeed check that started after it arrived
-//! (`freshness.rs`): one round trip to Postgres shared by the reads of a batch. With it:
-//!
-//! - **Leases.** An instance that serves fast reads holds a lease in `notary_rs_instances`,
-//!   renewed every `renew_every` for `lease`, and only after its listener connection has heard
-//!   its own heartbeat (so a deaf listener stops the renewals). Locally it counts the lease from
-//!   the moment it *sent* the renewal, minus `margin`: it stops serving fast reads before the
-//!   database's copy of the lease ends.
-//! - **Announcements.** Every write (publish, re-signed timestamp, deletion) first announces
-//!   itself on the `notary_rs` channel and learns which instances hold a lease; each of them
-//!   marks the repository *in flux* — its reads go through the changefeed barrier again — and
-//!   then acknowledges. The write statement itself carries the list of instances that
-//!   acknowledged: `notary_rs_write_guard` (migration 3) stores nothing unless every instance
-//!   holding a lease at that moment is on it, so a write never commits while an instance that
-//!   may serve fast reads has not heard of it. A writer re-announces until all acknowledge or
-//!   their leases end (an instance that stopped, crashed or was cut off holds writes up by at
-//!   most `lease`), and gives up with 503 after `write_deadline`.
-//! - **Registration.** A (re-)registering instance listens first, then writes its lease, then
-//!   takes the guard's lock exclusively once — waiting out every write that checked the leases
-//!   before it registered — then runs a changefeed check (covering everything committed so
-//!   far), and only then serves fast reads.
-//! - **Done.** After a write with a definite outcome the writer announces that it is done; each
-//!   instance (the writer too) runs a changefeed check that started after hearing it, then takes
-//!   the repository out of flux. A write whose outcome is unknown (no answer from the database)
-//!   leaves it in flux for `flux_ttl`.
-//! - **Foreign writers.** A changefeed row nobody announced (the Go notary-server writing to the
-//!   same database, say) turns fast reads off for `foreign_backoff`, with a warning.
-//!
-//! So a read served without a round trip is still never older than the newest timestamp
-//! committed when it arrived: such a commit's guard saw this instance's lease, so this instance
-//! had marked the repository in flux before it.
+//! The read lease (invariants 1–4 and 8 of [`super`]): registration and renewal, the
+//! announcement of writes and their acknowledgement, and the bookkeeping that decides whether a
+//! repository's current read may skip the barrier.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -42,21 +11,26 @@ use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::freshness::Freshness;
-use crate::storage::{within, StoreError, REGISTRATION_LOCK};
+use super::follower::Barrier;
+use super::message::{Message, CHANNEL};
+use crate::storage::{within, StoreError};
+use notary_common::sync::lock;
 
 /// A write to run once announced: gets the instances that acknowledged it (`None`: unguarded).
 pub type WriteFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
 
-/// The notification channel of announcements, acknowledgements and heartbeats.
-pub const CHANNEL: &str = "notary_rs";
+/// Key of the advisory lock of `notary_rs_write_guard` (Postgres migration 3, where it is
+/// written in decimal; `the_registration_lock_is_the_migrations`): every guarded write holds it
+/// shared until it commits; an instance that has just registered takes it exclusively once,
+/// which waits out the writes that checked the leases before its registration (invariant 3).
+pub const REGISTRATION_LOCK: i64 = 0x6e6f_7461_7273;
 
 #[derive(Debug, Clone)]
-pub struct Timing {
+pub struct LeaseTiming {
     /// How long a registration or renewal holds in the database.
     pub lease: Duration,
     pub renew_every: Duration,
-    /// Fast reads stop this long before the database's copy of the lease ends.
+    /// Reads stop skipping the barrier this long before the database's copy of the lease ends.
     pub margin: Duration,
     /// A write announced but never reported done keeps its repository in flux this long.
     pub flux_ttl: Duration,
@@ -64,13 +38,13 @@ pub struct Timing {
     pub retry: Duration,
     /// A write not acknowledged by then fails (503).
     pub write_deadline: Duration,
-    /// Fast reads stay off this long after an unannounced write.
+    /// The lease is suspended this long after an unannounced write (invariant 8).
     pub foreign_backoff: Duration,
 }
 
-impl Default for Timing {
+impl Default for LeaseTiming {
     fn default() -> Self {
-        Timing {
+        LeaseTiming {
             lease: Duration::from_secs(3),
             renew_every: Duration::from_millis(500),
             margin: Duration::from_millis(500),
@@ -82,23 +56,14 @@ impl Default for Timing {
     }
 }
 
-/// A write waiting for acknowledgements.
-struct Waiter {
-    acked: HashSet<String>,
-    wake: Arc<Notify>,
-}
-
-pub struct Announcer {
-    /// This process's instance ID (random).
-    me: String,
-    pool: PgPool,
-    /// Register and serve fast reads (else only announce this instance's writes).
-    fast_reads: bool,
-    t: Timing,
+/// The lease's bookkeeping, without I/O: whether it is held, which repositories are in flux,
+/// which announcements were heard. Times are passed in, so that it can be tested alone.
+struct Book {
+    t: LeaseTiming,
     base: Instant,
-    /// Fast reads allowed until (nanoseconds since `base`; 0: not allowed).
+    /// The lease holds until (nanoseconds since `base`; 0: not held).
     valid_until: AtomicU64,
-    /// Fast reads off until (nanoseconds since `base`) after an unannounced write.
+    /// Suspended until (nanoseconds since `base`) after an unannounced write.
     foreign_until: AtomicU64,
     /// Repositories in flux: GUN → tokens of writes not yet known done, with when heard.
     in_flux: Mutex<HashMap<String, Vec<(String, Instant)>>>,
@@ -106,48 +71,11 @@ pub struct Announcer {
     announced: Mutex<HashMap<String, Instant>>,
     /// Changefeed rows after this ID must have been announced (`i64::MAX`: not checked).
     detect_from: AtomicI64,
-    waiters: Mutex<HashMap<String, Waiter>>,
-    /// Newest heartbeat sequence number this instance's listener heard from itself.
-    heard: watch::Sender<u64>,
-    /// (listening epoch, listening now)
-    listening: watch::Sender<(u64, bool)>,
-    /// Makes the listener reconnect (its connection stopped hearing).
-    restart: Notify,
-    acks: mpsc::UnboundedSender<String>,
-    seq: AtomicU64,
-    freshness: Weak<Freshness>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A connection of its own for notifications (their commits need not wait for the disk).
-async fn connect(pool: &PgPool) -> Result<PgConnection, StoreError> {
-    let mut c = PgConnection::connect_with(&pool.connect_options()).await?;
-    sqlx::query("SET synchronous_commit = off")
-        .execute(&mut c)
-        .await?;
-    Ok(c)
-}
-
-impl Announcer {
-    /// Start listening (and, with `fast_reads`, registering) for the instance whose cache
-    /// `freshness` follows.
-    pub fn start(
-        pool: PgPool,
-        fast_reads: bool,
-        t: Timing,
-        freshness: &Arc<Freshness>,
-    ) -> Arc<Self> {
-        let (acks, acks_rx) = mpsc::unbounded_channel();
-        let me = Arc::new(Announcer {
-            me: format!(
-                "{:016x}",
-                rand_core::RngCore::next_u64(&mut rand_core::OsRng)
-            ),
-            pool,
-            fast_reads,
+impl Book {
+    fn new(t: LeaseTiming) -> Self {
+        Book {
             t,
             base: Instant::now(),
             valid_until: AtomicU64::new(0),
@@ -155,51 +83,47 @@ impl Announcer {
             in_flux: Mutex::new(HashMap::new()),
             announced: Mutex::new(HashMap::new()),
             detect_from: AtomicI64::new(i64::MAX),
-            waiters: Mutex::new(HashMap::new()),
-            heard: watch::channel(0).0,
-            listening: watch::channel((0, false)).0,
-            restart: Notify::new(),
-            acks,
-            seq: AtomicU64::new(0),
-            freshness: Arc::downgrade(freshness),
-        });
-        tokio::spawn(me.clone().listen_loop());
-        tokio::spawn(me.clone().ack_loop(acks_rx));
-        tokio::spawn(me.clone().sweep_loop());
-        if fast_reads {
-            tokio::spawn(me.clone().keep_loop());
         }
-        me
     }
 
-    fn nanos(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
+    fn at(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_nanos() as u64
     }
 
-    fn until(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.base).as_nanos() as u64
-    }
-
-    /// Does this instance serve current reads under its read lease now (it holds one, and no
-    /// unannounced write turned them off)?
-    pub fn holds_lease(&self) -> bool {
-        let now = self.nanos();
-        self.fast_reads
-            && now < self.valid_until.load(Ordering::SeqCst)
+    /// Is the lease held at `now` (granted, not ended, not suspended)?
+    fn held(&self, now: Instant) -> bool {
+        let now = self.at(now);
+        now < self.valid_until.load(Ordering::SeqCst)
             && now >= self.foreign_until.load(Ordering::SeqCst)
     }
 
-    /// May a current read of `gun` be served from the cache without a changefeed check?
-    pub fn fast(&self, gun: &str) -> bool {
-        self.holds_lease() && !lock(&self.in_flux).contains_key(gun)
+    /// May a current read of `gun` skip the barrier at `now`?
+    fn covers(&self, gun: &str, now: Instant) -> bool {
+        self.held(now) && !lock(&self.in_flux).contains_key(gun)
     }
 
-    fn mark_flux(&self, gun: &str, token: &str) {
+    /// The lease (re)newed by a statement sent at `sent` holds until `sent + lease - margin`.
+    fn grant(&self, sent: Instant) {
+        let until = self.at(sent + self.t.lease - self.t.margin);
+        self.valid_until.store(until, Ordering::SeqCst);
+    }
+
+    fn revoke(&self) {
+        self.valid_until.store(0, Ordering::SeqCst);
+    }
+
+    /// Judge changefeed rows after `id` (`None`: stop judging).
+    fn detect_after(&self, id: Option<i64>) {
+        self.detect_from
+            .store(id.unwrap_or(i64::MAX), Ordering::SeqCst);
+    }
+
+    fn mark_flux(&self, gun: &str, token: &str, now: Instant) {
         lock(&self.in_flux)
             .entry(gun.to_string())
             .or_default()
-            .push((token.to_string(), Instant::now()));
-        lock(&self.announced).insert(gun.to_string(), Instant::now());
+            .push((token.to_string(), now));
+        lock(&self.announced).insert(gun.to_string(), now);
     }
 
     fn unflux(&self, gun: &str, token: &str) {
@@ -212,16 +136,147 @@ impl Announcer {
         }
     }
 
+    /// A changefeed row `id` of `gun` was applied at `now`: true if nobody announced it, in
+    /// which case the lease is suspended for `foreign_backoff` (true only for the first such
+    /// row of a suspension). Only judged while the lease holds: every write committed meanwhile
+    /// needed this instance's acknowledgement, so its announcement was heard before its row
+    /// could be read (a frozen instance may read rows before the announcements queued for it).
+    fn observed(&self, gun: &str, id: i64, now: Instant) -> bool {
+        if id <= self.detect_from.load(Ordering::SeqCst)
+            || self.at(now) >= self.valid_until.load(Ordering::SeqCst)
+        {
+            return false;
+        }
+        let heard = lock(&self.announced)
+            .get(gun)
+            .is_some_and(|at| now.saturating_duration_since(*at) < self.t.flux_ttl);
+        if heard {
+            return false;
+        }
+        let until = self.at(now + self.t.foreign_backoff);
+        self.foreign_until.swap(until, Ordering::SeqCst) <= self.at(now)
+    }
+
+    /// Writes in flux for longer than `flux_ttl` at `now` (never reported done); announcements
+    /// older than that are forgotten.
+    fn expired(&self, now: Instant) -> Vec<(String, String)> {
+        let ttl = self.t.flux_ttl;
+        let old = |at: &Instant| now.saturating_duration_since(*at) > ttl;
+        lock(&self.announced).retain(|_, at| !old(at));
+        lock(&self.in_flux)
+            .iter()
+            .flat_map(|(g, ts)| {
+                ts.iter()
+                    .filter(|(_, at)| old(at))
+                    .map(|(t, _)| (g.clone(), t.clone()))
+            })
+            .collect()
+    }
+}
+
+/// A write waiting for acknowledgements.
+struct Waiter {
+    acked: HashSet<String>,
+    wake: Arc<Notify>,
+}
+
+/// This instance's read lease and its side of the announcement protocol (Postgres only).
+pub struct ReadLease {
+    /// This process's instance ID (random).
+    me: String,
+    pool: PgPool,
+    /// Take a lease (else only announce this instance's writes, and hold none).
+    enabled: bool,
+    book: Book,
+    waiters: Mutex<HashMap<String, Waiter>>,
+    /// Newest heartbeat sequence number this instance's listener heard from itself.
+    heard: watch::Sender<u64>,
+    /// (listening epoch, listening now)
+    listening: watch::Sender<(u64, bool)>,
+    /// Makes the listener reconnect (its connection stopped hearing).
+    restart: Notify,
+    acks: mpsc::UnboundedSender<String>,
+    seq: AtomicU64,
+    follower: Weak<dyn Barrier>,
+}
+
+/// A connection of its own for notifications (their commits need not wait for the disk).
+async fn connect(pool: &PgPool) -> Result<PgConnection, StoreError> {
+    let mut c = PgConnection::connect_with(&pool.connect_options()).await?;
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut c)
+        .await?;
+    Ok(c)
+}
+
+impl ReadLease {
+    /// Start listening (and, if `enabled`, taking the lease) for the instance whose cache
+    /// `follower` keeps.
+    pub fn start(
+        pool: PgPool,
+        enabled: bool,
+        t: LeaseTiming,
+        follower: Weak<dyn Barrier>,
+    ) -> Arc<Self> {
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let me = Arc::new(ReadLease {
+            me: format!(
+                "{:016x}",
+                rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+            ),
+            pool,
+            enabled,
+            book: Book::new(t),
+            waiters: Mutex::new(HashMap::new()),
+            heard: watch::channel(0).0,
+            listening: watch::channel((0, false)).0,
+            restart: Notify::new(),
+            acks,
+            seq: AtomicU64::new(0),
+            follower,
+        });
+        tokio::spawn(me.clone().listen_loop());
+        tokio::spawn(me.clone().ack_loop(acks_rx));
+        tokio::spawn(me.clone().sweep_loop());
+        if enabled {
+            tokio::spawn(me.clone().keep_loop());
+        }
+        me
+    }
+
+    /// Is the lease held now?
+    pub fn held(&self) -> bool {
+        self.enabled && self.book.held(Instant::now())
+    }
+
+    /// May a current read of `gun` skip the barrier now?
+    pub fn covers(&self, gun: &str) -> bool {
+        self.enabled && self.book.covers(gun, Instant::now())
+    }
+
+    /// A changefeed row was applied (see [`Book::observed`]).
+    pub fn observed(&self, gun: &str, id: i64) {
+        if self.enabled && self.book.observed(gun, id, Instant::now()) {
+            tracing::warn!(
+                gun,
+                change_id = id,
+                "a write reached the database without an announcement (another kind of server writing to it?): \
+                 current reads check the changefeed on every request for the next {:?}",
+                self.book.t.foreign_backoff
+            );
+        }
+    }
+
     /// Take `gun` out of flux for `token` once a changefeed check that starts now has been
     /// applied (it covers the write, which has ended).
     fn unflux_after_check(self: &Arc<Self>, gun: String, token: String) {
         let me = self.clone();
         tokio::spawn(async move {
-            let Some(f) = me.freshness.upgrade() else {
+            let Some(f) = me.follower.upgrade() else {
                 return;
             };
             match f.barrier().await {
-                Ok(()) => me.unflux(&gun, &token),
+                Ok(()) => me.book.unflux(&gun, &token),
                 Err(e) => {
                     tracing::debug!(gun, error = %e, "changefeed check failed; the repository stays in flux")
                 }
@@ -229,64 +284,28 @@ impl Announcer {
         });
     }
 
-    /// A changefeed row (update or deletion of `gun`) was applied: if nobody announced it,
-    /// some writer does not announce, and fast reads are not safe for a while.
-    /// Only judged while the lease holds: every write committed meanwhile needed this
-    /// instance's acknowledgement, so its announcement was heard before its row could be read
-    /// (a frozen instance may read rows before the announcements queued for it).
-    pub fn observed(&self, gun: &str, id: i64) {
-        if !self.fast_reads
-            || id <= self.detect_from.load(Ordering::SeqCst)
-            || self.nanos() >= self.valid_until.load(Ordering::SeqCst)
-        {
-            return;
-        }
-        let heard = lock(&self.announced)
-            .get(gun)
-            .is_some_and(|at| at.elapsed() < self.t.flux_ttl);
-        if !heard {
-            let until = self.nanos() + self.t.foreign_backoff.as_nanos() as u64;
-            if self.foreign_until.swap(until, Ordering::SeqCst) <= self.nanos() {
-                tracing::warn!(
-                    gun,
-                    change_id = id,
-                    "a write reached the database without an announcement (another kind of server writing to it?): \
-                     current reads check the changefeed on every request for the next {:?}",
-                    self.t.foreign_backoff
-                );
-            }
-        }
-    }
-
     fn on_message(self: &Arc<Self>, payload: &str) {
-        let mut p = payload.splitn(4, ' ');
-        match (p.next(), p.next(), p.next(), p.next()) {
-            // (An instance without fast reads holds no lease: nobody waits for it.)
-            (Some("p"), Some(writer), Some(token), Some(gun))
-                if writer != self.me && self.fast_reads =>
-            {
-                self.mark_flux(gun, token);
+        match Message::parse(payload) {
+            // (An instance without a lease is not waited for.)
+            Some(Message::Write { writer, token, gun }) if writer != self.me && self.enabled => {
+                self.book.mark_flux(gun, token, Instant::now());
                 let _ = self.acks.send(token.to_string());
             }
-            (Some("d"), Some(writer), Some(token), Some(gun))
-                if writer != self.me && self.fast_reads =>
-            {
+            Some(Message::Done { writer, token, gun }) if writer != self.me && self.enabled => {
                 self.unflux_after_check(gun.to_string(), token.to_string());
             }
-            (Some("a"), Some(token), Some(instance), None) => {
+            Some(Message::Ack { token, instance }) => {
                 if let Some(w) = lock(&self.waiters).get_mut(token) {
                     w.acked.insert(instance.to_string());
                     w.wake.notify_one();
                 }
             }
-            (Some("h"), Some(instance), Some(seq), None) if instance == self.me => {
-                if let Ok(seq) = seq.parse::<u64>() {
-                    self.heard.send_if_modified(|s| {
-                        let newer = seq > *s;
-                        *s = (*s).max(seq);
-                        newer
-                    });
-                }
+            Some(Message::Heartbeat { instance, seq }) if instance == self.me => {
+                self.heard.send_if_modified(|s| {
+                    let newer = seq > *s;
+                    *s = (*s).max(seq);
+                    newer
+                });
             }
             _ => {}
         }
@@ -294,7 +313,7 @@ impl Announcer {
 
     fn set_listening(&self, on: bool) {
         if !on {
-            self.valid_until.store(0, Ordering::SeqCst);
+            self.book.revoke();
         }
         self.listening.send_modify(|(epoch, l)| {
             if on {
@@ -343,15 +362,23 @@ impl Announcer {
     /// Send the acknowledgements the listener queued, several per statement.
     async fn ack_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<String>) {
         let mut conn: Option<PgConnection> = None;
+        let lease = self.book.t.lease;
         while let Some(first) = rx.recv().await {
-            let mut payloads = vec![format!("a {first} {}", self.me)];
+            let ack = |token: &str| {
+                Message::Ack {
+                    token,
+                    instance: &self.me,
+                }
+                .to_string()
+            };
+            let mut payloads = vec![ack(&first)];
             while let Ok(t) = rx.try_recv() {
-                payloads.push(format!("a {t} {}", self.me));
+                payloads.push(ack(&t));
             }
             for _attempt in 0..3 {
                 let c = match conn.as_mut() {
                     Some(c) => c,
-                    None => match within(self.t.lease, "connecting", connect(&self.pool)).await {
+                    None => match within(lease, "connecting", connect(&self.pool)).await {
                         Ok(c) => conn.insert(c),
                         Err(_) => {
                             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -363,7 +390,7 @@ impl Announcer {
                     .bind(CHANNEL)
                     .bind(&payloads)
                     .execute(c);
-                match within(self.t.lease, "acknowledging", sent).await {
+                match within(lease, "acknowledging", sent).await {
                     Ok(_) => break,
                     // The writers announce again; these are acknowledged then.
                     _ => conn = None,
@@ -379,24 +406,14 @@ impl Announcer {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let Some(me) = me.upgrade() else { return };
-            let ttl = me.t.flux_ttl;
-            let stale: Vec<(String, String)> = lock(&me.in_flux)
-                .iter()
-                .flat_map(|(g, ts)| {
-                    ts.iter()
-                        .filter(|(_, at)| at.elapsed() > ttl)
-                        .map(|(t, _)| (g.clone(), t.clone()))
-                })
-                .collect();
-            for (gun, token) in stale {
+            for (gun, token) in me.book.expired(Instant::now()) {
                 me.unflux_after_check(gun, token);
             }
-            lock(&me.announced).retain(|_, at| at.elapsed() < ttl);
         }
     }
 
-    /// Register, then renew while the listener hears; on any failure fast reads stop and the
-    /// instance registers again.
+    /// Register, then renew while the listener hears; on any failure the lease is dropped and
+    /// the instance registers again.
     async fn keep_loop(self: Arc<Self>) {
         let mut rx = self.listening.subscribe();
         loop {
@@ -407,8 +424,8 @@ impl Announcer {
             if let Err(e) = self.register_and_renew(epoch).await {
                 tracing::warn!(error = %e, "read lease lost; current reads check the changefeed until it is renewed");
             }
-            self.valid_until.store(0, Ordering::SeqCst);
-            self.detect_from.store(i64::MAX, Ordering::SeqCst);
+            self.book.revoke();
+            self.book.detect_after(None);
             if self.pool.is_closed() {
                 return;
             }
@@ -425,11 +442,11 @@ impl Announcer {
         what: &str,
         f: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, StoreError> {
-        within(self.t.lease, what, f).await
+        within(self.book.t.lease, what, f).await
     }
 
     async fn register_and_renew(&self, epoch: u64) -> Result<(), StoreError> {
-        let lease_ms = self.t.lease.as_millis() as f64;
+        let lease_ms = self.book.t.lease.as_millis() as f64;
         let mut c = self.timed("connecting", connect(&self.pool)).await?;
         let sent = Instant::now();
         self.timed(
@@ -445,48 +462,44 @@ impl Announcer {
         )
         .await?;
         // Wait out the writes that checked the leases before this one was written.
-        self.timed(
-            "waiting out writes",
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(REGISTRATION_LOCK)
-                .execute(&mut c),
-        )
-        .await?;
-        self.timed(
-            "waiting out writes",
-            sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(REGISTRATION_LOCK)
-                .execute(&mut c),
-        )
-        .await?;
-        let Some(freshness) = self.freshness.upgrade() else {
+        for sql in [
+            "SELECT pg_advisory_lock($1)",
+            "SELECT pg_advisory_unlock($1)",
+        ] {
+            let q = sqlx::query(sql).bind(REGISTRATION_LOCK).execute(&mut c);
+            self.timed("waiting out writes", q).await?;
+        }
+        let Some(follower) = self.follower.upgrade() else {
             return Ok(());
         };
-        freshness.barrier().await?;
-        self.detect_from
-            .store(freshness.applied().unwrap_or(i64::MAX), Ordering::SeqCst);
-        drop(freshness);
+        follower.barrier().await?;
+        self.book.detect_after(follower.applied());
+        drop(follower);
         if !self.grant(epoch, sent) {
             return Ok(());
         }
         tracing::info!(instance = %self.me, "serving current reads from the cache under a read lease");
         let mut heard = self.heard.subscribe();
         loop {
-            tokio::time::sleep(self.t.renew_every).await;
+            tokio::time::sleep(self.book.t.renew_every).await;
             if !self.still_listening(epoch) {
                 return Ok(());
             }
             // The listener must hear this instance's own heartbeat before the lease is renewed.
             let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            let beat = Message::Heartbeat {
+                instance: &self.me,
+                seq,
+            };
             self.timed(
                 "heartbeat",
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CHANNEL)
-                    .bind(format!("h {} {seq}", self.me))
+                    .bind(beat.to_string())
                     .execute(&mut c),
             )
             .await?;
-            if tokio::time::timeout(self.t.lease / 2, heard.wait_for(|s| *s >= seq))
+            if tokio::time::timeout(self.book.t.lease / 2, heard.wait_for(|s| *s >= seq))
                 .await
                 .is_err()
             {
@@ -520,15 +533,12 @@ impl Announcer {
         }
     }
 
-    /// Allow fast reads until the lease (re)newed at `sent` ends, unless the listener of
-    /// `epoch` stopped meanwhile (checked after the store: a listener that stops sets 0 after).
+    /// Hold the lease until the renewal sent at `sent` ends, unless the listener of `epoch`
+    /// stopped meanwhile (checked after the grant: a listener that stops revokes after).
     fn grant(&self, epoch: u64, sent: Instant) -> bool {
-        self.valid_until.store(
-            self.until(sent + self.t.lease - self.t.margin),
-            Ordering::SeqCst,
-        );
+        self.book.grant(sent);
         if !self.still_listening(epoch) {
-            self.valid_until.store(0, Ordering::SeqCst);
+            self.book.revoke();
             return false;
         }
         true
@@ -536,7 +546,7 @@ impl Announcer {
 
     /// Give up the lease (at shutdown), so that writers need not wait for it to end.
     pub async fn leave(&self) {
-        self.valid_until.store(0, Ordering::SeqCst);
+        self.book.revoke();
         let gone = sqlx::query("DELETE FROM notary_rs_instances WHERE id = $1")
             .bind(&self.me)
             .execute(&self.pool);
@@ -552,14 +562,12 @@ impl Announcer {
     ) -> Result<T, StoreError> {
         let token = format!("{}.{}", self.me, self.seq.fetch_add(1, Ordering::SeqCst));
         let wake = Arc::new(Notify::new());
-        lock(&self.waiters).insert(
-            token.clone(),
-            Waiter {
-                acked: HashSet::new(),
-                wake: wake.clone(),
-            },
-        );
-        self.mark_flux(gun, &token);
+        let waiter = Waiter {
+            acked: HashSet::new(),
+            wake: wake.clone(),
+        };
+        lock(&self.waiters).insert(token.clone(), waiter);
+        self.book.mark_flux(gun, &token, Instant::now());
         let mut uncertain = false;
         let outcome = self
             .announce_and_write(gun, &token, &wake, &mut op, &mut uncertain)
@@ -573,16 +581,29 @@ impl Announcer {
         let me = self.clone();
         let gun = gun.to_string();
         tokio::spawn(async move {
-            let done = sqlx::query("SELECT pg_notify($1, $2)")
+            let done = Message::Done {
+                writer: &me.me,
+                token: &token,
+                gun: &gun,
+            }
+            .to_string();
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
-                .bind(format!("d {} {token} {gun}", me.me))
+                .bind(done)
                 .execute(&me.pool);
-            if let Err(e) = within(me.t.lease, "announcing the end of a write", done).await {
+            if let Err(e) = within(me.book.t.lease, "announcing the end of a write", sent).await {
                 tracing::debug!(gun, error = %e, "could not announce the end of a write; other instances keep the repository in flux");
             }
             me.unflux_after_check(gun, token);
         });
         outcome
+    }
+
+    fn acked(&self, token: &str) -> HashSet<String> {
+        lock(&self.waiters)
+            .get(token)
+            .map(|w| w.acked.clone())
+            .unwrap_or_default()
     }
 
     async fn announce_and_write<'a, T>(
@@ -593,8 +614,14 @@ impl Announcer {
         op: &mut impl FnMut(Option<Vec<String>>) -> WriteFuture<'a, T>,
         uncertain: &mut bool,
     ) -> Result<T, StoreError> {
-        let deadline = Instant::now() + self.t.write_deadline;
-        let announcement = format!("p {} {token} {gun}", self.me);
+        let t = &self.book.t;
+        let deadline = Instant::now() + t.write_deadline;
+        let announcement = Message::Write {
+            writer: &self.me,
+            token,
+            gun,
+        }
+        .to_string();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let others: Vec<String> = within(
@@ -610,12 +637,9 @@ impl Announcer {
                 .fetch_one(&self.pool),
             )
             .await?;
-            let retry_at = (Instant::now() + self.t.retry).min(deadline);
+            let retry_at = (Instant::now() + t.retry).min(deadline);
             let acked = loop {
-                let acked = lock(&self.waiters)
-                    .get(token)
-                    .map(|w| w.acked.clone())
-                    .unwrap_or_default();
+                let acked = self.acked(token);
                 if others.iter().all(|o| acked.contains(o)) {
                     break Some(acked);
                 }
@@ -627,14 +651,9 @@ impl Announcer {
             };
             let Some(acked) = acked else {
                 if Instant::now() >= deadline {
-                    let missing: Vec<&String> = others
-                        .iter()
-                        .filter(|o| {
-                            !lock(&self.waiters)
-                                .get(token)
-                                .is_some_and(|w| w.acked.contains(*o))
-                        })
-                        .collect();
+                    let acked = self.acked(token);
+                    let missing: Vec<&String> =
+                        others.iter().filter(|o| !acked.contains(*o)).collect();
                     return Err(StoreError::Unavailable(format!(
                         "instances {missing:?} hold read leases but did not acknowledge the write"
                     )));
@@ -655,5 +674,104 @@ impl Announcer {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn book() -> (Book, Instant) {
+        let t = LeaseTiming::default();
+        let b = Book::new(t);
+        let now = b.base + Duration::from_secs(1);
+        (b, now)
+    }
+
+    /// Invariant 1: the lease is counted from when its statement was sent, minus the margin.
+    #[test]
+    fn a_grant_holds_until_the_lease_less_the_margin() {
+        let (b, now) = book();
+        assert!(!b.held(now), "held before any grant");
+        b.grant(now);
+        assert!(b.held(now + Duration::from_millis(2_400)));
+        assert!(
+            !b.held(now + Duration::from_millis(2_500)),
+            "margin ignored"
+        );
+        b.grant(now + Duration::from_secs(2));
+        assert!(
+            b.held(now + Duration::from_millis(4_400)),
+            "renewal ignored"
+        );
+        b.revoke();
+        assert!(!b.held(now));
+    }
+
+    /// Invariants 2 and 4: a repository with a write in flux is not covered until every
+    /// write in flux on it is done; other repositories stay covered.
+    #[test]
+    fn a_repository_in_flux_is_not_covered_until_every_write_is_done() {
+        let (b, now) = book();
+        b.grant(now);
+        assert!(b.covers("g", now));
+        b.mark_flux("g", "w1", now);
+        b.mark_flux("g", "w2", now);
+        assert!(!b.covers("g", now));
+        assert!(b.covers("h", now));
+        b.unflux("g", "w1");
+        assert!(!b.covers("g", now), "one of two writes done");
+        b.unflux("g", "w2");
+        assert!(b.covers("g", now));
+    }
+
+    /// Invariant 4: a write never reported done leaves flux only after `flux_ttl`.
+    #[test]
+    fn writes_never_reported_done_expire_after_the_flux_ttl() {
+        let (b, now) = book();
+        b.mark_flux("g", "w1", now);
+        assert!(b.expired(now + Duration::from_secs(299)).is_empty());
+        assert_eq!(
+            b.expired(now + Duration::from_secs(301)),
+            vec![("g".to_string(), "w1".to_string())]
+        );
+    }
+
+    /// Invariant 8: a row nobody announced suspends the lease for `foreign_backoff`; announced
+    /// rows, rows before detection started and rows seen without a lease do not.
+    #[test]
+    fn an_unannounced_row_suspends_the_lease() {
+        let (b, now) = book();
+        b.grant(now);
+        b.detect_after(Some(10));
+        assert!(
+            !b.observed("g", 9, now),
+            "a row from before the registration"
+        );
+        b.mark_flux("h", "w", now);
+        assert!(!b.observed("h", 11, now), "an announced row");
+        assert!(b.held(now));
+        assert!(b.observed("g", 12, now), "an unannounced row");
+        assert!(!b.held(now));
+        assert!(!b.observed("g", 13, now), "warned once per suspension");
+        let later = now + Duration::from_secs(601);
+        b.grant(later);
+        assert!(b.held(later), "the suspension ended");
+        b.revoke();
+        assert!(
+            !b.observed("x", 20, later),
+            "judged only while the lease holds"
+        );
+    }
+
+    #[test]
+    fn the_registration_lock_is_the_migrations() {
+        let sql = include_str!("../../../migrations/postgres/0003_instances_write_guard.sql");
+        assert!(
+            sql.contains(&format!(
+                "pg_advisory_xact_lock_shared({REGISTRATION_LOCK})"
+            )),
+            "migration 3 does not take lock {REGISTRATION_LOCK}"
+        );
     }
 }

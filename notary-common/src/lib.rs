@@ -1,0 +1,17 @@
+//! Plumbing shared by `notary-server` and `notary-signer`, and nothing of either's domain:
+//!
+//! - [`db`]: one database handle for Postgres and SQLite, pool settings, migrations;
+//! - [`reload`]: a value built from files and rebuilt when they change or on SIGHUP;
+//! - [`tls`]: certificates and client-CA bundles that reload that way;
+//! - [`private`]: files that hold keys or databases are private whatever the umask;
+//! - [`logging`]: text or JSON logs with control characters escaped;
+//! - [`env`]: configuration overrides from the environment, keys derived from the config types;
+//! - [`sync`]: the one way a poisoned mutex is recovered.
+
+pub mod db;
+pub mod env;
+pub mod logging;
+pub mod private;
+pub mod reload;
+pub mod sync;
+pub mod tls;
