@@ -28,6 +28,11 @@ pub enum TlsError {
     Rustls(&'static str, rustls::Error),
     #[error("client CA bundle {0}: {1}")]
     Verifier(String, String),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// Making a self-signed certificate failed.
+    #[error("generating a certificate: {0}")]
+    Generate(String),
     #[error("{0}")]
     Other(String),
 }

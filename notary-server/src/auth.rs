@@ -77,6 +77,27 @@ pub struct TokenAuth {
     by_kid: HashMap<String, Key>,
 }
 
+/// Why a bearer token was refused (sent back as the challenge's `error_description`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRejected {
+    #[error("malformed token: {0}")]
+    Malformed(jsonwebtoken::errors::Error),
+    #[error("x5c: {0}")]
+    X5c(String),
+    #[error("x5c chain does not verify against rootcertbundle: {0}")]
+    Untrusted(String),
+    #[error("x5c leaf key type not supported")]
+    UnsupportedKey,
+    #[error("unknown kid {0}")]
+    UnknownKid(String),
+    #[error("token names no signing key (x5c or kid)")]
+    NoKey,
+    #[error("algorithm {0:?} does not fit the key")]
+    Algorithm(Algorithm),
+    #[error("token rejected: {0}")]
+    Rejected(jsonwebtoken::errors::Error),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
     #[error("auth.options.{0} is required for token auth")]
@@ -244,7 +265,7 @@ impl TokenAuth {
         }
         let claims = self
             .verify(parts[1])
-            .map_err(|why| self.deny(headers, required, Some("invalid_token"), &why))?;
+            .map_err(|why| self.deny(headers, required, Some("invalid_token"), &why.to_string()))?;
         for r in required {
             let granted = claims.access.iter().any(|a| {
                 a.typ == r.typ && a.name == r.name && a.actions.iter().any(|x| x == r.action)
@@ -261,16 +282,15 @@ impl TokenAuth {
         Ok(())
     }
 
-    fn verify(&self, token: &str) -> Result<Claims, String> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
+    fn verify(&self, token: &str) -> Result<Claims, TokenRejected> {
+        let header = jsonwebtoken::decode_header(token).map_err(TokenRejected::Malformed)?;
         let key = if let Some(chain) = header.x5c.as_ref().filter(|c| !c.is_empty()) {
             let ders: Vec<CertificateDer<'static>> = chain
                 .iter()
                 .map(|c| {
                     B64.decode(c)
                         .map(CertificateDer::from)
-                        .map_err(|e| format!("x5c: {e}"))
+                        .map_err(|e| TokenRejected::X5c(e.to_string()))
                 })
                 .collect::<Result<_, _>>()?;
             let anchors: Vec<_> = self
@@ -279,7 +299,7 @@ impl TokenAuth {
                 .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
                 .collect();
             let leaf = webpki::EndEntityCert::try_from(&ders[0])
-                .map_err(|e| format!("x5c leaf: {e:?}"))?;
+                .map_err(|e| TokenRejected::X5c(format!("leaf: {e:?}")))?;
             leaf.verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
                 &anchors,
@@ -289,21 +309,19 @@ impl TokenAuth {
                 None,
                 None,
             )
-            .map_err(|e| format!("x5c chain does not verify against rootcertbundle: {e:?}"))?;
-            cert_key(&ders[0])
-                .ok_or("x5c leaf key type not supported")?
-                .0
+            .map_err(|e| TokenRejected::Untrusted(format!("{e:?}")))?;
+            cert_key(&ders[0]).ok_or(TokenRejected::UnsupportedKey)?.0
         } else if let Some(kid) = &header.kid {
             let k = self
                 .by_kid
                 .get(kid)
-                .ok_or_else(|| format!("unknown kid {kid}"))?;
+                .ok_or_else(|| TokenRejected::UnknownKid(kid.clone()))?;
             Key {
                 der: k.der.clone(),
                 ec: k.ec,
             }
         } else {
-            return Err("token names no signing key (x5c or kid)".into());
+            return Err(TokenRejected::NoKey);
         };
         let allowed: &[Algorithm] = if key.ec {
             &[Algorithm::ES256, Algorithm::ES384]
@@ -316,7 +334,7 @@ impl TokenAuth {
             ]
         };
         if !allowed.contains(&header.alg) {
-            return Err(format!("algorithm {:?} does not fit the key", header.alg));
+            return Err(TokenRejected::Algorithm(header.alg));
         }
         let mut v = Validation::new(header.alg);
         v.leeway = 60;
@@ -326,7 +344,7 @@ impl TokenAuth {
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         jsonwebtoken::decode::<Claims>(token, &key.der, &v)
             .map(|d| d.claims)
-            .map_err(|e| format!("token rejected: {e}"))
+            .map_err(TokenRejected::Rejected)
     }
 }
 

@@ -25,7 +25,7 @@ use chrono::{DateTime, FixedOffset};
 use lru::LruCache;
 use notary_tuf::metadata::{self as md, SignedFile};
 
-use crate::storage::StoredFile;
+use crate::storage::{StoreError, StoredFile};
 use notary_common::sync::lock;
 
 #[derive(Clone)]
@@ -45,10 +45,10 @@ impl CachedChain {
         timestamp: StoredFile,
         ts: &SignedFile,
         snapshot: StoredFile,
-    ) -> Result<CachedChain, String> {
-        let snap =
-            SignedFile::parse(&snapshot.data).map_err(|e| format!("stored snapshot: {e}"))?;
-        let meta: md::MetaBody = snap.body().map_err(|e| format!("stored snapshot: {e}"))?;
+    ) -> Result<CachedChain, StoreError> {
+        let bad = |e: md::ParseError| StoreError::Db(format!("stored snapshot: {e}"));
+        let snap = SignedFile::parse(&snapshot.data).map_err(bad)?;
+        let meta: md::MetaBody = snap.body().map_err(bad)?;
         Ok(CachedChain {
             timestamp_expires: ts.common.expires,
             timestamp,

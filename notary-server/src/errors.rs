@@ -1,9 +1,26 @@
 //! The Go error envelope (docker/distribution errcode) with Notary's codes, statuses and
-//! messages (server-api.md §1.3, §4).
+//! messages (`docs/api.md`), the HTTP response type, and the one mapping of every internal
+//! error (storage, signing, validation) to what the client gets.
 
+use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::StatusCode;
+use http_body_util::Full;
+use notary_signer::CryptoError;
+use notary_tuf::validation::ValidationError;
 use serde_json::{json, Value};
+
+use crate::storage::StoreError;
+
+/// Every response has its whole body at hand: metadata files are small and cached.
+pub type Response = http::Response<Full<Bytes>>;
+
+/// A response with this status and body, and no headers yet.
+pub fn response(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    let mut r = http::Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -133,8 +150,8 @@ impl ApiError {
     }
 
     /// The response: the status, the envelope as JSON and, on a 401, the challenge.
-    pub fn response(&self) -> crate::http::Response {
-        let mut r = crate::http::response(self.status(), self.body());
+    pub fn response(&self) -> Response {
+        let mut r = response(self.status(), self.body());
         r.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
@@ -147,6 +164,48 @@ impl ApiError {
             r.headers_mut().insert(WWW_AUTHENTICATE, c);
         }
         r
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::OldVersion => ApiError::empty_detail(Code::Version),
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "database unavailable");
+                ApiError::new(Code::StorageUnavailable)
+            }
+            StoreError::Db(m) => ApiError::internal(m),
+            // (`coherence` retries these, then reports them as unavailable.)
+            StoreError::Unacknowledged => ApiError::new(Code::StorageUnavailable),
+            StoreError::Conflict(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<CryptoError> for ApiError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Unavailable(m) => {
+                tracing::warn!(error = %m, "signing service unavailable");
+                ApiError::new(Code::SignerUnavailable)
+            }
+            CryptoError::Locked(m) => {
+                tracing::error!(error = %m, "a signing key cannot be decrypted: fix the key passphrase configuration");
+                ApiError::new(Code::KeyLocked)
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        tracing::info!(error = %e, "rejected update");
+        match e.detail() {
+            Some(d) => ApiError::with(Code::InvalidUpdate, d),
+            None => ApiError::new(Code::InvalidUpdate),
+        }
     }
 }
 

@@ -10,26 +10,17 @@ use chrono::Datelike;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::auth::{Access, TokenAuth};
+pub use crate::errors::{response, Response};
 use crate::errors::{ApiError, Code};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::service::RepoService;
 use crate::storage::StoredFile;
 use notary_common::sync::lock;
-
-/// Every response has its whole body at hand: metadata files are small and cached.
-pub type Response = http::Response<Full<Bytes>>;
-
-/// A response with this status and body, and no headers yet.
-pub fn response(status: StatusCode, body: impl Into<Bytes>) -> Response {
-    let mut r = http::Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r
-}
 
 pub struct AppState {
     pub service: Arc<RepoService>,

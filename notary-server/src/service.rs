@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use notary_common::sync::lock;
-use notary_signer::{sign_role, CryptoError, CryptoService, SignRoleError};
+use notary_signer::{sign_role, CryptoService, SignRoleError};
 use notary_tuf::metadata::{self as md, envelope, SignedFile};
 use notary_tuf::validation::{
     self, roles_needed, timestamp_body, StoredRepo, ToSign, Update, ValidationError,
@@ -59,44 +59,6 @@ impl KeyStatus {
     /// Publishing needs a key rotation first: this server cannot sign the timestamp.
     pub fn awaits_rotation(&self) -> bool {
         !self.holds_timestamp_key
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::OldVersion => ApiError::empty_detail(Code::Version),
-            StoreError::Unavailable(m) => {
-                tracing::warn!(error = %m, "database unavailable");
-                ApiError::new(Code::StorageUnavailable)
-            }
-            StoreError::Db(m) => ApiError::internal(m),
-            // (`coherence` retries these, then reports them as unavailable.)
-            StoreError::Unacknowledged => ApiError::new(Code::StorageUnavailable),
-            StoreError::Conflict(m) => ApiError::internal(m),
-        }
-    }
-}
-
-fn crypto_error(e: CryptoError) -> ApiError {
-    match e {
-        CryptoError::Unavailable(m) => {
-            tracing::warn!(error = %m, "signing service unavailable");
-            ApiError::new(Code::SignerUnavailable)
-        }
-        CryptoError::Locked(m) => {
-            tracing::error!(error = %m, "a signing key cannot be decrypted: fix the key passphrase configuration");
-            ApiError::new(Code::KeyLocked)
-        }
-        other => ApiError::internal(other),
-    }
-}
-
-fn validation_error(e: ValidationError) -> ApiError {
-    tracing::info!(error = %e, "rejected update");
-    match e.detail() {
-        Some(d) => ApiError::with(Code::InvalidUpdate, d),
-        None => ApiError::new(Code::InvalidUpdate),
     }
 }
 
@@ -176,7 +138,7 @@ impl RepoService {
             .await?;
         let now = Utc::now();
         let plan =
-            validation::validate_update(gun, &uploads, &stored, now).map_err(validation_error)?;
+            validation::validate_update(gun, &uploads, &stored, now).map_err(ApiError::from)?;
         if let Some(root) = uploads.get(md::ROOT) {
             self.check_root_keys(gun, root).await?;
         }
@@ -186,7 +148,7 @@ impl RepoService {
             Some(to_sign) => {
                 let to_sign = self.own_keys(gun, to_sign).await?;
                 let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
-                    SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadHierarchy {
+                    SignRoleError::Insufficient { .. } => ApiError::from(ValidationError::BadHierarchy {
                         missing: md::SNAPSHOT.into(),
                         msg: format!(
                             "no snapshot was included in update and server does not hold current snapshot key for repository {gun}: \
@@ -194,7 +156,7 @@ impl RepoService {
                              replace the snapshot and timestamp keys with `notary-rekey --server <this server> --gun {gun}` and your root key"
                         ),
                     }),
-                    SignRoleError::Crypto(c) => crypto_error(c),
+                    SignRoleError::Crypto(c) => ApiError::from(c),
                 })?;
                 let file = envelope(&to_sign.body, &sigs);
                 updates.push(Update {
@@ -211,7 +173,7 @@ impl RepoService {
 
         let (ts_version, ts_body) =
             timestamp_body(plan.prev_timestamp_version, &snapshot_bytes, now)
-                .map_err(validation_error)?;
+                .map_err(ApiError::from)?;
         let ts = ToSign {
             role: plan.timestamp_role,
             version: ts_version,
@@ -260,7 +222,7 @@ impl RepoService {
             .or(unchanged_snapshot);
         let expected = match (timestamp, snapshot) {
             (Some(ts), Some(snap)) => match SignedFile::parse(&ts.data)
-                .map_err(|e| format!("new timestamp: {e}"))
+                .map_err(|e| StoreError::Db(format!("new timestamp: {e}")))
                 .and_then(|parsed| CachedChain::from_files(ts, &parsed, snap.clone()))
             {
                 Ok(chain) => Some(chain),
@@ -298,12 +260,12 @@ impl RepoService {
         let ts = &self.own_keys(gun, ts.clone()).await?;
         let sigs = sign_role(self.crypto.as_ref(), ts).await.map_err(|e| match e {
             // sic: two spaces, as the Go server words it; then what to do about it.
-            SignRoleError::Insufficient { .. } => validation_error(ValidationError::BadRoot(format!(
+            SignRoleError::Insufficient { .. } => ApiError::from(ValidationError::BadRoot(format!(
                 "no  timestamp keys exist on the server for {gun}: if this repository was imported from another server, \
                  rotate its timestamp key with `notary -s <this server> key rotate {gun} timestamp -r` (you hold the snapshot key) \
                  or `notary-rekey --server <this server> --gun {gun}` (the old server held it too)"
             ))),
-            SignRoleError::Crypto(c) => crypto_error(c),
+            SignRoleError::Crypto(c) => ApiError::from(c),
         })?;
         Ok(envelope(&ts.body, &sigs))
     }
@@ -573,7 +535,7 @@ impl RepoService {
                     });
                     file
                 }
-                Err(SignRoleError::Crypto(c)) => return Err(crypto_error(c)),
+                Err(SignRoleError::Crypto(c)) => return Err(ApiError::from(c)),
                 // The owner holds the snapshot key: the timestamp is signed over the stored one.
                 Err(SignRoleError::Insufficient { .. }) => {
                     self.mark_snapshot_unsignable(gun, chain);
@@ -734,7 +696,7 @@ impl RepoService {
                 .crypto
                 .get_key(id)
                 .await
-                .map_err(crypto_error)?
+                .map_err(ApiError::from)?
                 .is_some()
             {
                 return Ok(true);
@@ -821,7 +783,7 @@ impl RepoService {
             let root: md::Root = file.body().map_err(ApiError::internal)?;
             if let Some(Some(r)) = root.roles.get(role) {
                 for id in &r.keyids {
-                    if let Some(info) = self.crypto.get_key(id).await.map_err(crypto_error)? {
+                    if let Some(info) = self.crypto.get_key(id).await.map_err(ApiError::from)? {
                         return Ok(info.public);
                     }
                 }
@@ -838,7 +800,7 @@ impl RepoService {
             .crypto
             .create_key(role, gun, &self.key_algorithm)
             .await
-            .map_err(crypto_error)?;
+            .map_err(ApiError::from)?;
         self.store.bind_key(&key.id(), gun, role).await?;
         Ok(key)
     }
@@ -868,7 +830,7 @@ impl RepoService {
             for id in root.role_keyids(role) {
                 let owner = match self.binding(&id).await? {
                     Some(b) => Some(b),
-                    None => match self.crypto.get_key(&id).await.map_err(crypto_error)? {
+                    None => match self.crypto.get_key(&id).await.map_err(ApiError::from)? {
                         None => continue,
                         Some(info)
                             if (info.gun.is_empty() || info.gun == gun)
@@ -889,7 +851,7 @@ impl RepoService {
                         bound_role = r,
                         "refused a root listing another repository's server key"
                     );
-                    return Err(validation_error(ValidationError::BadRoot(format!(
+                    return Err(ApiError::from(ValidationError::BadRoot(format!(
                         "key {id} is a server-managed {r} key of another repository: a root may give the {role} role only this \
                          repository's own key (GET …/{role}.key)"
                     ))));

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use chrono::Datelike;
+use notary_common::tls::TlsError;
 use std::sync::Arc;
 
 pub use notary_common::tls::ReloadingCert;
@@ -17,12 +17,12 @@ pub struct Generated {
 
 /// Create (once) `<dir>/tls/{ca.crt,server.crt,server.key}`: a local CA and a server
 /// certificate for localhost, 127.0.0.1, ::1 and this host's name.
-pub fn ensure_self_signed(dir: &Path) -> anyhow::Result<Generated> {
+pub fn ensure_self_signed(dir: &Path) -> Result<Generated, TlsError> {
     ensure_tls_files(&dir.join("tls"))
 }
 
 /// Create (once) `<tls>/{ca.crt,server.crt,server.key}`.
-pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
+pub fn ensure_tls_files(tls: &Path) -> Result<Generated, TlsError> {
     let tls = tls.to_path_buf();
     let out = Generated {
         ca: tls.join("ca.crt"),
@@ -33,7 +33,8 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
         return Ok(out);
     }
     notary_common::private::create_dir(&tls)
-        .with_context(|| format!("creating {}", tls.display()))?;
+        .map_err(|e| TlsError::Io(format!("creating {}", tls.display()), e))?;
+    let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let now = chrono::Utc::now();
     let (from, to) = (
         now - chrono::Duration::days(1),
@@ -43,7 +44,7 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
         rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
     };
 
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
     ca_params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "notary-server local CA");
@@ -55,8 +56,8 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     ];
     ca_params.not_before = date(from);
     ca_params.not_after = date(to);
-    let ca_key = rcgen::KeyPair::generate()?;
-    let ca = ca_params.self_signed(&ca_key)?;
+    let ca_key = rcgen::KeyPair::generate().map_err(gen)?;
+    let ca = ca_params.self_signed(&ca_key).map_err(gen)?;
 
     let mut names: Vec<String> = [
         "localhost",
@@ -76,7 +77,7 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
             names.push(h.to_string());
         }
     }
-    let mut leaf = rcgen::CertificateParams::new(names)?;
+    let mut leaf = rcgen::CertificateParams::new(names).map_err(gen)?;
     leaf.distinguished_name
         .push(rcgen::DnType::CommonName, "notary-server");
     // Server and client authentication: the same pair serves HTTPS and authenticates the server
@@ -91,15 +92,18 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
     ];
     leaf.not_before = date(from);
     leaf.not_after = date(to);
-    let leaf_key = rcgen::KeyPair::generate()?;
-    let cert = leaf.signed_by(&leaf_key, &ca, &ca_key)?;
+    let leaf_key = rcgen::KeyPair::generate().map_err(gen)?;
+    let cert = leaf.signed_by(&leaf_key, &ca, &ca_key).map_err(gen)?;
 
     use notary_common::private::write_file;
-    let written = |p: &Path| format!("writing {}", p.display());
-    write_file(&out.key, leaf_key.serialize_pem().as_bytes(), 0o600)
-        .with_context(|| written(&out.key))?;
-    write_file(&out.cert, cert.pem().as_bytes(), 0o644).with_context(|| written(&out.cert))?;
-    write_file(&out.ca, ca.pem().as_bytes(), 0o644).with_context(|| written(&out.ca))?;
+    for (path, data, mode) in [
+        (&out.key, leaf_key.serialize_pem(), 0o600),
+        (&out.cert, cert.pem(), 0o644),
+        (&out.ca, ca.pem(), 0o644),
+    ] {
+        write_file(path, data.as_bytes(), mode)
+            .map_err(|e| TlsError::Io(format!("writing {}", path.display()), e))?;
+    }
     Ok(out)
 }
 
@@ -108,11 +112,12 @@ pub fn ensure_tls_files(tls: &Path) -> anyhow::Result<Generated> {
 pub fn server_config(
     cert: &Path,
     key: &Path,
-) -> anyhow::Result<(rustls::ServerConfig, Arc<ReloadingCert>)> {
+) -> Result<(rustls::ServerConfig, Arc<ReloadingCert>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let resolver = ReloadingCert::load(cert, key, provider.clone())?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Rustls("TLS versions", e))?
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];

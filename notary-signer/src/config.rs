@@ -112,10 +112,10 @@ impl Config {
                 let uri = self.storage.pkcs11_uri.as_deref().ok_or_else(|| {
                     invalid("storage.pkcs11_uri is required for the pkcs11 backend")
                 })?;
-                Storage::Pkcs11(
-                    crate::pkcs11::Pkcs11Uri::parse(uri)
-                        .map_err(|e| invalid(format!("storage.pkcs11_uri: {e}")))?,
-                )
+                Storage::Pkcs11(crate::pkcs11::Pkcs11Uri::parse(uri).map_err(|e| match e {
+                    CryptoError::Config(m) => invalid(format!("storage.pkcs11_uri: {m}")),
+                    other => other,
+                })?)
             }
             "postgres" | "sqlite" | "sqlite3" => {
                 if self.storage.db_url.is_empty() {

@@ -58,10 +58,10 @@ fn pct_decode(s: &str) -> String {
 }
 
 impl Pkcs11Uri {
-    pub fn parse(uri: &str) -> Result<Self, String> {
+    pub fn parse(uri: &str) -> Result<Self, CryptoError> {
         let rest = uri
             .strip_prefix("pkcs11:")
-            .ok_or("a PKCS#11 URI starts with \"pkcs11:\"")?;
+            .ok_or_else(|| CryptoError::Config("a PKCS#11 URI starts with \"pkcs11:\"".into()))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut token = None;
         for attr in path.split(';').filter(|a| !a.is_empty()) {
@@ -80,22 +80,25 @@ impl Pkcs11Uri {
                     pin_source = Some(PathBuf::from(p));
                 }
                 "pin-value" => {
-                    return Err(format!(
+                    return Err(CryptoError::Config(format!(
                         "{PIN_ENV} or pin-source must provide the PIN: pin-value would put it in the configuration in clear"
-                    ))
+                    )))
                 }
                 _ => {}
             }
         }
         Ok(Pkcs11Uri {
-            token: token.ok_or("the PKCS#11 URI needs token=<label>")?,
-            module_path: module_path.ok_or("the PKCS#11 URI needs ?module-path=<library>")?,
+            token: token
+                .ok_or_else(|| CryptoError::Config("the PKCS#11 URI needs token=<label>".into()))?,
+            module_path: module_path.ok_or_else(|| {
+                CryptoError::Config("the PKCS#11 URI needs ?module-path=<library>".into())
+            })?,
             pin_source,
         })
     }
 
     /// The user PIN: `NOTARY_SIGNER_PKCS11_PIN`, else the `pin-source` file.
-    pub fn pin(&self) -> Result<AuthPin, String> {
+    pub fn pin(&self) -> Result<AuthPin, CryptoError> {
         if let Ok(p) = std::env::var(PIN_ENV) {
             if !p.is_empty() {
                 return Ok(AuthPin::from(p));
@@ -103,13 +106,14 @@ impl Pkcs11Uri {
         }
         match &self.pin_source {
             Some(f) => {
-                let p = std::fs::read_to_string(f)
-                    .map_err(|e| format!("reading the PIN from {}: {e}", f.display()))?;
+                let p = std::fs::read_to_string(f).map_err(|e| {
+                    CryptoError::Config(format!("reading the PIN from {}: {e}", f.display()))
+                })?;
                 Ok(AuthPin::from(p.trim_end_matches(['\r', '\n']).to_string()))
             }
-            None => Err(format!(
+            None => Err(CryptoError::Config(format!(
                 "no PIN: set {PIN_ENV} or add pin-source=file:<path> to the URI"
-            )),
+            ))),
         }
     }
 }
@@ -229,7 +233,7 @@ impl Pkcs11KeyStore {
     pub async fn open(uri: &Pkcs11Uri) -> Result<Self, CryptoError> {
         let uri = uri.clone();
         tokio::task::spawn_blocking(move || {
-            let pin = uri.pin().map_err(CryptoError::Internal)?;
+            let pin = uri.pin()?;
             let ctx = Pkcs11::new(&uri.module_path).map_err(|e| {
                 CryptoError::Internal(format!(
                     "loading PKCS#11 module {}: {e}",
@@ -477,6 +481,7 @@ mod tests {
         assert!(
             Pkcs11Uri::parse("pkcs11:token=x?module-path=/m&pin-value=1234")
                 .unwrap_err()
+                .to_string()
                 .contains("in clear")
         );
         assert!(Pkcs11Uri::parse("pkcs11:?module-path=/m").is_err());

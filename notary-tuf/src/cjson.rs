@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CanonicalError {
     #[error("canonical JSON: non-integer number {0}")]
     NonInteger(String),

@@ -211,25 +211,25 @@ pub struct CertInfo {
 /// Blocks are split here and decoded one by one: x509-cert's `load_pem_chain` panics
 /// (integer underflow) on some malformed input — found by the property tests — and a client's
 /// upload must never be able to do that.
-fn pem_blocks(pem: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+fn pem_blocks(pem: &[u8]) -> Result<Vec<(String, Vec<u8>)>, crate::Error> {
     const BEGIN: &str = "-----BEGIN ";
     const END: &str = "-----END ";
-    let text = std::str::from_utf8(pem)
-        .map_err(|_| "invalid certificate bundle: not PEM text".to_string())?;
+    let text =
+        std::str::from_utf8(pem).map_err(|_| crate::Error::CertBundle("not PEM text".into()))?;
     let mut blocks = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find(BEGIN) {
         let from_begin = &rest[start..];
         let end = from_begin
             .find(END)
-            .ok_or("invalid certificate bundle: unterminated PEM block")?;
+            .ok_or_else(|| crate::Error::CertBundle("unterminated PEM block".into()))?;
         let after_end = &from_begin[end + END.len()..];
         let close = after_end
             .find("-----")
-            .ok_or("invalid certificate bundle: unterminated PEM block")?;
+            .ok_or_else(|| crate::Error::CertBundle("unterminated PEM block".into()))?;
         let len = end + END.len() + close + "-----".len();
         let (label, der) = der::pem::decode_vec(&from_begin.as_bytes()[..len])
-            .map_err(|e| format!("invalid certificate bundle: {e}"))?;
+            .map_err(|e| crate::Error::CertBundle(e.to_string()))?;
         blocks.push((label.to_string(), der));
         rest = &from_begin[len..];
     }
@@ -238,18 +238,18 @@ fn pem_blocks(pem: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 
 /// Parse a PEM bundle (leaf first, then intermediates) as Go's `LoadCertBundleFromPEM` does:
 /// every block must be a CERTIFICATE.
-pub fn load_cert_bundle(pem: &[u8]) -> Result<Vec<CertInfo>, String> {
+pub fn load_cert_bundle(pem: &[u8]) -> Result<Vec<CertInfo>, crate::Error> {
     let mut certs = Vec::new();
     for (label, der) in pem_blocks(pem)? {
         if label != "CERTIFICATE" {
-            return Err(format!("invalid pem block type: {label}"));
+            return Err(crate::Error::PemType(label));
         }
         let cert = <Certificate as der::Decode>::from_der(&der)
-            .map_err(|e| format!("invalid certificate bundle: {e}"))?;
+            .map_err(|e| crate::Error::CertBundle(e.to_string()))?;
         certs.push(cert_info(cert));
     }
     if certs.is_empty() {
-        return Err("no certificates found in PEM data".into());
+        return Err(crate::Error::NoCertificates);
     }
     Ok(certs)
 }
@@ -295,9 +295,9 @@ fn const_oid_cn() -> der::oid::ObjectIdentifier {
 
 impl CertInfo {
     /// Go `utils.ValidateCertificate`.
-    pub fn validate(&self, check_expiry: bool, now_unix: i64) -> Result<(), String> {
+    pub fn validate(&self, check_expiry: bool, now_unix: i64) -> Result<(), crate::Error> {
         if self.not_before > self.not_after {
-            return Err("certificate validity window is invalid".into());
+            return Err(crate::Error::CertWindow);
         }
         let sha1_algs = [
             "1.2.840.113549.1.1.5",
@@ -306,24 +306,26 @@ impl CertInfo {
         ];
         let alg = self.cert.signature_algorithm.oid.to_string();
         if sha1_algs.contains(&alg.as_str()) {
-            return Err("certificate uses a SHA1 signature algorithm".into());
+            return Err(crate::Error::CertSha1);
         }
         let spki = &self.cert.tbs_certificate.subject_public_key_info;
         if spki.algorithm.oid.to_string() == "1.2.840.113549.1.1.1" {
             use rsa::pkcs8::DecodePublicKey;
-            let der = spki.to_der().map_err(|e| e.to_string())?;
-            let key = rsa::RsaPublicKey::from_public_key_der(&der).map_err(|e| e.to_string())?;
+            let der = spki
+                .to_der()
+                .map_err(|e| crate::Error::CertKey(e.to_string()))?;
+            let key = rsa::RsaPublicKey::from_public_key_der(&der)
+                .map_err(|e| crate::Error::CertKey(e.to_string()))?;
             if rsa::traits::PublicKeyParts::size(&key) * 8 < MIN_RSA_BITS {
-                return Err("RSA bit length is too short".into());
+                return Err(crate::Error::RsaTooShort);
             }
         }
         if check_expiry {
             let tomorrow = now_unix + 24 * 3600;
             if tomorrow < self.not_before || now_unix > self.not_after {
-                return Err(format!(
-                    "certificate with CN {} is expired",
-                    self.common_name.as_deref().unwrap_or("")
-                ));
+                return Err(crate::Error::CertExpired {
+                    cn: self.common_name.clone().unwrap_or_default(),
+                });
             }
         }
         Ok(())
@@ -528,7 +530,7 @@ mod tests {
             );
         }
         assert_eq!(
-            load_cert_bundle(b"\n").unwrap_err(),
+            load_cert_bundle(b"\n").unwrap_err().to_string(),
             "no certificates found in PEM data"
         );
         // The same inputs as x509 key material: no key, no panic.

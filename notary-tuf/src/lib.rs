@@ -4,6 +4,7 @@
 
 pub mod builder;
 pub mod cjson;
+pub mod error;
 pub mod history;
 pub mod keys;
 pub mod metadata;
@@ -11,5 +12,6 @@ pub mod time;
 pub mod validation;
 pub mod verify;
 
+pub use error::Error;
 pub use keys::{PrivateKey, PublicKey};
 pub use metadata::{FileMeta, Signature, SignedFile};

@@ -336,7 +336,7 @@ impl FileMeta {
     }
 
     /// Go `CheckValidHashStructures`.
-    pub fn check_hash_structure(&self) -> Result<(), String> {
+    pub fn check_hash_structure(&self) -> Result<(), crate::Error> {
         let mut supported = 0;
         for (alg, v) in &self.hashes {
             let want = match alg.as_str() {
@@ -345,32 +345,32 @@ impl FileMeta {
                 _ => continue,
             };
             if v.len() != want {
-                return Err(format!("invalid {alg} checksum"));
+                return Err(crate::Error::BadChecksum { alg: alg.clone() });
             }
             supported += 1;
         }
         if supported == 0 {
-            return Err("at least one supported hash needed".into());
+            return Err(crate::Error::NoSupportedHash);
         }
         Ok(())
     }
 
     /// [`FileMeta::check_hashes`] and the length: Go checks only the hashes, but its clients
     /// refuse a file whose length differs from what the snapshot or timestamp says.
-    pub fn check(&self, payload: &[u8], name: &str) -> Result<(), String> {
+    pub fn check(&self, payload: &[u8], name: &str) -> Result<(), crate::Error> {
         self.check_hashes(payload, name)?;
         if self.length != payload.len() as i64 {
-            return Err(format!(
-                "length of {name} is {}, the referencing metadata says {}",
-                payload.len(),
-                self.length
-            ));
+            return Err(crate::Error::Length {
+                name: name.to_string(),
+                got: payload.len(),
+                want: self.length,
+            });
         }
         Ok(())
     }
 
     /// Go `data.CheckHashes`: every supported hash present must match; at least one must exist.
-    pub fn check_hashes(&self, payload: &[u8], name: &str) -> Result<(), String> {
+    pub fn check_hashes(&self, payload: &[u8], name: &str) -> Result<(), crate::Error> {
         let mut count = 0;
         for (alg, want) in &self.hashes {
             let got = match alg.as_str() {
@@ -379,15 +379,18 @@ impl FileMeta {
                 _ => continue,
             };
             if !subtle_eq(&got, want) {
-                return Err(format!(
-                    "{alg} checksum for {name} did not match: expected {}",
-                    hex::encode(want)
-                ));
+                return Err(crate::Error::ChecksumMismatch {
+                    alg: alg.clone(),
+                    name: name.to_string(),
+                    expected: hex::encode(want),
+                });
             }
             count += 1;
         }
         if count == 0 {
-            return Err(format!("tuf: sha256 checksum required for {name}"));
+            return Err(crate::Error::ChecksumMissing {
+                name: name.to_string(),
+            });
         }
         Ok(())
     }
@@ -573,15 +576,18 @@ mod tests {
         assert!(
             fm.check_hashes(b"hellO", "targets")
                 .unwrap_err()
+                .to_string()
                 .starts_with("sha256 checksum for targets did not match")
                 || fm
                     .check_hashes(b"hellO", "targets")
                     .unwrap_err()
+                    .to_string()
                     .starts_with("sha512")
         );
         assert!(FileMeta::default()
             .check_hashes(b"x", "root")
             .unwrap_err()
+            .to_string()
             .contains("checksum required"));
         assert!(fm.check_hash_structure().is_ok());
         let mut short = fm.clone();

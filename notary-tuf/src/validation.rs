@@ -15,6 +15,7 @@ use crate::metadata::{
     self as md, is_delegation, parent_role, FileMeta, MetaBody, Root, SignedFile, Targets,
 };
 use crate::verify::{verify_signatures, BaseRole};
+use crate::Error;
 
 /// Largest version the Go SQL schemas can store (`integer` column).
 pub const MAX_VERSION: i64 = i32::MAX as i64;
@@ -121,16 +122,14 @@ pub struct LoadedRoot {
 
 impl LoadedRoot {
     /// Go `Root.BuildBaseRole`.
-    pub fn base_role(&self, name: &str) -> Result<BaseRole, String> {
+    pub fn base_role(&self, name: &str) -> Result<BaseRole, Error> {
         base_role_from(&self.root, name)
     }
 }
 
-pub(crate) fn base_role_from(root: &Root, name: &str) -> Result<BaseRole, String> {
+pub(crate) fn base_role_from(root: &Root, name: &str) -> Result<BaseRole, Error> {
     let Some(Some(r)) = root.roles.get(name) else {
-        return Err(format!(
-            "tuf: invalid role {name}. role not found in root file"
-        ));
+        return Err(Error::role(name, "role not found in root file"));
     };
     let mut keys = BTreeMap::new();
     for id in &r.keyids {
@@ -139,8 +138,9 @@ pub(crate) fn base_role_from(root: &Root, name: &str) -> Result<BaseRole, String
                 keys.insert(id.clone(), k.clone());
             }
             None => {
-                return Err(format!(
-                    "tuf: invalid role {name}. key {id} not found in root file"
+                return Err(Error::role(
+                    name,
+                    format!("key {id} not found in root file"),
                 ))
             }
         }
@@ -152,11 +152,11 @@ pub(crate) fn base_role_from(root: &Root, name: &str) -> Result<BaseRole, String
     })
 }
 
-fn invalid_metadata(role: &str, msg: impl std::fmt::Display) -> String {
-    format!("{role} type metadata invalid: {msg}")
+fn invalid_metadata(role: &str, msg: impl std::fmt::Display) -> Error {
+    Error::metadata(role, msg)
 }
 
-fn check_common(file: &SignedFile, role: &str, type_: &str) -> Result<(), String> {
+fn check_common(file: &SignedFile, role: &str, type_: &str) -> Result<(), Error> {
     if file.common.type_ != type_ {
         return Err(invalid_metadata(
             role,
@@ -184,18 +184,19 @@ fn check_version_and_expiry(
     min_version: i64,
     allow_expired: bool,
     now: DateTime<Utc>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if file.common.version < min_version {
-        return Err(format!(
-            "version {} of {role} is lower than current version {min_version}",
-            file.common.version
-        ));
+        return Err(Error::OldVersion {
+            role: role.to_string(),
+            version: file.common.version,
+            current: min_version,
+        });
     }
     if !allow_expired && file.expired(now) {
-        return Err(format!(
-            "{role} expired at {}",
-            file.common.expires.to_rfc3339()
-        ));
+        return Err(Error::Expired {
+            role: role.to_string(),
+            expires: file.common.expires.to_rfc3339(),
+        });
     }
     Ok(())
 }
@@ -207,7 +208,7 @@ fn check_role_keys(
     keyids: &[String],
     threshold: i64,
     keys: &BTreeMap<String, PublicKey>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if threshold < 1 {
         return Err(invalid_metadata(
             container,
@@ -225,7 +226,7 @@ fn check_role_keys(
     Ok(())
 }
 
-pub(crate) fn parse_root_structure(file: &SignedFile) -> Result<Root, String> {
+pub(crate) fn parse_root_structure(file: &SignedFile) -> Result<Root, Error> {
     check_common(file, md::ROOT, "Root")?;
     let root: Root = file.body().map_err(|e| invalid_metadata(md::ROOT, e))?;
     for name in md::BASE_ROLES {
@@ -327,19 +328,25 @@ pub fn load_root(
     min_version: i64,
     allow_expired: bool,
     now: DateTime<Utc>,
-) -> Result<LoadedRoot, String> {
+) -> Result<LoadedRoot, Error> {
     let root = parse_root_structure(file)?;
     let now_unix = now.timestamp();
     let keys = cert_keys(&parse_root_certs(&root), gun, true, now_unix);
     if keys.is_empty() {
-        return Err("could not validate the path to a trusted root: unable to retrieve valid leaf certificates".into());
+        return Err(Error::NoTrustedLeaf);
     }
     if let Some(prev) = prev {
         let prev_keys = cert_keys(&parse_root_certs(&prev.root), gun, false, now_unix);
         let threshold = prev.root.role_threshold(md::ROOT).unwrap_or(1);
-        verify_signatures(file, &BaseRole { name: md::ROOT.into(), keys: prev_keys, threshold }).map_err(|e| {
-            format!("could not rotate trust to a new trusted root: failed to validate data with current trusted certificates: {e}")
-        })?;
+        verify_signatures(
+            file,
+            &BaseRole {
+                name: md::ROOT.into(),
+                keys: prev_keys,
+                threshold,
+            },
+        )
+        .map_err(Error::Rotation)?;
     }
     let threshold = root.role_threshold(md::ROOT).unwrap_or(0);
     verify_signatures(
@@ -350,7 +357,7 @@ pub fn load_root(
             threshold,
         },
     )
-    .map_err(|e| format!("failed to validate integrity of roots: {e}"))?;
+    .map_err(Error::RootIntegrity)?;
     check_version_and_expiry(file, md::ROOT, min_version, allow_expired, now)?;
     Ok(LoadedRoot {
         file: file.clone(),
@@ -359,7 +366,7 @@ pub fn load_root(
 }
 
 /// Go `isValidTargetsStructure`.
-pub(crate) fn parse_targets_structure(file: &SignedFile, role: &str) -> Result<Targets, String> {
+pub(crate) fn parse_targets_structure(file: &SignedFile, role: &str) -> Result<Targets, Error> {
     check_common(file, role, "Targets")?;
     let t: Targets = file.body().map_err(|e| invalid_metadata(role, e))?;
     for d in &t.delegations.roles {
@@ -380,26 +387,22 @@ fn delegation_role(
     name: &str,
     loaded: &BTreeMap<String, (Targets, Vec<u8>)>,
     now: i64,
-) -> Result<BaseRole, String> {
+) -> Result<BaseRole, Error> {
     let parent = parent_role(name);
     let Some((pt, _)) = loaded.get(parent) else {
         return Err(if parent == md::TARGETS {
-            "targets must be loaded first".into()
+            Error::TargetsNotLoaded
         } else {
-            format!("tuf: invalid role {name}. parent role {parent} not loaded")
+            Error::role(name, format!("parent role {parent} not loaded"))
         });
     };
     let Some(d) = pt.delegations.roles.iter().find(|d| d.name == name) else {
-        return Err(format!(
-            "tuf: invalid role {name}. delegation does not exist"
-        ));
+        return Err(Error::role(name, "delegation does not exist"));
     };
     let mut keys = BTreeMap::new();
     for id in &d.keyids {
         let Some(k) = pt.delegations.keys.get(id) else {
-            return Err(format!(
-                "tuf: invalid role {name}. role lists unavailable keys"
-            ));
+            return Err(Error::role(name, "role lists unavailable keys"));
         };
         if matches!(
             k.keytype.as_str(),
@@ -425,13 +428,13 @@ fn load_targets(
     loaded: &BTreeMap<String, (Targets, Vec<u8>)>,
     allow_expired: bool,
     now: DateTime<Utc>,
-) -> Result<Targets, String> {
+) -> Result<Targets, Error> {
     let base = if role == md::TARGETS {
         root.base_role(md::TARGETS)?
     } else {
         delegation_role(role, loaded, now.timestamp())?
     };
-    verify_signatures(file, &base).map_err(|e| e.to_string())?;
+    verify_signatures(file, &base)?;
     let t = parse_targets_structure(file, role)?;
     check_version_and_expiry(file, role, 1, allow_expired, now)?;
     Ok(t)
@@ -443,7 +446,7 @@ fn parse_meta_structure(
     role: &str,
     type_: &str,
     required: &[&str],
-) -> Result<MetaBody, String> {
+) -> Result<MetaBody, Error> {
     check_common(file, role, type_)?;
     let body: MetaBody = file.body().map_err(|e| invalid_metadata(role, e))?;
     for r in required {
@@ -461,11 +464,11 @@ fn parse_meta_structure(
     Ok(body)
 }
 
-pub fn parse_snapshot(file: &SignedFile) -> Result<MetaBody, String> {
+pub fn parse_snapshot(file: &SignedFile) -> Result<MetaBody, Error> {
     parse_meta_structure(file, md::SNAPSHOT, "Snapshot", &[md::ROOT, md::TARGETS])
 }
 
-pub fn parse_timestamp(file: &SignedFile) -> Result<MetaBody, String> {
+pub fn parse_timestamp(file: &SignedFile) -> Result<MetaBody, Error> {
     parse_meta_structure(file, md::TIMESTAMP, "Timestamp", &[md::SNAPSHOT])
 }
 
@@ -492,7 +495,9 @@ pub fn validate_update(
 
     // 1. The stored root, loaded as the trust anchor (expired metadata allowed).
     let stored_root = match stored_file(md::ROOT)? {
-        Some(f) => Some(load_root(gun, &f, None, 1, true, now).map_err(E::Other)?),
+        Some(f) => {
+            Some(load_root(gun, &f, None, 1, true, now).map_err(|e| E::Other(e.to_string()))?)
+        }
         None => None,
     };
 
@@ -509,8 +514,8 @@ pub fn validate_update(
                     "Root modifications must increment the version. Current {cur}, new {v}"
                 )));
             }
-            let loaded =
-                load_root(gun, up, stored_root.as_ref(), cur, false, now).map_err(E::BadRoot)?;
+            let loaded = load_root(gun, up, stored_root.as_ref(), cur, false, now)
+                .map_err(|e| E::BadRoot(e.to_string()))?;
             updates.push(Update {
                 role: md::ROOT.into(),
                 version: v,
@@ -542,12 +547,14 @@ pub fn validate_update(
                 continue;
             }
             if let Some(f) = stored_file(anc)? {
-                let t = load_targets(anc, &f, &root, &loaded, true, now).map_err(E::Other)?;
+                let t = load_targets(anc, &f, &root, &loaded, true, now)
+                    .map_err(|e| E::Other(e.to_string()))?;
                 loaded.insert(anc.to_string(), (t, f.raw));
             }
         }
         let up = &uploads[role];
-        let t = load_targets(role, up, &root, &loaded, false, now).map_err(E::BadTargets)?;
+        let t = load_targets(role, up, &root, &loaded, false, now)
+            .map_err(|e| E::BadTargets(e.to_string()))?;
         loaded.insert(role.clone(), (t, up.raw.clone()));
         updates.push(Update {
             role: role.clone(),
@@ -557,12 +564,14 @@ pub fn validate_update(
     }
 
     // 4. Snapshot: uploaded (checked against everything loaded) or generated by the server.
-    let snapshot_role = root.base_role(md::SNAPSHOT).map_err(E::Validation)?;
+    let snapshot_role = root
+        .base_role(md::SNAPSHOT)
+        .map_err(|e| E::Validation(e.to_string()))?;
     let mut uploaded_snapshot = None;
     let snapshot = match uploads.get(md::SNAPSHOT) {
         Some(up) => {
-            let check = || -> Result<(), String> {
-                verify_signatures(up, &snapshot_role).map_err(|e| e.to_string())?;
+            let check = || -> Result<(), Error> {
+                verify_signatures(up, &snapshot_role)?;
                 let body = parse_snapshot(up)?;
                 check_version_and_expiry(up, md::SNAPSHOT, 1, false, now)?;
                 let empty = FileMeta::default();
@@ -575,7 +584,7 @@ pub fn validate_update(
                 }
                 Ok(())
             };
-            check().map_err(E::BadSnapshot)?;
+            check().map_err(|e| E::BadSnapshot(e.to_string()))?;
             updates.push(Update {
                 role: md::SNAPSHOT.into(),
                 version: up.common.version,
@@ -586,7 +595,10 @@ pub fn validate_update(
         }
         None => {
             let prev = match stored_file(md::SNAPSHOT)? {
-                Some(f) => Some((parse_snapshot(&f).map_err(E::Validation)?, f.common.version)),
+                Some(f) => Some((
+                    parse_snapshot(&f).map_err(|e| E::Validation(e.to_string()))?,
+                    f.common.version,
+                )),
                 None => None,
             };
             let (mut meta, version) = match prev {
@@ -619,10 +631,12 @@ pub fn validate_update(
     };
 
     // 5. The timestamp is always the server's; an uploaded one is ignored.
-    let timestamp_role = root.base_role(md::TIMESTAMP).map_err(E::Validation)?;
+    let timestamp_role = root
+        .base_role(md::TIMESTAMP)
+        .map_err(|e| E::Validation(e.to_string()))?;
     let prev_timestamp_version = match stored_file(md::TIMESTAMP)? {
         Some(f) => {
-            parse_timestamp(&f).map_err(E::Validation)?;
+            parse_timestamp(&f).map_err(|e| E::Validation(e.to_string()))?;
             Some(f.common.version)
         }
         None => None,
@@ -666,12 +680,11 @@ pub fn refreshed_snapshot(
     root: &LoadedRoot,
     prev: &SignedFile,
     now: DateTime<Utc>,
-) -> Result<ToSign, String> {
+) -> Result<ToSign, Error> {
     let body = parse_snapshot(prev)?;
     let version = prev.common.version + 1;
     let expires = crate::time::snapshot_expiry(now);
-    let body =
-        md::meta_body("Snapshot", version, &expires, &body.meta).map_err(|e| e.to_string())?;
+    let body = md::meta_body("Snapshot", version, &expires, &body.meta)?;
     Ok(ToSign {
         role: root.base_role(md::SNAPSHOT)?,
         version,

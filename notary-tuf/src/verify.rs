@@ -14,7 +14,7 @@ pub struct BaseRole {
     pub threshold: i64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
     #[error("tuf: data has no signatures")]
     NoSignatures,

@@ -1,0 +1,177 @@
+//! The architecture's guard rails, checked on the sources (runs anywhere):
+//! no import cycle between the modules of any crate of the workspace, and no
+//! `Result<_, String>` in the library crates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Code of a file without comments and the test module (tests may use anything).
+fn code(p: &Path) -> String {
+    let text = std::fs::read_to_string(p).unwrap();
+    let text = match text.find("#[cfg(test)]") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The module path of a source file: `src/coherence/lease.rs` → ["coherence", "lease"].
+fn module_of(src: &Path, p: &Path) -> Vec<String> {
+    let rel = p.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.last().is_some_and(|l| l == "mod" || l == "lib") {
+        parts.pop();
+    }
+    parts
+}
+
+/// Edges between sibling modules: `crate::a` from a top-level module, `super::b` or
+/// `crate::parent::b` from a submodule.
+fn edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in files {
+        let m = module_of(src, &f);
+        if m.is_empty() || m == ["main"] || m.first().is_some_and(|x| x == "bin") {
+            continue;
+        }
+        let c = code(&f);
+        let name = m.join("::");
+        let parent = m[..m.len() - 1].join("::");
+        let mut targets = BTreeSet::new();
+        let word = |s: &str| -> String {
+            s.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        };
+        for (i, _) in c.match_indices("crate::") {
+            let rest = &c[i + "crate::".len()..];
+            let first = word(rest);
+            if m.len() == 1 {
+                targets.insert(first);
+            } else if first == m[0] {
+                let second = word(&rest[first.len() + 2.min(rest.len() - first.len())..]);
+                targets.insert(format!("{parent}::{second}"));
+            } else {
+                targets.insert(first);
+            }
+        }
+        for (i, _) in c.match_indices("super::") {
+            let sib = word(&c[i + "super::".len()..]);
+            if !sib.is_empty() && m.len() > 1 {
+                targets.insert(format!("{parent}::{sib}"));
+            }
+        }
+        // A module and its parent's re-exports are one module for this check.
+        targets.retain(|t| !t.is_empty() && *t != name && *t != parent && *t != m[0]);
+        graph.entry(name).or_default().extend(targets);
+    }
+    graph
+}
+
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = stack.iter().position(|s| s == n) {
+            let mut cycle = stack[i..].to_vec();
+            cycle.push(n.to_string());
+            return Some(cycle);
+        }
+        if !done.insert(n.to_string()) {
+            return None;
+        }
+        stack.push(n.to_string());
+        for m in g.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, g, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    for n in graph.keys() {
+        if let Some(c) = visit(n, graph, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+const CRATES: [&str; 4] = [
+    "notary-tuf",
+    "notary-common",
+    "notary-signer",
+    "notary-server",
+];
+
+#[test]
+fn no_import_cycle_between_modules() {
+    for krate in CRATES {
+        let g = edges(&workspace().join(krate).join("src"));
+        assert!(g.len() > 3, "{krate}: no modules found");
+        if let Some(c) = find_cycle(&g) {
+            panic!("{krate}: import cycle {}", c.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let mut g = BTreeMap::new();
+    g.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
+    g.insert("b".to_string(), BTreeSet::from(["c".to_string()]));
+    g.insert("c".to_string(), BTreeSet::from(["a".to_string()]));
+    assert_eq!(find_cycle(&g).unwrap(), ["a", "b", "c", "a"]);
+    g.remove("c");
+    assert!(find_cycle(&g).is_none());
+    // And the parser sees the edges of a submodule.
+    let server = edges(&workspace().join("notary-server/src"));
+    assert!(server["coherence::lease"].contains("coherence::follower"));
+    assert!(server["service"].contains("coherence"));
+}
+
+#[test]
+fn library_crates_return_no_string_errors() {
+    let re = regex::Regex::new(r"Result<[^;{]*,\s*String>").unwrap();
+    for krate in CRATES {
+        let mut files = Vec::new();
+        rust_files(&workspace().join(krate).join("src"), &mut files);
+        for f in files {
+            if f.ends_with("main.rs") || f.components().any(|c| c.as_os_str() == "bin") {
+                continue;
+            }
+            let c = code(&f);
+            assert!(!re.is_match(&c), "{}: Result<_, String>", f.display());
+        }
+    }
+}
