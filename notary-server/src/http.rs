@@ -17,7 +17,7 @@ use crate::auth::{Access, TokenAuth};
 pub use crate::errors::{response, Response};
 use crate::errors::{ApiError, Code};
 use crate::metrics::Metrics;
-use crate::routes;
+use crate::routes::Route;
 use crate::service::RepoService;
 use crate::storage::StoredFile;
 use notary_common::sync::lock;
@@ -212,129 +212,89 @@ async fn route(
     body: Incoming,
     state: &AppState,
 ) -> Routed {
-    let get = method == Method::GET;
-    if get && path == "/v2/" {
-        return (
-            None,
-            authorize(req, state, Access::catalog()).map(|_| text_ok(b"{}".to_vec())),
-        );
-    }
-    if get && path == "/_notary_server/health" {
-        return (None, Ok(health(state).await));
-    }
-    if get && path == "/metrics" {
-        let body = crate::metrics::render(
-            &state.metrics,
-            state.service.cache.len(),
-            state.service.coherence_counts(),
-            state.service.rotation_counts(),
-        );
-        return (
-            None,
-            Ok(with_type(
-                response(StatusCode::OK, body),
-                "text/plain; version=0.0.4; charset=utf-8",
-            )),
-        );
-    }
-    if get && path == "/v2/_trust/changefeed" {
-        return (
-            Some("Changefeed"),
-            async {
+    let route = Route::parse(method, path);
+    let op = route.operation();
+    let read = |gun| guard(req, state, gun, GunUse::Read, &["pull"]);
+    let result = async {
+        match route {
+            Route::Ping => authorize(req, state, Access::catalog()).map(|_| text_ok(&b"{}"[..])),
+            Route::Health => Ok(health(state).await),
+            Route::Metrics => {
+                let body = crate::metrics::render(
+                    &state.metrics,
+                    state.service.cache.len(),
+                    state.service.coherence_counts(),
+                    state.service.rotation_counts(),
+                );
+                let r = response(StatusCode::OK, body);
+                Ok(with_type(r, "text/plain; version=0.0.4; charset=utf-8"))
+            }
+            Route::Changefeed { gun: None } => {
                 authorize(req, state, Access::catalog())?;
                 changefeed(req, None, state).await
             }
-            .await,
-        );
-    }
-    if method == Method::POST {
-        if let Some(gun) = routes::update(path) {
-            let res = async {
+            Route::Changefeed { gun: Some(gun) } => {
+                read(gun)?;
+                changefeed(req, Some(gun), state).await
+            }
+            Route::Update { gun } => {
                 guard(req, state, gun, GunUse::Update, &["push", "pull"])?;
                 update(req, gun, body, state).await
-            };
-            return (Some("UpdateTUF"), res.await);
-        }
-    }
-    if get {
-        if let Some((gun, role, checksum)) = routes::by_hash(path) {
-            let res = async {
-                guard(req, state, gun, GunUse::Read, &["pull"])?;
-                let f = state.service.by_checksum(gun, role, checksum).await?;
-                Ok(metadata_response(req, f, state.max_age_consistent, false))
-            };
-            return (Some("GetRoleByHash"), res.await);
-        }
-        if let Some((gun, version, role)) = routes::by_version(path) {
-            let res = async {
-                guard(req, state, gun, GunUse::Read, &["pull"])?;
-                let v = version.parse::<i64>().map_err(|_| ApiError::not_found())?;
-                let f = state.service.by_version(gun, role, v).await?;
-                Ok(metadata_response(req, f, state.max_age_consistent, false))
-            };
-            return (Some("GetRoleByVersion"), res.await);
-        }
-        if let Some((gun, role)) = routes::current(path) {
-            let res = async {
-                guard(req, state, gun, GunUse::Read, &["pull"])?;
-                let f = state.service.current(gun, role).await?;
-                Ok(metadata_response(req, f, state.max_age_current, true))
-            };
-            return (Some("GetRole"), res.await);
-        }
-    }
-    if let Some((gun, role)) = routes::key(path) {
-        if get || method == Method::POST {
-            let res = async {
-                guard(
-                    req,
-                    state,
-                    gun,
-                    GunUse::Write,
-                    if get { &["push", "pull"] } else { &["*"] },
-                )?;
-                let client = req.extensions.get::<ClientAddr>().map(|c| c.0);
-                let may_create = || {
-                    state
-                        .key_limiter
-                        .as_ref()
-                        .map_or(Ok(()), |l| l.take(client))
-                };
-                let k = if get {
-                    state.service.get_key(gun, role, may_create).await?
-                } else {
-                    may_create()?;
-                    state.service.rotate_key(gun, role).await?
-                };
-                Ok(text_ok(k.to_go_json().into_bytes()))
-            };
-            return (Some(if get { "GetKey" } else { "RotateKey" }), res.await);
-        }
-    }
-    if method == Method::DELETE {
-        if let Some(gun) = routes::update(path) {
-            let res = async {
+            }
+            Route::Delete { gun } => {
                 guard(req, state, gun, GunUse::Write, &["*"])?;
                 state.service.delete(gun).await?;
                 Ok(response(StatusCode::OK, Bytes::new()))
-            };
-            return (Some("DeleteTUF"), res.await);
+            }
+            Route::ByHash {
+                gun,
+                role,
+                checksum,
+            } => {
+                read(gun)?;
+                let f = state.service.by_checksum(gun, role, checksum).await?;
+                Ok(metadata_response(req, f, state.max_age_consistent, false))
+            }
+            Route::ByVersion { gun, version, role } => {
+                read(gun)?;
+                let v = version.parse::<i64>().map_err(|_| ApiError::not_found())?;
+                let f = state.service.by_version(gun, role, v).await?;
+                Ok(metadata_response(req, f, state.max_age_consistent, false))
+            }
+            Route::Current { gun, role } => {
+                read(gun)?;
+                let f = state.service.current(gun, role).await?;
+                Ok(metadata_response(req, f, state.max_age_current, true))
+            }
+            Route::GetKey { gun, role } => {
+                guard(req, state, gun, GunUse::Write, &["push", "pull"])?;
+                let k = state
+                    .service
+                    .get_key(gun, role, || may_create_key(req, state))
+                    .await?;
+                Ok(text_ok(k.to_go_json().into_bytes()))
+            }
+            Route::RotateKey { gun, role } => {
+                guard(req, state, gun, GunUse::Write, &["*"])?;
+                may_create_key(req, state)?;
+                let k = state.service.rotate_key(gun, role).await?;
+                Ok(text_ok(k.to_go_json().into_bytes()))
+            }
+            // 404 METADATA_NOT_FOUND without detail (after a catalog check, as in Go).
+            Route::NotFound => authorize(req, state, Access::catalog())
+                .and(Err(ApiError::new(Code::MetadataNotFound))),
         }
-    }
-    if get {
-        if let Some(gun) = routes::changefeed(path) {
-            let res = async {
-                guard(req, state, gun, GunUse::Read, &["pull"])?;
-                changefeed(req, Some(gun), state).await
-            };
-            return (Some("Changefeed"), res.await);
-        }
-    }
-    // The catch-all: 404 METADATA_NOT_FOUND without detail (after a catalog check, as in Go).
-    (
-        None,
-        authorize(req, state, Access::catalog()).and(Err(ApiError::new(Code::MetadataNotFound))),
-    )
+    };
+    (op, result.await)
+}
+
+/// A new server-managed key may be created for this client (`server.key_creations_per_minute`).
+fn may_create_key(req: &Parts, state: &AppState) -> Result<(), ApiError> {
+    let client = req.extensions.get::<ClientAddr>().map(|c| c.0);
+    state
+        .key_limiter
+        .as_ref()
+        .map_or(Ok(()), |l| l.take(client))
 }
 
 /// What a route does with its GUN: which error a bad one gets.

@@ -1,4 +1,5 @@
-//! The Go server's TUF routes (gorilla/mux patterns), matched by hand.
+//! The Go server's routes as one enum ([`Route`]), its TUF paths (gorilla/mux patterns)
+//! matched by hand.
 //!
 //! Each function accepts exactly the paths of one pattern and returns the same captures:
 //!
@@ -23,6 +24,126 @@
 //! 0.3 s of CPU for a 60 KB path; `scripts/bench.sh` prints the cost of the longest accepted one).
 
 const TUF: &str = "/_trust/tuf/";
+
+/// A request's route: every endpoint of the Go server, plus `/metrics`. Parsed once
+/// ([`Route::parse`]) and matched once (`http.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'p> {
+    /// `GET /v2/`: the catalog check Docker clients make first.
+    Ping,
+    /// `GET /_notary_server/health`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /v2/_trust/changefeed` (`gun`: `None`) or `GET /v2/<gun>/_trust/changefeed`.
+    Changefeed {
+        gun: Option<&'p str>,
+    },
+    /// `POST /v2/<gun>/_trust/tuf/`: a publish.
+    Update {
+        gun: &'p str,
+    },
+    /// `DELETE /v2/<gun>/_trust/tuf/`.
+    Delete {
+        gun: &'p str,
+    },
+    ByHash {
+        gun: &'p str,
+        role: &'p str,
+        checksum: &'p str,
+    },
+    ByVersion {
+        gun: &'p str,
+        version: &'p str,
+        role: &'p str,
+    },
+    Current {
+        gun: &'p str,
+        role: &'p str,
+    },
+    /// `GET …/<snapshot|timestamp>.key`.
+    GetKey {
+        gun: &'p str,
+        role: &'p str,
+    },
+    /// `POST …/<snapshot|timestamp>.key`.
+    RotateKey {
+        gun: &'p str,
+        role: &'p str,
+    },
+    /// Anything else: 404 (after the catalog check, as in Go).
+    NotFound,
+}
+
+impl<'p> Route<'p> {
+    /// The route of `method` on the (decoded, clean) `path`, in the Go router's precedence.
+    pub fn parse(method: &http::Method, path: &'p str) -> Route<'p> {
+        use http::Method;
+        let get = method == Method::GET;
+        let post = method == Method::POST;
+        match path {
+            "/v2/" if get => return Route::Ping,
+            "/_notary_server/health" if get => return Route::Health,
+            "/metrics" if get => return Route::Metrics,
+            "/v2/_trust/changefeed" if get => return Route::Changefeed { gun: None },
+            _ => {}
+        }
+        if post {
+            if let Some(gun) = update(path) {
+                return Route::Update { gun };
+            }
+        }
+        if get {
+            if let Some((gun, role, checksum)) = by_hash(path) {
+                return Route::ByHash {
+                    gun,
+                    role,
+                    checksum,
+                };
+            }
+            if let Some((gun, version, role)) = by_version(path) {
+                return Route::ByVersion { gun, version, role };
+            }
+            if let Some((gun, role)) = current(path) {
+                return Route::Current { gun, role };
+            }
+        }
+        if let Some((gun, role)) = key(path) {
+            if get {
+                return Route::GetKey { gun, role };
+            }
+            if post {
+                return Route::RotateKey { gun, role };
+            }
+        }
+        if method == Method::DELETE {
+            if let Some(gun) = update(path) {
+                return Route::Delete { gun };
+            }
+        }
+        if get {
+            if let Some(gun) = changefeed(path) {
+                return Route::Changefeed { gun: Some(gun) };
+            }
+        }
+        Route::NotFound
+    }
+
+    /// The Go server's operation name, for the request metrics (`None`: not counted).
+    pub fn operation(&self) -> Option<&'static str> {
+        Some(match self {
+            Route::Ping | Route::Health | Route::Metrics | Route::NotFound => return None,
+            Route::Changefeed { .. } => "Changefeed",
+            Route::Update { .. } => "UpdateTUF",
+            Route::Delete { .. } => "DeleteTUF",
+            Route::ByHash { .. } => "GetRoleByHash",
+            Route::ByVersion { .. } => "GetRoleByVersion",
+            Route::Current { .. } => "GetRole",
+            Route::GetKey { .. } => "GetKey",
+            Route::RotateKey { .. } => "RotateKey",
+        })
+    }
+}
 
 /// The GUN and the rest of the path, for the longest GUN whose rest `rest_ok` accepts. `rest_ok`
 /// also gets whether the rest is *clean* (no whitespace, no empty segment), which is all a
