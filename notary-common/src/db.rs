@@ -36,7 +36,7 @@ pub enum DbError {
     File(String, std::io::Error),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
     pub max_connections: u32,
     /// How long start-up keeps retrying an unreachable database.

@@ -130,42 +130,72 @@ pub struct RepositoriesConfig {
     pub gun_prefixes: Vec<String>,
 }
 
-/// Everything the server needs, resolved and checked.
-#[derive(Debug, Clone)]
+/// Everything the server needs, resolved and checked, grouped as the config file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    pub http_addr: String,
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// The self-signed CA a client must trust, when the server made its own certificate.
-    pub generated_ca: Option<PathBuf>,
-    pub db_url: String,
-    pub pool: notary_common::db::PoolConfig,
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
     pub trust: TrustService,
-    pub log_level: String,
-    /// `text` or `json`.
-    pub log_format: String,
-    pub max_age_current: i64,
-    pub max_age_consistent: i64,
-    pub cache_files: usize,
-    pub cache_repositories: usize,
-    pub cache_bytes: usize,
-    /// Re-sign ahead when this close to expiry (zero: never in the background).
-    pub resign_before: std::time::Duration,
-    pub resign_every: std::time::Duration,
-    /// See `CachingConfig::read_lease`.
-    pub read_lease: bool,
+    pub logging: LoggingSettings,
+    pub caching: CacheSettings,
+    /// `repositories.gun_prefixes`: the GUNs this server accepts (empty: all).
     pub gun_prefixes: Vec<String>,
-    pub max_upload_bytes: usize,
-    pub upload_timeout: std::time::Duration,
-    pub key_creations_per_minute: u32,
-    pub max_concurrent_upload_bytes: usize,
-    pub read_only: bool,
     /// Where the local trust service reads its passphrase file, if it needs one.
     pub data_dir: Option<PathBuf>,
     /// Token auth (realm, service, issuer, root bundle), when `auth.type` is `token`.
     pub token_auth: Option<TokenAuthSettings>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub http_addr: String,
+    /// (certificate, key) files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The self-signed CA a client must trust, when the server made its own certificate.
+    pub generated_ca: Option<PathBuf>,
+    pub read_only: bool,
+    pub limits: Limits,
+}
+
+/// What one client, or all clients together, may cost (none of these are in Go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_upload_bytes: usize,
+    pub upload_timeout: std::time::Duration,
+    pub key_creations_per_minute: u32,
+    pub max_concurrent_upload_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSettings {
+    /// `postgres://…` or `sqlite:<path>`.
+    pub db_url: String,
+    pub pool: notary_common::db::PoolConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// `Cache-Control: max-age` of current and of consistent (by checksum or version) reads.
+    pub max_age_current: i64,
+    pub max_age_consistent: i64,
+    pub files: usize,
+    pub repositories: usize,
+    pub bytes: usize,
+    /// Re-sign ahead when this close to expiry (zero: never in the background).
+    pub resign_before: std::time::Duration,
+    pub resign_every: std::time::Duration,
+    /// See `CachingConfig::read_lease`.
+    pub read_lease: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenAuthSettings {
     pub realm: String,
     pub service: String,
@@ -258,7 +288,7 @@ impl Config {
         Ok((cfg, base))
     }
 
-    /// Resolve a Go-format config (relative paths against the config file's folder).
+    /// Resolve a Go-format config (relative paths against `base`, the config file's folder).
     pub fn settings(
         &self,
         base: &Path,
@@ -271,249 +301,293 @@ impl Config {
                 base.join(p)
             }
         };
+        Ok(Settings {
+            server: self.server_settings(&rel)?,
+            storage: self.storage_settings(&rel)?,
+            trust: self.trust_settings(&rel)?,
+            logging: self.logging_settings()?,
+            caching: self.cache_settings()?,
+            gun_prefixes: self.gun_prefixes()?,
+            data_dir,
+            token_auth: self.auth_settings(&rel)?,
+        })
+    }
+
+    fn server_settings(
+        &self,
+        rel: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<ServerSettings, ConfigError> {
         let s = &self.server;
         if s.http_addr.is_empty() {
-            return Err(ConfigError::Invalid(
-                "server.http_addr is required (e.g. \":4443\")".into(),
-            ));
+            return Err(invalid("server.http_addr is required (e.g. \":4443\")"));
         }
         let tls = match (&s.tls_cert_file, &s.tls_key_file) {
             (Some(c), Some(k)) => Some((rel(c), rel(k))),
             (None, None) => None,
             _ => {
-                return Err(ConfigError::Invalid(
-                    "server.tls_cert_file and server.tls_key_file must be given together".into(),
+                return Err(invalid(
+                    "server.tls_cert_file and server.tls_key_file must be given together",
                 ))
             }
         };
-        let db_url = match self.storage.backend.as_str() {
-            "postgres" => {
-                if self.storage.db_url.is_empty() {
-                    return Err(ConfigError::Invalid("storage.db_url is required for the postgres backend".into()));
-                }
-                self.storage.db_url.clone()
+        let secs = std::time::Duration::from_secs;
+        Ok(ServerSettings {
+            http_addr: normalize_addr(&s.http_addr),
+            tls,
+            generated_ca: None,
+            read_only: s.read_only,
+            limits: Limits {
+                max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
+                upload_timeout: secs(
+                    s.upload_timeout_seconds
+                        .unwrap_or(DEFAULT_UPLOAD_TIMEOUT)
+                        .max(1),
+                ),
+                key_creations_per_minute: s
+                    .key_creations_per_minute
+                    .unwrap_or(DEFAULT_KEY_CREATIONS_PER_MINUTE),
+                max_concurrent_upload_bytes: s
+                    .max_concurrent_upload_bytes
+                    .unwrap_or(DEFAULT_CONCURRENT_UPLOAD)
+                    .max(1 << 20),
+            },
+        })
+    }
+
+    fn storage_settings(
+        &self,
+        rel: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<StorageSettings, ConfigError> {
+        let st = &self.storage;
+        let db_url = match st.backend.as_str() {
+            "postgres" if st.db_url.is_empty() => {
+                return Err(invalid("storage.db_url is required for the postgres backend"))
+            }
+            "postgres" => st.db_url.clone(),
+            "sqlite" | "sqlite3" if st.db_url.is_empty() => {
+                return Err(invalid("storage.db_url (a file path) is required for the sqlite backend"))
             }
             "sqlite" | "sqlite3" => {
-                if self.storage.db_url.is_empty() {
-                    return Err(ConfigError::Invalid("storage.db_url (a file path) is required for the sqlite backend".into()));
-                }
-                let u = self.storage.db_url.strip_prefix("sqlite:").unwrap_or(&self.storage.db_url);
+                let u = st.db_url.strip_prefix("sqlite:").unwrap_or(&st.db_url);
                 format!("sqlite:{}", rel(Path::new(u)).display())
             }
             "memory" => "sqlite:file:notary-memory?mode=memory&cache=shared".to_string(),
             "mysql" | "rethinkdb" => {
-                return Err(ConfigError::Invalid(format!(
+                return Err(invalid(format!(
                     "storage.backend {:?} is not supported; use postgres or sqlite",
-                    self.storage.backend
+                    st.backend
                 )))
             }
-            "" => return Err(ConfigError::Invalid("storage.backend is required (postgres, sqlite or memory)".into())),
+            "" => return Err(invalid("storage.backend is required (postgres, sqlite or memory)")),
             other => {
-                return Err(ConfigError::Invalid(format!(
+                return Err(invalid(format!(
                     "unknown storage.backend {other:?}: expected postgres, sqlite (or sqlite3) or memory"
                 )))
             }
         };
-        let key_algorithm = self
-            .trust_service
-            .key_algorithm
-            .clone()
-            .unwrap_or_else(|| "ed25519".into());
+        let d = notary_common::db::PoolConfig::default();
+        let pool = notary_common::db::PoolConfig {
+            max_connections: st.max_connections.unwrap_or(d.max_connections).max(1),
+            connect_retry: st
+                .connect_retry_seconds
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(d.connect_retry),
+            statement_timeout: st
+                .statement_timeout_ms
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(d.statement_timeout),
+        };
+        Ok(StorageSettings { db_url, pool })
+    }
+
+    fn trust_settings(&self, rel: &dyn Fn(&Path) -> PathBuf) -> Result<TrustService, ConfigError> {
+        let t = &self.trust_service;
+        // Go's local trust service always makes ed25519 keys; a remote one needs the setting.
+        let key_algorithm = t.key_algorithm.clone().unwrap_or_else(|| "ed25519".into());
         if !matches!(key_algorithm.as_str(), "ed25519" | "ecdsa") {
-            return Err(ConfigError::Invalid(format!(
+            return Err(invalid(format!(
                 "trust_service.key_algorithm {key_algorithm:?} is not supported (ecdsa or ed25519)"
             )));
         }
-        let trust = match self.trust_service.kind.as_str() {
-            "local" => TrustService::Local {
+        match t.kind.as_str() {
+            "local" => Ok(TrustService::Local {
                 key_algorithm,
                 persist: self.storage.backend != "memory",
-            },
+            }),
             "remote" => {
-                let t = &self.trust_service;
-                let mut signers = Vec::new();
-                if let Some(h) = t.hostname.clone().filter(|h| !h.is_empty()) {
-                    let port = match &t.port {
-                        Some(Value::String(p)) => p.parse::<u16>().ok(),
-                        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-                        _ => None,
-                    }
-                    .ok_or_else(|| {
-                        ConfigError::Invalid(
-                            "trust_service.port must be a port number (e.g. \"7899\")".into(),
-                        )
-                    })?;
-                    signers.push((h, port));
-                }
-                for a in &t.addresses {
-                    let parsed = a.rsplit_once(':').and_then(|(h, p)| {
-                        Some((
-                            h.trim_matches(['[', ']']).to_string(),
-                            p.parse::<u16>().ok()?,
-                        ))
-                    });
-                    match parsed {
-                        Some((h, p)) if !h.is_empty() => signers.push((h, p)),
-                        _ => {
-                            return Err(ConfigError::Invalid(format!(
-                                "trust_service.addresses: {a:?} is not host:port"
-                            )))
-                        }
-                    }
-                }
-                if signers.is_empty() {
-                    return Err(ConfigError::Invalid(
-                        "trust_service.hostname (or addresses) is required for a remote signer"
-                            .into(),
-                    ));
-                }
                 let (client_cert, client_key) = match (&t.tls_client_cert, &t.tls_client_key) {
                     (Some(c), Some(k)) => (Some(rel(c)), Some(rel(k))),
                     (None, None) => (None, None),
-                    _ => return Err(ConfigError::Invalid(
-                        "trust_service.tls_client_cert and tls_client_key must be given together"
-                            .into(),
+                    _ => return Err(invalid(
+                        "trust_service.tls_client_cert and tls_client_key must be given together",
                     )),
                 };
-                let timeout =
-                    std::time::Duration::from_millis(t.timeout_ms.unwrap_or(10_000).max(100));
-                TrustService::Remote {
-                    signers,
+                Ok(TrustService::Remote {
+                    signers: self.signers()?,
                     key_algorithm,
                     ca: t.tls_ca_file.as_deref().map(rel),
                     client_cert,
                     client_key,
-                    timeout,
+                    timeout: std::time::Duration::from_millis(
+                        t.timeout_ms.unwrap_or(10_000).max(100),
+                    ),
+                })
+            }
+            "" => Err(invalid("trust_service.type is required (local or remote)")),
+            other => Err(invalid(format!("unknown trust_service.type {other:?}"))),
+        }
+    }
+
+    /// The remote signers: `hostname`/`port` first, then `addresses`.
+    fn signers(&self) -> Result<Vec<(String, u16)>, ConfigError> {
+        let t = &self.trust_service;
+        let mut signers = Vec::new();
+        if let Some(h) = t.hostname.clone().filter(|h| !h.is_empty()) {
+            let port = match &t.port {
+                Some(Value::String(p)) => p.parse::<u16>().ok(),
+                Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                _ => None,
+            }
+            .ok_or_else(|| invalid("trust_service.port must be a port number (e.g. \"7899\")"))?;
+            signers.push((h, port));
+        }
+        for a in &t.addresses {
+            let parsed = a.rsplit_once(':').and_then(|(h, p)| {
+                Some((
+                    h.trim_matches(['[', ']']).to_string(),
+                    p.parse::<u16>().ok()?,
+                ))
+            });
+            match parsed {
+                Some((h, p)) if !h.is_empty() => signers.push((h, p)),
+                _ => {
+                    return Err(invalid(format!(
+                        "trust_service.addresses: {a:?} is not host:port"
+                    )))
                 }
             }
-            "" => {
-                return Err(ConfigError::Invalid(
-                    "trust_service.type is required (local or remote)".into(),
-                ))
-            }
-            other => {
-                return Err(ConfigError::Invalid(format!(
-                    "unknown trust_service.type {other:?}"
+        }
+        if signers.is_empty() {
+            return Err(invalid(
+                "trust_service.hostname (or addresses) is required for a remote signer",
+            ));
+        }
+        Ok(signers)
+    }
+
+    fn logging_settings(&self) -> Result<LoggingSettings, ConfigError> {
+        let format = match self.logging.format.as_deref() {
+            None | Some("text") => "text",
+            Some("json") => "json",
+            Some(other) => {
+                return Err(invalid(format!(
+                    "logging.format {other:?}: expected \"text\" or \"json\""
                 )))
             }
         };
+        Ok(LoggingSettings {
+            level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
+            format: format.into(),
+        })
+    }
+
+    fn cache_settings(&self) -> Result<CacheSettings, ConfigError> {
+        let c = &self.caching;
         let max_age = |v: Option<i64>, default: i64, name: &str| -> Result<i64, ConfigError> {
             let v = v.unwrap_or(default);
             if !(0..=31_536_000).contains(&v) {
-                return Err(ConfigError::Invalid(format!(
+                return Err(invalid(format!(
                     "caching.max_age.{name} must be between 0 and 31536000"
                 )));
             }
             Ok(v)
         };
+        let secs = std::time::Duration::from_secs;
+        Ok(CacheSettings {
+            max_age_current: max_age(c.max_age.current_metadata, 300, "current_metadata")?,
+            max_age_consistent: max_age(
+                c.max_age.consistent_metadata,
+                2_592_000,
+                "consistent_metadata",
+            )?,
+            files: c.max_files.unwrap_or(DEFAULT_CACHE_FILES),
+            repositories: c.max_repositories.unwrap_or(DEFAULT_CACHE_REPOSITORIES),
+            bytes: c.max_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
+            resign_before: secs(
+                c.resign_before_expiry_seconds
+                    .unwrap_or(DEFAULT_RESIGN_BEFORE),
+            ),
+            resign_every: secs(
+                c.resign_check_seconds
+                    .unwrap_or(DEFAULT_RESIGN_EVERY)
+                    .max(1),
+            ),
+            read_lease: c.read_lease.unwrap_or(true),
+        })
+    }
+
+    fn gun_prefixes(&self) -> Result<Vec<String>, ConfigError> {
         for p in &self.repositories.gun_prefixes {
             if !p.ends_with('/') || p.starts_with('/') || p.starts_with("..") || p.contains("//") {
-                return Err(ConfigError::Invalid(format!(
+                return Err(invalid(format!(
                     "invalid GUN prefix {p:?}: must end with '/', not start with '/' or '..'"
                 )));
             }
         }
-        Ok(Settings {
-            http_addr: normalize_addr(&s.http_addr),
-            tls,
-            generated_ca: None,
-            db_url,
-            pool: {
-                let d = notary_common::db::PoolConfig::default();
-                notary_common::db::PoolConfig {
-                    max_connections: self
-                        .storage
-                        .max_connections
-                        .unwrap_or(d.max_connections)
-                        .max(1),
-                    connect_retry: self
-                        .storage
-                        .connect_retry_seconds
-                        .map(std::time::Duration::from_secs)
-                        .unwrap_or(d.connect_retry),
-                    statement_timeout: self
-                        .storage
-                        .statement_timeout_ms
-                        .map(std::time::Duration::from_millis)
-                        .unwrap_or(d.statement_timeout),
-                }
-            },
-            trust,
-            log_level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
-            log_format: match self.logging.format.as_deref() {
-                None | Some("text") => "text".into(),
-                Some("json") => "json".into(),
-                Some(other) => {
-                    return Err(ConfigError::Invalid(format!(
-                        "logging.format {other:?}: expected \"text\" or \"json\""
-                    )))
-                }
-            },
-            max_age_current: max_age(
-                self.caching.max_age.current_metadata,
-                300,
-                "current_metadata",
-            )?,
-            max_age_consistent: max_age(
-                self.caching.max_age.consistent_metadata,
-                2_592_000,
-                "consistent_metadata",
-            )?,
-            cache_files: self.caching.max_files.unwrap_or(DEFAULT_CACHE_FILES),
-            cache_repositories: self
-                .caching
-                .max_repositories
-                .unwrap_or(DEFAULT_CACHE_REPOSITORIES),
-            cache_bytes: self.caching.max_bytes.unwrap_or(DEFAULT_CACHE_BYTES),
-            resign_before: std::time::Duration::from_secs(
-                self.caching
-                    .resign_before_expiry_seconds
-                    .unwrap_or(DEFAULT_RESIGN_BEFORE),
-            ),
-            resign_every: std::time::Duration::from_secs(
-                self.caching
-                    .resign_check_seconds
-                    .unwrap_or(DEFAULT_RESIGN_EVERY)
-                    .max(1),
-            ),
-            read_lease: self.caching.read_lease.unwrap_or(true),
-            gun_prefixes: self.repositories.gun_prefixes.clone(),
-            max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
-            upload_timeout: std::time::Duration::from_secs(
-                s.upload_timeout_seconds
-                    .unwrap_or(DEFAULT_UPLOAD_TIMEOUT)
-                    .max(1),
-            ),
-            key_creations_per_minute: s
-                .key_creations_per_minute
-                .unwrap_or(DEFAULT_KEY_CREATIONS_PER_MINUTE),
-            max_concurrent_upload_bytes: s
-                .max_concurrent_upload_bytes
-                .unwrap_or(DEFAULT_CONCURRENT_UPLOAD)
-                .max(1 << 20),
-            read_only: s.read_only,
-            data_dir,
-            // As in Go, only "token" enables auth; any other value means none.
-            token_auth: match self.auth.kind.as_deref() {
-                Some("token") => {
-                    let o = &self.auth.options;
-                    if o.rootcertbundle.is_empty() {
-                        return Err(ConfigError::Invalid(
-                            "auth.options.rootcertbundle is required for token auth".into(),
-                        ));
-                    }
-                    Some(TokenAuthSettings {
-                        realm: o.realm.clone(),
-                        service: o.service.clone(),
-                        issuer: o.issuer.clone(),
-                        rootcertbundle: rel(Path::new(&o.rootcertbundle)),
-                        autoredirect: o.autoredirect,
-                    })
-                }
-                _ => None,
-            },
-        })
+        Ok(self.repositories.gun_prefixes.clone())
     }
+
+    fn auth_settings(
+        &self,
+        rel: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<Option<TokenAuthSettings>, ConfigError> {
+        // As in Go, only "token" enables auth; any other value means none.
+        if self.auth.kind.as_deref() != Some("token") {
+            return Ok(None);
+        }
+        let o = &self.auth.options;
+        if o.rootcertbundle.is_empty() {
+            return Err(invalid(
+                "auth.options.rootcertbundle is required for token auth",
+            ));
+        }
+        Ok(Some(TokenAuthSettings {
+            realm: o.realm.clone(),
+            service: o.service.clone(),
+            issuer: o.issuer.clone(),
+            rootcertbundle: rel(Path::new(&o.rootcertbundle)),
+            autoredirect: o.autoredirect,
+        }))
+    }
+
+    /// The embedded default (no config file): SQLite in `data_dir`, local keys, a certificate
+    /// the server makes itself (set by the caller). Every other value is the config file's
+    /// default. Keys are ECDSA P-256 here rather than Go's local ed25519: the embedded server is
+    /// ours alone, and P-256 is the algorithm every Notary and Docker client has always used
+    /// for the server's keys (the Go deployment examples configure it).
+    pub fn embedded(data_dir: &Path, http_addr: &str) -> Config {
+        Config {
+            server: ServerConfig {
+                http_addr: http_addr.into(),
+                ..Default::default()
+            },
+            trust_service: TrustServiceConfig {
+                kind: "local".into(),
+                key_algorithm: Some("ecdsa".into()),
+                ..Default::default()
+            },
+            storage: StorageConfig {
+                backend: "sqlite".into(),
+                db_url: data_dir.join("notary.db").display().to_string(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
 }
 
 /// Go accepts `:4443`; bind all interfaces then.
@@ -522,39 +596,6 @@ fn normalize_addr(a: &str) -> String {
         format!("0.0.0.0{a}")
     } else {
         a.to_string()
-    }
-}
-
-/// The embedded default: SQLite and a self-signed certificate in `data_dir`, local keys.
-pub fn embedded(data_dir: &Path, http_addr: &str) -> Settings {
-    Settings {
-        http_addr: normalize_addr(http_addr),
-        tls: None,
-        generated_ca: None,
-        db_url: format!("sqlite:{}", data_dir.join("notary.db").display()),
-        pool: Default::default(),
-        trust: TrustService::Local {
-            key_algorithm: "ecdsa".into(),
-            persist: true,
-        },
-        log_level: "info".into(),
-        log_format: "text".into(),
-        max_age_current: 300,
-        max_age_consistent: 2_592_000,
-        cache_files: DEFAULT_CACHE_FILES,
-        cache_repositories: DEFAULT_CACHE_REPOSITORIES,
-        cache_bytes: DEFAULT_CACHE_BYTES,
-        resign_before: std::time::Duration::from_secs(DEFAULT_RESIGN_BEFORE),
-        resign_every: std::time::Duration::from_secs(DEFAULT_RESIGN_EVERY),
-        read_lease: true,
-        gun_prefixes: Vec::new(),
-        max_upload_bytes: DEFAULT_MAX_UPLOAD,
-        upload_timeout: std::time::Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT),
-        key_creations_per_minute: DEFAULT_KEY_CREATIONS_PER_MINUTE,
-        max_concurrent_upload_bytes: DEFAULT_CONCURRENT_UPLOAD,
-        read_only: false,
-        data_dir: Some(data_dir.to_path_buf()),
-        token_auth: None,
     }
 }
 
@@ -612,6 +653,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_embedded_default_is_the_config_files_defaults() {
+        let dir = Path::new("/srv/notary");
+        let s = Config::embedded(dir, "127.0.0.1:4443")
+            .settings(Path::new("/"), Some(dir.into()))
+            .unwrap();
+        let json = load(
+            r#"{"server":{"http_addr":"127.0.0.1:4443"},"trust_service":{"type":"local","key_algorithm":"ecdsa"},
+            "storage":{"backend":"sqlite","db_url":"/srv/notary/notary.db"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                data_dir: Some(dir.into()),
+                ..json
+            }
+        );
+        assert_eq!(s.storage.db_url, "sqlite:/srv/notary/notary.db");
+        assert!(matches!(s.trust, TrustService::Local { persist: true, .. }));
+    }
+
     fn load(json: &str) -> Result<Settings, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("server.json");
@@ -629,15 +692,16 @@ mod tests {
             "caching":{"max_age":{"current_metadata":0}}}"#,
         )
         .unwrap();
-        assert_eq!(s.http_addr, "0.0.0.0:4443");
+        assert_eq!(s.server.http_addr, "0.0.0.0:4443");
+        let tls = s.server.tls.as_ref().unwrap();
         assert!(
-            s.tls.as_ref().unwrap().0.ends_with("tls.crt")
-                && s.tls.as_ref().unwrap().0.is_absolute() == s.db_url.contains("/tmp")
+            tls.0.ends_with("tls.crt") && tls.0.is_absolute() == s.storage.db_url.contains("/tmp")
         );
-        assert!(s.db_url.starts_with("sqlite:") && s.db_url.ends_with("data/notary.db"));
-        assert_eq!(s.max_age_current, 0);
-        assert_eq!(s.max_age_consistent, 2_592_000);
-        assert_eq!(s.log_level, "debug");
+        let db = &s.storage.db_url;
+        assert!(db.starts_with("sqlite:") && db.ends_with("data/notary.db"));
+        assert_eq!(s.caching.max_age_current, 0);
+        assert_eq!(s.caching.max_age_consistent, 2_592_000);
+        assert_eq!(s.logging.level, "debug");
     }
 
     #[test]

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use notary_common::db::Db;
-use notary_server::config::{self, Config, Settings, TrustService};
+use notary_server::coherence::LeaseConfig;
+use notary_server::config::{Config, Settings, TrustService};
 use notary_server::http::AppState;
 use notary_server::metrics::Metrics;
 use notary_server::serve::{serve, shutdown_signal, Limits};
-use notary_server::service::RepoService;
+use notary_server::service::{RepoService, ServiceOptions};
 use notary_server::storage::{SqlStore, TimedStore};
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
@@ -141,21 +142,26 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| base.join("notary-data"));
             cfg.settings(&base, Some(data_dir))?
         }
-        None => config::embedded(&data_dir, "127.0.0.1:4443"),
+        None => Config::embedded(&data_dir, "127.0.0.1:4443")
+            .settings(std::path::Path::new(""), Some(data_dir.clone()))?,
     };
     if let Some(l) = &args.listen {
-        settings.http_addr = l.clone();
+        settings.server.http_addr = l.clone();
     }
     if args.command.is_some() {
         // Subcommands print their own output; the log shows only what needs attention.
-        let level = if settings.log_level == "info" {
+        let level = if settings.logging.level == "info" {
             "warn"
         } else {
-            &settings.log_level
+            &settings.logging.level
         };
-        notary_common::logging::init(level, &settings.log_format, "sqlx=warn");
+        notary_common::logging::init(level, &settings.logging.format, "sqlx=warn");
     } else {
-        notary_common::logging::init(&settings.log_level, &settings.log_format, "sqlx=warn");
+        notary_common::logging::init(
+            &settings.logging.level,
+            &settings.logging.format,
+            "sqlx=warn",
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -174,8 +180,8 @@ fn main() -> anyhow::Result<()> {
         notary_common::private::create_dir(&data_dir)
             .with_context(|| format!("creating data folder {}", data_dir.display()))?;
         let g = notary_server::tls::ensure_self_signed(&data_dir)?;
-        settings.tls = Some((g.cert, g.key));
-        settings.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
+        settings.server.tls = Some((g.cert, g.key));
+        settings.server.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
     }
     runtime.block_on(run(settings))
 }
@@ -283,14 +289,14 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
         .read()
         .context("reading the signer TLS files")?;
     }
-    let db = Db::connect(&settings.db_url, &settings.pool).await.with_context(|| {
+    let db = Db::connect(&settings.storage.db_url, &settings.storage.pool).await.with_context(|| {
         format!(
             "the database at {} is not reachable (connection errors are retried for {}s; see the cause below)",
-            redacted(&settings.db_url),
-            settings.pool.connect_retry.as_secs()
+            redacted(&settings.storage.db_url),
+            settings.storage.pool.connect_retry.as_secs()
         )
     })?;
-    let store = if settings.read_only {
+    let store = if settings.server.read_only {
         SqlStore::read_only(db.clone())
             .await
             .context("checking the read-only database")?
@@ -299,16 +305,53 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
             .await
             .context("preparing the database schema")?
     };
-    let (crypto, key_algorithm): (Arc<dyn CryptoService>, String) = match settings.trust.clone() {
+    let (crypto, key_algorithm) = crypto_service(settings, &db).await?;
+    let cache = Arc::new(notary_server::cache::MetaCache::new(
+        settings.caching.files,
+        settings.caching.repositories,
+        settings.caching.bytes,
+    ));
+    let lease = match &db {
+        Db::Postgres(pool) if !settings.server.read_only => Some(LeaseConfig {
+            pool: pool.clone(),
+            enabled: settings.caching.read_lease,
+            timing: Default::default(),
+        }),
+        _ => None,
+    };
+    let store = TimedStore::new(
+        store,
+        settings.storage.pool.statement_timeout + std::time::Duration::from_secs(2),
+    );
+    let service = Arc::new(RepoService::new(
+        Arc::new(store),
+        cache,
+        crypto,
+        ServiceOptions {
+            key_algorithm,
+            check_period: std::time::Duration::from_secs(1),
+            read_only: settings.server.read_only,
+            lease,
+        },
+    ));
+    Ok((db, service))
+}
+
+/// The signing service the settings name, and the algorithm of the keys it makes.
+async fn crypto_service(
+    settings: &Settings,
+    db: &Db,
+) -> anyhow::Result<(Arc<dyn CryptoService>, String)> {
+    Ok(match settings.trust.clone() {
         // A read-only instance never signs: no key store (and nothing written to the database).
-        TrustService::Local { key_algorithm, .. } if settings.read_only => {
+        TrustService::Local { key_algorithm, .. } if settings.server.read_only => {
             (Arc::new(MemoryKeyStore::new()), key_algorithm)
         }
         TrustService::Local {
             key_algorithm,
             persist: true,
         } => {
-            let pass = local_passphrase(settings, &db).await?;
+            let pass = local_passphrase(settings, db).await?;
             let keys = SqlKeyStore::new(db.clone(), Passphrases::single(LOCAL_ALIAS, pass))
                 .await
                 .context("preparing the key store")?;
@@ -358,38 +401,11 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
             failover.spawn_health_checks(std::time::Duration::from_secs(2));
             (failover, key_algorithm)
         }
-    };
-    let cache = Arc::new(notary_server::cache::MetaCache::new(
-        settings.cache_files,
-        settings.cache_repositories,
-        settings.cache_bytes,
-    ));
-    let service = Arc::new(RepoService::new(
-        Arc::new(TimedStore::new(
-            store,
-            settings.pool.statement_timeout + std::time::Duration::from_secs(2),
-        )),
-        cache,
-        crypto,
-        key_algorithm,
-        std::time::Duration::from_secs(1),
-        settings.read_only,
-        match &db {
-            Db::Postgres(pool) if !settings.read_only => {
-                Some(notary_server::coherence::LeaseConfig {
-                    pool: pool.clone(),
-                    enabled: settings.read_lease,
-                    timing: Default::default(),
-                })
-            }
-            _ => None,
-        },
-    ));
-    Ok((db, service))
+    })
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let tls = match &settings.tls {
+    let tls = match &settings.server.tls {
         Some((c, k)) => {
             let (cfg, cert) = notary_server::tls::server_config(c, k)?;
             cert.spawn_watch();
@@ -398,15 +414,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let (db, service) = build_service(&settings).await?;
-    service.spawn_resigner(settings.resign_before, settings.resign_every);
+    service.spawn_resigner(
+        settings.caching.resign_before,
+        settings.caching.resign_every,
+    );
     service.spawn_rotation_watch(std::time::Duration::from_secs(300));
     let state = Arc::new(AppState {
         service,
-        max_age_current: settings.max_age_current,
-        max_age_consistent: settings.max_age_consistent,
+        max_age_current: settings.caching.max_age_current,
+        max_age_consistent: settings.caching.max_age_consistent,
         gun_prefixes: settings.gun_prefixes.clone(),
-        max_upload_bytes: settings.max_upload_bytes,
-        upload_timeout: settings.upload_timeout,
+        max_upload_bytes: settings.server.limits.max_upload_bytes,
+        upload_timeout: settings.server.limits.upload_timeout,
         metrics: Arc::new(Metrics::default()),
         auth: match &settings.token_auth {
             Some(t) => Some(notary_server::auth::TokenAuth::new(
@@ -419,35 +438,37 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             None => None,
         },
         upload_budget: Arc::new(tokio::sync::Semaphore::new(
-            settings.max_concurrent_upload_bytes / 1024,
+            settings.server.limits.max_concurrent_upload_bytes / 1024,
         )),
-        upload_budget_kib: settings.max_concurrent_upload_bytes / 1024,
+        upload_budget_kib: settings.server.limits.max_concurrent_upload_bytes / 1024,
         // Token auth decides who may create keys; without it, a per-address allowance.
         key_limiter: match &settings.token_auth {
             Some(_) => None,
-            None => notary_server::http::KeyLimiter::new(settings.key_creations_per_minute),
+            None => notary_server::http::KeyLimiter::new(
+                settings.server.limits.key_creations_per_minute,
+            ),
         },
     });
-    let listener = std::net::TcpListener::bind(&settings.http_addr)
-        .with_context(|| format!("listening on {}", settings.http_addr))?;
+    let listener = std::net::TcpListener::bind(&settings.server.http_addr)
+        .with_context(|| format!("listening on {}", settings.server.http_addr))?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!(
         "{scheme}://{}",
-        settings.http_addr.replace("0.0.0.0", "127.0.0.1")
+        settings.server.http_addr.replace("0.0.0.0", "127.0.0.1")
     );
     tracing::info!(
         url,
         db = db.backend(),
-        read_only = settings.read_only,
+        read_only = settings.server.read_only,
         "notary-server ready"
     );
     println!(
         "notary-server listening on {url} (storage: {})",
         db.backend()
     );
-    if let Some(ca) = &settings.generated_ca {
+    if let Some(ca) = &settings.server.generated_ca {
         println!("TLS: self-signed; clients need the CA {}", ca.display());
         println!(
             "  e.g. notary -s {url} --tlscacert {} -d ~/.notary list <gun>",
@@ -469,7 +490,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 /// `notary-server import`.
 async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
     use notary_server::import::{self, source::Source};
-    if settings.read_only {
+    if settings.server.read_only {
         anyhow::bail!("server.read_only is set: import into the primary's storage instead");
     }
     let source = match (&a.from, a.from_trust_dir.is_empty()) {

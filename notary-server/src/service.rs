@@ -72,18 +72,34 @@ pub struct ChangeList {
     pub records: Vec<Change>,
 }
 
+/// How a [`RepoService`] runs.
+pub struct ServiceOptions {
+    /// Algorithm of server-created timestamp/snapshot keys.
+    pub key_algorithm: String,
+    /// A changefeed check runs at least this often (`coherence`).
+    pub check_period: std::time::Duration,
+    /// Reads only (e.g. on a streaming replica): nothing is written or signed.
+    pub read_only: bool,
+    /// The read lease (Postgres, writable).
+    pub lease: Option<LeaseConfig>,
+}
+
 impl RepoService {
-    /// The service, following the changefeed for its cache (checked at least every `period`).
+    /// The service, following the changefeed for its cache.
     pub fn new(
         store: Arc<dyn MetaStore>,
         cache: Arc<MetaCache>,
         crypto: Arc<dyn CryptoService>,
-        key_algorithm: String,
-        period: std::time::Duration,
-        read_only: bool,
-        lease: Option<LeaseConfig>,
+        opts: ServiceOptions,
     ) -> Self {
-        let coherence = Coherence::start(store.clone(), cache.clone(), period, read_only, lease);
+        let ServiceOptions {
+            key_algorithm,
+            check_period,
+            read_only,
+            lease,
+        } = opts;
+        let coherence =
+            Coherence::start(store.clone(), cache.clone(), check_period, read_only, lease);
         RepoService {
             store,
             cache,
@@ -146,24 +162,18 @@ impl RepoService {
 
         let snapshot_bytes = match plan.snapshot {
             Some(to_sign) => {
-                let to_sign = self.own_keys(gun, to_sign).await?;
-                let sigs = sign_role(self.crypto.as_ref(), &to_sign).await.map_err(|e| match e {
-                    SignRoleError::Insufficient { .. } => ApiError::from(ValidationError::BadHierarchy {
+                let Some(update) = self.sign_snapshot(gun, to_sign).await? else {
+                    return Err(ApiError::from(ValidationError::BadHierarchy {
                         missing: md::SNAPSHOT.into(),
                         msg: format!(
                             "no snapshot was included in update and server does not hold current snapshot key for repository {gun}: \
                              if you hold the snapshot key, publish with it; if the server this repository was imported from held it, \
                              replace the snapshot and timestamp keys with `notary-rekey --server <this server> --gun {gun}` and your root key"
                         ),
-                    }),
-                    SignRoleError::Crypto(c) => ApiError::from(c),
-                })?;
-                let file = envelope(&to_sign.body, &sigs);
-                updates.push(Update {
-                    role: md::SNAPSHOT.into(),
-                    version: to_sign.version,
-                    data: file.clone(),
-                });
+                    }));
+                };
+                let file = update.data.clone();
+                updates.push(update);
                 file
             }
             None => plan
@@ -254,6 +264,22 @@ impl RepoService {
             self.cache.unexpect(gun, &sha);
         }
         stored
+    }
+
+    /// Sign a snapshot the server makes with the keys it holds (the one place snapshots are
+    /// signed): the file to store, or `None` if it holds fewer than the role's threshold (the
+    /// owner holds the snapshot key).
+    async fn sign_snapshot(&self, gun: &str, to_sign: ToSign) -> Result<Option<Update>, ApiError> {
+        let to_sign = self.own_keys(gun, to_sign).await?;
+        match sign_role(self.crypto.as_ref(), &to_sign).await {
+            Ok(sigs) => Ok(Some(Update {
+                role: md::SNAPSHOT.into(),
+                version: to_sign.version,
+                data: envelope(&to_sign.body, &sigs),
+            })),
+            Err(SignRoleError::Insufficient { .. }) => Ok(None),
+            Err(SignRoleError::Crypto(c)) => Err(ApiError::from(c)),
+        }
     }
 
     async fn sign_timestamp(&self, gun: &str, ts: &ToSign) -> Result<Vec<u8>, ApiError> {
@@ -524,20 +550,14 @@ impl RepoService {
         let snapshot_bytes = if snap.expired(deadline) && !self.is_snapshot_unsignable(gun, chain) {
             let to_sign =
                 validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
-            let to_sign = self.own_keys(gun, to_sign).await?;
-            match sign_role(self.crypto.as_ref(), &to_sign).await {
-                Ok(sigs) => {
-                    let file = envelope(&to_sign.body, &sigs);
-                    updates.push(Update {
-                        role: md::SNAPSHOT.into(),
-                        version: to_sign.version,
-                        data: file.clone(),
-                    });
+            match self.sign_snapshot(gun, to_sign).await? {
+                Some(update) => {
+                    let file = update.data.clone();
+                    updates.push(update);
                     file
                 }
-                Err(SignRoleError::Crypto(c)) => return Err(ApiError::from(c)),
                 // The owner holds the snapshot key: the timestamp is signed over the stored one.
-                Err(SignRoleError::Insufficient { .. }) => {
+                None => {
                     self.mark_snapshot_unsignable(gun, chain);
                     if !ts.expired(deadline) {
                         return Ok(false);
