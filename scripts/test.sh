@@ -36,7 +36,7 @@ echo "==> cargo build --workspace --bins (the tests start notary-server and nota
 cargo build --workspace --bins --locked
 echo "==> cargo fmt --check, and cargo clippy with warnings as errors"
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> cargo audit: the dependency tree against the RustSec snapshot in ../shared/advisory-db (offline; exceptions with reasons in .cargo/audit.toml)"
 if [ -d ../shared/advisory-db/crates ]; then
   command -v cargo-audit >/dev/null 2>&1 || { echo "==> installing cargo-audit (once)"; cargo install cargo-audit --locked --quiet; }
@@ -48,9 +48,9 @@ if [ -d ../shared/advisory-db/crates ]; then
 else
   echo "==> skipped cargo audit: no ../shared/advisory-db beside this checkout"
 fi
-echo "==> cargo test --workspace"
+echo "==> cargo test --workspace --features notary-server/system-tests (every test, with what they need set up above)"
 rm -f target/reliability-figures.txt
-cargo test --workspace --locked 2>&1
+cargo test --workspace --features notary-server/system-tests --locked 2>&1
 echo "==> figures of the fault tests (docs/reliability.md)"
 cat target/reliability-figures.txt 2>/dev/null || echo "(none recorded)"
 echo "==> fuzzing: canonical JSON, metadata parsing, publish validation (20 s each)"

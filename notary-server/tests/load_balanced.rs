@@ -26,14 +26,6 @@ impl Drop for Haproxy {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_haproxy(dir: &std::path::Path, port: u16, backends: &[u16]) -> Haproxy {
     let servers: String = backends
         .iter()

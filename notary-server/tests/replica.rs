@@ -22,14 +22,6 @@ fn pg_bin() -> PathBuf {
         .expect("PostgreSQL server binaries (apt-get install postgresql)")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn as_postgres(args: &[&str]) {
     let out = Command::new("runuser")
         .arg("-u")

@@ -1,0 +1,111 @@
+//! Ports and a TCP forwarder standing in for a network path.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A TCP forwarder standing in for a network path (to the database, or from a load balancer to
+/// an instance); stopping it cuts every connection, as a restart or a network split does.
+/// Clones share the same forwarder.
+#[derive(Clone)]
+pub struct Proxy {
+    pub port: u16,
+    pub upstream: String,
+    pub tasks: std::sync::Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Silently drop everything (a partition that sends no reset): connections stay open,
+    /// nothing is forwarded.
+    blackhole: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Proxy {
+    pub fn new(upstream: String) -> Proxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::with_port(port, upstream)
+    }
+
+    /// On a given port (e.g. the port of a stopped proxy, re-pointed elsewhere).
+    pub fn with_port(port: u16, upstream: String) -> Proxy {
+        Proxy {
+            port,
+            upstream,
+            tasks: Default::default(),
+            blackhole: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    pub async fn start(&self) {
+        self.blackhole.send_replace(false);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let upstream = self.upstream.clone();
+        let tasks = self.tasks.clone();
+        let blackhole = self.blackhole.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                let mut dark = blackhole.subscribe();
+                let conn = tokio::spawn(async move {
+                    let is_dark = *dark.borrow();
+                    if is_dark {
+                        // Accepted, never answered.
+                        let _held = client;
+                        return std::future::pending::<()>().await;
+                    }
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = async { let _ = dark.wait_for(|d| *d).await; } => {
+                                // Keep both ends open and silent.
+                                std::future::pending::<()>().await
+                            }
+                        }
+                    }
+                });
+                tasks.lock().await.push(conn);
+            }
+        });
+        self.tasks.lock().await.push(accept);
+    }
+
+    /// Stop forwarding without closing anything: packets are "dropped" both ways, new
+    /// connections hang. `stop` then `start` heals it (dropping the held connections).
+    pub fn blackhole(&self) {
+        self.blackhole.send_replace(true);
+    }
+
+    pub async fn stop(&self) {
+        for t in self.tasks.lock().await.drain(..) {
+            t.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// The database URL, routed through this proxy.
+    pub fn url(&self, db_url: &str) -> String {
+        db_url.replace(&self.upstream, &format!("127.0.0.1:{}", self.port))
+    }
+}
+
+pub fn host_port(db_url: &str) -> String {
+    let after_at = db_url.split('@').nth(1).unwrap();
+    after_at.split('/').next().unwrap().to_string()
+}
