@@ -1,5 +1,5 @@
 //! Token authentication as the Go server does it (docker/distribution "token" access
-//! controller, server-api.md §8): Bearer JWTs signed by a key whose certificate chains to
+//! controller, docs/api.md): Bearer JWTs signed by a key whose certificate chains to
 //! `rootcertbundle` (x5c) or is named by its libtrust key ID (kid); issuer, audience, expiry and
 //! not-before checked (60 s leeway); the token's `access` must cover every action the route needs.
 

@@ -1,4 +1,4 @@
-//! Configuration: the Go notary-server JSON format (server-api.md §11), with `NOTARY_SERVER_*`
+//! Configuration: the Go notary-server JSON format (docs/api.md, configuration), with `NOTARY_SERVER_*`
 //! environment overrides, and the embedded default used when no file is given.
 
 use std::path::{Path, PathBuf};

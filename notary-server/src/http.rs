@@ -1,4 +1,4 @@
-//! The Notary HTTP API (server-api.md §2–§3): a thin layer over [`RepoService`]. Routing
+//! The Notary HTTP API (docs/api.md): a thin layer over [`RepoService`]. Routing
 //! (`routes.rs`) accepts exactly what the Go server's gorilla/mux patterns accept, so GUN
 //! matching (slashes, greedy `[^*]+`) behaves identically. The connections themselves are
 //! served by `serve.rs`.

@@ -568,7 +568,7 @@ impl MetaStore for SqlStore {
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>, StoreError> {
-        // Go semantics (server-api.md §3.6): reversed when change_id < 0 or records < 0; the
+        // Go semantics (docs/api.md, changefeed): reversed when change_id < 0 or records < 0; the
         // change_id row itself is always excluded; the result is oldest → newest.
         let reversed = change_id < 0 || records < 0;
         let n = records.unsigned_abs() as i64;

@@ -1,6 +1,6 @@
 //! JWE compact serialisation with PBES2-HS256+A128KW key wrapping and A256GCM content
 //! encryption: the at-rest format of the Go notary-signer's `private_keys.private` column
-//! (signer-api.md §5.3). Written with the RustCrypto primitives; no JOSE crate supports PBES2
+//! (docs/key-storage.md). Written with the RustCrypto primitives; no JOSE crate supports PBES2
 //! without OpenSSL.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -123,7 +123,7 @@ pub fn decrypt(token: &str, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, Jwe
 mod tests {
     use super::*;
 
-    /// signer-api.md §5.3: a token written by Go's jose2go, passphrase `testpassword`.
+    /// docs/key-storage.md: a token written by Go's jose2go, passphrase `testpassword`.
     const GO_TOKEN: &str = "eyJhbGciOiJQQkVTMi1IUzI1NitBMTI4S1ciLCJlbmMiOiJBMjU2R0NNIiwicDJjIjo4MTkyLCJwMnMiOiJwYWhRbUZZYUgwNG5GYXphIn0.XvW-3geFlBIk8Mw6-ql2z7c4qg--AyOaUE6xABRwHUKPUxvZY7zM9Q.6cLGOAv_KogQKHwn.U6UbKGdBlRddBfXFCh8kMADVoePEKzad7_BpeyIIK5xHrDL-68mk2R5TQ-0N8WVNLJitwbYm5IO_TsHeFn7VN41FJz8okdR2wbHH0gUh2jlEIf3cIacUrHyqC2Noe-rG.SrbWpcEGyXkM9rfvm4AFpA";
 
     #[test]

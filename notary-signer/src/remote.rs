@@ -1,5 +1,5 @@
 //! [`CryptoService`] over gRPC to a notary-signer (ours or Go's), with mutual TLS, deadlines,
-//! lazy reconnection and health checks (signer-api.md §7).
+//! lazy reconnection and health checks (docs/signer-protocol.md).
 
 use std::time::Duration;
 

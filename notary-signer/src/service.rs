@@ -1,5 +1,5 @@
 //! The gRPC services (`proto.KeyManagement`, `proto.Signer`, `grpc.health.v1.Health`) over any
-//! [`CryptoService`], with the Go signer's status codes and messages (signer-api.md §2).
+//! [`CryptoService`], with the Go signer's status codes and messages (docs/signer-protocol.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,7 +90,7 @@ impl KeyManagement for SignerService {
         req: Request<KeyId>,
     ) -> Result<Response<GetKeyInfoResponse>, Status> {
         let id = req.into_inner().id;
-        // Served from the public part: no passphrase or HSM login needed (signer-api.md §8.7).
+        // Served from the public part: no passphrase or HSM login needed (docs/signer-protocol.md).
         match self.crypto.get_key(&id).await {
             Ok(Some(info)) => Ok(Response::new(GetKeyInfoResponse {
                 key_info: Some(key_info(&info.public.id(), &info.public.keytype)),

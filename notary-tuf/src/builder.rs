@@ -13,11 +13,14 @@ use crate::metadata::{envelope, FileMeta, Signature};
 /// A signer: the private key and the public key it is listed under in metadata (for a root key
 /// that is the x509 certificate key, whose ID differs from the bare key's).
 pub struct Signer<'a> {
+    /// The private key that signs.
     pub key: &'a PrivateKey,
+    /// The key the metadata lists it under (its ID names the signature).
     pub public: PublicKey,
 }
 
 impl<'a> Signer<'a> {
+    /// A signer listed under its own public key (any key but a root certificate key).
     pub fn plain(key: &'a PrivateKey) -> Self {
         Signer {
             key,
@@ -70,12 +73,17 @@ pub fn root_body(
 
 /// A delegation entry for a targets body: (name, keys, threshold, paths).
 pub struct Delegation<'a> {
+    /// The delegated role, `targets/…`.
     pub name: &'a str,
+    /// Its keys.
     pub keys: Vec<PublicKey>,
+    /// How many of them must sign.
     pub threshold: i64,
+    /// The path prefixes it may sign for.
     pub paths: Vec<String>,
 }
 
+/// A targets body (canonical JSON) with these targets and delegations, `version` and `expires`.
 pub fn targets_body(
     targets: &BTreeMap<String, FileMeta>,
     delegations: &[Delegation],

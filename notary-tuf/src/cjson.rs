@@ -1,5 +1,5 @@
 //! Go-compatible canonical JSON (docker/go `json.MarshalCanonical`) and the envelope escaping
-//! Go applies when it embeds a canonical body in a file (tuf-format.md §1.1–§1.3).
+//! Go applies when it embeds a canonical body in a file (docs/wire-format.md §1–§2).
 //!
 //! Rules: object keys sorted by raw bytes, no whitespace, strings escape only `"` and `\`
 //! (everything else raw; control characters are refused because Go's output would not be
@@ -9,14 +9,19 @@
 use serde_json::Value;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// Why a value cannot be written as Go-canonical JSON (`docs/wire-format.md` §2).
 pub enum CanonicalError {
     #[error("canonical JSON: non-integer number {0}")]
+    /// A number with a fraction.
     NonInteger(String),
     #[error("canonical JSON: number out of range {0}")]
+    /// A number outside the 64-bit integers.
     OutOfRange(String),
     #[error("canonical JSON: control character in string")]
+    /// A control character in a string (Go cannot write it).
     ControlCharacter,
     #[error("canonical JSON: invalid JSON: {0}")]
+    /// Not JSON at all.
     Invalid(String),
 }
 

@@ -8,69 +8,130 @@ use crate::keys::KeyError;
 use crate::metadata::ParseError;
 use crate::verify::VerifyError;
 
+/// Why metadata, a key or a certificate is not acceptable (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A file's structure (Go `ErrInvalidMetadata`).
+    /// A file's structure (Go `ErrInvalidMetadata`): `role`'s file, and what is wrong with it.
     #[error("{role} type metadata invalid: {msg}")]
-    Metadata { role: String, msg: String },
+    Metadata {
+        /// The role whose file it is.
+        role: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// A role that cannot be built from its root or delegating role.
     #[error("tuf: invalid role {role}. {msg}")]
-    Role { role: String, msg: String },
+    Role {
+        /// The role.
+        role: String,
+        /// Why it cannot be built.
+        msg: String,
+    },
+    /// A delegation was checked before `targets` was loaded.
     #[error("targets must be loaded first")]
     TargetsNotLoaded,
+    /// A file older than the version it must at least have.
     #[error("version {version} of {role} is lower than current version {current}")]
     OldVersion {
+        /// The role.
         role: String,
+        /// The file's version.
         version: i64,
+        /// The lowest version allowed.
         current: i64,
     },
+    /// A file past its `expires`.
     #[error("{role} expired at {expires}")]
-    Expired { role: String, expires: String },
+    Expired {
+        /// The role.
+        role: String,
+        /// Its `expires`, RFC 3339.
+        expires: String,
+    },
+    /// A file whose digest differs from the one its referencing metadata gives.
     #[error("{alg} checksum for {name} did not match: expected {expected}")]
     ChecksumMismatch {
+        /// `sha256` or `sha512`.
         alg: String,
+        /// The role whose file it is.
         name: String,
+        /// The expected digest, hex.
         expected: String,
     },
+    /// Referencing metadata without a supported digest for a file.
     #[error("tuf: sha256 checksum required for {name}")]
-    ChecksumMissing { name: String },
+    ChecksumMissing {
+        /// The role whose file it is.
+        name: String,
+    },
+    /// A digest of the wrong length.
     #[error("invalid {alg} checksum")]
-    BadChecksum { alg: String },
+    BadChecksum {
+        /// `sha256` or `sha512`.
+        alg: String,
+    },
+    /// FileMeta without a `sha256` or `sha512`.
     #[error("at least one supported hash needed")]
     NoSupportedHash,
-    /// Go checks only hashes; its clients also refuse a wrong length.
+    /// A file whose length differs from its referencing metadata's (Go checks only hashes; its
+    /// clients also refuse this).
     #[error("length of {name} is {got}, the referencing metadata says {want}")]
-    Length { name: String, got: usize, want: i64 },
+    Length {
+        /// The role whose file it is.
+        name: String,
+        /// The file's length.
+        got: usize,
+        /// The length the metadata gives.
+        want: i64,
+    },
+    /// No root certificate valid for the GUN.
     #[error(
         "could not validate the path to a trusted root: unable to retrieve valid leaf certificates"
     )]
     NoTrustedLeaf,
+    /// A new root not signed by the previous root's root role.
     #[error("could not rotate trust to a new trusted root: failed to validate data with current trusted certificates: {0}")]
     Rotation(VerifyError),
+    /// A root not signed by its own root role.
     #[error("failed to validate integrity of roots: {0}")]
     RootIntegrity(VerifyError),
+    /// A certificate bundle that is not PEM, or not DER inside.
     #[error("invalid certificate bundle: {0}")]
     CertBundle(String),
+    /// A PEM block other than `CERTIFICATE` in a bundle.
     #[error("invalid pem block type: {0}")]
     PemType(String),
+    /// A bundle without certificates.
     #[error("no certificates found in PEM data")]
     NoCertificates,
+    /// A certificate whose not-before is after its not-after.
     #[error("certificate validity window is invalid")]
     CertWindow,
+    /// A certificate signed with SHA-1.
     #[error("certificate uses a SHA1 signature algorithm")]
     CertSha1,
+    /// An RSA key under 2048 bits.
     #[error("RSA bit length is too short")]
     RsaTooShort,
+    /// A certificate's public key that cannot be read.
     #[error("{0}")]
     CertKey(String),
+    /// An expired (or not yet valid) certificate.
     #[error("certificate with CN {cn} is expired")]
-    CertExpired { cn: String },
+    CertExpired {
+        /// The certificate's common name.
+        cn: String,
+    },
+    /// Signatures that do not satisfy their role.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// A body that cannot be written as canonical JSON.
     #[error(transparent)]
     Canonical(#[from] CanonicalError),
+    /// A file that does not parse.
     #[error("{0}")]
     Parse(String),
+    /// A key that cannot be used.
     #[error("{0}")]
     Key(String),
 }

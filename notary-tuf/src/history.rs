@@ -35,10 +35,12 @@ use crate::verify::{verify_signatures, BaseRole};
 /// Every file of one repository: role → version → exact bytes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct History {
+    /// Role → version → the file's exact bytes.
     pub roles: BTreeMap<String, BTreeMap<i64, Vec<u8>>>,
 }
 
 impl History {
+    /// Hold the file of `role` at `version`.
     pub fn insert(&mut self, role: &str, version: i64, bytes: Vec<u8>) {
         self.roles
             .entry(role.to_string())
@@ -46,6 +48,7 @@ impl History {
             .insert(version, bytes);
     }
 
+    /// The file of `role` at `version`, if held.
     pub fn get(&self, role: &str, version: i64) -> Option<&[u8]> {
         self.roles.get(role)?.get(&version).map(Vec::as_slice)
     }
@@ -55,6 +58,7 @@ impl History {
         self.roles.values().map(BTreeMap::len).sum()
     }
 
+    /// Whether no file is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -82,12 +86,17 @@ impl History {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HistoryError {
     #[error("{role} version {version}: {msg}")]
+    /// One file is wrong.
     File {
+        /// Its role.
         role: String,
+        /// Its version.
         version: i64,
+        /// What is wrong with it.
         msg: String,
     },
     #[error("{0}")]
+    /// The versions do not form a chain (a missing root version, two current chains…).
     Chain(String),
 }
 
@@ -107,11 +116,13 @@ pub struct Verified {
     pub current: BTreeMap<String, i64>,
     /// The oldest root version held (1 unless the source had lost older ones).
     pub first_root: i64,
+    /// When the current timestamp expires.
     pub timestamp_expires: DateTime<Utc>,
     /// Roles of the current chain that have expired.
     pub expired: Vec<String>,
-    /// Key IDs the newest root lists for the timestamp and snapshot roles.
+    /// Key IDs the newest root lists for the timestamp role.
     pub timestamp_keys: Vec<String>,
+    /// Key IDs the newest root lists for the snapshot role.
     pub snapshot_keys: Vec<String>,
     /// Things worth telling that do not stop the import.
     pub notes: Vec<String>,

@@ -1,5 +1,5 @@
 //! TUF public keys as Notary writes them, key IDs, certificates, verification and signing
-//! (tuf-format.md §3–§4).
+//! (docs/wire-format.md §4–§5).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -8,23 +8,31 @@ use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
+/// `keytype` of an Ed25519 key (32 raw bytes).
 pub const ED25519: &str = "ed25519";
+/// `keytype` of an ECDSA key (SPKI DER).
 pub const ECDSA: &str = "ecdsa";
+/// `keytype` of an ECDSA key in an x509 certificate (PEM).
 pub const ECDSA_X509: &str = "ecdsa-x509";
+/// `keytype` of an RSA key (SPKI DER).
 pub const RSA: &str = "rsa";
+/// `keytype` of an RSA key in an x509 certificate (PEM).
 pub const RSA_X509: &str = "rsa-x509";
 
 /// Minimum RSA modulus size accepted by Go (`MinRSABitSize`).
 pub const MIN_RSA_BITS: usize = 2048;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A public key as metadata lists it: `keytype` and the public bytes (`docs/wire-format.md` §4).
 pub struct PublicKey {
+    /// One of the `keytype` constants of this module (others are kept, never verify).
     pub keytype: String,
     /// The bytes behind `keyval.public` (SPKI DER, raw ed25519, or PEM text for x509 types).
     pub public: Vec<u8>,
 }
 
 impl PublicKey {
+    /// A key of `keytype` with these public bytes.
     pub fn new(keytype: impl Into<String>, public: Vec<u8>) -> Self {
         PublicKey {
             keytype: keytype.into(),
@@ -102,6 +110,7 @@ impl PublicKey {
     }
 }
 
+/// The TUF key ID of a key of `keytype` with these public bytes.
 pub fn key_id(keytype: &str, public: &[u8]) -> String {
     let mut pre = Vec::with_capacity(64 + public.len() * 4 / 3);
     pre.extend_from_slice(b"{\"keytype\":");
@@ -198,11 +207,17 @@ fn verify_rsa_pkcs1(key: &rsa::RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
 // Certificates (root keys and x509 delegation keys)
 
 #[derive(Debug, Clone)]
+/// A parsed x509 certificate and what the checks need of it.
 pub struct CertInfo {
+    /// The certificate.
     pub cert: Certificate,
+    /// Its subject's common name.
     pub common_name: Option<String>,
+    /// Whether its basic constraints make it a CA.
     pub is_ca: bool,
+    /// Start of validity, Unix seconds.
     pub not_before: i64,
+    /// End of validity, Unix seconds.
     pub not_after: i64,
 }
 
@@ -331,6 +346,7 @@ impl CertInfo {
         Ok(())
     }
 
+    /// The bare key type of the certificate's public key (`ecdsa` or `rsa`), if supported.
     pub fn key_type(&self) -> Option<&'static str> {
         match self
             .cert
@@ -347,6 +363,7 @@ impl CertInfo {
         }
     }
 
+    /// The certificate as Go's `pem.Encode` writes it.
     pub fn to_pem(&self) -> Option<String> {
         self.cert.to_pem(der::pem::LineEnding::LF).ok()
     }
@@ -371,20 +388,27 @@ pub fn cert_key_from_der(der: &[u8]) -> Option<PublicKey> {
 // ---------------------------------------------------------------------------------------------
 // Private keys (server-managed: ECDSA P-256 and Ed25519)
 
+/// A private key this library signs with.
 pub enum PrivateKey {
+    /// An Ed25519 key.
     Ed25519(ed25519_dalek::SigningKey),
+    /// An ECDSA P-256 key.
     EcdsaP256(p256::ecdsa::SigningKey),
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a key cannot be made or read.
 pub enum KeyError {
     #[error("unsupported key algorithm {0}")]
+    /// Not `ecdsa` or `ed25519`.
     UnsupportedAlgorithm(String),
     #[error("invalid private key bytes for {0}")]
+    /// Bytes that are not a key of the algorithm.
     InvalidKey(String),
 }
 
 impl PrivateKey {
+    /// A new random key of `algorithm` (`ecdsa` or `ed25519`).
     pub fn generate(algorithm: &str) -> Result<Self, KeyError> {
         let mut rng = rand_core::OsRng;
         match algorithm {
@@ -398,6 +422,7 @@ impl PrivateKey {
         }
     }
 
+    /// Its algorithm, as a `keytype`.
     pub fn algorithm(&self) -> &'static str {
         match self {
             PrivateKey::Ed25519(_) => ED25519,
@@ -413,6 +438,7 @@ impl PrivateKey {
         }
     }
 
+    /// Its public key as metadata lists it.
     pub fn public_key(&self) -> PublicKey {
         match self {
             PrivateKey::Ed25519(k) => {
@@ -477,6 +503,7 @@ impl PrivateKey {
         }
     }
 
+    /// A key from the bytes Go's signer stores (`docs/key-storage.md`).
     pub fn from_go_bytes(algorithm: &str, bytes: &[u8]) -> Result<Self, KeyError> {
         match algorithm {
             ED25519 => {
@@ -546,7 +573,7 @@ mod tests {
 
     #[test]
     fn key_ids_match_go_vectors() {
-        // tuf-format.md V1
+        // a Go-made key and its ID (fixtures/)
         let public = B64
             .decode("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZKFFI+3g0NH+9mitd5bRO3hkH3PG2cniXVrzqKKfRyc5QvmNc6W8wZ5IGlls6ZZX/GgKRzcpIttDidrOGiGlwQ==")
             .unwrap();
@@ -554,7 +581,7 @@ mod tests {
             PublicKey::new(ECDSA, public).id(),
             "f694343ec1d508b2840d86aec5387d7b4d62a39647e33566b2b2abf96029750c"
         );
-        // signer-api.md §2.7
+        // the ed25519 encoding of docs/key-storage.md
         let ed = hex::decode("0b36da6ca5c851d1e3b1003690bf0f9917bb07ba32be64dd8adcc75c1ae8b0ec")
             .unwrap();
         assert_eq!(

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! notary-tuf: the pure (no I/O) TUF library of this Notary implementation, byte-compatible with
 //! Docker Notary 0.7. Canonical JSON, key IDs, signature verification and signing, metadata
 //! types that keep their raw bytes, and the publish validation shared by server, importer and tests.

@@ -1,4 +1,4 @@
-//! TUF metadata as Notary 0.7 writes it (tuf-format.md §1–§2). Parsed files keep the exact bytes
+//! TUF metadata as Notary 0.7 writes it (docs/wire-format.md §1–§3). Parsed files keep the exact bytes
 //! they came from: hashes and lengths are always computed over those bytes.
 
 use std::collections::BTreeMap;
@@ -13,10 +13,15 @@ use sha2::{Digest, Sha256, Sha512};
 use crate::cjson::{self, CanonicalError};
 use crate::keys::PublicKey;
 
+/// The root role.
 pub const ROOT: &str = "root";
+/// The top targets role.
 pub const TARGETS: &str = "targets";
+/// The snapshot role.
 pub const SNAPSHOT: &str = "snapshot";
+/// The timestamp role.
 pub const TIMESTAMP: &str = "timestamp";
+/// The four roles every root must list.
 pub const BASE_ROLES: [&str; 4] = [ROOT, TARGETS, SNAPSHOT, TIMESTAMP];
 
 /// Go `data.IsDelegation`.
@@ -48,35 +53,48 @@ pub fn parent_role(role: &str) -> &str {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a metadata file does not parse.
 pub enum ParseError {
     #[error("malformed JSON: {0}")]
+    /// Not JSON, or not the envelope of `docs/wire-format.md` §1.
     Json(String),
     #[error("{0}")]
+    /// A body that cannot be written canonically.
     Canonical(#[from] CanonicalError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One signature of a file.
 pub struct Signature {
+    /// The key it claims, by TUF key ID.
     pub keyid: String,
     /// Lower-cased on parse, as Go does.
     pub method: String,
+    /// The signature bytes (base64 in the file).
     pub sig: Vec<u8>,
 }
 
 /// The fields every role body has (Go `SignedCommon`).
 #[derive(Debug, Clone)]
 pub struct Common {
+    /// `_type`.
     pub type_: String,
+    /// `expires`.
     pub expires: DateTime<FixedOffset>,
+    /// `version`.
     pub version: i64,
 }
 
 /// A whole metadata file: raw bytes, the generic `signed` body, and its signatures.
 #[derive(Debug, Clone)]
 pub struct SignedFile {
+    /// The exact bytes as received or stored.
     pub raw: Vec<u8>,
+    /// The `signed` body, parsed.
     pub signed: Value,
+    /// The signatures.
     pub signatures: Vec<Signature>,
+    /// The fields every role has.
     pub common: Common,
 }
 
@@ -139,10 +157,12 @@ impl SignedFile {
         cjson::to_canonical(&self.signed)
     }
 
+    /// Whether `expires` is before `now`.
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.common.expires < now
     }
 
+    /// The body parsed as `T`.
     pub fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ParseError> {
         T::deserialize(&self.signed).map_err(|e| ParseError::Json(e.to_string()))
     }
@@ -292,12 +312,16 @@ fn key_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, PublicKey
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// What referencing metadata says of a file (`snapshot`/`timestamp` `meta`, `targets`).
 pub struct FileMeta {
     #[serde(default, deserialize_with = "nullable")]
+    /// Its length in bytes.
     pub length: i64,
     #[serde(default, deserialize_with = "b64_map")]
+    /// Algorithm (`sha256`, `sha512`) → digest.
     pub hashes: BTreeMap<String, Vec<u8>>,
     #[serde(default)]
+    /// Anything else a target carries, kept as given.
     pub custom: Option<Value>,
 }
 
@@ -314,6 +338,7 @@ impl FileMeta {
         }
     }
 
+    /// The SHA-256 digest in hex, if given.
     pub fn sha256_hex(&self) -> Option<String> {
         self.hashes.get("sha256").map(hex::encode)
     }
@@ -401,18 +426,24 @@ fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+/// The keys of one role in a root.
 pub struct RoleKeys {
     #[serde(default, deserialize_with = "nullable")]
+    /// Key IDs from the root's `keys`.
     pub keyids: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
+    /// How many of them must sign.
     pub threshold: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+/// A root body.
 pub struct Root {
     #[serde(default, deserialize_with = "key_map")]
+    /// Key ID → key.
     pub keys: BTreeMap<String, PublicKey>,
     #[serde(default, deserialize_with = "nullable")]
+    /// Role → its keys (`None`: written as `null`).
     pub roles: BTreeMap<String, Option<RoleKeys>>,
 }
 
@@ -434,30 +465,41 @@ impl Root {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+/// A delegated role as its parent lists it.
 pub struct DelegationRole {
     #[serde(default, deserialize_with = "nullable")]
+    /// `targets/…`.
     pub name: String,
     #[serde(default, deserialize_with = "nullable")]
+    /// Key IDs from the parent's `delegations.keys`.
     pub keyids: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
+    /// How many of them must sign.
     pub threshold: i64,
     #[serde(default, deserialize_with = "nullable")]
+    /// Path prefixes it may sign for.
     pub paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+/// The delegations of a targets file.
 pub struct Delegations {
     #[serde(default, deserialize_with = "key_map")]
+    /// Key ID → key.
     pub keys: BTreeMap<String, PublicKey>,
     #[serde(default, deserialize_with = "nullable")]
+    /// The delegated roles.
     pub roles: Vec<DelegationRole>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+/// A targets body (top role or delegation).
 pub struct Targets {
     #[serde(default, deserialize_with = "nullable")]
+    /// Target name → what the file is.
     pub targets: BTreeMap<String, FileMeta>,
     #[serde(default, deserialize_with = "nullable")]
+    /// Its delegations.
     pub delegations: Delegations,
 }
 
@@ -465,6 +507,7 @@ pub struct Targets {
 #[derive(Debug, Clone, Deserialize)]
 pub struct MetaBody {
     #[serde(default, deserialize_with = "nullable")]
+    /// Role → what its file is.
     pub meta: BTreeMap<String, FileMeta>,
 }
 

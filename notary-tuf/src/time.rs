@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, FixedOffset, SecondsFormat, Timelike, Utc};
 
+/// An RFC 3339 time as Go parses it (any fraction, any offset).
 pub fn parse_rfc3339(s: &str) -> Option<DateTime<FixedOffset>> {
     // Go's layout requires an upper-case 'T' and either 'Z' or a numeric offset.
     if !s.contains('T') {
@@ -29,6 +30,7 @@ pub fn format_go(t: &DateTime<Utc>) -> String {
 pub fn snapshot_expiry(now: DateTime<Utc>) -> DateTime<Utc> {
     now + Duration::days(3 * 365)
 }
+/// When a timestamp made at `now` expires (14 days).
 pub fn timestamp_expiry(now: DateTime<Utc>) -> DateTime<Utc> {
     now + Duration::days(14)
 }

@@ -1,5 +1,5 @@
 //! Publish validation (Go `server/handlers/validation.go` + `tuf/builder.go` + `trustpinning`),
-//! written once and used by the server, the importer and the tests (server-api.md §5).
+//! written once and used by the server, the importer and the tests (docs/wire-format.md §7–§8).
 //!
 //! The function is pure: it takes the uploaded files, the GUN's current stored files and the
 //! time, and returns a [`Plan`]. Producing signatures for a server-generated snapshot or
@@ -24,14 +24,24 @@ pub const MAX_VERSION: i64 = i32::MAX as i64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     #[error("{0}")]
+    /// No root to validate against (`ErrValidation`).
     Validation(String),
     #[error("{msg}")]
-    BadHierarchy { missing: String, msg: String },
+    /// A role the server must make but cannot (`ErrBadHierarchy`).
+    BadHierarchy {
+        /// The role that is missing.
+        missing: String,
+        /// Go's message.
+        msg: String,
+    },
     #[error("{0}")]
+    /// A root problem (`ErrBadRoot`).
     BadRoot(String),
     #[error("{0}")]
+    /// A targets or delegation problem (`ErrBadTargets`).
     BadTargets(String),
     #[error("{0}")]
+    /// A snapshot problem (`ErrBadSnapshot`).
     BadSnapshot(String),
     /// Not a validation-type error in Go: `INVALID_UPDATE` without detail.
     #[error("{0}")]
@@ -60,8 +70,11 @@ impl ValidationError {
 /// A file to store: role, version and the exact bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
+    /// The role.
     pub role: String,
+    /// The version.
     pub version: i64,
+    /// The exact bytes.
     pub data: Vec<u8>,
 }
 
@@ -69,6 +82,7 @@ pub struct Update {
 /// timestamp, and the ancestors of uploaded delegations. See [`roles_needed`].
 #[derive(Debug, Default, Clone)]
 pub struct StoredRepo {
+    /// Role → the current file's bytes.
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
@@ -93,12 +107,15 @@ pub fn roles_needed<'a>(uploaded: impl IntoIterator<Item = &'a str>) -> BTreeSet
 /// What the server must still sign.
 #[derive(Debug, Clone)]
 pub struct ToSign {
+    /// The role and the keys that must sign it.
     pub role: BaseRole,
+    /// The version it will have.
     pub version: i64,
     /// Canonical body; the signatures are over exactly these bytes.
     pub body: Vec<u8>,
 }
 
+/// What a valid publish stores, and what the server still signs.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Validated uploads in storage order: root, targets (shallow first), uploaded snapshot.
@@ -116,7 +133,9 @@ pub struct Plan {
 /// A root that passed Go's `ValidateRoot` for a GUN.
 #[derive(Debug, Clone)]
 pub struct LoadedRoot {
+    /// The file as stored.
     pub file: SignedFile,
+    /// Its body.
     pub root: Root,
 }
 
@@ -464,10 +483,12 @@ fn parse_meta_structure(
     Ok(body)
 }
 
+/// A snapshot body, checked as Go checks one (`docs/wire-format.md` §3).
 pub fn parse_snapshot(file: &SignedFile) -> Result<MetaBody, Error> {
     parse_meta_structure(file, md::SNAPSHOT, "Snapshot", &[md::ROOT, md::TARGETS])
 }
 
+/// A timestamp body, checked as Go checks one.
 pub fn parse_timestamp(file: &SignedFile) -> Result<MetaBody, Error> {
     parse_meta_structure(file, md::TIMESTAMP, "Timestamp", &[md::SNAPSHOT])
 }
@@ -674,7 +695,7 @@ pub fn timestamp_body(
     Ok((version, body))
 }
 
-/// The snapshot to regenerate when the stored one has expired (GET path, server-api.md §6):
+/// The snapshot to regenerate when the stored one has expired (GET path, docs/wire-format.md §7):
 /// same meta, version+1, new expiry.
 pub fn refreshed_snapshot(
     root: &LoadedRoot,

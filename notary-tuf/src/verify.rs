@@ -1,5 +1,5 @@
 //! Go `signed.VerifySignatures`: threshold of distinct valid keys over the re-canonicalised body
-//! (tuf-format.md §4).
+//! (docs/wire-format.md §5).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,25 +9,35 @@ use crate::metadata::SignedFile;
 /// A role's trusted keys and threshold (Go `data.BaseRole`).
 #[derive(Debug, Clone)]
 pub struct BaseRole {
+    /// The role's name (for messages).
     pub name: String,
+    /// Key ID → key.
     pub keys: BTreeMap<String, PublicKey>,
+    /// How many distinct keys must sign.
     pub threshold: i64,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// Why signatures do not satisfy a role (`docs/wire-format.md` §5).
 pub enum VerifyError {
     #[error("tuf: data has no signatures")]
+    /// No signature at all.
     NoSignatures,
     #[error("tuf: invalid threshold {0} for {1}")]
+    /// A threshold below 1.
     InvalidThreshold(i64, String),
     #[error("tuf: {0}")]
+    /// A body that cannot be written canonically.
     Canonical(String),
     #[error("key ID is not valid for key content")]
+    /// A signature whose key ID does not match its key's content.
     InvalidKeyId,
     #[error("valid signatures did not meet threshold for {0}")]
+    /// Fewer valid signatures than the threshold.
     Threshold(String),
 }
 
+/// Check that the signatures of `file` satisfy `role`.
 pub fn verify_signatures(file: &SignedFile, role: &BaseRole) -> Result<(), VerifyError> {
     if file.signatures.is_empty() {
         return Err(VerifyError::NoSignatures);

@@ -1,5 +1,5 @@
 //! Byte-compatibility with files written by the real Go notary 0.7 (client and server), made by
-//! `fixtures/generate-go-fixtures.sh`, plus the deterministic vectors of tuf-format.md §8.
+//! `fixtures/generate-go-fixtures.sh`, plus deterministic vectors (fixed keys and messages, checked against Go).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -241,7 +241,7 @@ fn root_version_rules() {
     }
 }
 
-/// tuf-format.md §8 V6: a targets file signed by Go with the Ed25519 seed 00..1f.
+/// A targets file signed by Go with the Ed25519 seed 00..1f.
 #[test]
 fn deterministic_ed25519_vector_v6() {
     let seed: Vec<u8> = (0u8..32).collect();
