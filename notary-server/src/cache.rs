@@ -4,7 +4,7 @@
 //! - each GUN's current chain (timestamp, the snapshot it names, the parsed snapshot meta),
 //!   valid until a newer timestamp is committed.
 //!
-//! Entries are dropped by [`crate::freshness::Freshness`], which follows the changefeed and
+//! Entries are dropped by the changefeed follower (`coherence`), which follows the changefeed and
 //! makes every current read wait for a changefeed check that started after the read arrived.
 //! A loader that read the database before an invalidation must not put its (possibly older)
 //! result back afterwards: it takes a [`Ticket`] before reading and the put is refused if
