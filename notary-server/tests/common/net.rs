@@ -7,6 +7,16 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// Send a signal (`HUP`, `STOP`, `CONT`, `KILL`…) to a process.
+pub fn signal(child: &Child, sig: &str) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args([&format!("-{sig}"), &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -225,12 +225,7 @@ impl Server {
 
     /// Send a signal (e.g. "HUP") to the server process.
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        assert!(Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .unwrap()
-            .success());
+        signal(self.child.as_ref().expect("running"), sig);
     }
 
     /// `notary-server <storage args> <args…>`: a subcommand (import, imported) on this server's

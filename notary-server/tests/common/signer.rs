@@ -122,12 +122,7 @@ impl SignerProc {
 
     /// Send a signal (e.g. "STOP" to hang the process, "CONT" to resume it).
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        assert!(Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .unwrap()
-            .success());
+        signal(self.child.as_ref().expect("running"), sig);
     }
 
     /// Run the signer binary once with extra arguments (e.g. a subcommand) and the same
