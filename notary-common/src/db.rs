@@ -42,6 +42,10 @@ pub struct PoolConfig {
     /// How long start-up keeps retrying an unreachable database.
     pub connect_retry: Duration,
     pub statement_timeout: Duration,
+    /// The pool writes (Postgres): after the database answered "read-only" (a standby, or a
+    /// primary being demoted), connections opened before that answer are checked before use
+    /// for a while, and read-only ones are dropped ([`note_read_only`]).
+    pub writes: bool,
 }
 
 impl Default for PoolConfig {
@@ -50,8 +54,34 @@ impl Default for PoolConfig {
             max_connections: 16,
             connect_retry: Duration::from_secs(30),
             statement_timeout: Duration::from_secs(30),
+            writes: true,
         }
     }
+}
+
+/// How long after a "read-only" answer older connections are checked before a writer gets one.
+const READ_ONLY_WATCH: Duration = Duration::from_secs(60);
+
+/// When this process last heard "read-only" from a database it writes to.
+static READ_ONLY_SEEN: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// A write failed because the database is read-only (SQLSTATE 25006: a standby, or a primary
+/// that is being demoted or is still recovering). Until [`READ_ONLY_WATCH`] has passed, every
+/// writing pool checks a connection opened before now before handing it out, and drops it if
+/// its server is read-only: after a fail-over, a writer is not given a connection to the old
+/// node again (`replica::a_read_only_database_is_unavailable_and_left_behind`).
+pub fn note_read_only() {
+    *crate::sync::lock(&READ_ONLY_SEEN) = Some(std::time::Instant::now());
+}
+
+/// Whether a connection opened `age` ago must be checked before a writer uses it.
+fn suspect(age: Duration) -> bool {
+    let Some(seen) = *crate::sync::lock(&READ_ONLY_SEEN) else {
+        return false;
+    };
+    let now = std::time::Instant::now();
+    now.saturating_duration_since(seen) < READ_ONLY_WATCH
+        && now.checked_sub(age).is_none_or(|opened| opened <= seen)
 }
 
 impl Db {
@@ -62,6 +92,7 @@ impl Db {
             let opts = PgConnectOptions::from_str(url)?.application_name("notary-rs");
             let timeout_ms = cfg.statement_timeout.as_millis();
             let deadline = tokio::time::Instant::now() + cfg.connect_retry;
+            let writes = cfg.writes;
             loop {
                 match PgPoolOptions::new()
                     .max_connections(cfg.max_connections)
@@ -72,6 +103,19 @@ impl Db {
                                 .execute(conn)
                                 .await
                                 .map(|_| ())
+                        })
+                    })
+                    .before_acquire(move |conn, meta| {
+                        Box::pin(async move {
+                            if !writes || !suspect(meta.age) {
+                                return Ok(true);
+                            }
+                            let read_only: bool = sqlx::query_scalar(
+                                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
+                            )
+                            .fetch_one(&mut *conn)
+                            .await?;
+                            Ok(!read_only)
                         })
                     })
                     .connect_with(opts.clone())

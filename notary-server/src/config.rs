@@ -396,6 +396,7 @@ impl Config {
                 .statement_timeout_ms
                 .map(std::time::Duration::from_millis)
                 .unwrap_or(d.statement_timeout),
+            writes: !self.server.read_only,
         };
         Ok(StorageSettings { db_url, pool })
     }

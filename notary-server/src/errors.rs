@@ -175,6 +175,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %m, "database unavailable");
                 ApiError::new(Code::StorageUnavailable)
             }
+            StoreError::ReadOnly(m) => {
+                tracing::warn!(error = %m, "database read-only");
+                ApiError::new(Code::StorageUnavailable)
+            }
             StoreError::Db(m) => ApiError::internal(m),
             // (`coherence` retries these, then reports them as unavailable.)
             StoreError::Unacknowledged => ApiError::new(Code::StorageUnavailable),

@@ -115,6 +115,10 @@ pub enum StoreError {
     /// server shutting down): worth retrying, answered 503.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database refused a write because it is read-only (SQLSTATE 25006: a standby, or a
+    /// primary being demoted or still recovering): nothing was written; answered 503.
+    #[error("the database is read-only (a standby, or a primary during a fail-over): {0}")]
+    ReadOnly(String),
     #[error("storage error: {0}")]
     Db(String),
     /// Nothing was written: an instance holding a lease had not acknowledged the write's
@@ -147,6 +151,12 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::OldVersion,
+            // 25006: the database is read-only — a standby, or a primary being demoted or still
+            // recovering (during a fail-over). Unavailable, and writers leave its connections.
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("25006") => {
+                notary_common::db::note_read_only();
+                StoreError::ReadOnly(e.to_string())
+            }
             // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now).
             sqlx::Error::Database(d)
                 if d.code()

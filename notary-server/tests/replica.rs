@@ -293,3 +293,65 @@ async fn read_only_instance_on_a_replica_serves_monotonic_reads() {
     }
     failover.stop().await;
 }
+
+/// A fail-over as Patroni does it, seen from a writer: its database address first leads to a
+/// node that is read-only (a standby, or the old primary restarting), then to the primary again
+/// while the writer's pool still holds sessions on the read-only node. Publishes meanwhile are
+/// 503 `UNAVAILABLE` — never 500 — and reads keep working; once the address leads to the primary,
+/// the very next publish succeeds: the pool does not hand a writer the read-only node's sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_unavailable_and_left_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let primary = Cluster::primary(&tmp.path().join("primary"));
+    primary.sql("postgres", "CREATE DATABASE notary").await;
+    let standby = primary.replica(&tmp.path().join("standby"));
+    let path = Proxy::new(format!("127.0.0.1:{}", primary.port));
+    path.start().await;
+    let writer = Server::start_with_config(
+        &path.url(&primary.url("notary")),
+        serde_json::json!({"storage": {"max_connections": 4}}),
+    )
+    .await;
+    let gun = "example.com/failover/repo";
+    let repo = init_repo(&writer, gun).await;
+    let publish = |v: i64| {
+        let file = repo.targets_file(v, &[("t", &[v as u8])]);
+        let writer = &writer;
+        async move { writer.post_parts(gun, &[("targets", &file)]).await }
+    };
+    assert_eq!(publish(2).await.0, 200);
+
+    // The address leads to the standby; every session is cut (the old primary went down).
+    path.point_to(&format!("127.0.0.1:{}", standby.port));
+    path.stop().await;
+    path.start().await;
+    for v in 3..=6 {
+        let (st, body) = publish(v).await;
+        assert_eq!(
+            (st, api_error(&body).0.as_str()),
+            (503, "UNAVAILABLE"),
+            "publish v{v} on a read-only database: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let (st, _) = targets_version(&writer, gun).await;
+        assert_eq!(st, 200, "a read on the standby");
+    }
+    assert!(
+        writer.log().contains("database read-only"),
+        "{}",
+        writer.log()
+    );
+
+    // The address leads to the primary again, the standby's sessions still open in the pool.
+    path.point_to(&format!("127.0.0.1:{}", primary.port));
+    let (st, body) = publish(3).await;
+    assert_eq!(
+        st,
+        200,
+        "the first publish after the fail-over: {}\n{}",
+        String::from_utf8_lossy(&body),
+        writer.log()
+    );
+    assert_eq!(targets_version(&writer, gun).await, (200, 3));
+    path.stop().await;
+}

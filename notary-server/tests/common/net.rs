@@ -32,6 +32,8 @@ pub fn free_port() -> u16 {
 pub struct Proxy {
     pub port: u16,
     pub upstream: String,
+    /// Where new connections go (`upstream` until [`Proxy::point_to`]).
+    target: std::sync::Arc<std::sync::Mutex<String>>,
     pub tasks: std::sync::Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     /// Silently drop everything (a partition that sends no reset): connections stay open,
     /// nothing is forwarded.
@@ -52,6 +54,7 @@ impl Proxy {
     pub fn with_port(port: u16, upstream: String) -> Proxy {
         Proxy {
             port,
+            target: std::sync::Arc::new(std::sync::Mutex::new(upstream.clone())),
             upstream,
             tasks: Default::default(),
             blackhole: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
@@ -63,7 +66,7 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
             .unwrap();
-        let upstream = self.upstream.clone();
+        let target = self.target.clone();
         let tasks = self.tasks.clone();
         let blackhole = self.blackhole.clone();
         let accept = tokio::spawn(async move {
@@ -71,7 +74,7 @@ impl Proxy {
                 let Ok((mut client, _)) = listener.accept().await else {
                     return;
                 };
-                let upstream = upstream.clone();
+                let upstream = target.lock().unwrap().clone();
                 let mut dark = blackhole.subscribe();
                 let conn = tokio::spawn(async move {
                     let is_dark = *dark.borrow();
@@ -94,6 +97,12 @@ impl Proxy {
             }
         });
         self.tasks.lock().await.push(accept);
+    }
+
+    /// Send new connections to `upstream` from now on; established ones stay where they are (a
+    /// balancer re-pointed after a fail-over, with the old node's sessions still open).
+    pub fn point_to(&self, upstream: &str) {
+        *self.target.lock().unwrap() = upstream.to_string();
     }
 
     /// Stop forwarding without closing anything: packets are "dropped" both ways, new
