@@ -404,22 +404,9 @@ async fn crypto_service(
     })
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
-    let tls = match &settings.server.tls {
-        Some((c, k)) => {
-            let (cfg, cert) = notary_server::tls::server_config(c, k)?;
-            cert.spawn_watch();
-            Some(cfg)
-        }
-        None => None,
-    };
-    let (db, service) = build_service(&settings).await?;
-    service.spawn_resigner(
-        settings.caching.resign_before,
-        settings.caching.resign_every,
-    );
-    service.spawn_rotation_watch(std::time::Duration::from_secs(300));
-    let state = Arc::new(AppState {
+/// What the HTTP layer needs: the service and the limits, headers and auth of the settings.
+fn app_state(service: Arc<RepoService>, settings: &Settings) -> anyhow::Result<AppState> {
+    Ok(AppState {
         service,
         max_age_current: settings.caching.max_age_current,
         max_age_consistent: settings.caching.max_age_consistent,
@@ -448,7 +435,25 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 settings.server.limits.key_creations_per_minute,
             ),
         },
-    });
+    })
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let tls = match &settings.server.tls {
+        Some((c, k)) => {
+            let (cfg, cert) = notary_server::tls::server_config(c, k)?;
+            cert.spawn_watch();
+            Some(cfg)
+        }
+        None => None,
+    };
+    let (db, service) = build_service(&settings).await?;
+    service.spawn_resigner(
+        settings.caching.resign_before,
+        settings.caching.resign_every,
+    );
+    service.spawn_rotation_watch(std::time::Duration::from_secs(300));
+    let state = Arc::new(app_state(service, &settings)?);
     let listener = std::net::TcpListener::bind(&settings.server.http_addr)
         .with_context(|| format!("listening on {}", settings.server.http_addr))?;
     listener.set_nonblocking(true)?;
