@@ -5,7 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
@@ -34,6 +34,9 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("database file {0}: {1}")]
     File(String, std::io::Error),
+    /// None of the URL's hosts fits its `target_session_attrs` (`hosts.rs`).
+    #[error("{0}")]
+    NoHost(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +75,12 @@ static READ_ONLY_SEEN: std::sync::Mutex<Option<std::time::Instant>> = std::sync:
 /// node again (`replica::a_read_only_database_is_unavailable_and_left_behind`).
 pub fn note_read_only() {
     *crate::sync::lock(&READ_ONLY_SEEN) = Some(std::time::Instant::now());
+    crate::hosts::repick().notify_one();
+}
+
+/// The database in use stopped answering: with several hosts, look for a fitting one again.
+pub fn note_unreachable() {
+    crate::hosts::repick().notify_one();
 }
 
 /// Whether a connection opened `age` ago must be checked before a writer uses it.
@@ -89,11 +98,20 @@ impl Db {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // The statement timeout is set after connecting, not as the startup parameter
             // `options`, which connection poolers (PgBouncer) refuse.
-            let opts = PgConnectOptions::from_str(url)?.application_name("notary-rs");
+            let hosts = crate::hosts::Hosts::parse(url)?;
             let timeout_ms = cfg.statement_timeout.as_millis();
             let deadline = tokio::time::Instant::now() + cfg.connect_retry;
             let writes = cfg.writes;
             loop {
+                let (host, opts) = match hosts.pick(Duration::from_secs(5)).await {
+                    Ok((host, opts)) => (host, opts.application_name("notary-rs")),
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::warn!(target: "notary_rs::database", error = %e, "database not reachable yet, retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 match PgPoolOptions::new()
                     .max_connections(cfg.max_connections)
                     .acquire_timeout(Duration::from_secs(5))
@@ -121,7 +139,12 @@ impl Db {
                     .connect_with(opts.clone())
                     .await
                 {
-                    Ok(p) => return Ok(Db::Postgres(p)),
+                    Ok(p) => {
+                        if hosts.is_list() {
+                            crate::hosts::watch(p.clone(), hosts, host);
+                        }
+                        return Ok(Db::Postgres(p));
+                    }
                     Err(e) => {
                         // The pool reports a refused or failing connection as "timed out": one
                         // direct connection names the real cause.

@@ -162,13 +162,17 @@ impl From<sqlx::Error> for StoreError {
                 if d.code()
                     .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
             {
+                notary_common::db::note_unreachable();
                 StoreError::Unavailable(e.to_string())
             }
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            | sqlx::Error::Tls(_) => {
+                notary_common::db::note_unreachable();
+                StoreError::Unavailable(e.to_string())
+            }
             _ => StoreError::Db(e.to_string()),
         }
     }

@@ -123,6 +123,25 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Stop at once (`kill -9`-like: no checkpoint, sessions cut).
+    fn stop(&self) {
+        let _ = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                pg_bin().join("pg_ctl").to_str().unwrap(),
+                "-D",
+                self.dir.join("data").to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new("runuser")
@@ -354,4 +373,67 @@ async fn a_read_only_database_is_unavailable_and_left_behind() {
     );
     assert_eq!(targets_version(&writer, gun).await, (200, 3));
     path.stop().await;
+}
+
+/// A writer given every host, as libpq takes them
+/// (`postgres://…@standby,primary/notary?target_session_attrs=read-write`), as operators do
+/// with Patroni and no balancer: it uses the primary although the standby is listed first, and
+/// when the primary dies and the standby is promoted it moves there without a restart —
+/// publishes meanwhile answer 503, never 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_given_every_host_follows_the_primary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let primary = Cluster::primary(&tmp.path().join("primary"));
+    primary.sql("postgres", "CREATE DATABASE notary").await;
+    let standby = primary.replica(&tmp.path().join("standby"));
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/notary?target_session_attrs=read-write",
+        standby.port, primary.port
+    );
+    let writer = Server::start_with_db(&url).await;
+    let gun = "example.com/hosts/repo";
+    let repo = init_repo(&writer, gun).await;
+    let publish = |v: i64| {
+        let file = repo.targets_file(v, &[("t", &[v as u8])]);
+        let writer = &writer;
+        async move { writer.post_parts(gun, &[("targets", &file)]).await }
+    };
+    assert_eq!(publish(2).await.0, 200, "{}", writer.log());
+
+    // The primary dies; the standby is promoted (what Patroni does on a fail-over).
+    primary.stop();
+    standby.sql("postgres", "SELECT pg_promote()").await;
+    let failed_over = Instant::now();
+    let deadline = failed_over + Duration::from_secs(30);
+    let mut refused = 0;
+    loop {
+        let (st, body) = publish(3).await;
+        match st {
+            200 => break,
+            503 => refused += 1,
+            other => panic!(
+                "status {other} during the fail-over: {}",
+                String::from_utf8_lossy(&body)
+            ),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never published on the promoted standby ({refused} refused):\n{}",
+            writer.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    report_figures(
+        "replica",
+        &format!(
+            "host list fail-over: first publish on the promoted standby {} ms after the promotion, {refused} publishes refused (503) before",
+            failed_over.elapsed().as_millis()
+        ),
+    );
+    assert_eq!(targets_version(&writer, gun).await, (200, 3));
+    assert!(
+        writer.log().contains("the database host changed"),
+        "{}",
+        writer.log()
+    );
 }
