@@ -34,9 +34,10 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("database file {0}: {1}")]
     File(String, std::io::Error),
-    /// None of the URL's hosts fits its `target_session_attrs` (`hosts.rs`).
-    #[error("{0}")]
-    NoHost(String),
+    /// None of the URL's hosts answered, or fits its `target_session_attrs` (`hosts.rs`);
+    /// `transient`: worth retrying (not a bad password or a missing database everywhere).
+    #[error("{msg}")]
+    NoHost { msg: String, transient: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +106,11 @@ impl Db {
             loop {
                 let (host, opts) = match hosts.pick(Duration::from_secs(5)).await {
                     Ok((host, opts)) => (host, opts.application_name("notary-rs")),
-                    Err(e) if tokio::time::Instant::now() < deadline => {
+                    Err(
+                        e @ DbError::NoHost {
+                            transient: true, ..
+                        },
+                    ) if tokio::time::Instant::now() < deadline => {
                         tracing::warn!(target: "notary_rs::database", error = %e, "database not reachable yet, retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
@@ -202,7 +207,7 @@ impl Db {
     }
 }
 
-fn is_transient(e: &sqlx::Error) -> bool {
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
     matches!(
         e,
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)

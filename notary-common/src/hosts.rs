@@ -93,18 +93,24 @@ impl Hosts {
     pub async fn pick(&self, timeout: Duration) -> Result<(String, PgConnectOptions), DbError> {
         let mut why = Vec::new();
         let mut any_standby_fallback = None;
+        // Worth retrying unless every host refused for good (bad password, no such database).
+        let mut transient = false;
         for (name, opts) in &self.hosts {
             let read_only = match tokio::time::timeout(timeout, read_only(opts)).await {
                 Ok(Ok(ro)) => ro,
                 Ok(Err(e)) => {
+                    transient |= crate::db::is_transient(&e);
                     why.push(format!("{name}: {e}"));
                     continue;
                 }
                 Err(_) => {
+                    transient = true;
                     why.push(format!("{name}: no answer within {timeout:?}"));
                     continue;
                 }
             };
+            // A host that answered but does not fit may fit after a fail-over.
+            transient = true;
             let fits = match self.attrs {
                 SessionAttrs::Any => true,
                 SessionAttrs::ReadWrite => !read_only,
@@ -124,11 +130,15 @@ impl Hosts {
         if let Some(f) = any_standby_fallback {
             return Ok(f);
         }
-        Err(DbError::NoHost(format!(
-            "no host fits target_session_attrs={:?} ({})",
-            self.attrs,
-            why.join("; ")
-        )))
+        let why = why.join("; ");
+        Err(DbError::NoHost {
+            msg: match (self.is_list(), self.attrs) {
+                (false, _) => why,
+                (true, SessionAttrs::Any) => format!("no host answered ({why})"),
+                (true, attrs) => format!("no host fits target_session_attrs={attrs:?} ({why})"),
+            },
+            transient,
+        })
     }
 }
 
@@ -212,7 +222,10 @@ mod tests {
         let e = Hosts::parse("postgres://u:secret@db1/n?target_session_attrs=sometimes")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("target_session_attrs=sometimes") && !e.contains("secret"), "{e}");
+        assert!(
+            e.contains("target_session_attrs=sometimes") && !e.contains("secret"),
+            "{e}"
+        );
         assert!(Hosts::parse("postgres://u@db1,,db2/n").is_err());
     }
 }
