@@ -367,7 +367,7 @@ impl RepoService {
     }
 
     /// The current timestamp and the snapshot it names, no older than the newest committed when
-    /// this call began (see `freshness`): from the cache, else loaded and cached.
+    /// this call began (see `coherence`): from the cache, else loaded and cached.
     async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ApiError> {
         self.coherence.fresh(gun).await?;
         if let Some(c) = self.cache.chain(gun) {
@@ -428,7 +428,7 @@ impl RepoService {
     }
 
     /// `GET …/<version>.<role>.json`: immutable once stored, but a deleted and re-created
-    /// repository reuses version numbers, so the cache is checked after a freshness barrier.
+    /// repository reuses version numbers, so the cache is checked after a changefeed barrier.
     pub async fn by_version(
         &self,
         gun: &str,
@@ -614,7 +614,7 @@ impl RepoService {
 
     /// Re-sign, ahead of expiry, the timestamps (and snapshots) of cached repositories that
     /// expire within `before`, checking every `every`. Per repository only the instance holding
-    /// its lease does it; it re-reads the chain under the lease (after a freshness barrier), so
+    /// its re-sign lock does it; it re-reads the chain under the lock (after a barrier), so
     /// a repository another instance just refreshed is left alone.
     pub fn spawn_resigner(
         self: &Arc<Self>,
