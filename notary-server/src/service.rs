@@ -630,7 +630,7 @@ impl RepoService {
             loop {
                 tokio::time::sleep(every).await;
                 for gun in me.cache.chains_due(Utc::now() + before) {
-                    // (Chains this server cannot re-sign stay due: skipped without a lease.)
+                    // (Chains this server cannot re-sign stay due: skipped without taking the lock.)
                     if me.cache.chain(&gun).is_some_and(|c| {
                         !me.due(&gun, &c, Utc::now() + before) || me.is_unsignable(&gun, &c)
                     }) {
@@ -646,7 +646,7 @@ impl RepoService {
 
     async fn resign_ahead(&self, gun: &str, before: chrono::Duration) -> Result<(), ApiError> {
         let Some(_lock) = self.store.try_lock(&format!("resign {gun}")).await? else {
-            tracing::debug!(gun, "another instance holds the re-signing lease");
+            tracing::debug!(gun, "another instance holds the re-signing lock");
             return Ok(());
         };
         let Some(chain) = self.chain(gun).await? else {
