@@ -248,7 +248,7 @@ async fn version_reads_follow_deletion_and_recreation() {
     );
 }
 
-/// The re-signing lease: one holder at a time across instances (here: two stores on one
+/// The re-signing lock: one holder at a time across instances (here: two stores on one
 /// database), released when dropped.
 #[tokio::test]
 async fn resign_lock_has_one_holder() {
