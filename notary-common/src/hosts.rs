@@ -89,8 +89,14 @@ impl Hosts {
     }
 
     /// The first host whose session fits, tried in order (each within `timeout`): its name
-    /// and options. The error names every host and why it was passed over.
+    /// and options. The error names every host and why it was passed over. A plain URL (one
+    /// host, any session) is not probed.
     pub async fn pick(&self, timeout: Duration) -> Result<(String, PgConnectOptions), DbError> {
+        // One host, any session: nothing to choose (its errors surface when the pool connects).
+        if !self.is_list() {
+            let (name, opts) = &self.hosts[0];
+            return Ok((name.clone(), opts.clone()));
+        }
         let mut why = Vec::new();
         let mut any_standby_fallback = None;
         // Worth retrying unless every host refused for good (bad password, no such database).
@@ -132,10 +138,9 @@ impl Hosts {
         }
         let why = why.join("; ");
         Err(DbError::NoHost {
-            msg: match (self.is_list(), self.attrs) {
-                (false, _) => why,
-                (true, SessionAttrs::Any) => format!("no host answered ({why})"),
-                (true, attrs) => format!("no host fits target_session_attrs={attrs:?} ({why})"),
+            msg: match self.attrs {
+                SessionAttrs::Any => format!("no host answered ({why})"),
+                attrs => format!("no host fits target_session_attrs={attrs:?} ({why})"),
             },
             transient,
         })
