@@ -1,7 +1,7 @@
 //! Plumbing shared by `notary-server` and `notary-signer`, and nothing of either's domain:
 //!
-//! - [`db`]: one database handle for Postgres and SQLite, pool settings, migrations;
-//! - [`hosts`]: several Postgres hosts and `target_session_attrs`, followed across fail-overs;
+//! - [`db`]: one database handle for Postgres and SQLite, pool settings, migrations, and
+//!   ([`db::hosts`]) several Postgres hosts with `target_session_attrs`, followed across fail-overs;
 //! - [`reload`]: a value built from files and rebuilt when they change or on SIGHUP;
 //! - [`tls`]: certificates and client-CA bundles that reload that way;
 //! - [`private`]: files that hold keys or databases are private whatever the umask;
@@ -11,7 +11,6 @@
 
 pub mod db;
 pub mod env;
-pub mod hosts;
 pub mod logging;
 pub mod private;
 pub mod reload;

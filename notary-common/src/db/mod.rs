@@ -1,6 +1,8 @@
 //! One database handle for Postgres and SQLite. Queries are written once and run on either
 //! pool through [`with_pool!`](crate::with_pool): the body is compiled for each backend.
 
+pub mod hosts;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,7 +36,7 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("database file {0}: {1}")]
     File(String, std::io::Error),
-    /// None of the URL's hosts answered, or fits its `target_session_attrs` (`hosts.rs`);
+    /// None of the URL's hosts answered, or fits its `target_session_attrs` ([`hosts`]);
     /// `transient`: worth retrying (not a bad password or a missing database everywhere).
     #[error("{msg}")]
     NoHost { msg: String, transient: bool },
@@ -76,12 +78,12 @@ static READ_ONLY_SEEN: std::sync::Mutex<Option<std::time::Instant>> = std::sync:
 /// node again (`replica::a_read_only_database_is_unavailable_and_left_behind`).
 pub fn note_read_only() {
     *crate::sync::lock(&READ_ONLY_SEEN) = Some(std::time::Instant::now());
-    crate::hosts::repick().notify_one();
+    hosts::repick().notify_one();
 }
 
 /// The database in use stopped answering: with several hosts, look for a fitting one again.
 pub fn note_unreachable() {
-    crate::hosts::repick().notify_one();
+    hosts::repick().notify_one();
 }
 
 /// Whether a connection opened `age` ago must be checked before a writer uses it.
@@ -99,7 +101,7 @@ impl Db {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // The statement timeout is set after connecting, not as the startup parameter
             // `options`, which connection poolers (PgBouncer) refuse.
-            let hosts = crate::hosts::Hosts::parse(url)?;
+            let hosts = hosts::Hosts::parse(url)?;
             let timeout_ms = cfg.statement_timeout.as_millis();
             let deadline = tokio::time::Instant::now() + cfg.connect_retry;
             let writes = cfg.writes;
@@ -146,7 +148,7 @@ impl Db {
                 {
                     Ok(p) => {
                         if hosts.is_list() {
-                            crate::hosts::watch(p.clone(), hosts, host);
+                            hosts::watch(p.clone(), hosts, host);
                         }
                         return Ok(Db::Postgres(p));
                     }

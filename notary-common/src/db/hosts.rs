@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
 
-use crate::db::DbError;
+use super::DbError;
 
 /// libpq's `target_session_attrs`, as far as a server needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl Hosts {
             let read_only = match tokio::time::timeout(timeout, read_only(opts)).await {
                 Ok(Ok(ro)) => ro,
                 Ok(Err(e)) => {
-                    transient |= crate::db::is_transient(&e);
+                    transient |= super::is_transient(&e);
                     why.push(format!("{name}: {e}"));
                     continue;
                 }
