@@ -246,28 +246,6 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
     Ok(p)
 }
 
-/// A database URL without its password (for messages).
-fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let (host, db) = (
-        authority.rsplit_once('@').map_or(authority, |(_, h)| h),
-        path.split('?').next().unwrap_or(""),
-    );
-    let user = authority
-        .rsplit_once('@')
-        .map(|(u, _)| u.split(':').next().unwrap_or(""))
-        .unwrap_or("");
-    let user = if user.is_empty() {
-        String::new()
-    } else {
-        format!("{user}@")
-    };
-    format!("{scheme}://{user}{host}/{db}")
-}
-
 /// The repository service over the configured storage and trust service, as the server runs it.
 async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoService>)> {
     // Files first, state after: a missing signer certificate must not leave a migrated
@@ -292,7 +270,7 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
     let db = Db::connect(&settings.storage.db_url, &settings.storage.pool).await.with_context(|| {
         format!(
             "the database at {} is not reachable (connection errors are retried for {}s; see the cause below)",
-            redacted(&settings.storage.db_url),
+            notary_common::db::redacted(&settings.storage.db_url),
             settings.storage.pool.connect_retry.as_secs()
         )
     })?;

@@ -144,19 +144,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                pg_bin().join("pg_ctl").to_str().unwrap(),
-                "-D",
-                self.dir.join("data").to_str().unwrap(),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .output();
+        self.stop();
     }
 }
 

@@ -37,7 +37,7 @@ impl Hosts {
     /// Split a Postgres URL into one URL per host (the rest of it unchanged, without
     /// `target_session_attrs`, which is ours to apply).
     pub fn parse(url: &str) -> Result<Hosts, DbError> {
-        let bad = |why: &str| DbError::BadUrl(format!("{why}: {}", redact(url)));
+        let bad = |why: &str| DbError::BadUrl(format!("{why}: {}", super::redacted(url)));
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
@@ -190,20 +190,6 @@ pub(crate) fn watch(pool: sqlx::PgPool, hosts: Hosts, mut current: String) {
             }
         }
     });
-}
-
-/// The URL without its password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let (head, tail) = url.split_at(at);
-            match head[s + 3..].split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{tail}", &head[..s + 3]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]

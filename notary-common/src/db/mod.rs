@@ -65,6 +65,28 @@ impl Default for PoolConfig {
     }
 }
 
+/// A database URL without its password (for messages): user, hosts and database only.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let (host, db) = (
+        authority.rsplit_once('@').map_or(authority, |(_, h)| h),
+        path.split('?').next().unwrap_or(""),
+    );
+    let user = authority
+        .rsplit_once('@')
+        .map(|(u, _)| u.split(':').next().unwrap_or(""))
+        .unwrap_or("");
+    let user = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@")
+    };
+    format!("{scheme}://{user}{host}/{db}")
+}
+
 /// How long after a "read-only" answer older connections are checked before a writer gets one.
 const READ_ONLY_WATCH: Duration = Duration::from_secs(60);
 
