@@ -267,13 +267,18 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
         .read()
         .context("reading the signer TLS files")?;
     }
-    let db = Db::connect(&settings.storage.db_url, &settings.storage.pool).await.with_context(|| {
-        format!(
-            "the database at {} is not reachable (connection errors are retried for {}s; see the cause below)",
-            notary_common::db::redacted(&settings.storage.db_url),
-            settings.storage.pool.connect_retry.as_secs()
-        )
-    })?;
+    let db = match Db::connect(&settings.storage.db_url, &settings.storage.pool).await {
+        Ok(db) => db,
+        // Reachable, but behind a pooler this server cannot work through: the message says why.
+        Err(e @ notary_common::db::DbError::SharedSession(_)) => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "the database at {} is not reachable (connection errors are retried for {}s; see the cause below)",
+                notary_common::db::redacted(&settings.storage.db_url),
+                settings.storage.pool.connect_retry.as_secs()
+            )))
+        }
+    };
     let store = if settings.server.read_only {
         SqlStore::read_only(db.clone())
             .await

@@ -1,5 +1,6 @@
-//! Behind a connection pooler: Debian's PgBouncer in session mode, configured as usual
-//! (`ignore_startup_parameters = extra_float_digits`), in front of the test Postgres.
+//! Behind a connection pooler: Debian's PgBouncer configured as usual
+//! (`ignore_startup_parameters = extra_float_digits`) in front of the test Postgres. Session mode
+//! works; transaction mode is refused at start with the fix named (never stale reads).
 
 mod common;
 
@@ -133,5 +134,64 @@ async fn pgbouncer_in_session_mode() {
     assert!(
         slow.is_err_and(|e| e.to_string().contains("statement timeout")),
         "the timeout applies through the pooler"
+    );
+}
+
+/// Transaction mode shares one Postgres session between clients: LISTEN would miss
+/// notifications, advisory locks and prepared statements would leak between clients. The server
+/// and the signer refuse it at start, saying so and naming the fix, and exit at once (no 30 s of
+/// retries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_in_transaction_mode_is_refused_at_start() {
+    let Ok(admin) = std::env::var("NOTARY_TEST_PG_URL") else {
+        eprintln!("skipped: no test Postgres (NOTARY_TEST_PG_URL): run `bash scripts/test.sh`");
+        return;
+    };
+    let Some(bouncer) = PgBouncer::start(&admin, "transaction") else {
+        eprintln!("skipped: PgBouncer is not installed (Debian package pgbouncer; `bash scripts/test.sh` installs it)");
+        return;
+    };
+    let db = bouncer.url(&create_pg_db().await);
+    let dir = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&dir.path().join("tls")).unwrap();
+    let started = Instant::now();
+    let log = try_start_server(
+        serde_json::json!({
+            "server": {"tls_cert_file": tls.cert, "tls_key_file": tls.key},
+            "trust_service": {"type": "local"},
+            "storage": {"backend": "postgres", "db_url": db},
+        }),
+        dir.path(),
+        &[("NOTARY_SERVER_KEY_PASSPHRASE", "x")],
+    )
+    .expect_err("the server started behind a transaction-mode pooler");
+    assert!(
+        log.contains("transaction or statement pooling mode")
+            && log.contains("pool_mode = session"),
+        "{log}"
+    );
+    assert!(!log.contains("not reachable"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{log}");
+
+    let mut signer = SignerProc::start(false, None, &tls).await;
+    let signer_log = signer
+        .reconfigure(
+            serde_json::json!({"backend": "postgres", "db_url": db, "default_alias": SIGNER_ALIAS}),
+            vec![(
+                format!("NOTARY_SIGNER_{}", SIGNER_ALIAS.to_uppercase()),
+                SIGNER_PASSPHRASE.to_string(),
+            )],
+        )
+        .await
+        .expect_err("the signer started behind a transaction-mode pooler");
+    assert!(signer_log.contains("pool_mode = session"), "{signer_log}");
+
+    // The same database through the pooler in session mode, and directly, is accepted.
+    drop(bouncer);
+    let session = PgBouncer::start(&admin, "session").unwrap();
+    let s = Server::start_with_db(&session.url(&db)).await;
+    assert_eq!(
+        s.get(&format!("{}/_notary_server/health", s.url)).await.0,
+        200
     );
 }

@@ -85,7 +85,7 @@ async fn reencrypt(s: notary_signer::config::Settings, from: &str, to: &str) -> 
     };
     let db = Db::connect(db_url, &PoolConfig::default())
         .await
-        .context("the key database is not reachable")?;
+        .context("connecting to the key database")?;
     let store = SqlKeyStore::new(db, Passphrases::from_env("NOTARY_SIGNER_", to)).await?;
     let n = store.reencrypt(from, to).await.with_context(|| {
         format!("re-encrypting keys from alias {from:?} to {to:?} (nothing was changed)")
@@ -111,7 +111,7 @@ async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
         } => {
             let db = Db::connect(db_url, &PoolConfig::default())
                 .await
-                .context("the key database is not reachable")?;
+                .context("connecting to the key database")?;
             let passphrases = Passphrases::from_env("NOTARY_SIGNER_", default_alias);
             passphrases.get(default_alias).with_context(|| {
                 format!(

@@ -40,6 +40,16 @@ pub enum DbError {
     /// `transient`: worth retrying (not a bad password or a missing database everywhere).
     #[error("{msg}")]
     NoHost { msg: String, transient: bool },
+    /// The URL leads to a connection pooler that shares one Postgres session between clients
+    /// (PgBouncer's `pool_mode = transaction` or `statement`): [`session_check`].
+    #[error(
+        "{0} leads to a connection pooler in transaction or statement pooling mode (two connections \
+         were given one Postgres session): this server needs session-level features — LISTEN/NOTIFY \
+         for current reads, advisory locks, prepared statements — that such a pooler breaks. Set the \
+         pooler's `pool_mode = session` for this database (PgBouncer: in [databases] or [pgbouncer]), \
+         or connect to Postgres directly"
+    )]
+    SharedSession(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,10 +156,10 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(5))
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
-                            sqlx::query(&format!("SET statement_timeout = {timeout_ms}"))
-                                .execute(conn)
-                                .await
-                                .map(|_| ())
+                            // A simple-protocol statement: nothing prepared on the session.
+                            use sqlx::Executor;
+                            let set = format!("SET statement_timeout = {timeout_ms}");
+                            conn.execute(set.as_str()).await.map(|_| ())
                         })
                     })
                     .before_acquire(move |conn, meta| {
@@ -169,6 +179,12 @@ impl Db {
                     .await
                 {
                     Ok(p) => {
+                        session_check(&opts)
+                            .await
+                            .map_err(|e| match e {
+                                DbError::SharedSession(_) => DbError::SharedSession(redacted(url)),
+                                e => e,
+                            })?;
                         if hosts.is_list() {
                             hosts::watch(p.clone(), hosts, host);
                         }
@@ -272,6 +288,35 @@ pub struct Migration {
 }
 
 /// Apply the migrations of `set` not yet recorded, each in its own transaction.
+/// Refuse a pooler that shares Postgres sessions between its clients (transaction or statement
+/// pooling): there LISTEN would miss notifications (current reads could go stale), advisory locks
+/// would be held by whichever client ran next, and prepared statements would collide.
+///
+/// Two connections of ours at once must see two Postgres sessions, and one connection must keep
+/// its session: `pg_backend_pid()` tells. A transaction-mode pooler hands the second connection
+/// the session the first has just given back (PgBouncer reuses the most recently used server
+/// connection). Plain SQL (simple protocol) only, so nothing is prepared on a shared session.
+/// Tested by `poolers.rs` (session mode passes, transaction mode is refused at start).
+async fn session_check(opts: &sqlx::postgres::PgConnectOptions) -> Result<(), DbError> {
+    use sqlx::{Connection, Row};
+    async fn pid(c: &mut sqlx::PgConnection) -> Result<i32, DbError> {
+        use sqlx::Executor;
+        let row = c.fetch_one("SELECT pg_backend_pid()").await?;
+        Ok(row.try_get(0)?)
+    }
+    let mut first = sqlx::PgConnection::connect_with(opts).await?;
+    let mut second = sqlx::PgConnection::connect_with(opts).await?;
+    let a = pid(&mut first).await?;
+    let b = pid(&mut second).await?;
+    let a_again = pid(&mut first).await?;
+    let _ = first.close().await;
+    let _ = second.close().await;
+    if a == b || a != a_again {
+        return Err(DbError::SharedSession(String::new()));
+    }
+    Ok(())
+}
+
 pub async fn migrate(db: &Db, set: &str, migrations: &[Migration]) -> Result<(), DbError> {
     const TRACK: &str = "CREATE TABLE IF NOT EXISTS notary_rs_migrations (set_name VARCHAR(64) NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (set_name, version))";
     with_pool!(db, p => {
