@@ -157,19 +157,7 @@ impl From<sqlx::Error> for StoreError {
                 notary_common::db::note_read_only();
                 StoreError::ReadOnly(e.to_string())
             }
-            // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now).
-            sqlx::Error::Database(d)
-                if d.code()
-                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
-            {
-                notary_common::db::note_unreachable();
-                StoreError::Unavailable(e.to_string())
-            }
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_) => {
+            e if notary_common::db::is_unavailable(e) => {
                 notary_common::db::note_unreachable();
                 StoreError::Unavailable(e.to_string())
             }

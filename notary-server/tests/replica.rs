@@ -11,33 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn pg_bin() -> PathBuf {
-    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .unwrap()
-        .map(|e| e.unwrap().path().join("bin"))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    bins.sort();
-    bins.pop()
-        .expect("PostgreSQL server binaries (apt-get install postgresql)")
-}
-
-fn as_postgres(args: &[&str]) {
-    let out = Command::new("runuser")
-        .arg("-u")
-        .arg("postgres")
-        .arg("--")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A Postgres cluster of this test's own, stopped on drop.
 struct Cluster {
     dir: PathBuf,

@@ -10,7 +10,7 @@ use notary_tuf::{PrivateKey, PublicKey, Signature};
 
 use crate::passphrase::Passphrases;
 use crate::{check_algorithm, jwe, tuf_signature, CryptoError, CryptoService, KeyInfo};
-use notary_common::db::{migrate, Db, Migration};
+use notary_common::db::{migrate, Db, DbError, Migration};
 use notary_common::sync::lock;
 use notary_common::with_pool;
 
@@ -35,8 +35,15 @@ pub struct SqlKeyStore {
 /// Decrypted keys kept in memory.
 const KEY_CACHE: usize = 4096;
 
-fn db_err(e: impl std::fmt::Display) -> CryptoError {
-    CryptoError::Internal(format!("key database: {e}"))
+/// A key-database error: unavailable (retryable, the server answers 503) when the database is
+/// down or failing over, internal otherwise.
+fn db_err(e: impl Into<DbError>) -> CryptoError {
+    let e = e.into();
+    if e.is_unavailable() {
+        CryptoError::Unavailable(format!("key database: {e}"))
+    } else {
+        CryptoError::Internal(format!("key database: {e}"))
+    }
 }
 
 fn now() -> NaiveDateTime {

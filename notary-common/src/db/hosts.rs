@@ -105,7 +105,7 @@ impl Hosts {
             let read_only = match tokio::time::timeout(timeout, read_only(opts)).await {
                 Ok(Ok(ro)) => ro,
                 Ok(Err(e)) => {
-                    transient |= super::is_transient(&e);
+                    transient |= super::is_unavailable(&e);
                     why.push(format!("{name}: {e}"));
                     continue;
                 }

@@ -208,7 +208,7 @@ impl Db {
                             }
                             e => e,
                         };
-                        if tokio::time::Instant::now() >= deadline || !is_transient(&e) {
+                        if tokio::time::Instant::now() >= deadline || !is_unavailable(&e) {
                             return Err(e.into());
                         }
                         tracing::warn!(target: "notary_rs::database", error = %e, "database not reachable yet, retrying");
@@ -247,11 +247,35 @@ impl Db {
     }
 }
 
-pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
-    ) || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("57P03"))
+/// The database cannot serve now but may soon: down, restarting or recovering, a connection cut
+/// or a handshake cut short (a balancer with no server behind it), too many clients. Worth
+/// retrying; clients get 503, never 500. One list for the server, the signer and start-up.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        // SQLSTATE class 08 (connection exception), 57P01–57P03 (shutting down, cannot connect
+        // now), 53300 (too many connections).
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
+}
+
+impl DbError {
+    /// See [`is_unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sqlx(e) => is_unavailable(e),
+            DbError::NoHost { transient, .. } => *transient,
+            _ => false,
+        }
+    }
 }
 
 /// A [`Migration`] from `migrations/<set>sqlite/<file>` and `migrations/<set>postgres/<file>`

@@ -65,3 +65,32 @@ pub async fn create_go_signer_db() -> String {
         .unwrap();
     url
 }
+
+/// The newest installed PostgreSQL server binaries.
+pub fn pg_bin() -> PathBuf {
+    let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .map(|e| e.unwrap().path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    bins.sort();
+    bins.pop()
+        .expect("PostgreSQL server binaries (apt-get install postgresql)")
+}
+
+/// Run a command as the `postgres` user (Postgres refuses root), asserting success.
+pub fn as_postgres(args: &[&str]) {
+    let out = Command::new("runuser")
+        .arg("-u")
+        .arg("postgres")
+        .arg("--")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -128,3 +128,39 @@ pub fn host_port(db_url: &str) -> String {
     let after_at = db_url.split('@').nth(1).unwrap();
     after_at.split('/').next().unwrap().to_string()
 }
+
+/// Debian's HAProxy with the given configuration (written into `dir` with its log), stopped on
+/// drop.
+pub struct Haproxy {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Haproxy {
+    pub fn start(dir: &Path, cfg: &str) -> Haproxy {
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, cfg).unwrap();
+        let log = dir.join("haproxy.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("haproxy (apt-get install haproxy)");
+        Haproxy { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -491,3 +491,29 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     p
 }
+
+/// `gun`'s chain on `s` is whole for versions 1..=`newest` of targets, snapshot and timestamp
+/// (one publish each): snapshot vN names targets vN by hash, timestamp vN names snapshot vN.
+pub async fn assert_chain_whole(s: &Server, gun: &str, newest: i64) {
+    use sha2::{Digest, Sha256};
+    for v in 1..=newest {
+        let mut files = Vec::new();
+        for role in ["targets", "snapshot", "timestamp"] {
+            files.push(s.get(&s.tuf(gun, &format!("{v}.{role}.json"))).await);
+        }
+        let [(st_t, t), (st_sn, sn), (st_ts, ts)] = <[_; 3]>::try_from(files).unwrap();
+        assert_eq!((st_t, st_sn, st_ts), (200, 200, 200), "v{v} on {}", s.url);
+        assert_eq!(
+            notary_bench::load::meta_sha(&sn, "targets").unwrap(),
+            hex::encode(Sha256::digest(&t)),
+            "snapshot v{v} on {}",
+            s.url
+        );
+        assert_eq!(
+            notary_bench::load::meta_sha(&ts, "snapshot").unwrap(),
+            hex::encode(Sha256::digest(&sn)),
+            "timestamp v{v} on {}",
+            s.url
+        );
+    }
+}
