@@ -272,11 +272,18 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
         // Reachable, but behind a pooler this server cannot work through: the message says why.
         Err(e @ notary_common::db::DbError::SharedSession(_)) => return Err(e.into()),
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!(
-                "the database at {} is not reachable (connection errors are retried for {}s; see the cause below)",
-                notary_common::db::redacted(&settings.storage.db_url),
-                settings.storage.pool.connect_retry.as_secs()
-            )))
+            let url = notary_common::db::redacted(&settings.storage.db_url);
+            let context = if e.is_unavailable() {
+                format!(
+                    "the database at {url} is not reachable (connection errors are retried for {}s; see the cause below)",
+                    settings.storage.pool.connect_retry.as_secs()
+                )
+            } else {
+                // Refused at once (credentials, a missing database, a pooler refusing the
+                // start-up): retrying would not help.
+                format!("the database at {url} refused the connection (see the cause below)")
+            };
+            return Err(anyhow::Error::new(e).context(context));
         }
     };
     let store = if settings.server.read_only {

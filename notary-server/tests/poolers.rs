@@ -31,6 +31,12 @@ impl Drop for PgBouncer {
 impl PgBouncer {
     /// PgBouncer (run as `postgres`: it refuses root) in `mode` in front of `admin_url`'s server.
     fn start(admin_url: &str, mode: &str) -> Option<PgBouncer> {
+        Self::start_with(admin_url, mode, "extra_float_digits")
+    }
+
+    /// As [`start`], ignoring the startup parameters `ignored` (comma-separated) rather than
+    /// the usual `extra_float_digits`.
+    fn start_with(admin_url: &str, mode: &str, ignored: &str) -> Option<PgBouncer> {
         let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())?;
@@ -49,7 +55,7 @@ impl PgBouncer {
             format!(
                 "[databases]\n* = host={host} port={pg_port}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
                  unix_socket_dir =\nauth_type = trust\nauth_file = {users}\npool_mode = {mode}\n\
-                 ignore_startup_parameters = extra_float_digits\nlogfile = {log}\nmax_client_conn = 500\ndefault_pool_size = 40\n",
+                 ignore_startup_parameters = {ignored}\nlogfile = {log}\nmax_client_conn = 500\ndefault_pool_size = 40\n",
                 users = d.join("users.txt").display(),
                 log = d.join("pgbouncer.log").display()
             ),
@@ -194,4 +200,39 @@ async fn pgbouncer_in_transaction_mode_is_refused_at_start() {
         s.get(&format!("{}/_notary_server/health", s.url)).await.0,
         200
     );
+}
+
+/// A pooler that refuses a startup parameter (here PgBouncer without its usual
+/// `ignore_startup_parameters = extra_float_digits`) is a configuration error, not an
+/// unreachable database: start-up stops at once and says what the pooler answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooler_refusing_the_start_up_is_reported_as_such() {
+    let Ok(admin) = std::env::var("NOTARY_TEST_PG_URL") else {
+        eprintln!("skipped: no test Postgres (NOTARY_TEST_PG_URL): run `bash scripts/test.sh`");
+        return;
+    };
+    let Some(bouncer) = PgBouncer::start_with(&admin, "session", "") else {
+        eprintln!("skipped: PgBouncer is not installed (Debian package pgbouncer; `bash scripts/test.sh` installs it)");
+        return;
+    };
+    let db = bouncer.url(&create_pg_db().await);
+    let dir = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&dir.path().join("tls")).unwrap();
+    let started = Instant::now();
+    let log = try_start_server(
+        serde_json::json!({
+            "server": {"tls_cert_file": tls.cert, "tls_key_file": tls.key},
+            "trust_service": {"type": "local"},
+            "storage": {"backend": "postgres", "db_url": db},
+        }),
+        dir.path(),
+        &[("NOTARY_SERVER_KEY_PASSPHRASE", "x")],
+    )
+    .expect_err("the server started although the pooler refuses its start-up");
+    assert!(
+        log.contains("refused the connection") && log.contains("unsupported startup parameter"),
+        "{log}"
+    );
+    assert!(!log.contains("retrying"), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{log}");
 }

@@ -59,8 +59,8 @@ pub struct PoolConfig {
     pub connect_retry: Duration,
     pub statement_timeout: Duration,
     /// The pool writes (Postgres): after the database answered "read-only" (a standby, or a
-    /// primary being demoted), connections opened before that answer are checked before use
-    /// for a while, and read-only ones are dropped ([`note_read_only`]).
+    /// primary being demoted), idle connections are checked before use for a while, and
+    /// read-only ones are dropped ([`note_read_only`]).
     pub writes: bool,
 }
 
@@ -105,9 +105,8 @@ static READ_ONLY_SEEN: std::sync::Mutex<Option<std::time::Instant>> = std::sync:
 
 /// A write failed because the database is read-only (SQLSTATE 25006: a standby, or a primary
 /// that is being demoted or is still recovering). Until [`READ_ONLY_WATCH`] has passed, every
-/// writing pool checks a connection opened before now before handing it out, and drops it if
-/// its server is read-only: after a fail-over, a writer is not given a connection to the old
-/// node again (`replica::a_read_only_database_is_unavailable_and_left_behind`).
+/// writing pool checks each connection before handing it out, and drops it if its server is
+/// read-only: after a fail-over, a writer is not given a connection to the old node again (`replica::a_read_only_database_is_unavailable_and_left_behind`).
 pub fn note_read_only() {
     *crate::sync::lock(&READ_ONLY_SEEN) = Some(std::time::Instant::now());
     hosts::repick().notify_one();
@@ -118,14 +117,12 @@ pub fn note_unreachable() {
     hosts::repick().notify_one();
 }
 
-/// Whether a connection opened `age` ago must be checked before a writer uses it.
-fn suspect(age: Duration) -> bool {
-    let Some(seen) = *crate::sync::lock(&READ_ONLY_SEEN) else {
-        return false;
-    };
-    let now = std::time::Instant::now();
-    now.saturating_duration_since(seen) < READ_ONLY_WATCH
-        && now.checked_sub(age).is_none_or(|opened| opened <= seen)
+/// Whether connections must be checked before a writing pool hands them out: for
+/// [`READ_ONLY_WATCH`] after a "read-only" answer. Every connection then, not only older ones:
+/// one opened since may lead to the same read-only node, and a read on it could miss a commit
+/// this instance has just made on the primary.
+fn watching() -> bool {
+    crate::sync::lock(&READ_ONLY_SEEN).is_some_and(|seen| seen.elapsed() < READ_ONLY_WATCH)
 }
 
 impl Db {
@@ -162,9 +159,9 @@ impl Db {
                             conn.execute(set.as_str()).await.map(|_| ())
                         })
                     })
-                    .before_acquire(move |conn, meta| {
+                    .before_acquire(move |conn, _| {
                         Box::pin(async move {
-                            if !writes || !suspect(meta.age) {
+                            if !writes || !watching() {
                                 return Ok(true);
                             }
                             let read_only: bool = sqlx::query_scalar(
@@ -259,10 +256,11 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_) => true,
         // SQLSTATE class 08 (connection exception), 57P01–57P03 (shutting down, cannot connect
-        // now), 53300 (too many connections).
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        // now), 53300 (too many connections) — but not 08P01, a protocol violation: what a
+        // pooler answers to a startup parameter it refuses, a configuration error.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            (c.starts_with("08") && c != "08P01") || c.starts_with("57P") || c == "53300"
+        }),
         _ => false,
     }
 }
