@@ -59,6 +59,9 @@ struct ResourceActions {
 struct Claims {
     #[serde(default)]
     access: Vec<ResourceActions>,
+    /// Who the token was issued to (recorded in the audit trail).
+    #[serde(default)]
+    sub: Option<String>,
 }
 
 struct Key {
@@ -247,7 +250,12 @@ impl TokenAuth {
     }
 
     /// Accept the request if it carries a valid token granting every `required` access.
-    pub fn check(&self, headers: &HeaderMap, required: &[Access]) -> Result<(), ApiError> {
+    /// Admit the request if its token grants every `required` access: Ok(the token's subject).
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        required: &[Access],
+    ) -> Result<Option<String>, ApiError> {
         let Some(h) = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -279,7 +287,7 @@ impl TokenAuth {
                 ));
             }
         }
-        Ok(())
+        Ok(claims.sub)
     }
 
     fn verify(&self, token: &str) -> Result<Claims, TokenRejected> {

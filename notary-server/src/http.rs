@@ -3,6 +3,7 @@
 //! matching (slashes, greedy `[^*]+`) behaves identically. The connections themselves are
 //! served by `serve.rs`.
 
+use crate::audit::Actor;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -91,10 +92,29 @@ impl KeyLimiter {
     }
 }
 
-fn authorize(req: &Parts, state: &AppState, required: Vec<Access>) -> Result<(), ApiError> {
+/// Admit the request (token auth, when configured): Ok(the token's subject, if any).
+fn authorize(
+    req: &Parts,
+    state: &AppState,
+    required: Vec<Access>,
+) -> Result<Option<String>, ApiError> {
     match &state.auth {
         Some(a) => a.check(&req.headers, &required),
-        None => Ok(()),
+        None => Ok(None),
+    }
+}
+
+/// This request's id (`audit`, invariant 3).
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+/// Who makes a write: the token's subject, the client's address, the request id.
+fn actor(req: &Parts, subject: Option<String>) -> Actor {
+    Actor {
+        subject,
+        client: req.extensions.get::<ClientAddr>().map(|c| c.0.to_string()),
+        request_id: req.extensions.get::<RequestId>().map(|r| r.0.clone()),
+        reason: None,
     }
 }
 
@@ -151,7 +171,13 @@ pub fn gun_is_acceptable(gun: &str) -> bool {
 
 pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Response {
     let arrived = std::time::Instant::now();
-    let (req, body) = req.into_parts();
+    let (mut req, body) = req.into_parts();
+    let request_id = crate::audit::accept_request_id(
+        req.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    req.extensions.insert(RequestId(request_id.clone()));
     let method = req.method.clone();
     if ![
         Method::GET,
@@ -188,10 +214,13 @@ pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Respons
         return r;
     }
     let (op, result) = route(&req, &method, &path, body, state).await;
-    let resp = match result {
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => e.response(),
     };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     if let Some(op) = op {
         state.metrics.observe(
             op,
@@ -238,12 +267,12 @@ async fn route(
                 changefeed(req, Some(gun), state).await
             }
             Route::Update { gun } => {
-                guard(req, state, gun, GunUse::Update, &["push", "pull"])?;
-                update(req, gun, body, state).await
+                let subject = guard(req, state, gun, GunUse::Update, &["push", "pull"])?;
+                update(req, gun, body, state, &actor(req, subject)).await
             }
             Route::Delete { gun } => {
-                guard(req, state, gun, GunUse::Write, &["*"])?;
-                state.service.delete(gun).await?;
+                let subject = guard(req, state, gun, GunUse::Write, &["*"])?;
+                state.service.delete(gun, &actor(req, subject)).await?;
                 Ok(response(StatusCode::OK, Bytes::new()))
             }
             Route::ByHash {
@@ -267,17 +296,25 @@ async fn route(
                 Ok(metadata_response(req, f, state.max_age_current, true))
             }
             Route::GetKey { gun, role } => {
-                guard(req, state, gun, GunUse::Write, &["push", "pull"])?;
+                let subject = guard(req, state, gun, GunUse::Write, &["push", "pull"])?;
                 let k = state
                     .service
-                    .get_key(gun, role, || may_create_key(req, state))
+                    .get_key(
+                        gun,
+                        role,
+                        || may_create_key(req, state),
+                        &actor(req, subject),
+                    )
                     .await?;
                 Ok(text_ok(k.to_go_json().into_bytes()))
             }
             Route::RotateKey { gun, role } => {
-                guard(req, state, gun, GunUse::Write, &["*"])?;
+                let subject = guard(req, state, gun, GunUse::Write, &["*"])?;
                 may_create_key(req, state)?;
-                let k = state.service.rotate_key(gun, role).await?;
+                let k = state
+                    .service
+                    .rotate_key(gun, role, &actor(req, subject))
+                    .await?;
                 Ok(text_ok(k.to_go_json().into_bytes()))
             }
             // 404 METADATA_NOT_FOUND without detail (after a catalog check, as in Go).
@@ -316,7 +353,7 @@ fn guard(
     gun: &str,
     usage: GunUse,
     actions: &[&'static str],
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, ApiError> {
     if !gun_is_acceptable(gun) {
         return Err(match usage {
             GunUse::Read => ApiError::not_found(),
@@ -463,6 +500,7 @@ async fn update(
     gun: &str,
     mut body: Incoming,
     state: &AppState,
+    actor: &Actor,
 ) -> Result<Response, ApiError> {
     let content_type = req
         .headers
@@ -522,7 +560,7 @@ async fn update(
             ApiError::new(Code::UploadTimeout)
         })??;
     let parts = parse_multipart(data.freeze(), boundary, state.max_upload_bytes).await?;
-    state.service.publish(gun, parts).await?;
+    state.service.publish(gun, parts, actor).await?;
     Ok(response(StatusCode::OK, Bytes::new()))
 }
 

@@ -1,5 +1,6 @@
 //! notary-server: a drop-in replacement for Docker's Go notary-server.
 
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod client;

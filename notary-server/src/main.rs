@@ -58,6 +58,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List every repository: newest version of each role, timestamp expiry, versions and
+    /// bytes stored, whether this server holds its timestamp and snapshot keys.
+    Repos {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One repository: its roles, keys held here, and its latest audit records.
+    Show {
+        gun: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a repository (every version of every role), e.g. for an owner who lost the root
+    /// key: clients then see it as new, and the owner can initialise it again. Other instances
+    /// stop serving it at once. Recorded in the audit trail with the reason.
+    Delete {
+        gun: String,
+        /// Why (recorded in the audit trail; required).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Read the audit trail: every write (publish, deletion, key creation and rotation,
+    /// import) with who made it.
+    Audit {
+        /// Only this repository.
+        gun: Option<String>,
+        /// Only records since this time: RFC 3339 (2026-12-01T10:00:00Z) or an age (30m, 12h,
+        /// 7d).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many records (the oldest first).
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -174,6 +213,25 @@ fn main() -> anyhow::Result<()> {
     match args.command {
         Some(Command::Import(a)) => return runtime.block_on(import(settings, *a)),
         Some(Command::Imported { json }) => return runtime.block_on(imported(settings, json)),
+        Some(Command::Repos { json }) => return runtime.block_on(repos(settings, json)),
+        Some(Command::Show { gun, json }) => return runtime.block_on(show(settings, &gun, json)),
+        Some(Command::Delete { gun, reason }) => {
+            return runtime.block_on(delete(settings, &gun, &reason))
+        }
+        Some(Command::Audit {
+            gun,
+            since,
+            limit,
+            json,
+        }) => {
+            return runtime.block_on(audit(
+                settings,
+                gun.as_deref(),
+                since.as_deref(),
+                limit,
+                json,
+            ))
+        }
         None => {}
     }
     if args.config.is_none() {
@@ -654,18 +712,262 @@ async fn imported(settings: Settings, json: bool) -> anyhow::Result<()> {
             k.source.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+    print_table(&rows);
+    let awaiting = list.iter().filter(|k| k.awaits_rotation()).count();
+    println!("{} imported, {awaiting} awaiting rotation", list.len());
+    Ok(())
+}
+
+/// Rows as aligned columns (the first row is the header).
+fn print_table<R: AsRef<[String]>>(rows: &[R]) {
+    let n = rows.first().map_or(0, |r| r.as_ref().len());
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.as_ref()[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
-    for r in &rows {
+    for r in rows {
         let cells: Vec<String> = r
+            .as_ref()
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         println!("{}", cells.join("  ").trim_end());
     }
-    let awaiting = list.iter().filter(|k| k.awaits_rotation()).count();
-    println!("{} imported, {awaiting} awaiting rotation", list.len());
+}
+
+fn api_failure(what: &str, e: notary_server::errors::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {:?}", e.code)
+}
+
+/// Bytes for people: 812 B, 4.2 KiB, 1.3 MiB, 2.0 GiB.
+fn human_bytes(n: i64) -> String {
+    let mut v = n as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if v < 1024.0 || unit == "GiB" {
+            return if unit == "B" {
+                format!("{n} B")
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    unreachable!()
+}
+
+fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn keys_held(ts: bool, sn: bool) -> &'static str {
+    match (ts, sn) {
+        (true, true) => "timestamp, snapshot",
+        (true, false) => "timestamp",
+        (false, true) => "snapshot",
+        (false, false) => "none",
+    }
+}
+
+async fn repos(settings: Settings, json: bool) -> anyhow::Result<()> {
+    let (_db, service) = build_service(&settings).await?;
+    let list = service
+        .repositories(None)
+        .await
+        .map_err(|e| api_failure("listing repositories", e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "GUN",
+        "ROOT",
+        "TARGETS",
+        "SNAPSHOT",
+        "TIMESTAMP",
+        "EXPIRES",
+        "FILES",
+        "SIZE",
+        "KEYS HERE",
+    ]
+    .map(String::from)];
+    let newest = |r: &notary_server::service::RepoStatus, role: &str| {
+        r.roles
+            .get(role)
+            .map_or("-".to_string(), |s| s.newest.to_string())
+    };
+    for r in &list {
+        rows.push([
+            r.gun.clone(),
+            newest(r, "root"),
+            newest(r, "targets"),
+            newest(r, "snapshot"),
+            newest(r, "timestamp"),
+            when(r.timestamp_expires),
+            r.files.to_string(),
+            human_bytes(r.bytes),
+            keys_held(r.holds_timestamp_key, r.holds_snapshot_key).into(),
+        ]);
+    }
+    print_table(&rows);
+    println!(
+        "{} repositories, {} files, {}",
+        list.len(),
+        list.iter().map(|r| r.files).sum::<i64>(),
+        human_bytes(list.iter().map(|r| r.bytes).sum())
+    );
+    Ok(())
+}
+
+async fn show(settings: Settings, gun: &str, json: bool) -> anyhow::Result<()> {
+    let (_db, service) = build_service(&settings).await?;
+    let Some(repo) = service
+        .repositories(Some(gun))
+        .await
+        .map_err(|e| api_failure("reading the repository", e))?
+        .pop()
+    else {
+        anyhow::bail!("no repository {gun:?} here (`notary-server repos` lists them)");
+    };
+    let audit = service
+        .audit(Some(gun), None, i64::MAX)
+        .await
+        .map_err(|e| api_failure("reading the audit trail", e))?;
+    let recent = &audit[audit.len().saturating_sub(10)..];
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"repository": repo, "audit": recent})
+            )?
+        );
+        return Ok(());
+    }
+    println!("{}", repo.gun);
+    println!("  timestamp expires: {}", when(repo.timestamp_expires));
+    println!(
+        "  keys held here: {}",
+        keys_held(repo.holds_timestamp_key, repo.holds_snapshot_key)
+    );
+    println!(
+        "  stored: {} files, {}",
+        repo.files,
+        human_bytes(repo.bytes)
+    );
+    let mut rows = vec![["ROLE", "NEWEST", "VERSIONS", "SIZE"].map(String::from)];
+    for (role, r) in &repo.roles {
+        rows.push([
+            role.clone(),
+            r.newest.to_string(),
+            r.versions.to_string(),
+            human_bytes(r.bytes),
+        ]);
+    }
+    print_table(&rows);
+    println!("latest audit records ({} in all):", audit.len());
+    print_audit(recent);
+    Ok(())
+}
+
+async fn delete(settings: Settings, gun: &str, reason: &str) -> anyhow::Result<()> {
+    if reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why (it is recorded in the audit trail)");
+    }
+    let (_db, service) = build_service(&settings).await?;
+    let actor = notary_server::audit::Actor::admin(Some(reason.to_string()));
+    let deleted = service
+        .delete(gun, &actor)
+        .await
+        .map_err(|e| api_failure("deleting the repository", e))?;
+    if !deleted {
+        anyhow::bail!(
+            "no repository {gun:?} here (`notary-server repos` lists them); nothing deleted"
+        );
+    }
+    println!(
+        "deleted {gun}; recorded in the audit trail (request id {})",
+        actor.request_id.as_deref().unwrap_or("-")
+    );
+    Ok(())
+}
+
+/// `--since`: RFC 3339, or an age such as 30m, 12h, 7d.
+fn parse_since(s: &str) -> anyhow::Result<chrono::NaiveDateTime> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.naive_utc());
+    }
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--since {s:?}: give RFC 3339 (2026-12-01T10:00:00Z) or an age (30m, 12h, 7d)"
+        )
+    })?;
+    let age = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => anyhow::bail!("--since {s:?}: an age ends in s, m, h or d"),
+    };
+    Ok(chrono::Utc::now().naive_utc() - age)
+}
+
+fn print_audit(entries: &[notary_server::audit::Entry]) {
+    let mut rows = vec![[
+        "AT",
+        "ACTION",
+        "GUN",
+        "ROLES",
+        "SUBJECT",
+        "CLIENT",
+        "REQUEST ID",
+        "REASON",
+    ]
+    .map(String::from)];
+    let or_dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    for e in entries {
+        rows.push([
+            e.at.and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            e.action.clone(),
+            e.gun.clone(),
+            if e.roles.is_empty() {
+                "-".into()
+            } else {
+                e.roles.clone()
+            },
+            or_dash(&e.subject),
+            or_dash(&e.client),
+            or_dash(&e.request_id),
+            or_dash(&e.reason),
+        ]);
+    }
+    print_table(&rows);
+}
+
+async fn audit(
+    settings: Settings,
+    gun: Option<&str>,
+    since: Option<&str>,
+    limit: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let since = since.map(parse_since).transpose()?;
+    let (_db, service) = build_service(&settings).await?;
+    let entries = service
+        .audit(gun, since, limit)
+        .await
+        .map_err(|e| api_failure("reading the audit trail", e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        print_audit(&entries);
+        println!("{} records", entries.len());
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The repository service: publish, reads, key endpoints, delete and changefeed, independent of
 //! HTTP. Validation is `notary_tuf::validation`; signing goes through `CryptoService`.
 
+use crate::audit::{roles_of, Action, Actor, Record};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -60,6 +61,28 @@ impl KeyStatus {
     pub fn awaits_rotation(&self) -> bool {
         !self.holds_timestamp_key
     }
+}
+
+/// A repository as `notary-server repos` / `show` report it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RepoStatus {
+    pub gun: String,
+    /// Per role (root, targets, snapshot, timestamp, delegations): newest version, versions
+    /// stored, their bytes.
+    pub roles: BTreeMap<String, RoleStatus>,
+    pub timestamp_expires: Option<DateTime<Utc>>,
+    /// Files stored over every role and version, and their bytes.
+    pub files: i64,
+    pub bytes: i64,
+    pub holds_timestamp_key: bool,
+    pub holds_snapshot_key: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoleStatus {
+    pub newest: i64,
+    pub versions: i64,
+    pub bytes: i64,
 }
 
 /// Most changefeed rows one request returns.
@@ -136,6 +159,7 @@ impl RepoService {
         &self,
         gun: &str,
         parts: Vec<(String, bytes::Bytes)>,
+        actor: &Actor,
     ) -> Result<u32, ApiError> {
         self.writable()?;
         let mut uploads = BTreeMap::new();
@@ -196,7 +220,14 @@ impl RepoService {
             data: ts_file,
         });
 
-        self.commit(gun, &updates, None).await?;
+        let record = Record {
+            action: Action::Publish,
+            gun,
+            roles: roles_of(updates.iter().map(|u| (u.role.as_str(), u.version))),
+            actor,
+        };
+        self.commit(gun, &updates, None, Some(&record)).await?;
+        record.log();
         tracing::info!(gun, timestamp_version = ts_version, roles = ?updates.iter().map(|u| u.role.as_str()).collect::<Vec<_>>(), "updated repository");
         Ok(ts_version as u32)
     }
@@ -210,6 +241,7 @@ impl RepoService {
         gun: &str,
         updates: &[Update],
         unchanged_snapshot: Option<&StoredFile>,
+        audit: Option<&Record<'_>>,
     ) -> Result<(), StoreError> {
         let at = crate::storage::now();
         let mut files: Vec<(String, StoredFile)> = updates
@@ -245,7 +277,11 @@ impl RepoService {
         };
         let store = &self.store;
         let write = |acked: Option<Vec<String>>| -> WriteFuture<'_, ()> {
-            Box::pin(async move { store.update_many(gun, updates, at, acked.as_deref()).await })
+            Box::pin(async move {
+                store
+                    .update_many(gun, updates, at, acked.as_deref(), audit)
+                    .await
+            })
         };
         let Some(chain) = expected else {
             return self.coherence.write(gun, write).await;
@@ -587,7 +623,7 @@ impl RepoService {
             data: ts_file,
         });
         let unchanged_snapshot = (updates.len() == 1).then_some(&chain.snapshot);
-        match self.commit(gun, &updates, unchanged_snapshot).await {
+        match self.commit(gun, &updates, unchanged_snapshot, None).await {
             Ok(()) => {
                 tracing::info!(
                     gun,
@@ -673,6 +709,7 @@ impl RepoService {
         files: &[Update],
         source: &str,
         replace: bool,
+        actor: &Actor,
     ) -> Result<Imported, StoreError> {
         self.writable()
             .map_err(|_| StoreError::Db("this instance is read-only".into()))?;
@@ -691,6 +728,21 @@ impl RepoService {
             )
             .await;
         self.cache.forget(gun);
+        if done.is_ok() {
+            let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
+            for f in files {
+                let v = newest.entry(f.role.as_str()).or_default();
+                *v = (*v).max(f.version);
+            }
+            let record = Record {
+                action: Action::Import,
+                gun,
+                roles: roles_of(newest),
+                actor,
+            };
+            self.store.record(crate::storage::now(), &record).await?;
+            record.log();
+        }
         done
     }
 
@@ -752,6 +804,49 @@ impl RepoService {
         Ok(out)
     }
 
+    /// Every repository stored here (or only `gun`), by GUN.
+    pub async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RepoStatus>, ApiError> {
+        let mut by_gun: BTreeMap<String, BTreeMap<String, RoleStatus>> = BTreeMap::new();
+        for r in self.store.repositories(gun).await? {
+            by_gun.entry(r.gun).or_default().insert(
+                r.role,
+                RoleStatus {
+                    newest: r.newest,
+                    versions: r.versions,
+                    bytes: r.bytes,
+                },
+            );
+        }
+        let mut out = Vec::with_capacity(by_gun.len());
+        for (gun, roles) in by_gun {
+            let chain = self.chain(&gun).await?;
+            let (holds_timestamp_key, holds_snapshot_key) = self.holds_keys(&gun).await?;
+            out.push(RepoStatus {
+                timestamp_expires: chain
+                    .as_ref()
+                    .map(|c| c.timestamp_expires.with_timezone(&Utc)),
+                files: roles.values().map(|r| r.versions).sum(),
+                bytes: roles.values().map(|r| r.bytes).sum(),
+                gun,
+                roles,
+                holds_timestamp_key,
+                holds_snapshot_key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The audit trail (`audit`): of one GUN or all, since a time, oldest first, at most
+    /// `limit` records.
+    pub async fn audit(
+        &self,
+        gun: Option<&str>,
+        since: Option<chrono::NaiveDateTime>,
+        limit: i64,
+    ) -> Result<Vec<crate::audit::Entry>, ApiError> {
+        Ok(self.store.audit_entries(gun, since, limit).await?)
+    }
+
     /// Check the imported repositories now and every `every`: a warning at start when some
     /// await a key rotation, and the gauges of [`RepoService::rotation_metrics`].
     pub fn spawn_rotation_watch(self: &Arc<Self>, every: std::time::Duration) {
@@ -794,6 +889,7 @@ impl RepoService {
         gun: &str,
         role: &str,
         may_create: impl FnOnce() -> Result<(), ApiError>,
+        actor: &Actor,
     ) -> Result<PublicKey, ApiError> {
         let root_file = match self.chain(gun).await? {
             Some(chain) => self.chain_root(gun, &chain).await?,
@@ -811,17 +907,31 @@ impl RepoService {
         }
         self.writable()?;
         may_create()?;
-        self.create_key(gun, role).await
+        self.create_key(gun, role, Action::KeyCreate, actor).await
     }
 
-    /// A new server key for (GUN, role), bound to them.
-    async fn create_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
+    /// A new server key for (GUN, role), bound to them, and its audit record (`role:key ID`).
+    async fn create_key(
+        &self,
+        gun: &str,
+        role: &str,
+        action: Action,
+        actor: &Actor,
+    ) -> Result<PublicKey, ApiError> {
         let key = self
             .crypto
             .create_key(role, gun, &self.key_algorithm)
             .await
             .map_err(ApiError::from)?;
         self.store.bind_key(&key.id(), gun, role).await?;
+        let record = Record {
+            action,
+            gun,
+            roles: format!("{role}:{}", key.id()),
+            actor,
+        };
+        self.store.record(crate::storage::now(), &record).await?;
+        record.log();
         Ok(key)
     }
 
@@ -906,25 +1016,41 @@ impl RepoService {
     }
 
     /// `POST …/{timestamp,snapshot}.key`: a new key; it becomes active once a root lists it.
-    pub async fn rotate_key(&self, gun: &str, role: &str) -> Result<PublicKey, ApiError> {
+    pub async fn rotate_key(
+        &self,
+        gun: &str,
+        role: &str,
+        actor: &Actor,
+    ) -> Result<PublicKey, ApiError> {
         self.writable()?;
-        self.create_key(gun, role).await
+        self.create_key(gun, role, Action::KeyRotate, actor).await
     }
 
-    pub async fn delete(&self, gun: &str) -> Result<(), ApiError> {
+    /// Delete every file of the GUN (the API's `DELETE`, or an operator's `notary-server
+    /// delete`); true if there was any.
+    pub async fn delete(&self, gun: &str, actor: &Actor) -> Result<bool, ApiError> {
         self.writable()?;
         let store = &self.store;
+        let record = Record {
+            action: Action::Delete,
+            gun,
+            roles: String::new(),
+            actor,
+        };
+        let audit = &record;
         let deleted = self
             .coherence
             .write(gun, |acked: Option<Vec<String>>| -> WriteFuture<'_, bool> {
-                Box::pin(async move { store.delete(gun, acked.as_deref()).await })
+                Box::pin(async move { store.delete(gun, acked.as_deref(), Some(audit)).await })
             })
             .await;
         self.cache.forget(gun);
-        if deleted? {
+        let deleted = deleted?;
+        if deleted {
+            record.log();
             tracing::info!(gun, "deleted repository");
         }
-        Ok(())
+        Ok(deleted)
     }
 
     /// How current reads were made fresh (for the metrics).

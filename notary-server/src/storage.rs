@@ -8,6 +8,8 @@ use notary_common::sync::lock;
 use notary_common::with_pool;
 use notary_tuf::validation::Update;
 use sha2::{Digest, Sha256};
+
+use crate::audit::{Entry, Record};
 use tokio::sync::Mutex;
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -16,6 +18,7 @@ pub const MIGRATIONS: &[Migration] = &[
     notary_common::migration!(3, "", "0003_instances_write_guard.sql"),
     notary_common::migration!(4, "", "0004_imports.sql"),
     notary_common::migration!(5, "", "0005_server_keys.sql"),
+    notary_common::migration!(6, "", "0006_audit.sql"),
 ];
 
 /// Idle connections kept for changefeed checks: as many as checks may overlap
@@ -46,7 +49,9 @@ ins AS (INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data,
     WHERE NOT EXISTS (SELECT 1 FROM new n JOIN tuf_files f ON f.gun = $2 AND f.role = n.role AND f.version >= n.version) \
     RETURNING role, version, sha256), \
 feed AS (INSERT INTO changefeed (created_at, gun, version, sha256, category) \
-    SELECT $1, $2, ins.version, ins.sha256, 'update' FROM ins, (SELECT pg_advisory_xact_lock($7)) l WHERE ins.role = 'timestamp') \
+    SELECT $1, $2, ins.version, ins.sha256, 'update' FROM ins, (SELECT pg_advisory_xact_lock($7)) l WHERE ins.role = 'timestamp'), \
+audit AS (INSERT INTO notary_rs_audit (at, action, gun, roles, subject, client, request_id, reason) \
+    SELECT $1, $9, $2, $10, $11, $12, $13, $14 WHERE $9::text IS NOT NULL AND EXISTS (SELECT 1 FROM ins)) \
 SELECT (SELECT ok FROM g), count(*) FROM ins";
 
 /// A deletion on Postgres, as one statement (see `PG_UPDATE_MANY`): every file of the GUN and,
@@ -56,7 +61,9 @@ const PG_DELETE: &str = "\
 WITH g AS MATERIALIZED (SELECT CASE WHEN $4::text[] IS NULL THEN true ELSE notary_rs_write_guard($4::text[]) END AS ok), \
 d AS (DELETE FROM tuf_files WHERE gun = $2 AND (SELECT ok FROM g) RETURNING 1), \
 feed AS (INSERT INTO changefeed (created_at, gun, version, sha256, category) \
-    SELECT $1, $2, 0, '', 'deletion' FROM (SELECT pg_advisory_xact_lock($3)) l WHERE EXISTS (SELECT 1 FROM d)) \
+    SELECT $1, $2, 0, '', 'deletion' FROM (SELECT pg_advisory_xact_lock($3)) l WHERE EXISTS (SELECT 1 FROM d)), \
+audit AS (INSERT INTO notary_rs_audit (at, action, gun, roles, subject, client, request_id, reason) \
+    SELECT $1, $5, $2, '', $6, $7, $8, $9 WHERE $5::text IS NOT NULL AND EXISTS (SELECT 1 FROM d)) \
 SELECT (SELECT ok FROM g), count(*) FROM d";
 
 #[derive(Debug, Clone)]
@@ -139,6 +146,16 @@ pub struct Imported {
     pub replaced: usize,
 }
 
+/// One role of a repository, summed over its stored versions.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoleSummary {
+    pub gun: String,
+    pub role: String,
+    pub newest: i64,
+    pub versions: i64,
+    pub bytes: i64,
+}
+
 /// An imported repository, as recorded in `notary_rs_imports`.
 #[derive(Debug, Clone)]
 pub struct ImportRecord {
@@ -164,6 +181,28 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Db(e.to_string()),
         }
     }
+}
+
+/// Insert one audit record with `$exec` (a pool or a transaction, either backend).
+macro_rules! insert_record {
+    ($exec:expr, $at:expr, $a:expr) => {{
+        let a: &Record<'_> = $a;
+        sqlx::query(
+            "INSERT INTO notary_rs_audit (at, action, gun, roles, subject, client, request_id, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind($at)
+        .bind(a.action.as_str())
+        .bind(a.gun)
+        .bind(a.roles.as_str())
+        .bind(a.actor.subject.as_deref())
+        .bind(a.actor.client.as_deref())
+        .bind(a.actor.request_id.as_deref())
+        .bind(a.actor.reason.as_deref())
+        .execute($exec)
+        .await
+        .map(|_| ())
+    }};
 }
 
 /// The changefeed as a cache follows it (`coherence`): all the read path needs of the store.
@@ -194,15 +233,35 @@ pub trait MetaStore: Changefeed {
     /// Store all updates or none, created and updated `at`; each must be newer than every
     /// stored version of its role. `acked` (Postgres): the instances that acknowledged the
     /// write's announcement; `Unacknowledged` if one holding a lease is missing (`coherence`, invariant 2).
+    /// `audit`: the record stored with the write, in the same statement (`audit`, invariant 2).
     async fn update_many(
         &self,
         gun: &str,
         updates: &[Update],
         at: NaiveDateTime,
         acked: Option<&[String]>,
+        audit: Option<&Record<'_>>,
     ) -> Result<(), StoreError>;
-    /// Remove every file of the GUN; true if anything was removed. `acked`: as for `update_many`.
-    async fn delete(&self, gun: &str, acked: Option<&[String]>) -> Result<bool, StoreError>;
+    /// Remove every file of the GUN; true if anything was removed. `acked`, `audit`: as for
+    /// `update_many` (the record is stored only if something was removed).
+    async fn delete(
+        &self,
+        gun: &str,
+        acked: Option<&[String]>,
+        audit: Option<&Record<'_>>,
+    ) -> Result<bool, StoreError>;
+    /// Store an audit record of a write made elsewhere (a key in the signer, an import).
+    async fn record(&self, at: NaiveDateTime, audit: &Record<'_>) -> Result<(), StoreError>;
+    /// Audit records, oldest first: of one GUN or all, since a time, at most `limit`.
+    async fn audit_entries(
+        &self,
+        gun: Option<&str>,
+        since: Option<NaiveDateTime>,
+        limit: i64,
+    ) -> Result<Vec<Entry>, StoreError>;
+    /// Every repository with stored files: per role, the newest version, how many versions and
+    /// their bytes.
+    async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RoleSummary>, StoreError>;
     async fn changes(
         &self,
         gun: Option<&str>,
@@ -454,7 +513,9 @@ impl MetaStore for SqlStore {
         updates: &[Update],
         t: NaiveDateTime,
         acked: Option<&[String]>,
+        audit: Option<&Record<'_>>,
     ) -> Result<(), StoreError> {
+        let actor = audit.map(|a| a.actor);
         let mut roles = Vec::with_capacity(updates.len());
         let mut versions = Vec::with_capacity(updates.len());
         let mut data = Vec::with_capacity(updates.len());
@@ -476,6 +537,12 @@ impl MetaStore for SqlStore {
                     .bind(&shas)
                     .bind(CHANGEFEED_LOCK)
                     .bind(acked)
+                    .bind(audit.map(|a| a.action.as_str()))
+                    .bind(audit.map(|a| a.roles.as_str()))
+                    .bind(actor.and_then(|a| a.subject.as_deref()))
+                    .bind(actor.and_then(|a| a.client.as_deref()))
+                    .bind(actor.and_then(|a| a.request_id.as_deref()))
+                    .bind(actor.and_then(|a| a.reason.as_deref()))
                     .fetch_one(p)
                     .await?;
                 if !guard_ok {
@@ -521,14 +588,23 @@ impl MetaStore for SqlStore {
                         .await?;
                     }
                 }
+                if let Some(a) = audit {
+                    insert_record!(&mut *tx, t, a)?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
         }
     }
 
-    async fn delete(&self, gun: &str, acked: Option<&[String]>) -> Result<bool, StoreError> {
+    async fn delete(
+        &self,
+        gun: &str,
+        acked: Option<&[String]>,
+        audit: Option<&Record<'_>>,
+    ) -> Result<bool, StoreError> {
         let t = now();
+        let actor = audit.map(|a| a.actor);
         match &self.db {
             Db::Postgres(p) => {
                 let (guard_ok, deleted): (bool, i64) = sqlx::query_as(PG_DELETE)
@@ -536,6 +612,11 @@ impl MetaStore for SqlStore {
                     .bind(gun)
                     .bind(CHANGEFEED_LOCK)
                     .bind(acked)
+                    .bind(audit.map(|a| a.action.as_str()))
+                    .bind(actor.and_then(|a| a.subject.as_deref()))
+                    .bind(actor.and_then(|a| a.client.as_deref()))
+                    .bind(actor.and_then(|a| a.request_id.as_deref()))
+                    .bind(actor.and_then(|a| a.reason.as_deref()))
                     .fetch_one(p)
                     .await?;
                 if !guard_ok {
@@ -557,6 +638,9 @@ impl MetaStore for SqlStore {
                         .bind(gun)
                         .execute(&mut *tx)
                         .await?;
+                    if let Some(a) = audit {
+                        insert_record!(&mut *tx, t, a)?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(n > 0)
@@ -761,6 +845,72 @@ impl MetaStore for SqlStore {
         )
     }
 
+    async fn record(&self, at: NaiveDateTime, audit: &Record<'_>) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Postgres(p) => insert_record!(p, at, audit)?,
+            Db::Sqlite(p) => insert_record!(p, at, audit)?,
+        }
+        Ok(())
+    }
+
+    async fn audit_entries(
+        &self,
+        gun: Option<&str>,
+        since: Option<NaiveDateTime>,
+        limit: i64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        type Row = (
+            i64,
+            NaiveDateTime,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let since = since.unwrap_or_default();
+        let rows: Vec<Row> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT id, at, action, gun, roles, subject, client, request_id, reason FROM notary_rs_audit \
+             WHERE ($1 IS NULL OR gun = $1) AND at >= $2 ORDER BY id LIMIT $3")
+            .bind(gun).bind(since).bind(limit).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, at, action, gun, roles, subject, client, request_id, reason)| Entry {
+                    id,
+                    at,
+                    action,
+                    gun,
+                    roles,
+                    subject,
+                    client,
+                    request_id,
+                    reason,
+                },
+            )
+            .collect())
+    }
+
+    async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RoleSummary>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT gun, role, CAST(MAX(version) AS BIGINT), CAST(COUNT(*) AS BIGINT), \
+             CAST(SUM(LENGTH(data)) AS BIGINT) FROM tuf_files \
+             WHERE deleted_at IS NULL AND ($1 IS NULL OR gun = $1) GROUP BY gun, role ORDER BY gun, role")
+            .bind(gun).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(gun, role, newest, versions, bytes)| RoleSummary {
+                gun,
+                role,
+                newest,
+                versions,
+                bytes,
+            })
+            .collect())
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM tuf_files LIMIT 1").fetch_optional(p).await.map(|_| ()))?;
         Ok(())
@@ -845,17 +995,40 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
         updates: &[Update],
         at: NaiveDateTime,
         acked: Option<&[String]>,
+        audit: Option<&Record<'_>>,
     ) -> Result<(), StoreError> {
         // A timed-out commit may still have happened: the client is told 503 (retry), and a
         // retry of the same versions then gets VERSION if it had.
         self.timed(
             "update_many",
-            self.inner.update_many(gun, updates, at, acked),
+            self.inner.update_many(gun, updates, at, acked, audit),
         )
         .await
     }
-    async fn delete(&self, gun: &str, acked: Option<&[String]>) -> Result<bool, StoreError> {
-        self.timed("delete", self.inner.delete(gun, acked)).await
+    async fn delete(
+        &self,
+        gun: &str,
+        acked: Option<&[String]>,
+        audit: Option<&Record<'_>>,
+    ) -> Result<bool, StoreError> {
+        self.timed("delete", self.inner.delete(gun, acked, audit))
+            .await
+    }
+    async fn record(&self, at: NaiveDateTime, audit: &Record<'_>) -> Result<(), StoreError> {
+        self.timed("record", self.inner.record(at, audit)).await
+    }
+    async fn audit_entries(
+        &self,
+        gun: Option<&str>,
+        since: Option<NaiveDateTime>,
+        limit: i64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.timed("audit_entries", self.inner.audit_entries(gun, since, limit))
+            .await
+    }
+    async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RoleSummary>, StoreError> {
+        self.timed("repositories", self.inner.repositories(gun))
+            .await
     }
     async fn changes(
         &self,

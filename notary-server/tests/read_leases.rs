@@ -263,12 +263,12 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
     let others = vec!["someone-else".to_string()];
     assert!(matches!(
         store
-            .update_many("example.com/lease/other", &u, at, Some(&others))
+            .update_many("example.com/lease/other", &u, at, Some(&others), None)
             .await,
         Err(StoreError::Unacknowledged)
     ));
     assert!(matches!(
-        store.delete(gun, Some(&others)).await,
+        store.delete(gun, Some(&others), None).await,
         Err(StoreError::Unacknowledged)
     ));
     assert_eq!(
@@ -283,7 +283,7 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
         .unwrap();
     assert!(all.len() == 2, "{all:?}");
     store
-        .update_many("example.com/lease/other", &u, at, Some(&all))
+        .update_many("example.com/lease/other", &u, at, Some(&all), None)
         .await
         .unwrap();
     assert_eq!(files().fetch_one(&mut conn).await.unwrap(), 1);

@@ -54,7 +54,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
             update("timestamp", 1, "ts1"),
         ];
         store
-            .update_many(gun, &first, at, None)
+            .update_many(gun, &first, at, None, None)
             .await
             .unwrap_or_else(|e| panic!("{backend}: {e}"));
         let feed = store.changes_after(0, 100).await.unwrap();
@@ -80,7 +80,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
             update("timestamp", 2, "ts2"),
         ];
         match store
-            .update_many(gun, &stale, notary_server::storage::now(), None)
+            .update_many(gun, &stale, notary_server::storage::now(), None, None)
             .await
         {
             Err(StoreError::OldVersion) => {}
@@ -115,7 +115,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
                     update("timestamp", 2, &data),
                 ];
                 store
-                    .update_many(gun, &u, notary_server::storage::now(), None)
+                    .update_many(gun, &u, notary_server::storage::now(), None, None)
                     .await
                     .map(|()| data)
             }));
@@ -143,9 +143,9 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
         );
 
         // Deletion: one row, once.
-        assert!(store.delete(gun, None).await.unwrap());
+        assert!(store.delete(gun, None, None).await.unwrap());
         assert!(
-            !store.delete(gun, None).await.unwrap(),
+            !store.delete(gun, None, None).await.unwrap(),
             "{backend}: nothing left to delete"
         );
         let feed = store.changes_after(0, 100).await.unwrap();

@@ -191,7 +191,13 @@ async fn try_import(
         ("up to date", Default::default())
     } else {
         match service
-            .import(gun, &updates, &source.label(), opts.replace)
+            .import(
+                gun,
+                &updates,
+                &source.label(),
+                opts.replace,
+                &crate::audit::Actor::admin(Some(format!("imported from {}", source.label()))),
+            )
             .await
         {
             Ok(done) if done.stored == 0 && done.replaced == 0 => ("up to date", done),

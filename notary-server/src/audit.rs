@@ -1,0 +1,174 @@
+//! The audit trail: who changed what, and when.
+//!
+//! 1. Every write is recorded: a publish (the roles and versions it stored), a deletion (through
+//!    the API or `notary-server delete`), a key created or rotated through the API, an import.
+//!    — `admin::every_write_is_in_the_audit_trail`.
+//! 2. A publish or deletion and its record are one statement (Postgres) or one transaction
+//!    (SQLite): no write without its record, no record of a write that did not happen. Key and
+//!    import records follow their write at once (the key lives in the signer, the import has a
+//!    report of its own). — `admin::every_write_is_in_the_audit_trail`.
+//! 3. A record names the token's subject when token auth is on, the client address and the
+//!    request id (a client's `X-Request-Id` if it is short and printable, else one made here;
+//!    every response carries it back). — `admin::the_token_subject_is_recorded`.
+//! 4. Each record is also logged as one event (target `notary_rs::audit`), with the same
+//!    fields. — `admin::every_write_is_in_the_audit_trail`.
+//! 5. Retention (`prune`) keeps the trail unless asked (`--audit-older-than`).
+
+use chrono::NaiveDateTime;
+
+/// What a write was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Publish,
+    Delete,
+    KeyCreate,
+    KeyRotate,
+    Import,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Delete => "delete",
+            Action::KeyCreate => "key-create",
+            Action::KeyRotate => "key-rotate",
+            Action::Import => "import",
+        }
+    }
+}
+
+/// Who made a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The token's subject (`sub`), when token auth is on; `admin:<user>` for admin commands.
+    pub subject: Option<String>,
+    /// The client's address (as the server saw it).
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    /// Why (admin deletions require one).
+    pub reason: Option<String>,
+}
+
+impl Actor {
+    /// An operator's command on this machine (`notary-server delete`, `import`).
+    pub fn admin(reason: Option<String>) -> Actor {
+        let user = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Actor {
+            subject: Some(format!("admin:{user}")),
+            client: None,
+            request_id: Some(new_request_id()),
+            reason,
+        }
+    }
+}
+
+/// One write to record: the action, the repository, the roles and versions it stored
+/// (`targets:3,snapshot:3,timestamp:3`; empty for a deletion) and who made it.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    pub action: Action,
+    pub gun: &'a str,
+    pub roles: String,
+    pub actor: &'a Actor,
+}
+
+impl Record<'_> {
+    /// The log event of this record (4).
+    pub fn log(&self) {
+        tracing::info!(
+            target: "notary_rs::audit",
+            action = self.action.as_str(),
+            gun = self.gun,
+            roles = self.roles.as_str(),
+            subject = self.actor.subject.as_deref().unwrap_or(""),
+            client = self.actor.client.as_deref().unwrap_or(""),
+            request_id = self.actor.request_id.as_deref().unwrap_or(""),
+            reason = self.actor.reason.as_deref().unwrap_or(""),
+            "audit"
+        );
+    }
+}
+
+/// A stored record, as `notary-server audit` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub id: i64,
+    #[serde(serialize_with = "rfc3339")]
+    pub at: NaiveDateTime,
+    pub action: String,
+    pub gun: String,
+    pub roles: String,
+    pub subject: Option<String>,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
+/// A fresh request id: 16 random bytes, hex.
+pub fn new_request_id() -> String {
+    use rand_core::RngCore;
+    let mut b = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// A client's `X-Request-Id`, kept if it is 1–64 printable ASCII characters without spaces.
+pub fn accept_request_id(given: Option<&str>) -> String {
+    match given {
+        Some(id)
+            if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id.to_string()
+        }
+        _ => new_request_id(),
+    }
+}
+
+/// `role:version` pairs, as stored in `roles`.
+pub fn roles_of<'a>(pairs: impl IntoIterator<Item = (&'a str, i64)>) -> String {
+    pairs
+        .into_iter()
+        .map(|(r, v)| format!("{r}:{v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_request_id_is_kept_only_when_sane() {
+        assert_eq!(accept_request_id(Some("abc-123")), "abc-123");
+        for bad in [
+            Some(""),
+            Some("has space"),
+            Some("ctl\u{7}"),
+            Some(&"x".repeat(65)[..]),
+            None,
+        ] {
+            let id = accept_request_id(bad);
+            assert_eq!(id.len(), 32, "{bad:?}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+
+    #[test]
+    fn roles_are_listed_as_role_colon_version() {
+        assert_eq!(
+            roles_of([("targets", 3), ("snapshot", 3)]),
+            "targets:3,snapshot:3"
+        );
+    }
+}
