@@ -24,6 +24,8 @@ pub enum Action {
     KeyCreate,
     KeyRotate,
     Import,
+    /// Old versions removed by retention (`retention`).
+    Prune,
 }
 
 impl Action {
@@ -34,6 +36,7 @@ impl Action {
             Action::KeyCreate => "key-create",
             Action::KeyRotate => "key-rotate",
             Action::Import => "import",
+            Action::Prune => "prune",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod rekey;
+pub mod retention;
 pub mod routes;
 pub mod serve;
 pub mod service;

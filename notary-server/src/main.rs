@@ -81,6 +81,29 @@ enum Command {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Remove old versions: of each role, those beyond the --keep-versions newest and older
+    /// than --keep-days. Root versions and whatever the current chain references are never
+    /// removed. One transaction per repository; recorded in the audit trail.
+    Prune {
+        /// Newest versions of each role always kept (at least 1).
+        #[arg(long, default_value_t = 10)]
+        keep_versions: u32,
+        /// Versions stored within this many days are kept.
+        #[arg(long, default_value_t = 30)]
+        keep_days: u32,
+        /// Only this repository (repeatable; default: every repository).
+        #[arg(long, value_name = "GUN")]
+        gun: Vec<String>,
+        /// Count what would go; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove audit records older than this many days (kept otherwise).
+        #[arg(long, value_name = "DAYS")]
+        audit_older_than: Option<u32>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read the audit trail: every write (publish, deletion, key creation and rotation,
     /// import) with who made it.
     Audit {
@@ -217,6 +240,27 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Show { gun, json }) => return runtime.block_on(show(settings, &gun, json)),
         Some(Command::Delete { gun, reason }) => {
             return runtime.block_on(delete(settings, &gun, &reason))
+        }
+        Some(Command::Prune {
+            keep_versions,
+            keep_days,
+            gun,
+            dry_run,
+            audit_older_than,
+            json,
+        }) => {
+            let policy = notary_server::retention::Policy {
+                keep_versions,
+                keep_days,
+            };
+            return runtime.block_on(prune(
+                settings,
+                policy,
+                gun,
+                dry_run,
+                audit_older_than,
+                json,
+            ));
         }
         Some(Command::Audit {
             gun,
@@ -969,5 +1013,78 @@ async fn audit(
         print_audit(&entries);
         println!("{} records", entries.len());
     }
+    Ok(())
+}
+
+async fn prune(
+    settings: Settings,
+    policy: notary_server::retention::Policy,
+    guns: Vec<String>,
+    dry_run: bool,
+    audit_older_than: Option<u32>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (_db, service) = build_service(&settings).await?;
+    let guns = if guns.is_empty() {
+        service
+            .guns()
+            .await
+            .map_err(|e| api_failure("listing repositories", e))?
+    } else {
+        guns
+    };
+    let actor = notary_server::audit::Actor::admin(None);
+    let mut reports = Vec::with_capacity(guns.len());
+    for gun in &guns {
+        let r = service
+            .prune(gun, policy, dry_run, &actor)
+            .await
+            .map_err(|e| {
+                api_failure(&format!("pruning {gun} (earlier repositories are done)"), e)
+            })?;
+        reports.push(r);
+    }
+    let audit_removed = match audit_older_than {
+        Some(days) if !dry_run => Some(
+            service
+                .prune_audit(chrono::Utc::now().naive_utc() - chrono::Duration::days(days.into()))
+                .await
+                .map_err(|e| api_failure("pruning the audit trail", e))?,
+        ),
+        _ => None,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "dry_run": dry_run,
+                "policy": policy,
+                "repositories": reports,
+                "audit_records_removed": audit_removed,
+            }))?
+        );
+        return Ok(());
+    }
+    let mut rows = vec![["GUN", "REMOVED", "KEPT", "BY ROLE"].map(String::from)];
+    for r in &reports {
+        rows.push([
+            r.gun.clone(),
+            r.removed.to_string(),
+            r.kept.to_string(),
+            r.by_role
+                .iter()
+                .map(|(role, n)| format!("{role} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+    }
+    print_table(&rows);
+    println!(
+        "{} {} versions of {} repositories{}",
+        if dry_run { "would remove" } else { "removed" },
+        reports.iter().map(|r| r.removed).sum::<u64>(),
+        reports.len(),
+        audit_removed.map_or(String::new(), |n| format!("; {n} audit records removed"))
+    );
     Ok(())
 }

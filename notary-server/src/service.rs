@@ -85,6 +85,16 @@ pub struct RoleStatus {
     pub bytes: i64,
 }
 
+/// What `prune` removed (or would remove) of one repository.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Pruned {
+    pub gun: String,
+    pub removed: u64,
+    pub kept: u64,
+    /// Role → versions removed.
+    pub by_role: BTreeMap<String, u64>,
+}
+
 /// Most changefeed rows one request returns.
 pub const MAX_CHANGEFEED_RECORDS: i64 = 1000;
 
@@ -834,6 +844,99 @@ impl RepoService {
             });
         }
         Ok(out)
+    }
+
+    /// Remove `gun`'s versions that `policy` lets go (`retention`); with `dry_run`, only count
+    /// them. The audit record lists how many of each role went.
+    pub async fn prune(
+        &self,
+        gun: &str,
+        policy: crate::retention::Policy,
+        dry_run: bool,
+        actor: &Actor,
+    ) -> Result<Pruned, ApiError> {
+        let files = self.store.file_rows(gun).await?;
+        let protected = self.current_references(gun).await?;
+        let ids = crate::retention::removable(&files, &protected, policy, crate::storage::now());
+        let gone: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        let mut removed: BTreeMap<String, u64> = BTreeMap::new();
+        for f in files.iter().filter(|f| gone.contains(&f.id)) {
+            *removed.entry(f.role.clone()).or_default() += 1;
+        }
+        let summary = removed
+            .iter()
+            .map(|(r, n)| format!("{r}:{n}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if !dry_run && !ids.is_empty() {
+            self.writable()?;
+            let actor = Actor {
+                reason: Some(format!(
+                    "retention: keep the {} newest versions of each role and those of the last {} days",
+                    policy.keep_versions.max(1),
+                    policy.keep_days
+                )),
+                ..actor.clone()
+            };
+            let record = Record {
+                action: Action::Prune,
+                gun,
+                roles: summary,
+                actor: &actor,
+            };
+            self.store.remove_files(gun, &ids, &record).await?;
+            record.log();
+        }
+        Ok(Pruned {
+            gun: gun.to_string(),
+            removed: ids.len() as u64,
+            kept: (files.len() - ids.len()) as u64,
+            by_role: removed,
+        })
+    }
+
+    /// The (role, version) pairs the current chain references: the newest timestamp, the
+    /// snapshot it names, what that snapshot names (`retention`, invariant 3).
+    async fn current_references(
+        &self,
+        gun: &str,
+    ) -> Result<std::collections::HashSet<(String, i64)>, ApiError> {
+        let mut out = std::collections::HashSet::new();
+        let Some(ts) = self.store.latest(gun, md::TIMESTAMP).await? else {
+            return Ok(out);
+        };
+        let parse = |data: &[u8]| -> Result<(i64, md::MetaBody), ApiError> {
+            let f = SignedFile::parse(data).map_err(ApiError::internal)?;
+            Ok((f.common.version, f.body().map_err(ApiError::internal)?))
+        };
+        let (version, ts_meta) = parse(&ts.data)?;
+        out.insert((md::TIMESTAMP.to_string(), version));
+        let Some(sha) = ts_meta.meta.get(md::SNAPSHOT).and_then(|m| m.sha256_hex()) else {
+            return Ok(out);
+        };
+        let Some(sn) = self.store.by_checksum(gun, md::SNAPSHOT, &sha).await? else {
+            return Ok(out);
+        };
+        let (version, sn_meta) = parse(&sn.data)?;
+        out.insert((md::SNAPSHOT.to_string(), version));
+        for (role, m) in sn_meta.meta {
+            let Some(sha) = m.sha256_hex() else { continue };
+            if let Some(f) = self.store.by_checksum(gun, &role, &sha).await? {
+                out.insert((role, parse(&f.data)?.0));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove audit records older than `before` (`prune --audit-older-than`).
+    pub async fn prune_audit(&self, before: chrono::NaiveDateTime) -> Result<u64, ApiError> {
+        self.writable()?;
+        Ok(self.store.prune_audit(before).await?)
+    }
+
+    /// Every GUN stored here.
+    pub async fn guns(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self.store.guns().await?)
     }
 
     /// The audit trail (`audit`): of one GUN or all, since a time, oldest first, at most

@@ -10,6 +10,7 @@ use notary_tuf::validation::Update;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{Entry, Record};
+use crate::retention::FileRow;
 use tokio::sync::Mutex;
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -262,6 +263,20 @@ pub trait MetaStore: Changefeed {
     /// Every repository with stored files: per role, the newest version, how many versions and
     /// their bytes.
     async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RoleSummary>, StoreError>;
+    /// Every GUN with stored files.
+    async fn guns(&self) -> Result<Vec<String>, StoreError>;
+    /// Every stored file of a GUN without its bytes (`retention`); a file the Go server stored
+    /// without a time counts as stored at the epoch.
+    async fn file_rows(&self, gun: &str) -> Result<Vec<FileRow>, StoreError>;
+    /// Remove these files of the GUN and store `audit`, in one transaction; how many went.
+    async fn remove_files(
+        &self,
+        gun: &str,
+        ids: &[i64],
+        audit: &Record<'_>,
+    ) -> Result<u64, StoreError>;
+    /// Remove audit records older than `before`; how many went.
+    async fn prune_audit(&self, before: NaiveDateTime) -> Result<u64, StoreError>;
     async fn changes(
         &self,
         gun: Option<&str>,
@@ -911,6 +926,75 @@ impl MetaStore for SqlStore {
             .collect())
     }
 
+    async fn guns(&self) -> Result<Vec<String>, StoreError> {
+        Ok(with_pool!(&self.db, p => sqlx::query_scalar(
+            "SELECT DISTINCT gun FROM tuf_files WHERE deleted_at IS NULL ORDER BY gun")
+            .fetch_all(p).await)?)
+    }
+
+    async fn file_rows(&self, gun: &str) -> Result<Vec<FileRow>, StoreError> {
+        let rows: Vec<(i64, String, i64, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT CAST(id AS BIGINT), role, CAST(version AS BIGINT), created_at FROM tuf_files \
+             WHERE gun = $1 AND deleted_at IS NULL")
+            .bind(gun).fetch_all(p).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, role, version, created_at)| FileRow {
+                id,
+                role,
+                version,
+                created_at: created_at.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn remove_files(
+        &self,
+        gun: &str,
+        ids: &[i64],
+        audit: &Record<'_>,
+    ) -> Result<u64, StoreError> {
+        let t = now();
+        match &self.db {
+            Db::Postgres(p) => {
+                let ids: Vec<i32> = ids.iter().filter_map(|i| i32::try_from(*i).ok()).collect();
+                let mut tx = p.begin().await?;
+                let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1 AND id = ANY($2)")
+                    .bind(gun)
+                    .bind(&ids)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                insert_record!(&mut *tx, t, audit)?;
+                tx.commit().await?;
+                Ok(n)
+            }
+            Db::Sqlite(p) => {
+                let _guard = self.write_lock.lock().await;
+                let mut tx = p.begin().await?;
+                let mut n = 0;
+                for id in ids {
+                    n += sqlx::query("DELETE FROM tuf_files WHERE gun = $1 AND id = $2")
+                        .bind(gun)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                insert_record!(&mut *tx, t, audit)?;
+                tx.commit().await?;
+                Ok(n)
+            }
+        }
+    }
+
+    async fn prune_audit(&self, before: NaiveDateTime) -> Result<u64, StoreError> {
+        Ok(
+            with_pool!(&self.db, p => sqlx::query("DELETE FROM notary_rs_audit WHERE at < $1")
+            .bind(before).execute(p).await.map(|r| r.rows_affected()))?,
+        )
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM tuf_files LIMIT 1").fetch_optional(p).await.map(|_| ()))?;
         Ok(())
@@ -1028,6 +1112,25 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     }
     async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RoleSummary>, StoreError> {
         self.timed("repositories", self.inner.repositories(gun))
+            .await
+    }
+    async fn guns(&self) -> Result<Vec<String>, StoreError> {
+        self.timed("guns", self.inner.guns()).await
+    }
+    async fn file_rows(&self, gun: &str) -> Result<Vec<FileRow>, StoreError> {
+        self.timed("file_rows", self.inner.file_rows(gun)).await
+    }
+    async fn remove_files(
+        &self,
+        gun: &str,
+        ids: &[i64],
+        audit: &Record<'_>,
+    ) -> Result<u64, StoreError> {
+        self.timed("remove_files", self.inner.remove_files(gun, ids, audit))
+            .await
+    }
+    async fn prune_audit(&self, before: NaiveDateTime) -> Result<u64, StoreError> {
+        self.timed("prune_audit", self.inner.prune_audit(before))
             .await
     }
     async fn changes(
