@@ -2,7 +2,7 @@
 # Runs every test of the workspace. On a fresh Debian machine it first installs what the tests
 # need (idempotently): the Go notary programs (Debian package `notary` 0.7.0) used as peers,
 # PostgreSQL, SoftHSM2 (PKCS#11 tests), HAProxy (load-balancer tests), PgBouncer, Patroni and
-# etcd (fail-over tests), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
+# etcd (fail-over tests), Prometheus (monitoring tests), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,7 @@ command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)
 command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v patroni >/dev/null 2>&1 || need_pkgs+=(patroni)
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
+command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

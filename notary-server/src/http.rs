@@ -178,6 +178,11 @@ pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Respons
             .and_then(|v| v.to_str().ok()),
     );
     req.extensions.insert(RequestId(request_id.clone()));
+    let request_size = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
     let method = req.method.clone();
     if ![
         Method::GET,
@@ -222,11 +227,13 @@ pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Respons
         resp.headers_mut().insert("x-request-id", v);
     }
     if let Some(op) = op {
+        use hyper::body::Body;
         state.metrics.observe(
             op,
             method.as_str(),
             resp.status().as_u16(),
             arrived.elapsed(),
+            (request_size, resp.body().size_hint().exact().unwrap_or(0)),
         );
     }
     resp
@@ -249,11 +256,17 @@ async fn route(
             Route::Ping => authorize(req, state, Access::catalog()).map(|_| text_ok(&b"{}"[..])),
             Route::Health => Ok(health(state).await),
             Route::Metrics => {
+                let failures = health_checks(state).await;
+                let up = (
+                    !failures.contains_key(DB_CHECK),
+                    !failures.contains_key(TRUST_CHECK),
+                );
                 let body = crate::metrics::render(
                     &state.metrics,
                     state.service.cache.len(),
                     state.service.coherence_counts(),
                     state.service.rotation_counts(),
+                    up,
                 );
                 let r = response(StatusCode::OK, body);
                 Ok(with_type(r, "text/plain; version=0.0.4; charset=utf-8"))
@@ -449,26 +462,35 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn health(state: &AppState) -> Response {
-    // Each check is bounded: a database that does not answer is reported, not waited for.
+/// The health check names, as Go's server reports them.
+const DB_CHECK: &str = "DB operational";
+const TRUST_CHECK: &str = "Trust operational";
+
+/// The database and signing-service checks (each bounded: a dependency that does not answer is
+/// reported, not waited for): what failed, and why.
+async fn health_checks(state: &AppState) -> serde_json::Map<String, serde_json::Value> {
     let limit = std::time::Duration::from_secs(3);
     let mut failures = serde_json::Map::new();
     match tokio::time::timeout(limit, state.service.store.health()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => drop(failures.insert("DB operational".into(), e.to_string().into())),
-        Err(_) => drop(failures.insert(
-            "DB operational".into(),
-            "database did not answer within 3s".into(),
-        )),
+        Ok(Err(e)) => drop(failures.insert(DB_CHECK.into(), e.to_string().into())),
+        Err(_) => {
+            drop(failures.insert(DB_CHECK.into(), "database did not answer within 3s".into()))
+        }
     }
     match tokio::time::timeout(limit, state.service.crypto.health()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => drop(failures.insert("Trust operational".into(), e.to_string().into())),
+        Ok(Err(e)) => drop(failures.insert(TRUST_CHECK.into(), e.to_string().into())),
         Err(_) => drop(failures.insert(
-            "Trust operational".into(),
+            TRUST_CHECK.into(),
             "signing service did not answer within 3s".into(),
         )),
     }
+    failures
+}
+
+async fn health(state: &AppState) -> Response {
+    let failures = health_checks(state).await;
     let status = if failures.is_empty() {
         StatusCode::OK
     } else {

@@ -1,6 +1,8 @@
 //! Every metric of `/metrics`, rendered here in the Prometheus text exposition format (the
 //! other modules only count): the Go server's `notary_server_http_requests_total` (by code,
-//! method and operation), our request latency histogram
+//! method and operation) and its request duration and request/response size summaries
+//! (under Go's names, `_sum` and `_count` only: Go's sliding-window quantiles cannot be
+//! aggregated), our request latency histogram
 //! (`notary_rs_http_request_duration_seconds` by operation: Go exports sliding-window summaries
 //! instead, which cannot be aggregated across instances), the read cache, how current reads
 //! were made fresh (`coherence`), and the imported repositories awaiting a key rotation.
@@ -68,6 +70,22 @@ impl Exposition {
         }
     }
 
+    /// A summary family without quantiles: per label set, `_sum` and `_count`.
+    fn summaries(
+        &mut self,
+        name: &str,
+        help: &str,
+        series: impl IntoIterator<Item = (String, f64, u64)>,
+    ) {
+        use std::fmt::Write;
+        self.family(name, "summary", help, []);
+        let o = &mut self.0;
+        for (labels, sum, count) in series {
+            let _ = writeln!(o, "{name}_sum{{{labels}}} {sum}");
+            let _ = writeln!(o, "{name}_count{{{labels}}} {count}");
+        }
+    }
+
     /// A family with one unlabelled sample.
     pub fn single(
         &mut self,
@@ -91,15 +109,31 @@ pub type CacheSize = (usize, usize, usize);
 /// among those (`notary-server imported`).
 pub type RotationCounts = (usize, usize, Option<chrono::DateTime<chrono::Utc>>);
 
+/// What the health check found at scrape time: (database answers, a signer answers).
+pub type Up = (bool, bool);
+
 /// The whole `/metrics` page.
 pub fn render(
     http: &Metrics,
     cache: CacheSize,
     coherence: CoherenceCounts,
     rotation: Option<RotationCounts>,
+    up: Up,
 ) -> String {
     let mut e = Exposition::default();
     http.write(&mut e);
+    e.single(
+        "notary_rs_database_up",
+        "gauge",
+        "1 if the metadata database answered the health check made at this scrape.",
+        u8::from(up.0),
+    )
+    .single(
+        "notary_rs_signer_up",
+        "gauge",
+        "1 if the signing service (a signer, or the local key store) answered the health check made at this scrape.",
+        u8::from(up.1),
+    );
     let (files, chains, bytes) = cache;
     e.single(
         "notary_rs_cache_files",
@@ -148,14 +182,13 @@ pub fn render(
             "Imported repositories whose timestamp key this server does not hold: their owners must rotate it before publishing.",
             awaiting,
         );
-        if let Some(t) = earliest {
-            e.single(
-                "notary_rs_imported_awaiting_rotation_earliest_expiry_seconds",
-                "gauge",
-                "Unix time at which the first timestamp of a repository awaiting rotation expires.",
-                t.timestamp(),
-            );
-        }
+        // +Inf when none awaits: the expression of an alert on it always has a series.
+        e.single(
+            "notary_rs_imported_awaiting_rotation_earliest_expiry_seconds",
+            "gauge",
+            "Unix time at which the first timestamp of a repository awaiting rotation expires (+Inf if none awaits).",
+            earliest.map_or("+Inf".to_string(), |t| t.timestamp().to_string()),
+        );
     }
     e.finish()
 }
@@ -167,10 +200,20 @@ struct Histogram {
     sum: f64,
 }
 
+/// Per operation: requests, and the sums of their durations (µs) and sizes (bytes).
+#[derive(Default)]
+struct Sums {
+    count: u64,
+    micros: f64,
+    request_bytes: f64,
+    response_bytes: f64,
+}
+
 #[derive(Default)]
 struct Inner {
     requests: BTreeMap<(&'static str, String, u16), u64>,
     latency: BTreeMap<&'static str, Histogram>,
+    sums: BTreeMap<&'static str, Sums>,
 }
 
 #[derive(Default)]
@@ -180,9 +223,22 @@ pub struct Metrics {
 
 impl Metrics {
     /// One request of `operation`, answered with `code` after `took` (from its arrival at the
-    /// router to its response, the body not yet sent).
-    pub fn observe(&self, operation: &'static str, method: &str, code: u16, took: Duration) {
+    /// router to its response, the body not yet sent); `sizes`: its body (`Content-Length`)
+    /// and the response body, in bytes.
+    pub fn observe(
+        &self,
+        operation: &'static str,
+        method: &str,
+        code: u16,
+        took: Duration,
+        sizes: (u64, u64),
+    ) {
         let mut m = lock(&self.inner);
+        let s = m.sums.entry(operation).or_default();
+        s.count += 1;
+        s.micros += took.as_secs_f64() * 1e6;
+        s.request_bytes += sizes.0 as f64;
+        s.response_bytes += sizes.1 as f64;
         *m.requests
             .entry((operation, method.to_lowercase(), code))
             .or_default() += 1;
@@ -210,6 +266,33 @@ impl Metrics {
                 )
             }),
         );
+        let go_summary = |e: &mut Exposition, name: &str, help: &str, f: fn(&Sums) -> f64| {
+            e.summaries(
+                name,
+                help,
+                m.sums
+                    .iter()
+                    .map(|(op, s)| (format!("operation=\"{op}\""), f(s), s.count)),
+            )
+        };
+        go_summary(
+            e,
+            "notary_server_http_request_duration_microseconds",
+            "The HTTP request latencies in microseconds.",
+            |s| s.micros,
+        );
+        go_summary(
+            e,
+            "notary_server_http_request_size_bytes",
+            "The HTTP request sizes in bytes (the body's Content-Length).",
+            |s| s.request_bytes,
+        );
+        go_summary(
+            e,
+            "notary_server_http_response_size_bytes",
+            "The HTTP response sizes in bytes.",
+            |s| s.response_bytes,
+        );
         e.histograms(
             "notary_rs_http_request_duration_seconds",
             "Time from a request's arrival at the router to its response, by operation.",
@@ -228,7 +311,13 @@ mod tests {
     fn latency_buckets_are_cumulative_and_count_every_request() {
         let m = Metrics::default();
         for micros in [100, 900, 1_200, 1_900, 40_000, 20_000_000] {
-            m.observe("GetRole", "GET", 200, Duration::from_micros(micros));
+            m.observe(
+                "GetRole",
+                "GET",
+                200,
+                Duration::from_micros(micros),
+                (0, 10),
+            );
         }
         let mut e = Exposition::default();
         m.write(&mut e);
