@@ -2,7 +2,7 @@
 # Runs every test of the workspace. On a fresh Debian machine it first installs what the tests
 # need (idempotently): the Go notary programs (Debian package `notary` 0.7.0) used as peers,
 # PostgreSQL, SoftHSM2 (PKCS#11 tests), HAProxy (load-balancer tests), PgBouncer, Patroni and
-# etcd (fail-over tests), Prometheus (monitoring tests), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
+# etcd (fail-over tests), Prometheus (monitoring tests), PyPI's kubernetes-validate (manifest checks), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
+command -v kubernetes-validate >/dev/null 2>&1 || { echo "==> installing kubernetes-validate (PyPI, once)"; python3 -m pip install --quiet kubernetes-validate; }
 echo "==> Go notary CLI: $(command -v notary)"
 
 # A private Postgres cluster for the tests (fsync off: throwaway data), stopped on exit.
