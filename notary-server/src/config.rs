@@ -16,6 +16,18 @@ pub struct Config {
     pub caching: CachingConfig,
     pub repositories: RepositoriesConfig,
     pub auth: AuthConfig,
+    /// Not in Go: prune old versions in the background (`retention`).
+    pub retention: RetentionConfig,
+}
+
+/// `retention`: on when `keep_versions` or `keep_days` is given; one instance at a time runs a
+/// pass every `interval_seconds` (default 3600), as `notary-server prune` would.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct RetentionConfig {
+    pub keep_versions: Option<u32>,
+    pub keep_days: Option<u32>,
+    pub interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -144,6 +156,8 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// Token auth (realm, service, issuer, root bundle), when `auth.type` is `token`.
     pub token_auth: Option<TokenAuthSettings>,
+    /// Background retention: the policy and how often a pass runs.
+    pub retention: Option<(crate::retention::Policy, std::time::Duration)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,7 +324,28 @@ impl Config {
             gun_prefixes: self.gun_prefixes()?,
             data_dir,
             token_auth: self.auth_settings(&rel)?,
+            retention: self.retention_settings()?,
         })
+    }
+
+    fn retention_settings(
+        &self,
+    ) -> Result<Option<(crate::retention::Policy, std::time::Duration)>, ConfigError> {
+        let r = &self.retention;
+        if r.keep_versions.is_none() && r.keep_days.is_none() {
+            return Ok(None);
+        }
+        let every = r.interval_seconds.unwrap_or(3600);
+        if every == 0 {
+            return Err(invalid("retention.interval_seconds must be at least 1"));
+        }
+        Ok(Some((
+            crate::retention::Policy {
+                keep_versions: r.keep_versions.unwrap_or(10).max(1),
+                keep_days: r.keep_days.unwrap_or(30),
+            },
+            std::time::Duration::from_secs(every),
+        )))
     }
 
     fn server_settings(

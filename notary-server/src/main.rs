@@ -545,6 +545,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.caching.resign_every,
     );
     service.spawn_rotation_watch(std::time::Duration::from_secs(300));
+    if let (Some((policy, every)), false) = (settings.retention, settings.server.read_only) {
+        service.spawn_retention(policy, every);
+    }
     let state = Arc::new(app_state(service, &settings)?);
     let listener = std::net::TcpListener::bind(&settings.server.http_addr)
         .with_context(|| format!("listening on {}", settings.server.http_addr))?;

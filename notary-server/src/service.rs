@@ -934,6 +934,57 @@ impl RepoService {
         Ok(self.store.prune_audit(before).await?)
     }
 
+    /// Run retention every `every` (the `retention` config block): a pass prunes every
+    /// repository under `policy`, on one instance at a time (a database lock; others skip
+    /// that pass).
+    pub fn spawn_retention(
+        self: &Arc<Self>,
+        policy: crate::retention::Policy,
+        every: std::time::Duration,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let actor = Actor {
+                subject: Some("retention".into()),
+                ..Actor::default()
+            };
+            loop {
+                tokio::time::sleep(every).await;
+                let held = match me.store.try_lock("retention").await {
+                    Ok(Some(held)) => held,
+                    Ok(None) => continue, // another instance runs this pass
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention: cannot take the lock; skipping this pass");
+                        continue;
+                    }
+                };
+                let (mut repos, mut removed) = (0, 0);
+                match me.guns().await {
+                    Ok(guns) => {
+                        for gun in guns {
+                            match me.prune(&gun, policy, false, &actor).await {
+                                Ok(p) => {
+                                    repos += 1;
+                                    removed += p.removed;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(gun, error = ?e.code, "retention: pruning failed")
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = ?e.code, "retention: cannot list repositories")
+                    }
+                }
+                drop(held);
+                if removed > 0 {
+                    tracing::info!(repositories = repos, removed, "retention pass");
+                }
+            }
+        });
+    }
+
     /// Every GUN stored here.
     pub async fn guns(&self) -> Result<Vec<String>, ApiError> {
         Ok(self.store.guns().await?)

@@ -189,3 +189,49 @@ async fn prune_works_on_a_go_database() {
         "{listed}"
     );
 }
+
+/// The `retention` config block: instances on one database prune in the background, one at a
+/// time, as `prune` does; the records name "retention".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_in_the_background() {
+    let db = create_pg_db().await;
+    let cfg = serde_json::json!({"retention": {"keep_versions": 2, "keep_days": 0, "interval_seconds": 1}});
+    let a = Server::start_with_config(&db, cfg.clone()).await;
+    let _b = Server::start_with_config(&db, cfg).await;
+    let gun = "example.com/retention/background";
+    let repo = init_repo(&a, gun).await;
+    for v in 2..=8 {
+        let (st, _) = a
+            .post_parts(gun, &[("targets", &repo.targets_file(v, &[("t", b"t")]))])
+            .await;
+        assert_eq!(st, 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = &admin_json(&a, &["repos", "--json"])[0];
+        // Two versions each of targets, snapshot and timestamp, and the root.
+        if r["files"] == 7 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never ran: {r}\n{}",
+            a.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let trail = admin_json(&a, &["audit", gun, "--json"]);
+    let prunes: Vec<&serde_json::Value> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "prune")
+        .collect();
+    assert!(!prunes.is_empty());
+    assert!(
+        prunes.iter().all(|e| e["subject"] == "retention"),
+        "{prunes:?}"
+    );
+    assert_eq!(a.get(&a.tuf(gun, "targets.json")).await.0, 200);
+    assert_eq!(a.get(&a.tuf(gun, "1.targets.json")).await.0, 404);
+}
