@@ -4,6 +4,7 @@
 # certificate, each with its local trust service. Prints notary-bench's table for each.
 # Usage: bash scripts/bench.sh [notary-bench options, e.g. --concurrency 64 --seconds 3 --half-peak-secs 5 --publishes 20]
 #        bash scripts/bench.sh --rss-guns 10000   (memory of our server with that many repositories cached)
+#        bash scripts/bench.sh --history 10000    (rows and database size before and after `prune`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -42,6 +43,20 @@ notary-server -config "$work/go.json" >"$work/go.log" 2>&1 & pids+=($!)
 for port in $rs_port $go_port; do
   for _ in $(seq 100); do curl -sf --cacert "$work/tls/ca.crt" "https://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 done
+# History mode: one repository with N published versions on our server, then `prune`: rows
+# and database size before and after (docs/operations.md).
+case " $* " in *" --history "*)
+  n=$(echo " $* " | sed -E 's/.* --history ([0-9]+).*/\1/')
+  ./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --history "$n"
+  measure() { psql -d notary_rs -tA -c "SELECT count(*) || ' rows, ' || pg_size_pretty(pg_database_size('notary_rs')) FROM tuf_files"; }
+  before=$(measure)
+  t0=$(date +%s.%N)
+  NOTARY_SERVER_KEY_PASSPHRASE=bench ./target/release/notary-server --config "$work/rs.json" prune --keep-versions 10 --keep-days 0 | tail -n 1
+  t1=$(date +%s.%N)
+  psql -d notary_rs -c "VACUUM FULL tuf_files" >/dev/null
+  echo "prune of a $n-version repository (keep 10 newest): before $before; after $(measure) (after VACUUM FULL); prune took $(python3 -c "print(f'{$t1-$t0:.1f}')") s"
+  exit 0 ;;
+esac
 echo "## notary-rs (this repository) --against Go notary-server $(dpkg-query -W -f '${Version}' notary) (Debian), $(nproc) cores"
 ./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --server-pid "${pids[0]}" \
   --against "https://127.0.0.1:$go_port" --against-pid "${pids[1]}" "$@" | tee "$work/bench.out" ||

@@ -46,7 +46,7 @@ impl Endpoint {
         Ok(r.bytes().await?.to_vec())
     }
 
-    async fn post(&self, gun: &str, parts: &[(&str, &[u8])]) -> anyhow::Result<()> {
+    pub async fn post(&self, gun: &str, parts: &[(&str, &[u8])]) -> anyhow::Result<()> {
         let (ct, body) = multipart(parts);
         let r = self
             .http

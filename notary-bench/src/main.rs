@@ -64,6 +64,11 @@ struct Args {
     /// (so all are cached), print the resident memory of --server-pid, and stop.
     #[arg(long)]
     rss_guns: Option<usize>,
+    /// History mode: make one repository (GUN `history.example.com/repo0`) with this many
+    /// published versions on --url, one publish after another, and stop (scripts/bench.sh
+    /// --history measures `notary-server prune` on it).
+    #[arg(long)]
+    history: Option<i64>,
     /// Run only the operations whose names contain one of these (comma-separated), e.g.
     /// `--only timestamp` for the current-timestamp reads and the open-loop run after them.
     #[arg(long, value_delimiter = ',')]
@@ -297,6 +302,25 @@ fn print_rss(label: &str, pid: Option<u32>) {
 }
 
 /// `--rss-guns`: memory with that many repositories cached.
+async fn history(a: &Args, versions: i64) -> anyhow::Result<()> {
+    let ca = a.ca.as_ref().map(std::fs::read).transpose()?;
+    let ep = Endpoint::new(&a.url, ca.as_deref())?;
+    let t = std::time::Instant::now();
+    let seeded = seed(&ep, "history.example.com", 1, a.targets, 1).await?;
+    let repo = &seeded[0].repo;
+    let gun = "history.example.com/repo0";
+    for v in 2..=versions {
+        let content = format!("version {v}");
+        let file = repo.targets_file(v, &[("tag0", content.as_bytes())]);
+        ep.post(gun, &[("targets", &file)]).await?;
+    }
+    println!(
+        "published {versions} versions of {gun} in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn memory(a: &Args, n: usize) -> anyhow::Result<()> {
     let ca = a.ca.as_ref().map(std::fs::read).transpose()?;
     let ep = Endpoint::new(&a.url, ca.as_deref())?;
@@ -335,6 +359,9 @@ async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     if let Some(n) = a.rss_guns {
         return memory(&a, n).await;
+    }
+    if let Some(n) = a.history {
+        return history(&a, n).await;
     }
     let ours = suite(&a, &a.url, a.ca.as_ref(), a.server_pid).await?;
     header();
