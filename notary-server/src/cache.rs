@@ -104,7 +104,7 @@ struct Inner {
 const ENTRY_OVERHEAD: usize = 256;
 
 fn file_cost(k: &FileKey, f: &StoredFile) -> usize {
-    f.data.len() + k.0.len() + k.1.len() + k.2.len() + ENTRY_OVERHEAD
+    f.held_bytes() + k.0.len() + k.1.len() + k.2.len() + ENTRY_OVERHEAD
 }
 
 fn chain_cost(gun: &str, c: &CachedChain) -> usize {
@@ -114,7 +114,7 @@ fn chain_cost(gun: &str, c: &CachedChain) -> usize {
         .iter()
         .map(|(r, s)| r.len() + s.len() + 64)
         .sum();
-    c.timestamp.data.len() + c.snapshot.data.len() + shas + gun.len() + 3 * ENTRY_OVERHEAD
+    c.timestamp.held_bytes() + c.snapshot.held_bytes() + shas + gun.len() + 3 * ENTRY_OVERHEAD
 }
 
 impl Inner {

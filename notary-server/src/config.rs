@@ -127,6 +127,9 @@ pub struct CachingConfig {
     /// (`fast_reads` is this key's earlier name, still read.)
     #[serde(alias = "fast_reads")]
     pub read_lease: Option<bool>,
+    /// Not in Go: files at least this large keep a gzip copy for clients that accept it
+    /// (`compression`; default 8192, 0 = never).
+    pub gzip_min_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -207,6 +210,8 @@ pub struct CacheSettings {
     pub resign_every: std::time::Duration,
     /// See `CachingConfig::read_lease`.
     pub read_lease: bool,
+    /// See `CachingConfig::gzip_min_bytes`.
+    pub gzip_min_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,6 +564,9 @@ impl Config {
                     .max(1),
             ),
             read_lease: c.read_lease.unwrap_or(true),
+            gzip_min_bytes: c
+                .gzip_min_bytes
+                .unwrap_or(crate::compression::DEFAULT_MIN_BYTES),
         })
     }
 

@@ -424,13 +424,32 @@ fn value(s: String) -> HeaderValue {
 fn metadata_response(req: &Parts, f: StoredFile, max_age: i64, current: bool) -> Response {
     let etag = format!("\"{}\"", f.sha256);
     let not_modified = if_none_match(&req.headers, &etag);
+    // A large file's gzip copy, to a client that takes it (`compression`).
+    let gzip = f.gzip.as_ref().filter(|_| {
+        crate::compression::accepts_gzip(
+            req.headers
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+        )
+    });
     let mut r = if not_modified {
         response(StatusCode::NOT_MODIFIED, Bytes::new())
     } else {
-        text_ok(f.data)
+        text_ok(gzip.cloned().unwrap_or(f.data))
     };
     let h = r.headers_mut();
-    h.insert(header::ETAG, value(etag));
+    if f.gzip.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if gzip.is_some() {
+        if !not_modified {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        // Another representation of the same file: a weak validator.
+        h.insert(header::ETAG, value(format!("W/{etag}")));
+    } else {
+        h.insert(header::ETAG, value(etag));
+    }
     h.insert(header::LAST_MODIFIED, value(http_date(f.modified)));
     if max_age == 0 {
         h.insert(
@@ -458,7 +477,13 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        .map(|v| {
+            v.split(',').any(|t| {
+                // Weak comparison: the gzip representation's `W/` tag matches too.
+                let t = t.trim();
+                t.strip_prefix("W/").unwrap_or(t) == etag || t == "*"
+            })
+        })
         .unwrap_or(false)
 }
 

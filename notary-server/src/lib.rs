@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod coherence;
+pub mod compression;
 pub mod config;
 pub mod errors;
 pub mod http;

@@ -388,6 +388,7 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
             return Err(anyhow::Error::new(e).context(context));
         }
     };
+    notary_server::compression::set_min_bytes(settings.caching.gzip_min_bytes);
     let store = if settings.server.read_only {
         SqlStore::read_only(db.clone())
             .await

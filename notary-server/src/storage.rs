@@ -75,16 +75,24 @@ pub struct StoredFile {
     pub modified: NaiveDateTime,
     /// Lower-case hex SHA-256 of `data`.
     pub sha256: String,
+    /// A gzip copy of `data`, for a large file (`compression`).
+    pub gzip: Option<bytes::Bytes>,
 }
 
 impl StoredFile {
     pub fn from_bytes(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
         let sha256 = hex::encode(Sha256::digest(&data));
         StoredFile {
+            gzip: crate::compression::gzip_copy(&data),
             data: data.into(),
             modified: modified.unwrap_or_default(),
             sha256,
         }
+    }
+
+    /// Bytes held: the file and its compressed copy.
+    pub fn held_bytes(&self) -> usize {
+        self.data.len() + self.gzip.as_ref().map_or(0, |g| g.len())
     }
 }
 

@@ -11,9 +11,11 @@ async fn trusted_push_pull_unsigned_refused_signers_and_revoke() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
     let signer = SignerProc::start(false, Some(&create_pg_db().await), &tls).await;
+    // Every metadata file over 64 bytes is served gzip to the docker CLI (it asks for gzip):
+    // nothing changes for it (`compression`).
     let s = Server::start_with_config(
         &create_pg_db().await,
-        serde_json::json!({"trust_service": signer.trust_service()}),
+        serde_json::json!({"trust_service": signer.trust_service(), "caching": {"gzip_min_bytes": 64}}),
     )
     .await;
     let reg = Registry::start(None);

@@ -37,7 +37,12 @@ fn inspect(d: &DockerCli) -> serde_json::Value {
 
 #[tokio::test]
 async fn two_docker_signers_on_one_repository() {
-    let s = Server::start_backend(Backend::Postgres).await;
+    // Metadata over 64 bytes is served gzip (the docker CLI asks for it): `compression`.
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"caching": {"gzip_min_bytes": 64}}),
+    )
+    .await;
     // The docker CLI trusts a notary server's CA from <config>/tls/<host:port>/ca.crt.
     let d = DockerCli::new(s.tmp(), &s);
     let config = d.config.clone();
