@@ -117,9 +117,12 @@ pub struct Reply {
 }
 
 impl Conn {
-    /// GET `path` (absolute, with any query), reading the whole body.
+    /// GET `path` (absolute, with any query), accepting gzip, reading the whole body.
     pub async fn get(&mut self, path: &str, if_none_match: Option<&str>) -> anyhow::Result<Reply> {
-        let mut req = hyper::Request::get(path).header(hyper::header::HOST, &self.authority);
+        // As Go's HTTP client (the notary CLI, docker) does: large files may come compressed.
+        let mut req = hyper::Request::get(path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::ACCEPT_ENCODING, "gzip");
         if let Some(tag) = if_none_match {
             req = req.header(hyper::header::IF_NONE_MATCH, tag);
         }
