@@ -335,6 +335,44 @@ pub struct SqlStore {
     /// `last_change_id`, use it). Taken out while in use: a check cancelled half-way (deadline)
     /// drops the connection instead of leaving an unread answer in it.
     followers: std::sync::Mutex<Vec<sqlx::PgConnection>>,
+    /// A read-only instance (Postgres): the highest changefeed ID its checks have seen. A load
+    /// reads the changefeed position in the same statement and is refused (503) below it: a
+    /// pooled connection may lead to another replica, staler than the one the check used (a
+    /// balancer spreading connections over replicas), and must not serve older metadata than
+    /// was served (`coherence`, invariant 7).
+    seen: Option<std::sync::atomic::AtomicI64>,
+}
+
+/// `sql` (a load selecting `data` and a time) with the changefeed position of the same
+/// snapshot first; one row whatever the load finds.
+fn positioned(sql: &str) -> String {
+    format!(
+        "SELECT CAST((SELECT COALESCE(MAX(id), 0) FROM changefeed) AS BIGINT), t.data, t.at \
+         FROM (SELECT 1) one LEFT JOIN LATERAL ({sql}) t(data, at) ON true"
+    )
+}
+
+/// Run a load (`$sql` selecting `data` and a time, with `$bind`s): on a read-only Postgres
+/// store, positioned and checked against `seen` (see there).
+macro_rules! load {
+    ($self:expr, $sql:expr $(, $bind:expr)*) => {{
+        match (&$self.db, &$self.seen) {
+            (Db::Postgres(p), Some(seen)) => {
+                let sql = positioned($sql);
+                let (position, data, at): (i64, Option<Vec<u8>>, Option<NaiveDateTime>) =
+                    sqlx::query_as(&sql)$(.bind($bind))*.fetch_one(p).await?;
+                let floor = seen.load(std::sync::atomic::Ordering::SeqCst);
+                if position < floor {
+                    return Err(StoreError::Unavailable(format!(
+                        "this replica is behind what was already served (changefeed {position} < {floor})"
+                    )));
+                }
+                data.map(|d| (d, at))
+            }
+            _ => with_pool!(&$self.db, p => sqlx::query_as::<_, (Vec<u8>, Option<NaiveDateTime>)>($sql)
+                $(.bind($bind))*.fetch_optional(p).await)?,
+        }
+    }};
 }
 
 impl SqlStore {
@@ -398,6 +436,7 @@ impl SqlStore {
             db,
             write_lock: Mutex::new(()),
             followers: std::sync::Mutex::new(Vec::new()),
+            seen: None,
         }
     }
 
@@ -409,7 +448,17 @@ impl SqlStore {
                 StoreError::Db(format!("the read-only database has no notary schema (run a read-write instance on its primary first): {e}"))
             },
         )?;
-        Ok(SqlStore::with_db(db))
+        Ok(SqlStore {
+            seen: Some(std::sync::atomic::AtomicI64::new(0)),
+            ..SqlStore::with_db(db)
+        })
+    }
+
+    /// Note a changefeed position a check saw (see `seen`).
+    fn saw(&self, id: i64) {
+        if let Some(s) = &self.seen {
+            s.fetch_max(id, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// A connection for a changefeed check (see `followers`): an idle one, or a new one.
@@ -457,7 +506,9 @@ impl Changefeed for SqlStore {
                 row
             }
         };
-        Ok(row.0.unwrap_or(0) as i64)
+        let id = row.0.unwrap_or(0) as i64;
+        self.saw(id);
+        Ok(id)
     }
 
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError> {
@@ -482,6 +533,9 @@ impl Changefeed for SqlStore {
                 rows
             }
         };
+        if let Some(last) = rows.last() {
+            self.saw(last.0 as i64);
+        }
         Ok(rows
             .into_iter()
             .map(|(id, gun, category, sha256)| ChangeRef {
@@ -497,9 +551,9 @@ impl Changefeed for SqlStore {
 #[async_trait]
 impl MetaStore for SqlStore {
     async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
-        let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
-            "SELECT data, updated_at FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1")
-            .bind(gun).bind(role).fetch_optional(p).await)?;
+        let row = load!(self,
+            "SELECT data, updated_at FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1",
+            gun, role);
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
@@ -509,9 +563,9 @@ impl MetaStore for SqlStore {
         role: &str,
         sha256_hex: &str,
     ) -> Result<Option<StoredFile>, StoreError> {
-        let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
-            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
-            .bind(gun).bind(role).bind(sha256_hex).fetch_optional(p).await)?;
+        let row = load!(self,
+            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1",
+            gun, role, sha256_hex);
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
@@ -524,9 +578,9 @@ impl MetaStore for SqlStore {
         let Ok(version) = i32::try_from(version) else {
             return Ok(None);
         };
-        let row: Option<(Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
-            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1")
-            .bind(gun).bind(role).bind(version).fetch_optional(p).await)?;
+        let row = load!(self,
+            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1",
+            gun, role, version);
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
 
