@@ -46,8 +46,12 @@
 //!    — `follower::concurrent_barriers_share_checks`.
 //! 7. **Monotonic on a replica.** A read-only instance notices a database behind the position
 //!    it already applied (a lagging replica, a fail-over to a staler one) and then serves only
-//!    from its cache. — `follower::a_database_behind_the_applied_position_is_noticed`,
-//!    `replica::read_only_instance_on_a_replica_serves_monotonic_reads`.
+//!    from its cache. Each of its loads reads the changefeed position in the same statement and
+//!    is refused below what its checks saw (a pooled connection may reach a staler replica than
+//!    the check's: `storage::SqlStore`'s `seen`). —
+//!    `follower::a_database_behind_the_applied_position_is_noticed`,
+//!    `replica::read_only_instance_on_a_replica_serves_monotonic_reads`,
+//!    `patroni::publishes_and_reads_survive_patroni_fail_overs`.
 //! 8. **Foreign writers.** A changefeed row nobody announced (the Go notary-server writing to
 //!    the same database) suspends the lease for `foreign_backoff`, with a warning. —
 //!    `lease::an_unannounced_row_suspends_the_lease`,
