@@ -197,13 +197,7 @@ async fn every_write_is_in_the_audit_trail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_subject_is_recorded() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut ts = TokenService::new(tmp.path(), "notary.test");
-    ts.serve().await;
-    let s = Server::start_with_config(
-        &create_pg_db().await,
-        serde_json::json!({"auth": ts.auth_config()}),
-    )
-    .await;
+    let (ts, s) = server_with_token_auth(tmp.path()).await;
     let token = ts.token(
         &[Grant {
             typ: "repository",

@@ -245,13 +245,7 @@ async fn client_text_cannot_forge_log_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_paths_are_refused_before_routing() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut ts = TokenService::new(tmp.path(), "notary.test");
-    ts.serve().await;
-    let s = Server::start_with_config(
-        &create_pg_db().await,
-        serde_json::json!({"auth": ts.auth_config()}),
-    )
-    .await;
+    let (_ts, s) = server_with_token_auth(tmp.path()).await;
     let hostile = format!(
         "/v2/g/_trust/tuf/{} .json",
         "targets/_trust/tuf/".repeat(3200)

@@ -88,6 +88,25 @@ impl PgBouncer {
     }
 }
 
+/// Start the server on `db` (through a pooler) expecting it to refuse: (its log, how long it
+/// took to give up).
+fn refused_start(db: &str) -> (String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&dir.path().join("tls")).unwrap();
+    let started = Instant::now();
+    let log = try_start_server(
+        serde_json::json!({
+            "server": {"tls_cert_file": tls.cert, "tls_key_file": tls.key},
+            "trust_service": {"type": "local"},
+            "storage": {"backend": "postgres", "db_url": db},
+        }),
+        dir.path(),
+        &[("NOTARY_SERVER_KEY_PASSPHRASE", "x")],
+    )
+    .expect_err("the server started");
+    (log, started.elapsed())
+}
+
 /// Session mode works as a direct connection does, and the statement timeout still applies
 /// (it is set after connecting: PgBouncer refuses the `options` startup parameter, which the
 /// server sent before, failing at once).
@@ -158,27 +177,17 @@ async fn pgbouncer_in_transaction_mode_is_refused_at_start() {
         return;
     };
     let db = bouncer.url(&create_pg_db().await);
-    let dir = tempfile::tempdir().unwrap();
-    let tls = notary_server::tls::ensure_tls_files(&dir.path().join("tls")).unwrap();
-    let started = Instant::now();
-    let log = try_start_server(
-        serde_json::json!({
-            "server": {"tls_cert_file": tls.cert, "tls_key_file": tls.key},
-            "trust_service": {"type": "local"},
-            "storage": {"backend": "postgres", "db_url": db},
-        }),
-        dir.path(),
-        &[("NOTARY_SERVER_KEY_PASSPHRASE", "x")],
-    )
-    .expect_err("the server started behind a transaction-mode pooler");
+    let (log, took) = refused_start(&db);
     assert!(
         log.contains("transaction or statement pooling mode")
             && log.contains("pool_mode = session"),
         "{log}"
     );
     assert!(!log.contains("not reachable"), "{log}");
-    assert!(started.elapsed() < Duration::from_secs(20), "{log}");
+    assert!(took < Duration::from_secs(20), "{log}");
 
+    let dir = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&dir.path().join("tls")).unwrap();
     let mut signer = SignerProc::start(false, None, &tls).await;
     let signer_log = signer
         .reconfigure(
@@ -216,23 +225,11 @@ async fn a_pooler_refusing_the_start_up_is_reported_as_such() {
         return;
     };
     let db = bouncer.url(&create_pg_db().await);
-    let dir = tempfile::tempdir().unwrap();
-    let tls = notary_server::tls::ensure_tls_files(&dir.path().join("tls")).unwrap();
-    let started = Instant::now();
-    let log = try_start_server(
-        serde_json::json!({
-            "server": {"tls_cert_file": tls.cert, "tls_key_file": tls.key},
-            "trust_service": {"type": "local"},
-            "storage": {"backend": "postgres", "db_url": db},
-        }),
-        dir.path(),
-        &[("NOTARY_SERVER_KEY_PASSPHRASE", "x")],
-    )
-    .expect_err("the server started although the pooler refuses its start-up");
+    let (log, took) = refused_start(&db);
     assert!(
         log.contains("refused the connection") && log.contains("unsupported startup parameter"),
         "{log}"
     );
     assert!(!log.contains("retrying"), "{log}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{log}");
+    assert!(took < Duration::from_secs(10), "{log}");
 }

@@ -28,13 +28,7 @@ async fn get_with(s: &Server, url: &str, token: Option<&str>) -> (u16, String, V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_like_go() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut ts = TokenService::new(tmp.path(), "notary.test");
-    ts.serve().await;
-    let s = Server::start_with_config(
-        &create_pg_db().await,
-        serde_json::json!({"auth": ts.auth_config()}),
-    )
-    .await;
+    let (ts, s) = server_with_token_auth(tmp.path()).await;
     let realm = ts.realm.clone();
     let pull = [Grant {
         typ: "repository",
@@ -239,13 +233,7 @@ async fn tokens_are_checked_like_go() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notary_cli_gets_tokens_from_the_realm() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut ts = TokenService::new(tmp.path(), "notary.test");
-    ts.serve().await;
-    let s = Server::start_with_config(
-        &create_pg_db().await,
-        serde_json::json!({"auth": ts.auth_config()}),
-    )
-    .await;
+    let (_ts, s) = server_with_token_auth(tmp.path()).await;
     let owner = s.notary("owner");
     let f = write_file(s.tmp(), "a.txt", b"behind token auth\n");
     // Writes: the CLI asks for credentials and sends them to the realm.

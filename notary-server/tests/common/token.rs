@@ -247,3 +247,16 @@ impl TokenService {
         serde_json::json!({"type": "token", "options": {"realm": self.realm, "service": self.service, "issuer": self.issuer, "rootcertbundle": self.bundle}})
     }
 }
+
+/// A serving token service (its files in `dir`) and our server with token auth on it, on a
+/// fresh Postgres database.
+pub async fn server_with_token_auth(dir: &Path) -> (TokenService, Server) {
+    let mut ts = TokenService::new(dir, "notary.test");
+    ts.serve().await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"auth": ts.auth_config()}),
+    )
+    .await;
+    (ts, s)
+}
