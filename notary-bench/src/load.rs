@@ -72,6 +72,8 @@ pub struct Seeded {
     pub next_version: i64,
     pub snapshot_sha: String,
     pub targets_sha: String,
+    /// Its targets as seeded: (name, content).
+    pub targets: Vec<(String, Vec<u8>)>,
 }
 
 /// The hex SHA-256 a timestamp or snapshot lists for `role`.
@@ -137,6 +139,7 @@ pub async fn seed(
                     next_version: 2,
                     snapshot_sha,
                     targets_sha,
+                    targets: contents,
                 });
             }
         }));
@@ -355,11 +358,18 @@ pub async fn run_publishes(
 ) -> anyhow::Result<Stats> {
     let mut jobs: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
     for s in seeded.iter_mut() {
+        // As a real publish does: the whole target list, one of them changed.
         let files = (0..per_gun)
             .map(|k| {
                 let v = s.next_version + k as i64;
                 let c = format!("v{v}");
-                s.repo.targets_file(v, &[("latest", c.as_bytes())])
+                let mut refs: Vec<(&str, &[u8])> = s
+                    .targets
+                    .iter()
+                    .map(|(n, c)| (n.as_str(), c.as_slice()))
+                    .collect();
+                refs.push(("latest", c.as_bytes()));
+                s.repo.targets_file(v, &refs)
             })
             .collect();
         s.next_version += per_gun as i64;

@@ -425,27 +425,33 @@ fn metadata_response(req: &Parts, f: StoredFile, max_age: i64, current: bool) ->
     let etag = format!("\"{}\"", f.sha256);
     let not_modified = if_none_match(&req.headers, &etag);
     // A large file's gzip copy, to a client that takes it (`compression`).
-    let gzip = f.gzip.as_ref().filter(|_| {
-        crate::compression::accepts_gzip(
+    let compressible = f.compressible();
+    let takes_gzip = compressible
+        && crate::compression::accepts_gzip(
             req.headers
                 .get(header::ACCEPT_ENCODING)
                 .and_then(|v| v.to_str().ok()),
-        )
-    });
+        );
+    let gzip = if takes_gzip && !not_modified {
+        f.gzip().cloned()
+    } else {
+        None
+    };
+    let compressed = gzip.is_some();
     let mut r = if not_modified {
         response(StatusCode::NOT_MODIFIED, Bytes::new())
     } else {
-        text_ok(gzip.cloned().unwrap_or(f.data))
+        text_ok(gzip.unwrap_or(f.data))
     };
     let h = r.headers_mut();
-    if f.gzip.is_some() {
+    if compressible {
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
-    if gzip.is_some() {
-        if !not_modified {
-            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        }
-        // Another representation of the same file: a weak validator.
+    if compressed {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if takes_gzip {
+        // The representation a gzip-taking client gets may be compressed: a weak validator.
         h.insert(header::ETAG, value(format!("W/{etag}")));
     } else {
         h.insert(header::ETAG, value(etag));

@@ -8,6 +8,7 @@ use notary_common::sync::lock;
 use notary_common::with_pool;
 use notary_tuf::validation::Update;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 use crate::audit::{Entry, Record};
 use crate::retention::FileRow;
@@ -75,24 +76,38 @@ pub struct StoredFile {
     pub modified: NaiveDateTime,
     /// Lower-case hex SHA-256 of `data`.
     pub sha256: String,
-    /// A gzip copy of `data`, for a large file (`compression`).
-    pub gzip: Option<bytes::Bytes>,
+    /// A large file's gzip copy, made when first asked for and shared by every clone
+    /// (`compression`).
+    gzip: Arc<std::sync::OnceLock<Option<bytes::Bytes>>>,
 }
 
 impl StoredFile {
     pub fn from_bytes(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
         let sha256 = hex::encode(Sha256::digest(&data));
         StoredFile {
-            gzip: crate::compression::gzip_copy(&data),
             data: data.into(),
             modified: modified.unwrap_or_default(),
             sha256,
+            gzip: Default::default(),
         }
     }
 
-    /// Bytes held: the file and its compressed copy.
+    /// Whether this file gets a gzip copy (`compression`).
+    pub fn compressible(&self) -> bool {
+        crate::compression::eligible(self.data.len())
+    }
+
+    /// The gzip copy, made now if it was not yet (`None`: too small, or incompressible).
+    pub fn gzip(&self) -> Option<&bytes::Bytes> {
+        self.gzip
+            .get_or_init(|| crate::compression::gzip_copy(&self.data))
+            .as_ref()
+    }
+
+    /// Bytes this file may hold: its own, and for a compressible one, its copy at its upper
+    /// bound (the file's size).
     pub fn held_bytes(&self) -> usize {
-        self.data.len() + self.gzip.as_ref().map_or(0, |g| g.len())
+        self.data.len() * if self.compressible() { 2 } else { 1 }
     }
 }
 
