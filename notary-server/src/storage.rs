@@ -479,8 +479,21 @@ impl SqlStore {
     /// A connection for a changefeed check (see `followers`): an idle one, or a new one.
     async fn follower(&self, pool: &sqlx::PgPool) -> Result<sqlx::PgConnection, StoreError> {
         use sqlx::Connection;
-        if let Some(c) = lock(&self.followers).pop() {
-            return Ok(c);
+        let idle = lock(&self.followers).pop();
+        if let Some(mut c) = idle {
+            // A writer's checks must see its own commits: after a fail-over (a "read-only"
+            // answer) a connection opened before may still lead to the old, now read-only node.
+            if self.seen.is_some() || !notary_common::db::read_only_recently() {
+                return Ok(c);
+            }
+            let read_only: Result<bool, _> = sqlx::query_scalar(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
+            )
+            .fetch_one(&mut c)
+            .await;
+            if let Ok(false) = read_only {
+                return Ok(c);
+            }
         }
         let mut c = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
         // Postgres re-plans `id > $1 … LIMIT $2` at every bind (its custom plans look cheaper

@@ -117,6 +117,13 @@ pub fn note_unreachable() {
     hosts::repick().notify_one();
 }
 
+/// Whether a database this process writes to answered "read-only" within the last
+/// [`READ_ONLY_WATCH`]: connections kept outside a pool must then be checked as
+/// [`note_read_only`] has pools do.
+pub fn read_only_recently() -> bool {
+    watching()
+}
+
 /// Whether connections must be checked before a writing pool hands them out: for
 /// [`READ_ONLY_WATCH`] after a "read-only" answer. Every connection then, not only older ones:
 /// one opened since may lead to the same read-only node, and a read on it could miss a commit
