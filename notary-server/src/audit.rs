@@ -118,12 +118,14 @@ fn rfc3339<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Er
     )
 }
 
-/// A fresh request id: 16 random bytes, hex.
+/// A fresh request id, 32 hex digits: a random prefix drawn once per process (ids of
+/// instances differ), then a counter — no system call on the request path.
 pub fn new_request_id() -> String {
-    use rand_core::RngCore;
-    let mut b = [0u8; 16];
-    rand_core::OsRng.fill_bytes(&mut b);
-    hex::encode(b)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| rand_core::RngCore::next_u64(&mut rand_core::OsRng));
+    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A client's `X-Request-Id`, kept if it is 1–64 printable ASCII characters without spaces.
@@ -165,6 +167,7 @@ mod tests {
             assert_eq!(id.len(), 32, "{bad:?}");
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
         }
+        assert_ne!(new_request_id(), new_request_id());
     }
 
     #[test]
