@@ -721,7 +721,7 @@ async fn imported(settings: Settings, json: bool) -> anyhow::Result<()> {
     let list = service
         .imported()
         .await
-        .map_err(|e| anyhow::anyhow!("listing imported repositories: {:?}", e.code))?;
+        .map_err(|e| api_failure("listing imported repositories", e))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -741,16 +741,8 @@ async fn imported(settings: Settings, json: bool) -> anyhow::Result<()> {
             k.timestamp_version
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into()),
-            k.timestamp_expires
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_else(|| "-".into()),
-            match (k.holds_timestamp_key, k.holds_snapshot_key) {
-                (true, true) => "timestamp, snapshot",
-                (true, false) => "timestamp",
-                (false, true) => "snapshot",
-                (false, false) => "none",
-            }
-            .into(),
+            when(k.timestamp_expires),
+            keys_held(k.holds_timestamp_key, k.holds_snapshot_key).into(),
             if k.awaits_rotation() {
                 "awaits rotation"
             } else {

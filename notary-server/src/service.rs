@@ -756,12 +756,17 @@ impl RepoService {
         done
     }
 
-    /// Whether this server holds the timestamp and snapshot keys of `gun`'s current root.
-    pub async fn holds_keys(&self, gun: &str) -> Result<(bool, bool), ApiError> {
-        let Some(chain) = self.chain(gun).await? else {
+    /// Whether this server holds the timestamp and snapshot keys of the root `chain` (`gun`'s
+    /// current one, which the caller has fetched) names.
+    pub async fn holds_keys(
+        &self,
+        gun: &str,
+        chain: Option<&CachedChain>,
+    ) -> Result<(bool, bool), ApiError> {
+        let Some(chain) = chain else {
             return Ok((false, false));
         };
-        let Some(file) = self.chain_root(gun, &chain).await? else {
+        let Some(file) = self.chain_root(gun, chain).await? else {
             return Ok((false, false));
         };
         let root: md::Root = file.body().map_err(ApiError::internal)?;
@@ -792,7 +797,8 @@ impl RepoService {
         let mut out = Vec::new();
         for rec in self.store.imports().await? {
             let chain = self.chain(&rec.gun).await?;
-            let (holds_timestamp_key, holds_snapshot_key) = self.holds_keys(&rec.gun).await?;
+            let (holds_timestamp_key, holds_snapshot_key) =
+                self.holds_keys(&rec.gun, chain.as_deref()).await?;
             out.push(KeyStatus {
                 timestamp_version: chain
                     .as_ref()
@@ -830,7 +836,8 @@ impl RepoService {
         let mut out = Vec::with_capacity(by_gun.len());
         for (gun, roles) in by_gun {
             let chain = self.chain(&gun).await?;
-            let (holds_timestamp_key, holds_snapshot_key) = self.holds_keys(&gun).await?;
+            let (holds_timestamp_key, holds_snapshot_key) =
+                self.holds_keys(&gun, chain.as_deref()).await?;
             out.push(RepoStatus {
                 timestamp_expires: chain
                     .as_ref()

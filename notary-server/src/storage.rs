@@ -486,12 +486,7 @@ impl SqlStore {
             if self.seen.is_some() || !notary_common::db::read_only_recently() {
                 return Ok(c);
             }
-            let read_only: Result<bool, _> = sqlx::query_scalar(
-                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
-            )
-            .fetch_one(&mut c)
-            .await;
-            if let Ok(false) = read_only {
+            if let Ok(false) = notary_common::db::session_read_only(&mut c).await {
                 return Ok(c);
             }
         }

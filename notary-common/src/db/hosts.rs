@@ -150,11 +150,7 @@ impl Hosts {
 /// Whether the server at `opts` is read-only (in recovery, or read-only by default).
 async fn read_only(opts: &PgConnectOptions) -> Result<bool, sqlx::Error> {
     let mut c = sqlx::PgConnection::connect_with(opts).await?;
-    let ro: bool = sqlx::query_scalar(
-        "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
-    )
-    .fetch_one(&mut c)
-    .await?;
+    let ro = super::session_read_only(&mut c).await?;
     let _ = c.close().await;
     Ok(ro)
 }

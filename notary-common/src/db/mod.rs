@@ -117,6 +117,16 @@ pub fn note_unreachable() {
     hosts::repick().notify_one();
 }
 
+/// Whether the server behind this session is read-only: in recovery (a standby), or read-only
+/// by default. The one check of host lists, writing pools and connections kept outside them.
+pub async fn session_read_only(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// Whether a database this process writes to answered "read-only" within the last
 /// [`READ_ONLY_WATCH`]: connections kept outside a pool must then be checked as
 /// [`note_read_only`] has pools do.
@@ -171,24 +181,17 @@ impl Db {
                             if !writes || !watching() {
                                 return Ok(true);
                             }
-                            let read_only: bool = sqlx::query_scalar(
-                                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'",
-                            )
-                            .fetch_one(&mut *conn)
-                            .await?;
-                            Ok(!read_only)
+                            Ok(!session_read_only(conn).await?)
                         })
                     })
                     .connect_with(opts.clone())
                     .await
                 {
                     Ok(p) => {
-                        session_check(&opts)
-                            .await
-                            .map_err(|e| match e {
-                                DbError::SharedSession(_) => DbError::SharedSession(redacted(url)),
-                                e => e,
-                            })?;
+                        session_check(&opts).await.map_err(|e| match e {
+                            DbError::SharedSession(_) => DbError::SharedSession(redacted(url)),
+                            e => e,
+                        })?;
                         if hosts.is_list() {
                             hosts::watch(p.clone(), hosts, host);
                         }
