@@ -265,7 +265,10 @@ pub async fn rekey(
             .post(&tuf("snapshot.key"), &admin, Body::None)
             .await?,
     )?;
-    let body = next_root(&file.signed, &ts, &sn)?;
+    let prev = file
+        .signed_value()
+        .map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
+    let body = next_root(&prev, &ts, &sn)?;
     let signers: Vec<Signer> = signers_keys
         .iter()
         .map(|(k, p)| Signer {

@@ -54,7 +54,11 @@ fn validate(
 }
 
 fn signed_canonical(file: &[u8]) -> Vec<u8> {
-    cjson::to_canonical(&SignedFile::parse(file).unwrap().signed).unwrap()
+    SignedFile::parse(file)
+        .unwrap()
+        .canonical_body()
+        .unwrap()
+        .to_vec()
 }
 
 fn mutate(data: &[u8], edits: &[(usize, u8)]) -> Vec<u8> {

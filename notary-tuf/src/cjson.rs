@@ -40,6 +40,141 @@ pub fn canonicalize(raw: &[u8]) -> Result<Vec<u8>, CanonicalError> {
     to_canonical(&v)
 }
 
+/// Whether `body` is already exactly what [`canonicalize`] would write for it — as every file a
+/// Go client or this server signs is — so that it can be verified and parsed as it stands,
+/// without a generic tree (docs/wire-format.md §2). Conservative: `false` means "rewrite it to
+/// know", never "not JSON"; keys with escapes, `\u` escapes, numbers of more than 15 digits
+/// (not always exact through float64) and nesting deeper than [`MAX_DEPTH`] take the long way.
+pub fn is_canonical(body: &[u8]) -> bool {
+    let mut pos = 0;
+    canonical_value(body, &mut pos, 0) && pos == body.len()
+}
+
+/// Below serde_json's own nesting limit (128), so that whatever is recognised also parses.
+/// TUF metadata nests six deep.
+pub const MAX_DEPTH: usize = 100;
+
+fn canonical_value(b: &[u8], pos: &mut usize, depth: usize) -> bool {
+    let Some(&c) = b.get(*pos) else {
+        return false;
+    };
+    match c {
+        b'{' => {
+            if depth >= MAX_DEPTH {
+                return false;
+            }
+            *pos += 1;
+            if b.get(*pos) == Some(&b'}') {
+                *pos += 1;
+                return true;
+            }
+            let mut previous: Option<&[u8]> = None;
+            loop {
+                let start = *pos;
+                if !canonical_string(b, pos) {
+                    return false;
+                }
+                let key = &b[start + 1..*pos - 1];
+                // Sorted by bytes, no duplicates; a key with an escape is compared the long way.
+                if key.contains(&b'\\') || previous.is_some_and(|p| p >= key) {
+                    return false;
+                }
+                previous = Some(key);
+                if b.get(*pos) != Some(&b':') {
+                    return false;
+                }
+                *pos += 1;
+                if !canonical_value(b, pos, depth + 1) {
+                    return false;
+                }
+                match b.get(*pos) {
+                    Some(b',') => *pos += 1,
+                    Some(b'}') => {
+                        *pos += 1;
+                        return true;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        b'[' => {
+            if depth >= MAX_DEPTH {
+                return false;
+            }
+            *pos += 1;
+            if b.get(*pos) == Some(&b']') {
+                *pos += 1;
+                return true;
+            }
+            loop {
+                if !canonical_value(b, pos, depth + 1) {
+                    return false;
+                }
+                match b.get(*pos) {
+                    Some(b',') => *pos += 1,
+                    Some(b']') => {
+                        *pos += 1;
+                        return true;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        b'"' => canonical_string(b, pos),
+        b't' => literal(b, pos, b"true"),
+        b'f' => literal(b, pos, b"false"),
+        b'n' => literal(b, pos, b"null"),
+        b'-' | b'0'..=b'9' => {
+            let start = *pos;
+            if c == b'-' {
+                *pos += 1;
+            }
+            let digits = *pos;
+            while b.get(*pos).is_some_and(u8::is_ascii_digit) {
+                *pos += 1;
+            }
+            let n = &b[digits..*pos];
+            // An integer as Go writes it: no leading zero, no "-0", exact through float64.
+            !n.is_empty()
+                && n.len() <= 15
+                && (n[0] != b'0' || (n.len() == 1 && digits == start))
+                && !matches!(b.get(*pos), Some(b'.' | b'e' | b'E'))
+        }
+        _ => false,
+    }
+}
+
+fn literal(b: &[u8], pos: &mut usize, word: &[u8]) -> bool {
+    if b[*pos..].starts_with(word) {
+        *pos += word.len();
+        true
+    } else {
+        false
+    }
+}
+
+/// A string as [`write_string`] writes it: only `\"` and `\\` escaped, no control character.
+/// (UTF-8 validity is the JSON parser's: callers pass bytes it accepted.)
+fn canonical_string(b: &[u8], pos: &mut usize) -> bool {
+    if b.get(*pos) != Some(&b'"') {
+        return false;
+    }
+    *pos += 1;
+    while let Some(&c) = b.get(*pos) {
+        *pos += 1;
+        match c {
+            b'"' => return true,
+            b'\\' => match b.get(*pos) {
+                Some(b'"' | b'\\') => *pos += 1,
+                _ => return false,
+            },
+            0..=0x1f => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
 fn write_value(out: &mut Vec<u8>, v: &Value) -> Result<(), CanonicalError> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
@@ -209,6 +344,41 @@ mod tests {
             canonicalize(b" { \"b\" : [ 1 , 2 ] , \"a\":1, \"a\":2 } ").unwrap(),
             br#"{"a":2,"b":[1,2]}"#
         );
+    }
+
+    #[test]
+    fn canonical_input_is_recognised_exactly() {
+        // Canonical as it stands: canonicalize gives the same bytes back.
+        let sample = "{\"Z\":true,\"_type\":\"Root\",\"a\":null,\"b\":[1,-2,0,[],{}],\"c\":\"q\\\"\\\\<&>é\"}";
+        for ok in [sample.as_bytes(), b"[]", b"123456789012345", b"-1"] {
+            assert!(is_canonical(ok), "{}", String::from_utf8_lossy(ok));
+            assert_eq!(canonicalize(ok).unwrap(), ok);
+        }
+        // Not canonical (or not sure): the long way decides.
+        for no in [
+            &br#"{"b":1,"a":2}"#[..],
+            br#"{"a":1,"a":2}"#,
+            br#"{"a": 1}"#,
+            b" []",
+            b"[1.0]",
+            b"[1e2]",
+            b"[-0]",
+            b"[01]",
+            b"[1234567890123456]",
+            br#"["\u00e9"]"#,
+            br#"["a\nb"]"#,
+            b"[\"a\x01b\"]",
+            br#"{"a\"":1}"#,
+            b"[1,]",
+            b"[",
+            br#""abc"#,
+            b"tru",
+            b"[1]x",
+        ] {
+            assert!(!is_canonical(no), "{}", String::from_utf8_lossy(no));
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(!is_canonical(deep.as_bytes()));
     }
 
     #[test]

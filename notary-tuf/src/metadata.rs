@@ -85,17 +85,33 @@ pub struct Common {
     pub version: i64,
 }
 
-/// A whole metadata file: raw bytes, the generic `signed` body, and its signatures.
+/// A whole metadata file: raw bytes, the `signed` body, and its signatures.
 #[derive(Debug, Clone)]
 pub struct SignedFile {
     /// The exact bytes as received or stored.
     pub raw: Vec<u8>,
-    /// The `signed` body, parsed.
-    pub signed: Value,
+    /// The `signed` body.
+    body: Body,
     /// The signatures.
     pub signatures: Vec<Signature>,
     /// The fields every role has.
     pub common: Common,
+}
+
+/// The `signed` body, in the cheaper of two forms (docs/wire-format.md §2).
+#[derive(Debug, Clone)]
+enum Body {
+    /// Written exactly as Go re-canonicalises it (as Go clients and this server sign): these
+    /// bytes of `raw` are the message signatures cover, and typed bodies are read from them. A
+    /// canonical body has no duplicate keys, so reading it typed or through a generic tree gives
+    /// the same result.
+    Canonical(std::ops::Range<usize>),
+    /// Anything else (whitespace, escapes, unsorted or duplicate keys …): Go's generic view
+    /// (`map[string]interface{}`, last duplicate wins) and the canonical bytes written from it.
+    Generic {
+        value: Value,
+        canonical: Result<Vec<u8>, CanonicalError>,
+    },
 }
 
 impl SignedFile {
@@ -103,36 +119,28 @@ impl SignedFile {
     /// (the server answers `MALFORMED_JSON`).
     pub fn parse(raw: &[u8]) -> Result<Self, ParseError> {
         check_density(raw)?;
-        let v: Value = serde_json::from_slice(raw).map_err(|e| ParseError::Json(e.to_string()))?;
-        let Value::Object(mut top) = v else {
-            return Err(ParseError::Json("metadata is not a JSON object".into()));
+        let top = Envelope::parse(raw)?;
+        let signed = top
+            .signed
+            .ok_or_else(|| ParseError::Json("\"signed\" is not an object".into()))?;
+        let span = signed.get();
+        // `span` borrows `raw`: where it starts in it.
+        let start = span.as_ptr() as usize - raw.as_ptr() as usize;
+        let range = start..start + span.len();
+        let body = if cjson::is_canonical(span.as_bytes()) {
+            Body::Canonical(range)
+        } else {
+            let value: Value =
+                serde_json::from_str(span).map_err(|e| ParseError::Json(e.to_string()))?;
+            let canonical = cjson::to_canonical(&value);
+            Body::Generic { value, canonical }
         };
-        let signed = top.remove("signed").unwrap_or(Value::Null);
-        let Value::Object(ref body) = signed else {
-            return Err(ParseError::Json("\"signed\" is not an object".into()));
-        };
-        let type_ = match body.get("_type") {
-            Some(Value::String(s)) => s.clone(),
-            None | Some(Value::Null) => String::new(),
-            _ => return Err(ParseError::Json("\"_type\" is not a string".into())),
-        };
-        let expires = match body.get("expires") {
-            Some(Value::String(s)) => crate::time::parse_rfc3339(s)
-                .ok_or_else(|| ParseError::Json(format!("\"expires\" is not RFC 3339: {s}")))?,
-            _ => {
-                return Err(ParseError::Json(
-                    "\"expires\" missing or not a string".into(),
-                ))
-            }
-        };
-        let version = match body.get("version") {
-            None | Some(Value::Null) => 0,
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .ok_or_else(|| ParseError::Json(format!("\"version\" is not an integer: {n}")))?,
-            _ => return Err(ParseError::Json("\"version\" is not a number".into())),
-        };
-        let signatures = match top.remove("signatures") {
+        let common: CommonJson = match &body {
+            Body::Canonical(r) => serde_json::from_slice(&raw[r.clone()]),
+            Body::Generic { value, .. } => CommonJson::deserialize(value),
+        }
+        .map_err(|e| ParseError::Json(e.to_string()))?;
+        let signatures = match top.signatures {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .into_iter()
@@ -142,19 +150,33 @@ impl SignedFile {
         };
         Ok(SignedFile {
             raw: raw.to_vec(),
-            signed,
+            body,
             signatures,
-            common: Common {
-                type_,
-                expires,
-                version,
-            },
+            common: common.into_common()?,
         })
     }
 
     /// The message signatures are verified against: Go's re-canonicalised body.
-    pub fn canonical_body(&self) -> Result<Vec<u8>, CanonicalError> {
-        cjson::to_canonical(&self.signed)
+    pub fn canonical_body(&self) -> Result<&[u8], CanonicalError> {
+        match &self.body {
+            Body::Canonical(r) => Ok(&self.raw[r.clone()]),
+            Body::Generic { canonical, .. } => canonical.as_deref().map_err(Clone::clone),
+        }
+    }
+
+    /// Whether the body is signed as written (canonical already, the fast path) rather than as
+    /// rewritten.
+    pub fn signed_as_written(&self) -> bool {
+        matches!(self.body, Body::Canonical(_))
+    }
+
+    /// The `signed` body as a generic tree.
+    pub fn signed_value(&self) -> Result<Value, ParseError> {
+        match &self.body {
+            Body::Canonical(r) => serde_json::from_slice(&self.raw[r.clone()])
+                .map_err(|e| ParseError::Json(e.to_string())),
+            Body::Generic { value, .. } => Ok(value.clone()),
+        }
     }
 
     /// Whether `expires` is before `now`.
@@ -164,7 +186,98 @@ impl SignedFile {
 
     /// The body parsed as `T`.
     pub fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ParseError> {
-        T::deserialize(&self.signed).map_err(|e| ParseError::Json(e.to_string()))
+        match &self.body {
+            Body::Canonical(r) => serde_json::from_slice(&self.raw[r.clone()]),
+            Body::Generic { value, .. } => T::deserialize(value),
+        }
+        .map_err(|e| ParseError::Json(e.to_string()))
+    }
+}
+
+/// The top level of a file: `signed` kept as the bytes it was written as, `signatures` as a
+/// tree (small); other keys ignored; a repeated key keeps its last value, as Go's decoder does.
+struct Envelope<'a> {
+    signed: Option<&'a serde_json::value::RawValue>,
+    signatures: Option<Value>,
+}
+
+impl<'a> Envelope<'a> {
+    fn parse(raw: &'a [u8]) -> Result<Self, ParseError> {
+        use serde::de::{IgnoredAny, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("metadata is not a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Envelope<'de>, A::Error> {
+                let mut e = Envelope {
+                    signed: None,
+                    signatures: None,
+                };
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match k.as_ref() {
+                        "signed" => {
+                            let v: &'de serde_json::value::RawValue = m.next_value()?;
+                            // Only an object is a body; `null` or anything else is not.
+                            e.signed = v.get().starts_with('{').then_some(v);
+                        }
+                        "signatures" => e.signatures = Some(m.next_value()?),
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(e)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let e = serde::Deserializer::deserialize_map(&mut de, V)
+            .and_then(|e| de.end().map(|()| e))
+            .map_err(|e| ParseError::Json(e.to_string()))?;
+        Ok(e)
+    }
+}
+
+/// `_type`, `expires` and `version` as the body gives them, checked by `into_common`.
+#[derive(Deserialize)]
+struct CommonJson {
+    #[serde(default, rename = "_type")]
+    type_: Option<Value>,
+    #[serde(default)]
+    expires: Option<Value>,
+    #[serde(default)]
+    version: Option<Value>,
+}
+
+impl CommonJson {
+    fn into_common(self) -> Result<Common, ParseError> {
+        let type_ = match self.type_ {
+            Some(Value::String(s)) => s,
+            None | Some(Value::Null) => String::new(),
+            _ => return Err(ParseError::Json("\"_type\" is not a string".into())),
+        };
+        let expires = match self.expires {
+            Some(Value::String(s)) => crate::time::parse_rfc3339(&s)
+                .ok_or_else(|| ParseError::Json(format!("\"expires\" is not RFC 3339: {s}")))?,
+            _ => {
+                return Err(ParseError::Json(
+                    "\"expires\" missing or not a string".into(),
+                ))
+            }
+        };
+        let version = match self.version {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| ParseError::Json(format!("\"version\" is not an integer: {n}")))?,
+            _ => return Err(ParseError::Json("\"version\" is not a number".into())),
+        };
+        Ok(Common {
+            type_,
+            expires,
+            version,
+        })
     }
 }
 

@@ -59,7 +59,7 @@ pub fn verify_signatures(file: &SignedFile, role: &BaseRole) -> Result<(), Verif
         if key.id() != sig.keyid {
             return Err(VerifyError::InvalidKeyId);
         }
-        if key.verify(&sig.method, &msg, &sig.sig) {
+        if key.verify(&sig.method, msg, &sig.sig) {
             valid.insert(sig.keyid.as_str());
         }
     }

@@ -45,6 +45,40 @@ const ROLES: [&str; 6] = [
     "timestamp",
 ];
 
+/// Go writes canonical bodies, which are then signed and read as written; the same files with
+/// whitespace, reordered keys and a duplicate key take the generic way to the same message,
+/// common fields and typed body (the duplicate's last value wins, as in Go).
+#[test]
+fn go_bodies_are_signed_as_written_and_reformatted_ones_agree() {
+    for role in ROLES {
+        let f = file(role);
+        assert!(f.signed_as_written(), "{role}");
+        let tree = f.signed_value().unwrap();
+        let mut pretty = serde_json::to_string_pretty(&json!({
+            "signatures": serde_json::from_slice::<serde_json::Value>(&read(role)).unwrap()["signatures"],
+            "signed": tree,
+        }))
+        .unwrap();
+        // A duplicate `_type` whose first value is wrong: the last one counts.
+        pretty = pretty.replacen("\"signed\": {", "\"signed\": {\"_type\": \"Wrong\",", 1);
+        let g = SignedFile::parse(pretty.as_bytes()).unwrap();
+        assert!(!g.signed_as_written(), "{role}");
+        assert_eq!(
+            g.canonical_body().unwrap(),
+            f.canonical_body().unwrap(),
+            "{role}"
+        );
+        assert_eq!(g.common.type_, f.common.type_, "{role}");
+        assert_eq!(g.common.version, f.common.version, "{role}");
+        assert_eq!(g.common.expires, f.common.expires, "{role}");
+        assert_eq!(g.signatures, f.signatures, "{role}");
+        if role.starts_with("targets") {
+            let (a, b) = (f.body::<Targets>().unwrap(), g.body::<Targets>().unwrap());
+            assert_eq!(a.targets, b.targets, "{role}");
+        }
+    }
+}
+
 #[test]
 fn canonical_body_and_envelope_reproduce_go_bytes() {
     for role in ROLES {
@@ -55,12 +89,12 @@ fn canonical_body_and_envelope_reproduce_go_bytes() {
         let s = std::str::from_utf8(&raw).unwrap();
         let end = s.rfind(",\"signatures\":").unwrap();
         assert_eq!(
-            std::str::from_utf8(&body).unwrap(),
+            std::str::from_utf8(body).unwrap(),
             &s[10..end],
             "{role}: canonical body"
         );
         // Re-assembling the envelope gives back the whole Go file, byte for byte.
-        assert_eq!(envelope(&body, &f.signatures), raw, "{role}: envelope");
+        assert_eq!(envelope(body, &f.signatures), raw, "{role}: envelope");
     }
 }
 

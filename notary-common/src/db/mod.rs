@@ -173,7 +173,14 @@ impl Db {
                             // A simple-protocol statement: nothing prepared on the session.
                             use sqlx::Executor;
                             let set = format!("SET statement_timeout = {timeout_ms}");
-                            conn.execute(set.as_str()).await.map(|_| ())
+                            conn.execute(set.as_str()).await?;
+                            // Large values (a 20 000-target targets.json is 4 MB) are compressed
+                            // by Postgres as it stores them: lz4 costs a fraction of the default
+                            // pglz's CPU (docs/performance.md). Only this session's writes use it;
+                            // any reader decompresses either. Postgres before 14, or built without
+                            // lz4, refuses the setting: then the default stays.
+                            let _ = conn.execute("SET default_toast_compression = lz4").await;
+                            Ok(())
                         })
                     })
                     .before_acquire(move |conn, _| {
