@@ -5,6 +5,11 @@
 # Usage: bash scripts/bench.sh [notary-bench options, e.g. --concurrency 64 --seconds 3 --half-peak-secs 5 --publishes 20]
 #        bash scripts/bench.sh --rss-guns 10000   (memory of our server with that many repositories cached)
 #        bash scripts/bench.sh --history 10000    (rows and database size before and after `prune`)
+#        bash scripts/bench.sh --flamegraph      (perf profile of our current reads at peak, as
+#             docs/performance/flamegraph.svg; needs perf and `cargo install inferno`)
+#        bash scripts/bench.sh --curves [--max-repos 1000000] [--max-versions 10000]
+#             (cost vs targets per repository, vs repositories, vs history: a CSV, the SVG plots in
+#              docs/performance/ and the query plans, docs/performance.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -16,7 +21,7 @@ cargo build --release --locked -p notary-server -p notary-bench
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $(cat "$work/rs.pid" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   [ -f "$work/nginx/nginx.pid" ] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
   stop_pg; rm -rf "$work"
 }
@@ -43,6 +48,135 @@ notary-server -config "$work/go.json" >"$work/go.log" 2>&1 & pids+=($!)
 for port in $rs_port $go_port; do
   for _ in $(seq 100); do curl -sf --cacert "$work/tls/ca.crt" "https://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 done
+# Flame graph mode: where our server's CPU goes at peak on current reads (docs/performance.md).
+case " $* " in *" --flamegraph "*)
+  command -v perf >/dev/null || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
+  command -v inferno-flamegraph >/dev/null || cargo install inferno --locked --quiet
+  read_peak=(./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --server-pid "${pids[0]}"
+    --concurrency 16 --half-peak-secs 0 --publishes 0 --only "GET timestamp.json")
+  "${read_peak[@]}" --seconds 2 >/dev/null  # seeds its repositories, warms up
+  # Unwound from .eh_frame (release builds keep no frame pointers).
+  perf record -F 499 --call-graph dwarf,32768 -p "${pids[0]}" -o "$work/perf.data" -- sleep 5 >/dev/null 2>&1 &
+  perf_pid=$!; sleep 0.5
+  "${read_peak[@]}" --seconds 6 --guns 1 | grep -E '^(operation|GET timestamp.json )'
+  wait "$perf_pid"
+  perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf > "$work/collapsed.txt"
+  mkdir -p docs/performance
+  inferno-flamegraph --title "notary-rs: GET timestamp.json at peak, 16 connections ($(date -u +%F))" --width 1400 \
+    < "$work/collapsed.txt" > docs/performance/flamegraph.svg
+  echo "wrote docs/performance/flamegraph.svg"
+  exit 0 ;;
+esac
+# Curves mode (docs/performance.md): three series of points, each measured on both servers in
+# this run unless said otherwise; rows go to docs/performance/<curve>.csv, plots (every CSV
+# there) to docs/performance/<curve>.svg. `--curves targets,history` runs some of them.
+case " $* " in *" --curves "*)
+  which=$(echo " $* " | sed -nE 's/.* --curves ([a-z,]+).*/\1/p'); which=${which:-targets,history,repos}
+  max_repos=$(echo " $* " | sed -nE 's/.* --max-repos ([0-9]+).*/\1/p'); max_repos=${max_repos:-1000000}
+  max_versions=$(echo " $* " | sed -nE 's/.* --max-versions ([0-9]+).*/\1/p'); max_versions=${max_versions:-10000}
+  out=docs/performance; mkdir -p "$out"
+  echo "${pids[0]}" > "$work/rs.pid"
+  bench() { ./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --server-pid-file "$work/rs.pid" "$@"; }
+  against=(--against "https://127.0.0.1:$go_port" --against-pid "${pids[1]}")
+  # Our server restarted (a new instance: cold cache, start-up timed); its pid in $work/rs.pid.
+  cat > "$work/restart-rs.sh" <<RESTART
+kill \$(cat "$work/rs.pid"); while kill -0 \$(cat "$work/rs.pid") 2>/dev/null; do sleep 0.05; done
+t0=\$(date +%s.%N)
+NOTARY_SERVER_KEY_PASSPHRASE=bench ./target/release/notary-server --config "$work/rs.json" >>"$work/rs.log" 2>&1 &
+echo \$! > "$work/rs.pid"
+until curl -sf --cacert "$work/tls/ca.crt" "https://127.0.0.1:$rs_port/_notary_server/health" >/dev/null; do sleep 0.02; done
+python3 -c "import time; print(f'{time.time() - \$t0:.2f}')"
+RESTART
+  PSQL="$PG_BIN/psql -q -h 127.0.0.1 -p $PG_PORT -U postgres"
+  echo "## Curves, $(date -u +%F), $(nproc) cores; Go notary-server $(dpkg-query -W -f '${Version}' notary)"
+
+  # 1. Cost vs targets per repository: GET targets.json (gzip accepted, as Go clients ask) and
+  #    publishing the whole list with one target changed.
+  case ",$which," in *,targets,*)
+    : > "$out/targets.csv"
+    for t in 10 1000 5000 20000; do
+      echo "### $t targets per repository"
+      bench "${against[@]}" --guns 2 --targets "$t" --publishes 5 --seconds 3 --half-peak-secs 0 \
+        --only "GET targets.json,publish" --csv "$out/targets.csv" --label "targets=$t" | sed -n '/^operation  *req\/s/,$p'
+    done ;;
+  esac
+
+  # 2. Cost vs history, ours only: one repository published to each point, the changefeed grown
+  #    to 1 000 rows per version (10 000 versions: 10 000 000 rows) with other repositories'
+  #    changes, written directly (as history, not live traffic: our server is then restarted, so
+  #    that it starts at the end of the feed with its read lease, and Postgres checkpointed).
+  #    Before curve 3, so that its first point is a new database.
+  case ",$which," in *,history,*)
+    : > "$out/history.csv"
+    points=$(python3 -c "print(','.join(str(p) for p in (1, 100, 1000, 10000, 100000) if p <= $max_versions))")
+    bench --history-points "$points" --publishes 200 --seconds 3 --concurrency 16 --csv "$out/history.csv" --at-each-point "
+      have=\$($PSQL -d notary_rs -tAc 'SELECT count(*) FROM changefeed')
+      want=\$(( VERSIONS * 1000 ))
+      if [ \$want -gt \$have ]; then
+        $PSQL -d notary_rs -c 'SET synchronous_commit = off' -c \"INSERT INTO changefeed (created_at, gun, version, sha256, category)
+          SELECT now(), 'filler.example.com/repo' || (i % 100000), 1, repeat('0', 64), 'update' FROM generate_series(\$have, \$want - 1) i\"
+        $PSQL -d notary_rs -c 'VACUUM ANALYZE changefeed' -c 'CHECKPOINT'
+        bash $work/restart-rs.sh >/dev/null
+      fi
+      echo \"changefeed: \$($PSQL -d notary_rs -tAc 'SELECT count(*) FROM changefeed') rows\"" | { grep -vE "^(seeded|$)" || true; }
+    ;;
+  esac
+
+  # 3. Cost vs number of repositories, seeded directly in both databases (copies of one seeded
+  #    repository's current files under new names, with their changefeed rows); reads spread
+  #    uniformly. Our server is restarted at each size: start-up time, and a cold cache.
+  case ",$which," in *,repos,*)
+    : > "$out/repos.csv"; : > "$out/startup.csv"
+    # The template: one small repository on each server.
+    bench "${against[@]}" --guns 1 --targets 10 --only none --half-peak-secs 0 >/dev/null
+    seeded=0
+    for n in 1000 10000 100000 1000000; do
+      [ "$n" -le "$max_repos" ] || continue
+      t0=$(date +%s)
+      for side in rs go; do
+        psql -d notary_$side -v ON_ERROR_STOP=1 -c "SET synchronous_commit = off" -c "
+          INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256)
+          SELECT now(), now(), 'scale.example.com/repo' || i, t.role, t.version, t.data, t.sha256
+          FROM generate_series($seeded, $n - 1) i,
+               (SELECT DISTINCT ON (role) role, version, data, sha256 FROM tuf_files
+                WHERE gun = (SELECT gun FROM tuf_files WHERE role = 'timestamp' AND gun LIKE 'bench.%' ORDER BY id DESC LIMIT 1)
+                ORDER BY role, version DESC) t" -c "
+          INSERT INTO changefeed (created_at, gun, version, sha256, category)
+          SELECT now(), 'scale.example.com/repo' || i, 1, repeat('0', 64), 'update' FROM generate_series($seeded, $n - 1) i"
+        psql -d notary_$side -c "VACUUM ANALYZE tuf_files" -c "VACUUM ANALYZE changefeed" -c "CHECKPOINT"
+      done
+      seeded=$n
+      echo "### $n repositories (seeded in $(( $(date +%s) - t0 )) s; database $(psql -d notary_rs -tAc "SELECT pg_size_pretty(pg_database_size('notary_rs'))"))"
+      startup=$(bash "$work/restart-rs.sh")
+      echo "notary-rs start-up with $n repositories: $startup s"
+      echo "repos=$n,notary-rs,start-up,1,0,$startup,$startup,$startup,0" >> "$out/startup.csv"
+      bench "${against[@]}" --uniform "$n" --seconds 5 --csv "$out/repos.csv" --label "repos=$n" | { grep -vE "^(seeded|$)" || true; }
+    done ;;
+  esac
+
+  # The plans the constant costs rest on, on the largest database (docs/performance.md).
+  gun=$(psql -d notary_rs -tAc "SELECT gun FROM tuf_files WHERE gun LIKE 'history.%' ORDER BY id DESC LIMIT 1")
+  if [ -n "$gun" ]; then
+    newest=$(psql -d notary_rs -tAc "SELECT max(version) FROM tuf_files WHERE gun = '$gun' AND role = 'targets'")
+    last=$(psql -d notary_rs -tAc "SELECT max(id) FROM changefeed")
+    echo "### Query plans ($(psql -d notary_rs -tAc "SELECT count(*) FROM changefeed") changefeed rows, $(psql -d notary_rs -tAc "SELECT count(*) FROM tuf_files") tuf_files rows)"
+    while IFS='|' read -r what sql; do
+      echo "-- $what"
+      psql -d notary_rs -tA -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) $sql" | sed 's/^/    /'
+    done <<SQL
+current targets.json|SELECT data, updated_at FROM tuf_files WHERE gun = '$gun' AND role = 'targets' AND deleted_at IS NULL ORDER BY version DESC LIMIT 1
+targets.json by version|SELECT data, created_at FROM tuf_files WHERE gun = '$gun' AND role = 'targets' AND version = 1 AND deleted_at IS NULL ORDER BY id LIMIT 1
+publish: is a version as new stored?|SELECT 1 FROM tuf_files WHERE gun = '$gun' AND role = 'targets' AND version >= $newest
+changefeed position|SELECT MAX(id) FROM changefeed
+changefeed, forward from near the end|SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE 1 = 1 AND id > $((last - 100)) ORDER BY id ASC LIMIT 100
+changefeed, newest first|SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE 1 = 1 ORDER BY id DESC LIMIT 100
+one repository's changefeed, newest first|SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE 1 = 1 AND gun = '$gun' ORDER BY id DESC LIMIT 100
+SQL
+  fi
+  pids[0]=$(cat "$work/rs.pid")
+  ./target/release/notary-plot "$out" "$out"/{targets,history,repos}.csv
+  exit 0 ;;
+esac
 # History mode: one repository with N published versions on our server, then `prune`: rows
 # and database size before and after (docs/operations.md).
 case " $* " in *" --history "*)
@@ -63,15 +197,17 @@ echo "## notary-rs (this repository) --against Go notary-server $(dpkg-query -W 
   { echo "notary-bench failed; last lines of the servers' logs:"; tail -n 20 "$work/rs.log" "$work/go.log"; exit 1; }
 case " $* " in *" --rss-guns"*) exit 0 ;; esac
 
-# A reference for the machine's and the load generator's share of the latency: the same
-# open-loop load (GET timestamp.json, same rate, same connections) against nginx serving a
-# cached copy over TLS — no database, no barrier, a C server returning a cached file.
-# (our first open-loop row: its req/s, the second number after the name)
+# The machine's limit: nginx serving the same bytes from disk over TLS (same certificate, same
+# load generator, same connections), against our current reads, back to back, twice each.
+# nginx fetches each file once from our server and stores it under its root (`proxy_store`);
+# every measured request is then a static file read by nginx, no proxying. The open-loop row
+# repeats ours' at the same rate (a reference for the latency the machine itself adds).
 rate=$(awk '/^GET timestamp.json @/ { n = 0; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9.]+$/ && ++n == 2) { print $i; exit } }' "$work/bench.out")
-if [ -n "$rate" ]; then
+conc=$(awk '/concurrency [0-9]+$/ {print $NF; exit}' "$work/bench.out")
+if [ -n "$rate" ] && [ -z "${NO_NGINX:-}" ]; then
   nginx_port=$(free_port)
-  mkdir -p "$work/nginx/cache"
-  chmod 711 "$work"  # nginx's workers (user nobody) reach their cache folder; nothing else is listable
+  mkdir -p "$work/nginx/root"
+  chmod 711 "$work"  # nginx's workers (user nobody) reach their folder; nothing else is listable
   cat > "$work/nginx/nginx.conf" <<NGINX
 worker_processes $(nproc);
 pid $work/nginx/nginx.pid;
@@ -79,30 +215,50 @@ error_log $work/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  proxy_cache_path $work/nginx/cache levels=1:2 keys_zone=tuf:10m max_size=100m;
+  default_type application/json;
+  open_file_cache max=10000 inactive=60s;  # nginx at its best: no open() per request
+  open_file_cache_valid 60s;
   upstream notary { server 127.0.0.1:$rs_port; keepalive 32; }
   server {
     listen 127.0.0.1:$nginx_port ssl;
     ssl_certificate $work/tls/server.crt;
     ssl_certificate_key $work/tls/server.key;
     keepalive_requests 100000000;
+    root $work/nginx/root;
+    proxy_temp_path $work/nginx/tmp;
+    location ~ /_trust/tuf/timestamp\.json\$ { try_files \$uri @store; }
+    location @store {
+      proxy_pass https://notary;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_store on;
+      proxy_store_access user:rw group:r all:r;
+    }
     location / {
       proxy_pass https://notary;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_cache tuf;
-      proxy_cache_valid 200 10m;
-      proxy_cache_lock on;
     }
   }
 }
 NGINX
+  chown -R nobody "$work/nginx/root" 2>/dev/null || true
   nginx -c "$work/nginx/nginx.conf"
-  conc=$(awk '/concurrency [0-9]+$/ {print $NF; exit}' "$work/bench.out")
   echo
-  echo "## Reference: the same open-loop load against nginx $(nginx -v 2>&1 | sed 's|.*/||') serving a cached copy over TLS"
+  echo "## The machine's limit: GET timestamp.json from nginx $(nginx -v 2>&1 | sed 's|.*/||') serving the same bytes from disk over TLS, $conc connections"
+  peak() { # url
+    ./target/release/notary-bench --url "$1" --ca "$work/tls/ca.crt" --concurrency "${conc:-16}" --seconds 3 \
+      --half-peak-secs 0 --publishes 0 --only "GET timestamp.json" --guns 20 | awk '/^GET timestamp.json  /{print $4, $6}'
+  }
+  for round in 1 2; do
+    read -r ours ours_p99 < <(peak "https://127.0.0.1:$rs_port")
+    read -r theirs theirs_p99 < <(peak "https://127.0.0.1:$nginx_port")
+    printf 'round %d: notary-rs %8.0f req/s (p99 %s ms)   nginx from disk %8.0f req/s (p99 %s ms)   ratio %.2f\n' \
+      "$round" "$ours" "$ours_p99" "$theirs" "$theirs_p99" "$(python3 -c "print($ours / $theirs)")"
+  done
+  echo "## The same open-loop load as ours above against nginx serving it from disk"
   ./target/release/notary-bench --url "https://127.0.0.1:$nginx_port" --ca "$work/tls/ca.crt" --concurrency "${conc:-16}" \
-    --seconds 1 --half-peak-secs 5 --rate "$rate" --only timestamp.json | grep -E '^(operation|GET timestamp.json @)'
+    --seconds 1 --half-peak-secs 5 --rate "$rate" --publishes 0 --only timestamp.json | grep -E '^(operation|GET timestamp.json @)'
   kill "$(cat "$work/nginx/nginx.pid")"; rm -f "$work/nginx/nginx.pid"
 fi
 

@@ -348,6 +348,85 @@ pub async fn run_gets(
     collect(name, start, tasks).await
 }
 
+/// Closed-loop GETs of `file` in repositories `{prefix}/repo{i}`, `i` drawn uniformly from
+/// `0..guns` by each connection (so that, with many repositories, most reads miss any cache),
+/// for `duration`. A 404 counts as an error: every repository must exist.
+pub async fn run_uniform_gets(
+    ep: &Endpoint,
+    name: &str,
+    prefix: &str,
+    guns: usize,
+    file: &str,
+    duration: Duration,
+    concurrency: usize,
+) -> anyhow::Result<Stats> {
+    let conns = connections(ep, concurrency).await?;
+    let root = path_of(&ep.url)?;
+    let head = format!("{}/v2/{prefix}/repo", root.trim_end_matches('/'));
+    let tail = format!("/_trust/tuf/{file}");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (k, mut conn) in conns.into_iter().enumerate() {
+        let (head, tail) = (head.clone(), tail.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            // xorshift64*, seeded per connection: uniform enough, and no lock between tasks.
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ ((k as u64 + 1) << 17);
+            while start.elapsed() < duration {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                let i = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as usize % guns.max(1);
+                let path = format!("{head}{i}{tail}");
+                let t = Instant::now();
+                match conn.get(&path, None).await {
+                    Ok(r) if r.status == 200 => lat.push(t.elapsed().as_micros() as u64),
+                    Ok(_) => errors += 1,
+                    Err(_) => return (lat, errors + 1),
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    collect(name, start, tasks).await
+}
+
+/// Publish `count` versions of the seeded repository one after another (each the whole target
+/// list with one changed, as `run_publishes` does), timing each.
+pub async fn run_sequential_publishes(
+    ep: &Endpoint,
+    s: &mut Seeded,
+    count: usize,
+) -> anyhow::Result<Stats> {
+    let mut files = Vec::with_capacity(count);
+    for k in 0..count {
+        let v = s.next_version + k as i64;
+        let c = format!("v{v}");
+        let mut refs: Vec<(&str, &[u8])> = s
+            .targets
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_slice()))
+            .collect();
+        refs.push(("latest", c.as_bytes()));
+        files.push(s.repo.targets_file(v, &refs));
+    }
+    s.next_version += count as i64;
+    let start = Instant::now();
+    let (mut lat, mut errors) = (Vec::new(), 0usize);
+    for f in &files {
+        let t = Instant::now();
+        match ep.post(&s.repo.gun, &[("targets", f)]).await {
+            Ok(()) => lat.push(t.elapsed().as_micros() as u64),
+            Err(e) => {
+                errors += 1;
+                eprintln!("publish error: {e}");
+            }
+        }
+    }
+    let done = tokio::spawn(async move { (lat, errors) });
+    collect("publish (one after another)", start, vec![done]).await
+}
+
 /// Publish `per_gun` new targets versions to each seeded repository (pre-signed before the
 /// clock starts), `concurrency` repositories at a time, each repository sequentially.
 pub async fn run_publishes(

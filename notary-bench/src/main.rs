@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use notary_bench::load::{
-    rss_mib, run_gets, run_gets_at_rate, run_publishes, seed, touch_all, CpuProbe, Endpoint,
-    ServerLatency, Stats,
+    rss_mib, run_gets, run_gets_at_rate, run_publishes, run_sequential_publishes, run_uniform_gets,
+    seed, touch_all, CpuProbe, Endpoint, ServerLatency, Stats,
 };
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "notary-bench", version)]
 struct Args {
     /// Base URL of the server under test.
@@ -57,6 +57,10 @@ struct Args {
     /// PID of the server under --url: its resident memory is printed after the run.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// A file holding the PID of the server under --url, read again before each measurement
+    /// (the server may be restarted meanwhile, e.g. by --at-each-point).
+    #[arg(long)]
+    server_pid_file: Option<std::path::PathBuf>,
     /// PID of the server under --against.
     #[arg(long)]
     against_pid: Option<u32>,
@@ -69,10 +73,71 @@ struct Args {
     /// --history measures `notary-server prune` on it).
     #[arg(long)]
     history: Option<i64>,
+    /// Many-repositories mode: repositories `{--uniform-prefix}/repo0` … `repo{N-1}` already
+    /// exist on --url (and --against), seeded directly in the database by `scripts/bench.sh
+    /// --curves`; read `timestamp.json` and `targets.json` of repositories drawn uniformly at
+    /// random for --seconds each, then print resident memory and the cache's own figures.
+    #[arg(long)]
+    uniform: Option<usize>,
+    /// The GUN prefix of --uniform's repositories.
+    #[arg(long, default_value = "scale.example.com")]
+    uniform_prefix: String,
+    /// Long-history mode: make one repository on --url and, at each of these version counts
+    /// (comma-separated, increasing), run --at-each-point and then measure publishes, current
+    /// and by-version reads and changefeed pages there.
+    #[arg(long, value_delimiter = ',')]
+    history_points: Vec<i64>,
+    /// Shell command run at each --history-points point before it is measured, with VERSIONS
+    /// set to the point (scripts/bench.sh grows the changefeed with it).
+    #[arg(long)]
+    at_each_point: Option<String>,
+    /// Append every measured row to this CSV file (label,server,operation,ok,req_s,p50_ms,
+    /// p99_ms,p999_ms,errors) for `notary-plot`.
+    #[arg(long)]
+    csv: Option<std::path::PathBuf>,
+    /// The first column of --csv's rows (e.g. `targets=20000`).
+    #[arg(long, default_value = "")]
+    label: String,
     /// Run only the operations whose names contain one of these (comma-separated), e.g.
     /// `--only timestamp` for the current-timestamp reads and the open-loop run after them.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+}
+
+/// Append `rows` measured on `server` to --csv, if given.
+fn csv(a: &Args, server: &str, rows: &[Stats]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let Some(path) = &a.csv else {
+        return Ok(());
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for s in rows {
+        writeln!(
+            f,
+            "{},{server},{},{},{:.1},{:.3},{:.3},{:.3},{}",
+            a.label,
+            s.name.replace(',', ";"),
+            s.ok,
+            s.rate(),
+            s.pct_ms(0.5),
+            s.pct_ms(0.99),
+            s.pct_ms(0.999),
+            s.errors
+        )?;
+    }
+    Ok(())
+}
+
+/// The name a server goes by in --csv: ours, or the one --against names.
+fn server_name(ours: bool) -> &'static str {
+    if ours {
+        "notary-rs"
+    } else {
+        "go"
+    }
 }
 
 fn row(s: &Stats) {
@@ -321,6 +386,181 @@ async fn history(a: &Args, versions: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--uniform`: reads spread over many repositories, on --url and then --against.
+async fn uniform(a: &Args, n: usize) -> anyhow::Result<()> {
+    let secs = Duration::from_secs_f64(a.seconds.unwrap_or(5.0));
+    let wanted = |name: &str| a.only.is_empty() || a.only.iter().any(|o| name.contains(o.as_str()));
+    let mut sides = vec![(true, a.url.clone(), a.ca.clone(), a.server_pid)];
+    if let Some(other) = &a.against {
+        let ca = a.against_ca.clone().or(a.ca.clone());
+        sides.push((false, other.clone(), ca, a.against_pid));
+    }
+    for (ours, url, ca, pid) in sides {
+        let ca = ca.map(std::fs::read).transpose()?;
+        let ep = Endpoint::new(&url, ca.as_deref())?;
+        let mut rows = Vec::new();
+        for file in ["timestamp.json", "targets.json"] {
+            let name = format!("GET {file} (uniform)");
+            if !wanted(&name) {
+                continue;
+            }
+            // Connections and TLS sessions first, unmeasured.
+            run_uniform_gets(
+                &ep,
+                &name,
+                &a.uniform_prefix,
+                n,
+                file,
+                Duration::from_millis(500),
+                a.concurrency,
+            )
+            .await?;
+            let s = measured(
+                pid,
+                run_uniform_gets(&ep, &name, &a.uniform_prefix, n, file, secs, a.concurrency),
+            )
+            .await?;
+            rows.push(s);
+        }
+        println!("## {}, {n} repositories ({url})", server_name(ours));
+        header();
+        rows.iter().for_each(row);
+        print_rss(&url, pid);
+        if ours {
+            if let Ok(r) = ep.http.get(format!("{url}/metrics")).send().await {
+                let text = r.text().await.unwrap_or_default();
+                for l in text.lines().filter(|l| l.starts_with("notary_rs_cache_")) {
+                    println!("  {l}");
+                }
+            }
+        }
+        csv(a, server_name(ours), &rows)?;
+    }
+    Ok(())
+}
+
+/// `--history-points`: one repository growing to each point, measured there.
+/// --server-pid-file's PID, else --server-pid.
+fn server_pid(a: &Args) -> Option<u32> {
+    a.server_pid_file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok()?.trim().parse().ok())
+        .or(a.server_pid)
+}
+
+async fn history_points(a: &Args) -> anyhow::Result<()> {
+    let ca = a.ca.as_ref().map(std::fs::read).transpose()?;
+    let ep = Endpoint::new(&a.url, ca.as_deref())?;
+    let secs = Duration::from_secs_f64(a.seconds.unwrap_or(3.0));
+    let prefix = format!(
+        "history.example.com/run{}",
+        chrono::Utc::now().timestamp_millis()
+    );
+    let mut seeded = seed(&ep, &prefix, 1, a.targets, 1).await?;
+    let s = &mut seeded[0];
+    let gun = s.repo.gun.clone();
+    for &point in &a.history_points {
+        let t = std::time::Instant::now();
+        let missing = (point - s.next_version + 1).max(0) as usize;
+        run_sequential_publishes(&ep, s, missing).await?;
+        println!(
+            "{gun}: {} versions ({missing} published in {:.1}s)",
+            s.next_version - 1,
+            t.elapsed().as_secs_f64()
+        );
+        if let Some(cmd) = &a.at_each_point {
+            let st = std::process::Command::new("bash")
+                .args(["-c", cmd])
+                .env("VERSIONS", point.to_string())
+                .status()?;
+            anyhow::ensure!(st.success(), "--at-each-point failed at {point}: {st}");
+        }
+        let mut rows =
+            vec![measured(server_pid(a), run_sequential_publishes(&ep, s, a.publishes)).await?];
+        let newest = s.next_version - 1;
+        // The changefeed's last page: newest first (`change_id=-1`), then forward from 100
+        // before the end, as a consumer keeping up reads it.
+        let latest = ep
+            .http
+            .get(format!(
+                "{}/v2/_trust/changefeed?change_id=-1&records=100",
+                a.url
+            ))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        let latest: serde_json::Value = serde_json::from_slice(&latest)?;
+        let near_end: i64 = latest["records"][0]["ID"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(0);
+        let reads = [
+            ("GET targets.json (current)", ep.tuf(&gun, "targets.json")),
+            (
+                "GET 1.targets.json (oldest)",
+                ep.tuf(&gun, "1.targets.json"),
+            ),
+            (
+                "GET <newest>.targets.json",
+                ep.tuf(&gun, &format!("{newest}.targets.json")),
+            ),
+            (
+                "GET changefeed (newest 100)",
+                format!("{}/v2/_trust/changefeed?change_id=-1&records=100", a.url),
+            ),
+            (
+                "GET changefeed (last 100, forward)",
+                format!(
+                    "{}/v2/_trust/changefeed?change_id={}&records=100",
+                    a.url,
+                    near_end - 1
+                ),
+            ),
+            (
+                "GET <gun> changefeed (newest 100)",
+                format!(
+                    "{}/v2/{gun}/_trust/changefeed?change_id=-1&records=100",
+                    a.url
+                ),
+            ),
+        ];
+        for (name, url) in reads {
+            run_gets(
+                &ep,
+                name,
+                vec![url.clone()],
+                usize::MAX,
+                Some(Duration::from_millis(300)),
+                a.concurrency,
+                false,
+            )
+            .await?;
+            rows.push(
+                measured(
+                    server_pid(a),
+                    run_gets(
+                        &ep,
+                        name,
+                        vec![url],
+                        usize::MAX,
+                        Some(secs),
+                        a.concurrency,
+                        false,
+                    ),
+                )
+                .await?,
+            );
+        }
+        println!("## {point} versions");
+        header();
+        rows.iter().for_each(row);
+        let label = format!("versions={point}");
+        csv(&Args { label, ..a.clone() }, "notary-rs", &rows)?;
+    }
+    Ok(())
+}
+
 async fn memory(a: &Args, n: usize) -> anyhow::Result<()> {
     let ca = a.ca.as_ref().map(std::fs::read).transpose()?;
     let ep = Endpoint::new(&a.url, ca.as_deref())?;
@@ -356,17 +596,25 @@ async fn memory(a: &Args, n: usize) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
+    let mut a = Args::parse();
+    a.server_pid = server_pid(&a);
     if let Some(n) = a.rss_guns {
         return memory(&a, n).await;
     }
     if let Some(n) = a.history {
         return history(&a, n).await;
     }
+    if let Some(n) = a.uniform {
+        return uniform(&a, n).await;
+    }
+    if !a.history_points.is_empty() {
+        return history_points(&a).await;
+    }
     let ours = suite(&a, &a.url, a.ca.as_ref(), a.server_pid).await?;
     header();
     ours.iter().for_each(row);
     print_rss(&a.url, a.server_pid);
+    csv(&a, server_name(true), &ours)?;
     if let Some(other) = &a.against {
         println!();
         let theirs = suite(
@@ -379,6 +627,7 @@ async fn main() -> anyhow::Result<()> {
         header();
         theirs.iter().for_each(row);
         print_rss(other, a.against_pid);
+        csv(&a, server_name(false), &theirs)?;
         println!();
         println!(
             "{:<32} {:>12} {:>12} {:>9} {:>12} {:>12}",

@@ -93,18 +93,18 @@ impl<'p> Route<'p> {
                 return Route::Update { gun };
             }
         }
-        if get {
-            if let Some((gun, role, checksum)) = by_hash(path) {
+        if let (true, Some(scan)) = (get, Scan::new(path)) {
+            if let Some((gun, role, checksum)) = by_hash_in(scan) {
                 return Route::ByHash {
                     gun,
                     role,
                     checksum,
                 };
             }
-            if let Some((gun, version, role)) = by_version(path) {
+            if let Some((gun, version, role)) = by_version_in(scan) {
                 return Route::ByVersion { gun, version, role };
             }
-            if let Some((gun, role)) = current(path) {
+            if let Some((gun, role)) = current_in(scan) {
                 return Route::Current { gun, role };
             }
         }
@@ -145,41 +145,66 @@ impl<'p> Route<'p> {
     }
 }
 
-/// The GUN and the rest of the path, for the longest GUN whose rest `rest_ok` accepts. `rest_ok`
-/// also gets whether the rest is *clean* (no whitespace, no empty segment), which is all a
-/// delegation role needs beyond its prefix: known per candidate from one scan.
+/// One scan of a path under `/v2/`, shared by the routes tried on it (`Route::parse` tries up to
+/// four): where a GUN may end and where the rest stops being clean.
+#[derive(Clone, Copy)]
+struct Scan<'p> {
+    tail: &'p str,
+    /// A GUN has no '*': only separators before the first one can end it.
+    limit: usize,
+    /// The last position a clean rest must start after: whitespace, or the first of two slashes.
+    dirty: Option<usize>,
+}
+
+impl<'p> Scan<'p> {
+    fn new(path: &'p str) -> Option<Scan<'p>> {
+        let tail = path.strip_prefix("/v2/")?;
+        let limit = tail.find('*').unwrap_or(tail.len());
+        let mut dirty: Option<usize> = None;
+        let mut prev_slash = false;
+        for (i, c) in tail.char_indices() {
+            if c.is_whitespace() {
+                dirty = Some(i);
+            } else if c == '/' && prev_slash {
+                dirty = Some(i - 1);
+            }
+            prev_slash = c == '/';
+        }
+        Some(Scan { tail, limit, dirty })
+    }
+
+    /// The GUN and the rest of the path, for the longest GUN whose rest `rest_ok` accepts.
+    /// `rest_ok` also gets whether the rest is *clean* (no whitespace, no empty segment), which
+    /// is all a delegation role needs beyond its prefix: known per candidate from the scan.
+    fn split<T>(
+        self,
+        sep: &str,
+        rest_ok: impl Fn(&'p str, bool) -> Option<T>,
+    ) -> Option<(&'p str, T)> {
+        let (tail, bytes) = (self.tail, self.tail.as_bytes());
+        // Every occurrence of `sep`, the last first; they may overlap
+        // ("/_trust/tuf/_trust/tuf/"). `sep` starts with '/', so each is at a char boundary.
+        let last = tail.len().checked_sub(sep.len())?;
+        for at in (1..=last.min(self.limit)).rev() {
+            if bytes[at] != b'/' || !bytes[at..].starts_with(sep.as_bytes()) {
+                continue;
+            }
+            let start = at + sep.len();
+            if let Some(t) = rest_ok(&tail[start..], self.dirty.is_none_or(|d| d < start)) {
+                return Some((&tail[..at], t));
+            }
+        }
+        None
+    }
+}
+
+/// `split` on a path not scanned yet.
 fn split_gun<'p, T>(
     path: &'p str,
     sep: &str,
     rest_ok: impl Fn(&'p str, bool) -> Option<T>,
 ) -> Option<(&'p str, T)> {
-    let tail = path.strip_prefix("/v2/")?;
-    // A GUN has no '*': only separators before the first one can end it.
-    let limit = tail.find('*').unwrap_or(tail.len());
-    // The last position a clean rest must start after: whitespace, or the first of two slashes.
-    let mut dirty: Option<usize> = None;
-    let mut prev_slash = false;
-    for (i, c) in tail.char_indices() {
-        if c.is_whitespace() {
-            dirty = Some(i);
-        } else if c == '/' && prev_slash {
-            dirty = Some(i - 1);
-        }
-        prev_slash = c == '/';
-    }
-    let mut end = tail.len();
-    while let Some(at) = tail[..end].rfind(sep) {
-        // The next candidate may overlap this one ("/_trust/tuf/_trust/tuf/").
-        end = at + sep.len() - 1;
-        if at == 0 || at > limit {
-            continue;
-        }
-        let start = at + sep.len();
-        if let Some(t) = rest_ok(&tail[start..], dirty.is_none_or(|d| d < start)) {
-            return Some((&tail[..at], t));
-        }
-    }
-    None
+    Scan::new(path)?.split(sep, rest_ok)
 }
 
 /// `ROLE`, the whole of `s`, which is part of a clean rest or not (see `split_gun`).
@@ -197,7 +222,11 @@ pub fn update(path: &str) -> Option<&str> {
 
 /// `…/_trust/tuf/<role>.<checksum>.json`: (GUN, role, checksum).
 pub fn by_hash(path: &str) -> Option<(&str, &str, &str)> {
-    split_gun(path, TUF, |rest, clean| {
+    by_hash_in(Scan::new(path)?)
+}
+
+fn by_hash_in(scan: Scan<'_>) -> Option<(&str, &str, &str)> {
+    scan.split(TUF, |rest, clean| {
         let stem = rest.strip_suffix(".json")?;
         // The longest role first: the shortest checksum that leaves one.
         [64, 96, 128].into_iter().find_map(|n| {
@@ -216,7 +245,11 @@ pub fn by_hash(path: &str) -> Option<(&str, &str, &str)> {
 
 /// `…/_trust/tuf/<version>.<role>.json`: (GUN, version digits, role).
 pub fn by_version(path: &str) -> Option<(&str, &str, &str)> {
-    split_gun(path, TUF, |rest, clean| {
+    by_version_in(Scan::new(path)?)
+}
+
+fn by_version_in(scan: Scan<'_>) -> Option<(&str, &str, &str)> {
+    scan.split(TUF, |rest, clean| {
         // The digits end at the first non-digit, which is before the next '/': linear overall.
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         let role = rest
@@ -230,7 +263,11 @@ pub fn by_version(path: &str) -> Option<(&str, &str, &str)> {
 
 /// `…/_trust/tuf/<role>.json`: (GUN, role).
 pub fn current(path: &str) -> Option<(&str, &str)> {
-    split_gun(path, TUF, |rest, clean| {
+    current_in(Scan::new(path)?)
+}
+
+fn current_in(scan: Scan<'_>) -> Option<(&str, &str)> {
+    scan.split(TUF, |rest, clean| {
         rest.strip_suffix(".json").filter(|r| is_role(r, clean))
     })
 }

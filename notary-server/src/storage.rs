@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
     notary_common::migration!(4, "", "0004_imports.sql"),
     notary_common::migration!(5, "", "0005_server_keys.sql"),
     notary_common::migration!(6, "", "0006_audit.sql"),
+    notary_common::migration!(7, "", "0007_changefeed_gun_id.sql"),
 ];
 
 /// Idle connections kept for changefeed checks: as many as checks may overlap

@@ -142,6 +142,9 @@ fn watching() -> bool {
     crate::sync::lock(&READ_ONLY_SEEN).is_some_and(|seen| seen.elapsed() < READ_ONLY_WATCH)
 }
 
+/// A pooled connection idle for less than this is handed out without a ping (see `connect`).
+const RECENTLY_USED: Duration = Duration::from_secs(1);
+
 impl Db {
     pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -183,12 +186,23 @@ impl Db {
                             Ok(())
                         })
                     })
-                    .before_acquire(move |conn, _| {
+                    // sqlx pings every connection before handing it out, and again when it
+                    // comes back (a broken one is closed then): two round trips more for each
+                    // query, which a database-bound load (reads spread over a million
+                    // repositories, docs/performance.md) pays in Postgres CPU. A connection
+                    // back within the last second has just answered that second ping, so only
+                    // those idle longer are pinged before use.
+                    .test_before_acquire(false)
+                    .before_acquire(move |conn, meta| {
                         Box::pin(async move {
-                            if !writes || !watching() {
-                                return Ok(true);
+                            if writes && watching() {
+                                return Ok(!session_read_only(conn).await?);
                             }
-                            Ok(!session_read_only(conn).await?)
+                            if meta.idle_for >= RECENTLY_USED {
+                                use sqlx::Connection;
+                                conn.ping().await?;
+                            }
+                            Ok(true)
                         })
                     })
                     .connect_with(opts.clone())
