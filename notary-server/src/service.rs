@@ -415,13 +415,25 @@ impl RepoService {
     /// The current timestamp and the snapshot it names, no older than the newest committed when
     /// this call began (see `coherence`): from the cache, else loaded and cached.
     async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ApiError> {
+        self.chain_with(gun, None).await
+    }
+
+    /// `chain`, and if it is loaded, the newest file of `also` read with it (cached when it is
+    /// the one the snapshot names).
+    async fn chain_with(
+        &self,
+        gun: &str,
+        also: Option<&str>,
+    ) -> Result<Option<Arc<CachedChain>>, ApiError> {
         self.coherence.fresh(gun).await?;
         if let Some(c) = self.cache.chain(gun) {
             return Ok(Some(c));
         }
         self.loadable()?;
         let ticket = self.cache.ticket();
-        let Some(timestamp) = self.store.latest(gun, md::TIMESTAMP).await? else {
+        let latest = self.store.latest_chain(gun, also).await?;
+        let (newest_snapshot, newest_also) = (latest.snapshot, latest.also);
+        let Some(timestamp) = latest.timestamp else {
             return Ok(None);
         };
         let ts = SignedFile::parse(&timestamp.data).map_err(ApiError::internal)?;
@@ -433,13 +445,26 @@ impl RepoService {
             .ok_or_else(|| {
                 ApiError::internal(format!("{gun}: timestamp has no snapshot checksum"))
             })?;
-        let Some(snapshot) = self.file_by_checksum(gun, md::SNAPSHOT, &sha).await? else {
-            return Ok(None);
+        // Usually the newest snapshot, read with the timestamp; else the one it names.
+        let snapshot = match newest_snapshot.filter(|s| s.sha256 == sha) {
+            Some(s) => {
+                self.cache.put_file(ticket, gun, md::SNAPSHOT, &s);
+                s
+            }
+            None => match self.file_by_checksum(gun, md::SNAPSHOT, &sha).await? {
+                Some(s) => s,
+                None => return Ok(None),
+            },
         };
         let chain = Arc::new(
             CachedChain::from_files(timestamp, &ts, snapshot)
                 .map_err(|e| ApiError::internal(format!("{gun}: {e}")))?,
         );
+        if let (Some(role), Some(f)) = (also, newest_also) {
+            if chain.role_sha256.get(role).map(|s| &**s) == Some(f.sha256.as_str()) {
+                self.cache.put_file(ticket, gun, role, &f);
+            }
+        }
         self.cache.put_chain(ticket, gun, chain.clone());
         Ok(Some(chain))
     }
@@ -450,7 +475,10 @@ impl RepoService {
             md::TIMESTAMP => Ok(self.fresh_chain(gun).await?.timestamp.clone()),
             md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot.clone()),
             _ => {
-                let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
+                let chain = self
+                    .chain_with(gun, Some(role))
+                    .await?
+                    .ok_or_else(ApiError::not_found)?;
                 let mut f = self
                     .by_meta(gun, role, &chain)
                     .await?

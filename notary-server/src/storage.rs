@@ -69,6 +69,14 @@ audit AS (INSERT INTO notary_rs_audit (at, action, gun, roles, subject, client, 
     SELECT $1, $5, $2, '', $6, $7, $8, $9 WHERE $5::text IS NOT NULL AND EXISTS (SELECT 1 FROM d)) \
 SELECT (SELECT ok FROM g), count(*) FROM d";
 
+/// See `MetaStore::latest_chain`.
+#[derive(Debug, Default)]
+pub struct LatestChain {
+    pub timestamp: Option<StoredFile>,
+    pub snapshot: Option<StoredFile>,
+    pub also: Option<StoredFile>,
+}
+
 #[derive(Debug, Clone)]
 pub struct StoredFile {
     /// The exact stored bytes (shared, not copied, when served from the cache).
@@ -243,6 +251,19 @@ pub trait Changefeed: Send + Sync {
 pub trait MetaStore: Changefeed {
     /// Highest version of a role.
     async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError>;
+    /// The newest timestamp (as `latest`), and the newest snapshot and newest `also` (dated as
+    /// `by_checksum` dates them), read together: what loading a repository's chain (and the
+    /// file asked for) needs when, as usual, the timestamp names the newest snapshot and that
+    /// the newest files — one round trip instead of two or three on a database-bound load
+    /// (docs/performance.md, "Many repositories"). A store that cannot read them at once gives
+    /// the timestamp only; the caller loads what the timestamp and snapshot name by checksum.
+    async fn latest_chain(&self, gun: &str, also: Option<&str>) -> Result<LatestChain, StoreError> {
+        let _ = also;
+        Ok(LatestChain {
+            timestamp: self.latest(gun, notary_tuf::metadata::TIMESTAMP).await?,
+            ..LatestChain::default()
+        })
+    }
     async fn by_checksum(
         &self,
         gun: &str,
@@ -579,6 +600,46 @@ impl MetaStore for SqlStore {
             "SELECT data, updated_at FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1",
             gun, role);
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
+    }
+
+    async fn latest_chain(&self, gun: &str, also: Option<&str>) -> Result<LatestChain, StoreError> {
+        if self.seen.is_some() {
+            // A read-only instance positions each load (`load!`): one file at a time.
+            return Ok(LatestChain {
+                timestamp: self.latest(gun, notary_tuf::metadata::TIMESTAMP).await?,
+                ..LatestChain::default()
+            });
+        }
+        // One branch per role (`$2`: the role asked for, or none), each the newest row by the
+        // (gun, role, version) index; the third is empty when `$2` is timestamp or snapshot.
+        const SQL: &str = "SELECT t.role, t.data, t.updated_at, t.created_at FROM \
+            (SELECT role, data, updated_at, created_at FROM tuf_files WHERE gun = $1 AND role = 'timestamp' AND deleted_at IS NULL ORDER BY version DESC LIMIT 1) AS t \
+            UNION ALL SELECT s.role, s.data, s.updated_at, s.created_at FROM \
+            (SELECT role, data, updated_at, created_at FROM tuf_files WHERE gun = $1 AND role = 'snapshot' AND deleted_at IS NULL ORDER BY version DESC LIMIT 1) AS s \
+            UNION ALL SELECT a.role, a.data, a.updated_at, a.created_at FROM \
+            (SELECT role, data, updated_at, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND role NOT IN ('timestamp', 'snapshot') AND deleted_at IS NULL ORDER BY version DESC LIMIT 1) AS a";
+        type Row = (
+            String,
+            Vec<u8>,
+            Option<NaiveDateTime>,
+            Option<NaiveDateTime>,
+        );
+        let also = also.unwrap_or("");
+        let rows: Vec<Row> =
+            with_pool!(&self.db, p => sqlx::query_as(SQL).bind(gun).bind(also).fetch_all(p).await)?;
+        let mut chain = LatestChain::default();
+        for (role, data, updated, created) in rows {
+            match role.as_str() {
+                notary_tuf::metadata::TIMESTAMP => {
+                    chain.timestamp = Some(StoredFile::from_bytes(data, updated))
+                }
+                notary_tuf::metadata::SNAPSHOT => {
+                    chain.snapshot = Some(StoredFile::from_bytes(data, created))
+                }
+                _ => chain.also = Some(StoredFile::from_bytes(data, created)),
+            }
+        }
+        Ok(chain)
     }
 
     async fn by_checksum(
@@ -1140,6 +1201,10 @@ impl<S: Changefeed> Changefeed for TimedStore<S> {
 impl<S: MetaStore> MetaStore for TimedStore<S> {
     async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
         self.timed("latest", self.inner.latest(gun, role)).await
+    }
+    async fn latest_chain(&self, gun: &str, also: Option<&str>) -> Result<LatestChain, StoreError> {
+        self.timed("latest_chain", self.inner.latest_chain(gun, also))
+            .await
     }
     async fn by_checksum(
         &self,

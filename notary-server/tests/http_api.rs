@@ -376,3 +376,33 @@ async fn upload_limit_and_gun_prefixes() {
         .await;
     assert!(!String::from_utf8_lossy(&feed).contains(other));
 }
+
+/// A chain is loaded with the newest snapshot in the same statement as the newest timestamp;
+/// when the timestamp names another snapshot, or the snapshot another targets (here stray newer
+/// rows), the named ones are served.
+#[tokio::test]
+async fn the_snapshot_the_timestamp_names_is_served() {
+    let (s, c) = published(Backend::Postgres).await;
+    let (_, snapshot) = s.get(&s.tuf(GUN, "snapshot.json")).await;
+    let (_, targets) = s.get(&s.tuf(GUN, "targets.json")).await;
+    let db = sqlx::PgPool::connect(s.db_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) \
+         SELECT now(), now(), $1, role, 999, '\\x7b7d', encode(sha256('\\x7b7d'), 'hex') \
+         FROM (VALUES ('snapshot'), ('targets')) AS r(role)",
+    )
+    .bind(GUN)
+    .execute(&db)
+    .await
+    .unwrap();
+    // A new instance: nothing cached.
+    let s = s.restart().await;
+    let (st, served) = s.get(&s.tuf(GUN, "targets.json")).await;
+    assert_eq!((st, served), (200, targets));
+    let (st, served) = s.get(&s.tuf(GUN, "snapshot.json")).await;
+    assert_eq!((st, served), (200, snapshot));
+    let listed = c.ok(&["list", GUN]);
+    assert!(listed.contains("v1"), "{listed}");
+}

@@ -154,3 +154,81 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
         assert!(store.latest(gun, "timestamp").await.unwrap().is_none());
     }
 }
+
+/// A chain load reads the newest timestamp, snapshot and asked-for role in one statement, dated
+/// as `latest` and `by_checksum` date them; a repository with a timestamp only, or none,
+/// answers accordingly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_timestamp_and_snapshot_come_together() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, store) in stores(&dir).await {
+        let gun = "example.com/storage/chain";
+        let c = store.latest_chain(gun, Some("targets")).await.unwrap();
+        assert!(
+            c.timestamp.is_none() && c.snapshot.is_none() && c.also.is_none(),
+            "{backend}"
+        );
+        let at = notary_server::storage::now();
+        for v in 1..=3 {
+            let (s, t) = (format!("s{v}"), format!("ts{v}"));
+            store
+                .update_many(
+                    gun,
+                    &[
+                        update("targets", v, &format!("t{v}")),
+                        update("snapshot", v, &s),
+                        update("timestamp", v, &t),
+                    ],
+                    at,
+                    None,
+                    None,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        }
+        let c = store.latest_chain(gun, Some("targets")).await.unwrap();
+        let (ts, sn, t) = (c.timestamp.unwrap(), c.snapshot.unwrap(), c.also.unwrap());
+        assert_eq!(&t.data[..], b"t3", "{backend}");
+        let one = store
+            .by_checksum(gun, "targets", &sha("t3"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((one.data, one.modified), (t.data, t.modified), "{backend}");
+        // Asked for the timestamp or snapshot again, or nothing: no third file.
+        for also in [None, Some("timestamp"), Some("snapshot")] {
+            let c = store.latest_chain(gun, also).await.unwrap();
+            assert!(c.also.is_none(), "{backend} {also:?}");
+            assert_eq!(&c.snapshot.unwrap().data[..], b"s3", "{backend}");
+        }
+        assert_eq!(&ts.data[..], b"ts3", "{backend}");
+        assert_eq!(&sn.data[..], b"s3", "{backend}");
+        assert_eq!(sn.sha256, sha("s3"), "{backend}");
+        // The same files and dates as the one-file loads give.
+        let one = store.latest(gun, "timestamp").await.unwrap().unwrap();
+        assert_eq!(
+            (one.data, one.modified),
+            (ts.data, ts.modified),
+            "{backend}"
+        );
+        let one = store
+            .by_checksum(gun, "snapshot", &sha("s3"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (one.data, one.modified),
+            (sn.data, sn.modified),
+            "{backend}"
+        );
+
+        let only = "example.com/storage/timestamp-only";
+        store
+            .update_many(only, &[update("timestamp", 1, "lonely")], at, None, None)
+            .await
+            .unwrap();
+        let c = store.latest_chain(only, Some("root")).await.unwrap();
+        assert_eq!(&c.timestamp.unwrap().data[..], b"lonely", "{backend}");
+        assert!(c.snapshot.is_none() && c.also.is_none(), "{backend}");
+    }
+}
