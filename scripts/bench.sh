@@ -159,13 +159,16 @@ RESTART
   if [ -n "$gun" ]; then
     newest=$(psql -d notary_rs -tAc "SELECT max(version) FROM tuf_files WHERE gun = '$gun' AND role = 'targets'")
     last=$(psql -d notary_rs -tAc "SELECT max(id) FROM changefeed")
+    late=$(psql -d notary_rs -tAc "SELECT gun FROM tuf_files WHERE role = 'targets' ORDER BY id DESC LIMIT 1")
+    late_sha=$(psql -d notary_rs -tAc "SELECT sha256 FROM tuf_files WHERE role = 'targets' ORDER BY id DESC LIMIT 1")
     echo "### Query plans ($(psql -d notary_rs -tAc "SELECT count(*) FROM changefeed") changefeed rows, $(psql -d notary_rs -tAc "SELECT count(*) FROM tuf_files") tuf_files rows)"
     while IFS='|' read -r what sql; do
       echo "-- $what"
       psql -d notary_rs -tA -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) $sql" | sed 's/^/    /'
     done <<SQL
 current targets.json|SELECT data, updated_at FROM tuf_files WHERE gun = '$gun' AND role = 'targets' AND deleted_at IS NULL ORDER BY version DESC LIMIT 1
-targets.json by version|SELECT data, created_at FROM tuf_files WHERE gun = '$gun' AND role = 'targets' AND version = 1 AND deleted_at IS NULL ORDER BY id LIMIT 1
+targets.json by version (the repository stored last)|SELECT data, created_at FROM tuf_files WHERE gun = '$late' AND role = 'targets' AND version = 1 AND deleted_at IS NULL LIMIT 1
+targets.json by checksum (the repository stored last)|SELECT data, created_at FROM tuf_files WHERE gun = '$late' AND role = 'targets' AND sha256 = '$late_sha' AND deleted_at IS NULL LIMIT 1
 publish: is a version as new stored?|SELECT 1 FROM tuf_files WHERE gun = '$gun' AND role = 'targets' AND version >= $newest
 changefeed position|SELECT MAX(id) FROM changefeed
 changefeed, forward from near the end|SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE 1 = 1 AND id > $((last - 100)) ORDER BY id ASC LIMIT 100

@@ -649,7 +649,11 @@ impl MetaStore for SqlStore {
         sha256_hex: &str,
     ) -> Result<Option<StoredFile>, StoreError> {
         let row = load!(self,
-            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1",
+            // No `ORDER BY id`: with it, Postgres may walk the primary key from the first row
+            // filtering every row of the table (it guessed a match comes early; a repository
+            // stored late then costs seconds). The bytes carry their version, which is unique
+            // per (gun, role): at most one live row matches.
+            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL LIMIT 1",
             gun, role, sha256_hex);
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
@@ -664,7 +668,8 @@ impl MetaStore for SqlStore {
             return Ok(None);
         };
         let row = load!(self,
-            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL ORDER BY id LIMIT 1",
+            // (gun, role, version) is unique: no `ORDER BY id` (see `by_checksum`).
+            "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL LIMIT 1",
             gun, role, version);
         Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
     }
