@@ -76,6 +76,21 @@ pub struct Seeded {
     pub targets: Vec<(String, Vec<u8>)>,
 }
 
+impl Seeded {
+    /// Version `v` of its targets, as a real publish makes it: the whole target list, with one
+    /// target (`latest`) changed.
+    pub fn next_targets_file(&self, v: i64) -> Vec<u8> {
+        let c = format!("v{v}");
+        let mut refs: Vec<(&str, &[u8])> = self
+            .targets
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_slice()))
+            .collect();
+        refs.push(("latest", c.as_bytes()));
+        self.repo.targets_file(v, &refs)
+    }
+}
+
 /// The hex SHA-256 a timestamp or snapshot lists for `role`.
 pub fn meta_sha(file: &[u8], role: &str) -> anyhow::Result<String> {
     use base64::Engine;
@@ -398,18 +413,9 @@ pub async fn run_sequential_publishes(
     s: &mut Seeded,
     count: usize,
 ) -> anyhow::Result<Stats> {
-    let mut files = Vec::with_capacity(count);
-    for k in 0..count {
-        let v = s.next_version + k as i64;
-        let c = format!("v{v}");
-        let mut refs: Vec<(&str, &[u8])> = s
-            .targets
-            .iter()
-            .map(|(n, c)| (n.as_str(), c.as_slice()))
-            .collect();
-        refs.push(("latest", c.as_bytes()));
-        files.push(s.repo.targets_file(v, &refs));
-    }
+    let files: Vec<Vec<u8>> = (0..count)
+        .map(|k| s.next_targets_file(s.next_version + k as i64))
+        .collect();
     s.next_version += count as i64;
     let start = Instant::now();
     let (mut lat, mut errors) = (Vec::new(), 0usize);
@@ -437,19 +443,8 @@ pub async fn run_publishes(
 ) -> anyhow::Result<Stats> {
     let mut jobs: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
     for s in seeded.iter_mut() {
-        // As a real publish does: the whole target list, one of them changed.
         let files = (0..per_gun)
-            .map(|k| {
-                let v = s.next_version + k as i64;
-                let c = format!("v{v}");
-                let mut refs: Vec<(&str, &[u8])> = s
-                    .targets
-                    .iter()
-                    .map(|(n, c)| (n.as_str(), c.as_slice()))
-                    .collect();
-                refs.push(("latest", c.as_bytes()));
-                s.repo.targets_file(v, &refs)
-            })
+            .map(|k| s.next_targets_file(s.next_version + k as i64))
             .collect();
         s.next_version += per_gun as i64;
         jobs.push((s.repo.gun.clone(), files));

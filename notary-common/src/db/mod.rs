@@ -142,9 +142,6 @@ fn watching() -> bool {
     crate::sync::lock(&READ_ONLY_SEEN).is_some_and(|seen| seen.elapsed() < READ_ONLY_WATCH)
 }
 
-/// A pooled connection idle for less than this is handed out without a ping (see `connect`).
-const RECENTLY_USED: Duration = Duration::from_secs(1);
-
 impl Db {
     pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -186,23 +183,18 @@ impl Db {
                             Ok(())
                         })
                     })
-                    // sqlx pings every connection before handing it out, and again when it
-                    // comes back (a broken one is closed then): two round trips more for each
-                    // query, which a database-bound load (reads spread over a million
-                    // repositories, docs/performance.md) pays in Postgres CPU. A connection
-                    // back within the last second has just answered that second ping, so only
-                    // those idle longer are pinged before use.
-                    .test_before_acquire(false)
-                    .before_acquire(move |conn, meta| {
+                    // sqlx pings every connection before handing it out (and again when it
+                    // comes back). That costs a round trip per query on a database-bound load
+                    // (docs/performance.md, "Many repositories"), but it is also what finds a
+                    // connection cut off silently within `acquire_timeout`: callers without a
+                    // bound of their own (the signer's store, the lease announcements) rely on
+                    // it (`database_faults::silent_database_partition_fails_fast_and_heals`).
+                    .before_acquire(move |conn, _| {
                         Box::pin(async move {
-                            if writes && watching() {
-                                return Ok(!session_read_only(conn).await?);
+                            if !writes || !watching() {
+                                return Ok(true);
                             }
-                            if meta.idle_for >= RECENTLY_USED {
-                                use sqlx::Connection;
-                                conn.ping().await?;
-                            }
-                            Ok(true)
+                            Ok(!session_read_only(conn).await?)
                         })
                     })
                     .connect_with(opts.clone())
