@@ -283,6 +283,17 @@ impl Stats {
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+    /// A row's figures: ok, req/s, p50, p99 and p999 in ms, errors.
+    pub fn figures(&self) -> (usize, f64, f64, f64, f64, usize) {
+        (
+            self.ok,
+            self.rate(),
+            self.pct_ms(0.5),
+            self.pct_ms(0.99),
+            self.pct_ms(0.999),
+            self.errors,
+        )
+    }
     pub fn pct_ms(&self, p: f64) -> f64 {
         if self.micros.is_empty() {
             return f64::NAN;

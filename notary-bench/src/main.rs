@@ -115,17 +115,12 @@ fn csv(a: &Args, server: &str, rows: &[Stats]) -> anyhow::Result<()> {
         .append(true)
         .open(path)?;
     for s in rows {
+        let (ok, rate, p50, p99, p999, errors) = s.figures();
+        let name = s.name.replace(',', ";");
         writeln!(
             f,
-            "{},{server},{},{},{:.1},{:.3},{:.3},{:.3},{}",
-            a.label,
-            s.name.replace(',', ";"),
-            s.ok,
-            s.rate(),
-            s.pct_ms(0.5),
-            s.pct_ms(0.99),
-            s.pct_ms(0.999),
-            s.errors
+            "{},{server},{name},{ok},{rate:.1},{p50:.3},{p99:.3},{p999:.3},{errors}",
+            a.label
         )?;
     }
     Ok(())
@@ -153,15 +148,10 @@ fn row(s: &Stats) {
         ),
         None => String::new(),
     };
+    let (ok, rate, p50, p99, p999, errors) = s.figures();
     println!(
-        "{:<32} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {cpu}",
-        s.name,
-        s.ok,
-        s.rate(),
-        s.pct_ms(0.5),
-        s.pct_ms(0.99),
-        s.pct_ms(0.999),
-        s.errors
+        "{:<32} {ok:>8} {rate:>10.0} {p50:>9.2} {p99:>9.2} {p999:>9.2} {errors:>7} {cpu}",
+        s.name
     );
     if let Some(l) = &s.server_latency {
         println!("{:<32} {l}", "");
