@@ -135,11 +135,7 @@ impl SignedFile {
             let canonical = cjson::to_canonical(&value);
             Body::Generic { value, canonical }
         };
-        let common: CommonJson = match &body {
-            Body::Canonical(r) => serde_json::from_slice(&raw[r.clone()]),
-            Body::Generic { value, .. } => CommonJson::deserialize(value),
-        }
-        .map_err(|e| ParseError::Json(e.to_string()))?;
+        let common: CommonJson = body.read(raw)?;
         let signatures = match top.signatures {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
@@ -172,11 +168,7 @@ impl SignedFile {
 
     /// The `signed` body as a generic tree.
     pub fn signed_value(&self) -> Result<Value, ParseError> {
-        match &self.body {
-            Body::Canonical(r) => serde_json::from_slice(&self.raw[r.clone()])
-                .map_err(|e| ParseError::Json(e.to_string())),
-            Body::Generic { value, .. } => Ok(value.clone()),
-        }
+        self.body()
     }
 
     /// Whether `expires` is before `now`.
@@ -186,8 +178,15 @@ impl SignedFile {
 
     /// The body parsed as `T`.
     pub fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ParseError> {
-        match &self.body {
-            Body::Canonical(r) => serde_json::from_slice(&self.raw[r.clone()]),
+        self.body.read(&self.raw)
+    }
+}
+
+impl Body {
+    /// The body (of the file `raw`) parsed as `T`: from the bytes as written, or from the tree.
+    fn read<T: for<'de> Deserialize<'de>>(&self, raw: &[u8]) -> Result<T, ParseError> {
+        match self {
+            Body::Canonical(r) => serde_json::from_slice(&raw[r.clone()]),
             Body::Generic { value, .. } => T::deserialize(value),
         }
         .map_err(|e| ParseError::Json(e.to_string()))
