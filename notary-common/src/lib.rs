@@ -7,7 +7,9 @@
 //! - [`private`]: files that hold keys or databases are private whatever the umask;
 //! - [`logging`]: text or JSON logs with control characters escaped;
 //! - [`env`]: configuration overrides from the environment, keys derived from the config types;
-//! - [`sync`]: the one way a poisoned mutex is recovered.
+//! - [`sync`]: the one way a poisoned mutex is recovered;
+//! - [`untrusted`]: reading input that crosses a boundary (files of a trust directory, text
+//!   shown to an operator) within bounds, and escaping it for a terminal.
 
 pub mod db;
 pub mod env;
@@ -16,3 +18,4 @@ pub mod private;
 pub mod reload;
 pub mod sync;
 pub mod tls;
+pub mod untrusted;

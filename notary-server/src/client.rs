@@ -103,9 +103,20 @@ impl NotaryClient {
             .build()
             .map_err(|e| ClientError::Config(format!("TLS set-up: {e}")))?;
         let base = base.trim_end_matches('/').to_string();
+        let shown = notary_common::untrusted::strip_userinfo(&base);
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(ClientError::Config(format!(
-                "{base}: expected an https:// (or http://) URL"
+                "{}: expected an https:// (or http://) URL",
+                notary_common::untrusted::escape(&shown)
+            )));
+        }
+        if shown != base {
+            // Credentials in a URL end up in reports, tables, audit reasons and process lists.
+            return Err(ClientError::Config(format!(
+                "{}: credentials in the URL are not accepted (they would be stored and printed); \
+                 pass --username, with the password on standard input (--password-stdin) or in \
+                 the environment",
+                notary_common::untrusted::escape(&shown)
             )));
         }
         Ok(NotaryClient {

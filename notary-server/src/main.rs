@@ -758,26 +758,10 @@ async fn imported(settings: Settings, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rows as aligned columns (the first row is the header).
+/// Rows as aligned columns (the first row is the header), every cell escaped: GUNs, token
+/// subjects and reasons are untrusted text.
 fn print_table<R: AsRef<[String]>>(rows: &[R]) {
-    let n = rows.first().map_or(0, |r| r.as_ref().len());
-    let widths: Vec<usize> = (0..n)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r.as_ref()[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in rows {
-        let cells: Vec<String> = r
-            .as_ref()
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    print!("{}", notary_common::untrusted::table(rows));
 }
 
 fn api_failure(what: &str, e: notary_server::errors::ApiError) -> anyhow::Error {
@@ -888,7 +872,7 @@ async fn show(settings: Settings, gun: &str, json: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("{}", repo.gun);
+    println!("{}", notary_common::untrusted::escape(&repo.gun));
     println!("  timestamp expires: {}", when(repo.timestamp_expires));
     println!(
         "  keys held here: {}",
@@ -930,7 +914,8 @@ async fn delete(settings: Settings, gun: &str, reason: &str) -> anyhow::Result<(
         );
     }
     println!(
-        "deleted {gun}; recorded in the audit trail (request id {})",
+        "deleted {}; recorded in the audit trail (request id {})",
+        notary_common::untrusted::escape(gun),
         actor.request_id.as_deref().unwrap_or("-")
     );
     Ok(())

@@ -3,18 +3,26 @@
 //! set-up) — which the stock notary CLI cannot do, since each of its `key rotate … -r` is a
 //! publish that needs a signature by the other, lost key.
 //!
-//! It runs on the owner's machine and publishes through the normal API:
-//! 1. reads the repository's current root from the server;
-//! 2. finds the owner's root private key in their notary / docker trust directory
-//!    (`private/<id>.key`, PKCS#8 encrypted under the root passphrase, as the Go client writes
-//!    it; the key never leaves the machine);
-//! 3. asks the server for new timestamp and snapshot keys (`POST …/{timestamp,snapshot}.key`);
-//! 4. publishes one new root version listing them, signed by the root key (so it is signed by
-//!    the previous root's keys and its own: clients holding the old root follow the rotation);
-//!    the server then signs a new snapshot and timestamp with the keys it holds.
+//! It runs on the owner's machine and publishes through the normal API. The server is not
+//! trusted: what is signed is built from state the owner already trusts.
+//! 1. reads the root the owner trusts from their notary / docker trust directory
+//!    (`tuf/<gun>/metadata/root.json`, bounded, a regular file) and finds the owner's root
+//!    private key there (`private/<id>.key`, PKCS#8 encrypted under the root passphrase, as the
+//!    Go client writes it; the key never leaves the machine); the cached root must verify under
+//!    the keys the owner holds;
+//! 2. reads the server's current root and refuses it unless it equals the trusted one but for
+//!    its version (not older);
+//! 3. asks the server for new timestamp and snapshot keys (`POST …/{timestamp,snapshot}.key`)
+//!    and refuses anything but a well-formed bare ECDSA P-256 or Ed25519 public key not
+//!    already in the root;
+//! 4. shows the change (the only change: those two roles' keys and the version) and asks for
+//!    confirmation (`--yes` off a terminal), then publishes one new root version, signed by the
+//!    root key (so clients holding the old root follow the rotation); the server then signs a
+//!    new snapshot and timestamp with the keys it holds.
 //!
-//! Tested end to end with Debian's Go CLI holding the old trust cache
-//! (`notary-server/tests/import.rs::owners_rekey_when_the_old_server_held_both_keys`).
+//! Tests: `notary-server/tests/import.rs::imports_go_repositories_with_token_auth` (end to end
+//! with Debian's Go CLI holding the old trust cache) and `notary-server/tests/rekey_safety.rs`
+//! (a server that edits the root or offers a bad key; a run off a terminal without `--yes`).
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +56,24 @@ pub enum RekeyError {
         dirs: String,
         ids: String,
     },
+    #[error(
+        "no trusted root of {gun} in {dirs} (tuf/{gun}/metadata/root.json): notary-rekey signs \
+         only a change of the root your client already trusts; pass the trust directory that \
+         initialised or last used the repository with --trust-dir"
+    )]
+    NoTrustedRoot { gun: String, dirs: String },
+    #[error(
+        "the server's root of {gun} differs from the one trusted in {dir} ({what}): refusing to \
+         sign it. If you changed the root elsewhere, first update this trust directory \
+         (`notary list {gun}` verifies the change against the root you hold)"
+    )]
+    ServerRootDiffers {
+        gun: String,
+        dir: String,
+        what: String,
+    },
+    #[error("not confirmed: nothing was signed")]
+    Declined,
 }
 
 /// Why a key file cannot be used.
@@ -160,67 +186,201 @@ pub struct Rekeyed {
     pub snapshot_key: String,
 }
 
-fn parse_key(body: &[u8]) -> Result<PublicKey, RekeyError> {
+/// The change `rekey` is about to sign, shown to the owner before anything is signed.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub gun: String,
+    /// The trusted root's version, and the version of the root to be signed.
+    pub from_version: i64,
+    pub root_version: i64,
+    /// Root key IDs that will sign.
+    pub signing_keys: Vec<String>,
+    /// (role, key IDs before, key ID after) for timestamp and snapshot.
+    pub changes: Vec<(&'static str, Vec<String>, String)>,
+    pub expires: String,
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use notary_common::untrusted::escape;
+        writeln!(
+            f,
+            "{}: root version {} (trusted) -> {}, signed with root key {}",
+            escape(&self.gun),
+            self.from_version,
+            self.root_version,
+            self.signing_keys.join(", ")
+        )?;
+        for (role, before, after) in &self.changes {
+            writeln!(
+                f,
+                "  {role} key: {} -> {after} (held by the server)",
+                if before.is_empty() {
+                    "-".to_string()
+                } else {
+                    before.join(", ")
+                }
+            )?;
+        }
+        writeln!(
+            f,
+            "  unchanged: the root and targets keys and thresholds, every other field"
+        )?;
+        write!(f, "  expires: {}", escape(&self.expires))
+    }
+}
+
+/// The key the server offers for `role`: a well-formed bare ECDSA P-256 or Ed25519 public key
+/// (never a certificate or a key the root already uses).
+fn parse_key(role: &str, body: &[u8], root: &Root) -> Result<PublicKey, RekeyError> {
     use base64::Engine;
-    let bad = || RekeyError::Repository("the server's key answer is not a public key".into());
-    let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
+    let bad = |why: &str| {
+        RekeyError::Repository(format!(
+            "the server's new {role} key is refused: {why}; nothing was signed"
+        ))
+    };
+    if body.len() > 64 << 10 {
+        return Err(bad("the answer is larger than 64 KiB"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|_| bad("not JSON"))?;
+    if !v["keyval"]["private"].is_null() {
+        return Err(bad("it carries a private part"));
+    }
     let public = base64::engine::general_purpose::STANDARD
-        .decode(v["keyval"]["public"].as_str().ok_or_else(bad)?)
-        .map_err(|_| bad())?;
-    Ok(PublicKey::new(
-        v["keytype"].as_str().ok_or_else(bad)?,
+        .decode(
+            v["keyval"]["public"]
+                .as_str()
+                .ok_or_else(|| bad("no public key"))?,
+        )
+        .map_err(|_| bad("the public key is not base64"))?;
+    let key = PublicKey::new(
+        v["keytype"].as_str().ok_or_else(|| bad("no key type"))?,
         public,
-    ))
+    );
+    if !key.is_well_formed_online_key() {
+        return Err(bad("not a well-formed ecdsa (P-256) or ed25519 public key"));
+    }
+    if root.keys.contains_key(&key.id()) {
+        return Err(bad("the root already lists this key"));
+    }
+    Ok(key)
+}
+
+/// Largest root file read from a trust directory.
+const MAX_ROOT: u64 = 10 << 20;
+
+/// The root of `gun` the owner already trusts: the trust directory's cached `root.json`,
+/// with the directory it came from.
+fn trusted_root(
+    gun: &str,
+    trust_dirs: &[PathBuf],
+) -> Result<(PathBuf, SignedFile, Root), RekeyError> {
+    for dir in trust_dirs {
+        let path = dir.join("tuf").join(gun).join("metadata").join("root.json");
+        let raw = match notary_common::untrusted::read_regular_file(&path, MAX_ROOT) {
+            Ok(raw) => raw,
+            Err(notary_common::untrusted::ReadError::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue
+            }
+            Err(e) => return Err(RekeyError::Repository(format!("{}: {e}", path.display()))),
+        };
+        let bad =
+            |e: &dyn std::fmt::Display| RekeyError::Repository(format!("{}: {e}", path.display()));
+        let file = SignedFile::parse(&raw).map_err(|e| bad(&e))?;
+        let root: Root = file.body().map_err(|e| bad(&e))?;
+        return Ok((dir.clone(), file, root));
+    }
+    Err(RekeyError::NoTrustedRoot {
+        gun: gun.to_string(),
+        dirs: display_dirs(trust_dirs),
+    })
+}
+
+fn display_dirs(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How the server's root differs from the trusted one, ignoring `version` (empty: the same).
+pub fn root_differences(trusted: &Value, server: &Value) -> Vec<String> {
+    let (Some(t), Some(s)) = (trusted.as_object(), server.as_object()) else {
+        return vec!["the server's root is not an object".into()];
+    };
+    let mut out = Vec::new();
+    let fields: std::collections::BTreeSet<&String> = t.keys().chain(s.keys()).collect();
+    for field in fields {
+        if field == "version" || t.get(field) == s.get(field) {
+            continue;
+        }
+        match (field.as_str(), t.get(field), s.get(field)) {
+            ("roles", Some(Value::Object(tr)), Some(Value::Object(sr))) => {
+                let roles: std::collections::BTreeSet<&String> =
+                    tr.keys().chain(sr.keys()).collect();
+                for r in roles.into_iter().filter(|r| tr.get(*r) != sr.get(*r)) {
+                    out.push(format!("role {}", notary_common::untrusted::escape(r)));
+                }
+            }
+            ("keys", Some(Value::Object(tk)), Some(Value::Object(sk))) => {
+                let added = sk.keys().filter(|k| !tk.contains_key(*k)).count();
+                let removed = tk.keys().filter(|k| !sk.contains_key(*k)).count();
+                out.push(format!(
+                    "keys ({added} added, {removed} removed or changed)"
+                ));
+            }
+            _ => out.push(notary_common::untrusted::escape(field).into_owned()),
+        }
+    }
+    out
 }
 
 /// Replace the timestamp and snapshot keys of `gun` on the server `client` talks to, signing
 /// the new root with the root key(s) found in `trust_dirs` (decrypted with `passphrase`).
+///
+/// What is signed is built from the root the owner already trusts — the trust directory's
+/// cached `root.json`, verified against the owner's own root key — never from what the server
+/// sends: the server's root must equal it but for its version, the keys the server offers
+/// must be well-formed online keys, and `confirm` is shown the change before anything is
+/// signed (`tests/rekey_safety.rs`).
 pub async fn rekey(
     client: &NotaryClient,
     gun: &str,
     trust_dirs: &[PathBuf],
     passphrase: &dyn Fn() -> std::io::Result<Zeroizing<String>>,
+    confirm: &dyn Fn(&Plan) -> bool,
 ) -> Result<Rekeyed, RekeyError> {
-    let pull = format!("repository:{gun}:pull");
-    let tuf = |f: &str| format!("/v2/{gun}/_trust/tuf/{f}");
-    let raw = client
-        .get(&tuf("root.json"), &pull)
-        .await?
-        .ok_or_else(|| RekeyError::Repository(format!("the server has no repository {gun}")))?;
-    let file = SignedFile::parse(&raw)
-        .map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
-    let root: Root = file
-        .body()
-        .map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
-    let role = root
+    let (dir, trusted_file, trusted) = trusted_root(gun, trust_dirs)?;
+    let role = trusted
         .roles
         .get(md::ROOT)
         .cloned()
         .flatten()
-        .ok_or_else(|| RekeyError::Repository("its root has no root role".into()))?;
+        .ok_or_else(|| RekeyError::Repository("the trusted root has no root role".into()))?;
 
     // The owner's root keys: files named by the bare key's ID (Notary's canonical ID).
-    let listed: Vec<(String, PublicKey)> = role
+    let listed: Vec<PublicKey> = role
         .keyids
         .iter()
-        .filter_map(|id| root.keys.get(id).map(|k| (id.clone(), k.clone())))
+        .filter_map(|id| trusted.keys.get(id).cloned())
         .collect();
     let mut signers_keys: Vec<(PrivateKey, PublicKey)> = Vec::new();
     let mut pass: Option<Zeroizing<String>> = None;
-    for (_, public) in &listed {
+    for public in &listed {
         let ids = vec![public.canonical_id(), public.id()];
-        let Some(path) = trust_dirs
-            .iter()
-            .flat_map(|d| find_key_files(d, &ids))
-            .next()
-        else {
+        let Some(path) = find_key_files(&dir, &ids).into_iter().next() else {
             continue;
         };
         let key_err = |source| RekeyError::Key {
             path: path.clone(),
             source,
         };
-        let pem = Zeroizing::new(std::fs::read(&path).map_err(|e| key_err(KeyFileError::Read(e)))?);
+        let pem = Zeroizing::new(
+            notary_common::untrusted::read_regular_file(&path, 64 << 10)
+                .map_err(|e| key_err(KeyFileError::Read(std::io::Error::other(e))))?,
+        );
         if pass.is_none() {
             pass = Some(passphrase().map_err(|source| RekeyError::Passphrase {
                 path: path.clone(),
@@ -240,35 +400,99 @@ pub async fn rekey(
     if (signers_keys.len() as i64) < role.threshold.max(1) {
         return Err(RekeyError::NoRootKey {
             gun: gun.to_string(),
-            dirs: trust_dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            dirs: display_dirs(trust_dirs),
             ids: listed
                 .iter()
-                .map(|(_, k)| k.canonical_id())
+                .map(|k| k.canonical_id())
                 .collect::<Vec<_>>()
                 .join(", "),
         });
     }
+    // The cached root must be signed as its own root role requires, by the keys the owner holds.
+    let held_role = notary_tuf::verify::BaseRole {
+        name: md::ROOT.into(),
+        keys: signers_keys
+            .iter()
+            .map(|(_, p)| (p.id(), p.clone()))
+            .collect(),
+        threshold: role.threshold.max(1),
+    };
+    notary_tuf::verify::verify_signatures(&trusted_file, &held_role).map_err(|e| {
+        RekeyError::Repository(format!(
+            "the root cached in {} is not signed by your root key ({e}): refusing to build on it",
+            dir.display()
+        ))
+    })?;
 
-    // New server keys, then the new root listing them.
+    // The server's root must be the trusted one, but for its version.
+    let pull = format!("repository:{gun}:pull");
+    let tuf = |f: &str| format!("/v2/{gun}/_trust/tuf/{f}");
+    let raw = client
+        .get(&tuf("root.json"), &pull)
+        .await?
+        .ok_or_else(|| RekeyError::Repository(format!("the server has no repository {gun}")))?;
+    let server_file = SignedFile::parse(&raw)
+        .map_err(|e| RekeyError::Repository(format!("the server's root.json: {e}")))?;
+    let trusted_value = trusted_file
+        .signed_value()
+        .map_err(|e| RekeyError::Repository(format!("the trusted root: {e}")))?;
+    let server_value = server_file
+        .signed_value()
+        .map_err(|e| RekeyError::Repository(format!("the server's root.json: {e}")))?;
+    let differences = root_differences(&trusted_value, &server_value);
+    if !differences.is_empty() || server_file.common.version < trusted_file.common.version {
+        return Err(RekeyError::ServerRootDiffers {
+            gun: gun.to_string(),
+            dir: dir.display().to_string(),
+            what: if differences.is_empty() {
+                format!(
+                    "its version {} is older than the trusted {}",
+                    server_file.common.version, trusted_file.common.version
+                )
+            } else {
+                differences.join(", ")
+            },
+        });
+    }
+
+    // New server keys, then the new root listing them, shown before it is signed.
     let admin = format!("repository:{gun}:*");
     let ts = parse_key(
+        md::TIMESTAMP,
         &client
             .post(&tuf("timestamp.key"), &admin, Body::None)
             .await?,
+        &trusted,
     )?;
     let sn = parse_key(
+        md::SNAPSHOT,
         &client
             .post(&tuf("snapshot.key"), &admin, Body::None)
             .await?,
+        &trusted,
     )?;
-    let prev = file
-        .signed_value()
-        .map_err(|e| RekeyError::Repository(format!("its root.json: {e}")))?;
-    let body = next_root(&prev, &ts, &sn)?;
+    if ts.id() == sn.id() {
+        return Err(RekeyError::Repository(
+            "the server offered one key for both timestamp and snapshot; nothing was signed".into(),
+        ));
+    }
+    let mut body = next_root(&trusted_value, &ts, &sn)?;
+    let version = server_file.common.version + 1;
+    body["version"] = json!(version);
+    let plan = Plan {
+        gun: gun.to_string(),
+        from_version: trusted_file.common.version,
+        root_version: version,
+        signing_keys: signers_keys.iter().map(|(_, p)| p.canonical_id()).collect(),
+        changes: vec![
+            (md::TIMESTAMP, trusted.role_keyids(md::TIMESTAMP), ts.id()),
+            (md::SNAPSHOT, trusted.role_keyids(md::SNAPSHOT), sn.id()),
+        ],
+        expires: body["expires"].as_str().unwrap_or_default().to_string(),
+    };
+    if !confirm(&plan) {
+        return Err(RekeyError::Declined);
+    }
     let signers: Vec<Signer> = signers_keys
         .iter()
         .map(|(k, p)| Signer {
@@ -278,7 +502,6 @@ pub async fn rekey(
         .collect();
     let new_root = sign(&body, &signers)
         .map_err(|e| RekeyError::Repository(format!("canonical JSON: {e}")))?;
-    let version = file.common.version + 1;
     let (content_type, bytes) = notary_tuf::builder::multipart(&[(md::ROOT, &new_root)]);
     client
         .post(

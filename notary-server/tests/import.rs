@@ -68,6 +68,7 @@ fn rekey(s: &Server, gun: &str, trust_dir: &Path, env: &[(&str, &str)]) -> (bool
         gun,
         "--trust-dir",
         trust_dir.to_str().unwrap(),
+        "--yes",
     ]);
     for (k, v) in env {
         cmd.env(k, v);
@@ -440,85 +441,28 @@ async fn imports_from_trust_directories_after_the_source_is_gone() {
 
 /// A plain-HTTP proxy in front of a Notary server that delays every answer and can corrupt one
 /// file (a character of its first signature).
-struct HttpProxy {
-    url: String,
-    _thread: std::thread::JoinHandle<()>,
-}
-
-impl HttpProxy {
-    fn start(upstream: &str, ca: &Path, delay: Duration, tamper: Option<String>) -> HttpProxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        listener.set_nonblocking(true).unwrap();
-        let client = reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap(),
-            )
-            .build()
-            .unwrap();
-        let upstream = upstream.to_string();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let thread = std::thread::spawn(move || {
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (client, upstream, tamper) =
-                        (client.clone(), upstream.clone(), tamper.clone());
-                    let service = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let (client, upstream, tamper) =
-                                (client.clone(), upstream.clone(), tamper.clone());
-                            async move {
-                                tokio::time::sleep(delay).await;
-                                let path = req
-                                    .uri()
-                                    .path_and_query()
-                                    .map(|p| p.to_string())
-                                    .unwrap_or_default();
-                                let r = client
-                                    .get(format!("{upstream}{path}"))
-                                    .send()
-                                    .await
-                                    .unwrap();
-                                let status = r.status().as_u16();
-                                let mut body = r.bytes().await.unwrap().to_vec();
-                                if tamper.as_deref().is_some_and(|t| path.ends_with(t)) {
-                                    let at = body
-                                        .windows(7)
-                                        .position(|w| w == b"\"sig\":\"")
-                                        .unwrap_or_else(|| {
-                                            panic!("{status} {}", String::from_utf8_lossy(&body))
-                                        })
-                                        + 12;
-                                    body[at] = if body[at] == b'A' { b'B' } else { b'A' };
-                                }
-                                Ok::<_, std::convert::Infallible>(
-                                    hyper::Response::builder()
-                                        .status(status)
-                                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                                        .unwrap(),
-                                )
-                            }
-                        },
-                    );
-                    tokio::spawn(
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-                    );
-                }
-            })
-        });
-        HttpProxy {
-            url,
-            _thread: thread,
-        }
-    }
+fn slow_or_tampering_proxy(
+    upstream: &str,
+    ca: &Path,
+    delay: Duration,
+    tamper: Option<String>,
+) -> FakeHttp {
+    editing_proxy(
+        upstream,
+        ca,
+        delay,
+        std::sync::Arc::new(move |req: &Request, status, mut body: Vec<u8>| {
+            if tamper.as_deref().is_some_and(|t| req.path.ends_with(t)) {
+                let at = body
+                    .windows(7)
+                    .position(|w| w == b"\"sig\":\"")
+                    .unwrap_or_else(|| panic!("{status} {}", String::from_utf8_lossy(&body)))
+                    + 12;
+                body[at] = if body[at] == b'A' { b'B' } else { b'A' };
+            }
+            (status, body)
+        }),
+    )
 }
 
 fn count_rows(rows: &BTreeMap<(String, String, i32), Vec<u8>>, gun: &str) -> usize {
@@ -548,7 +492,7 @@ async fn reruns_tampering_and_a_killed_import() {
     let gun_args: Vec<&str> = guns.iter().flat_map(|g| ["--gun", g.as_str()]).collect();
 
     // A source that corrupts one old file of r1 (targets v2: its first publish): r1 is refused whole, the others imported.
-    let bad = HttpProxy::start(
+    let bad = slow_or_tampering_proxy(
         &go.url,
         &go.ca,
         Duration::ZERO,
@@ -579,7 +523,7 @@ async fn reruns_tampering_and_a_killed_import() {
 
     // Killed mid-run behind a slow source: each repository is whole or absent; a re-run
     // completes it, and everything matches the source byte for byte.
-    let slow = HttpProxy::start(&go.url, &go.ca, Duration::from_millis(40), None);
+    let slow = slow_or_tampering_proxy(&go.url, &go.ca, Duration::from_millis(40), None);
     let mut cmd = ours.admin(&["import", "--from", &slow.url, "--replace"]);
     cmd.args(&gun_args)
         .stdout(Stdio::null())

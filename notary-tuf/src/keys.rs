@@ -65,6 +65,19 @@ impl PublicKey {
         }
     }
 
+    /// Whether this is a well-formed bare online key as a Notary server hands out for its
+    /// timestamp and snapshot roles: an `ecdsa` P-256 SPKI whose point is on the curve, or a
+    /// valid 32-byte `ed25519` point. Certificates, RSA and anything unparsable are not.
+    pub fn is_well_formed_online_key(&self) -> bool {
+        use p256::pkcs8::DecodePublicKey;
+        match self.keytype.as_str() {
+            ECDSA => p256::ecdsa::VerifyingKey::from_public_key_der(&self.public).is_ok(),
+            ED25519 => <[u8; 32]>::try_from(self.public.as_slice())
+                .is_ok_and(|pk| ed25519_dalek::VerifyingKey::from_bytes(&pk).is_ok()),
+            _ => false,
+        }
+    }
+
     /// The JSON a Go server returns from the key endpoints (stdlib order: public before private).
     pub fn to_go_json(&self) -> String {
         format!(

@@ -30,10 +30,20 @@ struct Args {
     /// NOTARY_AUTH_PASSWORD or a prompt, never from the command line.
     #[arg(long)]
     username: Option<String>,
+    /// Sign the change shown without asking (required when standard input is not a terminal).
+    #[arg(long)]
+    yes: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    use std::io::IsTerminal;
+    let terminal = std::io::stdin().is_terminal();
+    anyhow::ensure!(
+        args.yes || terminal,
+        "standard input is not a terminal: notary-rekey shows the change to your root and asks \
+         before signing it; run it on a terminal, or pass --yes to sign without asking"
+    );
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
@@ -91,19 +101,32 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let yes = args.yes;
+    let confirm = |plan: &notary_server::rekey::Plan| -> bool {
+        eprintln!("{plan}");
+        if yes {
+            return true;
+        }
+        eprint!("sign and publish this root? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok()
+            && matches!(answer.trim(), "y" | "Y" | "yes" | "YES")
+    };
     let done = runtime.block_on(notary_server::rekey::rekey(
         &client,
         &args.gun,
         &dirs,
         &passphrase,
+        &confirm,
     ))?;
     println!(
         "{}: root version {} published; the server now signs timestamps with key {} and snapshots with key {}",
-        args.gun, done.root_version, done.timestamp_key, done.snapshot_key
+        notary_common::untrusted::escape(&args.gun), done.root_version, done.timestamp_key, done.snapshot_key
     );
     println!(
         "publish as usual, e.g. `notary -s {} publish {}`",
-        args.server, args.gun
+        notary_common::untrusted::escape(&args.server),
+        notary_common::untrusted::escape(&args.gun)
     );
     Ok(())
 }

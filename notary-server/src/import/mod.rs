@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use chrono::Utc;
+use notary_common::untrusted::escape;
 use notary_tuf::history::{verify_history, History};
 use notary_tuf::metadata as md;
 use notary_tuf::validation::Update;
@@ -273,15 +274,16 @@ pub async fn import_all(
     let terminal = std::io::stderr().is_terminal();
     let mut out = Vec::with_capacity(guns.len());
     for (i, gun) in guns.iter().enumerate() {
-        bar.set_message(gun.clone());
+        bar.set_message(escape(gun).into_owned());
         let r = import_one(service, source, gun, opts).await;
         let line = format!(
-            "[{}/{}] {gun}: {}{}",
+            "[{}/{}] {}: {}{}",
             i + 1,
             guns.len(),
+            escape(gun),
             r.result,
             match (&r.error, r.files_copied) {
-                (Some(e), _) => format!(" — {e}"),
+                (Some(e), _) => format!(" — {}", escape(e)),
                 (None, 0) => String::new(),
                 (None, n) => format!(" ({n} files)"),
             }
@@ -345,24 +347,9 @@ pub fn summary_table(reports: &[GunReport]) -> String {
             ]
         })
         .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| -> String {
-        let s: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        s.join("  ").trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.to_vec());
-    for row in &rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
+    let mut table_rows = vec![header.map(String::from)];
+    table_rows.extend(rows);
+    let mut out = notary_common::untrusted::table(&table_rows);
     let failed = reports.iter().filter(|r| r.result == "failed").count();
     out.push_str(&format!(
         "{} repositories: {} failed\n",
@@ -370,11 +357,8 @@ pub fn summary_table(reports: &[GunReport]) -> String {
         failed
     ));
     for r in reports {
-        if let Some(e) = &r.error {
-            out.push_str(&format!("{}: {e}\n", r.gun));
-        }
-        if let Some(n) = &r.next_step {
-            out.push_str(&format!("{}: {n}\n", r.gun));
+        for line in [&r.error, &r.next_step].into_iter().flatten() {
+            out.push_str(&format!("{}: {}\n", escape(&r.gun), escape(line)));
         }
     }
     out

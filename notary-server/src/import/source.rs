@@ -49,7 +49,7 @@ impl Source {
     /// A label for reports and the `notary_rs_imports` table.
     pub fn label(&self) -> String {
         match self {
-            Source::Server(c) => c.base().to_string(),
+            Source::Server(c) => notary_common::untrusted::strip_userinfo(c.base()),
             Source::TrustDirs(d) => d
                 .iter()
                 .map(|p| format!("trust-dir:{}", p.display()))

@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod docker;
+pub mod fake_http;
 pub mod go;
 pub mod net;
 pub mod server;
@@ -14,6 +15,7 @@ pub mod token;
 
 pub use db::*;
 pub use docker::*;
+pub use fake_http::*;
 pub use go::*;
 pub use net::*;
 pub use server::*;
