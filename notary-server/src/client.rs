@@ -33,6 +33,8 @@ pub enum ClientError {
         status: u16,
         body: String,
     },
+    #[error("{url}: the answer is larger than {max} bytes")]
+    TooLarge { url: String, max: u64 },
     #[error("{url}: not authorized ({why})")]
     Unauthorized { url: String, why: String },
     #[error("{0}")]
@@ -133,8 +135,19 @@ impl NotaryClient {
 
     /// `GET <base><path>`: the body, or `None` on 404.
     pub async fn get(&self, path: &str, scope: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        self.get_limited(path, scope, MAX_FILE as u64).await
+    }
+
+    /// `GET <base><path>` reading at most `max` bytes of the answer (counted as it arrives, so
+    /// an endless answer costs `max` bytes, not memory until it ends).
+    pub async fn get_limited(
+        &self,
+        path: &str,
+        scope: &str,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
         match self
-            .send(reqwest::Method::GET, path, scope, &Body::None)
+            .send(reqwest::Method::GET, path, scope, &Body::None, max)
             .await
         {
             Ok(b) => Ok(Some(b)),
@@ -145,7 +158,8 @@ impl NotaryClient {
 
     /// `POST <base><path>`: the body of a 2xx answer.
     pub async fn post(&self, path: &str, scope: &str, body: Body) -> Result<Vec<u8>, ClientError> {
-        self.send(reqwest::Method::POST, path, scope, &body).await
+        self.send(reqwest::Method::POST, path, scope, &body, MAX_FILE as u64)
+            .await
     }
 
     async fn send(
@@ -154,6 +168,7 @@ impl NotaryClient {
         path: &str,
         scope: &str,
         body: &Body,
+        max: u64,
     ) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut tried_anonymous = false;
@@ -165,7 +180,7 @@ impl NotaryClient {
                 .await?;
             let status = resp.status().as_u16();
             if status != 401 {
-                return read_body(&url, resp).await;
+                return read_body(&url, resp, max).await;
             }
             let Some(challenge) = bearer_challenge(&resp) else {
                 return Err(ClientError::Unauthorized {
@@ -264,7 +279,7 @@ impl NotaryClient {
             url: c.realm.clone(),
             msg: error_chain(&e),
         })?;
-        let body = read_body(&c.realm, resp).await?;
+        let body = read_body(&c.realm, resp, 1 << 20).await?;
         #[derive(serde::Deserialize)]
         struct Token {
             #[serde(default)]
@@ -291,23 +306,37 @@ impl NotaryClient {
     }
 }
 
-async fn read_body(url: &str, resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+/// The body of `resp`, refused once more than `max` bytes have arrived (or are announced).
+async fn read_body(
+    url: &str,
+    mut resp: reqwest::Response,
+    max: u64,
+) -> Result<Vec<u8>, ClientError> {
     let status = resp.status().as_u16();
-    if resp.content_length().is_some_and(|n| n as usize > MAX_FILE) {
-        return Err(ClientError::Transport {
-            url: url.to_string(),
-            msg: format!("answer larger than {MAX_FILE} bytes"),
-        });
-    }
-    let body = resp.bytes().await.map_err(|e| ClientError::Transport {
+    let too_large = || ClientError::TooLarge {
         url: url.to_string(),
-        msg: error_chain(&e),
-    })?;
-    if body.len() > MAX_FILE {
-        return Err(ClientError::Transport {
-            url: url.to_string(),
-            msg: format!("answer larger than {MAX_FILE} bytes"),
-        });
+        max,
+    };
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(ClientError::Transport {
+                    url: url.to_string(),
+                    msg: error_chain(&e),
+                })
+            }
+        }
     }
     if !(200..300).contains(&status) {
         let text: String = String::from_utf8_lossy(&body[..body.len().min(500)])
@@ -320,7 +349,7 @@ async fn read_body(url: &str, resp: reqwest::Response) -> Result<Vec<u8>, Client
             body: text,
         });
     }
-    Ok(body.to_vec())
+    Ok(body)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -7,6 +7,7 @@ use notary_common::db::Db;
 use notary_server::coherence::LeaseConfig;
 use notary_server::config::{Config, Settings, TrustService};
 use notary_server::http::AppState;
+use notary_server::import::source::SourceLimits;
 use notary_server::metrics::Metrics;
 use notary_server::serve::{serve, shutdown_signal, Limits};
 use notary_server::service::{RepoService, ServiceOptions};
@@ -166,6 +167,21 @@ struct ImportArgs {
     /// This server's URL as clients reach it (used in the commands the report suggests).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Limit: bytes of one metadata file from the source (counted as it arrives).
+    #[arg(long, value_name = "BYTES", default_value_t = SourceLimits::default().max_file_bytes)]
+    max_file_bytes: u64,
+    /// Limit: bytes of every file of one repository together (its whole history).
+    #[arg(long, value_name = "BYTES", default_value_t = SourceLimits::default().max_repository_bytes)]
+    max_repository_bytes: u64,
+    /// Limit: bytes read from the source in the whole run.
+    #[arg(long, value_name = "BYTES", default_value_t = SourceLimits::default().max_run_bytes)]
+    max_run_bytes: u64,
+    /// Limit: older versions of one role fetched (the history walk).
+    #[arg(long, value_name = "N", default_value_t = SourceLimits::default().max_versions)]
+    max_versions: u64,
+    /// Limit: repositories the source's changefeed or trust directories may list (--all).
+    #[arg(long, value_name = "N", default_value_t = SourceLimits::default().max_repositories)]
+    max_repositories: usize,
 }
 
 const PASSPHRASE_ENV: &str = "NOTARY_SERVER_KEY_PASSPHRASE";
@@ -590,7 +606,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// `notary-server import`.
 async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
-    use notary_server::import::{self, source::Source};
+    use notary_server::import::{
+        self,
+        source::{Origin, Source},
+    };
     if settings.server.read_only {
         anyhow::bail!("server.read_only is set: import into the primary's storage instead");
     }
@@ -604,7 +623,7 @@ async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
                 None => None,
             };
             let credentials = import_credentials(&a, url)?;
-            Source::Server(notary_server::client::NotaryClient::new(
+            Origin::Server(notary_server::client::NotaryClient::new(
                 url,
                 ca.as_deref(),
                 credentials,
@@ -618,10 +637,20 @@ async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
                     d.display()
                 );
             }
-            Source::TrustDirs(a.from_trust_dir.clone())
+            Origin::TrustDirs(a.from_trust_dir.clone())
         }
         _ => anyhow::bail!("name a source: --from URL or --from-trust-dir DIR"),
     };
+    let source = Source::new(
+        source,
+        SourceLimits {
+            max_file_bytes: a.max_file_bytes,
+            max_repository_bytes: a.max_repository_bytes,
+            max_run_bytes: a.max_run_bytes,
+            max_versions: a.max_versions,
+            max_repositories: a.max_repositories,
+        },
+    );
     let mut guns = a.gun.clone();
     if let Some(f) = &a.gun_file {
         let text = std::fs::read_to_string(f)

@@ -221,3 +221,37 @@ async fn the_token_subject_is_recorded() {
     assert_eq!(trail[0]["action"], "key-create");
     assert_eq!(trail[0]["subject"], "alice");
 }
+
+/// A token subject is the token issuer's text: it cannot forge a row of the audit table.
+#[tokio::test]
+async fn an_audit_subject_cannot_forge_a_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut ts, s) = server_with_token_auth(tmp.path()).await;
+    ts.subject = "eve\n2026-01-01T00:00:00Z  delete  docker.io/forged\u{1b}[2K\u{7}".into();
+    let token = ts.token(
+        &[Grant {
+            typ: "repository",
+            name: GUN,
+            actions: &["push", "pull"],
+        }],
+        300,
+        &ts.issuer,
+        &ts.service,
+    );
+    let r = s
+        .http
+        .get(s.tuf(GUN, "timestamp.key"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(audit(&s, &[GUN])[0]["subject"], ts.subject.as_str());
+    let (ok, out, err) = run(&s, &["audit"]);
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "header, one row, the count: {out}");
+    assert!(lines[1].contains("eve\\n2026-01-01T00:00:00Z"), "{out}");
+    assert!(!lines.iter().any(|l| l.starts_with("2026-01-01")), "{out}");
+}

@@ -7,9 +7,21 @@
 //! (`<v>.<role>.json`) down from the current one until the source answers 404 or the version is
 //! already stored here (so a second run fetches only what is new); last, any file an older
 //! snapshot names by checksum that was not reached by version.
+//!
+//! A source is not trusted, and what it sends is bounded while it arrives ([`SourceLimits`], the
+//! import's `--max-*` flags; `notary-server/tests/hostile_import.rs`):
+//! 1. every file by bytes (an endless answer costs `max_file_bytes`, not memory), every
+//!    repository and the whole run by bytes, each role's history walk by count;
+//! 2. a file fetched as version `v` must say it is version `v`;
+//! 3. a changefeed page must advance past the ID asked for, and listing is linear in records;
+//! 4. a trust directory is read without following symbolic links out of it or in loops, only
+//!    regular files, each within `max_file_bytes`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use notary_common::untrusted::{read_regular_file, ReadError};
 
 use notary_tuf::history::History;
 use notary_tuf::metadata::{self as md, MetaBody, SignedFile};
@@ -28,12 +40,139 @@ pub enum SourceError {
     Io { path: PathBuf, msg: String },
     #[error("the source served two different files as {role} version {version} (by version and by checksum): refusing the repository")]
     Inconsistent { role: String, version: i64 },
+    #[error("{file}: more than the {max} bytes left under {flag}; nothing of the repository was stored (raise {flag} if the source is trusted to be this large)")]
+    Limit {
+        file: String,
+        flag: &'static str,
+        max: u64,
+    },
+    #[error(
+        "{role}: more than {max} versions (--max-versions); nothing of the repository was stored"
+    )]
+    TooManyVersions { role: String, max: u64 },
+    #[error("the source answered {asked} with a file that says it is version {found}: refusing the repository")]
+    WrongVersion { asked: String, found: i64 },
+    #[error("the source's changefeed does not advance past change {0}: refusing to list it")]
+    ChangefeedStuck(String),
+    #[error("the source's changefeed names more than {0} repositories (--max-repositories)")]
+    TooManyRepositories(usize),
 }
 
-/// A source of repositories.
-pub enum Source {
+/// What an import reads from one source at most (the `--max-*` flags of `notary-server import`).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceLimits {
+    /// One metadata file (`--max-file-bytes`).
+    pub max_file_bytes: u64,
+    /// Every file of one repository together (`--max-repository-bytes`).
+    pub max_repository_bytes: u64,
+    /// Everything the run reads (`--max-run-bytes`).
+    pub max_run_bytes: u64,
+    /// Versions of one role walked back (`--max-versions`).
+    pub max_versions: u64,
+    /// Repositories a changefeed or trust directory may list (`--max-repositories`).
+    pub max_repositories: usize,
+}
+
+impl Default for SourceLimits {
+    fn default() -> Self {
+        SourceLimits {
+            max_file_bytes: crate::client::MAX_FILE as u64,
+            max_repository_bytes: 1 << 30,
+            max_run_bytes: 64 << 30,
+            max_versions: 100_000,
+            max_repositories: 10_000_000,
+        }
+    }
+}
+
+/// Where repositories come from.
+pub enum Origin {
     Server(NotaryClient),
     TrustDirs(Vec<PathBuf>),
+}
+
+/// A source of repositories, read within [`SourceLimits`].
+pub struct Source {
+    pub origin: Origin,
+    pub limits: SourceLimits,
+    /// Bytes read so far in this run.
+    run_bytes: AtomicU64,
+}
+
+/// The bytes one repository may still read: the least of what is left of the file, repository
+/// and run bounds, and which flag that is.
+struct Budget<'a> {
+    limits: SourceLimits,
+    repository: u64,
+    run: &'a AtomicU64,
+}
+
+impl Budget<'_> {
+    fn next(&self) -> (u64, &'static str) {
+        let run_left = self
+            .limits
+            .max_run_bytes
+            .saturating_sub(self.run.load(Ordering::Relaxed));
+        let repo_left = self
+            .limits
+            .max_repository_bytes
+            .saturating_sub(self.repository);
+        [
+            (self.limits.max_file_bytes, "--max-file-bytes"),
+            (repo_left, "--max-repository-bytes"),
+            (run_left, "--max-run-bytes"),
+        ]
+        .into_iter()
+        .min_by_key(|(n, _)| *n)
+        .unwrap_or((0, "--max-file-bytes"))
+    }
+
+    fn charge(&mut self, n: usize) {
+        self.repository += n as u64;
+        self.run.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// `GET` a file of the source within the budget.
+    async fn get(
+        &mut self,
+        c: &NotaryClient,
+        path: &str,
+        scope: &str,
+    ) -> Result<Option<Vec<u8>>, SourceError> {
+        let (max, flag) = self.next();
+        match c.get_limited(path, scope, max).await {
+            Ok(b) => {
+                self.charge(b.as_ref().map_or(0, Vec::len));
+                Ok(b)
+            }
+            Err(ClientError::TooLarge { .. }) => Err(SourceError::Limit {
+                file: path.to_string(),
+                flag,
+                max,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Read a trust directory's file within the budget.
+    fn read(&mut self, path: &Path) -> Result<Vec<u8>, SourceError> {
+        let (max, flag) = self.next();
+        match read_regular_file(path, max) {
+            Ok(b) => {
+                self.charge(b.len());
+                Ok(b)
+            }
+            Err(ReadError::TooLarge { .. }) => Err(SourceError::Limit {
+                file: path.display().to_string(),
+                flag,
+                max,
+            }),
+            Err(e) => Err(SourceError::Io {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            }),
+        }
+    }
 }
 
 fn version_of(role: &str, bytes: &[u8]) -> Result<i64, SourceError> {
@@ -46,11 +185,27 @@ fn version_of(role: &str, bytes: &[u8]) -> Result<i64, SourceError> {
 }
 
 impl Source {
+    pub fn new(origin: Origin, limits: SourceLimits) -> Source {
+        Source {
+            origin,
+            limits,
+            run_bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn budget(&self) -> Budget<'_> {
+        Budget {
+            limits: self.limits,
+            repository: 0,
+            run: &self.run_bytes,
+        }
+    }
+
     /// A label for reports and the `notary_rs_imports` table.
     pub fn label(&self) -> String {
-        match self {
-            Source::Server(c) => notary_common::untrusted::strip_userinfo(c.base()),
-            Source::TrustDirs(d) => d
+        match &self.origin {
+            Origin::Server(c) => notary_common::untrusted::strip_userinfo(c.base()),
+            Origin::TrustDirs(d) => d
                 .iter()
                 .map(|p| format!("trust-dir:{}", p.display()))
                 .collect::<Vec<_>>()
@@ -60,12 +215,20 @@ impl Source {
 
     /// The files of `gun` the source holds and `here` does not (all of them when `here` is empty).
     pub async fn fetch(&self, gun: &str, here: &History) -> Result<History, SourceError> {
-        match self {
-            Source::Server(c) => fetch_from_server(c, gun, here).await,
-            Source::TrustDirs(dirs) => {
+        let mut budget = self.budget();
+        match &self.origin {
+            Origin::Server(c) => {
+                fetch_from_server(c, gun, here, &mut budget, self.limits.max_versions).await
+            }
+            Origin::TrustDirs(dirs) => {
                 let mut h = History::default();
                 for d in dirs {
-                    read_trust_dir(&d.join("tuf").join(gun).join("metadata"), &mut h)?;
+                    read_trust_dir(
+                        d,
+                        &d.join("tuf").join(gun).join("metadata"),
+                        &mut h,
+                        &mut budget,
+                    )?;
                 }
                 if h.is_empty() {
                     return Err(SourceError::NotFound(gun.to_string()));
@@ -78,13 +241,15 @@ impl Source {
     /// Every GUN the source holds: the changefeed of a server (where it allows reading it), the
     /// `tuf/` folders of trust directories.
     pub async fn all_guns(&self) -> Result<Vec<String>, SourceError> {
-        match self {
-            Source::Server(c) => changefeed_guns(c).await,
-            Source::TrustDirs(dirs) => {
+        let max = self.limits.max_repositories;
+        match &self.origin {
+            Origin::Server(c) => changefeed_guns(c, max).await,
+            Origin::TrustDirs(dirs) => {
                 let mut guns = BTreeSet::new();
                 for d in dirs {
                     let tuf = d.join("tuf");
-                    find_guns(&tuf, &tuf, &mut guns)?;
+                    let mut walk = TreeWalk::new(d)?;
+                    find_guns(&mut walk, &tuf, &tuf, &mut guns, max)?;
                 }
                 Ok(guns.into_iter().collect())
             }
@@ -96,25 +261,30 @@ async fn fetch_from_server(
     c: &NotaryClient,
     gun: &str,
     here: &History,
+    budget: &mut Budget<'_>,
+    max_versions: u64,
 ) -> Result<History, SourceError> {
     let scope = format!("repository:{gun}:pull");
     let url = |file: &str| format!("/v2/{gun}/_trust/tuf/{file}");
     let mut h = History::default();
-    let ts = c
-        .get(&url("timestamp.json"), &scope)
+    let ts = budget
+        .get(c, &url("timestamp.json"), &scope)
         .await?
         .ok_or_else(|| SourceError::NotFound(gun.to_string()))?;
     h.insert(md::TIMESTAMP, version_of(md::TIMESTAMP, &ts)?, ts.clone());
-    if let Some(root) = c.get(&url("root.json"), &scope).await? {
+    if let Some(root) = budget.get(c, &url("root.json"), &scope).await? {
         h.insert(md::ROOT, version_of(md::ROOT, &root)?, root);
     }
     // The current chain, by checksum, as clients read it.
     let ts_body: MetaBody = body(md::TIMESTAMP, &ts)?;
     if let Some(sha) = ts_body.meta.get(md::SNAPSHOT).and_then(|m| m.sha256_hex()) {
-        if let Some(snap) = c.get(&url(&format!("snapshot.{sha}.json")), &scope).await? {
+        if let Some(snap) = budget
+            .get(c, &url(&format!("snapshot.{sha}.json")), &scope)
+            .await?
+        {
             let snap_body: MetaBody = body(md::SNAPSHOT, &snap)?;
             h.insert(md::SNAPSHOT, version_of(md::SNAPSHOT, &snap)?, snap);
-            fetch_named(c, gun, &scope, &snap_body, here, &mut h).await?;
+            fetch_named(c, gun, &scope, &snap_body, here, &mut h, budget).await?;
         }
     }
     // Older versions, newest first, down to what is stored here or what the source lacks.
@@ -131,11 +301,26 @@ async fn fetch_from_server(
             continue;
         };
         let mut v = current - 1;
+        let mut walked = 0u64;
         while v >= 1 && here.get(role, v).is_none() {
             if h.get(role, v).is_none() {
+                walked += 1;
+                if walked > max_versions {
+                    return Err(SourceError::TooManyVersions {
+                        role: role.clone(),
+                        max: max_versions,
+                    });
+                }
                 // Stored under the version asked for: a file that says otherwise is refused.
-                match c.get(&url(&format!("{v}.{role}.json")), &scope).await? {
-                    Some(b) => h.insert(role, v, b),
+                let path = url(&format!("{v}.{role}.json"));
+                match budget.get(c, &path, &scope).await? {
+                    Some(b) => {
+                        let found = version_of(role, &b)?;
+                        if found != v {
+                            return Err(SourceError::WrongVersion { asked: path, found });
+                        }
+                        h.insert(role, v, b)
+                    }
                     None => break,
                 }
             }
@@ -150,7 +335,7 @@ async fn fetch_from_server(
         .unwrap_or_default();
     for snap in snapshots {
         if let Ok(b) = body::<MetaBody>(md::SNAPSHOT, &snap) {
-            fetch_named(c, gun, &scope, &b, here, &mut h).await?;
+            fetch_named(c, gun, &scope, &b, here, &mut h, budget).await?;
         }
     }
     Ok(h)
@@ -164,6 +349,7 @@ async fn fetch_named(
     snapshot: &MetaBody,
     here: &History,
     h: &mut History,
+    budget: &mut Budget<'_>,
 ) -> Result<(), SourceError> {
     for (role, meta) in &snapshot.meta {
         if !md::is_valid_role(role)
@@ -176,8 +362,8 @@ async fn fetch_named(
         let Some(sha) = meta.sha256_hex() else {
             continue;
         };
-        if let Some(b) = c
-            .get(&format!("/v2/{gun}/_trust/tuf/{role}.{sha}.json"), scope)
+        if let Some(b) = budget
+            .get(c, &format!("/v2/{gun}/_trust/tuf/{role}.{sha}.json"), scope)
             .await?
         {
             let v = version_of(role, &b)?;
@@ -204,7 +390,7 @@ fn body<T: for<'de> serde::Deserialize<'de>>(role: &str, bytes: &[u8]) -> Result
         .map_err(|e| malformed(e.to_string()))
 }
 
-async fn changefeed_guns(c: &NotaryClient) -> Result<Vec<String>, SourceError> {
+async fn changefeed_guns(c: &NotaryClient, max: usize) -> Result<Vec<String>, SourceError> {
     #[derive(serde::Deserialize)]
     struct Record {
         #[serde(rename = "ID")]
@@ -219,38 +405,113 @@ async fn changefeed_guns(c: &NotaryClient) -> Result<Vec<String>, SourceError> {
         #[serde(default)]
         records: Option<Vec<Record>>,
     }
-    let mut guns: Vec<String> = Vec::new();
+    // GUN → present (its last record is not a deletion): linear in the records read.
+    let mut guns: HashMap<String, bool> = HashMap::new();
     let mut id = String::from("0");
+    let mut seen_ids: HashSet<String> = HashSet::new();
     loop {
         let path = format!("/v2/_trust/changefeed?change_id={id}&records=1000");
-        let page = c.get(&path, "registry:catalog:*").await?.ok_or_else(|| {
-            SourceError::Client(ClientError::Status {
-                url: path.clone(),
-                status: 404,
-                body: "no changefeed: name the repositories with --gun".into(),
-            })
-        })?;
+        let page = c
+            .get_limited(&path, "registry:catalog:*", 16 << 20)
+            .await?
+            .ok_or_else(|| {
+                SourceError::Client(ClientError::Status {
+                    url: path.clone(),
+                    status: 404,
+                    body: "no changefeed: name the repositories with --gun".into(),
+                })
+            })?;
         let page: Page = serde_json::from_slice(&page).map_err(|e| SourceError::Malformed {
             role: "changefeed".into(),
             msg: e.to_string(),
         })?;
         let records = page.records.unwrap_or_default();
         let Some(last) = records.last() else { break };
+        // A page must move on: its last ID is new, and not the one asked for.
+        if last.id == id || !seen_ids.insert(last.id.clone()) {
+            return Err(SourceError::ChangefeedStuck(id));
+        }
         id = last.id.clone();
         for r in records {
-            guns.retain(|g| *g != r.gun);
-            if r.category != "deletion" {
-                guns.push(r.gun);
+            guns.insert(r.gun, r.category != "deletion");
+            if guns.len() > max {
+                return Err(SourceError::TooManyRepositories(max));
             }
         }
     }
-    guns.sort();
-    Ok(guns)
+    let mut out: Vec<String> = guns
+        .into_iter()
+        .filter_map(|(g, present)| present.then_some(g))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// A walk below a trust directory that follows symbolic links only to places inside it, and
+/// visits each folder once (a link loop ends).
+struct TreeWalk {
+    root: PathBuf,
+    visited: HashSet<PathBuf>,
+}
+
+/// What a path of the walk is.
+enum Entry {
+    Dir(PathBuf),
+    File(PathBuf),
+    Skip,
+}
+
+impl TreeWalk {
+    fn new(root: &Path) -> Result<TreeWalk, SourceError> {
+        let root = std::fs::canonicalize(root).map_err(|e| SourceError::Io {
+            path: root.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        Ok(TreeWalk {
+            root,
+            visited: HashSet::new(),
+        })
+    }
+
+    /// Resolve `path`: its real place if inside the tree, `Skip` for anything else (a link out
+    /// of the tree or into a loop, a FIFO, a device, a folder already visited).
+    fn resolve(&mut self, path: &Path) -> Entry {
+        let Ok(real) = std::fs::canonicalize(path) else {
+            tracing::warn!(path = %path.display(), "not read: a broken or looping symbolic link");
+            return Entry::Skip;
+        };
+        if !real.starts_with(&self.root) {
+            tracing::warn!(path = %path.display(), "not read: a symbolic link out of the trust directory");
+            return Entry::Skip;
+        }
+        match std::fs::metadata(&real) {
+            Ok(m) if m.is_dir() => {
+                if self.visited.insert(real.clone()) {
+                    Entry::Dir(real)
+                } else {
+                    Entry::Skip
+                }
+            }
+            Ok(m) if m.is_file() => Entry::File(real),
+            _ => Entry::Skip,
+        }
+    }
 }
 
 /// Every `<role>.json` below a trust directory's `metadata` folder (delegations in sub-folders).
-fn read_trust_dir(dir: &Path, h: &mut History) -> Result<(), SourceError> {
-    fn walk(base: &Path, dir: &Path, h: &mut History) -> Result<(), SourceError> {
+fn read_trust_dir(
+    trust_dir: &Path,
+    dir: &Path,
+    h: &mut History,
+    budget: &mut Budget<'_>,
+) -> Result<(), SourceError> {
+    fn walk(
+        tree: &mut TreeWalk,
+        base: &Path,
+        dir: &Path,
+        h: &mut History,
+        budget: &mut Budget<'_>,
+    ) -> Result<(), SourceError> {
         let io = |e: std::io::Error| SourceError::Io {
             path: dir.to_path_buf(),
             msg: e.to_string(),
@@ -262,34 +523,50 @@ fn read_trust_dir(dir: &Path, h: &mut History) -> Result<(), SourceError> {
         };
         for entry in entries {
             let path = entry.map_err(io)?.path();
-            if path.is_dir() {
-                walk(base, &path, h)?;
-                continue;
-            }
             let Some(role) = path
                 .strip_prefix(base)
                 .ok()
                 .and_then(|p| p.to_str())
-                .and_then(|p| p.strip_suffix(".json"))
+                .map(String::from)
             else {
                 continue;
             };
-            if !md::is_valid_role(role) {
-                continue;
+            match tree.resolve(&path) {
+                // Roles are named by their path: a folder reached through a link is not read.
+                Entry::Dir(real) if real == path => walk(tree, base, &real, h, budget)?,
+                Entry::Dir(_) => {
+                    tracing::warn!(path = %path.display(), "not read: a folder reached through a symbolic link");
+                }
+                Entry::File(real) => {
+                    let Some(role) = role.strip_suffix(".json") else {
+                        continue;
+                    };
+                    if !md::is_valid_role(role) {
+                        continue;
+                    }
+                    let bytes = budget.read(&real)?;
+                    h.insert(role, version_of(role, &bytes)?, bytes);
+                }
+                Entry::Skip => {}
             }
-            let bytes = std::fs::read(&path).map_err(|e| SourceError::Io {
-                path: path.clone(),
-                msg: e.to_string(),
-            })?;
-            h.insert(role, version_of(role, &bytes)?, bytes);
         }
         Ok(())
     }
-    walk(dir, dir, h)
+    let mut tree = TreeWalk::new(trust_dir)?;
+    let Entry::Dir(real) = tree.resolve(dir) else {
+        return Ok(());
+    };
+    walk(&mut tree, &real, &real, h, budget)
 }
 
 /// GUNs under a trust directory's `tuf/` folder: the paths of folders holding `metadata/`.
-fn find_guns(tuf: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<(), SourceError> {
+fn find_guns(
+    tree: &mut TreeWalk,
+    tuf: &Path,
+    dir: &Path,
+    out: &mut BTreeSet<String>,
+    max: usize,
+) -> Result<(), SourceError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -302,15 +579,22 @@ fn find_guns(tuf: &Path, dir: &Path, out: &mut BTreeSet<String>) -> Result<(), S
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if !path.is_dir() {
+        // Only real folders: a GUN's path is where it is, never reached through a link.
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
+        let Entry::Dir(_) = tree.resolve(&path) else {
+            continue;
+        };
         if path.file_name().is_some_and(|n| n == "metadata") && path.join("root.json").exists() {
             if let Some(gun) = dir.strip_prefix(tuf).ok().and_then(|p| p.to_str()) {
                 out.insert(gun.to_string());
+                if out.len() > max {
+                    return Err(SourceError::TooManyRepositories(max));
+                }
             }
         } else {
-            find_guns(tuf, &path, out)?;
+            find_guns(tree, tuf, &path, out, max)?;
         }
     }
     Ok(())

@@ -22,6 +22,8 @@ pub struct TokenService {
     signing_der: Vec<u8>,
     /// The realm's thread (with a runtime of its own, so a test may block on a CLI meanwhile).
     server: Option<std::thread::JoinHandle<()>>,
+    /// The `sub` claim of the tokens it signs.
+    pub subject: String,
 }
 
 pub struct Grant<'a> {
@@ -59,6 +61,7 @@ impl TokenService {
             signing_key,
             signing_der: leaf_cert.der().to_vec(),
             server: None,
+            subject: "alice".into(),
         }
     }
 
@@ -131,7 +134,7 @@ impl TokenService {
             .iter()
             .map(|g| serde_json::json!({"type": g.typ, "name": g.name, "actions": g.actions}))
             .collect();
-        let claims = serde_json::json!({"iss": issuer, "sub": "alice", "aud": audience, "exp": now + ttl_s, "nbf": now - 5, "iat": now - 5,
+        let claims = serde_json::json!({"iss": issuer, "sub": self.subject, "aud": audience, "exp": now + ttl_s, "nbf": now - 5, "iat": now - 5,
             "jti": format!("{}", rand_suffix()), "access": access});
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.x5c = x5c;
@@ -155,6 +158,7 @@ impl TokenService {
                 .unwrap(),
             signing_der: self.signing_der.clone(),
             server: None,
+            subject: self.subject.clone(),
         });
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();

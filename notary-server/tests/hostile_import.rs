@@ -1,0 +1,211 @@
+//! `notary-server import` against a hostile source (`import::source`, its invariants 1–4): what
+//! a source sends is bounded while it arrives, a history walk and a changefeed end, a crafted
+//! trust directory neither hangs nor exhausts memory, untrusted names cannot forge output, and
+//! credentials in a URL are refused. Each run must end within `DEADLINE`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Run `cmd` to its end within `DEADLINE` (killed and failed otherwise); (ok, stdout+stderr).
+fn run_bounded(mut cmd: Command) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "still running after {DEADLINE:?}: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&std::fs::read(&out_path).unwrap()),
+        String::from_utf8_lossy(&std::fs::read(&err_path).unwrap())
+    );
+    (status.success(), text)
+}
+
+/// A minimal unsigned TUF file of `role` at `version` (what a hostile source may serve).
+fn tuf_file(typ: &str, version: i64) -> Vec<u8> {
+    format!(
+        r#"{{"signed":{{"_type":"{typ}","version":{version},"expires":"2099-01-01T00:00:00Z","meta":{{}}}},"signatures":[]}}"#
+    )
+    .into_bytes()
+}
+
+fn hostile(handler: impl Fn(&str) -> Reply + Send + Sync + 'static) -> FakeHttp {
+    let handler = Arc::new(handler);
+    FakeHttp::start(Arc::new(move |req: Request| {
+        let handler = handler.clone();
+        Box::pin(async move { handler(&req.path) })
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_source_is_bounded_while_it_is_read() {
+    let ours = Server::start().await;
+    let gun = "example.com/hostile/source";
+    let import = |url: &str, extra: &[&str]| {
+        let mut cmd = ours.admin(&["import", "--from", url]);
+        cmd.args(extra);
+        run_bounded(cmd)
+    };
+
+    // An endless answer: refused at the file bound, naming the file and the flag.
+    let endless = hostile(|path| {
+        if path.ends_with("/timestamp.json") {
+            Reply::Endless
+        } else {
+            Reply::status(404)
+        }
+    });
+    let (ok, out) = import(&endless.url, &["--gun", gun, "--max-file-bytes", "4000000"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("timestamp.json")
+            && out.contains("--max-file-bytes")
+            && out.contains("4000000"),
+        "{out}"
+    );
+    // The same, under the repository's bound.
+    let (ok, out) = import(
+        &endless.url,
+        &["--gun", gun, "--max-repository-bytes", "2000000"],
+    );
+    assert!(!ok && out.contains("--max-repository-bytes"), "{out}");
+
+    // A timestamp claiming version 999 999 999, and a source answering every older version
+    // number with a file of that number: the walk stops at --max-versions.
+    let counting = hostile(|path| {
+        let file = path.rsplit('/').next().unwrap_or_default();
+        if file == "timestamp.json" {
+            return Reply::ok(tuf_file("Timestamp", 999_999_999));
+        }
+        match file
+            .strip_suffix(".timestamp.json")
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            Some(v) => Reply::ok(tuf_file("Timestamp", v)),
+            None => Reply::status(404),
+        }
+    });
+    let (ok, out) = import(&counting.url, &["--gun", gun, "--max-versions", "50"]);
+    assert!(
+        !ok && out.contains("more than 50 versions") && out.contains("--max-versions"),
+        "{out}"
+    );
+    assert!(counting.hits() < 60, "{} requests", counting.hits());
+
+    // A source answering every version number with the same newest file: refused at once.
+    let lying = hostile(|path| {
+        if path.ends_with("timestamp.json") {
+            Reply::ok(tuf_file("Timestamp", 999_999_999))
+        } else {
+            Reply::status(404)
+        }
+    });
+    let (ok, out) = import(&lying.url, &["--gun", gun]);
+    assert!(!ok && out.contains("says it is version 999999999"), "{out}");
+    assert!(lying.hits() < 5, "{} requests", lying.hits());
+
+    // A changefeed that serves the same page forever: refused, not walked forever.
+    let stuck = hostile(|path| {
+        if path.starts_with("/v2/_trust/changefeed") {
+            Reply::ok(
+                r#"{"count":1,"records":[{"ID":"7","CreatedAt":"2026-01-01T00:00:00Z","GUN":"a/b","Version":1,"SHA256":"","Category":"update"}]}"#,
+            )
+        } else {
+            Reply::status(404)
+        }
+    });
+    let (ok, out) = import(&stuck.url, &["--all"]);
+    assert!(
+        !ok && out.contains("does not advance past change 7"),
+        "{out}"
+    );
+    assert!(stuck.hits() < 5, "{} requests", stuck.hits());
+
+    // Credentials in the URL: refused, and never printed.
+    let (ok, out) = import(
+        &format!("http://user:s3cr3t@{}", &lying.url["http://".len()..]),
+        &["--gun", gun],
+    );
+    assert!(
+        !ok && out.contains("credentials in the URL are not accepted"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cr3t"), "{out}");
+
+    // Nothing of any of it was stored.
+    let (ok, out) = run_bounded(ours.admin(&["repos"]));
+    assert!(ok && out.contains("0 repositories"), "{out}");
+}
+
+#[tokio::test]
+async fn a_hostile_trust_directory_is_refused_cleanly() {
+    let ours = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tuf = dir.path().join("tuf");
+    // Links to /dev/zero and out of the tree, a FIFO, a link loop.
+    let a = tuf.join("example.com/hostile/links/metadata");
+    std::fs::create_dir_all(&a).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", a.join("root.json")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", a.join("targets.json")).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(a.join("snapshot.json"))
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("..", a.join("loop")).unwrap();
+    std::os::unix::fs::symlink(dir.path(), tuf.join("example.com/hostile/up")).unwrap();
+    // A 3 GiB (sparse) file.
+    let b = tuf.join("example.com/hostile/huge/metadata");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("root.json"), tuf_file("Root", 1)).unwrap();
+    let huge = std::fs::File::create(b.join("timestamp.json")).unwrap();
+    huge.set_len(3 << 30).unwrap();
+    // A GUN whose name would forge a progress line and move the cursor.
+    let forged = "example.com/x\n[9/9] example.com/trusted: imported (7 files)\u{1b}[1A";
+    let c = tuf.join(forged).join("metadata");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("root.json"), tuf_file("Root", 1)).unwrap();
+
+    let mut cmd = ours.admin(&["import", "--from-trust-dir"]);
+    cmd.arg(dir.path()).arg("--all");
+    let (ok, out) = run_bounded(cmd);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("example.com/hostile/huge") && out.contains("--max-file-bytes"),
+        "{out}"
+    );
+    assert!(out.contains("example.com/hostile/links: failed"), "{out}");
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("[9/9]")),
+        "a GUN forged a line: {out}"
+    );
+    assert!(out.contains("example.com/x\\n[9/9]"), "{out}");
+    let (ok, out) = run_bounded(ours.admin(&["repos"]));
+    assert!(ok && out.contains("0 repositories"), "{out}");
+}
