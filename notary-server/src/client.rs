@@ -9,6 +9,10 @@
 //!    credentials (HTTP basic auth to the realm), if any. Then the request is sent once more.
 //! 3. Connection failures and 5xx answers are retried (three tries, backing off): the source may
 //!    be a service about to shut down.
+//! 4. A realm is not trusted because the server named it ([`TokenPolicy`]): a plain-http realm
+//!    for an https server is refused unless allowed, and credentials go to a realm on another
+//!    host than the server's only if that host is allowed or the user says so
+//!    (`notary-server/tests/hostile_import.rs::token_realms_are_not_trusted_blindly`).
 //!
 //! Tested end to end against Debian's Go notary-server with token auth
 //! (`notary-server/tests/import.rs`).
@@ -37,9 +41,53 @@ pub enum ClientError {
     TooLarge { url: String, max: u64 },
     #[error("{url}: not authorized ({why})")]
     Unauthorized { url: String, why: String },
+    #[error("{realm}: {why}")]
+    TokenRealm { realm: String, why: String },
     #[error("{0}")]
     Config(String),
 }
+
+/// Where the client may ask for tokens (invariant 4).
+#[derive(Default)]
+pub struct TokenPolicy {
+    /// Accept a plain-http realm for an https server.
+    pub allow_insecure_realm: bool,
+    /// Hosts, other than the server's, that may receive credentials.
+    pub credential_hosts: Vec<String>,
+    /// Asked (with the realm's host) before credentials go to another host not listed; `None`
+    /// refuses.
+    pub ask: Option<Box<dyn Fn(&str) -> bool + Send + Sync>>,
+}
+
+impl TokenPolicy {
+    /// The policy of a command-line run: its flags, and a question asked on the terminal (when
+    /// standard input is one) before credentials go to another host.
+    pub fn for_terminal(allow_insecure_realm: bool, credential_hosts: Vec<String>) -> Self {
+        use std::io::IsTerminal;
+        let ask: Option<Box<dyn Fn(&str) -> bool + Send + Sync>> = if std::io::stdin().is_terminal()
+        {
+            Some(Box::new(|host: &str| {
+                eprint!(
+                        "the server sends you to a token service on another host, {}: send your credentials there? [y/N] ",
+                        notary_common::untrusted::escape(host)
+                    );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer).is_ok()
+                    && matches!(answer.trim(), "y" | "Y" | "yes" | "YES")
+            }))
+        } else {
+            None
+        };
+        TokenPolicy {
+            allow_insecure_realm,
+            credential_hosts,
+            ask,
+        }
+    }
+}
+
+/// Realm hosts that the Docker clients themselves send a server's credentials to.
+const KNOWN_REALMS: &[(&str, &str)] = &[("notary.docker.io", "auth.docker.io")];
 
 /// Registry credentials, for the token realm.
 #[derive(Clone)]
@@ -65,6 +113,9 @@ pub struct NotaryClient {
     http: reqwest::Client,
     credentials: Option<Credentials>,
     tokens: Mutex<HashMap<String, String>>,
+    policy: TokenPolicy,
+    /// Realm hosts the user agreed to send credentials to in this run.
+    approved: Mutex<Vec<String>>,
 }
 
 /// A request body to send with a request (POST).
@@ -126,7 +177,74 @@ impl NotaryClient {
             http,
             credentials,
             tokens: Mutex::new(HashMap::new()),
+            policy: TokenPolicy::default(),
+            approved: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The same client under `policy` (the default refuses insecure realms and credentials to
+    /// other hosts).
+    pub fn with_token_policy(mut self, policy: TokenPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Check the realm a server named before a token is asked of it (invariant 4).
+    fn check_realm(&self, realm: &str, with_credentials: bool) -> Result<(), ClientError> {
+        let refuse = |why: String| ClientError::TokenRealm {
+            realm: notary_common::untrusted::escape(realm).into_owned(),
+            why,
+        };
+        let url = reqwest::Url::parse(realm).map_err(|e| {
+            refuse(format!(
+                "the server named a token realm that is not a URL ({e})"
+            ))
+        })?;
+        let base = reqwest::Url::parse(&self.base)
+            .map_err(|e| ClientError::Config(format!("{}: {e}", self.base)))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if base.scheme() == "http" || self.policy.allow_insecure_realm => {}
+            "http" => {
+                return Err(refuse(
+                    "a plain-http token realm for an https server: tokens and credentials would \
+                     cross the network in clear; refusing (--allow-insecure-token-realm if this \
+                     is intended)"
+                        .into(),
+                ))
+            }
+            other => return Err(refuse(format!("unsupported realm scheme {other:?}"))),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("a realm with user info is refused".into()));
+        }
+        let (host, base_host) = (url.host_str().unwrap_or(""), base.host_str().unwrap_or(""));
+        if !with_credentials || host.eq_ignore_ascii_case(base_host) {
+            return Ok(());
+        }
+        let allowed = self
+            .policy
+            .credential_hosts
+            .iter()
+            .chain(lock(&self.approved).iter())
+            .any(|h| h.eq_ignore_ascii_case(host))
+            || KNOWN_REALMS
+                .iter()
+                .any(|(b, r)| b.eq_ignore_ascii_case(base_host) && r.eq_ignore_ascii_case(host));
+        if allowed {
+            return Ok(());
+        }
+        if self.policy.ask.as_ref().is_some_and(|ask| ask(host)) {
+            lock(&self.approved).push(host.to_string());
+            return Ok(());
+        }
+        Err(refuse(format!(
+            "the token service is on another host ({}) than the server ({}); your credentials \
+             are sent there only with --allow-token-host {}",
+            notary_common::untrusted::escape(host),
+            notary_common::untrusted::escape(base_host),
+            notary_common::untrusted::escape(host)
+        )))
     }
 
     pub fn base(&self) -> &str {
@@ -205,6 +323,7 @@ impl NotaryClient {
                     why: why.into(),
                 });
             };
+            self.check_realm(&challenge.realm, creds.is_some())?;
             match self.fetch_token(&challenge, scope, creds).await {
                 Ok(t) => {
                     lock(&self.tokens).insert(scope.to_string(), t);

@@ -308,18 +308,36 @@ async fn route(
             } => {
                 read(gun)?;
                 let f = state.service.by_checksum(gun, role, checksum).await?;
-                Ok(metadata_response(req, f, state.max_age_consistent, false))
+                Ok(metadata_response(
+                    req,
+                    f,
+                    state.max_age_consistent,
+                    false,
+                    state.auth.is_some(),
+                ))
             }
             Route::ByVersion { gun, version, role } => {
                 read(gun)?;
                 let v = version.parse::<i64>().map_err(|_| ApiError::not_found())?;
                 let f = state.service.by_version(gun, role, v).await?;
-                Ok(metadata_response(req, f, state.max_age_consistent, false))
+                Ok(metadata_response(
+                    req,
+                    f,
+                    state.max_age_consistent,
+                    false,
+                    state.auth.is_some(),
+                ))
             }
             Route::Current { gun, role } => {
                 read(gun)?;
                 let f = state.service.current(gun, role).await?;
-                Ok(metadata_response(req, f, state.max_age_current, true))
+                Ok(metadata_response(
+                    req,
+                    f,
+                    state.max_age_current,
+                    true,
+                    state.auth.is_some(),
+                ))
             }
             Route::GetKey { gun, role } => {
                 let subject = guard(req, state, gun, GunUse::Write, &["push", "pull"])?;
@@ -434,7 +452,15 @@ fn value(s: String) -> HeaderValue {
     HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn metadata_response(req: &Parts, f: StoredFile, max_age: i64, current: bool) -> Response {
+/// A metadata file's answer. Under token auth it is `private`: a shared cache must not hand a
+/// token-protected file to a client without a token (Go answers `public` there too).
+fn metadata_response(
+    req: &Parts,
+    f: StoredFile,
+    max_age: i64,
+    current: bool,
+    private: bool,
+) -> Response {
     let etag = format!("\"{}\"", f.sha256);
     let not_modified = if_none_match(&req.headers, &etag);
     // A large file's gzip copy, to a client that takes it (`compression`).
@@ -476,18 +502,14 @@ fn metadata_response(req: &Parts, f: StoredFile, max_age: i64, current: bool) ->
             HeaderValue::from_static("max-age=0, no-cache, no-store"),
         );
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    } else if current {
-        h.insert(
-            header::CACHE_CONTROL,
-            value(format!(
-                "public, max-age={max_age}, s-maxage={max_age}, must-revalidate"
-            )),
-        );
     } else {
-        h.insert(
-            header::CACHE_CONTROL,
-            value(format!("public, max-age={max_age}, s-maxage={max_age}")),
-        );
+        let scope = if private {
+            format!("private, max-age={max_age}")
+        } else {
+            format!("public, max-age={max_age}, s-maxage={max_age}")
+        };
+        let revalidate = if current { ", must-revalidate" } else { "" };
+        h.insert(header::CACHE_CONTROL, value(format!("{scope}{revalidate}")));
     }
     r
 }

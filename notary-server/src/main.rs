@@ -167,6 +167,14 @@ struct ImportArgs {
     /// This server's URL as clients reach it (used in the commands the report suggests).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Send credentials to the source's token service on this host, when it is not the
+    /// source's host (repeatable; asked on a terminal otherwise).
+    #[arg(long, value_name = "HOST")]
+    allow_token_host: Vec<String>,
+    /// Accept a plain-http token realm for an https source (tokens and credentials then cross
+    /// the network in clear).
+    #[arg(long)]
+    allow_insecure_token_realm: bool,
     /// Limit: bytes of one metadata file from the source (counted as it arrives).
     #[arg(long, value_name = "BYTES", default_value_t = SourceLimits::default().max_file_bytes)]
     max_file_bytes: u64,
@@ -623,11 +631,13 @@ async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
                 None => None,
             };
             let credentials = import_credentials(&a, url)?;
-            Origin::Server(notary_server::client::NotaryClient::new(
-                url,
-                ca.as_deref(),
-                credentials,
-            )?)
+            Origin::Server(
+                notary_server::client::NotaryClient::new(url, ca.as_deref(), credentials)?
+                    .with_token_policy(notary_server::client::TokenPolicy::for_terminal(
+                        a.allow_insecure_token_realm,
+                        a.allow_token_host.clone(),
+                    )),
+            )
         }
         (None, false) => {
             for d in &a.from_trust_dir {

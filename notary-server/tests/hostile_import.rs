@@ -209,3 +209,75 @@ async fn a_hostile_trust_directory_is_refused_cleanly() {
     let (ok, out) = run_bounded(ours.admin(&["repos"]));
     assert!(ok && out.contains("0 repositories"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_realms_are_not_trusted_blindly() {
+    // An https source whose realm is plain http: refused unless allowed.
+    let tmp = tempfile::tempdir().unwrap();
+    let (_ts, source) = server_with_token_auth(tmp.path()).await;
+    let ours = Server::start().await;
+    let mut cmd = ours.admin(&["import", "--from", &source.url, "--gun", "example.com/a"]);
+    cmd.arg("--tlscacert").arg(&source.ca);
+    let (ok, out) = run_bounded(cmd);
+    assert!(
+        !ok && out.contains("plain-http token realm")
+            && out.contains("--allow-insecure-token-realm"),
+        "{out}"
+    );
+
+    // A realm on another host than the source: credentials go there only when allowed.
+    let seen: Arc<std::sync::Mutex<Vec<Option<String>>>> = Default::default();
+    let log = seen.clone();
+    let realm = FakeHttp::start(Arc::new(move |req: Request| {
+        log.lock().unwrap().push(req.authorization.clone());
+        Box::pin(async { Reply::status(401) })
+    }));
+    let realm_url = realm.url.replace("127.0.0.1", "localhost") + "/token";
+    let source = FakeHttp::start(Arc::new(move |_req: Request| {
+        let challenge = format!("Bearer realm=\"{realm_url}\",service=\"notary.test\"");
+        Box::pin(async move {
+            Reply::Bytes(
+                401,
+                vec![("www-authenticate".into(), challenge)],
+                Vec::new(),
+            )
+        })
+    }));
+    let import = |extra: &[&str]| {
+        let mut cmd = ours.admin(&[
+            "import",
+            "--from",
+            &source.url,
+            "--gun",
+            "example.com/a",
+            "--username",
+            "alice",
+        ]);
+        cmd.args(extra).env("NOTARY_IMPORT_PASSWORD", "s3cr3t");
+        run_bounded(cmd)
+    };
+    let (ok, out) = import(&[]);
+    assert!(
+        !ok && out.contains("another host (localhost)")
+            && out.contains("--allow-token-host localhost"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cr3t"), "{out}");
+    {
+        let seen = seen.lock().unwrap();
+        assert!(!seen.is_empty(), "the anonymous request went to the realm");
+        assert!(
+            seen.iter().all(Option::is_none),
+            "no credentials sent: {seen:?}"
+        );
+    }
+    let (ok, out) = import(&["--allow-token-host", "localhost"]);
+    assert!(!ok, "{out}");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_deref().is_some_and(|a| a.starts_with("Basic "))),
+        "allowed: the credentials were sent"
+    );
+}

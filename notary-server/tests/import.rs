@@ -205,6 +205,8 @@ async fn imports_go_repositories_with_token_auth() {
             "--all",
             "--username",
             "alice",
+            // The test's token service is plain http on loopback.
+            "--allow-insecure-token-realm",
             "--public-url",
             &ours.url,
         ],

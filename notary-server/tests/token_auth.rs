@@ -228,6 +228,30 @@ async fn tokens_are_checked_like_go() {
     );
     assert_eq!(after, before, "nothing stored or deleted");
     assert_eq!(after.0 .0, 200);
+
+    // Token-protected metadata is private: a shared cache must not serve it to anyone else.
+    let targets_sha = notary_tuf::FileMeta::of(&after.1 .2).sha256_hex().unwrap();
+    for file in [
+        "timestamp.json".to_string(),
+        format!("targets.{targets_sha}.json"),
+        "1.root.json".to_string(),
+    ] {
+        let r = s
+            .http
+            .get(s.tuf(GUN, &file))
+            .bearer_auth(&good)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{file}");
+        let cc = r.headers()["cache-control"].to_str().unwrap().to_string();
+        assert!(
+            cc.starts_with("private, max-age=")
+                && !cc.contains("public")
+                && !cc.contains("s-maxage"),
+            "{file}: {cc}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,13 @@ struct Args {
     /// NOTARY_AUTH_PASSWORD or a prompt, never from the command line.
     #[arg(long)]
     username: Option<String>,
+    /// Send credentials to the server's token service on this host, when it is not the
+    /// server's host (repeatable; asked on a terminal otherwise).
+    #[arg(long, value_name = "HOST")]
+    allow_token_host: Vec<String>,
+    /// Accept a plain-http token realm for an https server.
+    #[arg(long)]
+    allow_insecure_token_realm: bool,
     /// Sign the change shown without asking (required when standard input is not a terminal).
     #[arg(long)]
     yes: bool,
@@ -75,7 +82,11 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let client =
-        notary_server::client::NotaryClient::new(&args.server, ca.as_deref(), credentials)?;
+        notary_server::client::NotaryClient::new(&args.server, ca.as_deref(), credentials)?
+            .with_token_policy(notary_server::client::TokenPolicy::for_terminal(
+                args.allow_insecure_token_realm,
+                args.allow_token_host.clone(),
+            ));
     // The root key's passphrase: as the notary and docker CLIs take it, or a prompt.
     let passphrase = || -> std::io::Result<Zeroizing<String>> {
         for var in [
