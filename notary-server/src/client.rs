@@ -56,16 +56,18 @@ pub struct TokenPolicy {
     pub credential_hosts: Vec<String>,
     /// Asked (with the realm's host) before credentials go to another host not listed; `None`
     /// refuses.
-    pub ask: Option<Box<dyn Fn(&str) -> bool + Send + Sync>>,
+    pub ask: Option<AskHost>,
 }
+
+/// A question put to the user with a realm's host: may credentials go there?
+pub type AskHost = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl TokenPolicy {
     /// The policy of a command-line run: its flags, and a question asked on the terminal (when
     /// standard input is one) before credentials go to another host.
     pub fn for_terminal(allow_insecure_realm: bool, credential_hosts: Vec<String>) -> Self {
         use std::io::IsTerminal;
-        let ask: Option<Box<dyn Fn(&str) -> bool + Send + Sync>> = if std::io::stdin().is_terminal()
-        {
+        let ask: Option<AskHost> = if std::io::stdin().is_terminal() {
             Some(Box::new(|host: &str| {
                 eprint!(
                         "the server sends you to a token service on another host, {}: send your credentials there? [y/N] ",
