@@ -235,6 +235,9 @@ fn main() -> anyhow::Result<()> {
         settings.server.http_addr = l.clone();
     }
     if args.command.is_some() {
+        // A command serves no reads: it holds no read lease (one left behind by its exit would
+        // make every write wait for it to expire), but its writes are announced as any.
+        settings.caching.read_lease = false;
         // Subcommands print their own output; the log shows only what needs attention.
         let level = if settings.logging.level == "info" {
             "warn"
@@ -570,6 +573,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.caching.resign_every,
     );
     service.spawn_rotation_watch(std::time::Duration::from_secs(300));
+    if !settings.server.read_only {
+        service.spawn_key_binding();
+    }
     if let (Some((policy, every)), false) = (settings.retention, settings.server.read_only) {
         service.spawn_retention(policy, every);
     }

@@ -41,6 +41,9 @@ pub struct RepoService {
     rotation: std::sync::Mutex<Option<RotationCounts>>,
     /// Key bindings read so far (key ID → GUN, role): they never change.
     bindings: std::sync::Mutex<lru::LruCache<String, (String, String)>>,
+    /// Every server key that stored roots list is bound (see [`RepoService::spawn_key_binding`]);
+    /// until then a root naming a held key that no record ties to a repository waits (503).
+    bindings_complete: std::sync::atomic::AtomicBool,
 }
 
 /// Whether this server holds the keys an imported repository's current root gives the roles
@@ -146,7 +149,38 @@ impl RepoService {
             bindings: std::sync::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(100_000).expect("non-zero"),
             )),
+            bindings_complete: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Bind the server keys that stored roots list to their repositories, in the background
+    /// (500 roots a step, resumable: a Go database's first start serves at once, however many
+    /// repositories it holds); steps that fail are retried.
+    pub fn spawn_key_binding(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut steps = 0u64;
+            loop {
+                match me.store.bind_stored_keys(500).await {
+                    Ok(true) => break,
+                    Ok(false) => steps += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "binding stored server keys to their repositories; retrying in 5 s");
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                }
+            }
+            me.bindings_complete
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            if steps > 0 {
+                tracing::info!(
+                    roots = steps * 500,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "bound the server keys that stored roots list to their repositories"
+                );
+            }
+        });
     }
 
     fn writable(&self) -> Result<(), ApiError> {
@@ -919,7 +953,19 @@ impl RepoService {
                 roles: summary,
                 actor: &actor,
             };
-            self.store.remove_files(gun, &ids, &record).await?;
+            // Announced and followed as any write (`coherence`): running instances forget the
+            // GUN's cached files, so no instance serves a removed version afterwards.
+            let (store, ids, audit) = (&self.store, &ids, &record);
+            let removed = self
+                .coherence
+                .write(gun, |acked: Option<Vec<String>>| -> WriteFuture<'_, u64> {
+                    Box::pin(
+                        async move { store.remove_files(gun, ids, audit, acked.as_deref()).await },
+                    )
+                })
+                .await;
+            self.cache.forget(gun);
+            removed?;
             record.log();
         }
         Ok(Pruned {
@@ -1151,6 +1197,17 @@ impl RepoService {
                     Some(b) => Some(b),
                     None => match self.crypto.get_key(&id).await.map_err(ApiError::from)? {
                         None => continue,
+                        // No record ties this held key to a repository, and the stored roots
+                        // are not all read yet: one of them may list it.
+                        Some(info)
+                            if info.gun.is_empty()
+                                && !self
+                                    .bindings_complete
+                                    .load(std::sync::atomic::Ordering::SeqCst) =>
+                        {
+                            tracing::warn!(gun, role, key = id, "a root names a server key not bound yet; the stored roots are still being read (first start on this database): try again shortly");
+                            return Err(ApiError::new(Code::StorageUnavailable));
+                        }
                         Some(info)
                             if (info.gun.is_empty() || info.gun == gun)
                                 && (info.role.is_empty() || info.role == role) =>

@@ -33,6 +33,10 @@ pub const IDLE_FOLLOWERS: usize = 1;
 /// assigned in commit order and a reader paging by ID never skips a row committed later.
 const CHANGEFEED_LOCK: i64 = 0x6e6f_7461_7279;
 
+/// The `sha256` of the changefeed row a prune writes (see `remove_files`; the SQL there and in
+/// `changes` spells it too).
+const PRUNE_MARK: &str = "prune";
+
 /// A publish on Postgres, as one statement (its own transaction): every file, all or none, and
 /// the changefeed row of the new timestamp. `$3..$6`: roles, versions, contents, checksums.
 /// Nothing is stored if any role already has a version as new (`NOT EXISTS`, on the statement's
@@ -319,6 +323,7 @@ pub trait MetaStore: Changefeed {
         gun: &str,
         ids: &[i64],
         audit: &Record<'_>,
+        acked: Option<&[String]>,
     ) -> Result<u64, StoreError>;
     /// Remove audit records older than `before`; how many went.
     async fn prune_audit(&self, before: NaiveDateTime) -> Result<u64, StoreError>;
@@ -352,6 +357,12 @@ pub trait MetaStore: Changefeed {
     async fn bind_key(&self, key_id: &str, gun: &str, role: &str) -> Result<(), StoreError>;
     /// The (GUN, role) a server-managed key is bound to.
     async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// One step of binding the timestamp and snapshot keys that stored roots list to their GUN
+    /// and role (keys created before bindings existed, by an older build or the Go server):
+    /// the next `batch` roots after the recorded position, in one transaction. `true` once every
+    /// root is done (recorded as the migration `server-keys-backfill` 1). Resumable, and safe
+    /// to run on several instances at once (the first binding stays).
+    async fn bind_stored_keys(&self, batch: i64) -> Result<bool, StoreError>;
 }
 
 /// See [`MetaStore::try_lock`]: dropping it ends the transaction, which releases the lock.
@@ -417,55 +428,7 @@ impl SqlStore {
         migrate(&db, "server", MIGRATIONS)
             .await
             .map_err(|e| StoreError::Db(e.to_string()))?;
-        let store = SqlStore::with_db(db);
-        store.bind_stored_keys().await?;
-        Ok(store)
-    }
-
-    /// Once per database: bind the timestamp and snapshot keys that stored roots list to their
-    /// GUN and role (keys created before bindings existed, by an older build or the Go server).
-    /// Recorded as the migration `server-keys-backfill` 1.
-    async fn bind_stored_keys(&self) -> Result<(), StoreError> {
-        const MARK: &str = "server-keys-backfill";
-        let done: Option<(i64,)> = with_pool!(&self.db, p => sqlx::query_as("SELECT version FROM notary_rs_migrations WHERE set_name = $1")
-            .bind(MARK).fetch_optional(p).await)?;
-        if done.is_some() {
-            return Ok(());
-        }
-        let mut last = 0i32;
-        let mut bound = 0usize;
-        loop {
-            let rows: Vec<(i32, String, Vec<u8>)> = with_pool!(&self.db, p => sqlx::query_as(
-                "SELECT id, gun, data FROM tuf_files WHERE role = 'root' AND id > $1 ORDER BY id LIMIT 500").bind(last).fetch_all(p).await)?;
-            let Some((id, _, _)) = rows.last() else { break };
-            last = *id;
-            for (_, gun, data) in &rows {
-                let Ok(root) = serde_json::from_slice::<serde_json::Value>(data) else {
-                    continue;
-                };
-                for role in [
-                    notary_tuf::metadata::TIMESTAMP,
-                    notary_tuf::metadata::SNAPSHOT,
-                ] {
-                    for id in root["signed"]["roles"][role]["keyids"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| k.as_str())
-                    {
-                        self.bind_key(id, gun, role).await?;
-                        bound += 1;
-                    }
-                }
-            }
-        }
-        with_pool!(&self.db, p => sqlx::query("INSERT INTO notary_rs_migrations (set_name, version) VALUES ($1, 1) ON CONFLICT DO NOTHING")
-            .bind(MARK).execute(p).await.map(|_| ()))?;
-        tracing::info!(
-            bound,
-            "bound the server keys that stored roots list to their repositories"
-        );
-        Ok(())
+        Ok(SqlStore::with_db(db))
     }
 
     fn with_db(db: Db) -> Self {
@@ -586,7 +549,10 @@ impl Changefeed for SqlStore {
             .map(|(id, gun, category, sha256)| ChangeRef {
                 id: id as i64,
                 gun,
-                deletion: category == "deletion",
+                // A deletion, or a prune's row (Go's CHAR(64) column pads it): forget every
+                // cached file of the GUN.
+                deletion: category == "deletion"
+                    || sha256.as_deref().map(str::trim_end) == Some(PRUNE_MARK),
                 sha256,
             })
             .collect())
@@ -826,7 +792,7 @@ impl MetaStore for SqlStore {
         let reversed = change_id < 0 || records < 0;
         let n = records.unsigned_abs() as i64;
         let mut sql = String::from(
-            "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE 1 = 1",
+            "SELECT id, created_at, gun, version, sha256, category FROM changefeed WHERE sha256 IS DISTINCT FROM 'prune'",
         );
         let mut next = 1;
         if gun.is_some() {
@@ -1012,6 +978,87 @@ impl MetaStore for SqlStore {
         )
     }
 
+    async fn bind_stored_keys(&self, batch: i64) -> Result<bool, StoreError> {
+        const DONE: &str = "server-keys-backfill";
+        const AT: &str = "server-keys-backfill-at";
+        let marks: Vec<(String, i64)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT set_name, MAX(version) FROM notary_rs_migrations WHERE set_name IN ($1, $2) GROUP BY set_name")
+            .bind(DONE).bind(AT).fetch_all(p).await)?;
+        if marks.iter().any(|(m, _)| m == DONE) {
+            return Ok(true);
+        }
+        let at = marks.iter().find(|(m, _)| m == AT).map_or(0, |(_, v)| *v);
+        let rows: Vec<(i32, String, Vec<u8>)> = with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT id, gun, data FROM tuf_files WHERE role = 'root' AND id > $1 ORDER BY id LIMIT $2")
+            .bind(at as i32).bind(batch).fetch_all(p).await)?;
+        let Some((last, _, _)) = rows.last() else {
+            with_pool!(&self.db, p => sqlx::query(
+                "INSERT INTO notary_rs_migrations (set_name, version) VALUES ($1, 1) ON CONFLICT DO NOTHING")
+                .bind(DONE).execute(p).await.map(|_| ()))?;
+            return Ok(true);
+        };
+        let last = i64::from(*last);
+        let (mut ids, mut guns, mut roles) = (Vec::new(), Vec::new(), Vec::new());
+        for (_, gun, data) in &rows {
+            let Ok(root) = serde_json::from_slice::<serde_json::Value>(data) else {
+                continue;
+            };
+            for role in [
+                notary_tuf::metadata::TIMESTAMP,
+                notary_tuf::metadata::SNAPSHOT,
+            ] {
+                for id in root["signed"]["roles"][role]["keyids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k.as_str())
+                {
+                    ids.push(id.to_string());
+                    guns.push(gun.clone());
+                    roles.push(role.to_string());
+                }
+            }
+        }
+        // The bindings of the batch and the new position, together: a step is whole or absent.
+        // (The table's key is (set_name, version): the position is the largest row.)
+        const ADVANCE: &str = "INSERT INTO notary_rs_migrations (set_name, version) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        const FORGET: &str =
+            "DELETE FROM notary_rs_migrations WHERE set_name = $1 AND version < $2";
+        match &self.db {
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                // In id order, so the first root to list a key keeps it.
+                sqlx::query(
+                    "INSERT INTO notary_rs_server_keys (key_id, gun, role) \
+                     SELECT k, g, r FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(k, g, r, n) \
+                     ORDER BY n ON CONFLICT DO NOTHING",
+                )
+                .bind(&ids)
+                .bind(&guns)
+                .bind(&roles)
+                .execute(&mut *tx)
+                .await?;
+                for q in [ADVANCE, FORGET] {
+                    sqlx::query(q).bind(AT).bind(last).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+            Db::Sqlite(p) => {
+                let _w = self.write_lock.lock().await;
+                let mut tx = p.begin().await?;
+                for ((k, g), r) in ids.iter().zip(&guns).zip(&roles) {
+                    sqlx::query("INSERT INTO notary_rs_server_keys (key_id, gun, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                        .bind(k).bind(g).bind(r).execute(&mut *tx).await?;
+                }
+                for q in [ADVANCE, FORGET] {
+                    sqlx::query(q).bind(AT).bind(last).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(false)
+    }
+
     async fn record(&self, at: NaiveDateTime, audit: &Record<'_>) -> Result<(), StoreError> {
         match &self.db {
             Db::Postgres(p) => insert_record!(p, at, audit)?,
@@ -1105,18 +1152,42 @@ impl MetaStore for SqlStore {
         gun: &str,
         ids: &[i64],
         audit: &Record<'_>,
+        acked: Option<&[String]>,
     ) -> Result<u64, StoreError> {
         let t = now();
+        // A changefeed row tells every instance to forget the GUN's cached files (`coherence`):
+        // an `update` at the current timestamp version (Go's categories are fixed by a foreign
+        // key) marked by [`PRUNE_MARK`] instead of a checksum; the public changefeed omits it.
+        const FEED: &str = "INSERT INTO changefeed (created_at, gun, version, sha256, category) \
+            SELECT $1, $2, COALESCE(MAX(version), 0), 'prune', 'update' FROM tuf_files WHERE gun = $2 AND role = 'timestamp'";
         match &self.db {
             Db::Postgres(p) => {
                 let ids: Vec<i32> = ids.iter().filter_map(|i| i32::try_from(*i).ok()).collect();
                 let mut tx = p.begin().await?;
+                let (guard_ok,): (bool,) = sqlx::query_as(
+                    "SELECT CASE WHEN $1::text[] IS NULL THEN true ELSE notary_rs_write_guard($1::text[]) END",
+                )
+                .bind(acked)
+                .fetch_one(&mut *tx)
+                .await?;
+                if !guard_ok {
+                    return Err(StoreError::Unacknowledged);
+                }
                 let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1 AND id = ANY($2)")
                     .bind(gun)
                     .bind(&ids)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CHANGEFEED_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(FEED)
+                    .bind(t)
+                    .bind(gun)
+                    .execute(&mut *tx)
+                    .await?;
                 insert_record!(&mut *tx, t, audit)?;
                 tx.commit().await?;
                 Ok(n)
@@ -1133,6 +1204,11 @@ impl MetaStore for SqlStore {
                         .await?
                         .rows_affected();
                 }
+                sqlx::query(FEED)
+                    .bind(t)
+                    .bind(gun)
+                    .execute(&mut *tx)
+                    .await?;
                 insert_record!(&mut *tx, t, audit)?;
                 tx.commit().await?;
                 Ok(n)
@@ -1281,9 +1357,13 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
         gun: &str,
         ids: &[i64],
         audit: &Record<'_>,
+        acked: Option<&[String]>,
     ) -> Result<u64, StoreError> {
-        self.timed("remove_files", self.inner.remove_files(gun, ids, audit))
-            .await
+        self.timed(
+            "remove_files",
+            self.inner.remove_files(gun, ids, audit, acked),
+        )
+        .await
     }
     async fn prune_audit(&self, before: NaiveDateTime) -> Result<u64, StoreError> {
         self.timed("prune_audit", self.inner.prune_audit(before))
@@ -1330,6 +1410,10 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     }
     async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError> {
         self.timed("key_binding", self.inner.key_binding(key_id))
+            .await
+    }
+    async fn bind_stored_keys(&self, batch: i64) -> Result<bool, StoreError> {
+        self.timed("bind_stored_keys", self.inner.bind_stored_keys(batch))
             .await
     }
 }

@@ -473,7 +473,7 @@ async fn postgres_over_tls_as_libpq_spells_it() {
 /// repository's key under another role, is refused and nothing is stored: the server never
 /// signs one repository's metadata with another's key. Local keys, keys of a remote signer
 /// (whose protocol carries no GUN), and keys made before bindings existed (bound from the
-/// stored roots once, at start) alike.
+/// stored roots once, in the background from start) alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_keys_sign_only_their_own_repository() {
     let tmp = tempfile::tempdir().unwrap();
@@ -548,6 +548,7 @@ async fn server_keys_sign_only_their_own_repository() {
             .await
             .unwrap();
         let s = s.restart().await;
+        wait_for_key_binding(&db).await;
         let (st, _, _) = attack(&s, "example.com/keys/attacker2", victim_ts).await;
         assert_eq!(st, 400);
         // The victim still publishes.
@@ -559,6 +560,107 @@ async fn server_keys_sign_only_their_own_repository() {
             .await;
         assert_eq!(st, 200);
     }
+}
+
+/// Wait (bounded) until the server keys that stored roots list are all bound.
+async fn wait_for_key_binding(db: &str) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let done: Option<(i64,)> = sqlx::query_as(
+            "SELECT version FROM notary_rs_migrations WHERE set_name = 'server-keys-backfill'",
+        )
+        .fetch_optional(&mut c)
+        .await
+        .unwrap();
+        if done.is_some() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keys not bound in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The first start on a database whose keys are not bound yet (a Go database, or one from
+/// before bindings) serves at once: the binding runs in the background, and a root that would
+/// claim a key meanwhile is still refused. Here the binding is held back by a lock on the table
+/// where it records its progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_binding_runs_in_the_background() {
+    use sqlx::Connection;
+    let db = create_pg_db().await;
+    let s = Server::start_with_db(&db).await;
+    let victim = init_repo(&s, "example.com/keys/bg-victim").await;
+    let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+    for q in [
+        "DELETE FROM notary_rs_server_keys",
+        "DELETE FROM notary_rs_migrations WHERE set_name LIKE 'server-keys-backfill%'",
+    ] {
+        sqlx::query(q).execute(&mut c).await.unwrap();
+    }
+    let mut blocker = sqlx::PgConnection::connect(&db).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    // The binding records its progress there in each step's transaction: no step can commit.
+    sqlx::query("LOCK TABLE notary_rs_migrations IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    // Starts and serves while the binding cannot write.
+    let s = s.restart().await;
+    assert_eq!(
+        s.get(&format!("{}/_notary_server/health", s.url)).await.0,
+        200
+    );
+    assert_eq!(
+        s.get(&s.tuf("example.com/keys/bg-victim", "targets.json"))
+            .await
+            .0,
+        200
+    );
+    let bound: (i64,) = sqlx::query_as("SELECT count(*) FROM notary_rs_server_keys")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(bound.0, 0, "the binding is held back");
+    // A claim of the victim's key meanwhile: refused, nothing stored.
+    let (_, sn) = s
+        .get(&s.tuf("example.com/keys/bg-attacker", "snapshot.key"))
+        .await;
+    let repo = RustRepo::new(
+        "example.com/keys/bg-attacker",
+        notary_bench::repo::parse_key_response(&sn).unwrap(),
+        victim.timestamp_pub.clone(),
+    );
+    let (st, _) = s
+        .post_parts(
+            "example.com/keys/bg-attacker",
+            &[
+                ("root", &repo.root_file(1)),
+                ("targets", &repo.targets_file(1, &[("x", b"x")])),
+            ],
+        )
+        .await;
+    assert!(st == 400 || st == 503, "{st}");
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    wait_for_key_binding(&db).await;
+    let bound: Vec<(String,)> =
+        sqlx::query_as("SELECT gun FROM notary_rs_server_keys WHERE key_id = $1")
+            .bind(victim.timestamp_pub.id())
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(bound, vec![("example.com/keys/bg-victim".to_string(),)]);
+    assert_eq!(
+        s.get(&s.tuf("example.com/keys/bg-attacker", "root.json"))
+            .await
+            .0,
+        404,
+        "nothing stored"
+    );
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {

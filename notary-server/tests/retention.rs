@@ -86,6 +86,14 @@ async fn prune_keeps_what_clients_need() {
         before["files"]
     );
 
+    // The running instance has old versions cached; the public changefeed as it was.
+    for v in 1..=2 {
+        let (st, _) = s.get(&s.tuf(gun, &format!("{v}.targets.json"))).await;
+        assert_eq!(st, 200);
+    }
+    let feed_url = format!("{}/v2/{gun}/_trust/changefeed?records=1000", s.url);
+    let feed_before = s.get(&feed_url).await.1;
+
     // Keep everything younger than a day: nothing goes.
     let out = prune(&s, &["--keep-versions", "3"]);
     assert!(out.contains("removed 0 versions"), "{out}");
@@ -106,6 +114,27 @@ async fn prune_keeps_what_clients_need() {
             "removed {would} versions of 1 repositories; 0 audit records removed"
         )),
         "{out}"
+    );
+
+    // The running instance is told, as of any write: it stops serving what was removed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for v in 1..=2 {
+        loop {
+            let (st, _) = s.get(&s.tuf(gun, &format!("{v}.targets.json"))).await;
+            if st == 404 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{v}.targets.json still served ({st}) after the prune"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(
+        s.get(&feed_url).await.1,
+        feed_before,
+        "the prune is not in the public changefeed"
     );
 
     // A fresh instance (nothing cached) on the same database.
