@@ -38,8 +38,14 @@ pub fn variable(prefix: &str, key: &str) -> String {
 
 /// Apply the overrides of `keys` to a parsed JSON config. Numbers, booleans and lists are read
 /// as JSON (`true`, `7`, `["a:1","b:2"]`) unless `is_string(last part of the key)`; anything
-/// else as a string.
-pub fn apply(v: &mut Value, prefix: &str, keys: &[String], is_string: impl Fn(&str) -> bool) {
+/// else as a string. Returns the variables applied.
+pub fn apply(
+    v: &mut Value,
+    prefix: &str,
+    keys: &[String],
+    is_string: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut applied = Vec::new();
     for key in keys {
         let Ok(val) = std::env::var(variable(prefix, key)) else {
             continue;
@@ -52,7 +58,7 @@ pub fn apply(v: &mut Value, prefix: &str, keys: &[String], is_string: impl Fn(&s
             }
             cur = match cur.get_mut(*p) {
                 Some(c) => c,
-                None => return,
+                None => return applied,
             };
         }
         let last = parts[parts.len() - 1];
@@ -60,7 +66,48 @@ pub fn apply(v: &mut Value, prefix: &str, keys: &[String], is_string: impl Fn(&s
             Ok(j @ (Value::Number(_) | Value::Bool(_) | Value::Array(_))) if !is_string(last) => j,
             _ => Value::String(val),
         };
+        applied.push(variable(prefix, key));
     }
+    applied
+}
+
+/// Dotted keys of the config `v` that are none of `known` (a known key's object value, such
+/// as `caching.max_age`, is walked into; anything below an unknown key is reported once).
+pub fn unknown_keys(v: &Value, known: &[String]) -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, known: &[String], out: &mut Vec<String>) {
+        let Value::Object(m) = v else { return };
+        for (k, v) in m {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            let below = format!("{key}.");
+            if known.contains(&key) {
+                continue;
+            }
+            if known.iter().any(|n| n.starts_with(&below)) {
+                walk(&key, v, known, out);
+            } else {
+                out.push(key);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, known, &mut out);
+    out
+}
+
+/// Variables named `<prefix>…` in the environment that override none of `keys` and are none of
+/// `others` (a misspelt `NOTARY_SERVER_SERVER_READONLY`).
+pub fn unknown_variables(prefix: &str, keys: &[String], others: &[&str]) -> Vec<String> {
+    let known: Vec<String> = keys.iter().map(|k| variable(prefix, k)).collect();
+    let mut out: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with(prefix) && !known.contains(k) && !others.contains(&k.as_str()))
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]
@@ -76,6 +123,24 @@ mod tests {
     struct Cfg {
         name: String,
         inner: Inner,
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let known = keys_of::<Cfg>();
+        let v = serde_json::json!({"name": "x", "nmae": 1, "inner": {"on": true, "prot": 1}, "extra": {"a": {"b": 1}}});
+        assert_eq!(unknown_keys(&v, &known), ["extra", "inner.prot", "nmae"]);
+        std::env::set_var("NOTARYCOMMON_UNKNOWNTEST_INNER_PROT", "1");
+        std::env::set_var("NOTARYCOMMON_UNKNOWNTEST_NAME", "1");
+        std::env::set_var("NOTARYCOMMON_UNKNOWNTEST_SECRET", "1");
+        assert_eq!(
+            unknown_variables(
+                "NOTARYCOMMON_UNKNOWNTEST_",
+                &known,
+                &["NOTARYCOMMON_UNKNOWNTEST_SECRET"]
+            ),
+            ["NOTARYCOMMON_UNKNOWNTEST_INNER_PROT"]
+        );
     }
 
     #[test]

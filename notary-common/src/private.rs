@@ -5,8 +5,12 @@
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Create `dir` (and missing parents) 0700; an existing `dir` is set to 0700.
+/// Create `dir` (and missing parents) 0700 whatever the umask; an existing folder is left as
+/// it is (it may be `.` or shared with other services: its files are made private instead).
 pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -54,19 +54,42 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// An operator's command on this machine (`notary-server delete`, `import`).
+    /// An operator's command on this machine (`notary-server delete`, `import`): the subject
+    /// is the OS account the process runs as (`admin:root`), which the environment cannot
+    /// change; under sudo, the invoking user as `SUDO_USER` claims it is added
+    /// (`admin:root sudo:alice`), for what a claim is worth (docs/operations.md).
     pub fn admin(reason: Option<String>) -> Actor {
-        let user = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+        let mut subject = format!("admin:{}", os_user());
+        if let Ok(sudo) = std::env::var("SUDO_USER") {
+            subject.push_str(&format!(" sudo:{sudo}"));
+        }
         Actor {
-            subject: Some(format!("admin:{user}")),
+            subject: Some(subject),
             client: None,
             request_id: Some(new_request_id()),
             reason,
         }
     }
+}
+
+/// The name of the account this process runs as (its effective user, the owner of
+/// `/proc/self`), from `/etc/passwd`; `uid:N` when it has no name there.
+fn os_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".into();
+    };
+    let passwd =
+        notary_common::untrusted::read_regular_file(std::path::Path::new("/etc/passwd"), 16 << 20)
+            .unwrap_or_default();
+    String::from_utf8_lossy(&passwd)
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
 }
 
 /// One write to record: the action, the repository, the roles and versions it stored

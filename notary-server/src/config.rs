@@ -18,6 +18,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Not in Go: prune old versions in the background (`retention`).
     pub retention: RetentionConfig,
+    /// What loading noticed and the operator should see (unknown keys and variables), logged
+    /// once logging is set up.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `retention`: on when `keep_versions` or `keep_days` is given; one instance at a time runs a
@@ -161,6 +165,8 @@ pub struct Settings {
     pub token_auth: Option<TokenAuthSettings>,
     /// Background retention: the policy and how often a pass runs.
     pub retention: Option<(crate::retention::Policy, std::time::Duration)>,
+    /// See [`Config::warnings`].
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +256,10 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("config file {0} is not valid JSON: {1}")]
     Json(PathBuf, String),
+    #[error("config file {0}: {1}")]
+    Value(PathBuf, String),
+    #[error("environment override {vars}: {error}")]
+    Env { vars: String, error: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -289,10 +299,36 @@ fn is_string_key(k: &str) -> bool {
     )
 }
 
+/// Keys Go's notary-server reads that this server does not use: accepted, with a warning.
+const GO_KEYS_UNUSED: &[(&str, &str)] = &[
+    ("reporting", "error reporting to Bugsnag is not supported"),
+    ("server.client_ca_file", "client certificates are not requested: put a TLS-terminating proxy in front to require them"),
+    ("storage.database", "rethinkdb only"),
+    ("storage.username", "rethinkdb only"),
+    ("storage.password", "rethinkdb only"),
+    ("storage.tls_ca_file", "rethinkdb only"),
+    ("storage.client_cert_file", "rethinkdb only"),
+    ("storage.client_key_file", "rethinkdb only"),
+];
+
+/// Environment variables with the `NOTARY_SERVER_` prefix that are not config keys.
+const OTHER_VARIABLES: &[&str] = &["NOTARY_SERVER_KEY_PASSPHRASE"];
+
+/// A config value as a `Config`, naming the key of the first bad value.
+fn typed(v: Value) -> Result<Config, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        format!("{path}: {}", e.into_inner())
+    })
+}
+
 impl Config {
+    /// A Go-format config file with its `NOTARY_SERVER_*` overrides. A bad value is blamed on
+    /// the file or on the variables, whichever gave it; unknown keys and variables become
+    /// [`Config::warnings`].
     pub fn load(path: &Path) -> Result<(Config, PathBuf), ConfigError> {
         let text = std::fs::read(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-        let mut v: Value = serde_json::from_slice(&text)
+        let v: Value = serde_json::from_slice(&text)
             .map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
         if !v.is_object() {
             return Err(ConfigError::Json(
@@ -300,11 +336,42 @@ impl Config {
                 "top level must be an object".into(),
             ));
         }
-        notary_common::env::apply(&mut v, "NOTARY_SERVER_", &env_keys(), is_string_key);
-        let cfg: Config = serde_json::from_value(v)
-            .map_err(|e| ConfigError::Json(path.to_path_buf(), e.to_string()))?;
+        typed(v.clone()).map_err(|e| ConfigError::Value(path.to_path_buf(), e))?;
+        let mut warnings: Vec<String> = Vec::new();
+        let mut known = env_keys();
+        known.push("caching.fast_reads".into());
+        for key in notary_common::env::unknown_keys(&v, &known) {
+            let why = GO_KEYS_UNUSED
+                .iter()
+                .find(|(k, _)| key == *k || key.starts_with(&format!("{k}.")))
+                .map_or_else(
+                    || "not a key of this server (a typo?): ignored".to_string(),
+                    |(_, why)| {
+                        format!("a Go notary-server key this server does not use ({why}): ignored")
+                    },
+                );
+            warnings.push(format!("config file {}: {key}: {why}", path.display()));
+        }
+        let mut cfg = Self::with_environment(v)?;
+        cfg.warnings.splice(0..0, warnings);
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok((cfg, base))
+    }
+
+    /// `v` with the `NOTARY_SERVER_*` overrides applied, unknown such variables warned of.
+    fn with_environment(mut v: Value) -> Result<Config, ConfigError> {
+        let keys = env_keys();
+        let applied = notary_common::env::apply(&mut v, "NOTARY_SERVER_", &keys, is_string_key);
+        let mut cfg = typed(v).map_err(|error| ConfigError::Env {
+            vars: applied.join(", "),
+            error,
+        })?;
+        for var in notary_common::env::unknown_variables("NOTARY_SERVER_", &keys, OTHER_VARIABLES) {
+            cfg.warnings.push(format!(
+                "environment: {var} overrides no configuration key (a typo?): ignored"
+            ));
+        }
+        Ok(cfg)
     }
 
     /// Resolve a Go-format config (relative paths against `base`, the config file's folder).
@@ -330,6 +397,7 @@ impl Config {
             data_dir,
             token_auth: self.auth_settings(&rel)?,
             retention: self.retention_settings()?,
+            warnings: self.warnings.clone(),
         })
     }
 
@@ -517,6 +585,20 @@ impl Config {
     }
 
     fn logging_settings(&self) -> Result<LoggingSettings, ConfigError> {
+        // Go's levels (logrus) too: fatal and panic log errors only here.
+        let level = match self.logging.level.as_deref().map(str::to_ascii_lowercase) {
+            None => "info".to_string(),
+            Some(l) => match l.as_str() {
+                "trace" | "debug" | "info" | "warn" | "error" => l,
+                "warning" => "warn".into(),
+                "fatal" | "panic" => "error".into(),
+                other => {
+                    return Err(invalid(format!(
+                        "logging.level {other:?}: expected debug, info, warn or error (or Go's warning, fatal, panic)"
+                    )))
+                }
+            },
+        };
         let format = match self.logging.format.as_deref() {
             None | Some("text") => "text",
             Some("json") => "json",
@@ -527,7 +609,7 @@ impl Config {
             }
         };
         Ok(LoggingSettings {
-            level: self.logging.level.clone().unwrap_or_else(|| "info".into()),
+            level,
             format: format.into(),
         })
     }
@@ -609,8 +691,8 @@ impl Config {
     /// default. Keys are ECDSA P-256 here rather than Go's local ed25519: the embedded server is
     /// ours alone, and P-256 is the algorithm every Notary and Docker client has always used
     /// for the server's keys (the Go deployment examples configure it).
-    pub fn embedded(data_dir: &Path, http_addr: &str) -> Config {
-        Config {
+    pub fn embedded(data_dir: &Path, http_addr: &str) -> Result<Config, ConfigError> {
+        let base = Config {
             server: ServerConfig {
                 http_addr: http_addr.into(),
                 ..Default::default()
@@ -626,7 +708,10 @@ impl Config {
                 ..Default::default()
             },
             ..Default::default()
-        }
+        };
+        // The environment overrides it as it would a file (serialising the config types
+        // cannot fail: `every_config_key_has_an_environment_variable`).
+        Self::with_environment(serde_json::to_value(base).unwrap_or_default())
     }
 }
 
@@ -701,6 +786,7 @@ mod tests {
     fn the_embedded_default_is_the_config_files_defaults() {
         let dir = Path::new("/srv/notary");
         let s = Config::embedded(dir, "127.0.0.1:4443")
+            .unwrap()
             .settings(Path::new("/"), Some(dir.into()))
             .unwrap();
         let json = load(

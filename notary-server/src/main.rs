@@ -228,7 +228,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| base.join("notary-data"));
             cfg.settings(&base, Some(data_dir))?
         }
-        None => Config::embedded(&data_dir, "127.0.0.1:4443")
+        None => Config::embedded(&data_dir, "127.0.0.1:4443")?
             .settings(std::path::Path::new(""), Some(data_dir.clone()))?,
     };
     if let Some(l) = &args.listen {
@@ -252,11 +252,27 @@ fn main() -> anyhow::Result<()> {
             "sqlx=warn",
         );
     }
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    if args.command.is_some() && args.config.is_none() {
+    let inspect = matches!(
+        args.command,
+        Some(
+            Command::Imported { .. }
+                | Command::Repos { .. }
+                | Command::Show { .. }
+                | Command::Audit { .. }
+        )
+    );
+    if inspect {
+        // Reads only: a read-only copy can be inspected; nothing is created.
+        settings.server.read_only = true;
+        settings.storage.pool.writes = false;
+    } else if args.command.is_some() && args.config.is_none() {
         notary_common::private::create_dir(&data_dir)
             .with_context(|| format!("creating data folder {}", data_dir.display()))?;
     }
@@ -305,6 +321,7 @@ fn main() -> anyhow::Result<()> {
         }
         None => {}
     }
+    let socket = reserve_address(&settings.server.http_addr)?;
     if args.config.is_none() {
         notary_common::private::create_dir(&data_dir)
             .with_context(|| format!("creating data folder {}", data_dir.display()))?;
@@ -312,7 +329,7 @@ fn main() -> anyhow::Result<()> {
         settings.server.tls = Some((g.cert, g.key));
         settings.server.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
     }
-    runtime.block_on(run(settings))
+    runtime.block_on(run(settings, socket))
 }
 
 /// The passphrase the local trust service encrypts its keys under: the environment, or a
@@ -329,8 +346,20 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
         .as_ref()
         .context("the local trust service needs NOTARY_SERVER_KEY_PASSPHRASE or a data folder")?;
     let path = dir.join("key-passphrase");
-    if let Ok(p) = std::fs::read_to_string(&path) {
-        return Ok(Zeroizing::new(p.trim().to_string()));
+    match notary_common::untrusted::read_regular_file(&path, 64 << 10) {
+        Ok(raw) => {
+            let raw = Zeroizing::new(raw);
+            let text = std::str::from_utf8(&raw).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: not a passphrase file (it holds bytes that are not text); restore the file written when the first key was made, or set {PASSPHRASE_ENV}",
+                    path.display()
+                )
+            })?;
+            return Ok(Zeroizing::new(text.trim().to_string()));
+        }
+        Err(notary_common::untrusted::ReadError::Io(e))
+            if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("reading {}: {e}", path.display()),
     }
     // Before 2026-12 the file was resolved against the current folder even with --config; if
     // it is there, use it (its keys are checked right after) and say where it belongs.
@@ -376,7 +405,13 @@ async fn local_passphrase(settings: &Settings, db: &Db) -> anyhow::Result<Zeroiz
 }
 
 /// The repository service over the configured storage and trust service, as the server runs it.
-async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoService>)> {
+/// `inspect`: for the commands that only read (`repos`, `show`, `audit`, `imported`): the
+/// database is opened read-only and keys are only looked up, so a read-only copy or a database
+/// whose key passphrase is lost can be inspected (nothing is migrated, written or decrypted).
+async fn build_service(
+    settings: &Settings,
+    inspect: bool,
+) -> anyhow::Result<(Db, Arc<RepoService>)> {
     // Files first, state after: a missing signer certificate must not leave a migrated
     // database or a generated passphrase behind.
     if let TrustService::Remote {
@@ -407,6 +442,8 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
                     "the database at {url} is not reachable (connection errors are retried for {}s; see the cause below)",
                     settings.storage.pool.connect_retry.as_secs()
                 )
+            } else if matches!(e, notary_common::db::DbError::File(..)) {
+                format!("opening the database at {url}")
             } else {
                 // Refused at once (credentials, a missing database, a pooler refusing the
                 // start-up): retrying would not help.
@@ -425,7 +462,7 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
             .await
             .context("preparing the database schema")?
     };
-    let (crypto, key_algorithm) = crypto_service(settings, &db).await?;
+    let (crypto, key_algorithm) = crypto_service(settings, &db, inspect).await?;
     let cache = Arc::new(notary_server::cache::MetaCache::new(
         settings.caching.files,
         settings.caching.repositories,
@@ -461,8 +498,14 @@ async fn build_service(settings: &Settings) -> anyhow::Result<(Db, Arc<RepoServi
 async fn crypto_service(
     settings: &Settings,
     db: &Db,
+    inspect: bool,
 ) -> anyhow::Result<(Arc<dyn CryptoService>, String)> {
     Ok(match settings.trust.clone() {
+        // Which keys are held, without a passphrase: nothing is decrypted or signed.
+        TrustService::Local {
+            key_algorithm,
+            persist: true,
+        } if inspect => (Arc::new(SqlKeyStore::for_lookup(db.clone())), key_algorithm),
         // A read-only instance never signs: no key store (and nothing written to the database).
         TrustService::Local { key_algorithm, .. } if settings.server.read_only => {
             (Arc::new(MemoryKeyStore::new()), key_algorithm)
@@ -558,7 +601,30 @@ fn app_state(service: Arc<RepoService>, settings: &Settings) -> anyhow::Result<A
     })
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Reserve the listen address (bound, not yet listening): a port in use is found before
+/// anything is created (data folder, certificate, passphrase, database), and no client is
+/// accepted before the server is ready.
+fn reserve_address(addr: &str) -> anyhow::Result<tokio::net::TcpSocket> {
+    use std::net::ToSocketAddrs;
+    let sa = addr
+        .to_socket_addrs()
+        .with_context(|| format!("listen address {addr}"))?
+        .next()
+        .with_context(|| format!("listen address {addr}: resolves to nothing"))?;
+    let socket = if sa.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(sa)
+        .with_context(|| format!("listening on {addr}"))?;
+    Ok(socket)
+}
+
+/// Serve on `socket` (see [`reserve_address`]).
+async fn run(settings: Settings, socket: tokio::net::TcpSocket) -> anyhow::Result<()> {
     let tls = match &settings.server.tls {
         Some((c, k)) => {
             let (cfg, cert) = notary_server::tls::server_config(c, k)?;
@@ -567,7 +633,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let (db, service) = build_service(&settings).await?;
+    let (db, service) = build_service(&settings, false).await?;
     service.spawn_resigner(
         settings.caching.resign_before,
         settings.caching.resign_every,
@@ -580,10 +646,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         service.spawn_retention(policy, every);
     }
     let state = Arc::new(app_state(service, &settings)?);
-    let listener = std::net::TcpListener::bind(&settings.server.http_addr)
+    let listener = socket
+        .listen(1024)
         .with_context(|| format!("listening on {}", settings.server.http_addr))?;
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!(
         "{scheme}://{}",
@@ -692,7 +757,7 @@ async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
         !guns.is_empty(),
         "no repository to import: give --gun GUN, --gun-file FILE or --all"
     );
-    let (_db, service) = build_service(&settings).await?;
+    let (_db, service) = build_service(&settings, false).await?;
     let opts = import::Options {
         replace: a.replace,
         dry_run: a.dry_run,
@@ -762,7 +827,7 @@ fn import_credentials(
 
 /// `notary-server imported`.
 async fn imported(settings: Settings, json: bool) -> anyhow::Result<()> {
-    let (_db, service) = build_service(&settings).await?;
+    let (_db, service) = build_service(&settings, true).await?;
     let list = service
         .imported()
         .await
@@ -844,7 +909,7 @@ fn keys_held(ts: bool, sn: bool) -> &'static str {
 }
 
 async fn repos(settings: Settings, json: bool) -> anyhow::Result<()> {
-    let (_db, service) = build_service(&settings).await?;
+    let (_db, service) = build_service(&settings, true).await?;
     let list = service
         .repositories(None)
         .await
@@ -894,7 +959,7 @@ async fn repos(settings: Settings, json: bool) -> anyhow::Result<()> {
 }
 
 async fn show(settings: Settings, gun: &str, json: bool) -> anyhow::Result<()> {
-    let (_db, service) = build_service(&settings).await?;
+    let (_db, service) = build_service(&settings, true).await?;
     let Some(repo) = service
         .repositories(Some(gun))
         .await
@@ -947,7 +1012,7 @@ async fn delete(settings: Settings, gun: &str, reason: &str) -> anyhow::Result<(
     if reason.trim().is_empty() {
         anyhow::bail!("--reason must say why (it is recorded in the audit trail)");
     }
-    let (_db, service) = build_service(&settings).await?;
+    let (_db, service) = build_service(&settings, false).await?;
     let actor = notary_server::audit::Actor::admin(Some(reason.to_string()));
     let deleted = service
         .delete(gun, &actor)
@@ -1028,7 +1093,7 @@ async fn audit(
     json: bool,
 ) -> anyhow::Result<()> {
     let since = since.map(parse_since).transpose()?;
-    let (_db, service) = build_service(&settings).await?;
+    let (_db, service) = build_service(&settings, true).await?;
     let entries = service
         .audit(gun, since, limit)
         .await
@@ -1050,7 +1115,7 @@ async fn prune(
     audit_older_than: Option<u32>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let (_db, service) = build_service(&settings).await?;
+    let (_db, service) = build_service(&settings, false).await?;
     let guns = if guns.is_empty() {
         service
             .guns()

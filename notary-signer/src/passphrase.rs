@@ -33,6 +33,15 @@ impl Passphrases {
         }
     }
 
+    /// No passphrase at all (a store opened to look keys up only).
+    pub fn none() -> Self {
+        Passphrases {
+            default_alias: String::new(),
+            fixed: HashMap::new(),
+            env_prefix: None,
+        }
+    }
+
     /// Another alias with a known passphrase.
     pub fn add(&mut self, alias: &str, passphrase: Zeroizing<String>) {
         self.fixed.insert(alias.to_string(), passphrase);

@@ -51,6 +51,17 @@ fn now() -> NaiveDateTime {
 }
 
 impl SqlKeyStore {
+    /// The store for looking keys up only (`get_key`): no migration, no passphrase, so
+    /// nothing is written or decrypted; signing and key creation fail.
+    pub fn for_lookup(db: Db) -> Self {
+        let cache = lru::LruCache::new(std::num::NonZeroUsize::new(KEY_CACHE).expect("non-zero"));
+        SqlKeyStore {
+            db,
+            passphrases: Passphrases::none(),
+            cache: std::sync::Mutex::new(cache),
+        }
+    }
+
     pub async fn new(db: Db, passphrases: Passphrases) -> Result<Self, CryptoError> {
         migrate(&db, "signer", MIGRATIONS).await.map_err(db_err)?;
         let cache = lru::LruCache::new(std::num::NonZeroUsize::new(KEY_CACHE).expect("non-zero"));

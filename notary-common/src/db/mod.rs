@@ -238,15 +238,33 @@ impl Db {
             }
         } else if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?;
-            let file = opts.get_filename();
-            if file != Path::new(":memory:") && !file.as_os_str().is_empty() {
-                crate::private::sqlite_file(file)
-                    .map_err(|e| DbError::File(file.display().to_string(), e))?;
-            }
+            let file = opts.get_filename().to_path_buf();
+            let on_disk = file != Path::new(":memory:") && !file.as_os_str().is_empty();
+            let file_err = |e| DbError::File(file.display().to_string(), e);
+            let opts = if !cfg.writes {
+                // Reads only (an inspection, a read-only copy): nothing is created or changed.
+                if on_disk && !file.is_file() {
+                    return Err(file_err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no database file there",
+                    )));
+                }
+                opts.read_only(true)
+            } else {
+                if on_disk {
+                    // The folder the config names is made (private) if missing.
+                    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        crate::private::create_dir(dir).map_err(|e| {
+                            DbError::File(format!("creating the folder {}", dir.display()), e)
+                        })?;
+                    }
+                    crate::private::sqlite_file(&file).map_err(file_err)?;
+                }
+                opts.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+            };
             let opts = opts
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
