@@ -623,6 +623,47 @@ fn reserve_address(addr: &str) -> anyhow::Result<tokio::net::TcpSocket> {
     Ok(socket)
 }
 
+/// One server per SQLite database: its background work (re-signing, retention, key binding) is
+/// coordinated between instances only on Postgres. A lock beside the database file, held for
+/// the process's life (commands such as `import` may still open the database meanwhile).
+fn sole_sqlite_server(settings: &Settings) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = settings.storage.db_url.strip_prefix("sqlite:") else {
+        return Ok(None);
+    };
+    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    if path.as_os_str().is_empty() || path.to_str().is_some_and(|p| p.starts_with("file:")) {
+        return Ok(None); // in memory
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        notary_common::private::create_dir(dir)
+            .with_context(|| format!("creating the folder {}", dir.display()))?;
+    }
+    let lock_path = path.with_file_name(format!(
+        "{}.server-lock",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("notary.db")
+    ));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another notary-server already serves the SQLite database {} (it holds {}): one server \
+             per SQLite database; run several instances on Postgres",
+            path.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("locking {}", lock_path.display())))
+        }
+    }
+}
+
 /// Serve on `socket` (see [`reserve_address`]).
 async fn run(settings: Settings, socket: tokio::net::TcpSocket) -> anyhow::Result<()> {
     let tls = match &settings.server.tls {
@@ -633,6 +674,7 @@ async fn run(settings: Settings, socket: tokio::net::TcpSocket) -> anyhow::Resul
         }
         None => None,
     };
+    let _sole = sole_sqlite_server(&settings)?;
     let (db, service) = build_service(&settings, false).await?;
     service.spawn_resigner(
         settings.caching.resign_before,

@@ -193,11 +193,8 @@ async fn every_write_is_in_the_audit_trail() {
     every_write_is_recorded(&sqlite).await;
 }
 
-/// With token auth on, a record names the token's subject.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_token_subject_is_recorded() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (ts, s) = server_with_token_auth(tmp.path()).await;
+/// A key created (and so recorded) under a push token of `ts`'s subject.
+async fn create_key_with_a_token(ts: &TokenService, s: &Server) {
     let token = ts.token(
         &[Grant {
             typ: "repository",
@@ -216,6 +213,14 @@ async fn the_token_subject_is_recorded() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// With token auth on, a record names the token's subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_subject_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ts, s) = server_with_token_auth(tmp.path()).await;
+    create_key_with_a_token(&ts, &s).await;
     let trail = audit(&s, &[GUN]);
     assert_eq!(trail.len(), 1, "{trail:?}");
     assert_eq!(trail[0]["action"], "key-create");
@@ -228,24 +233,7 @@ async fn an_audit_subject_cannot_forge_a_row() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut ts, s) = server_with_token_auth(tmp.path()).await;
     ts.subject = "eve\n2026-01-01T00:00:00Z  delete  docker.io/forged\u{1b}[2K\u{7}".into();
-    let token = ts.token(
-        &[Grant {
-            typ: "repository",
-            name: GUN,
-            actions: &["push", "pull"],
-        }],
-        300,
-        &ts.issuer,
-        &ts.service,
-    );
-    let r = s
-        .http
-        .get(s.tuf(GUN, "timestamp.key"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    create_key_with_a_token(&ts, &s).await;
     assert_eq!(audit(&s, &[GUN])[0]["subject"], ts.subject.as_str());
     let (ok, out, err) = run(&s, &["audit"]);
     assert!(ok, "{out}{err}");

@@ -23,14 +23,7 @@ fn server(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), output_text(&out))
 }
 
 /// The README's example config, on a free port.
@@ -220,4 +213,30 @@ fn a_binary_passphrase_file_is_named_as_such() {
         out.contains("key-passphrase: not a passphrase file") && !out.contains("File exists"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn one_server_per_sqlite_database() {
+    let s = Server::start().await;
+    let (ok, out) = server(
+        s.tmp(),
+        &[
+            "--data-dir",
+            s.data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && out.contains("another notary-server already serves the SQLite database"),
+        "{out}"
+    );
+    // Commands still work beside it.
+    let (ok, out) = server(
+        s.tmp(),
+        &["--data-dir", s.data.to_str().unwrap(), "repos"],
+        &[],
+    );
+    assert!(ok, "{out}");
 }

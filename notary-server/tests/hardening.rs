@@ -469,6 +469,26 @@ async fn postgres_over_tls_as_libpq_spells_it() {
     assert!(log.contains("certificate"), "{log}");
 }
 
+/// A new repository whose root gives the timestamp role `ts`: (status, body, ()).
+async fn attack(s: &Server, gun: &str, ts: notary_tuf::PublicKey) -> (u16, Vec<u8>, ()) {
+    let (_, sn) = s.get(&s.tuf(gun, "snapshot.key")).await;
+    let repo = RustRepo::new(
+        gun,
+        notary_bench::repo::parse_key_response(&sn).unwrap(),
+        ts,
+    );
+    let (st, body) = s
+        .post_parts(
+            gun,
+            &[
+                ("root", &repo.root_file(1)),
+                ("targets", &repo.targets_file(1, &[("x", b"x")])),
+            ],
+        )
+        .await;
+    (st, body, ())
+}
+
 /// A root that lists another repository's server-managed key (its ID is public), or this
 /// repository's key under another role, is refused and nothing is stored: the server never
 /// signs one repository's metadata with another's key. Local keys, keys of a remote signer
@@ -488,25 +508,6 @@ async fn server_keys_sign_only_their_own_repository() {
     )
     .await;
     let parse = |b: &[u8]| notary_bench::repo::parse_key_response(b).unwrap();
-    /// A new repository whose root gives the timestamp role `ts`: (status, body).
-    async fn attack(s: &Server, gun: &str, ts: notary_tuf::PublicKey) -> (u16, Vec<u8>, ()) {
-        let (_, sn) = s.get(&s.tuf(gun, "snapshot.key")).await;
-        let repo = RustRepo::new(
-            gun,
-            notary_bench::repo::parse_key_response(&sn).unwrap(),
-            ts,
-        );
-        let (st, body) = s
-            .post_parts(
-                gun,
-                &[
-                    ("root", &repo.root_file(1)),
-                    ("targets", &repo.targets_file(1, &[("x", b"x")])),
-                ],
-            )
-            .await;
-        (st, body, ())
-    }
     for (s, db) in [(local, local_db), (remote, remote_db)] {
         let victim = init_repo(&s, "example.com/keys/victim").await;
         let victim_ts = victim.timestamp_pub.clone();
@@ -627,23 +628,12 @@ async fn key_binding_runs_in_the_background() {
         .unwrap();
     assert_eq!(bound.0, 0, "the binding is held back");
     // A claim of the victim's key meanwhile: refused, nothing stored.
-    let (_, sn) = s
-        .get(&s.tuf("example.com/keys/bg-attacker", "snapshot.key"))
-        .await;
-    let repo = RustRepo::new(
+    let (st, _, _) = attack(
+        &s,
         "example.com/keys/bg-attacker",
-        notary_bench::repo::parse_key_response(&sn).unwrap(),
         victim.timestamp_pub.clone(),
-    );
-    let (st, _) = s
-        .post_parts(
-            "example.com/keys/bg-attacker",
-            &[
-                ("root", &repo.root_file(1)),
-                ("targets", &repo.targets_file(1, &[("x", b"x")])),
-            ],
-        )
-        .await;
+    )
+    .await;
     assert!(st == 400 || st == 503, "{st}");
     sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
     wait_for_key_binding(&db).await;

@@ -24,14 +24,6 @@ fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Run `notary-server import <args>` on `s`'s storage; (exit ok, output, report by GUN).
 fn import(
     s: &Server,
@@ -53,7 +45,7 @@ fn import(
         .into_iter()
         .map(|r| (r["gun"].as_str().unwrap().to_string(), r))
         .collect();
-    (out.status.success(), text(&out), by_gun)
+    (out.status.success(), output_text(&out), by_gun)
 }
 
 /// `notary-rekey` against `s` with the root key in `trust_dir`.
@@ -74,7 +66,7 @@ fn rekey(s: &Server, gun: &str, trust_dir: &Path, env: &[(&str, &str)]) -> (bool
         cmd.env(k, v);
     }
     let out = run(cmd, b"");
-    (out.status.success(), text(&out))
+    (out.status.success(), output_text(&out))
 }
 
 /// The same trust folder, talking to `s` instead.
@@ -252,9 +244,9 @@ async fn imports_go_repositories_with_token_auth() {
     }
     let listed = run(ours.admin(&["imported"]), b"");
     assert!(
-        text(&listed).contains("3 imported, 3 awaiting rotation"),
+        output_text(&listed).contains("3 imported, 3 awaiting rotation"),
         "{}",
-        text(&listed)
+        output_text(&listed)
     );
     // An instance starting on that database warns and exports the gauges.
     let second = Server::start_with_db(&ours_db).await;
@@ -346,9 +338,9 @@ async fn imports_go_repositories_with_token_auth() {
     assert!(d.ok(true, &["pull", &c_v2]).contains(&format!("as {c_v2}")));
     let listed = run(ours.admin(&["imported"]), b"");
     assert!(
-        text(&listed).contains("3 imported, 0 awaiting rotation"),
+        output_text(&listed).contains("3 imported, 0 awaiting rotation"),
         "{}",
-        text(&listed)
+        output_text(&listed)
     );
 }
 

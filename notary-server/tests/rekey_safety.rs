@@ -37,14 +37,7 @@ fn rekey(
         cmd.arg("--yes");
     }
     let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), output_text(&out))
 }
 
 /// The root an attacker would like signed: its own key added to the root and targets roles.
