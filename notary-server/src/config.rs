@@ -314,12 +314,17 @@ const GO_KEYS_UNUSED: &[(&str, &str)] = &[
 /// Environment variables with the `NOTARY_SERVER_` prefix that are not config keys.
 const OTHER_VARIABLES: &[&str] = &["NOTARY_SERVER_KEY_PASSPHRASE"];
 
-/// A config value as a `Config`, naming the key of the first bad value.
-fn typed(v: Value) -> Result<Config, String> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        format!("{path}: {}", e.into_inner())
-    })
+type TypedError = serde_path_to_error::Error<serde_json::Error>;
+
+/// A config value as a `Config`; the error knows the key of the first bad value.
+fn typed(v: Value) -> Result<Config, TypedError> {
+    serde_path_to_error::deserialize(v)
+}
+
+/// `server.read_only: invalid type: …`.
+fn describe(e: TypedError) -> String {
+    let path = e.path().to_string();
+    format!("{path}: {}", e.into_inner())
 }
 
 impl Config {
@@ -336,7 +341,7 @@ impl Config {
                 "top level must be an object".into(),
             ));
         }
-        typed(v.clone()).map_err(|e| ConfigError::Value(path.to_path_buf(), e))?;
+        typed(v.clone()).map_err(|e| ConfigError::Value(path.to_path_buf(), describe(e)))?;
         let mut warnings: Vec<String> = Vec::new();
         let mut known = env_keys();
         known.push("caching.fast_reads".into());
@@ -362,9 +367,9 @@ impl Config {
     fn with_environment(mut v: Value) -> Result<Config, ConfigError> {
         let keys = env_keys();
         let applied = notary_common::env::apply(&mut v, "NOTARY_SERVER_", &keys, is_string_key);
-        let mut cfg = typed(v).map_err(|error| ConfigError::Env {
+        let mut cfg = typed(v).map_err(|e| ConfigError::Env {
             vars: applied.join(", "),
-            error,
+            error: describe(e),
         })?;
         for var in notary_common::env::unknown_variables("NOTARY_SERVER_", &keys, OTHER_VARIABLES) {
             cfg.warnings.push(format!(
