@@ -778,7 +778,7 @@ impl RepoService {
     pub async fn import(
         &self,
         gun: &str,
-        files: &[Update],
+        files: &dyn crate::storage::ImportFiles,
         source: &str,
         replace: bool,
         actor: &Actor,
@@ -801,10 +801,11 @@ impl RepoService {
             .await;
         self.cache.forget(gun);
         if done.is_ok() {
+            let listing = files.listing();
             let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
-            for f in files {
-                let v = newest.entry(f.role.as_str()).or_default();
-                *v = (*v).max(f.version);
+            for (role, version, _) in &listing {
+                let v = newest.entry(role.as_str()).or_default();
+                *v = (*v).max(*version);
             }
             let record = Record {
                 action: Action::Import,

@@ -344,15 +344,13 @@ pub trait MetaStore: Changefeed {
     async fn import(
         &self,
         gun: &str,
-        files: &[Update],
+        files: &dyn ImportFiles,
         source: &str,
         replace: bool,
         acked: Option<&[String]>,
     ) -> Result<Imported, StoreError>;
     /// Every import recorded, by GUN.
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError>;
-    /// Every stored file of a GUN: (role, version, bytes).
-    async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError>;
     /// Bind a server-managed key to the GUN and role it serves (the first binding stays).
     async fn bind_key(&self, key_id: &str, gun: &str, role: &str) -> Result<(), StoreError>;
     /// The (GUN, role) a server-managed key is bound to.
@@ -363,6 +361,15 @@ pub trait MetaStore: Changefeed {
     /// root is done (recorded as the migration `server-keys-backfill` 1). Resumable, and safe
     /// to run on several instances at once (the first binding stays).
     async fn bind_stored_keys(&self, batch: i64) -> Result<bool, StoreError>;
+}
+
+/// The files of an import ([`MetaStore::import`]): listed up front, each read only when it is
+/// stored, so that a repository's history need not fit in memory (`import::spill`).
+pub trait ImportFiles: Send + Sync {
+    /// (role, version, lower-case hex SHA-256) of every file.
+    fn listing(&self) -> Vec<(String, i64, String)>;
+    /// One listed file's bytes.
+    fn read(&self, role: &str, version: i64) -> Result<Vec<u8>, StoreError>;
 }
 
 /// See [`MetaStore::try_lock`]: dropping it ends the transaction, which releases the lock.
@@ -870,12 +877,13 @@ impl MetaStore for SqlStore {
     async fn import(
         &self,
         gun: &str,
-        files: &[Update],
+        files: &dyn ImportFiles,
         source: &str,
         replace: bool,
         acked: Option<&[String]>,
     ) -> Result<Imported, StoreError> {
         let t = now();
+        let listing = files.listing();
         let _serial = match &self.db {
             Db::Sqlite(_) => Some(self.write_lock.lock().await),
             Db::Postgres(_) => None,
@@ -900,17 +908,17 @@ impl MetaStore for SqlStore {
                     .bind(gun).fetch_all(&mut *tx).await?;
             let stored: std::collections::BTreeMap<(String, i64), String> =
                 stored.into_iter().map(|(r, v, s)| ((r, v as i64), s.unwrap_or_default().trim_end().to_string())).collect();
-            let mut todo: Vec<(&Update, String)> = Vec::new();
+            let mut todo: Vec<&(String, i64, String)> = Vec::new();
             let mut conflict = None;
-            for u in files {
-                let sha = hex::encode(Sha256::digest(&u.data));
-                match stored.get(&(u.role.clone(), u.version)) {
-                    Some(s) if *s == sha => {}
+            for f in &listing {
+                let (role, version, sha) = f;
+                match stored.get(&(role.clone(), *version)) {
+                    Some(s) if s == sha => {}
                     Some(_) => {
-                        conflict.get_or_insert_with(|| format!("{} version {} here differs from the source's", u.role, u.version));
-                        todo.push((u, sha));
+                        conflict.get_or_insert_with(|| format!("{role} version {version} here differs from the source's"));
+                        todo.push(f);
                     }
-                    None => todo.push((u, sha)),
+                    None => todo.push(f),
                 }
             }
             let mut done = Imported::default();
@@ -921,15 +929,19 @@ impl MetaStore for SqlStore {
                 done.replaced = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun).execute(&mut *tx).await?.rows_affected() as usize;
                 sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')")
                     .bind(t).bind(gun).execute(&mut *tx).await?;
-                todo = files.iter().map(|u| (u, hex::encode(Sha256::digest(&u.data)))).collect();
+                todo = listing.iter().collect();
             }
             // Timestamps last and oldest first, so changefeed rows follow version order.
-            todo.sort_by_key(|(u, _)| (u.role == notary_tuf::metadata::TIMESTAMP, u.version));
-            for (u, sha) in &todo {
-                let version = i32::try_from(u.version).map_err(|_| StoreError::Conflict(format!("{} version {} is too large", u.role, u.version)))?;
+            todo.sort_by_key(|(role, version, _)| (role == notary_tuf::metadata::TIMESTAMP, *version));
+            for (role, version, sha) in todo.iter().copied() {
+                let version_i32 = i32::try_from(*version).map_err(|_| StoreError::Conflict(format!("{role} version {version} is too large")))?;
+                // Read only now: one file in memory at a time.
+                let data = files.read(role, *version)?;
                 sqlx::query("INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $1, $2, $3, $4, $5, $6)")
-                    .bind(t).bind(gun).bind(&u.role).bind(version).bind(u.data.as_slice()).bind(sha).execute(&mut *tx).await?;
-                if u.role == notary_tuf::metadata::TIMESTAMP {
+                    .bind(t).bind(gun).bind(role).bind(version_i32).bind(data.as_slice()).bind(sha).execute(&mut *tx).await?;
+                drop(data);
+                let version = version_i32;
+                if role == notary_tuf::metadata::TIMESTAMP {
                     sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
                         .bind(t).bind(gun).bind(version).bind(sha).execute(&mut *tx).await?;
                 }
@@ -938,7 +950,7 @@ impl MetaStore for SqlStore {
             if done.stored > 0 || done.replaced > 0 {
                 sqlx::query("DELETE FROM notary_rs_imports WHERE gun = $1").bind(gun).execute(&mut *tx).await?;
                 sqlx::query("INSERT INTO notary_rs_imports (gun, source, imported_at, files) VALUES ($1, $2, $3, $4)")
-                    .bind(gun).bind(source).bind(t).bind(files.len() as i32).execute(&mut *tx).await?;
+                    .bind(gun).bind(source).bind(t).bind(listing.len() as i32).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(done)
@@ -956,13 +968,6 @@ impl MetaStore for SqlStore {
                 imported_at,
             })
             .collect())
-    }
-
-    async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
-        let rows: Vec<(String, i32, Vec<u8>)> = with_pool!(&self.db, p =>
-            sqlx::query_as("SELECT role, version, data FROM tuf_files WHERE gun = $1 AND deleted_at IS NULL ORDER BY role, version")
-                .bind(gun).fetch_all(p).await)?;
-        Ok(rows.into_iter().map(|(r, v, d)| (r, v as i64, d)).collect())
     }
 
     async fn bind_key(&self, key_id: &str, gun: &str, role: &str) -> Result<(), StoreError> {
@@ -1387,7 +1392,7 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     async fn import(
         &self,
         gun: &str,
-        files: &[Update],
+        files: &dyn ImportFiles,
         source: &str,
         replace: bool,
         acked: Option<&[String]>,
@@ -1400,9 +1405,6 @@ impl<S: MetaStore> MetaStore for TimedStore<S> {
     }
     async fn imports(&self) -> Result<Vec<ImportRecord>, StoreError> {
         self.timed("imports", self.inner.imports()).await
-    }
-    async fn files_of(&self, gun: &str) -> Result<Vec<(String, i64, Vec<u8>)>, StoreError> {
-        self.timed("files_of", self.inner.files_of(gun)).await
     }
     async fn bind_key(&self, key_id: &str, gun: &str, role: &str) -> Result<(), StoreError> {
         self.timed("bind_key", self.inner.bind_key(key_id, gun, role))

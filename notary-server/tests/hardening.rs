@@ -654,16 +654,7 @@ async fn key_binding_runs_in_the_background() {
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap()
+    peak_memory_kib(pid).expect("the server runs")
 }
 
 /// A 10 MB `targets.json` of `[0,0,…]` is refused before a tree is built for it (it raised the

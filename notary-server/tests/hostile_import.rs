@@ -281,3 +281,70 @@ async fn token_realms_are_not_trusted_blindly() {
         "allowed: the credentials were sent"
     );
 }
+
+/// A long history of large files is verified and stored in memory of about one file (the
+/// import keeps the files on disk, `import::spill`): 12 versions of a 4 MB targets file, about
+/// 50 MB in all, imported from our own server with the peak memory of the import sampled
+/// (before the spill it held each file three to four times over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_history_is_imported_in_bounded_memory() {
+    let source = Server::start().await;
+    let gun = "example.com/hostile/large";
+    let repo = init_repo(&source, gun).await;
+    let names: Vec<String> = (0..20_000).map(|i| format!("image-{i:06}")).collect();
+    let mut history_bytes = 0usize;
+    let mut largest = 0usize;
+    for v in 2..=13 {
+        let mut targets: Vec<(&str, &[u8])> =
+            names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let tag = format!("v{v}");
+        targets.push((&tag, b"new"));
+        let file = repo.targets_file(v, &targets);
+        history_bytes += file.len();
+        largest = largest.max(file.len());
+        let (st, body) = source.post_parts(gun, &[("targets", &file)]).await;
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    assert!(history_bytes > 40 << 20, "{history_bytes} bytes of history");
+
+    let dest = Server::start().await;
+    let mut cmd = dest.admin(&["import", "--from", &source.url, "--gun", gun]);
+    cmd.arg("--tlscacert")
+        .arg(&source.ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Some(kib) = peak_memory_kib(pid) {
+            peak = peak.max(kib);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak
+    });
+    let out = child.wait_with_output().unwrap();
+    let peak_mib = sampler.join().unwrap() >> 10;
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        dest.get(&dest.tuf(gun, "targets.json")).await,
+        source.get(&source.tuf(gun, "targets.json")).await
+    );
+    assert_eq!(dest.get(&dest.tuf(gun, "2.targets.json")).await.0, 200);
+    // Held at once: about one file (its bytes and parsed forms), not the history.
+    let bound_mib = (12 * (largest >> 20) + 48) as u64;
+    assert!(
+        peak_mib < bound_mib,
+        "the import peaked at {peak_mib} MiB for {} MiB of history ({} MiB the largest file; bound {bound_mib} MiB)",
+        history_bytes >> 20,
+        largest >> 20
+    );
+    report_figures(
+        "hostile_import",
+        &format!(
+            "import of {} MiB of history ({} MiB the largest file): peak memory {peak_mib} MiB",
+            history_bytes >> 20,
+            largest >> 20
+        ),
+    );
+}

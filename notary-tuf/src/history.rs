@@ -17,13 +17,18 @@
 //!    file that delegates it (a root version for base roles, a version of the parent for
 //!    delegations) (`rejects_an_old_version_signed_by_a_stranger`).
 //! 5. Expiry is reported ([`Verified::expired`]), never refused (`expired_history_is_reported`).
+//! 6. Files are read one at a time through [`HistoryFiles`]; between steps only roots,
+//!    delegations and the current chain's bodies are kept, so a history on disk is verified
+//!    in memory of about one file (`files_loaded_on_demand_verify_alike`;
+//!    `notary-server/tests/hostile_import.rs::a_large_history_is_imported_in_bounded_memory`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
 use crate::metadata::{
-    self as md, is_delegation, parent_role, FileMeta, Root, SignedFile, Targets,
+    self as md, is_delegation, parent_role, Delegations, FileMeta, Root, SignedFile, Targets,
 };
 use crate::validation::{
     base_role_from, cert_keys, parse_root_certs, parse_root_structure, parse_snapshot,
@@ -138,22 +143,70 @@ fn expected_type(role: &str) -> &'static str {
     }
 }
 
-/// Verify `h` as the history of `gun` (see the module's invariants).
+/// Where the files of a history are read from, one at a time: memory ([`History`]), or a
+/// caller's store (the importer keeps them on disk, so that verifying holds about one file in
+/// memory at a time, whatever the history's size; invariant 6).
+pub trait HistoryFiles {
+    /// Every role held, with its versions in ascending order.
+    fn versions(&self) -> BTreeMap<String, Vec<i64>>;
+    /// The exact bytes of one file the index lists.
+    fn load(&self, role: &str, version: i64) -> Result<Cow<'_, [u8]>, HistoryError>;
+}
+
+impl HistoryFiles for History {
+    fn versions(&self) -> BTreeMap<String, Vec<i64>> {
+        self.roles
+            .iter()
+            .map(|(r, v)| (r.clone(), v.keys().copied().collect()))
+            .collect()
+    }
+
+    fn load(&self, role: &str, version: i64) -> Result<Cow<'_, [u8]>, HistoryError> {
+        self.get(role, version)
+            .map(Cow::Borrowed)
+            .ok_or_else(|| file_err(role, version, "not held"))
+    }
+}
+
+/// What step 1 keeps of each file for the later steps (not its bytes).
+struct Seen {
+    expired: bool,
+    /// A targets-type file's delegations (keys and roles), for its children's older versions.
+    delegations: Option<Delegations>,
+}
+
+/// Verify `h` as the history of `gun` (see the module's invariants). Files are loaded one at a
+/// time; what is kept between steps is small (roots, delegations, the current chain's bodies).
 pub fn verify_history(
     gun: &str,
-    h: &History,
+    h: &dyn HistoryFiles,
     now: DateTime<Utc>,
 ) -> Result<Verified, HistoryError> {
+    let index = h.versions();
+    let parse = |role: &str, v: i64| -> Result<SignedFile, HistoryError> {
+        let raw = h.load(role, v)?;
+        SignedFile::parse(&raw).map_err(|e| file_err(role, v, e))
+    };
+    // The newest version of `role` whose bytes match `meta` (hashes and length).
+    let matching = |role: &str, meta: &FileMeta| -> Result<Option<i64>, HistoryError> {
+        for v in index.get(role).into_iter().flatten().rev() {
+            if meta.check(&h.load(role, *v)?, role).is_ok() {
+                return Ok(Some(*v));
+            }
+        }
+        Ok(None)
+    };
+
     // 1. Every file.
-    let mut parsed: BTreeMap<&str, BTreeMap<i64, SignedFile>> = BTreeMap::new();
-    for (role, versions) in &h.roles {
+    let mut seen: BTreeMap<&str, BTreeMap<i64, Seen>> = BTreeMap::new();
+    for (role, versions) in &index {
         if !md::is_valid_role(role) {
             return Err(HistoryError::Chain(format!(
                 "{role:?} is not a valid role name"
             )));
         }
-        for (v, raw) in versions {
-            let f = SignedFile::parse(raw).map_err(|e| file_err(role, *v, e))?;
+        for v in versions {
+            let f = parse(role, *v)?;
             if f.common.type_ != expected_type(role) {
                 return Err(file_err(
                     role,
@@ -172,19 +225,29 @@ pub fn verify_history(
                     format!("the file says it is version {}", f.common.version),
                 ));
             }
-            parsed.entry(role.as_str()).or_default().insert(*v, f);
+            let delegations = (expected_type(role) == "Targets")
+                .then(|| f.body::<Targets>().ok().map(|t| t.delegations))
+                .flatten();
+            seen.entry(role.as_str()).or_default().insert(
+                *v,
+                Seen {
+                    expired: f.expired(now),
+                    delegations,
+                },
+            );
         }
     }
     let now_unix = now.timestamp();
 
     // 2. The root chain.
-    let roots = parsed
+    let root_versions = index
         .get(md::ROOT)
         .filter(|r| !r.is_empty())
         .ok_or_else(|| HistoryError::Chain("no root metadata".into()))?;
     let mut loaded_roots: Vec<(i64, Root)> = Vec::new();
-    for (v, f) in roots {
-        let root = parse_root_structure(f).map_err(|e| file_err(md::ROOT, *v, e))?;
+    for v in root_versions {
+        let f = parse(md::ROOT, *v)?;
+        let root = parse_root_structure(&f).map_err(|e| file_err(md::ROOT, *v, e))?;
         let keys = cert_keys(&parse_root_certs(&root), gun, false, now_unix);
         if keys.is_empty() {
             return Err(file_err(
@@ -198,7 +261,7 @@ pub fn verify_history(
             keys,
             threshold: root.role_threshold(md::ROOT).unwrap_or(0),
         };
-        verify_signatures(f, &own).map_err(|e| {
+        verify_signatures(&f, &own).map_err(|e| {
             file_err(
                 md::ROOT,
                 *v,
@@ -218,7 +281,7 @@ pub fn verify_history(
                 keys: prev_keys,
                 threshold: prev.role_threshold(md::ROOT).unwrap_or(0),
             };
-            verify_signatures(f, &by_prev).map_err(|e| {
+            verify_signatures(&f, &by_prev).map_err(|e| {
                 file_err(
                     md::ROOT,
                     *v,
@@ -229,37 +292,37 @@ pub fn verify_history(
         loaded_roots.push((*v, root));
     }
     let (root_version, root) = loaded_roots.last().expect("at least one root");
-    let root_raw = &roots[root_version].raw;
     let mut current = BTreeMap::from([(md::ROOT.to_string(), *root_version)]);
 
     // 3. The current chain.
     let base = |role: &str| {
         base_role_from(root, role).map_err(|e| HistoryError::Chain(format!("newest root: {e}")))
     };
-    let (tv, ts) = parsed
+    let tv = *index
         .get(md::TIMESTAMP)
-        .and_then(|t| t.last_key_value())
+        .and_then(|t| t.last())
         .ok_or_else(|| HistoryError::Chain("no timestamp metadata".into()))?;
-    verify_signatures(ts, &base(md::TIMESTAMP)?).map_err(|e| file_err(md::TIMESTAMP, *tv, e))?;
-    let ts_body = parse_timestamp(ts).map_err(|e| file_err(md::TIMESTAMP, *tv, e))?;
-    current.insert(md::TIMESTAMP.into(), *tv);
+    let ts = parse(md::TIMESTAMP, tv)?;
+    verify_signatures(&ts, &base(md::TIMESTAMP)?).map_err(|e| file_err(md::TIMESTAMP, tv, e))?;
+    let ts_body = parse_timestamp(&ts).map_err(|e| file_err(md::TIMESTAMP, tv, e))?;
+    current.insert(md::TIMESTAMP.into(), tv);
     let snap_meta = ts_body.meta.get(md::SNAPSHOT).cloned().unwrap_or_default();
-    let (sv, _) = h.matching(md::SNAPSHOT, &snap_meta).ok_or_else(|| {
+    let sv = matching(md::SNAPSHOT, &snap_meta)?.ok_or_else(|| {
         file_err(
             md::TIMESTAMP,
-            *tv,
+            tv,
             "the snapshot it names is missing, or its hashes or length do not match",
         )
     })?;
-    let snap = &parsed[md::SNAPSHOT][&sv];
-    verify_signatures(snap, &base(md::SNAPSHOT)?).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
-    let snap_body = parse_snapshot(snap).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
+    let snap = parse(md::SNAPSHOT, sv)?;
+    verify_signatures(&snap, &base(md::SNAPSHOT)?).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
+    let snap_body = parse_snapshot(&snap).map_err(|e| file_err(md::SNAPSHOT, sv, e))?;
     current.insert(md::SNAPSHOT.into(), sv);
     snap_body
         .meta
         .get(md::ROOT)
         .unwrap_or(&FileMeta::default())
-        .check(root_raw, md::ROOT)
+        .check(&h.load(md::ROOT, *root_version)?, md::ROOT)
         .map_err(|e| {
             file_err(
                 md::SNAPSHOT,
@@ -268,26 +331,28 @@ pub fn verify_history(
             )
         })?;
     let targets_meta = snap_body.meta.get(md::TARGETS).cloned().unwrap_or_default();
-    let (tgv, _) = h.matching(md::TARGETS, &targets_meta).ok_or_else(|| {
+    let tgv = matching(md::TARGETS, &targets_meta)?.ok_or_else(|| {
         file_err(
             md::SNAPSHOT,
             sv,
             "the targets file it names is missing, or its hashes or length do not match",
         )
     })?;
-    let targets_file = &parsed[md::TARGETS][&tgv];
-    verify_signatures(targets_file, &base(md::TARGETS)?)
+    let targets_file = parse(md::TARGETS, tgv)?;
+    verify_signatures(&targets_file, &base(md::TARGETS)?)
         .map_err(|e| file_err(md::TARGETS, tgv, e))?;
-    let targets = parse_targets_structure(targets_file, md::TARGETS)
+    let targets = parse_targets_structure(&targets_file, md::TARGETS)
         .map_err(|e| file_err(md::TARGETS, tgv, e))?;
+    drop(targets_file);
     current.insert(md::TARGETS.into(), tgv);
-    let mut loaded: BTreeMap<String, Targets> =
-        BTreeMap::from([(md::TARGETS.to_string(), targets)]);
+    // The delegations of each verified file of the current chain.
+    let mut loaded: BTreeMap<String, Delegations> =
+        BTreeMap::from([(md::TARGETS.to_string(), targets.delegations)]);
     let mut notes = Vec::new();
     let mut delegated: Vec<&String> = snap_body.meta.keys().filter(|r| is_delegation(r)).collect();
     delegated.sort_by_key(|r| (r.split('/').count(), r.to_string()));
     for role in delegated {
-        let (dv, _) = h.matching(role, &snap_body.meta[role]).ok_or_else(|| {
+        let dv = matching(role, &snap_body.meta[role])?.ok_or_else(|| {
             file_err(
                 md::SNAPSHOT,
                 sv,
@@ -296,7 +361,6 @@ pub fn verify_history(
                 ),
             )
         })?;
-        let file = &parsed[role.as_str()][&dv];
         let Some(keys) = loaded
             .get(parent_role(role))
             .and_then(|p| delegation_keys(p, role))
@@ -307,24 +371,27 @@ pub fn verify_history(
             current.insert(role.clone(), dv);
             continue;
         };
-        verify_signatures(file, &keys).map_err(|e| file_err(role, dv, e))?;
-        let t = parse_targets_structure(file, role).map_err(|e| file_err(role, dv, e))?;
-        loaded.insert(role.clone(), t);
+        let file = parse(role, dv)?;
+        verify_signatures(&file, &keys).map_err(|e| file_err(role, dv, e))?;
+        let t = parse_targets_structure(&file, role).map_err(|e| file_err(role, dv, e))?;
+        loaded.insert(role.clone(), t.delegations);
         current.insert(role.clone(), dv);
     }
 
     // 4. Older versions: signed by the keys of some version of what delegates the role.
-    for (role, versions) in &parsed {
-        if *role == md::ROOT {
+    for (role, versions) in &index {
+        if role == md::ROOT {
             continue;
         }
         let candidates: Vec<BaseRole> = if is_delegation(role) {
-            let parent = parsed.get(parent_role(role));
-            let parents = parent.into_iter().flat_map(|p| p.values());
+            let parents = seen
+                .get(parent_role(role))
+                .into_iter()
+                .flat_map(|p| p.values());
             dedup(
                 parents
-                    .filter_map(|p| p.body::<Targets>().ok())
-                    .filter_map(|t| delegation_keys(&t, role)),
+                    .filter_map(|p| p.delegations.as_ref())
+                    .filter_map(|d| delegation_keys(d, role)),
             )
         } else {
             dedup(
@@ -333,13 +400,14 @@ pub fn verify_history(
                     .filter_map(|(_, r)| base_role_from(r, role).ok()),
             )
         };
-        for (v, f) in versions {
-            let verified_with_chain = current.get(*role) == Some(v)
-                && (!is_delegation(role) || loaded.contains_key(*role));
+        for v in versions {
+            let verified_with_chain =
+                current.get(role) == Some(v) && (!is_delegation(role) || loaded.contains_key(role));
             if verified_with_chain {
                 continue;
             }
-            if !candidates.iter().any(|c| verify_signatures(f, c).is_ok()) {
+            let f = parse(role, *v)?;
+            if !candidates.iter().any(|c| verify_signatures(&f, c).is_ok()) {
                 return Err(file_err(
                     role,
                     *v,
@@ -353,12 +421,11 @@ pub fn verify_history(
     }
 
     // 5. Expiry: reported.
-    let mut expired = Vec::new();
-    for (role, v) in &current {
-        if parsed[role.as_str()][v].expired(now) {
-            expired.push(role.clone());
-        }
-    }
+    let expired = current
+        .iter()
+        .filter(|(role, v)| seen[role.as_str()][*v].expired)
+        .map(|(role, _)| role.clone())
+        .collect();
     Ok(Verified {
         current,
         first_root: loaded_roots[0].0,
@@ -378,19 +445,14 @@ fn delegator(role: &str) -> &str {
     }
 }
 
-/// The keys and threshold `parent` gives the delegation `role`, if it delegates it.
-fn delegation_keys(parent: &Targets, role: &str) -> Option<BaseRole> {
-    let d = parent.delegations.roles.iter().find(|d| d.name == role)?;
+/// The keys and threshold the delegations `parent` gives the delegation `role`, if it
+/// delegates it.
+fn delegation_keys(parent: &Delegations, role: &str) -> Option<BaseRole> {
+    let d = parent.roles.iter().find(|d| d.name == role)?;
     let keys = d
         .keyids
         .iter()
-        .filter_map(|id| {
-            parent
-                .delegations
-                .keys
-                .get(id)
-                .map(|k| (id.clone(), k.clone()))
-        })
+        .filter_map(|id| parent.keys.get(id).map(|k| (id.clone(), k.clone())))
         .collect();
     Some(BaseRole {
         name: role.to_string(),
@@ -512,6 +574,43 @@ mod tests {
 
     fn later() -> DateTime<Utc> {
         Utc::now() + Duration::days(30)
+    }
+
+    /// Files handed out as owned copies, one load at a time, as a store on disk does.
+    struct OnDemand<'a>(&'a History, std::cell::Cell<usize>);
+
+    impl HistoryFiles for OnDemand<'_> {
+        fn versions(&self) -> BTreeMap<String, Vec<i64>> {
+            self.0.versions()
+        }
+        fn load(&self, role: &str, version: i64) -> Result<Cow<'_, [u8]>, HistoryError> {
+            self.1.set(self.1.get() + 1);
+            Ok(Cow::Owned(self.0.load(role, version)?.into_owned()))
+        }
+    }
+
+    #[test]
+    fn files_loaded_on_demand_verify_alike() {
+        let r = Repo::new(later());
+        let good = r.history();
+        let mut tampered = r.history();
+        let t = tampered
+            .roles
+            .get_mut(md::TARGETS)
+            .unwrap()
+            .get_mut(&1)
+            .unwrap();
+        let pos = t.windows(2).position(|w| w == b"t1").unwrap();
+        t[pos + 1] = b'9';
+        for h in [&good, &tampered] {
+            let on_demand = OnDemand(h, Default::default());
+            assert_eq!(
+                verify_history(GUN, &on_demand, Utc::now()),
+                verify_history(GUN, h, Utc::now())
+            );
+            assert!(on_demand.1.get() >= h.len(), "every file was read");
+        }
+        assert!(verify_history(GUN, &tampered, Utc::now()).is_err());
     }
 
     #[test]

@@ -13,20 +13,21 @@
 //! 5. A GUN holding a different history here is refused, unless `--replace`.
 
 pub mod source;
+pub mod spill;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use chrono::Utc;
 use notary_common::untrusted::escape;
-use notary_tuf::history::{verify_history, History};
+use notary_tuf::history::verify_history;
 use notary_tuf::metadata as md;
-use notary_tuf::validation::Update;
 use serde::Serialize;
 
 use crate::service::RepoService;
 use crate::storage::StoreError;
 use source::Source;
+use spill::Spill;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -134,6 +135,8 @@ pub enum ImportError {
     Verification(#[from] notary_tuf::history::HistoryError),
     #[error("storing: {0}")]
     Storing(StoreError),
+    #[error("keeping the repository's files on disk while importing: {0}")]
+    Spill(std::io::Error),
     #[error("asking the trust service which keys it holds: {0:?}")]
     KeyLookup(crate::errors::Code),
 }
@@ -147,54 +150,49 @@ async fn try_import(
     if !crate::http::gun_is_acceptable(gun) {
         return Err(ImportError::InvalidGun);
     }
-    let mut here = History::default();
+    // What this server stores of the GUN, then what the source adds, on disk (`spill`): one
+    // file in memory at a time, however long the history.
+    let mut spill = Spill::new().map_err(ImportError::Spill)?;
     if !opts.replace {
-        for (role, version, bytes) in service
+        let rows = service
             .store
-            .files_of(gun)
+            .file_rows(gun)
             .await
-            .map_err(ImportError::ReadingHere)?
-        {
-            here.insert(&role, version, bytes);
-        }
-    }
-    let fetched = source.fetch(gun, &here).await?;
-    let mut all = here.clone();
-    for (role, versions) in &fetched.roles {
-        for (v, bytes) in versions {
-            if let Some(ours) = here.get(role, *v) {
-                if ours != bytes.as_slice() {
-                    return Err(ImportError::DifferentHistory {
-                        gun: gun.to_string(),
-                        what: format!("{role} version {v} differs"),
-                    });
-                }
+            .map_err(ImportError::ReadingHere)?;
+        for row in rows {
+            let f = service
+                .store
+                .by_version(gun, &row.role, row.version)
+                .await
+                .map_err(ImportError::ReadingHere)?;
+            if let Some(f) = f {
+                let added = spill
+                    .add(&row.role, row.version, &f.data, spill::Origin::Here)
+                    .map_err(ImportError::Spill)?;
+                debug_assert!(added.is_ok(), "one stored file per version");
             }
-            all.insert(role, *v, bytes.clone());
         }
     }
-    let verified = verify_history(gun, &all, Utc::now())?;
-    let updates: Vec<Update> = fetched
-        .roles
-        .iter()
-        .flat_map(|(role, vs)| {
-            vs.iter().map(move |(v, b)| Update {
-                role: role.clone(),
-                version: *v,
-                data: b.clone(),
+    match source.fetch(gun, &mut spill).await {
+        Err(source::SourceError::DiffersHere { role, version }) => {
+            return Err(ImportError::DifferentHistory {
+                gun: gun.to_string(),
+                what: format!("{role} version {version} differs"),
             })
-        })
-        .filter(|u| here.get(&u.role, u.version).is_none())
-        .collect();
+        }
+        other => other?,
+    }
+    let verified = verify_history(gun, &spill, Utc::now())?;
+    let new_files = spill.counts().1;
     let (result, stored) = if opts.dry_run {
         ("verified", Default::default())
-    } else if updates.is_empty() {
+    } else if new_files == 0 {
         ("up to date", Default::default())
     } else {
         match service
             .import(
                 gun,
-                &updates,
+                &spill.from_source(),
                 &source.label(),
                 opts.replace,
                 &crate::audit::Actor::admin(Some(format!("imported from {}", source.label()))),
@@ -237,7 +235,7 @@ async fn try_import(
         gun: gun.to_string(),
         result,
         error: None,
-        files: all.len(),
+        files: spill.counts().0,
         files_copied: stored.stored,
         files_replaced: stored.replaced,
         current: verified.current.clone(),

@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use notary_common::untrusted::{read_regular_file, ReadError};
 
-use notary_tuf::history::History;
 use notary_tuf::metadata::{self as md, MetaBody, SignedFile};
 
+use super::spill::{Clash, Origin as From, Spill};
 use crate::client::{ClientError, NotaryClient};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,29 @@ pub enum SourceError {
     ChangefeedStuck(String),
     #[error("the source's changefeed names more than {0} repositories (--max-repositories)")]
     TooManyRepositories(usize),
+    #[error("{role} version {version} here differs from the source's")]
+    DiffersHere { role: String, version: i64 },
+    #[error("keeping the fetched files on disk: {0}")]
+    Spill(std::io::Error),
+}
+
+/// Hold a file read from the source in `spill` (a second, different file for one version is
+/// refused: the source's own, or against this server's).
+fn keep(spill: &mut Spill, role: &str, version: i64, bytes: &[u8]) -> Result<(), SourceError> {
+    match spill
+        .add(role, version, bytes, From::Source)
+        .map_err(SourceError::Spill)?
+    {
+        Ok(()) => Ok(()),
+        Err(Clash { with: From::Here }) => Err(SourceError::DiffersHere {
+            role: role.to_string(),
+            version,
+        }),
+        Err(Clash { with: From::Source }) => Err(SourceError::Inconsistent {
+            role: role.to_string(),
+            version,
+        }),
+    }
 }
 
 /// What an import reads from one source at most (the `--max-*` flags of `notary-server import`).
@@ -213,27 +236,24 @@ impl Source {
         }
     }
 
-    /// The files of `gun` the source holds and `here` does not (all of them when `here` is empty).
-    pub async fn fetch(&self, gun: &str, here: &History) -> Result<History, SourceError> {
+    /// Add to `spill` (which holds what this server stores of `gun`) the files of `gun` the
+    /// source holds and this server does not.
+    pub async fn fetch(&self, gun: &str, spill: &mut Spill) -> Result<(), SourceError> {
         let mut budget = self.budget();
         match &self.origin {
             Origin::Server(c) => {
-                fetch_from_server(c, gun, here, &mut budget, self.limits.max_versions).await
+                fetch_from_server(c, gun, spill, &mut budget, self.limits.max_versions).await
             }
             Origin::TrustDirs(dirs) => {
-                let mut h = History::default();
+                let before = spill.counts().1;
                 for d in dirs {
-                    read_trust_dir(
-                        d,
-                        &d.join("tuf").join(gun).join("metadata"),
-                        &mut h,
-                        &mut budget,
-                    )?;
+                    let metadata = d.join("tuf").join(gun).join("metadata");
+                    read_trust_dir(d, &metadata, spill, &mut budget)?;
                 }
-                if h.is_empty() {
+                if spill.counts().1 == before {
                     return Err(SourceError::NotFound(gun.to_string()));
                 }
-                Ok(h)
+                Ok(())
             }
         }
     }
@@ -260,50 +280,43 @@ impl Source {
 async fn fetch_from_server(
     c: &NotaryClient,
     gun: &str,
-    here: &History,
+    spill: &mut Spill,
     budget: &mut Budget<'_>,
     max_versions: u64,
-) -> Result<History, SourceError> {
+) -> Result<(), SourceError> {
     let scope = format!("repository:{gun}:pull");
     let url = |file: &str| format!("/v2/{gun}/_trust/tuf/{file}");
-    let mut h = History::default();
     let ts = budget
         .get(c, &url("timestamp.json"), &scope)
         .await?
         .ok_or_else(|| SourceError::NotFound(gun.to_string()))?;
-    h.insert(md::TIMESTAMP, version_of(md::TIMESTAMP, &ts)?, ts.clone());
+    keep(spill, md::TIMESTAMP, version_of(md::TIMESTAMP, &ts)?, &ts)?;
     if let Some(root) = budget.get(c, &url("root.json"), &scope).await? {
-        h.insert(md::ROOT, version_of(md::ROOT, &root)?, root);
+        keep(spill, md::ROOT, version_of(md::ROOT, &root)?, &root)?;
     }
     // The current chain, by checksum, as clients read it.
     let ts_body: MetaBody = body(md::TIMESTAMP, &ts)?;
+    drop(ts);
     if let Some(sha) = ts_body.meta.get(md::SNAPSHOT).and_then(|m| m.sha256_hex()) {
         if let Some(snap) = budget
             .get(c, &url(&format!("snapshot.{sha}.json")), &scope)
             .await?
         {
             let snap_body: MetaBody = body(md::SNAPSHOT, &snap)?;
-            h.insert(md::SNAPSHOT, version_of(md::SNAPSHOT, &snap)?, snap);
-            fetch_named(c, gun, &scope, &snap_body, here, &mut h, budget).await?;
+            keep(spill, md::SNAPSHOT, version_of(md::SNAPSHOT, &snap)?, &snap)?;
+            drop(snap);
+            fetch_named(c, gun, &scope, &snap_body, spill, budget).await?;
         }
     }
     // Older versions, newest first, down to what is stored here or what the source lacks.
-    let roles: Vec<String> = h
-        .roles
-        .keys()
-        .chain(here.roles.keys())
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for role in &roles {
-        let Some((current, _)) = h.newest(role) else {
+    for role in spill.roles() {
+        let Some(current) = spill.versions_from(&role, From::Source).last().copied() else {
             continue;
         };
         let mut v = current - 1;
         let mut walked = 0u64;
-        while v >= 1 && here.get(role, v).is_none() {
-            if h.get(role, v).is_none() {
+        while v >= 1 && spill.origin(&role, v) != Some(From::Here) {
+            if spill.origin(&role, v).is_none() {
                 walked += 1;
                 if walked > max_versions {
                     return Err(SourceError::TooManyVersions {
@@ -315,11 +328,11 @@ async fn fetch_from_server(
                 let path = url(&format!("{v}.{role}.json"));
                 match budget.get(c, &path, &scope).await? {
                     Some(b) => {
-                        let found = version_of(role, &b)?;
+                        let found = version_of(&role, &b)?;
                         if found != v {
                             return Err(SourceError::WrongVersion { asked: path, found });
                         }
-                        h.insert(role, v, b)
+                        keep(spill, &role, v, &b)?;
                     }
                     None => break,
                 }
@@ -328,34 +341,32 @@ async fn fetch_from_server(
         }
     }
     // Files that older snapshots name and no version number reached.
-    let snapshots: Vec<Vec<u8>> = h
-        .roles
-        .get(md::SNAPSHOT)
-        .map(|m| m.values().cloned().collect())
-        .unwrap_or_default();
-    for snap in snapshots {
+    for v in spill.versions_from(md::SNAPSHOT, From::Source) {
+        let snap = spill.read(md::SNAPSHOT, v).map_err(SourceError::Spill)?;
         if let Ok(b) = body::<MetaBody>(md::SNAPSHOT, &snap) {
-            fetch_named(c, gun, &scope, &b, here, &mut h, budget).await?;
+            drop(snap);
+            fetch_named(c, gun, &scope, &b, spill, budget).await?;
         }
     }
-    Ok(h)
+    Ok(())
 }
 
-/// Fetch by checksum each file `snapshot` names that neither `h` nor `here` holds.
+/// Fetch by checksum each file `snapshot` names that `spill` does not hold.
 async fn fetch_named(
     c: &NotaryClient,
     gun: &str,
     scope: &str,
     snapshot: &MetaBody,
-    here: &History,
-    h: &mut History,
+    spill: &mut Spill,
     budget: &mut Budget<'_>,
 ) -> Result<(), SourceError> {
     for (role, meta) in &snapshot.meta {
         if !md::is_valid_role(role)
             || role == md::TIMESTAMP
-            || h.matching(role, meta).is_some()
-            || here.matching(role, meta).is_some()
+            || spill
+                .matching(role, meta)
+                .map_err(SourceError::Spill)?
+                .is_some()
         {
             continue;
         }
@@ -366,14 +377,7 @@ async fn fetch_named(
             .get(c, &format!("/v2/{gun}/_trust/tuf/{role}.{sha}.json"), scope)
             .await?
         {
-            let v = version_of(role, &b)?;
-            if h.get(role, v).is_some_and(|other| other != b.as_slice()) {
-                return Err(SourceError::Inconsistent {
-                    role: role.clone(),
-                    version: v,
-                });
-            }
-            h.insert(role, v, b);
+            keep(spill, role, version_of(role, &b)?, &b)?;
         }
     }
     Ok(())
@@ -502,14 +506,14 @@ impl TreeWalk {
 fn read_trust_dir(
     trust_dir: &Path,
     dir: &Path,
-    h: &mut History,
+    spill: &mut Spill,
     budget: &mut Budget<'_>,
 ) -> Result<(), SourceError> {
     fn walk(
         tree: &mut TreeWalk,
         base: &Path,
         dir: &Path,
-        h: &mut History,
+        spill: &mut Spill,
         budget: &mut Budget<'_>,
     ) -> Result<(), SourceError> {
         let io = |e: std::io::Error| SourceError::Io {
@@ -533,7 +537,7 @@ fn read_trust_dir(
             };
             match tree.resolve(&path) {
                 // Roles are named by their path: a folder reached through a link is not read.
-                Entry::Dir(real) if real == path => walk(tree, base, &real, h, budget)?,
+                Entry::Dir(real) if real == path => walk(tree, base, &real, spill, budget)?,
                 Entry::Dir(_) => {
                     tracing::warn!(path = %path.display(), "not read: a folder reached through a symbolic link");
                 }
@@ -545,7 +549,7 @@ fn read_trust_dir(
                         continue;
                     }
                     let bytes = budget.read(&real)?;
-                    h.insert(role, version_of(role, &bytes)?, bytes);
+                    keep(spill, role, version_of(role, &bytes)?, &bytes)?;
                 }
                 Entry::Skip => {}
             }
@@ -556,7 +560,7 @@ fn read_trust_dir(
     let Entry::Dir(real) = tree.resolve(dir) else {
         return Ok(());
     };
-    walk(&mut tree, &real, &real, h, budget)
+    walk(&mut tree, &real, &real, spill, budget)
 }
 
 /// GUNs under a trust directory's `tuf/` folder: the paths of folders holding `metadata/`.

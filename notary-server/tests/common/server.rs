@@ -292,6 +292,19 @@ impl Drop for Server {
     }
 }
 
+/// The peak resident memory of a running process (`VmHWM`), if it still runs.
+pub fn peak_memory_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// What a command printed, standard output then standard error.
 pub fn output_text(o: &Output) -> String {
     format!(
