@@ -11,6 +11,9 @@
 //! 4. Idempotent: a second run stores nothing; after one publish upstream it stores exactly
 //!    that publish's files (`a_second_run_copies_only_what_is_new`).
 //! 5. A GUN holding a different history here is refused, unless `--replace`.
+//! 6. A source is bounded while it is read (`source`, its invariants), and a repository's files
+//!    wait on disk (`spill`), verified and stored one at a time: memory holds about one file
+//!    (`hostile_import.rs`).
 
 pub mod source;
 pub mod spill;
