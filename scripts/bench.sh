@@ -7,6 +7,9 @@
 #        bash scripts/bench.sh --history 10000    (rows and database size before and after `prune`)
 #        bash scripts/bench.sh --flamegraph      (perf profile of our current reads at peak, as
 #             docs/performance/flamegraph.svg; needs perf and `cargo install inferno`)
+#        bash scripts/bench.sh --key-binding 1000000  (the first start on a database of that many
+#             repositories whose server keys were never bound, as a Go database: time to healthy,
+#             and until every root is read in the background)
 #        bash scripts/bench.sh --curves [--max-repos 1000000] [--max-versions 10000]
 #             (cost vs targets per repository, vs repositories, vs history: a CSV, the SVG plots in
 #              docs/performance/ and the query plans, docs/performance.md)
@@ -65,6 +68,34 @@ case " $* " in *" --flamegraph "*)
   inferno-flamegraph --title "notary-rs: GET timestamp.json at peak, 16 connections ($(date -u +%F))" --width 1400 \
     < "$work/collapsed.txt" > docs/performance/flamegraph.svg
   echo "wrote docs/performance/flamegraph.svg"
+  exit 0 ;;
+esac
+# Key-binding mode (docs/performance.md, issue 28 item 6): N copies of one repository seeded in
+# SQL, the bindings and their marks removed (a Go database's state), our server restarted.
+case " $* " in *" --key-binding "*)
+  n=$(echo " $* " | sed -nE 's/.* --key-binding ([0-9]+).*/\1/p'); n=${n:-1000000}
+  ./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --server-pid "${pids[0]}" \
+    --guns 1 --targets 10 --only none --half-peak-secs 0 >/dev/null
+  t0=$(date +%s)
+  psql -d notary_rs -v ON_ERROR_STOP=1 -c "SET synchronous_commit = off" -c "
+    INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256)
+    SELECT now(), now(), 'scale.example.com/repo' || i, t.role, t.version, t.data, t.sha256
+    FROM generate_series(0, $n - 1) i,
+         (SELECT DISTINCT ON (role) role, version, data, sha256 FROM tuf_files ORDER BY role, version DESC) t" -c "
+    INSERT INTO changefeed (created_at, gun, version, sha256, category)
+    SELECT now(), 'scale.example.com/repo' || i, 1, repeat('0', 64), 'update' FROM generate_series(0, $n - 1) i"
+  psql -d notary_rs -c "VACUUM ANALYZE tuf_files" -c "VACUUM ANALYZE changefeed" -c "CHECKPOINT"
+  echo "seeded $n repositories in $(( $(date +%s) - t0 )) s ($(psql -d notary_rs -tAc "SELECT count(*) FROM tuf_files WHERE role = 'root'") roots)"
+  kill "${pids[0]}"; while kill -0 "${pids[0]}" 2>/dev/null; do sleep 0.05; done
+  psql -d notary_rs -c "DELETE FROM notary_rs_server_keys" -c "DELETE FROM notary_rs_migrations WHERE set_name LIKE 'server-keys-backfill%'"
+  t0=$(date +%s.%N)
+  NOTARY_SERVER_KEY_PASSPHRASE=bench ./target/release/notary-server --config "$work/rs.json" >>"$work/rs.log" 2>&1 &
+  echo $! > "$work/rs.pid"
+  until curl -sf --cacert "$work/tls/ca.crt" "https://127.0.0.1:$rs_port/_notary_server/health" >/dev/null; do sleep 0.02; done
+  healthy=$(python3 -c "import time; print(f'{time.time() - $t0:.2f}')")
+  until [ -n "$(psql -d notary_rs -tAc "SELECT 1 FROM notary_rs_migrations WHERE set_name = 'server-keys-backfill'")" ]; do sleep 0.1; done
+  bound=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
+  echo "first start with $n repositories whose keys were never bound: healthy after $healthy s; every root read and its keys bound after $bound s, in the background ($(psql -d notary_rs -tAc "SELECT count(*) FROM notary_rs_server_keys") distinct keys)"
   exit 0 ;;
 esac
 # Curves mode (docs/performance.md): three series of points, each measured on both servers in
