@@ -8,22 +8,7 @@
 
 use serde_json::Value;
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-/// Why a value cannot be written as Go-canonical JSON (`docs/wire-format.md` §2).
-pub enum CanonicalError {
-    #[error("canonical JSON: non-integer number {0}")]
-    /// A number with a fraction.
-    NonInteger(String),
-    #[error("canonical JSON: number out of range {0}")]
-    /// A number outside the 64-bit integers.
-    OutOfRange(String),
-    #[error("canonical JSON: control character in string")]
-    /// A control character in a string (Go cannot write it).
-    ControlCharacter,
-    #[error("canonical JSON: invalid JSON: {0}")]
-    /// Not JSON at all.
-    Invalid(String),
-}
+pub use crate::error::CanonicalError;
 
 /// Canonical bytes of a generic JSON value.
 pub fn to_canonical(v: &Value) -> Result<Vec<u8>, CanonicalError> {

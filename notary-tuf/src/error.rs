@@ -2,11 +2,9 @@
 //! Go notary's (they reach clients inside `INVALID_UPDATE` details and the Go CLI prints them;
 //! `docs/wire-format.md`), so each variant renders exactly Go's message. The publish
 //! validation sorts these into Go's categories ([`crate::validation::ValidationError`]).
-
-use crate::cjson::CanonicalError;
-use crate::keys::KeyError;
-use crate::metadata::ParseError;
-use crate::verify::VerifyError;
+//!
+//! The leaf errors of the other modules live here too (each module re-exports its own), so
+//! that this module imports none of them: the crate's modules form no cycle through it.
 
 /// Why metadata, a key or a certificate is not acceptable (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,4 +162,63 @@ impl Error {
             msg: msg.to_string(),
         }
     }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// Why a value cannot be written as Go-canonical JSON (`docs/wire-format.md` §2).
+pub enum CanonicalError {
+    #[error("canonical JSON: non-integer number {0}")]
+    /// A number with a fraction.
+    NonInteger(String),
+    #[error("canonical JSON: number out of range {0}")]
+    /// A number outside the 64-bit integers.
+    OutOfRange(String),
+    #[error("canonical JSON: control character in string")]
+    /// A control character in a string (Go cannot write it).
+    ControlCharacter,
+    #[error("canonical JSON: invalid JSON: {0}")]
+    /// Not JSON at all.
+    Invalid(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+/// Why a key cannot be made or read.
+pub enum KeyError {
+    #[error("unsupported key algorithm {0}")]
+    /// Not `ecdsa` or `ed25519`.
+    UnsupportedAlgorithm(String),
+    #[error("invalid private key bytes for {0}")]
+    /// Bytes that are not a key of the algorithm.
+    InvalidKey(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+/// Why a metadata file does not parse.
+pub enum ParseError {
+    #[error("malformed JSON: {0}")]
+    /// Not JSON, or not the envelope of `docs/wire-format.md` §1.
+    Json(String),
+    #[error("{0}")]
+    /// A body that cannot be written canonically.
+    Canonical(#[from] CanonicalError),
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// Why signatures do not satisfy a role (`docs/wire-format.md` §5).
+pub enum VerifyError {
+    #[error("tuf: data has no signatures")]
+    /// No signature at all.
+    NoSignatures,
+    #[error("tuf: invalid threshold {0} for {1}")]
+    /// A threshold below 1.
+    InvalidThreshold(i64, String),
+    #[error("tuf: {0}")]
+    /// A body that cannot be written canonically.
+    Canonical(String),
+    #[error("key ID is not valid for key content")]
+    /// A signature whose key ID does not match its key's content.
+    InvalidKeyId,
+    #[error("valid signatures did not meet threshold for {0}")]
+    /// Fewer valid signatures than the threshold.
+    Threshold(String),
 }

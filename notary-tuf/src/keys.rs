@@ -409,16 +409,7 @@ pub enum PrivateKey {
     EcdsaP256(p256::ecdsa::SigningKey),
 }
 
-#[derive(Debug, thiserror::Error)]
-/// Why a key cannot be made or read.
-pub enum KeyError {
-    #[error("unsupported key algorithm {0}")]
-    /// Not `ecdsa` or `ed25519`.
-    UnsupportedAlgorithm(String),
-    #[error("invalid private key bytes for {0}")]
-    /// Bytes that are not a key of the algorithm.
-    InvalidKey(String),
-}
+pub use crate::error::KeyError;
 
 impl PrivateKey {
     /// A new random key of `algorithm` (`ecdsa` or `ed25519`).

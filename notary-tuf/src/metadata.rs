@@ -52,16 +52,7 @@ pub fn parent_role(role: &str) -> &str {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-/// Why a metadata file does not parse.
-pub enum ParseError {
-    #[error("malformed JSON: {0}")]
-    /// Not JSON, or not the envelope of `docs/wire-format.md` §1.
-    Json(String),
-    #[error("{0}")]
-    /// A body that cannot be written canonically.
-    Canonical(#[from] CanonicalError),
-}
+pub use crate::error::ParseError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 /// One signature of a file.

@@ -17,25 +17,7 @@ pub struct BaseRole {
     pub threshold: i64,
 }
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-/// Why signatures do not satisfy a role (`docs/wire-format.md` §5).
-pub enum VerifyError {
-    #[error("tuf: data has no signatures")]
-    /// No signature at all.
-    NoSignatures,
-    #[error("tuf: invalid threshold {0} for {1}")]
-    /// A threshold below 1.
-    InvalidThreshold(i64, String),
-    #[error("tuf: {0}")]
-    /// A body that cannot be written canonically.
-    Canonical(String),
-    #[error("key ID is not valid for key content")]
-    /// A signature whose key ID does not match its key's content.
-    InvalidKeyId,
-    #[error("valid signatures did not meet threshold for {0}")]
-    /// Fewer valid signatures than the threshold.
-    Threshold(String),
-}
+pub use crate::error::VerifyError;
 
 /// Check that the signatures of `file` satisfy `role`.
 pub fn verify_signatures(file: &SignedFile, role: &BaseRole) -> Result<(), VerifyError> {
