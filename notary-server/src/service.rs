@@ -1084,7 +1084,7 @@ impl RepoService {
     }
 
     /// Check the imported repositories now and every `every`: a warning at start when some
-    /// await a key rotation, and the gauges of [`RepoService::rotation_metrics`].
+    /// await a key rotation, and the counts behind the gauges ([`RepoService::rotation_counts`]).
     pub fn spawn_rotation_watch(self: &Arc<Self>, every: std::time::Duration) {
         let me = self.clone();
         tokio::spawn(async move {

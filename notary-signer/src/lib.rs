@@ -1,8 +1,9 @@
 //! notary-signer: the key stores and signing service behind notary-server.
 //!
 //! [`CryptoService`] is the one signing abstraction the server uses. In-process ("local") it is
-//! a [`KeyStore`](memory::MemoryKeyStore)-backed service; the gRPC client to a remote
-//! notary-signer implements the same trait.
+//! a store used directly: the SQL store ([`sql::SqlKeyStore`], keys encrypted at rest in the
+//! metadata database), or the memory store for `storage.backend = memory`; the gRPC client to
+//! a remote notary-signer ([`remote`]) implements the same trait.
 
 pub mod jwe;
 pub mod listen;
