@@ -1,0 +1,199 @@
+//! The server-managed keys: creation and rotation, their binding to one repository and role
+//! (and binding the keys stored roots list, in the background), and what a root may name.
+
+use super::*;
+
+impl RepoService {
+    /// Bind the server keys that stored roots list to their repositories, in the background
+    /// (500 roots a step, resumable: a Go database's first start serves at once, however many
+    /// repositories it holds); steps that fail are retried.
+    pub fn spawn_key_binding(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut steps = 0u64;
+            loop {
+                match me.store.bind_stored_keys(500).await {
+                    Ok(true) => break,
+                    Ok(false) => steps += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "binding stored server keys to their repositories; retrying in 5 s");
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                }
+            }
+            me.bindings_complete
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            if steps > 0 {
+                tracing::info!(
+                    roots = steps * 500,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "bound the server keys that stored roots list to their repositories"
+                );
+            }
+        });
+    }
+
+    /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer
+    /// holds it, else a (pending) new key, if `may_create` allows one.
+    pub async fn get_key(
+        &self,
+        gun: &str,
+        role: &str,
+        may_create: impl FnOnce() -> Result<(), ApiError>,
+        actor: &Actor,
+    ) -> Result<PublicKey, ApiError> {
+        let root_file = match self.chain(gun).await? {
+            Some(chain) => self.chain_root(gun, &chain).await?,
+            None => None,
+        };
+        if let Some(file) = root_file {
+            let root: md::Root = file.body().map_err(ApiError::internal)?;
+            if let Some(Some(r)) = root.roles.get(role) {
+                for id in &r.keyids {
+                    if let Some(info) = self.crypto.get_key(id).await.map_err(ApiError::from)? {
+                        return Ok(info.public);
+                    }
+                }
+            }
+        }
+        self.writable()?;
+        may_create()?;
+        self.create_key(gun, role, Action::KeyCreate, actor).await
+    }
+
+    /// A new server key for (GUN, role), bound to them, and its audit record (`role:key ID`).
+    pub(super) async fn create_key(
+        &self,
+        gun: &str,
+        role: &str,
+        action: Action,
+        actor: &Actor,
+    ) -> Result<PublicKey, ApiError> {
+        let key = self
+            .crypto
+            .create_key(role, gun, &self.key_algorithm)
+            .await
+            .map_err(ApiError::from)?;
+        self.store.bind_key(&key.id(), gun, role).await?;
+        let record = Record {
+            action,
+            gun,
+            roles: format!("{role}:{}", key.id()),
+            actor,
+        };
+        self.store.record(crate::storage::now(), &record).await?;
+        record.log();
+        Ok(key)
+    }
+
+    /// The GUN and role a server key is bound to, if any (from the store, or the trust
+    /// service's own record for keys made before bindings existed, which it then binds).
+    pub(super) async fn binding(&self, key_id: &str) -> Result<Option<(String, String)>, ApiError> {
+        if let Some(b) = lock(&self.bindings).get(key_id) {
+            return Ok(Some(b.clone()));
+        }
+        let b = self.store.key_binding(key_id).await?;
+        if let Some(b) = &b {
+            lock(&self.bindings).put(key_id.to_string(), b.clone());
+        }
+        Ok(b)
+    }
+
+    /// Refuse a root that gives the timestamp or snapshot role a server key of another
+    /// repository or role (its ID is public: without this check the server would sign this
+    /// repository's metadata with another repository's key). Keys the server does not hold
+    /// are the owner's; a held key nobody bound yet is bound to this GUN and role now.
+    pub(super) async fn check_root_keys(
+        &self,
+        gun: &str,
+        root: &SignedFile,
+    ) -> Result<(), ApiError> {
+        let root: md::Root = root
+            .body()
+            .map_err(|_| ApiError::new(Code::MalformedJson))?;
+        for role in [md::TIMESTAMP, md::SNAPSHOT] {
+            for id in root.role_keyids(role) {
+                let owner = match self.binding(&id).await? {
+                    Some(b) => Some(b),
+                    None => match self.crypto.get_key(&id).await.map_err(ApiError::from)? {
+                        None => continue,
+                        // No record ties this held key to a repository, and the stored roots
+                        // are not all read yet: one of them may list it.
+                        Some(info)
+                            if info.gun.is_empty()
+                                && !self
+                                    .bindings_complete
+                                    .load(std::sync::atomic::Ordering::SeqCst) =>
+                        {
+                            tracing::warn!(gun, role, key = id, "a root names a server key not bound yet; the stored roots are still being read (first start on this database): try again shortly");
+                            return Err(ApiError::new(Code::StorageUnavailable));
+                        }
+                        Some(info)
+                            if (info.gun.is_empty() || info.gun == gun)
+                                && (info.role.is_empty() || info.role == role) =>
+                        {
+                            self.store.bind_key(&id, gun, role).await?;
+                            continue;
+                        }
+                        Some(info) => Some((info.gun, info.role)),
+                    },
+                };
+                if let Some((g, r)) = owner.filter(|(g, r)| g != gun || r != role) {
+                    tracing::warn!(
+                        gun,
+                        role,
+                        key = id,
+                        bound_to = g,
+                        bound_role = r,
+                        "refused a root listing another repository's server key"
+                    );
+                    return Err(ApiError::from(ValidationError::BadRoot(format!(
+                        "key {id} is a server-managed {r} key of another repository: a root may give the {role} role only this \
+                         repository's own key (GET …/{role}.key)"
+                    ))));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `to_sign` without the keys bound to another repository or role: they never sign here.
+    pub(super) async fn own_keys(
+        &self,
+        gun: &str,
+        mut to_sign: ToSign,
+    ) -> Result<ToSign, ApiError> {
+        let role = to_sign.role.name.clone();
+        let mut foreign = Vec::new();
+        for id in to_sign.role.keys.keys() {
+            if let Some((g, r)) = self.binding(id).await? {
+                if g != gun || r != role {
+                    tracing::warn!(
+                        gun,
+                        role,
+                        key = id,
+                        bound_to = g,
+                        "not signing with another repository's key"
+                    );
+                    foreign.push(id.clone());
+                }
+            }
+        }
+        for id in foreign {
+            to_sign.role.keys.remove(&id);
+        }
+        Ok(to_sign)
+    }
+
+    /// `POST …/{timestamp,snapshot}.key`: a new key; it becomes active once a root lists it.
+    pub async fn rotate_key(
+        &self,
+        gun: &str,
+        role: &str,
+        actor: &Actor,
+    ) -> Result<PublicKey, ApiError> {
+        self.writable()?;
+        self.create_key(gun, role, Action::KeyRotate, actor).await
+    }
+}

@@ -1,0 +1,251 @@
+//! The repository service: publish, reads, key endpoints, delete and changefeed, independent of
+//! HTTP. Validation is `notary_tuf::validation`; signing goes through `CryptoService`.
+//!
+//! One home per operation: `publish`, `read` (current and consistent reads), `resign`
+//! (re-signing and what cannot be re-signed), `keys` (server keys and their bindings), `admin`
+//! (import, listings, prune, retention, audit); this file holds the service, its options and
+//! what several of them use.
+
+mod admin;
+mod keys;
+mod publish;
+mod read;
+mod resign;
+
+use crate::audit::{roles_of, Action, Actor, Record};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use notary_common::sync::lock;
+use notary_signer::{sign_role, CryptoService, SignRoleError};
+use notary_tuf::metadata::{self as md, envelope, SignedFile};
+use notary_tuf::validation::{
+    self, roles_needed, timestamp_body, StoredRepo, ToSign, Update, ValidationError,
+};
+use notary_tuf::PublicKey;
+use serde_json::json;
+
+use crate::cache::{CachedChain, Expected, MetaCache};
+use crate::coherence::{Coherence, LeaseConfig, WriteFuture};
+use crate::errors::{ApiError, Code};
+use crate::metrics::RotationCounts;
+use crate::storage::{Change, Imported, MetaStore, StoreError, StoredFile};
+
+pub struct RepoService {
+    pub store: Arc<dyn MetaStore>,
+    pub cache: Arc<MetaCache>,
+    coherence: Coherence,
+    pub crypto: Arc<dyn CryptoService>,
+    /// Algorithm of server-created timestamp/snapshot keys.
+    pub key_algorithm: String,
+    /// Reads only (e.g. on a streaming replica): nothing is written or signed.
+    pub read_only: bool,
+    /// Repositories whose expired timestamp this server cannot re-sign (it holds no key for it,
+    /// or their root has expired): GUN → the timestamp's SHA-256. Their stored chain is served
+    /// as it is (clients judge expiry) and signing is not tried again until the chain changes.
+    unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Repositories whose expired snapshot this server cannot re-sign (the owner holds its
+    /// key): GUN → the snapshot's SHA-256. Timestamps are still signed over it.
+    snapshot_unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Last check of the imported repositories.
+    rotation: std::sync::Mutex<Option<RotationCounts>>,
+    /// Key bindings read so far (key ID → GUN, role): they never change.
+    bindings: std::sync::Mutex<lru::LruCache<String, (String, String)>>,
+    /// Every server key that stored roots list is bound (see [`RepoService::spawn_key_binding`]);
+    /// until then a root naming a held key that no record ties to a repository waits (503).
+    bindings_complete: std::sync::atomic::AtomicBool,
+}
+
+/// Whether this server holds the keys an imported repository's current root gives the roles
+/// the server signs (see `notary-server imported`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyStatus {
+    pub gun: String,
+    pub source: String,
+    pub imported_at: String,
+    pub timestamp_version: Option<i64>,
+    pub timestamp_expires: Option<DateTime<Utc>>,
+    pub holds_timestamp_key: bool,
+    pub holds_snapshot_key: bool,
+}
+
+impl KeyStatus {
+    /// Publishing needs a key rotation first: this server cannot sign the timestamp.
+    pub fn awaits_rotation(&self) -> bool {
+        !self.holds_timestamp_key
+    }
+}
+
+/// A repository as `notary-server repos` / `show` report it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RepoStatus {
+    pub gun: String,
+    /// Per role (root, targets, snapshot, timestamp, delegations): newest version, versions
+    /// stored, their bytes.
+    pub roles: BTreeMap<String, RoleStatus>,
+    pub timestamp_expires: Option<DateTime<Utc>>,
+    /// Files stored over every role and version, and their bytes.
+    pub files: i64,
+    pub bytes: i64,
+    pub holds_timestamp_key: bool,
+    pub holds_snapshot_key: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoleStatus {
+    pub newest: i64,
+    pub versions: i64,
+    pub bytes: i64,
+}
+
+/// What `prune` removed (or would remove) of one repository.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Pruned {
+    pub gun: String,
+    pub removed: u64,
+    pub kept: u64,
+    /// Role → versions removed.
+    pub by_role: BTreeMap<String, u64>,
+}
+
+/// Most changefeed rows one request returns.
+pub const MAX_CHANGEFEED_RECORDS: i64 = 1000;
+
+/// A changefeed page, serialised with Go's field order.
+#[derive(serde::Serialize)]
+pub struct ChangeList {
+    pub count: usize,
+    pub records: Vec<Change>,
+}
+
+/// How a [`RepoService`] runs.
+pub struct ServiceOptions {
+    /// Algorithm of server-created timestamp/snapshot keys.
+    pub key_algorithm: String,
+    /// A changefeed check runs at least this often (`coherence`).
+    pub check_period: std::time::Duration,
+    /// Reads only (e.g. on a streaming replica): nothing is written or signed.
+    pub read_only: bool,
+    /// The read lease (Postgres, writable).
+    pub lease: Option<LeaseConfig>,
+}
+
+impl RepoService {
+    /// The service, following the changefeed for its cache.
+    pub fn new(
+        store: Arc<dyn MetaStore>,
+        cache: Arc<MetaCache>,
+        crypto: Arc<dyn CryptoService>,
+        opts: ServiceOptions,
+    ) -> Self {
+        let ServiceOptions {
+            key_algorithm,
+            check_period,
+            read_only,
+            lease,
+        } = opts;
+        let coherence =
+            Coherence::start(store.clone(), cache.clone(), check_period, read_only, lease);
+        RepoService {
+            store,
+            cache,
+            coherence,
+            crypto,
+            key_algorithm,
+            read_only,
+            unsignable: Default::default(),
+            snapshot_unsignable: Default::default(),
+            rotation: Default::default(),
+            bindings: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(100_000).expect("non-zero"),
+            )),
+            bindings_complete: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn writable(&self) -> Result<(), ApiError> {
+        if self.read_only {
+            return Err(ApiError::new(Code::ReadOnly));
+        }
+        Ok(())
+    }
+
+    /// A cache miss is about to load from the database: refused while it is behind.
+    fn loadable(&self) -> Result<(), ApiError> {
+        if self.coherence.is_behind() {
+            return Err(ApiError::new(Code::StorageUnavailable));
+        }
+        Ok(())
+    }
+
+    /// Delete every file of the GUN (the API's `DELETE`, or an operator's `notary-server
+    /// delete`); true if there was any.
+    pub async fn delete(&self, gun: &str, actor: &Actor) -> Result<bool, ApiError> {
+        self.writable()?;
+        let store = &self.store;
+        let record = Record {
+            action: Action::Delete,
+            gun,
+            roles: String::new(),
+            actor,
+        };
+        let audit = &record;
+        let deleted = self
+            .coherence
+            .write(gun, |acked: Option<Vec<String>>| -> WriteFuture<'_, bool> {
+                Box::pin(async move { store.delete(gun, acked.as_deref(), Some(audit)).await })
+            })
+            .await;
+        self.cache.forget(gun);
+        let deleted = deleted?;
+        if deleted {
+            record.log();
+            tracing::info!(gun, "deleted repository");
+        }
+        Ok(deleted)
+    }
+
+    /// How current reads were made fresh (for the metrics).
+    pub fn coherence_counts(&self) -> crate::coherence::CoherenceCounts {
+        self.coherence.counts()
+    }
+
+    /// Give up this instance's read lease (at shutdown).
+    pub async fn leave(&self) {
+        self.coherence.leave().await;
+    }
+
+    pub async fn changes(
+        &self,
+        gun: Option<&str>,
+        change_id: &str,
+        records: &str,
+    ) -> Result<ChangeList, ApiError> {
+        let records: i32 = records.parse().map_err(|_| {
+            ApiError::with(
+                Code::InvalidParameters,
+                json!(format!("invalid records parameter: strconv.ParseInt: parsing {records:?}: invalid syntax")),
+            )
+        })?;
+        let change_id: i32 = if change_id.is_empty() {
+            0
+        } else {
+            change_id
+                .parse()
+                .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?
+        };
+        // Go has no upper bound; a page here holds at most MAX_CHANGEFEED_RECORDS rows (clients
+        // page on by the last ID).
+        let records = if records == 0 {
+            100
+        } else {
+            (records as i64).clamp(-MAX_CHANGEFEED_RECORDS, MAX_CHANGEFEED_RECORDS)
+        };
+        let rows: Vec<Change> = self.store.changes(gun, change_id as i64, records).await?;
+        Ok(ChangeList {
+            count: rows.len(),
+            records: rows,
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! Re-signing: expired timestamps and snapshots regenerated on read or ahead of expiry in
+//! the background, and the repositories this server cannot re-sign (remembered, logged once).
+
+use super::*;
+
+impl RepoService {
+    /// Whether `chain` needs re-signing before `deadline`: its timestamp expires, or its snapshot
+    /// does and this server can sign one.
+    pub(super) fn due(&self, gun: &str, chain: &CachedChain, deadline: DateTime<Utc>) -> bool {
+        chain.timestamp_expires < deadline
+            || (chain.snapshot_expires < deadline && !self.is_snapshot_unsignable(gun, chain))
+    }
+
+    pub(super) fn is_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
+        lock(&self.snapshot_unsignable).get(gun) == Some(&chain.snapshot.sha256)
+    }
+
+    /// Remember (and log once) that `gun`'s snapshot cannot be re-signed here.
+    pub(super) fn mark_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) {
+        let mut u = lock(&self.snapshot_unsignable);
+        if u.insert(gun.to_string(), chain.snapshot.sha256.clone())
+            .as_ref()
+            != Some(&chain.snapshot.sha256)
+        {
+            tracing::warn!(
+                gun,
+                snapshot_expires = %chain.snapshot_expires,
+                "this repository's snapshot expired and this server holds no key for it; timestamps are signed over the stored snapshot (clients judge its expiry) until its owner publishes a new one"
+            );
+        }
+    }
+
+    pub(super) fn is_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
+        lock(&self.unsignable).get(gun) == Some(&chain.timestamp.sha256)
+    }
+
+    /// Remember (and log once) that `gun`'s current chain cannot be re-signed here.
+    pub(super) fn mark_unsignable(&self, gun: &str, chain: &CachedChain, why: &ApiError) {
+        let mut u = lock(&self.unsignable);
+        if u.insert(gun.to_string(), chain.timestamp.sha256.clone())
+            .as_ref()
+            != Some(&chain.timestamp.sha256)
+        {
+            let why = why
+                .detail
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            tracing::warn!(
+                gun,
+                timestamp_expires = %chain.timestamp_expires,
+                why,
+                "cannot re-sign this repository's expired metadata; serving it as stored (clients judge expiry) until its owner publishes or rotates keys"
+            );
+        }
+    }
+
+    /// Sign and store a new timestamp (and a new snapshot if it expires before `deadline`).
+    /// Returns false when another instance stored a newer one first.
+    pub(super) async fn regenerate(
+        &self,
+        gun: &str,
+        chain: &CachedChain,
+        deadline: DateTime<Utc>,
+        ahead: bool,
+    ) -> Result<bool, ApiError> {
+        let now = Utc::now();
+        let ts = SignedFile::parse(&chain.timestamp.data).map_err(ApiError::internal)?;
+        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
+        // The root in force (the one this chain names) must not be expired.
+        let root_file = self
+            .chain_root(gun, chain)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
+        let root = validation::load_root(gun, &root_file, None, 1, false, now).map_err(|e| {
+            ApiError::with(
+                Code::InvalidUpdate,
+                json!(format!("the root in force cannot be used: {e}")),
+            )
+        })?;
+        let mut updates = Vec::new();
+        let snapshot_bytes = if snap.expired(deadline) && !self.is_snapshot_unsignable(gun, chain) {
+            let to_sign =
+                validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
+            match self.sign_snapshot(gun, to_sign).await? {
+                Some(update) => {
+                    let file = update.data.clone();
+                    updates.push(update);
+                    file
+                }
+                // The owner holds the snapshot key: the timestamp is signed over the stored one.
+                None => {
+                    self.mark_snapshot_unsignable(gun, chain);
+                    if !ts.expired(deadline) {
+                        return Ok(false);
+                    }
+                    chain.snapshot.data.to_vec()
+                }
+            }
+        } else {
+            chain.snapshot.data.to_vec()
+        };
+        let (v, body) = timestamp_body(Some(ts.common.version), &snapshot_bytes, now)
+            .map_err(ApiError::internal)?;
+        let role = root.base_role(md::TIMESTAMP).map_err(ApiError::internal)?;
+        let ts_file = self
+            .sign_timestamp(
+                gun,
+                &ToSign {
+                    role,
+                    version: v,
+                    body,
+                },
+            )
+            .await?;
+        updates.push(Update {
+            role: md::TIMESTAMP.into(),
+            version: v,
+            data: ts_file,
+        });
+        let unchanged_snapshot = (updates.len() == 1).then_some(&chain.snapshot);
+        match self.commit(gun, &updates, unchanged_snapshot, None).await {
+            Ok(()) => {
+                tracing::info!(
+                    gun,
+                    timestamp_version = v,
+                    snapshot = updates.len() > 1,
+                    ahead,
+                    "re-signed timestamp"
+                );
+                Ok(true)
+            }
+            // Another instance refreshed it first: serve theirs.
+            Err(StoreError::OldVersion) => {
+                tracing::info!(
+                    gun,
+                    timestamp_version = v,
+                    ahead,
+                    "another instance re-signed the timestamp first"
+                );
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Re-sign, ahead of expiry, the timestamps (and snapshots) of cached repositories that
+    /// expire within `before`, checking every `every`. Per repository only the instance holding
+    /// its re-sign lock does it; it re-reads the chain under the lock (after a barrier), so
+    /// a repository another instance just refreshed is left alone.
+    pub fn spawn_resigner(
+        self: &Arc<Self>,
+        before: std::time::Duration,
+        every: std::time::Duration,
+    ) {
+        if before.is_zero() || self.read_only {
+            return;
+        }
+        let me = self.clone();
+        let before = chrono::Duration::from_std(before).unwrap_or(chrono::Duration::days(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for gun in me.cache.chains_due(Utc::now() + before) {
+                    // (Chains this server cannot re-sign stay due: skipped without taking the lock.)
+                    if me.cache.chain(&gun).is_some_and(|c| {
+                        !me.due(&gun, &c, Utc::now() + before) || me.is_unsignable(&gun, &c)
+                    }) {
+                        continue;
+                    }
+                    if let Err(e) = me.resign_ahead(&gun, before).await {
+                        tracing::warn!(gun, error = ?e, "background re-signing failed; reads will re-sign on expiry");
+                    }
+                }
+            }
+        });
+    }
+
+    pub(super) async fn resign_ahead(
+        &self,
+        gun: &str,
+        before: chrono::Duration,
+    ) -> Result<(), ApiError> {
+        let Some(_lock) = self.store.try_lock(&format!("resign {gun}")).await? else {
+            tracing::debug!(gun, "another instance holds the re-signing lock");
+            return Ok(());
+        };
+        let Some(chain) = self.chain(gun).await? else {
+            return Ok(());
+        };
+        let deadline = Utc::now() + before;
+        if !self.due(gun, &chain, deadline) || self.is_unsignable(gun, &chain) {
+            return Ok(());
+        }
+        match self.regenerate(gun, &chain, deadline, true).await {
+            Err(e) if !matches!(e.code, Code::SignerUnavailable | Code::StorageUnavailable) => {
+                self.mark_unsignable(gun, &chain, &e);
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+}
