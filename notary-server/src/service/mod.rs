@@ -41,13 +41,8 @@ pub struct RepoService {
     pub key_algorithm: String,
     /// Reads only (e.g. on a streaming replica): nothing is written or signed.
     pub read_only: bool,
-    /// Repositories whose expired timestamp this server cannot re-sign (it holds no key for it,
-    /// or their root has expired): GUN → the timestamp's SHA-256. Their stored chain is served
-    /// as it is (clients judge expiry) and signing is not tried again until the chain changes.
-    unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    /// Repositories whose expired snapshot this server cannot re-sign (the owner holds its
-    /// key): GUN → the snapshot's SHA-256. Timestamps are still signed over it.
-    snapshot_unsignable: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// What this instance cannot re-sign (`resign`).
+    unsignable: resign::Unsignable,
     /// Last check of the imported repositories.
     rotation: std::sync::Mutex<Option<RotationCounts>>,
     /// Key bindings read so far (key ID → GUN, role): they never change.
@@ -155,7 +150,6 @@ impl RepoService {
             key_algorithm,
             read_only,
             unsignable: Default::default(),
-            snapshot_unsignable: Default::default(),
             rotation: Default::default(),
             bindings: std::sync::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(100_000).expect("non-zero"),

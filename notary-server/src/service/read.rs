@@ -151,7 +151,7 @@ impl RepoService {
     pub(super) async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ApiError> {
         let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
         let now = Utc::now();
-        if !self.due(gun, &chain, now) || self.read_only || self.is_unsignable(gun, &chain) {
+        if !self.due(gun, &chain, now) || self.read_only || self.unsignable.chain(gun, &chain) {
             // (A read-only instance serves what the primary region last signed; a chain this
             // server cannot re-sign is served as stored: the client judges expiry.)
             return Ok(chain);
@@ -162,7 +162,7 @@ impl RepoService {
                 Err(e)
             }
             Err(e) => {
-                self.mark_unsignable(gun, &chain, &e);
+                self.unsignable.mark_chain(gun, &chain, &e);
                 Ok(chain)
             }
         }

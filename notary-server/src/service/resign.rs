@@ -3,40 +3,29 @@
 
 use super::*;
 
-impl RepoService {
-    /// Whether `chain` needs re-signing before `deadline`: its timestamp expires, or its snapshot
-    /// does and this server can sign one.
-    pub(super) fn due(&self, gun: &str, chain: &CachedChain, deadline: DateTime<Utc>) -> bool {
-        chain.timestamp_expires < deadline
-            || (chain.snapshot_expires < deadline && !self.is_snapshot_unsignable(gun, chain))
+/// What this instance knows it cannot re-sign, each remembered (and logged) once per chain:
+/// repositories whose expired timestamp it holds no key for, or whose root has expired (GUN →
+/// the timestamp's SHA-256: served as stored, clients judge expiry, not tried again until the
+/// chain changes); repositories whose expired snapshot the owner signs (GUN → the snapshot's
+/// SHA-256: timestamps are still signed over it).
+#[derive(Default)]
+pub(super) struct Unsignable {
+    timestamps: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    snapshots: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl Unsignable {
+    pub(super) fn chain(&self, gun: &str, chain: &CachedChain) -> bool {
+        lock(&self.timestamps).get(gun) == Some(&chain.timestamp.sha256)
     }
 
-    pub(super) fn is_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
-        lock(&self.snapshot_unsignable).get(gun) == Some(&chain.snapshot.sha256)
-    }
-
-    /// Remember (and log once) that `gun`'s snapshot cannot be re-signed here.
-    pub(super) fn mark_snapshot_unsignable(&self, gun: &str, chain: &CachedChain) {
-        let mut u = lock(&self.snapshot_unsignable);
-        if u.insert(gun.to_string(), chain.snapshot.sha256.clone())
-            .as_ref()
-            != Some(&chain.snapshot.sha256)
-        {
-            tracing::warn!(
-                gun,
-                snapshot_expires = %chain.snapshot_expires,
-                "this repository's snapshot expired and this server holds no key for it; timestamps are signed over the stored snapshot (clients judge its expiry) until its owner publishes a new one"
-            );
-        }
-    }
-
-    pub(super) fn is_unsignable(&self, gun: &str, chain: &CachedChain) -> bool {
-        lock(&self.unsignable).get(gun) == Some(&chain.timestamp.sha256)
+    pub(super) fn snapshot(&self, gun: &str, chain: &CachedChain) -> bool {
+        lock(&self.snapshots).get(gun) == Some(&chain.snapshot.sha256)
     }
 
     /// Remember (and log once) that `gun`'s current chain cannot be re-signed here.
-    pub(super) fn mark_unsignable(&self, gun: &str, chain: &CachedChain, why: &ApiError) {
-        let mut u = lock(&self.unsignable);
+    pub(super) fn mark_chain(&self, gun: &str, chain: &CachedChain, why: &ApiError) {
+        let mut u = lock(&self.timestamps);
         if u.insert(gun.to_string(), chain.timestamp.sha256.clone())
             .as_ref()
             != Some(&chain.timestamp.sha256)
@@ -53,6 +42,30 @@ impl RepoService {
                 "cannot re-sign this repository's expired metadata; serving it as stored (clients judge expiry) until its owner publishes or rotates keys"
             );
         }
+    }
+
+    /// Remember (and log once) that `gun`'s snapshot cannot be re-signed here.
+    pub(super) fn mark_snapshot(&self, gun: &str, chain: &CachedChain) {
+        let mut u = lock(&self.snapshots);
+        if u.insert(gun.to_string(), chain.snapshot.sha256.clone())
+            .as_ref()
+            != Some(&chain.snapshot.sha256)
+        {
+            tracing::warn!(
+                gun,
+                snapshot_expires = %chain.snapshot_expires,
+                "this repository's snapshot expired and this server holds no key for it; timestamps are signed over the stored snapshot (clients judge its expiry) until its owner publishes a new one"
+            );
+        }
+    }
+}
+
+impl RepoService {
+    /// Whether `chain` needs re-signing before `deadline`: its timestamp expires, or its snapshot
+    /// does and this server can sign one.
+    pub(super) fn due(&self, gun: &str, chain: &CachedChain, deadline: DateTime<Utc>) -> bool {
+        chain.timestamp_expires < deadline
+            || (chain.snapshot_expires < deadline && !self.unsignable.snapshot(gun, chain))
     }
 
     /// Sign and store a new timestamp (and a new snapshot if it expires before `deadline`).
@@ -79,7 +92,7 @@ impl RepoService {
             )
         })?;
         let mut updates = Vec::new();
-        let snapshot_bytes = if snap.expired(deadline) && !self.is_snapshot_unsignable(gun, chain) {
+        let snapshot_bytes = if snap.expired(deadline) && !self.unsignable.snapshot(gun, chain) {
             let to_sign =
                 validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
             match self.sign_snapshot(gun, to_sign).await? {
@@ -90,7 +103,7 @@ impl RepoService {
                 }
                 // The owner holds the snapshot key: the timestamp is signed over the stored one.
                 None => {
-                    self.mark_snapshot_unsignable(gun, chain);
+                    self.unsignable.mark_snapshot(gun, chain);
                     if !ts.expired(deadline) {
                         return Ok(false);
                     }
@@ -164,7 +177,7 @@ impl RepoService {
                 for gun in me.cache.chains_due(Utc::now() + before) {
                     // (Chains this server cannot re-sign stay due: skipped without taking the lock.)
                     if me.cache.chain(&gun).is_some_and(|c| {
-                        !me.due(&gun, &c, Utc::now() + before) || me.is_unsignable(&gun, &c)
+                        !me.due(&gun, &c, Utc::now() + before) || me.unsignable.chain(&gun, &c)
                     }) {
                         continue;
                     }
@@ -189,12 +202,12 @@ impl RepoService {
             return Ok(());
         };
         let deadline = Utc::now() + before;
-        if !self.due(gun, &chain, deadline) || self.is_unsignable(gun, &chain) {
+        if !self.due(gun, &chain, deadline) || self.unsignable.chain(gun, &chain) {
             return Ok(());
         }
         match self.regenerate(gun, &chain, deadline, true).await {
             Err(e) if !matches!(e.code, Code::SignerUnavailable | Code::StorageUnavailable) => {
-                self.mark_unsignable(gun, &chain, &e);
+                self.unsignable.mark_chain(gun, &chain, &e);
                 Ok(())
             }
             other => other.map(|_| ()),
