@@ -36,7 +36,7 @@ async fn kill_9_during_publishes_loses_nothing_acknowledged() {
             loop {
                 let file =
                     repo2.targets_file(v, &[("t", format!("round {round} v{v}").as_bytes())]);
-                let (ct, body) = notary_bench::repo::multipart(&[("targets", &file)]);
+                let (ct, body) = multipart(&[("targets", &file)]);
                 match http
                     .post(&url)
                     .header("content-type", ct)

@@ -134,7 +134,7 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
             let mut v = 2;
             while !done.load(Ordering::SeqCst) {
                 let file = repo.targets_file(v, &[("t", format!("v{v}").as_bytes())]);
-                let (ct, body) = notary_bench::repo::multipart(&[("targets", &file)]);
+                let (ct, body) = multipart(&[("targets", &file)]);
                 let ok = match http
                     .post(&url)
                     .header("content-type", ct)

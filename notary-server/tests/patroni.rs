@@ -491,7 +491,7 @@ async fn publishes_and_reads_survive_patroni_fail_overs() {
                 while !done.load(Ordering::SeqCst) {
                     let s = &writers[v as usize % 2];
                     let file = repo.targets_file(v, &[("t", format!("v{v}").as_bytes())]);
-                    let (ct, body) = notary_bench::repo::multipart(&[("targets", &file)]);
+                    let (ct, body) = multipart(&[("targets", &file)]);
                     let start = Instant::now();
                     let r = s
                         .http

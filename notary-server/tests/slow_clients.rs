@@ -27,7 +27,7 @@ async fn slow_uploads_and_idle_connections_do_not_exhaust_the_server() {
 
     // 20 publishes whose bodies trickle in (a byte every 100 ms, never complete in time).
     let targets = repo.targets_file(2, &[("slow", b"slow")]);
-    let (ct, body) = notary_bench::repo::multipart(&[("targets", &targets)]);
+    let (ct, body) = multipart(&[("targets", &targets)]);
     let mut slow = Vec::new();
     for _ in 0..20 {
         let (http, url, ct, body) = (s.http.clone(), s.tuf(gun, ""), ct.clone(), body.clone());
@@ -120,7 +120,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits() {
     let gun = "example.com/shutdown/repo";
     let repo = init_repo(&s, gun).await;
     let targets = repo.targets_file(2, &[("published-during-shutdown", b"x")]);
-    let (ct, body) = notary_bench::repo::multipart(&[("targets", &targets)]);
+    let (ct, body) = multipart(&[("targets", &targets)]);
     // An idle keep-alive connection, which must not hold the shutdown up.
     assert_eq!(s.get(&s.tuf(gun, "timestamp.json")).await.0, 200);
 

@@ -52,7 +52,7 @@ async fn server_certificate_reloads_on_sighup_and_file_change() {
 
     // A publish whose body trickles in over ~3 s, in flight across the reload.
     let targets = repo.targets_file(2, &[("during-reload", b"x")]);
-    let (ct, body) = notary_bench::repo::multipart(&[("targets", &targets)]);
+    let (ct, body) = multipart(&[("targets", &targets)]);
     let chunks: Vec<Vec<u8>> = body
         .chunks(body.len() / 30 + 1)
         .map(|c| c.to_vec())

@@ -1,5 +1,5 @@
 //! The generated gRPC code (package `proto`).
-#[allow(clippy::all, missing_docs)]
+#[allow(clippy::all, missing_docs, unused_qualifications, unreachable_pub)]
 pub mod proto {
     tonic::include_proto!("proto");
 }

@@ -267,9 +267,9 @@ mod tests {
     }
 
     mod tempfile_dir {
-        pub struct Dir(pub std::path::PathBuf);
+        pub(super) struct Dir(pub std::path::PathBuf);
         impl Dir {
-            pub fn new() -> Self {
+            pub(super) fn new() -> Self {
                 let p = std::env::temp_dir().join(format!(
                     "notary-signer-test-{}-{}",
                     std::process::id(),

@@ -144,7 +144,7 @@ fn first_cert(pem: &[u8]) -> Option<Certificate> {
         .ok()?
         .into_iter()
         .find(|(label, _)| label == "CERTIFICATE")?;
-    <Certificate as der::Decode>::from_der(&der).ok()
+    <Certificate as Decode>::from_der(&der).ok()
 }
 
 fn first_cert_spki(pem: &[u8]) -> Option<Vec<u8>> {
@@ -272,7 +272,7 @@ pub fn load_cert_bundle(pem: &[u8]) -> Result<Vec<CertInfo>, crate::Error> {
         if label != "CERTIFICATE" {
             return Err(crate::Error::PemType(label));
         }
-        let cert = <Certificate as der::Decode>::from_der(&der)
+        let cert = <Certificate as Decode>::from_der(&der)
             .map_err(|e| crate::Error::CertBundle(e.to_string()))?;
         certs.push(cert_info(cert));
     }

@@ -222,7 +222,7 @@ impl<'a> Envelope<'a> {
             }
         }
         let mut de = serde_json::Deserializer::from_slice(raw);
-        let e = serde::Deserializer::deserialize_map(&mut de, V)
+        let e = Deserializer::deserialize_map(&mut de, V)
             .and_then(|e| de.end().map(|()| e))
             .map_err(|e| ParseError::Json(e.to_string()))?;
         Ok(e)

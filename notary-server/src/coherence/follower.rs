@@ -37,7 +37,7 @@ pub trait Barrier: Send + Sync {
 }
 
 /// Called with (GUN, row ID) for every changefeed row applied.
-pub type RowObserver = Box<dyn Fn(&str, i64) + Send + Sync>;
+pub(super) type RowObserver = Box<dyn Fn(&str, i64) + Send + Sync>;
 
 struct State {
     /// Checks started so far (the epoch of the newest one).

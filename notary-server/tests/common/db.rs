@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// A fresh, empty database on the test Postgres cluster (started by scripts/test.sh).
-pub async fn create_pg_db() -> String {
+pub(crate) async fn create_pg_db() -> String {
     use sqlx::Connection;
     let admin = std::env::var("NOTARY_TEST_PG_URL")
         .expect("NOTARY_TEST_PG_URL is not set: run the tests with `bash scripts/test.sh`, which starts a private Postgres");
@@ -23,7 +23,7 @@ pub async fn create_pg_db() -> String {
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
 }
 
-pub fn rand_suffix() -> u64 {
+pub(crate) fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now()
@@ -34,7 +34,7 @@ pub fn rand_suffix() -> u64 {
 }
 
 /// A fresh database with the schema the Go server's migrations create.
-pub async fn create_go_pg_db() -> String {
+pub(crate) async fn create_go_pg_db() -> String {
     use sqlx::Connection;
     let url = create_pg_db().await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -49,7 +49,7 @@ pub async fn create_go_pg_db() -> String {
 
 /// A fresh database with the Go notary-signer's schema (its migrations create `private_keys`;
 /// our signer migration is that same table).
-pub async fn create_go_signer_db() -> String {
+pub(crate) async fn create_go_signer_db() -> String {
     use sqlx::Connection;
     let url = create_pg_db().await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -67,7 +67,7 @@ pub async fn create_go_signer_db() -> String {
 }
 
 /// The newest installed PostgreSQL server binaries.
-pub fn pg_bin() -> PathBuf {
+pub(crate) fn pg_bin() -> PathBuf {
     let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .unwrap()
         .map(|e| e.unwrap().path().join("bin"))
@@ -79,7 +79,7 @@ pub fn pg_bin() -> PathBuf {
 }
 
 /// Run a command as the `postgres` user (Postgres refuses root), asserting success.
-pub fn as_postgres(args: &[&str]) {
+pub(crate) fn as_postgres(args: &[&str]) {
     let out = Command::new("runuser")
         .arg("-u")
         .arg("postgres")

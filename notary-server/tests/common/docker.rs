@@ -9,7 +9,7 @@ use super::*;
 
 /// Debian's docker-registry on a free loopback port (127.0.0.0/8 is an insecure registry for
 /// the daemon by default).
-pub struct Registry {
+pub(crate) struct Registry {
     child: Child,
     pub port: u16,
     _tmp: tempfile::TempDir,
@@ -17,7 +17,7 @@ pub struct Registry {
 
 impl Registry {
     /// `token`: (realm, issuer, root bundle) to require bearer tokens for service "registry.test".
-    pub fn start(token: Option<(&str, &str, &Path)>) -> Registry {
+    pub(crate) fn start(token: Option<(&str, &str, &Path)>) -> Registry {
         let tmp = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -63,20 +63,20 @@ impl Drop for Registry {
 }
 
 /// The docker CLI with a private config folder, trusting `notary`'s CA.
-pub struct DockerCli {
+pub(crate) struct DockerCli {
     pub config: PathBuf,
     notary_url: String,
     images: std::cell::RefCell<Vec<String>>,
 }
 
 impl DockerCli {
-    pub fn new(dir: &Path, notary: &Server) -> DockerCli {
+    pub(crate) fn new(dir: &Path, notary: &Server) -> DockerCli {
         Self::for_notary(dir, &notary.url, &notary.ca)
     }
 
     /// A docker CLI whose content trust server is `url` (https://127.0.0.1:PORT) with CA `ca`;
     /// clients made with the same `dir` share one config folder (and trust cache).
-    pub fn for_notary(dir: &Path, url: &str, ca: &Path) -> DockerCli {
+    pub(crate) fn for_notary(dir: &Path, url: &str, ca: &Path) -> DockerCli {
         let config = dir.join("docker-config");
         let tls = config.join("tls").join(url.trim_start_matches("https://"));
         std::fs::create_dir_all(&tls).unwrap();
@@ -89,9 +89,9 @@ impl DockerCli {
     }
 
     /// (success, stdout, stderr)
-    pub fn run3(&self, trust: bool, args: &[&str], input: &[u8]) -> (bool, String, String) {
+    pub(crate) fn run3(&self, trust: bool, args: &[&str], input: &[u8]) -> (bool, String, String) {
         use std::io::Write;
-        let mut child = std::process::Command::new("docker")
+        let mut child = Command::new("docker")
             .args(args)
             .env("DOCKER_CONFIG", &self.config)
             .env("DOCKER_CONTENT_TRUST", if trust { "1" } else { "0" })
@@ -101,9 +101,9 @@ impl DockerCli {
                 "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE",
                 "dct-repo-pass",
             )
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("docker CLI");
         child.stdin.take().unwrap().write_all(input).unwrap();
@@ -116,24 +116,24 @@ impl DockerCli {
     }
 
     /// (success, everything printed)
-    pub fn run(&self, trust: bool, args: &[&str], input: &[u8]) -> (bool, String) {
+    pub(crate) fn run(&self, trust: bool, args: &[&str], input: &[u8]) -> (bool, String) {
         let (ok, out, err) = self.run3(trust, args, input);
         (ok, format!("{out}{err}"))
     }
 
-    pub fn ok(&self, trust: bool, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, trust: bool, args: &[&str]) -> String {
         let (ok, out) = self.run(trust, args, b"");
         assert!(ok, "docker {args:?}: {out}");
         out
     }
 
     /// A one-file image made locally (`docker import`), tagged `name`.
-    pub fn make_image(&self, dir: &Path, name: &str, content: &str) {
+    pub(crate) fn make_image(&self, dir: &Path, name: &str, content: &str) {
         let root = dir.join(format!("rootfs-{}", self.images.borrow().len()));
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("content.txt"), content).unwrap();
         let tar = dir.join(format!("img-{}.tar", self.images.borrow().len()));
-        assert!(std::process::Command::new("tar")
+        assert!(Command::new("tar")
             .arg("-C")
             .arg(&root)
             .arg("-cf")
@@ -146,12 +146,12 @@ impl DockerCli {
         self.images.borrow_mut().push(name.to_string());
     }
 
-    pub fn forget_image(&self, name: &str) {
+    pub(crate) fn forget_image(&self, name: &str) {
         let _ = self.run(false, &["rmi", "-f", name], b"");
     }
 
     /// Remove the cached trust metadata (keys stay): the next pull is a fresh client's.
-    pub fn forget_trust_cache(&self) {
+    pub(crate) fn forget_trust_cache(&self) {
         let _ = std::fs::remove_dir_all(self.config.join("trust/tuf"));
     }
 }
@@ -159,9 +159,7 @@ impl DockerCli {
 impl Drop for DockerCli {
     fn drop(&mut self) {
         for i in self.images.borrow().iter() {
-            let _ = std::process::Command::new("docker")
-                .args(["rmi", "-f", i])
-                .output();
+            let _ = Command::new("docker").args(["rmi", "-f", i]).output();
         }
     }
 }

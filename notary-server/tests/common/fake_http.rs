@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 
 /// What the fake server was asked.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: String,
     /// Path and query.
     pub path: String,
@@ -21,7 +21,7 @@ pub struct Request {
 }
 
 /// What it answers.
-pub enum Reply {
+pub(crate) enum Reply {
     /// A status, headers and a body.
     Bytes(u16, Vec<(String, String)>, Vec<u8>),
     /// 200 with a chunked body that never ends (spaces).
@@ -29,17 +29,17 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
+    pub(crate) fn ok(body: impl Into<Vec<u8>>) -> Reply {
         Reply::Bytes(200, Vec::new(), body.into())
     }
-    pub fn status(code: u16) -> Reply {
+    pub(crate) fn status(code: u16) -> Reply {
         Reply::Bytes(code, Vec::new(), Vec::new())
     }
 }
 
-pub type Handler = Arc<dyn Fn(Request) -> BoxFuture<'static, Reply> + Send + Sync>;
+pub(crate) type Handler = Arc<dyn Fn(Request) -> BoxFuture<'static, Reply> + Send + Sync>;
 
-pub struct FakeHttp {
+pub(crate) struct FakeHttp {
     pub url: String,
     /// Requests answered so far.
     pub hits: Arc<AtomicUsize>,
@@ -49,7 +49,7 @@ pub struct FakeHttp {
 type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
 
 impl FakeHttp {
-    pub fn start(handler: Handler) -> FakeHttp {
+    pub(crate) fn start(handler: Handler) -> FakeHttp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         listener.set_nonblocking(true).unwrap();
@@ -120,7 +120,7 @@ impl FakeHttp {
     }
 
     /// Requests answered so far.
-    pub fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 }
@@ -149,11 +149,11 @@ fn response(reply: Reply) -> hyper::Response<Body> {
 }
 
 /// An edit of a real server's answer: (request, status, body) → (status, body).
-pub type Edit = Arc<dyn Fn(&Request, u16, Vec<u8>) -> (u16, Vec<u8>) + Send + Sync>;
+pub(crate) type Edit = Arc<dyn Fn(&Request, u16, Vec<u8>) -> (u16, Vec<u8>) + Send + Sync>;
 
 /// A plain-HTTP proxy to the HTTPS server `upstream` (trusting `ca`) that waits `delay` before
 /// each answer and passes every answer through `edit`.
-pub fn editing_proxy(
+pub(crate) fn editing_proxy(
     upstream: &str,
     ca: &std::path::Path,
     delay: Duration,

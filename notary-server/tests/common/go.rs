@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-pub struct Notary {
+pub(crate) struct Notary {
     pub server: String,
     pub ca: PathBuf,
     pub dir: PathBuf,
 }
 
-pub struct Run {
+pub(crate) struct Run {
     pub ok: bool,
     pub stdout: String,
     pub stderr: String,
@@ -21,22 +21,22 @@ pub struct Run {
 
 impl Run {
     /// What the user sees: the CLI prints `* fatal: …` on stdout.
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
 }
 
 impl Notary {
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_with_input(args, b"")
     }
 
-    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
+    pub(crate) fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
         self.run_full(args, input, None)
     }
 
     /// Run with every key passphrase set to `passphrase` (e.g. keys made by `docker trust`).
-    pub fn run_with_env(&self, args: &[&str], passphrase: &str) -> Run {
+    pub(crate) fn run_with_env(&self, args: &[&str], passphrase: &str) -> Run {
         self.run_full(args, b"", Some(passphrase))
     }
 
@@ -80,7 +80,7 @@ impl Notary {
     }
 
     /// Run and require success.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let r = self.run(args);
         assert!(
             r.ok,
@@ -92,10 +92,10 @@ impl Notary {
 }
 
 #[allow(unused_imports)] // each test binary uses a different subset
-pub use notary_bench::repo::{far_future, multipart, root_cert, RustRepo};
+pub(crate) use notary_bench::repo::{far_future, multipart, root_cert, RustRepo};
 
 /// Debian's Go notary-server 0.7.0 (local trust service, TLS) on a Postgres database.
-pub struct GoServer {
+pub(crate) struct GoServer {
     child: Option<Child>,
     pub url: String,
     pub ca: PathBuf,
@@ -103,12 +103,12 @@ pub struct GoServer {
 }
 
 impl GoServer {
-    pub async fn start(db_url: &str) -> GoServer {
+    pub(crate) async fn start(db_url: &str) -> GoServer {
         Self::start_with(db_url, serde_json::json!({})).await
     }
 
     /// As [`start`], with `extra` merged into its config (e.g. a remote `trust_service`).
-    pub async fn start_with(db_url: &str, extra: serde_json::Value) -> GoServer {
+    pub(crate) async fn start_with(db_url: &str, extra: serde_json::Value) -> GoServer {
         let tmp = tempfile::tempdir().unwrap();
         let tls = notary_server::tls::ensure_self_signed(tmp.path()).unwrap();
         let port = free_port();
@@ -166,13 +166,13 @@ impl GoServer {
         g
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.tmp.path().join("go-server.log")).unwrap_or_default()
     }
 
     /// A notary CLI bound to this server; `dir` is a trust folder (may be shared with clients
     /// of our server).
-    pub fn notary(&self, dir: &Path) -> Notary {
+    pub(crate) fn notary(&self, dir: &Path) -> Notary {
         Notary {
             server: self.url.clone(),
             ca: self.ca.clone(),
@@ -180,7 +180,7 @@ impl GoServer {
         }
     }
 
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -195,11 +195,11 @@ impl Drop for GoServer {
 }
 
 /// The GUN the Go server writes in [`go_populated_db`], with its targets.
-pub const GO_GUN: &str = "example.com/go/written";
+pub(crate) const GO_GUN: &str = "example.com/go/written";
 
 /// A Go-created database that the Go server populated through the Go CLI: a repository with a
 /// target in `targets` and one in the delegation `targets/releases`.
-pub async fn go_populated_db() -> String {
+pub(crate) async fn go_populated_db() -> String {
     let db = create_go_pg_db().await;
     let go = GoServer::start(&db).await;
     let owner = go.notary(&go.tmp.path().join("owner"));
@@ -243,7 +243,7 @@ pub async fn go_populated_db() -> String {
 }
 
 /// An RSA-2048 delegation key and self-signed certificate made with openssl.
-pub fn delegate_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn delegate_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let cert = dir.join(format!("{name}.crt"));
     let out = Command::new("openssl")
@@ -275,7 +275,7 @@ pub fn delegate_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 
 /// init, add, publish, rotate the timestamp and snapshot keys to the server, publish again, and
 /// list and verify from a fresh client.
-pub fn full_flow(n: &Notary, fresh: &Notary, gun: &str, dir: &Path) {
+pub(crate) fn full_flow(n: &Notary, fresh: &Notary, gun: &str, dir: &Path) {
     let f = write_file(dir, "flow.txt", b"signed through a remote signer\n");
     n.ok(&["init", gun]);
     n.ok(&["add", gun, "v1", f.to_str().unwrap()]);

@@ -4,20 +4,20 @@
 //! are built with the `system-tests` feature (which that script turns on).
 #![allow(dead_code, unused_imports)]
 
-pub mod db;
-pub mod docker;
-pub mod fake_http;
-pub mod go;
-pub mod net;
-pub mod server;
-pub mod signer;
-pub mod token;
+pub(crate) mod db;
+pub(crate) mod docker;
+pub(crate) mod fake_http;
+pub(crate) mod go;
+pub(crate) mod net;
+pub(crate) mod server;
+pub(crate) mod signer;
+pub(crate) mod token;
 
-pub use db::*;
-pub use docker::*;
-pub use fake_http::*;
-pub use go::*;
-pub use net::*;
-pub use server::*;
-pub use signer::*;
-pub use token::*;
+pub(crate) use db::*;
+pub(crate) use docker::*;
+pub(crate) use fake_http::*;
+pub(crate) use go::*;
+pub(crate) use net::*;
+pub(crate) use server::*;
+pub(crate) use signer::*;
+pub(crate) use token::*;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// Send a signal (`HUP`, `STOP`, `CONT`, `KILL`…) to a process.
-pub fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args([&format!("-{sig}"), &pid])
@@ -17,7 +17,7 @@ pub fn signal(child: &Child, sig: &str) {
         .success());
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -29,7 +29,7 @@ pub fn free_port() -> u16 {
 /// an instance); stopping it cuts every connection, as a restart or a network split does.
 /// Clones share the same forwarder.
 #[derive(Clone)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub port: u16,
     pub upstream: String,
     /// Where new connections go (`upstream` until [`Proxy::point_to`]).
@@ -41,7 +41,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(upstream: String) -> Proxy {
+    pub(crate) fn new(upstream: String) -> Proxy {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -51,7 +51,7 @@ impl Proxy {
     }
 
     /// On a given port (e.g. the port of a stopped proxy, re-pointed elsewhere).
-    pub fn with_port(port: u16, upstream: String) -> Proxy {
+    pub(crate) fn with_port(port: u16, upstream: String) -> Proxy {
         Proxy {
             port,
             target: std::sync::Arc::new(std::sync::Mutex::new(upstream.clone())),
@@ -61,7 +61,7 @@ impl Proxy {
         }
     }
 
-    pub async fn start(&self) {
+    pub(crate) async fn start(&self) {
         self.blackhole.send_replace(false);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
@@ -101,17 +101,17 @@ impl Proxy {
 
     /// Send new connections to `upstream` from now on; established ones stay where they are (a
     /// balancer re-pointed after a fail-over, with the old node's sessions still open).
-    pub fn point_to(&self, upstream: &str) {
+    pub(crate) fn point_to(&self, upstream: &str) {
         *self.target.lock().unwrap() = upstream.to_string();
     }
 
     /// Stop forwarding without closing anything: packets are "dropped" both ways, new
     /// connections hang. `stop` then `start` heals it (dropping the held connections).
-    pub fn blackhole(&self) {
+    pub(crate) fn blackhole(&self) {
         self.blackhole.send_replace(true);
     }
 
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         for t in self.tasks.lock().await.drain(..) {
             t.abort();
         }
@@ -119,25 +119,25 @@ impl Proxy {
     }
 
     /// The database URL, routed through this proxy.
-    pub fn url(&self, db_url: &str) -> String {
+    pub(crate) fn url(&self, db_url: &str) -> String {
         db_url.replace(&self.upstream, &format!("127.0.0.1:{}", self.port))
     }
 }
 
-pub fn host_port(db_url: &str) -> String {
+pub(crate) fn host_port(db_url: &str) -> String {
     let after_at = db_url.split('@').nth(1).unwrap();
     after_at.split('/').next().unwrap().to_string()
 }
 
 /// Debian's HAProxy with the given configuration (written into `dir` with its log), stopped on
 /// drop.
-pub struct Haproxy {
+pub(crate) struct Haproxy {
     child: Child,
     log: PathBuf,
 }
 
 impl Haproxy {
-    pub fn start(dir: &Path, cfg: &str) -> Haproxy {
+    pub(crate) fn start(dir: &Path, cfg: &str) -> Haproxy {
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, cfg).unwrap();
         let log = dir.join("haproxy.log");
@@ -153,7 +153,7 @@ impl Haproxy {
         Haproxy { child, log }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

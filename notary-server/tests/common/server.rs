@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use super::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
     /// Postgres with the Go server's schema, populated by the Go server first.
     GoPopulatedPostgres,
 }
 
-pub fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+pub(crate) fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     match (into, from) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
             for (k, v) in b {
@@ -26,7 +26,7 @@ pub fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     args: Vec<String>,
     pub db_url: Option<String>,
@@ -40,11 +40,11 @@ pub struct Server {
 
 impl Server {
     /// Start on the embedded default (SQLite + self-signed TLS) in a fresh folder.
-    pub async fn start() -> Server {
+    pub(crate) async fn start() -> Server {
         Self::start_backend(Backend::Sqlite).await
     }
 
-    pub async fn start_backend(backend: Backend) -> Server {
+    pub(crate) async fn start_backend(backend: Backend) -> Server {
         match backend {
             Backend::Sqlite => {
                 let tmp = tempfile::tempdir().unwrap();
@@ -65,18 +65,18 @@ impl Server {
 
     /// Start from a Go-format config file on the given Postgres database, with TLS files made
     /// up front (as an operator would configure them).
-    pub async fn start_with_db(db_url: &str) -> Server {
+    pub(crate) async fn start_with_db(db_url: &str) -> Server {
         Self::start_with_config(db_url, serde_json::json!({})).await
     }
 
     /// As [`start_with_db`], with `extra` merged into the config file.
-    pub async fn start_with_config(db_url: &str, extra: serde_json::Value) -> Server {
+    pub(crate) async fn start_with_config(db_url: &str, extra: serde_json::Value) -> Server {
         Self::start_with_tls(db_url, extra, None).await
     }
 
     /// As [`start_with_config`], serving the given certificate (e.g. one shared by several
     /// instances behind a load balancer) instead of one of its own.
-    pub async fn start_with_tls(
+    pub(crate) async fn start_with_tls(
         db_url: &str,
         extra: serde_json::Value,
         shared: Option<&notary_server::tls::Generated>,
@@ -174,12 +174,12 @@ impl Server {
         s
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.tmp.path().join("server.log")).unwrap_or_default()
     }
 
     /// Stop and start again with the same arguments, data folder and port.
-    pub async fn restart(mut self) -> Server {
+    pub(crate) async fn restart(mut self) -> Server {
         self.stop();
         let tmp = std::mem::replace(&mut self.tmp, tempfile::tempdir().unwrap());
         Self::spawn(
@@ -192,19 +192,22 @@ impl Server {
         .await
     }
 
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub fn tmp(&self) -> &Path {
+    pub(crate) fn tmp(&self) -> &Path {
         self.tmp.path()
     }
 
     /// Wait up to `within` for the server to exit by itself: its exit status, if it did.
-    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) async fn exited_within(
+        &mut self,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(st) = self.child.as_mut()?.try_wait().unwrap() {
@@ -219,18 +222,18 @@ impl Server {
     }
 
     /// The server's process ID.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
     /// Send a signal (e.g. "HUP") to the server process.
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         signal(self.child.as_ref().expect("running"), sig);
     }
 
     /// `notary-server <storage args> <args…>`: a subcommand (import, imported) on this server's
     /// storage, with its key passphrase.
-    pub fn admin(&self, args: &[&str]) -> Command {
+    pub(crate) fn admin(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_notary-server"));
         let storage: Vec<&String> = match self.args.iter().position(|a| a == "--listen") {
             Some(i) => self.args[..i].iter().chain(&self.args[i + 2..]).collect(),
@@ -246,17 +249,17 @@ impl Server {
         cmd
     }
 
-    pub fn tuf(&self, gun: &str, file: &str) -> String {
+    pub(crate) fn tuf(&self, gun: &str, file: &str) -> String {
         format!("{}/v2/{gun}/_trust/tuf/{file}", self.url)
     }
 
-    pub async fn get(&self, url: &str) -> (u16, Vec<u8>) {
+    pub(crate) async fn get(&self, url: &str) -> (u16, Vec<u8>) {
         let r = self.http.get(url).send().await.unwrap();
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 
     /// The repository's state as clients see it: every role file they fetch, and the changefeed.
-    pub async fn snapshot_of_state(&self, gun: &str) -> Vec<(u16, Vec<u8>)> {
+    pub(crate) async fn snapshot_of_state(&self, gun: &str) -> Vec<(u16, Vec<u8>)> {
         let mut v = Vec::new();
         for f in [
             "root.json",
@@ -277,7 +280,7 @@ impl Server {
     }
 
     /// A notary CLI bound to this server and a trust folder.
-    pub fn notary(&self, trust_dir: &str) -> Notary {
+    pub(crate) fn notary(&self, trust_dir: &str) -> Notary {
         Notary {
             server: self.url.clone(),
             ca: self.ca.clone(),
@@ -293,7 +296,7 @@ impl Drop for Server {
 }
 
 /// The peak resident memory of a running process (`VmHWM`), if it still runs.
-pub fn peak_memory_kib(pid: u32) -> Option<u64> {
+pub(crate) fn peak_memory_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -306,7 +309,7 @@ pub fn peak_memory_kib(pid: u32) -> Option<u64> {
 }
 
 /// What a command printed, standard output then standard error.
-pub fn output_text(o: &Output) -> String {
+pub(crate) fn output_text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -314,14 +317,14 @@ pub fn output_text(o: &Output) -> String {
     )
 }
 
-pub fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+pub(crate) fn write_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, content).unwrap();
     p
 }
 
 /// The sha256 of a snapshot named in a timestamp file.
-pub fn snapshot_sha_from_timestamp(ts: &[u8]) -> String {
+pub(crate) fn snapshot_sha_from_timestamp(ts: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(ts).unwrap();
     let b64 = v["signed"]["meta"]["snapshot"]["hashes"]["sha256"]
         .as_str()
@@ -354,7 +357,7 @@ macro_rules! on_both_backends {
 /// its `server.http_addr` is set to a free port) from the folder `cwd`, with `env` and no key
 /// passphrase unless `env` gives one: Ok((child, port)) once it listens, Err(everything it
 /// printed) if it exits first.
-pub fn try_start_server_in(
+pub(crate) fn try_start_server_in(
     mut config: serde_json::Value,
     dir: &Path,
     cwd: &Path,
@@ -395,7 +398,7 @@ pub fn try_start_server_in(
 }
 
 /// [`try_start_server_in`] with the config, the log and the current folder all in `dir`.
-pub fn try_start_server(
+pub(crate) fn try_start_server(
     config: serde_json::Value,
     dir: &Path,
     env: &[(&str, &str)],
@@ -405,12 +408,12 @@ pub fn try_start_server(
 
 /// Initialise a Rust-signed repository on `s`: root v1 and targets v1, with snapshot and
 /// timestamp managed by the server.
-pub async fn init_repo(s: &Server, gun: &str) -> RustRepo {
+pub(crate) async fn init_repo(s: &Server, gun: &str) -> RustRepo {
     init_repo_at(&s.http, &s.url, gun).await
 }
 
 /// [`init_repo`] on any server: `base` is its URL (`https://127.0.0.1:PORT` or `http://…`).
-pub async fn init_repo_at(http: &reqwest::Client, base: &str, gun: &str) -> RustRepo {
+pub(crate) async fn init_repo_at(http: &reqwest::Client, base: &str, gun: &str) -> RustRepo {
     let tuf = |file: &str| format!("{base}/v2/{gun}/_trust/tuf/{file}");
     let get = |file: &str| {
         let r = http.get(tuf(file)).send();
@@ -445,7 +448,7 @@ pub async fn init_repo_at(http: &reqwest::Client, base: &str, gun: &str) -> Rust
 }
 
 impl Server {
-    pub async fn post_parts(&self, gun: &str, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
+    pub(crate) async fn post_parts(&self, gun: &str, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
         let (ct, body) = multipart(parts);
         let r = self
             .http
@@ -461,7 +464,7 @@ impl Server {
 
 /// Record a fault test's figures: printed by the test command at the end of the run (from
 /// `target/reliability-figures.txt`, which it empties first) and quoted in docs/reliability.md.
-pub fn report_figures(test: &str, line: &str) {
+pub(crate) fn report_figures(test: &str, line: &str) {
     use std::io::Write;
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -478,20 +481,20 @@ pub fn report_figures(test: &str, line: &str) {
 }
 
 /// The value of one sample (name and labels exactly) in a Prometheus text page from `/metrics`.
-pub fn metric_sample<'a>(metrics: &'a str, sample: &str) -> Option<&'a str> {
+pub(crate) fn metric_sample<'a>(metrics: &'a str, sample: &str) -> Option<&'a str> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
 }
 
 /// `signed.version` of a metadata file.
-pub fn version_of(file: &[u8]) -> i64 {
+pub(crate) fn version_of(file: &[u8]) -> i64 {
     let v: serde_json::Value = serde_json::from_slice(file).unwrap();
     v["signed"]["version"].as_i64().unwrap()
 }
 
 /// The first error of a Go error envelope: (code, detail).
-pub fn api_error(body: &[u8]) -> (String, serde_json::Value) {
+pub(crate) fn api_error(body: &[u8]) -> (String, serde_json::Value) {
     let v: serde_json::Value = serde_json::from_slice(body)
         .unwrap_or_else(|_| panic!("not an error envelope: {}", String::from_utf8_lossy(body)));
     (
@@ -504,7 +507,7 @@ pub fn api_error(body: &[u8]) -> (String, serde_json::Value) {
 }
 
 /// A sibling binary of the workspace (built by `cargo test --workspace` / scripts/test.sh).
-pub fn workspace_bin(name: &str) -> PathBuf {
+pub(crate) fn workspace_bin(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_notary-server")).with_file_name(name);
     assert!(
         p.exists(),
@@ -516,7 +519,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// `gun`'s chain on `s` is whole for versions 1..=`newest` of targets, snapshot and timestamp
 /// (one publish each): snapshot vN names targets vN by hash, timestamp vN names snapshot vN.
-pub async fn assert_chain_whole(s: &Server, gun: &str, newest: i64) {
+pub(crate) async fn assert_chain_whole(s: &Server, gun: &str, newest: i64) {
     use sha2::{Digest, Sha256};
     for v in 1..=newest {
         let mut files = Vec::new();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// A notary-signer process (ours or Go's) with mutual TLS, on a free port.
-pub struct SignerProc {
+pub(crate) struct SignerProc {
     child: Option<Child>,
     pub port: u16,
     pub tls: notary_server::tls::Generated,
@@ -16,15 +16,15 @@ pub struct SignerProc {
     args: (PathBuf, PathBuf, Vec<(String, String)>),
 }
 
-pub const SIGNER_ALIAS: &str = "timestamp_1";
+pub(crate) const SIGNER_ALIAS: &str = "timestamp_1";
 
-pub const SIGNER_PASSPHRASE: &str = "signer-test-passphrase";
+pub(crate) const SIGNER_PASSPHRASE: &str = "signer-test-passphrase";
 
 impl SignerProc {
     /// Our signer (`go = false`) or Debian's Go notary-signer (`go = true`); `db_url` None means
     /// the memory store. Certificates come from `tls_dir` (shared with the server so both trust
     /// one CA); mutual TLS is required.
-    pub async fn start(
+    pub(crate) async fn start(
         go: bool,
         db_url: Option<&str>,
         tls: &notary_server::tls::Generated,
@@ -54,7 +54,7 @@ impl SignerProc {
     }
 
     /// A signer binary with the given `storage` config block and extra environment.
-    pub async fn start_with(
+    pub(crate) async fn start_with(
         bin: PathBuf,
         storage: serde_json::Value,
         env: Vec<(String, String)>,
@@ -116,18 +116,18 @@ impl SignerProc {
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.tmp.path().join("signer.log")).unwrap_or_default()
     }
 
     /// Send a signal (e.g. "STOP" to hang the process, "CONT" to resume it).
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         signal(self.child.as_ref().expect("running"), sig);
     }
 
     /// Run the signer binary once with extra arguments (e.g. a subcommand) and the same
     /// config and environment plus `env`.
-    pub fn run_command(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    pub(crate) fn run_command(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         let (bin, path, base_env) = &self.args;
         let out = Command::new(bin)
             .arg("--config")
@@ -147,21 +147,21 @@ impl SignerProc {
         )
     }
 
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.stop();
         self.spawn().await;
     }
 
     /// Stop, rewrite the config's `storage` block and the environment, and start again:
     /// Err(the log) if the signer exits instead of listening.
-    pub async fn reconfigure(
+    pub(crate) async fn reconfigure(
         &mut self,
         storage: serde_json::Value,
         env: Vec<(String, String)>,
@@ -201,7 +201,7 @@ impl SignerProc {
     }
 
     /// The server's `trust_service` block for this signer.
-    pub fn trust_service(&self) -> serde_json::Value {
+    pub(crate) fn trust_service(&self) -> serde_json::Value {
         serde_json::json!({"type": "remote", "hostname": "127.0.0.1", "port": self.port.to_string(), "key_algorithm": "ecdsa",
             "tls_ca_file": self.tls.ca, "tls_client_cert": self.tls.cert, "tls_client_key": self.tls.key})
     }

@@ -11,7 +11,7 @@ use super::*;
 /// the `rootcertbundle`, a signing key with a certificate from that CA (sent as `x5c`), and an
 /// HTTP endpoint at the realm that grants requested scopes (all of them to anyone who presents
 /// a password; only `pull` anonymously).
-pub struct TokenService {
+pub(crate) struct TokenService {
     pub bundle: PathBuf,
     pub realm: String,
     pub issuer: String,
@@ -26,14 +26,14 @@ pub struct TokenService {
     pub subject: String,
 }
 
-pub struct Grant<'a> {
+pub(crate) struct Grant<'a> {
     pub typ: &'a str,
     pub name: &'a str,
     pub actions: &'a [&'a str],
 }
 
 impl TokenService {
-    pub fn new(dir: &Path, service: &str) -> TokenService {
+    pub(crate) fn new(dir: &Path, service: &str) -> TokenService {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.distinguished_name
@@ -66,7 +66,13 @@ impl TokenService {
     }
 
     /// A token; `ttl_s` may be negative (expired). Signed by the x5c leaf.
-    pub fn token(&self, grants: &[Grant], ttl_s: i64, issuer: &str, audience: &str) -> String {
+    pub(crate) fn token(
+        &self,
+        grants: &[Grant],
+        ttl_s: i64,
+        issuer: &str,
+        audience: &str,
+    ) -> String {
         use base64::Engine;
         let x5c = vec![base64::engine::general_purpose::STANDARD.encode(&self.signing_der)];
         self.sign(
@@ -81,7 +87,7 @@ impl TokenService {
     }
 
     /// A token naming the CA key by its libtrust key ID (`kid`), signed by the CA key.
-    pub fn kid_token(&self, grants: &[Grant]) -> String {
+    pub(crate) fn kid_token(&self, grants: &[Grant]) -> String {
         use der::{Decode, Encode};
         let cert = x509_cert::Certificate::from_der(&self.ca_der).unwrap();
         let spki = cert
@@ -102,7 +108,7 @@ impl TokenService {
     }
 
     /// A token signed by a key that does not chain to the bundle.
-    pub fn forged_token(&self, grants: &[Grant]) -> String {
+    pub(crate) fn forged_token(&self, grants: &[Grant]) -> String {
         let dir = tempfile::tempdir().unwrap();
         let other = TokenService::new(dir.path(), &self.service);
         use base64::Engine;
@@ -144,7 +150,7 @@ impl TokenService {
     }
 
     /// Serve the realm on a free loopback port (plain HTTP, like a local auth service).
-    pub async fn serve(&mut self) {
+    pub(crate) async fn serve(&mut self) {
         let port = free_port();
         self.realm = format!("http://127.0.0.1:{port}/token");
         let me = std::sync::Arc::new(TokenService {
@@ -247,14 +253,14 @@ impl TokenService {
     }
 
     /// The server's `auth` config block.
-    pub fn auth_config(&self) -> serde_json::Value {
+    pub(crate) fn auth_config(&self) -> serde_json::Value {
         serde_json::json!({"type": "token", "options": {"realm": self.realm, "service": self.service, "issuer": self.issuer, "rootcertbundle": self.bundle}})
     }
 }
 
 /// A serving token service (its files in `dir`) and our server with token auth on it, on a
 /// fresh Postgres database.
-pub async fn server_with_token_auth(dir: &Path) -> (TokenService, Server) {
+pub(crate) async fn server_with_token_auth(dir: &Path) -> (TokenService, Server) {
     let mut ts = TokenService::new(dir, "notary.test");
     ts.serve().await;
     let s = Server::start_with_config(
