@@ -567,23 +567,20 @@ async fn server_keys_sign_only_their_own_repository() {
 async fn wait_for_key_binding(db: &str) {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(db).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let done: Option<(i64,)> = sqlx::query_as(
-            "SELECT version FROM notary_rs_migrations WHERE set_name = 'server-keys-backfill'",
-        )
-        .fetch_optional(&mut c)
-        .await
-        .unwrap();
-        if done.is_some() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "keys not bound in 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(50),
+        async || {
+            let done: Option<(i64,)> = sqlx::query_as(
+                "SELECT version FROM notary_rs_migrations WHERE set_name = 'server-keys-backfill'",
+            )
+            .fetch_optional(&mut c)
+            .await
+            .unwrap();
+            done.map(|_| ()).ok_or_else(|| "keys not bound".to_string())
+        },
+    )
+    .await
 }
 
 /// The first start on a database whose keys are not bound yet (a Go database, or one from

@@ -20,16 +20,19 @@ async fn metric(s: &Server, sample: &str) -> f64 {
 }
 
 async fn wait_for_lease(s: &Server, held: bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while (metric(s, "notary_rs_read_lease").await == 1.0) != held {
-        assert!(
-            Instant::now() < deadline,
-            "read lease never {}: {}",
-            if held { "held" } else { "given up" },
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        async || match (metric(s, "notary_rs_read_lease").await == 1.0) == held {
+            true => Ok(()),
+            false => Err(format!(
+                "read lease never {}: {}",
+                if held { "held" } else { "given up" },
+                s.log()
+            )),
+        },
+    )
+    .await
 }
 
 /// Two instances on a new database, both holding read leases, with `gun` published through

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 fn prune(s: &Server, args: &[&str]) -> String {
@@ -117,19 +119,19 @@ async fn prune_keeps_what_clients_need() {
     );
 
     // The running instance is told, as of any write: it stops serving what was removed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for v in 1..=2 {
-        loop {
-            let (st, _) = s.get(&s.tuf(gun, &format!("{v}.targets.json"))).await;
-            if st == 404 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{v}.targets.json still served ({st}) after the prune"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let file = s.tuf(gun, &format!("{v}.targets.json"));
+        eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            async || match s.get(&file).await.0 {
+                404 => Ok(()),
+                st => Err(format!(
+                    "{v}.targets.json still served ({st}) after the prune"
+                )),
+            },
+        )
+        .await;
     }
     assert_eq!(
         s.get(&feed_url).await.1,
@@ -235,20 +237,18 @@ async fn retention_runs_in_the_background() {
             .await;
         assert_eq!(st, 200);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let r = &admin_json(&a, &["repos", "--json"])[0];
-        // Two versions each of targets, snapshot and timestamp, and the root.
-        if r["files"] == 7 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "retention never ran: {r}\n{}",
-            a.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        async || {
+            let r = &admin_json(&a, &["repos", "--json"])[0];
+            // Two versions each of targets, snapshot and timestamp, and the root.
+            (r["files"] == 7)
+                .then_some(())
+                .ok_or_else(|| format!("retention never ran: {r}\n{}", a.log()))
+        },
+    )
+    .await;
     let trail = admin_json(&a, &["audit", gun, "--json"]);
     let prunes: Vec<&serde_json::Value> = trail
         .as_array()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
@@ -20,14 +20,15 @@ fn client(ca: &std::path::Path) -> reqwest::Client {
 
 /// Wait until a new client (no TLS session to resume) trusting `ca` is served.
 async fn wait_until_served(ca: &std::path::Path, url: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if matches!(client(ca).get(url).send().await, Ok(r) if r.status() == 200) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || match client(ca).get(url).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            _ => Err(what.to_string()),
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,15 +174,18 @@ async fn signer_certificate_reloads_on_sighup() {
     std::fs::copy(&ca2.key, &own.key).unwrap();
     std::fs::copy(&ca2.cert, &own.cert).unwrap();
     signer.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while served_fingerprint(signer.port) == before {
-        assert!(
-            Instant::now() < deadline,
-            "the signer still serves its old certificate:\n{}",
-            signer.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || match served_fingerprint(signer.port) == before {
+            false => Ok(()),
+            true => Err(format!(
+                "the signer still serves its old certificate:\n{}",
+                signer.log()
+            )),
+        },
+    )
+    .await;
     assert!(
         signer.log().contains("reloaded the TLS certificate"),
         "{}",
@@ -248,21 +252,22 @@ async fn client_certificates_rotate_without_restarts() {
     std::fs::copy(&ca2.key, &client_key).unwrap();
     std::fs::copy(&ca2.cert, &client_cert).unwrap();
     s.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (st, _) = s
-            .post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))])
-            .await;
-        assert_ne!(
-            st, 200,
-            "the signer accepted a client certificate from a CA it does not trust yet"
-        );
-        if st == 503 {
-            break; // new handshake with the new certificate, refused by the signer
-        }
-        assert!(Instant::now() < deadline, "status {st}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        async || {
+            let (st, _) = s
+                .post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))])
+                .await;
+            assert_ne!(
+                st, 200,
+                "the signer accepted a client certificate from a CA it does not trust yet"
+            );
+            // 503: a new handshake with the new certificate, refused by the signer.
+            (st == 503).then_some(()).ok_or(format!("status {st}"))
+        },
+    )
+    .await;
     assert!(
         s.log().contains("reloaded the signer TLS files"),
         "{}",
@@ -273,22 +278,23 @@ async fn client_certificates_rotate_without_restarts() {
     let mut bundle = std::fs::read(&ca1.ca).unwrap();
     bundle.extend(std::fs::read(&ca2.ca).unwrap());
     std::fs::write(&clients_ca, bundle).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (st, body) = s
-            .post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))])
-            .await;
-        if st == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery after the signer's CA bundle changed: {st} {}\n{}",
-            String::from_utf8_lossy(&body),
-            signer.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(250),
+        async || {
+            let (st, body) = s
+                .post_parts(gun, &[("targets", &repo.targets_file(2, &[("a", b"a")]))])
+                .await;
+            (st == 200).then_some(()).ok_or_else(|| {
+                format!(
+                    "no recovery after the signer's CA bundle changed: {st} {}\n{}",
+                    String::from_utf8_lossy(&body),
+                    signer.log()
+                )
+            })
+        },
+    )
+    .await;
     assert!(
         signer.log().contains("reloaded the client CA bundle"),
         "{}",

@@ -295,6 +295,23 @@ impl Drop for Server {
     }
 }
 
+/// Try `attempt` every `every` until it answers `Ok`, for at most `within`; then fail with the
+/// last `Err`, which says what was seen (the one deadline loop of the tests).
+pub(crate) async fn eventually<T>(
+    within: Duration,
+    every: Duration,
+    mut attempt: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(why) if Instant::now() >= deadline => panic!("not within {within:?}: {why}"),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
 /// The peak resident memory of a running process (`VmHWM`), if it still runs.
 pub(crate) fn peak_memory_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
