@@ -1,5 +1,6 @@
 //! Day-2 commands of the server binary against its storage — `repos`, `show`, `delete`,
 //! `audit` — and the audit trail every write leaves (`notary-server/src/audit.rs`).
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! Docker network: notary-signer and notary-server with mutual TLS, against a Postgres on the
 //! host listening on that network's gateway; the notary CLI from the host. Also validates
 //! docker-compose.yml.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

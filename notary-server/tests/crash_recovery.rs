@@ -1,6 +1,7 @@
 //! `kill -9` of the server in the middle of publishes, many times: every acknowledged publish
 //! is there afterwards, and nothing is half-stored (each stored targets version has the
 //! snapshot and timestamp that name it, by hash).
+#![cfg(feature = "system-tests")]
 
 mod common;
 

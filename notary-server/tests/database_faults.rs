@@ -1,5 +1,6 @@
 //! Postgres unreachable at start, going away and coming back: the server waits, reports, and
 //! recovers without a restart.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Docker Content Trust on the machine's real Docker engine: Debian's docker-registry on
 //! loopback, our notary-server + our notary-signer on Postgres, images made locally with
 //! `docker import` (nothing is pulled from outside).
+#![cfg(feature = "system-tests")]
 
 mod common;
 

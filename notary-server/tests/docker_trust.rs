@@ -1,4 +1,5 @@
 //! The docker CLI's `docker trust` commands (no daemon involved) against our server on Postgres.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

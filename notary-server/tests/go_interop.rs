@@ -1,4 +1,5 @@
 //! Our server and Debian's Go notary-server on the same Postgres database, in both directions.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! the bytes inflate to exactly the stored file, caches are told (`Vary`), validators still
 //! work, and Go's notary CLI — whose HTTP client asks for gzip — reads a repository with
 //! thousands of targets through the compressed responses. Postgres stores the large file lz4.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Regression tests for the adversarial review's findings (docs/security.md): each failed
 //! before its fix.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

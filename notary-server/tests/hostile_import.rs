@@ -2,6 +2,7 @@
 //! a source sends is bounded while it arrives, a history walk and a changefeed end, a crafted
 //! trust directory neither hangs nor exhausts memory, untrusted names cannot forge output, and
 //! credentials in a URL are refused. Each run must end within `DEADLINE`.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

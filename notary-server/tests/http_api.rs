@@ -1,5 +1,6 @@
 //! Raw HTTP behaviour: Go status codes, error codes and envelopes, headers; every rejected
 //! request leaves the stored state as it was.
+#![cfg(feature = "system-tests")]
 
 mod common;
 
@@ -328,30 +329,14 @@ async fn upload_limit_and_gun_prefixes() {
 
     // Larger than the limit: refused before it is read, nothing stored.
     let big = vec![b'x'; 20_000];
-    let (ct, body) = multipart(&[("targets", &big)]);
-    let r = s
-        .http
-        .post(s.tuf(ok_gun, ""))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.publish_request(ok_gun, &[("targets", &big)]).await;
     assert_eq!(r.status(), 413);
     assert_eq!(api_error(&r.bytes().await.unwrap()).0, "MALFORMED_UPLOAD");
     assert_eq!(s.snapshot_of_state(ok_gun).await, before);
 
     // GUNs outside the prefixes: publish → 400 INVALID_GUN with Go's detail; reads → 404.
     let other = "example.com/other/repo";
-    let (ct, body) = multipart(&[("targets", b"{}")]);
-    let r = s
-        .http
-        .post(s.tuf(other, ""))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.publish_request(other, &[("targets", b"{}")]).await;
     assert_eq!(r.status(), 400);
     let (code, detail) = api_error(&r.bytes().await.unwrap());
     assert_eq!(

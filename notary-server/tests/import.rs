@@ -1,6 +1,7 @@
 //! `notary-server import` and `notary-rekey` end to end: Debian's Go notary-server (with token
 //! auth) as the source, the Go `notary` CLI and the docker CLI as the clients whose trust caches
 //! came from it, our server as the destination.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

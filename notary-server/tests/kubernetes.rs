@@ -3,6 +3,7 @@
 //! against the Kubernetes 1.31 schemas, strictly (PyPI's `kubernetes-validate`); the properties
 //! the deployment relies on are asserted; the config files load with our config loaders. Nothing
 //! is applied to a cluster here (docs/operations.md says what that leaves unchecked).
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! connections hang) and healed, a signer killed and restarted. Clients retry what the balancer cannot hide (a
 //! connection that dies mid-request) and must see every acknowledged publish, never an older
 //! version than one they already saw, and a consistent repository at the end.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! every dashboard expression returns data; every alert expression is valid and every metric it
 //! names has series; with the signer stopped, the signer-down alert fires (its `for:` shortened
 //! to 0s in the copy Prometheus loads — the only change).
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Several server instances on one database: every instance serves every committed publish at
 //! once (caches never hold back a newer timestamp), and deletions reach other instances' caches.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The real Go `notary` CLI (Debian 0.7.0) against our server on the embedded default
 //! (SQLite, self-signed TLS, local keys).
+#![cfg(feature = "system-tests")]
 
 mod common;
 
@@ -72,15 +73,9 @@ async fn init_add_publish_list_verify_lookup(backend: Backend) {
 
     // Garbage upload: 4xx, Go envelope, stored state unchanged.
     let before = s.snapshot_of_state(GUN).await;
-    let (ct, body) = multipart(&[("targets", b"this is not json")]);
     let r = s
-        .http
-        .post(s.tuf(GUN, ""))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .publish_request(GUN, &[("targets", b"this is not json")])
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.headers()["content-type"],

@@ -1,6 +1,7 @@
 //! Nothing an operator can do by following the docs may make keys unusable (issue: operator
 //! safety): the key passphrase is found the same way from any folder, is never replaced while
 //! keys depend on it, and a key that cannot be decrypted is a clear 503, not a 500.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -14,6 +14,7 @@
 //! to first successful publish) stays within a few seconds of Patroni's own (from the fault until
 //! a node accepts writes). At the end every acknowledged publish is present byte for byte on
 //! every instance, and no reader ever saw a version go back or older than one acknowledged.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Our server + our signer with the PKCS#11 backend on a SoftHSM2 token (Debian `softhsm2`).
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Behind a connection pooler: Debian's PgBouncer configured as usual
 //! (`ignore_startup_parameters = extra_float_digits`) in front of the test Postgres. Session mode
 //! works; transaction mode is refused at start with the fix named (never stale reads).
+#![cfg(feature = "system-tests")]
 
 mod common;
 

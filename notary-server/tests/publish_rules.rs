@@ -1,5 +1,6 @@
 //! Publish semantics through raw HTTP with metadata signed in Rust: races, byte preservation,
 //! and the security findings of the public Notary audits as regression tests.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

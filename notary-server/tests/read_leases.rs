@@ -1,6 +1,7 @@
 //! Current reads under a read lease (Postgres): served from the cache with no database round
 //! trip, yet never older than what was committed when they arrived — also when an instance is
 //! frozen, stopped, or when a server that does not announce its writes shares the database.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! the owner's trust directory already holds (`notary_server::rekey`). A server (or a man in the
 //! middle) that edits the root, or offers a key that is not a well-formed public key, gets
 //! nothing signed; off a terminal nothing is signed without `--yes`.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

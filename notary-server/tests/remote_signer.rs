@@ -1,4 +1,5 @@
 //! notary-server ↔ notary-signer over gRPC with mutual TLS, with each half ours or Go's.
+#![cfg(feature = "system-tests")]
 
 mod common;
 
@@ -38,15 +39,7 @@ async fn our_server_with_our_signer_on_postgres() {
     // Signer down: reads keep serving, publishes fail fast with 503, then work again.
     signer.stop();
     let t = Instant::now();
-    let (ct, body) = multipart(&[]);
-    let r = s
-        .http
-        .post(s.tuf(gun, ""))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.publish_request(gun, &[]).await;
     assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
     assert!(
         t.elapsed() < Duration::from_secs(8),
@@ -282,15 +275,7 @@ async fn hung_signer_fails_publishes_fast_and_reads_keep_serving() {
 
     signer.signal("STOP"); // accepts connections, answers nothing
     let t = Instant::now();
-    let (ct, body) = multipart(&[]);
-    let r = s
-        .http
-        .post(s.tuf(gun, ""))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.publish_request(gun, &[]).await;
     assert_eq!(r.status(), 503);
     let (code, _) = api_error(&r.bytes().await.unwrap());
     assert_eq!(code, "UNAVAILABLE");
@@ -417,15 +402,7 @@ async fn server_fails_over_between_signers() {
     a.stop();
     b.stop();
     let t = Instant::now();
-    let (ct, body) = multipart(&[]);
-    let r = s
-        .http
-        .post(s.tuf(gun, ""))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.publish_request(gun, &[]).await;
     assert_eq!(r.status(), 503);
     assert_eq!(api_error(&r.bytes().await.unwrap()).0, "UNAVAILABLE");
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());

@@ -2,6 +2,7 @@
 //! (`server.read_only`) on a streaming replica. The read-only instance refuses writes, follows
 //! the primary's publishes through replication, and never serves older metadata than it already
 //! served — even when its database fails over to a replica that is behind.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

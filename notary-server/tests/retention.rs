@@ -1,5 +1,6 @@
 //! Retention (`notary-server prune`, `notary-server/src/retention.rs`) on a repository with a
 //! long history, and on a database the Go server made.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Slow and idle clients hold nothing for long: uploads that trickle in end with 408 after the
 //! upload timeout (state unchanged), connections that never speak are closed, and meanwhile
 //! every other client is served at once.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The storage layer's writes on both backends (Postgres: one statement each; SQLite: one
 //! transaction): all files of an update or none, one changefeed row naming the new timestamp,
 //! concurrent writers of one version get exactly one winner, deletions leave one row.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Certificate rotation without a restart: the server's TLS certificate is re-read on SIGHUP
 //! and when its files change; new connections get the new one, a request in flight across the
 //! reload completes, and a broken pair (half-written) never replaces a working one.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Token auth (`auth.type = "token"`): challenges, token checks, scopes, and the real notary CLI
 //! obtaining tokens from a realm.
+#![cfg(feature = "system-tests")]
 
 mod common;
 

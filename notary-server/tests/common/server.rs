@@ -466,16 +466,24 @@ pub(crate) async fn init_repo_at(http: &reqwest::Client, base: &str, gun: &str) 
 
 impl Server {
     pub(crate) async fn post_parts(&self, gun: &str, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
+        let r = self.publish_request(gun, parts).await;
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    }
+
+    /// A publish of `parts` to `gun` (multipart, as the clients send it): the whole answer.
+    pub(crate) async fn publish_request(
+        &self,
+        gun: &str,
+        parts: &[(&str, &[u8])],
+    ) -> reqwest::Response {
         let (ct, body) = multipart(parts);
-        let r = self
-            .http
+        self.http
             .post(self.tuf(gun, ""))
             .header("content-type", ct)
             .body(body)
             .send()
             .await
-            .unwrap();
-        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+            .unwrap()
     }
 }
 
