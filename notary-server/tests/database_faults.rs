@@ -50,11 +50,15 @@ async fn waits_for_the_database_and_recovers_after_an_outage() {
 
     // It comes back: the same process serves again.
     proxy.start().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while health(&s).await.0 != 200 {
-        assert!(Instant::now() < deadline, "no recovery: {}", s.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || match health(&s).await.0 {
+            200 => Ok(()),
+            st => Err(format!("no recovery ({st}): {}", s.log())),
+        },
+    )
+    .await;
     assert!(s
         .notary("fresh")
         .ok(&["list", "example.com/outage/repo"])
@@ -156,20 +160,21 @@ async fn silent_database_partition_fails_fast_and_heals() {
 
     proxy.stop().await;
     proxy.start().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (st, _) = s
-            .post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))])
-            .await;
-        if st == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery after the partition healed ({st}):\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        async || {
+            let (st, _) = s
+                .post_parts(gun, &[("targets", &repo.targets_file(2, &[("x", b"x")]))])
+                .await;
+            (st == 200).then_some(()).ok_or_else(|| {
+                format!(
+                    "no recovery after the partition healed ({st}):\n{}",
+                    s.log()
+                )
+            })
+        },
+    )
+    .await;
     assert_eq!(version_of(&s.get(&s.tuf(gun, "targets.json")).await.1), 2);
 }

@@ -251,24 +251,27 @@ async fn imports_go_repositories_with_token_auth() {
     );
     // An instance starting on that database warns and exports the gauges.
     let second = Server::start_with_db(&ours_db).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics =
-            String::from_utf8(second.get(&format!("{}/metrics", second.url)).await.1).unwrap();
-        if metric_sample(&metrics, "notary_rs_imported_awaiting_rotation") == Some("3") {
-            let earliest: i64 = metric_sample(
-                &metrics,
-                "notary_rs_imported_awaiting_rotation_earliest_expiry_seconds",
-            )
-            .unwrap()
-            .parse()
-            .unwrap();
-            assert!(earliest > chrono::Utc::now().timestamp(), "{metrics}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{metrics}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let metrics = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let metrics =
+                String::from_utf8(second.get(&format!("{}/metrics", second.url)).await.1).unwrap();
+            match metric_sample(&metrics, "notary_rs_imported_awaiting_rotation") {
+                Some("3") => Ok(metrics),
+                _ => Err(metrics),
+            }
+        },
+    )
+    .await;
+    let earliest: i64 = metric_sample(
+        &metrics,
+        "notary_rs_imported_awaiting_rotation_earliest_expiry_seconds",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(earliest > chrono::Utc::now().timestamp(), "{metrics}");
     assert!(
         second
             .log()

@@ -102,16 +102,18 @@ async fn three_instances_behind_haproxy_survive_kills_and_cuts() {
         let lb = lb.clone();
         move |gun: &str, f: &str| format!("{lb}/v2/{gun}/_trust/tuf/{f}")
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !matches!(http.get(format!("{lb}/_notary_server/health")).send().await, Ok(r) if r.status() == 200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the balancer never became ready:\n{}",
-            std::fs::read_to_string(tmp.path().join("haproxy.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        async || match http.get(format!("{lb}/_notary_server/health")).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            _ => Err(format!(
+                "the balancer never became ready:\n{}",
+                std::fs::read_to_string(tmp.path().join("haproxy.log")).unwrap_or_default()
+            )),
+        },
+    )
+    .await;
 
     let gun = "example.com/lb/repo";
     let repo = Arc::new(init_repo(&servers[0], gun).await);

@@ -60,14 +60,17 @@ async fn instances_see_each_others_writes_at_once() {
         404,
         "current reads see the deletion at once"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b.get(&by_hash).await.0 != 404 {
-        assert!(
-            Instant::now() < deadline,
-            "B still serves a deleted repository's file by checksum"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        async || match b.get(&by_hash).await.0 {
+            404 => Ok(()),
+            st => Err(format!(
+                "B still serves a deleted repository's file by checksum ({st})"
+            )),
+        },
+    )
+    .await;
 }
 
 /// A writer publishes through A while readers hammer B: every read that starts after a publish
@@ -273,14 +276,15 @@ async fn resign_lock_has_one_holder() {
         "another repository's lease is free"
     );
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while b.try_lock("resign example.com/x").await.unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "a dropped lease was not released"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        async || match b.try_lock("resign example.com/x").await.unwrap() {
+            Some(_) => Ok(()),
+            None => Err("a dropped lease was not released".to_string()),
+        },
+    )
+    .await;
 }
 
 /// Timestamps are re-signed in the background before they expire, by one instance per

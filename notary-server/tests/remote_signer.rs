@@ -54,20 +54,22 @@ async fn our_server_with_our_signer_on_postgres() {
     assert_eq!(st, 503);
     assert!(String::from_utf8_lossy(&health).contains("Trust operational"));
     signer.restart().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = owner.run(&["add", gun, "v4", f.to_str().unwrap()]);
-        assert!(r.ok);
-        if owner.run(&["publish", gun]).ok {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery after the signer came back:\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        async || {
+            let r = owner.run(&["add", gun, "v4", f.to_str().unwrap()]);
+            assert!(r.ok);
+            match owner.run(&["publish", gun]).ok {
+                true => Ok(()),
+                false => Err(format!(
+                    "no recovery after the signer came back:\n{}",
+                    s.log()
+                )),
+            }
+        },
+    )
+    .await;
     assert!(s.notary("fresh4").ok(&["list", gun]).contains("v4"));
 }
 

@@ -263,15 +263,18 @@ async fn read_only_instance_on_a_replica_serves_monotonic_reads() {
         .post_parts(gun, &[("targets", &repo.targets_file(6, &[("t", b"six")]))])
         .await;
     assert_eq!(st, 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while targets_version(&reader, gun).await != (200, 6) {
-        assert!(
-            Instant::now() < deadline,
-            "the reader never caught up after the replica did:\n{}",
-            reader.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || match targets_version(&reader, gun).await {
+            (200, 6) => Ok(()),
+            seen => Err(format!(
+                "the reader never caught up after the replica did ({seen:?}):\n{}",
+                reader.log()
+            )),
+        },
+    )
+    .await;
     failover.stop().await;
 }
 
