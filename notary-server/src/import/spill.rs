@@ -2,7 +2,9 @@
 //! folder on disk, so that memory holds about one file at a time however long the history
 //! (`notary_tuf::history`, invariant 6).
 //!
-//! 1. Each file is written once, 0600 in a 0700 folder removed when the spill is dropped.
+//! 1. Each file is written once, 0600 in a 0700 folder made for it and removed when the spill
+//!    is dropped; the folders of killed imports are removed by the next one
+//!    (`spill::tests::a_killed_import_leaves_nothing_for_long`).
 //! 2. A file is known by (role, version) with its SHA-256 and its origin (stored here, or read
 //!    from the source); a second file for the same version with other bytes is a [`Clash`],
 //!    never an overwrite (`spill::tests::a_clash_is_named_not_overwritten`).
@@ -47,15 +49,23 @@ pub struct Spill {
     next: u64,
 }
 
+const PREFIX: &str = "notary-import-";
+
 impl Spill {
+    /// A new spill folder in the system's temporary folder (made here, never an existing one),
+    /// after removing those of imports whose process is gone (killed before they could).
     pub fn new() -> std::io::Result<Spill> {
         use rand_core::RngCore;
-        let dir = std::env::temp_dir().join(format!(
-            "notary-import-{}-{:016x}",
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let tmp = std::env::temp_dir();
+        remove_stale(&tmp);
+        let dir = tmp.join(format!(
+            "{PREFIX}{}-{:016x}",
             std::process::id(),
             rand_core::OsRng.next_u64()
         ));
-        notary_common::private::create_dir(&dir)?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         Ok(Spill {
             dir,
             entries: BTreeMap::new(),
@@ -153,6 +163,28 @@ impl Spill {
     }
 }
 
+/// Remove the spill folders (real folders, not links) of imports whose process no longer runs.
+fn remove_stale(tmp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if gone && e.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 impl Drop for Spill {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -227,5 +259,15 @@ mod tests {
         );
         drop(s);
         assert!(!dir.exists(), "removed when dropped");
+    }
+
+    #[test]
+    fn a_killed_import_leaves_nothing_for_long() {
+        // The folder of an import whose process is gone (no such PID) …
+        let stale = std::env::temp_dir().join(format!("{PREFIX}4294967295-0"));
+        std::fs::create_dir_all(stale.join("x")).unwrap();
+        let live = Spill::new().unwrap();
+        assert!(!stale.exists(), "removed by the next import");
+        assert!(live.dir.exists(), "this process's own folder stays");
     }
 }
