@@ -627,13 +627,12 @@ fn reserve_address(addr: &str) -> anyhow::Result<tokio::net::TcpSocket> {
 /// coordinated between instances only on Postgres. A lock beside the database file, held for
 /// the process's life (commands such as `import` may still open the database meanwhile).
 fn sole_sqlite_server(settings: &Settings) -> anyhow::Result<Option<std::fs::File>> {
-    let Some(path) = settings.storage.db_url.strip_prefix("sqlite:") else {
+    if !settings.storage.db_url.starts_with("sqlite:") {
         return Ok(None);
-    };
-    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
-    if path.as_os_str().is_empty() || path.to_str().is_some_and(|p| p.starts_with("file:")) {
-        return Ok(None); // in memory
     }
+    let Some(path) = notary_common::db::sqlite_path(&settings.storage.db_url)? else {
+        return Ok(None); // in memory
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         notary_common::private::create_dir(dir)
             .with_context(|| format!("creating the folder {}", dir.display()))?;

@@ -3,7 +3,6 @@
 
 pub mod hosts;
 
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -76,6 +75,19 @@ impl Default for PoolConfig {
 }
 
 /// A database URL without its password (for messages): user, hosts and database only.
+/// The file a `sqlite:` URL keeps its database in; `None` for an in-memory database
+/// (`sqlite::memory:`, a `file:` URI, `mode=memory`), which has no file to create or lock.
+pub fn sqlite_path(url: &str) -> Result<Option<std::path::PathBuf>, DbError> {
+    let opts = SqliteConnectOptions::from_str(url)?;
+    let file = opts.get_filename();
+    let in_memory = file.as_os_str().is_empty()
+        || file.to_str().is_some_and(|f| f.starts_with("file:"))
+        || url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|p| p == "mode=memory"));
+    Ok((!in_memory).then(|| file.to_path_buf()))
+}
+
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -238,12 +250,12 @@ impl Db {
             }
         } else if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?;
+            let on_disk = sqlite_path(url)?;
             let file = opts.get_filename().to_path_buf();
-            let on_disk = file != Path::new(":memory:") && !file.as_os_str().is_empty();
             let file_err = |e| DbError::File(file.display().to_string(), e);
             let opts = if !cfg.writes {
                 // Reads only (an inspection, a read-only copy): nothing is created or changed.
-                if on_disk && !file.is_file() {
+                if on_disk.is_some() && !file.is_file() {
                     return Err(file_err(std::io::Error::new(
                         std::io::ErrorKind::NotFound,
                         "no database file there",
@@ -251,7 +263,7 @@ impl Db {
                 }
                 opts.read_only(true)
             } else {
-                if on_disk {
+                if on_disk.is_some() {
                     // The folder the config names is made (private) if missing.
                     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
                         crate::private::create_dir(dir).map_err(|e| {
@@ -399,4 +411,23 @@ pub async fn migrate(db: &Db, set: &str, migrations: &[Migration]) -> Result<(),
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file_unless_in_memory() {
+        assert_eq!(
+            sqlite_path("sqlite:/srv/notary/notary.db").unwrap(),
+            Some(std::path::PathBuf::from("/srv/notary/notary.db"))
+        );
+        for memory in [
+            "sqlite::memory:",
+            "sqlite:file:notary-memory?mode=memory&cache=shared",
+        ] {
+            assert_eq!(sqlite_path(memory).unwrap(), None, "{memory}");
+        }
+    }
 }
