@@ -69,13 +69,10 @@ impl TokenPolicy {
         use std::io::IsTerminal;
         let ask: Option<AskHost> = if std::io::stdin().is_terminal() {
             Some(Box::new(|host: &str| {
-                eprint!(
-                        "the server sends you to a token service on another host, {}: send your credentials there? [y/N] ",
-                        notary_common::untrusted::escape(host)
-                    );
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer).is_ok()
-                    && matches!(answer.trim(), "y" | "Y" | "yes" | "YES")
+                ask_yes(&format!(
+                    "the server sends you to a token service on another host, {}: send your credentials there?",
+                    notary_common::untrusted::escape(host)
+                ))
             }))
         } else {
             None
@@ -86,6 +83,15 @@ impl TokenPolicy {
             ask,
         }
     }
+}
+
+/// Ask `question` on standard error and read the answer from standard input: yes only for
+/// `y` or `yes` (the commands that sign or send credentials ask this way).
+pub fn ask_yes(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok()
+        && matches!(answer.trim(), "y" | "Y" | "yes" | "YES")
 }
 
 /// Realm hosts that the Docker clients themselves send a server's credentials to.

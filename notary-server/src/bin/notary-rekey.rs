@@ -118,10 +118,7 @@ fn main() -> anyhow::Result<()> {
         if yes {
             return true;
         }
-        eprint!("sign and publish this root? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer).is_ok()
-            && matches!(answer.trim(), "y" | "Y" | "yes" | "YES")
+        notary_server::client::ask_yes("sign and publish this root?")
     };
     let done = runtime.block_on(notary_server::rekey::rekey(
         &client,
