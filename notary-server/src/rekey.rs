@@ -476,9 +476,9 @@ pub async fn rekey(
             "the server offered one key for both timestamp and snapshot; nothing was signed".into(),
         ));
     }
-    let mut body = next_root(&trusted_value, &ts, &sn)?;
+    // One past the server's (the trusted root's version or newer): the version it accepts.
     let version = server_file.common.version + 1;
-    body["version"] = json!(version);
+    let body = next_root(&trusted_value, &ts, &sn, version)?;
     let plan = Plan {
         gun: gun.to_string(),
         from_version: trusted_file.common.version,
@@ -521,16 +521,16 @@ pub async fn rekey(
 }
 
 /// The next root body: `prev` with new timestamp and snapshot keys (threshold 1), keys no role
-/// uses any more dropped, the version incremented, and an expiry at least a year away.
+/// uses any more dropped, `version`, and an expiry at least a year away.
 pub fn next_root(
     prev: &Value,
     timestamp: &PublicKey,
     snapshot: &PublicKey,
+    version: i64,
 ) -> Result<Value, RekeyError> {
     use base64::Engine;
     let mut body = prev.clone();
     let bad = |what: &str| RekeyError::Repository(format!("its root has no {what}"));
-    let version = body["version"].as_i64().ok_or_else(|| bad("version"))?;
     let roles = body["roles"].as_object_mut().ok_or_else(|| bad("roles"))?;
     roles.insert(
         md::TIMESTAMP.into(),
@@ -555,7 +555,7 @@ pub fn next_root(
             json!({"keytype": k.keytype, "keyval": {"private": null, "public": b64}}),
         );
     }
-    body["version"] = json!(version + 1);
+    body["version"] = json!(version);
     let expires = body["expires"]
         .as_str()
         .and_then(notary_tuf::time::parse_rfc3339)
@@ -600,7 +600,7 @@ mod tests {
             "keys": {"r": {}, "t": {}, "old-ts": {}, "old-sn": {}},
             "roles": {"root": {"keyids": ["r"], "threshold": 1}, "targets": {"keyids": ["t"], "threshold": 1},
                       "timestamp": {"keyids": ["old-ts"], "threshold": 1}, "snapshot": {"keyids": ["old-sn"], "threshold": 1}}});
-        let next = next_root(&prev, &ts, &sn).unwrap();
+        let next = next_root(&prev, &ts, &sn, 4).unwrap();
         assert_eq!(next["version"], 4);
         assert_eq!(next["roles"]["timestamp"]["keyids"][0], ts.id());
         let mut ids: Vec<&String> = next["keys"].as_object().unwrap().keys().collect();
