@@ -40,6 +40,7 @@ pub struct Clash {
 struct Entry {
     path: PathBuf,
     sha256: String,
+    len: usize,
     origin: Origin,
 }
 
@@ -97,6 +98,7 @@ impl Spill {
             Entry {
                 path,
                 sha256,
+                len: bytes.len(),
                 origin,
             },
         );
@@ -141,15 +143,20 @@ impl Spill {
         std::fs::read(&e.path)
     }
 
-    /// The newest version of `role` whose bytes match `meta` (hashes and length), read one at a
-    /// time.
+    /// The newest version of `role` whose bytes match `meta` (hashes and length). Versions whose
+    /// SHA-256 or length already differ are passed over without being read (older snapshots
+    /// name files of a long history: reading each candidate would be quadratic).
     pub fn matching(&self, role: &str, meta: &FileMeta) -> std::io::Result<Option<i64>> {
-        for v in self
+        let sha256 = meta.sha256_hex();
+        for (v, e) in self
             .entries
             .get(role)
             .into_iter()
-            .flat_map(|r| r.keys().rev())
+            .flat_map(|r| r.iter().rev())
         {
+            if e.len as i64 != meta.length || sha256.as_ref().is_some_and(|s| *s != e.sha256) {
+                continue;
+            }
             if meta.check(&self.read(role, *v)?, role).is_ok() {
                 return Ok(Some(*v));
             }
@@ -249,6 +256,11 @@ mod tests {
             Err(Clash { with: Origin::Here })
         );
         assert_eq!(s.read("targets", 1).unwrap(), b"one");
+        assert_eq!(
+            s.matching("targets", &FileMeta::of(b"one")).unwrap(),
+            Some(1)
+        );
+        assert_eq!(s.matching("targets", &FileMeta::of(b"two")).unwrap(), None);
         assert_eq!(s.add("targets", 2, b"two", Origin::Source).unwrap(), Ok(()));
         assert_eq!(s.counts(), (2, 1));
         assert_eq!(s.from_source().listing().len(), 1);
