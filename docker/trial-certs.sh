@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=docker/compose/certs
-if [ -x target/release/notary-server ]; then bin=target/release/notary-server; else cargo build -q -p notary-server; bin=target/debug/notary-server; fi
+if [ -x target/release/notary-server ]; then bin=target/release/notary-server; else cargo build -q -p notary-tools; bin=target/debug/notary-server; fi
 "$bin" --generate-tls "$dir"
 chmod 644 "$dir"/*
 echo "clients trust $dir/ca.crt, e.g. notary -s https://localhost:4443 --tlscacert $dir/ca.crt"

@@ -20,7 +20,7 @@ command -v notary-server >/dev/null || { apt-get update -qq && apt-get install -
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
 
-cargo build --release --locked -p notary-server -p notary-bench
+cargo build --release --locked -p notary-tools -p notary-bench
 work=$(mktemp -d)
 pids=()
 cleanup() {

@@ -13,7 +13,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$profile" = release ]; then cargo build --release --locked -p notary-server -p notary-signer; else cargo build --locked -p notary-server -p notary-signer; fi
+if [ "$profile" = release ]; then cargo build --release --locked -p notary-tools -p notary-signer; else cargo build --locked -p notary-tools -p notary-signer; fi
 ctx=target/images; mkdir -p "$ctx"
 for b in notary-server notary-signer; do
   bash docker/rootfs.sh "target/$profile/$b" "$ctx/$b.rootfs.tar"

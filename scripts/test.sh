@@ -53,9 +53,9 @@ if [ -d ../shared/advisory-db/crates ]; then
 else
   echo "==> skipped cargo audit: no ../shared/advisory-db beside this checkout"
 fi
-echo "==> cargo test --workspace --features notary-server/system-tests (every test, with what they need set up above)"
+echo "==> cargo test --workspace --features notary-tools/system-tests (every test, with what they need set up above)"
 rm -f target/reliability-figures.txt
-cargo test --workspace --features notary-server/system-tests --locked 2>&1
+cargo test --workspace --features notary-tools/system-tests --locked 2>&1
 echo "==> figures of the fault tests (docs/reliability.md)"
 cat target/reliability-figures.txt 2>/dev/null || echo "(none recorded)"
 echo "==> fuzzing: canonical JSON, metadata parsing, publish validation (20 s each)"

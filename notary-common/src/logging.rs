@@ -1,6 +1,6 @@
 //! Logging for both binaries: text (default) or JSON lines on standard error, with every
 //! control character a client could slip into a field (a newline forging a whole line, ANSI
-//! escapes) written escaped (`notary-server/tests/hardening.rs::client_text_cannot_forge_log_lines`).
+//! escapes) written escaped (`notary-tools/tests/hardening.rs::client_text_cannot_forge_log_lines`).
 
 use std::io::Write;
 

@@ -1,6 +1,6 @@
 //! Files that hold keys or databases are private whatever the process umask: folders 0700,
 //! key files and databases 0600 (certificates 0644). Used by both binaries for everything they
-//! create (`notary-server/tests/hardening.rs::files_are_private_whatever_the_umask`).
+//! create (`notary-tools/tests/hardening.rs::files_are_private_whatever_the_umask`).
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;

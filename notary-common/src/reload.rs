@@ -2,7 +2,7 @@
 //! change (checked every `period`) or on SIGHUP. A build that fails (an unreadable file, a
 //! certificate caught half-written) is logged and the previous value stays in use. Used for the
 //! server's HTTPS certificate, the signer's certificate and client-CA bundle, and the server's
-//! TLS files for its signers (`notary-server/tests/tls_reload.rs`).
+//! TLS files for its signers (`notary-tools/tests/tls_reload.rs`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};

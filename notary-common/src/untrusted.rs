@@ -4,12 +4,12 @@
 //! 1. [`read_regular_file`] opens without following a final symlink and without blocking
 //!    (a FIFO is refused, not waited on), reads only regular files, and stops at `max` bytes
 //!    whatever the file's size says (`tests: untrusted::tests::*`,
-//!    `notary-server/tests/hostile_import.rs::a_hostile_trust_directory_is_refused_cleanly`).
+//!    `notary-tools/tests/hostile_import.rs::a_hostile_trust_directory_is_refused_cleanly`).
 //! 2. [`escape`] writes every control character (ESC, BEL, CR, LF, DEL, C1 …) as a visible
 //!    escape, so an untrusted string cannot move the cursor, forge a line or a table row
 //!    (`tests: untrusted::tests::escapes_control_characters`).
-//!    [`table`] escapes every cell the same way (`notary-server/tests/hostile_import.rs`,
-//!    `notary-server/tests/admin.rs::an_audit_subject_cannot_forge_a_row`).
+//!    [`table`] escapes every cell the same way (`notary-tools/tests/hostile_import.rs`,
+//!    `notary-tools/tests/admin.rs::an_audit_subject_cannot_forge_a_row`).
 //! 3. [`strip_userinfo`] removes `user:password@` from a URL before it is stored or printed
 //!    (`tests: untrusted::tests::strips_credentials_from_urls`).
 

@@ -3,15 +3,12 @@
 pub mod audit;
 pub mod auth;
 pub mod cache;
-pub mod client;
 pub mod coherence;
 pub mod compression;
 pub mod config;
 pub mod errors;
 pub mod http;
-pub mod import;
 pub mod metrics;
-pub mod rekey;
 pub mod retention;
 pub mod routes;
 pub mod serve;

@@ -2,7 +2,7 @@
 //! server or from a client's trust directory (`notary-server import`). Pure: it takes every
 //! file found, by role and version, and says whether the set may be stored as it is.
 //!
-//! Invariants (tests in this module; end to end in `notary-server/tests/import.rs`):
+//! Invariants (tests in this module; end to end in `notary-tools/tests/import.rs`):
 //! 1. Every file parses, has its role's `_type`, and carries the version it was found under
 //!    (`rejects_a_file_under_the_wrong_version`).
 //! 2. Root versions are contiguous. Each is signed to its threshold by its own root keys
@@ -20,7 +20,7 @@
 //! 6. Files are read one at a time through [`HistoryFiles`]; between steps only roots,
 //!    delegations and the current chain's bodies are kept, so a history on disk is verified
 //!    in memory of about one file (`files_loaded_on_demand_verify_alike`;
-//!    `notary-server/tests/hostile_import.rs::a_large_history_is_imported_in_bounded_memory`).
+//!    `notary-tools/tests/hostile_import.rs::a_large_history_is_imported_in_bounded_memory`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

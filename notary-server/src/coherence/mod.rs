@@ -6,7 +6,7 @@
 //! any instance — when the read arrived.** Two mechanisms keep it, the changefeed barrier
 //! (always) and the read lease (Postgres, on by default: `caching.read_lease`), by these
 //! invariants. Each names the tests that check it (unit tests in this module's files, the
-//! others in `notary-server/tests/`).
+//! others in `notary-tools/tests/`).
 //!
 //! 1. **Lease.** A read skips the barrier only while this instance holds a *read lease*: its
 //!    row in `notary_rs_instances` (migration 3), renewed every `renew_every` for `lease`, and

@@ -9,7 +9,7 @@
 //! snapshot names by checksum that was not reached by version.
 //!
 //! A source is not trusted, and what it sends is bounded while it arrives ([`SourceLimits`], the
-//! import's `--max-*` flags; `notary-server/tests/hostile_import.rs`):
+//! import's `--max-*` flags; `notary-tools/tests/hostile_import.rs`):
 //! 1. every file by bytes (an endless answer costs `max_file_bytes`, not memory), every
 //!    repository and the whole run by bytes, each role's history walk by count;
 //! 2. a file fetched as version `v` must say it is version `v`;

@@ -12,10 +12,10 @@
 //! 4. A realm is not trusted because the server named it ([`TokenPolicy`]): a plain-http realm
 //!    for an https server is refused unless allowed, and credentials go to a realm on another
 //!    host than the server's only if that host is allowed or the user says so
-//!    (`notary-server/tests/hostile_import.rs::token_realms_are_not_trusted_blindly`).
+//!    (`notary-tools/tests/hostile_import.rs::token_realms_are_not_trusted_blindly`).
 //!
 //! Tested end to end against Debian's Go notary-server with token auth
-//! (`notary-server/tests/import.rs`).
+//! (`notary-tools/tests/import.rs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

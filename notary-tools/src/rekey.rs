@@ -20,8 +20,8 @@
 //!    root key (so clients holding the old root follow the rotation); the server then signs a
 //!    new snapshot and timestamp with the keys it holds.
 //!
-//! Tests: `notary-server/tests/import.rs::imports_go_repositories_with_token_auth` (end to end
-//! with Debian's Go CLI holding the old trust cache) and `notary-server/tests/rekey_safety.rs`
+//! Tests: `notary-tools/tests/import.rs::imports_go_repositories_with_token_auth` (end to end
+//! with Debian's Go CLI holding the old trust cache) and `notary-tools/tests/rekey_safety.rs`
 //! (a server that edits the root or offers a bad key; a run off a terminal without `--yes`).
 
 use std::path::{Path, PathBuf};

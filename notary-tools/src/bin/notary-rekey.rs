@@ -1,5 +1,5 @@
 //! `notary-rekey`: replace an imported repository's timestamp and snapshot keys with keys the
-//! new server holds, signed with the owner's root key (see `notary_server::rekey`).
+//! new server holds, signed with the owner's root key (see `notary_tools::rekey`).
 
 use std::path::PathBuf;
 
@@ -51,10 +51,7 @@ fn main() -> anyhow::Result<()> {
         "standard input is not a terminal: notary-rekey shows the change to your root and asks \
          before signing it; run it on a terminal, or pass --yes to sign without asking"
     );
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .init();
+    notary_common::logging::init("warn", "text", "sqlx=warn");
     let dirs = if args.trust_dir.is_empty() {
         let home =
             PathBuf::from(std::env::var_os("HOME").context("HOME is not set: give --trust-dir")?);
@@ -69,7 +66,7 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let credentials = match &args.username {
-        Some(u) => Some(notary_server::client::Credentials {
+        Some(u) => Some(notary_tools::client::Credentials {
             username: u.clone(),
             password: match std::env::var("NOTARY_AUTH_PASSWORD") {
                 Ok(p) => Zeroizing::new(p),
@@ -81,12 +78,11 @@ fn main() -> anyhow::Result<()> {
         }),
         None => None,
     };
-    let client =
-        notary_server::client::NotaryClient::new(&args.server, ca.as_deref(), credentials)?
-            .with_token_policy(notary_server::client::TokenPolicy::for_terminal(
-                args.allow_insecure_token_realm,
-                args.allow_token_host.clone(),
-            ));
+    let client = notary_tools::client::NotaryClient::new(&args.server, ca.as_deref(), credentials)?
+        .with_token_policy(notary_tools::client::TokenPolicy::for_terminal(
+            args.allow_insecure_token_realm,
+            args.allow_token_host.clone(),
+        ));
     // The root key's passphrase: as the notary and docker CLIs take it, or a prompt.
     let passphrase = || -> std::io::Result<Zeroizing<String>> {
         for var in [
@@ -113,14 +109,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let yes = args.yes;
-    let confirm = |plan: &notary_server::rekey::Plan| -> bool {
+    let confirm = |plan: &notary_tools::rekey::Plan| -> bool {
         eprintln!("{plan}");
         if yes {
             return true;
         }
-        notary_server::client::ask_yes("sign and publish this root?")
+        notary_tools::client::ask_yes("sign and publish this root?")
     };
-    let done = runtime.block_on(notary_server::rekey::rekey(
+    let done = runtime.block_on(notary_tools::rekey::rekey(
         &client,
         &args.gun,
         &dirs,

@@ -9,7 +9,7 @@
 //!    from the source); a second file for the same version with other bytes is a [`Clash`],
 //!    never an overwrite (`spill::tests::a_clash_is_named_not_overwritten`).
 //! 3. It is read back whole only when verified or stored
-//!    (`notary-server/tests/hostile_import.rs::a_large_history_is_imported_in_bounded_memory`).
+//!    (`notary-tools/tests/hostile_import.rs::a_large_history_is_imported_in_bounded_memory`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use notary_tuf::history::{HistoryError, HistoryFiles};
 use notary_tuf::FileMeta;
 use sha2::{Digest, Sha256};
 
-use crate::storage::{ImportFiles, StoreError};
+use notary_server::storage::{ImportFiles, StoreError};
 
 /// Where a file came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

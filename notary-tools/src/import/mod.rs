@@ -1,7 +1,7 @@
 //! `notary-server import`: bring signed repositories, with their history, from another Notary
 //! server (or from clients' trust directories) into this server's storage.
 //!
-//! Invariants (tests: `notary-server/tests/import.rs`):
+//! Invariants (tests: `notary-tools/tests/import.rs`):
 //! 1. Files are stored byte for byte (signatures stay valid), with one changefeed row per
 //!    timestamp version, in version order (`imports_go_repositories_with_token_auth`).
 //! 2. Nothing is stored that `notary_tuf::history::verify_history` refuses, and a repository
@@ -27,8 +27,8 @@ use notary_tuf::history::verify_history;
 use notary_tuf::metadata as md;
 use serde::Serialize;
 
-use crate::service::RepoService;
-use crate::storage::StoreError;
+use notary_server::service::RepoService;
+use notary_server::storage::StoreError;
 use source::Source;
 use spill::Spill;
 
@@ -141,7 +141,7 @@ pub enum ImportError {
     #[error("keeping the repository's files on disk while importing: {0}")]
     Spill(std::io::Error),
     #[error("asking the trust service which keys it holds: {0:?}")]
-    KeyLookup(crate::errors::Code),
+    KeyLookup(notary_server::errors::Code),
 }
 
 async fn try_import(
@@ -150,7 +150,7 @@ async fn try_import(
     gun: &str,
     opts: &Options,
 ) -> Result<GunReport, ImportError> {
-    if !crate::http::gun_is_acceptable(gun) {
+    if !notary_server::http::gun_is_acceptable(gun) {
         return Err(ImportError::InvalidGun);
     }
     // What this server stores of the GUN, then what the source adds, on disk (`spill`): one
@@ -198,7 +198,10 @@ async fn try_import(
                 &spill.from_source(),
                 &source.label(),
                 opts.replace,
-                &crate::audit::Actor::admin(Some(format!("imported from {}", source.label()))),
+                &notary_server::audit::Actor::admin(Some(format!(
+                    "imported from {}",
+                    source.label()
+                ))),
             )
             .await
         {

@@ -1,5 +1,5 @@
 //! `notary-rekey` does not trust the server it publishes to: it signs only a change of the root
-//! the owner's trust directory already holds (`notary_server::rekey`). A server (or a man in the
+//! the owner's trust directory already holds (`notary_tools::rekey`). A server (or a man in the
 //! middle) that edits the root, or offers a key that is not a well-formed public key, gets
 //! nothing signed; off a terminal nothing is signed without `--yes`.
 #![cfg(feature = "system-tests")]

@@ -1,6 +1,7 @@
 //! The architecture's guard rails, checked on the sources (runs anywhere):
-//! no import cycle between the modules of any crate of the workspace, and no
-//! `Result<_, String>` in the library crates.
+//! no import cycle between the modules of any crate of the workspace, no
+//! `Result<_, String>` in the library crates, and no client or terminal stack in the
+//! library that serves HTTP (the tools that need one are in notary-tools).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -150,11 +151,12 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-const CRATES: [&str; 5] = [
+const CRATES: [&str; 6] = [
     "notary-tuf",
     "notary-common",
     "notary-signer",
     "notary-server",
+    "notary-tools",
     "notary-bench",
 ];
 
@@ -204,4 +206,45 @@ fn library_crates_return_no_string_errors() {
             assert!(!re.is_match(&c), "{}: Result<_, String>", f.display());
         }
     }
+}
+
+/// The dependencies (not dev-dependencies) a crate's Cargo.toml names.
+fn dependencies(krate: &str) -> BTreeSet<String> {
+    let toml = std::fs::read_to_string(workspace().join(krate).join("Cargo.toml")).unwrap();
+    let mut out = BTreeSet::new();
+    let mut in_deps = false;
+    for line in toml.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+        } else if in_deps && !line.starts_with('#') {
+            if let Some((name, _)) = line.split_once('=') {
+                out.insert(name.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_server_library_carries_no_tools() {
+    let deps = dependencies("notary-server");
+    assert!(
+        deps.contains("hyper"),
+        "parsed notary-server's dependencies"
+    );
+    for tool in [
+        "reqwest",
+        "indicatif",
+        "rpassword",
+        "clap",
+        "anyhow",
+        "pkcs5",
+    ] {
+        assert!(
+            !deps.contains(tool),
+            "notary-server (the library that serves HTTP) depends on {tool}: that belongs in notary-tools"
+        );
+    }
+    assert!(dependencies("notary-tools").contains("reqwest"));
 }
