@@ -256,7 +256,7 @@ async fn version_reads_follow_deletion_and_recreation() {
 /// database), released when dropped.
 #[tokio::test]
 async fn resign_lock_has_one_holder() {
-    use notary_server::storage::{MetaStore, SqlStore};
+    use notary_server::storage::SqlStore;
     let db = create_pg_db().await;
     let cfg = notary_common::db::PoolConfig::default();
     let a = SqlStore::new(notary_common::db::Db::connect(&db, &cfg).await.unwrap())

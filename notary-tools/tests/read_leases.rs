@@ -229,7 +229,7 @@ async fn an_unannounced_writer_turns_leased_reads_off() {
 /// fails with 503 if it does not end within the write deadline (10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
-    use notary_server::storage::{MetaStore, SqlStore, StoreError};
+    use notary_server::storage::{SqlStore, StoreError};
     use notary_tuf::validation::Update;
     use sqlx::Connection;
     let db = create_pg_db().await;

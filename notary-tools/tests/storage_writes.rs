@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use notary_common::db::{Db, PoolConfig};
-use notary_server::storage::{Changefeed, MetaStore, SqlStore, StoreError};
+use notary_server::storage::{Changefeed, SqlStore, StoreError};
 use notary_tuf::validation::Update;
 use sha2::Digest;
 

@@ -30,10 +30,10 @@ use crate::cache::{CachedChain, Expected, MetaCache};
 use crate::coherence::{Coherence, LeaseConfig, WriteFuture};
 use crate::errors::{ApiError, Code};
 use crate::metrics::RotationCounts;
-use crate::storage::{Change, Imported, MetaStore, StoreError, StoredFile};
+use crate::storage::{Change, Imported, SqlStore, StoreError, StoredFile};
 
 pub struct RepoService {
-    pub store: Arc<dyn MetaStore>,
+    pub store: Arc<SqlStore>,
     pub cache: Arc<MetaCache>,
     coherence: Coherence,
     pub crypto: Arc<dyn CryptoService>,
@@ -129,7 +129,7 @@ pub struct ServiceOptions {
 impl RepoService {
     /// The service, following the changefeed for its cache.
     pub fn new(
-        store: Arc<dyn MetaStore>,
+        store: Arc<SqlStore>,
         cache: Arc<MetaCache>,
         crypto: Arc<dyn CryptoService>,
         opts: ServiceOptions,

@@ -12,7 +12,7 @@ use notary_server::http::AppState;
 use notary_server::metrics::Metrics;
 use notary_server::serve::{serve, shutdown_signal, Limits};
 use notary_server::service::{RepoService, ServiceOptions};
-use notary_server::storage::{SqlStore, TimedStore};
+use notary_server::storage::SqlStore;
 use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
 use notary_signer::remote::{FailoverCryptoService, RemoteConfig, RemoteCryptoService, TlsFiles};
@@ -172,8 +172,7 @@ pub(crate) async fn build_service(
         }),
         _ => None,
     };
-    let store = TimedStore::new(
-        store,
+    let store = store.with_call_limit(
         settings.storage.pool.statement_timeout + std::time::Duration::from_secs(2),
     );
     let service = Arc::new(RepoService::new(
