@@ -1,15 +1,16 @@
 //! The Go error envelope (docker/distribution errcode) with Notary's codes, statuses and
-//! messages (`docs/api.md`), the HTTP response type, and the one mapping of every internal
-//! error (storage, signing, validation) to what the client gets.
+//! messages (`docs/api.md`), the HTTP response type, and the one mapping of the service's
+//! errors ([`ServiceError`]: storage, signing, validation) to what the client gets. The cause
+//! travels with the [`ApiError`] and is logged once, by `http::dispatch`, when it is answered.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::StatusCode;
 use http_body_util::Full;
 use notary_signer::CryptoError;
-use notary_tuf::validation::ValidationError;
 use serde_json::{json, Value};
 
+use crate::service::ServiceError;
 use crate::storage::StoreError;
 
 /// Every response has its whole body at hand: metadata files are small and cached.
@@ -91,6 +92,8 @@ pub struct ApiError {
     pub detail: Option<Value>,
     /// `Www-Authenticate` challenge of a 401.
     pub challenge: Option<String>,
+    /// What went wrong and how loud to log it (see [`ApiError::log`]); not sent.
+    pub cause: Option<(tracing::Level, String)>,
 }
 
 impl ApiError {
@@ -99,6 +102,7 @@ impl ApiError {
             code,
             detail: None,
             challenge: None,
+            cause: None,
         }
     }
     pub fn with(code: Code, detail: Value) -> Self {
@@ -106,6 +110,7 @@ impl ApiError {
             code,
             detail: Some(detail),
             challenge: None,
+            cause: None,
         }
     }
     /// Go's "empty struct" detail, serialised as `{}`.
@@ -116,8 +121,26 @@ impl ApiError {
         Self::empty_detail(Code::MetadataNotFound)
     }
     pub fn internal(msg: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %msg, "internal error");
-        Self::empty_detail(Code::Unknown)
+        Self::empty_detail(Code::Unknown).because(tracing::Level::ERROR, msg)
+    }
+
+    /// The same answer, with the cause the log gets.
+    pub fn because(mut self, level: tracing::Level, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some((level, cause.to_string()));
+        self
+    }
+
+    /// Log the cause, if any, at its level (once per answer: `http::dispatch`).
+    pub fn log(&self) {
+        let Some((level, cause)) = &self.cause else {
+            return;
+        };
+        let code = self.code.parts().0;
+        match *level {
+            tracing::Level::ERROR => tracing::error!(code, error = %cause, "request failed"),
+            tracing::Level::WARN => tracing::warn!(code, error = %cause, "request failed"),
+            _ => tracing::info!(code, error = %cause, "request refused"),
+        }
     }
 
     pub fn body(&self) -> Vec<u8> {
@@ -167,48 +190,47 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use tracing::Level;
+        let cause = e.to_string();
         match e {
-            StoreError::OldVersion => ApiError::empty_detail(Code::Version),
-            StoreError::Unavailable(m) => {
-                tracing::warn!(error = %m, "database unavailable");
-                ApiError::new(Code::StorageUnavailable)
+            ServiceError::NotFound => ApiError::not_found(),
+            ServiceError::MalformedJson(_) => {
+                ApiError::new(Code::MalformedJson).because(Level::INFO, cause)
             }
-            StoreError::ReadOnly(m) => {
-                tracing::warn!(error = %m, "database read-only");
-                ApiError::new(Code::StorageUnavailable)
+            ServiceError::Invalid(v) => match v.detail() {
+                Some(d) => ApiError::with(Code::InvalidUpdate, d),
+                None => ApiError::new(Code::InvalidUpdate),
             }
-            StoreError::Db(m) => ApiError::internal(m),
-            // (`coherence` retries these, then reports them as unavailable.)
-            StoreError::Unacknowledged => ApiError::new(Code::StorageUnavailable),
-            StoreError::Conflict(m) => ApiError::internal(m),
-        }
-    }
-}
-
-impl From<CryptoError> for ApiError {
-    fn from(e: CryptoError) -> Self {
-        match e {
-            CryptoError::Unavailable(m) => {
-                tracing::warn!(error = %m, "signing service unavailable");
-                ApiError::new(Code::SignerUnavailable)
+            .because(Level::INFO, cause),
+            ServiceError::Unsignable(why) => {
+                ApiError::with(Code::InvalidUpdate, json!(why)).because(Level::INFO, cause)
             }
-            CryptoError::Locked(m) => {
-                tracing::error!(error = %m, "a signing key cannot be decrypted: fix the key passphrase configuration");
-                ApiError::new(Code::KeyLocked)
+            ServiceError::ReadOnly => ApiError::new(Code::ReadOnly),
+            ServiceError::NotYet(_) => {
+                ApiError::new(Code::StorageUnavailable).because(Level::INFO, cause)
             }
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<ValidationError> for ApiError {
-    fn from(e: ValidationError) -> Self {
-        tracing::info!(error = %e, "rejected update");
-        match e.detail() {
-            Some(d) => ApiError::with(Code::InvalidUpdate, d),
-            None => ApiError::new(Code::InvalidUpdate),
+            ServiceError::Store(s) => match s {
+                StoreError::OldVersion => ApiError::empty_detail(Code::Version),
+                StoreError::Unavailable(_)
+                | StoreError::ReadOnly(_)
+                | StoreError::Unacknowledged => {
+                    ApiError::new(Code::StorageUnavailable).because(Level::WARN, cause)
+                }
+                StoreError::Db(_) | StoreError::Conflict(_) => ApiError::internal(cause),
+            },
+            ServiceError::Crypto(c) => match c {
+                CryptoError::Unavailable(_) => {
+                    ApiError::new(Code::SignerUnavailable).because(Level::WARN, cause)
+                }
+                CryptoError::Locked(_) => ApiError::new(Code::KeyLocked).because(
+                    Level::ERROR,
+                    format!("{cause}: a signing key cannot be decrypted; fix the key passphrase configuration"),
+                ),
+                _ => ApiError::internal(cause),
+            },
+            ServiceError::Internal(_) => ApiError::internal(cause),
         }
     }
 }

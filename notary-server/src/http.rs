@@ -234,7 +234,10 @@ pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Respons
     let (op, result) = route(&req, &method, &path, body, state).await;
     let mut resp = match result {
         Ok(r) => r,
-        Err(e) => e.response(),
+        Err(e) => {
+            e.log();
+            e.response()
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -577,8 +580,23 @@ async fn changefeed(
         req.uri.query().unwrap_or(""),
     )
     .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?;
+    // Go's parameters: `records` is required (its strconv message in the detail), an empty
+    // `change_id` is 0.
     let records = q.get("records").map(String::as_str).unwrap_or("");
-    let change_id = q.get("change_id").map(String::as_str).unwrap_or("");
+    let records: i32 = records.parse().map_err(|_| {
+        ApiError::with(
+            Code::InvalidParameters,
+            serde_json::json!(format!(
+                "invalid records parameter: strconv.ParseInt: parsing {records:?}: invalid syntax"
+            )),
+        )
+    })?;
+    let change_id = match q.get("change_id").map(String::as_str).unwrap_or("") {
+        "" => 0,
+        id => id
+            .parse::<i32>()
+            .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?,
+    };
     let v = state.service.changes(gun, change_id, records).await?;
     Ok(text_ok(serde_json::to_vec(&v).map_err(ApiError::internal)?))
 }

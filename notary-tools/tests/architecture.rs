@@ -248,3 +248,24 @@ fn the_server_library_carries_no_tools() {
     }
     assert!(dependencies("notary-tools").contains("reqwest"));
 }
+
+#[test]
+fn only_the_http_edge_speaks_http_errors() {
+    // The service and everything under it report `ServiceError`/`StoreError`; Go's envelope
+    // (`ApiError`) is made from them once, where a request is answered.
+    let edge = ["errors.rs", "http.rs", "auth.rs"];
+    let mut files = Vec::new();
+    rust_files(&workspace().join("notary-server/src"), &mut files);
+    rust_files(&workspace().join("notary-tools/src"), &mut files);
+    for f in files {
+        let at_edge = f.parent() == Some(&workspace().join("notary-server/src"))
+            && edge.iter().any(|e| f.ends_with(e));
+        if !at_edge {
+            assert!(
+                !code(&f).contains("ApiError"),
+                "{}: ApiError outside the HTTP edge",
+                f.display()
+            );
+        }
+    }
+}

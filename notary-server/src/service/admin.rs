@@ -56,14 +56,14 @@ impl RepoService {
         &self,
         gun: &str,
         chain: Option<&CachedChain>,
-    ) -> Result<(bool, bool), ApiError> {
+    ) -> Result<(bool, bool), ServiceError> {
         let Some(chain) = chain else {
             return Ok((false, false));
         };
         let Some(file) = self.chain_root(gun, chain).await? else {
             return Ok((false, false));
         };
-        let root: md::Root = file.body().map_err(ApiError::internal)?;
+        let root: md::Root = file.body().map_err(ServiceError::internal)?;
         Ok((
             self.holds_any(&root.role_keyids(md::TIMESTAMP)).await?,
             self.holds_any(&root.role_keyids(md::SNAPSHOT)).await?,
@@ -71,15 +71,9 @@ impl RepoService {
     }
 
     /// Whether the trust service holds any of these keys.
-    pub async fn holds_any(&self, key_ids: &[String]) -> Result<bool, ApiError> {
+    pub async fn holds_any(&self, key_ids: &[String]) -> Result<bool, ServiceError> {
         for id in key_ids {
-            if self
-                .crypto
-                .get_key(id)
-                .await
-                .map_err(ApiError::from)?
-                .is_some()
-            {
+            if self.crypto.get_key(id).await?.is_some() {
                 return Ok(true);
             }
         }
@@ -87,7 +81,7 @@ impl RepoService {
     }
 
     /// Every imported repository with the keys this server holds for it.
-    pub async fn imported(&self) -> Result<Vec<KeyStatus>, ApiError> {
+    pub async fn imported(&self) -> Result<Vec<KeyStatus>, ServiceError> {
         let mut out = Vec::new();
         for rec in self.store.imports().await? {
             let chain = self.chain(&rec.gun).await?;
@@ -115,7 +109,7 @@ impl RepoService {
     }
 
     /// Every repository stored here (or only `gun`), by GUN.
-    pub async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RepoStatus>, ApiError> {
+    pub async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RepoStatus>, ServiceError> {
         let mut by_gun: BTreeMap<String, BTreeMap<String, RoleStatus>> = BTreeMap::new();
         for r in self.store.repositories(gun).await? {
             by_gun.entry(r.gun).or_default().insert(
@@ -155,7 +149,7 @@ impl RepoService {
         policy: crate::retention::Policy,
         dry_run: bool,
         actor: &Actor,
-    ) -> Result<Pruned, ApiError> {
+    ) -> Result<Pruned, ServiceError> {
         let files = self.store.file_rows(gun).await?;
         let protected = self.current_references(gun).await?;
         let ids = crate::retention::removable(&files, &protected, policy, crate::storage::now());
@@ -213,14 +207,14 @@ impl RepoService {
     pub(super) async fn current_references(
         &self,
         gun: &str,
-    ) -> Result<std::collections::HashSet<(String, i64)>, ApiError> {
+    ) -> Result<std::collections::HashSet<(String, i64)>, ServiceError> {
         let mut out = std::collections::HashSet::new();
         let Some(ts) = self.store.latest(gun, md::TIMESTAMP).await? else {
             return Ok(out);
         };
-        let parse = |data: &[u8]| -> Result<(i64, md::MetaBody), ApiError> {
-            let f = SignedFile::parse(data).map_err(ApiError::internal)?;
-            Ok((f.common.version, f.body().map_err(ApiError::internal)?))
+        let parse = |data: &[u8]| -> Result<(i64, md::MetaBody), ServiceError> {
+            let f = SignedFile::parse(data).map_err(ServiceError::internal)?;
+            Ok((f.common.version, f.body().map_err(ServiceError::internal)?))
         };
         let (version, ts_meta) = parse(&ts.data)?;
         out.insert((md::TIMESTAMP.to_string(), version));
@@ -242,7 +236,7 @@ impl RepoService {
     }
 
     /// Remove audit records older than `before` (`prune --audit-older-than`).
-    pub async fn prune_audit(&self, before: chrono::NaiveDateTime) -> Result<u64, ApiError> {
+    pub async fn prune_audit(&self, before: chrono::NaiveDateTime) -> Result<u64, ServiceError> {
         self.writable()?;
         Ok(self.store.prune_audit(before).await?)
     }
@@ -281,13 +275,13 @@ impl RepoService {
                                     removed += p.removed;
                                 }
                                 Err(e) => {
-                                    tracing::warn!(gun, error = ?e.code, "retention: pruning failed")
+                                    tracing::warn!(gun, error = %e, "retention: pruning failed")
                                 }
                             }
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = ?e.code, "retention: cannot list repositories")
+                        tracing::warn!(error = %e, "retention: cannot list repositories")
                     }
                 }
                 drop(held);
@@ -299,7 +293,7 @@ impl RepoService {
     }
 
     /// Every GUN stored here.
-    pub async fn guns(&self) -> Result<Vec<String>, ApiError> {
+    pub async fn guns(&self) -> Result<Vec<String>, ServiceError> {
         Ok(self.store.guns().await?)
     }
 
@@ -310,7 +304,7 @@ impl RepoService {
         gun: Option<&str>,
         since: Option<chrono::NaiveDateTime>,
         limit: i64,
-    ) -> Result<Vec<crate::audit::Entry>, ApiError> {
+    ) -> Result<Vec<crate::audit::Entry>, ServiceError> {
         Ok(self.store.audit_entries(gun, since, limit).await?)
     }
 

@@ -35,23 +35,24 @@ impl RepoService {
     }
 
     /// `GET …/{timestamp,snapshot}.key`: the key the root lists for the role if the signer
-    /// holds it, else a (pending) new key, if `may_create` allows one.
-    pub async fn get_key(
+    /// holds it, else a (pending) new key, if `may_create` allows one. A refusal is the
+    /// caller's own error (`E`: the HTTP layer's rate limit answer), passed through as is.
+    pub async fn get_key<E: From<ServiceError>>(
         &self,
         gun: &str,
         role: &str,
-        may_create: impl FnOnce() -> Result<(), ApiError>,
+        may_create: impl FnOnce() -> Result<(), E>,
         actor: &Actor,
-    ) -> Result<PublicKey, ApiError> {
+    ) -> Result<PublicKey, E> {
         let root_file = match self.chain(gun).await? {
             Some(chain) => self.chain_root(gun, &chain).await?,
             None => None,
         };
         if let Some(file) = root_file {
-            let root: md::Root = file.body().map_err(ApiError::internal)?;
+            let root: md::Root = file.body().map_err(ServiceError::internal)?;
             if let Some(Some(r)) = root.roles.get(role) {
                 for id in &r.keyids {
-                    if let Some(info) = self.crypto.get_key(id).await.map_err(ApiError::from)? {
+                    if let Some(info) = self.crypto.get_key(id).await.map_err(ServiceError::from)? {
                         return Ok(info.public);
                     }
                 }
@@ -59,7 +60,7 @@ impl RepoService {
         }
         self.writable()?;
         may_create()?;
-        self.create_key(gun, role, Action::KeyCreate, actor).await
+        Ok(self.create_key(gun, role, Action::KeyCreate, actor).await?)
     }
 
     /// A new server key for (GUN, role), bound to them, and its audit record (`role:key ID`).
@@ -69,12 +70,11 @@ impl RepoService {
         role: &str,
         action: Action,
         actor: &Actor,
-    ) -> Result<PublicKey, ApiError> {
+    ) -> Result<PublicKey, ServiceError> {
         let key = self
             .crypto
             .create_key(role, gun, &self.key_algorithm)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         self.store.bind_key(&key.id(), gun, role).await?;
         let record = Record {
             action,
@@ -89,7 +89,10 @@ impl RepoService {
 
     /// The GUN and role a server key is bound to, if any (from the store, or the trust
     /// service's own record for keys made before bindings existed, which it then binds).
-    pub(super) async fn binding(&self, key_id: &str) -> Result<Option<(String, String)>, ApiError> {
+    pub(super) async fn binding(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(String, String)>, ServiceError> {
         if let Some(b) = lock(&self.bindings).get(key_id) {
             return Ok(Some(b.clone()));
         }
@@ -108,15 +111,15 @@ impl RepoService {
         &self,
         gun: &str,
         root: &SignedFile,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let root: md::Root = root
             .body()
-            .map_err(|_| ApiError::new(Code::MalformedJson))?;
+            .map_err(|e| ServiceError::MalformedJson(format!("root: {e}")))?;
         for role in [md::TIMESTAMP, md::SNAPSHOT] {
             for id in root.role_keyids(role) {
                 let owner = match self.binding(&id).await? {
                     Some(b) => Some(b),
-                    None => match self.crypto.get_key(&id).await.map_err(ApiError::from)? {
+                    None => match self.crypto.get_key(&id).await? {
                         None => continue,
                         // No record ties this held key to a repository, and the stored roots
                         // are not all read yet: one of them may list it.
@@ -127,7 +130,7 @@ impl RepoService {
                                     .load(std::sync::atomic::Ordering::SeqCst) =>
                         {
                             tracing::warn!(gun, role, key = id, "a root names a server key not bound yet; the stored roots are still being read (first start on this database): try again shortly");
-                            return Err(ApiError::new(Code::StorageUnavailable));
+                            return Err(ServiceError::NotYet("the stored roots are still being read for server keys (first start on this database)"));
                         }
                         Some(info)
                             if (info.gun.is_empty() || info.gun == gun)
@@ -148,7 +151,7 @@ impl RepoService {
                         bound_role = r,
                         "refused a root listing another repository's server key"
                     );
-                    return Err(ApiError::from(ValidationError::BadRoot(format!(
+                    return Err(ServiceError::from(ValidationError::BadRoot(format!(
                         "key {id} is a server-managed {r} key of another repository: a root may give the {role} role only this \
                          repository's own key (GET …/{role}.key)"
                     ))));
@@ -163,7 +166,7 @@ impl RepoService {
         &self,
         gun: &str,
         mut to_sign: ToSign,
-    ) -> Result<ToSign, ApiError> {
+    ) -> Result<ToSign, ServiceError> {
         let role = to_sign.role.name.clone();
         let mut foreign = Vec::new();
         for id in to_sign.role.keys.keys() {
@@ -192,7 +195,7 @@ impl RepoService {
         gun: &str,
         role: &str,
         actor: &Actor,
-    ) -> Result<PublicKey, ApiError> {
+    ) -> Result<PublicKey, ServiceError> {
         self.writable()?;
         self.create_key(gun, role, Action::KeyRotate, actor).await
     }

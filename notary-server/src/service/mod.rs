@@ -7,6 +7,7 @@
 //! what several of them use.
 
 mod admin;
+mod error;
 mod keys;
 mod publish;
 mod read;
@@ -24,13 +25,12 @@ use notary_tuf::validation::{
     self, roles_needed, timestamp_body, StoredRepo, ToSign, Update, ValidationError,
 };
 use notary_tuf::PublicKey;
-use serde_json::json;
 
 use crate::cache::{CachedChain, Expected, MetaCache};
 use crate::coherence::{Coherence, LeaseConfig, WriteFuture};
-use crate::errors::{ApiError, Code};
 use crate::metrics::RotationCounts;
 use crate::storage::{Change, Imported, SqlStore, StoreError, StoredFile};
+pub use error::ServiceError;
 
 pub struct RepoService {
     pub store: Arc<SqlStore>,
@@ -158,24 +158,26 @@ impl RepoService {
         }
     }
 
-    fn writable(&self) -> Result<(), ApiError> {
+    fn writable(&self) -> Result<(), ServiceError> {
         if self.read_only {
-            return Err(ApiError::new(Code::ReadOnly));
+            return Err(ServiceError::ReadOnly);
         }
         Ok(())
     }
 
     /// A cache miss is about to load from the database: refused while it is behind.
-    fn loadable(&self) -> Result<(), ApiError> {
+    fn loadable(&self) -> Result<(), ServiceError> {
         if self.coherence.is_behind() {
-            return Err(ApiError::new(Code::StorageUnavailable));
+            return Err(ServiceError::NotYet(
+                "this instance's changefeed checks are behind",
+            ));
         }
         Ok(())
     }
 
     /// Delete every file of the GUN (the API's `DELETE`, or an operator's `notary-server
     /// delete`); true if there was any.
-    pub async fn delete(&self, gun: &str, actor: &Actor) -> Result<bool, ApiError> {
+    pub async fn delete(&self, gun: &str, actor: &Actor) -> Result<bool, ServiceError> {
         self.writable()?;
         let store = &self.store;
         let record = Record {
@@ -213,22 +215,9 @@ impl RepoService {
     pub async fn changes(
         &self,
         gun: Option<&str>,
-        change_id: &str,
-        records: &str,
-    ) -> Result<ChangeList, ApiError> {
-        let records: i32 = records.parse().map_err(|_| {
-            ApiError::with(
-                Code::InvalidParameters,
-                json!(format!("invalid records parameter: strconv.ParseInt: parsing {records:?}: invalid syntax")),
-            )
-        })?;
-        let change_id: i32 = if change_id.is_empty() {
-            0
-        } else {
-            change_id
-                .parse()
-                .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?
-        };
+        change_id: i32,
+        records: i32,
+    ) -> Result<ChangeList, ServiceError> {
         // Go has no upper bound; a page here holds at most MAX_CHANGEFEED_RECORDS rows (clients
         // page on by the last ID).
         let records = if records == 0 {

@@ -10,14 +10,12 @@ impl RepoService {
         gun: &str,
         parts: Vec<(String, bytes::Bytes)>,
         actor: &Actor,
-    ) -> Result<u32, ApiError> {
+    ) -> Result<u32, ServiceError> {
         self.writable()?;
         let mut uploads = BTreeMap::new();
         for (role, bytes) in parts {
-            let file = SignedFile::parse(&bytes).map_err(|e| {
-                tracing::info!(gun, role, error = %e, "malformed upload");
-                ApiError::new(Code::MalformedJson)
-            })?;
+            let file = SignedFile::parse(&bytes)
+                .map_err(|e| ServiceError::MalformedJson(format!("{role}: {e}")))?;
             // Go decodes every part, then ignores an uploaded timestamp: the server makes its own.
             if role != md::TIMESTAMP {
                 uploads.insert(role, file); // duplicates: last one wins, as in Go
@@ -27,8 +25,7 @@ impl RepoService {
             .stored_repo(gun, roles_needed(uploads.keys().map(|s| s.as_str())))
             .await?;
         let now = Utc::now();
-        let plan =
-            validation::validate_update(gun, &uploads, &stored, now).map_err(ApiError::from)?;
+        let plan = validation::validate_update(gun, &uploads, &stored, now)?;
         if let Some(root) = uploads.get(md::ROOT) {
             self.check_root_keys(gun, root).await?;
         }
@@ -37,7 +34,7 @@ impl RepoService {
         let snapshot_bytes = match plan.snapshot {
             Some(to_sign) => {
                 let Some(update) = self.sign_snapshot(gun, to_sign).await? else {
-                    return Err(ApiError::from(ValidationError::BadHierarchy {
+                    return Err(ServiceError::from(ValidationError::BadHierarchy {
                         missing: md::SNAPSHOT.into(),
                         msg: format!(
                             "no snapshot was included in update and server does not hold current snapshot key for repository {gun}: \
@@ -56,8 +53,7 @@ impl RepoService {
         };
 
         let (ts_version, ts_body) =
-            timestamp_body(plan.prev_timestamp_version, &snapshot_bytes, now)
-                .map_err(ApiError::from)?;
+            timestamp_body(plan.prev_timestamp_version, &snapshot_bytes, now)?;
         let ts = ToSign {
             role: plan.timestamp_role,
             version: ts_version,
@@ -159,7 +155,7 @@ impl RepoService {
         &self,
         gun: &str,
         to_sign: ToSign,
-    ) -> Result<Option<Update>, ApiError> {
+    ) -> Result<Option<Update>, ServiceError> {
         let to_sign = self.own_keys(gun, to_sign).await?;
         match sign_role(self.crypto.as_ref(), &to_sign).await {
             Ok(sigs) => Ok(Some(Update {
@@ -168,20 +164,24 @@ impl RepoService {
                 data: envelope(&to_sign.body, &sigs),
             })),
             Err(SignRoleError::Insufficient { .. }) => Ok(None),
-            Err(SignRoleError::Crypto(c)) => Err(ApiError::from(c)),
+            Err(SignRoleError::Crypto(c)) => Err(ServiceError::from(c)),
         }
     }
 
-    pub(super) async fn sign_timestamp(&self, gun: &str, ts: &ToSign) -> Result<Vec<u8>, ApiError> {
+    pub(super) async fn sign_timestamp(
+        &self,
+        gun: &str,
+        ts: &ToSign,
+    ) -> Result<Vec<u8>, ServiceError> {
         let ts = &self.own_keys(gun, ts.clone()).await?;
         let sigs = sign_role(self.crypto.as_ref(), ts).await.map_err(|e| match e {
             // sic: two spaces, as the Go server words it; then what to do about it.
-            SignRoleError::Insufficient { .. } => ApiError::from(ValidationError::BadRoot(format!(
+            SignRoleError::Insufficient { .. } => ServiceError::from(ValidationError::BadRoot(format!(
                 "no  timestamp keys exist on the server for {gun}: if this repository was imported from another server, \
                  rotate its timestamp key with `notary -s <this server> key rotate {gun} timestamp -r` (you hold the snapshot key) \
                  or `notary-rekey --server <this server> --gun {gun}` (the old server held it too)"
             ))),
-            SignRoleError::Crypto(c) => ApiError::from(c),
+            SignRoleError::Crypto(c) => ServiceError::from(c),
         })?;
         Ok(envelope(&ts.body, &sigs))
     }
@@ -191,7 +191,7 @@ impl RepoService {
         &self,
         gun: &str,
         needed: std::collections::BTreeSet<String>,
-    ) -> Result<StoredRepo, ApiError> {
+    ) -> Result<StoredRepo, ServiceError> {
         let mut repo = StoredRepo::default();
         let Some(chain) = self.chain(gun).await? else {
             return Ok(repo);
@@ -216,10 +216,10 @@ impl RepoService {
         &self,
         gun: &str,
         chain: &CachedChain,
-    ) -> Result<Option<SignedFile>, ApiError> {
+    ) -> Result<Option<SignedFile>, ServiceError> {
         match self.by_meta(gun, md::ROOT, chain).await? {
             Some(f) => Ok(Some(
-                SignedFile::parse(&f.data).map_err(ApiError::internal)?,
+                SignedFile::parse(&f.data).map_err(ServiceError::internal)?,
             )),
             None => Ok(None),
         }

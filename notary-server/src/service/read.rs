@@ -9,7 +9,7 @@ impl RepoService {
         gun: &str,
         role: &str,
         chain: &CachedChain,
-    ) -> Result<Option<StoredFile>, ApiError> {
+    ) -> Result<Option<StoredFile>, ServiceError> {
         let Some(sha) = chain.role_sha256.get(role) else {
             return Ok(None);
         };
@@ -22,7 +22,7 @@ impl RepoService {
         gun: &str,
         role: &str,
         sha: &str,
-    ) -> Result<Option<StoredFile>, ApiError> {
+    ) -> Result<Option<StoredFile>, ServiceError> {
         if let Some(f) = self.cache.file(gun, role, sha) {
             return Ok(Some(f));
         }
@@ -36,7 +36,7 @@ impl RepoService {
 
     /// The current timestamp and the snapshot it names, no older than the newest committed when
     /// this call began (see `coherence`): from the cache, else loaded and cached.
-    pub(super) async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ApiError> {
+    pub(super) async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ServiceError> {
         self.chain_with(gun, None).await
     }
 
@@ -46,7 +46,7 @@ impl RepoService {
         &self,
         gun: &str,
         also: Option<&str>,
-    ) -> Result<Option<Arc<CachedChain>>, ApiError> {
+    ) -> Result<Option<Arc<CachedChain>>, ServiceError> {
         self.coherence.fresh(gun).await?;
         if let Some(c) = self.cache.chain(gun) {
             return Ok(Some(c));
@@ -58,14 +58,14 @@ impl RepoService {
         let Some(timestamp) = latest.timestamp else {
             return Ok(None);
         };
-        let ts = SignedFile::parse(&timestamp.data).map_err(ApiError::internal)?;
-        let body: md::MetaBody = ts.body().map_err(ApiError::internal)?;
+        let ts = SignedFile::parse(&timestamp.data).map_err(ServiceError::internal)?;
+        let body: md::MetaBody = ts.body().map_err(ServiceError::internal)?;
         let sha = body
             .meta
             .get(md::SNAPSHOT)
             .and_then(|m| m.sha256_hex())
             .ok_or_else(|| {
-                ApiError::internal(format!("{gun}: timestamp has no snapshot checksum"))
+                ServiceError::internal(format!("{gun}: timestamp has no snapshot checksum"))
             })?;
         // Usually the newest snapshot, read with the timestamp; else the one it names.
         let snapshot = match newest_snapshot.filter(|s| s.sha256 == sha) {
@@ -80,7 +80,7 @@ impl RepoService {
         };
         let chain = Arc::new(
             CachedChain::from_files(timestamp, &ts, snapshot)
-                .map_err(|e| ApiError::internal(format!("{gun}: {e}")))?,
+                .map_err(|e| ServiceError::internal(format!("{gun}: {e}")))?,
         );
         if let (Some(role), Some(f)) = (also, newest_also) {
             if chain.role_sha256.get(role).map(|s| &**s) == Some(f.sha256.as_str()) {
@@ -92,7 +92,7 @@ impl RepoService {
     }
 
     /// `GET …/<role>.json`.
-    pub async fn current(&self, gun: &str, role: &str) -> Result<StoredFile, ApiError> {
+    pub async fn current(&self, gun: &str, role: &str) -> Result<StoredFile, ServiceError> {
         match role {
             md::TIMESTAMP => Ok(self.fresh_chain(gun).await?.timestamp.clone()),
             md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot.clone()),
@@ -100,11 +100,11 @@ impl RepoService {
                 let chain = self
                     .chain_with(gun, Some(role))
                     .await?
-                    .ok_or_else(ApiError::not_found)?;
+                    .ok_or(ServiceError::NotFound)?;
                 let mut f = self
                     .by_meta(gun, role, &chain)
                     .await?
-                    .ok_or_else(ApiError::not_found)?;
+                    .ok_or(ServiceError::NotFound)?;
                 // "current" reads report when the file became current: the timestamp's time.
                 f.modified = f.modified.max(chain.timestamp.modified);
                 Ok(f)
@@ -117,10 +117,10 @@ impl RepoService {
         gun: &str,
         role: &str,
         sha256_hex: &str,
-    ) -> Result<StoredFile, ApiError> {
+    ) -> Result<StoredFile, ServiceError> {
         self.file_by_checksum(gun, role, sha256_hex)
             .await?
-            .ok_or_else(ApiError::not_found)
+            .ok_or(ServiceError::NotFound)
     }
 
     /// `GET …/<version>.<role>.json`: immutable once stored, but a deleted and re-created
@@ -130,7 +130,7 @@ impl RepoService {
         gun: &str,
         role: &str,
         version: i64,
-    ) -> Result<StoredFile, ApiError> {
+    ) -> Result<StoredFile, ServiceError> {
         self.coherence.fresh(gun).await?;
         if let Some(f) = self.cache.version(gun, role, version) {
             return Ok(f);
@@ -141,15 +141,15 @@ impl RepoService {
             .store
             .by_version(gun, role, version)
             .await?
-            .ok_or_else(ApiError::not_found)?;
+            .ok_or(ServiceError::NotFound)?;
         self.cache.put_version(ticket, gun, role, version, &f);
         Ok(f)
     }
 
     /// The current timestamp and snapshot, regenerated first if either has expired (Go
     /// `GetOrCreateTimestamp`; with background re-signing this rarely happens on a read).
-    pub(super) async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ApiError> {
-        let chain = self.chain(gun).await?.ok_or_else(ApiError::not_found)?;
+    pub(super) async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ServiceError> {
+        let chain = self.chain(gun).await?.ok_or(ServiceError::NotFound)?;
         let now = Utc::now();
         if !self.due(gun, &chain, now) || self.read_only || self.unsignable.chain(gun, &chain) {
             // (A read-only instance serves what the primary region last signed; a chain this
@@ -157,10 +157,8 @@ impl RepoService {
             return Ok(chain);
         }
         match self.regenerate(gun, &chain, now, false).await {
-            Ok(_) => self.chain(gun).await?.ok_or_else(ApiError::not_found),
-            Err(e) if matches!(e.code, Code::SignerUnavailable | Code::StorageUnavailable) => {
-                Err(e)
-            }
+            Ok(_) => self.chain(gun).await?.ok_or(ServiceError::NotFound),
+            Err(e) if e.is_transient() => Err(e),
             Err(e) => {
                 self.unsignable.mark_chain(gun, &chain, &e);
                 Ok(chain)

@@ -24,17 +24,13 @@ impl Unsignable {
     }
 
     /// Remember (and log once) that `gun`'s current chain cannot be re-signed here.
-    pub(super) fn mark_chain(&self, gun: &str, chain: &CachedChain, why: &ApiError) {
+    pub(super) fn mark_chain(&self, gun: &str, chain: &CachedChain, why: &ServiceError) {
         let mut u = lock(&self.timestamps);
         if u.insert(gun.to_string(), chain.timestamp.sha256.clone())
             .as_ref()
             != Some(&chain.timestamp.sha256)
         {
-            let why = why
-                .detail
-                .as_ref()
-                .map(|d| d.to_string())
-                .unwrap_or_default();
+            let why = why.to_string();
             tracing::warn!(
                 gun,
                 timestamp_expires = %chain.timestamp_expires,
@@ -76,25 +72,22 @@ impl RepoService {
         chain: &CachedChain,
         deadline: DateTime<Utc>,
         ahead: bool,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, ServiceError> {
         let now = Utc::now();
-        let ts = SignedFile::parse(&chain.timestamp.data).map_err(ApiError::internal)?;
-        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ApiError::internal)?;
+        let ts = SignedFile::parse(&chain.timestamp.data).map_err(ServiceError::internal)?;
+        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ServiceError::internal)?;
         // The root in force (the one this chain names) must not be expired.
         let root_file = self
             .chain_root(gun, chain)
             .await?
-            .ok_or_else(|| ApiError::internal(format!("{gun}: no current root")))?;
+            .ok_or_else(|| ServiceError::internal(format!("{gun}: no current root")))?;
         let root = validation::load_root(gun, &root_file, None, 1, false, now).map_err(|e| {
-            ApiError::with(
-                Code::InvalidUpdate,
-                json!(format!("the root in force cannot be used: {e}")),
-            )
+            ServiceError::Unsignable(format!("the root in force cannot be used: {e}"))
         })?;
         let mut updates = Vec::new();
         let snapshot_bytes = if snap.expired(deadline) && !self.unsignable.snapshot(gun, chain) {
-            let to_sign =
-                validation::refreshed_snapshot(&root, &snap, now).map_err(ApiError::internal)?;
+            let to_sign = validation::refreshed_snapshot(&root, &snap, now)
+                .map_err(ServiceError::internal)?;
             match self.sign_snapshot(gun, to_sign).await? {
                 Some(update) => {
                     let file = update.data.clone();
@@ -114,8 +107,10 @@ impl RepoService {
             chain.snapshot.data.to_vec()
         };
         let (v, body) = timestamp_body(Some(ts.common.version), &snapshot_bytes, now)
-            .map_err(ApiError::internal)?;
-        let role = root.base_role(md::TIMESTAMP).map_err(ApiError::internal)?;
+            .map_err(ServiceError::internal)?;
+        let role = root
+            .base_role(md::TIMESTAMP)
+            .map_err(ServiceError::internal)?;
         let ts_file = self
             .sign_timestamp(
                 gun,
@@ -193,7 +188,7 @@ impl RepoService {
         &self,
         gun: &str,
         before: chrono::Duration,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let Some(_lock) = self.store.try_lock(&format!("resign {gun}")).await? else {
             tracing::debug!(gun, "another instance holds the re-signing lock");
             return Ok(());
@@ -206,7 +201,7 @@ impl RepoService {
             return Ok(());
         }
         match self.regenerate(gun, &chain, deadline, true).await {
-            Err(e) if !matches!(e.code, Code::SignerUnavailable | Code::StorageUnavailable) => {
+            Err(e) if !e.is_transient() => {
                 self.unsignable.mark_chain(gun, &chain, &e);
                 Ok(())
             }

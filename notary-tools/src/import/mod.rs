@@ -140,8 +140,8 @@ pub enum ImportError {
     Storing(StoreError),
     #[error("keeping the repository's files on disk while importing: {0}")]
     Spill(std::io::Error),
-    #[error("asking the trust service which keys it holds: {0:?}")]
-    KeyLookup(notary_server::errors::Code),
+    #[error("asking the trust service which keys it holds: {0}")]
+    KeyLookup(notary_server::service::ServiceError),
 }
 
 async fn try_import(
@@ -220,11 +220,11 @@ async fn try_import(
         timestamp: service
             .holds_any(&verified.timestamp_keys)
             .await
-            .map_err(|e| ImportError::KeyLookup(e.code))?,
+            .map_err(ImportError::KeyLookup)?,
         snapshot: service
             .holds_any(&verified.snapshot_keys)
             .await
-            .map_err(|e| ImportError::KeyLookup(e.code))?,
+            .map_err(ImportError::KeyLookup)?,
     };
     let server = opts
         .public_url

@@ -3,7 +3,7 @@
 
 use notary_server::config::Settings;
 
-use crate::table::{api_failure, human_bytes, keys_held, print_table, when};
+use crate::table::{failure, human_bytes, keys_held, print_table, when};
 use crate::wiring::build_service;
 
 /// `notary-server imported`.
@@ -12,7 +12,7 @@ pub(crate) async fn imported(settings: Settings, json: bool) -> anyhow::Result<(
     let list = service
         .imported()
         .await
-        .map_err(|e| api_failure("listing imported repositories", e))?;
+        .map_err(|e| failure("listing imported repositories", e))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -54,7 +54,7 @@ pub(crate) async fn repos(settings: Settings, json: bool) -> anyhow::Result<()> 
     let list = service
         .repositories(None)
         .await
-        .map_err(|e| api_failure("listing repositories", e))?;
+        .map_err(|e| failure("listing repositories", e))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -104,7 +104,7 @@ pub(crate) async fn show(settings: Settings, gun: &str, json: bool) -> anyhow::R
     let Some(repo) = service
         .repositories(Some(gun))
         .await
-        .map_err(|e| api_failure("reading the repository", e))?
+        .map_err(|e| failure("reading the repository", e))?
         .pop()
     else {
         anyhow::bail!("no repository {gun:?} here (`notary-server repos` lists them)");
@@ -112,7 +112,7 @@ pub(crate) async fn show(settings: Settings, gun: &str, json: bool) -> anyhow::R
     let audit = service
         .audit(Some(gun), None, i64::MAX)
         .await
-        .map_err(|e| api_failure("reading the audit trail", e))?;
+        .map_err(|e| failure("reading the audit trail", e))?;
     let recent = &audit[audit.len().saturating_sub(10)..];
     if json {
         println!(
@@ -215,7 +215,7 @@ pub(crate) async fn audit(
     let entries = service
         .audit(gun, since, limit)
         .await
-        .map_err(|e| api_failure("reading the audit trail", e))?;
+        .map_err(|e| failure("reading the audit trail", e))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else {

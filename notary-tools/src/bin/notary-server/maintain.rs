@@ -2,7 +2,7 @@
 
 use notary_server::config::Settings;
 
-use crate::table::{api_failure, print_table};
+use crate::table::{failure, print_table};
 use crate::wiring::build_service;
 
 pub(crate) async fn delete(settings: Settings, gun: &str, reason: &str) -> anyhow::Result<()> {
@@ -14,7 +14,7 @@ pub(crate) async fn delete(settings: Settings, gun: &str, reason: &str) -> anyho
     let deleted = service
         .delete(gun, &actor)
         .await
-        .map_err(|e| api_failure("deleting the repository", e))?;
+        .map_err(|e| failure("deleting the repository", e))?;
     if !deleted {
         anyhow::bail!(
             "no repository {gun:?} here (`notary-server repos` lists them); nothing deleted"
@@ -41,7 +41,7 @@ pub(crate) async fn prune(
         service
             .guns()
             .await
-            .map_err(|e| api_failure("listing repositories", e))?
+            .map_err(|e| failure("listing repositories", e))?
     } else {
         guns
     };
@@ -51,9 +51,7 @@ pub(crate) async fn prune(
         let r = service
             .prune(gun, policy, dry_run, &actor)
             .await
-            .map_err(|e| {
-                api_failure(&format!("pruning {gun} (earlier repositories are done)"), e)
-            })?;
+            .map_err(|e| failure(&format!("pruning {gun} (earlier repositories are done)"), e))?;
         reports.push(r);
     }
     let audit_removed = match audit_older_than {
@@ -61,7 +59,7 @@ pub(crate) async fn prune(
             service
                 .prune_audit(chrono::Utc::now().naive_utc() - chrono::Duration::days(days.into()))
                 .await
-                .map_err(|e| api_failure("pruning the audit trail", e))?,
+                .map_err(|e| failure("pruning the audit trail", e))?,
         ),
         _ => None,
     };

@@ -6,8 +6,9 @@ pub(crate) fn print_table<R: AsRef<[String]>>(rows: &[R]) {
     print!("{}", notary_common::untrusted::table(rows));
 }
 
-pub(crate) fn api_failure(what: &str, e: notary_server::errors::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{what}: {:?}", e.code)
+/// A failed operation, with what was being done and its cause (printed as a chain).
+pub(crate) fn failure(what: &str, e: notary_server::service::ServiceError) -> anyhow::Error {
+    anyhow::Error::new(e).context(what.to_string())
 }
 
 /// Bytes for people: 812 B, 4.2 KiB, 1.3 MiB, 2.0 GiB.
