@@ -7,6 +7,7 @@ pub mod coherence;
 pub mod compression;
 pub mod config;
 pub mod errors;
+pub mod gun;
 pub mod http;
 pub mod metrics;
 pub mod retention;

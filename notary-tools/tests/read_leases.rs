@@ -229,6 +229,7 @@ async fn an_unannounced_writer_turns_leased_reads_off() {
 /// fails with 503 if it does not end within the write deadline (10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
+    use notary_server::gun::Gun;
     use notary_server::storage::{SqlStore, StoreError};
     use notary_tuf::validation::Update;
     use sqlx::Connection;
@@ -267,12 +268,12 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
     let others = vec!["someone-else".to_string()];
     assert!(matches!(
         store
-            .update_many("example.com/lease/other", &u, at, Some(&others), None)
+            .update_many(&Gun::new("example.com/lease/other").unwrap(), &u, at, Some(&others), None)
             .await,
         Err(StoreError::Unacknowledged)
     ));
     assert!(matches!(
-        store.delete(gun, Some(&others), None).await,
+        store.delete(&Gun::new(gun).unwrap(), Some(&others), None).await,
         Err(StoreError::Unacknowledged)
     ));
     assert_eq!(
@@ -287,7 +288,7 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
         .unwrap();
     assert!(all.len() == 2, "{all:?}");
     store
-        .update_many("example.com/lease/other", &u, at, Some(&all), None)
+        .update_many(&Gun::new("example.com/lease/other").unwrap(), &u, at, Some(&all), None)
         .await
         .unwrap();
     assert_eq!(files().fetch_one(&mut conn).await.unwrap(), 1);

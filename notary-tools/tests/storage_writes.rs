@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use notary_common::db::{Db, PoolConfig};
+use notary_server::gun::Gun;
 use notary_server::storage::{Changefeed, SqlStore, StoreError};
 use notary_tuf::validation::Update;
 use sha2::Digest;
@@ -47,7 +48,7 @@ fn sha(data: &str) -> String {
 async fn writes_are_all_or_nothing_with_one_changefeed_row() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, store) in stores(&dir).await {
-        let gun = "example.com/storage/writes";
+        let gun = &Gun::new("example.com/storage/writes").unwrap();
         let at = notary_server::storage::now();
         let first = [
             update("targets", 1, "t1"),
@@ -60,7 +61,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
             .unwrap_or_else(|e| panic!("{backend}: {e}"));
         let feed = store.changes_after(0, 100).await.unwrap();
         assert_eq!(feed.len(), 1, "{backend}: one changefeed row per update");
-        assert_eq!(feed[0].gun, gun);
+        assert_eq!(feed[0].gun, **gun);
         assert_eq!(
             feed[0].sha256.as_deref(),
             Some(sha("ts1").as_str()),
@@ -109,6 +110,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
         let mut writers = Vec::new();
         for w in 0..8 {
             let store = store.clone();
+            let gun = gun.clone();
             writers.push(tokio::spawn(async move {
                 let data = format!("ts2-{w}");
                 let u = [
@@ -116,7 +118,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
                     update("timestamp", 2, &data),
                 ];
                 store
-                    .update_many(gun, &u, notary_server::storage::now(), None, None)
+                    .update_many(&gun, &u, notary_server::storage::now(), None, None)
                     .await
                     .map(|()| data)
             }));
@@ -163,7 +165,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
 async fn newest_timestamp_and_snapshot_come_together() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, store) in stores(&dir).await {
-        let gun = "example.com/storage/chain";
+        let gun = &Gun::new("example.com/storage/chain").unwrap();
         let c = store.latest_chain(gun, Some("targets")).await.unwrap();
         assert!(
             c.timestamp.is_none() && c.snapshot.is_none() && c.also.is_none(),
@@ -223,7 +225,7 @@ async fn newest_timestamp_and_snapshot_come_together() {
             "{backend}"
         );
 
-        let only = "example.com/storage/timestamp-only";
+        let only = &Gun::new("example.com/storage/timestamp-only").unwrap();
         store
             .update_many(only, &[update("timestamp", 1, "lonely")], at, None, None)
             .await

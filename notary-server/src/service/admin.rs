@@ -2,13 +2,14 @@
 //! the watch of imported repositories awaiting a key rotation.
 
 use super::*;
+use crate::gun::Gun;
 
 impl RepoService {
     /// Store an imported history (verified by the caller, `notary_tuf::history`), announced to
     /// the other instances as any write is.
     pub async fn import(
         &self,
-        gun: &str,
+        gun: &Gun,
         files: &dyn crate::storage::ImportFiles,
         source: &str,
         replace: bool,
@@ -54,7 +55,7 @@ impl RepoService {
     /// current one, which the caller has fetched) names.
     pub async fn holds_keys(
         &self,
-        gun: &str,
+        gun: &Gun,
         chain: Option<&CachedChain>,
     ) -> Result<(bool, bool), ServiceError> {
         let Some(chain) = chain else {
@@ -109,8 +110,8 @@ impl RepoService {
     }
 
     /// Every repository stored here (or only `gun`), by GUN.
-    pub async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RepoStatus>, ServiceError> {
-        let mut by_gun: BTreeMap<String, BTreeMap<String, RoleStatus>> = BTreeMap::new();
+    pub async fn repositories(&self, gun: Option<&Gun>) -> Result<Vec<RepoStatus>, ServiceError> {
+        let mut by_gun: BTreeMap<Gun, BTreeMap<String, RoleStatus>> = BTreeMap::new();
         for r in self.store.repositories(gun).await? {
             by_gun.entry(r.gun).or_default().insert(
                 r.role,
@@ -145,7 +146,7 @@ impl RepoService {
     /// them. The audit record lists how many of each role went.
     pub async fn prune(
         &self,
-        gun: &str,
+        gun: &Gun,
         policy: crate::retention::Policy,
         dry_run: bool,
         actor: &Actor,
@@ -195,7 +196,7 @@ impl RepoService {
             record.log();
         }
         Ok(Pruned {
-            gun: gun.to_string(),
+            gun: gun.clone(),
             removed: ids.len() as u64,
             kept: (files.len() - ids.len()) as u64,
             by_role: removed,
@@ -206,7 +207,7 @@ impl RepoService {
     /// snapshot it names, what that snapshot names (`retention`, invariant 3).
     pub(super) async fn current_references(
         &self,
-        gun: &str,
+        gun: &Gun,
     ) -> Result<std::collections::HashSet<(String, i64)>, ServiceError> {
         let mut out = std::collections::HashSet::new();
         let Some(ts) = self.store.latest(gun, md::TIMESTAMP).await? else {
@@ -275,7 +276,7 @@ impl RepoService {
                                     removed += p.removed;
                                 }
                                 Err(e) => {
-                                    tracing::warn!(gun, error = %e, "retention: pruning failed")
+                                    tracing::warn!(gun = %gun, error = %e, "retention: pruning failed")
                                 }
                             }
                         }
@@ -293,7 +294,7 @@ impl RepoService {
     }
 
     /// Every GUN stored here.
-    pub async fn guns(&self) -> Result<Vec<String>, ServiceError> {
+    pub async fn guns(&self) -> Result<Vec<Gun>, ServiceError> {
         Ok(self.store.guns().await?)
     }
 
@@ -301,7 +302,7 @@ impl RepoService {
     /// `limit` records.
     pub async fn audit(
         &self,
-        gun: Option<&str>,
+        gun: Option<&Gun>,
         since: Option<chrono::NaiveDateTime>,
         limit: i64,
     ) -> Result<Vec<crate::audit::Entry>, ServiceError> {

@@ -2,6 +2,7 @@
 //! (and binding the keys stored roots list, in the background), and what a root may name.
 
 use super::*;
+use crate::gun::Gun;
 
 impl RepoService {
     /// Bind the server keys that stored roots list to their repositories, in the background
@@ -39,7 +40,7 @@ impl RepoService {
     /// caller's own error (`E`: the HTTP layer's rate limit answer), passed through as is.
     pub async fn get_key<E: From<ServiceError>>(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         may_create: impl FnOnce() -> Result<(), E>,
         actor: &Actor,
@@ -66,7 +67,7 @@ impl RepoService {
     /// A new server key for (GUN, role), bound to them, and its audit record (`role:key ID`).
     pub(super) async fn create_key(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         action: Action,
         actor: &Actor,
@@ -109,7 +110,7 @@ impl RepoService {
     /// are the owner's; a held key nobody bound yet is bound to this GUN and role now.
     pub(super) async fn check_root_keys(
         &self,
-        gun: &str,
+        gun: &Gun,
         root: &SignedFile,
     ) -> Result<(), ServiceError> {
         let root: md::Root = root
@@ -129,11 +130,11 @@ impl RepoService {
                                     .bindings_complete
                                     .load(std::sync::atomic::Ordering::SeqCst) =>
                         {
-                            tracing::warn!(gun, role, key = id, "a root names a server key not bound yet; the stored roots are still being read (first start on this database): try again shortly");
+                            tracing::warn!(gun = %gun, role, key = id, "a root names a server key not bound yet; the stored roots are still being read (first start on this database): try again shortly");
                             return Err(ServiceError::NotYet("the stored roots are still being read for server keys (first start on this database)"));
                         }
                         Some(info)
-                            if (info.gun.is_empty() || info.gun == gun)
+                            if (info.gun.is_empty() || info.gun == **gun)
                                 && (info.role.is_empty() || info.role == role) =>
                         {
                             self.store.bind_key(&id, gun, role).await?;
@@ -144,7 +145,7 @@ impl RepoService {
                 };
                 if let Some((g, r)) = owner.filter(|(g, r)| g != gun || r != role) {
                     tracing::warn!(
-                        gun,
+                        gun = %gun,
                         role,
                         key = id,
                         bound_to = g,
@@ -164,16 +165,16 @@ impl RepoService {
     /// `to_sign` without the keys bound to another repository or role: they never sign here.
     pub(super) async fn own_keys(
         &self,
-        gun: &str,
+        gun: &Gun,
         mut to_sign: ToSign,
     ) -> Result<ToSign, ServiceError> {
         let role = to_sign.role.name.clone();
         let mut foreign = Vec::new();
         for id in to_sign.role.keys.keys() {
             if let Some((g, r)) = self.binding(id).await? {
-                if g != gun || r != role {
+                if g != **gun || r != role {
                     tracing::warn!(
-                        gun,
+                        gun = %gun,
                         role,
                         key = id,
                         bound_to = g,
@@ -192,7 +193,7 @@ impl RepoService {
     /// `POST …/{timestamp,snapshot}.key`: a new key; it becomes active once a root lists it.
     pub async fn rotate_key(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         actor: &Actor,
     ) -> Result<PublicKey, ServiceError> {

@@ -14,6 +14,7 @@ mod read;
 mod resign;
 
 use crate::audit::{roles_of, Action, Actor, Record};
+use crate::gun::Gun;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -56,7 +57,7 @@ pub struct RepoService {
 /// the server signs (see `notary-server imported`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyStatus {
-    pub gun: String,
+    pub gun: Gun,
     pub source: String,
     pub imported_at: String,
     pub timestamp_version: Option<i64>,
@@ -75,7 +76,7 @@ impl KeyStatus {
 /// A repository as `notary-server repos` / `show` report it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RepoStatus {
-    pub gun: String,
+    pub gun: Gun,
     /// Per role (root, targets, snapshot, timestamp, delegations): newest version, versions
     /// stored, their bytes.
     pub roles: BTreeMap<String, RoleStatus>,
@@ -97,7 +98,7 @@ pub struct RoleStatus {
 /// What `prune` removed (or would remove) of one repository.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Pruned {
-    pub gun: String,
+    pub gun: Gun,
     pub removed: u64,
     pub kept: u64,
     /// Role → versions removed.
@@ -177,7 +178,7 @@ impl RepoService {
 
     /// Delete every file of the GUN (the API's `DELETE`, or an operator's `notary-server
     /// delete`); true if there was any.
-    pub async fn delete(&self, gun: &str, actor: &Actor) -> Result<bool, ServiceError> {
+    pub async fn delete(&self, gun: &Gun, actor: &Actor) -> Result<bool, ServiceError> {
         self.writable()?;
         let store = &self.store;
         let record = Record {
@@ -197,7 +198,7 @@ impl RepoService {
         let deleted = deleted?;
         if deleted {
             record.log();
-            tracing::info!(gun, "deleted repository");
+            tracing::info!(gun = %gun, "deleted repository");
         }
         Ok(deleted)
     }
@@ -214,7 +215,7 @@ impl RepoService {
 
     pub async fn changes(
         &self,
-        gun: Option<&str>,
+        gun: Option<&Gun>,
         change_id: i32,
         records: i32,
     ) -> Result<ChangeList, ServiceError> {

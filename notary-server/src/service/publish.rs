@@ -2,12 +2,13 @@
 //! store everything in one announced write.
 
 use super::*;
+use crate::gun::Gun;
 
 impl RepoService {
     /// Validate, sign what the server owns, and store everything in one transaction.
     pub async fn publish(
         &self,
-        gun: &str,
+        gun: &Gun,
         parts: Vec<(String, bytes::Bytes)>,
         actor: &Actor,
     ) -> Result<u32, ServiceError> {
@@ -74,7 +75,7 @@ impl RepoService {
         };
         self.commit(gun, &updates, None, Some(&record)).await?;
         record.log();
-        tracing::info!(gun, timestamp_version = ts_version, roles = ?updates.iter().map(|u| u.role.as_str()).collect::<Vec<_>>(), "updated repository");
+        tracing::info!(gun = %gun, timestamp_version = ts_version, roles = ?updates.iter().map(|u| u.role.as_str()).collect::<Vec<_>>(), "updated repository");
         Ok(ts_version as u32)
     }
 
@@ -84,7 +85,7 @@ impl RepoService {
     /// snapshot, when `updates` has none.
     pub(super) async fn commit(
         &self,
-        gun: &str,
+        gun: &Gun,
         updates: &[Update],
         unchanged_snapshot: Option<&StoredFile>,
         audit: Option<&Record<'_>>,
@@ -115,7 +116,7 @@ impl RepoService {
             {
                 Ok(chain) => Some(chain),
                 Err(e) => {
-                    tracing::warn!(gun, error = %e, "new chain not cached");
+                    tracing::warn!(gun = %gun, error = %e, "new chain not cached");
                     None
                 }
             },
@@ -153,7 +154,7 @@ impl RepoService {
     /// owner holds the snapshot key).
     pub(super) async fn sign_snapshot(
         &self,
-        gun: &str,
+        gun: &Gun,
         to_sign: ToSign,
     ) -> Result<Option<Update>, ServiceError> {
         let to_sign = self.own_keys(gun, to_sign).await?;
@@ -170,7 +171,7 @@ impl RepoService {
 
     pub(super) async fn sign_timestamp(
         &self,
-        gun: &str,
+        gun: &Gun,
         ts: &ToSign,
     ) -> Result<Vec<u8>, ServiceError> {
         let ts = &self.own_keys(gun, ts.clone()).await?;
@@ -189,7 +190,7 @@ impl RepoService {
     /// The stored files validation needs, resolved through the current timestamp → snapshot.
     pub(super) async fn stored_repo(
         &self,
-        gun: &str,
+        gun: &Gun,
         needed: std::collections::BTreeSet<String>,
     ) -> Result<StoredRepo, ServiceError> {
         let mut repo = StoredRepo::default();
@@ -214,7 +215,7 @@ impl RepoService {
     /// The root the chain's snapshot names, parsed.
     pub(super) async fn chain_root(
         &self,
-        gun: &str,
+        gun: &Gun,
         chain: &CachedChain,
     ) -> Result<Option<SignedFile>, ServiceError> {
         match self.by_meta(gun, md::ROOT, chain).await? {

@@ -1,12 +1,13 @@
 //! Reads: the current chain (cache, or one statement), files by checksum and by version.
 
 use super::*;
+use crate::gun::Gun;
 
 impl RepoService {
     /// The file of `role` that the current snapshot names.
     pub(super) async fn by_meta(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         chain: &CachedChain,
     ) -> Result<Option<StoredFile>, ServiceError> {
@@ -19,7 +20,7 @@ impl RepoService {
     /// A file by checksum, through the cache (files by checksum never change).
     pub(super) async fn file_by_checksum(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         sha: &str,
     ) -> Result<Option<StoredFile>, ServiceError> {
@@ -36,7 +37,7 @@ impl RepoService {
 
     /// The current timestamp and the snapshot it names, no older than the newest committed when
     /// this call began (see `coherence`): from the cache, else loaded and cached.
-    pub(super) async fn chain(&self, gun: &str) -> Result<Option<Arc<CachedChain>>, ServiceError> {
+    pub(super) async fn chain(&self, gun: &Gun) -> Result<Option<Arc<CachedChain>>, ServiceError> {
         self.chain_with(gun, None).await
     }
 
@@ -44,7 +45,7 @@ impl RepoService {
     /// the one the snapshot names).
     pub(super) async fn chain_with(
         &self,
-        gun: &str,
+        gun: &Gun,
         also: Option<&str>,
     ) -> Result<Option<Arc<CachedChain>>, ServiceError> {
         self.coherence.fresh(gun).await?;
@@ -92,7 +93,7 @@ impl RepoService {
     }
 
     /// `GET …/<role>.json`.
-    pub async fn current(&self, gun: &str, role: &str) -> Result<StoredFile, ServiceError> {
+    pub async fn current(&self, gun: &Gun, role: &str) -> Result<StoredFile, ServiceError> {
         match role {
             md::TIMESTAMP => Ok(self.fresh_chain(gun).await?.timestamp.clone()),
             md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot.clone()),
@@ -114,7 +115,7 @@ impl RepoService {
 
     pub async fn by_checksum(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         sha256_hex: &str,
     ) -> Result<StoredFile, ServiceError> {
@@ -127,7 +128,7 @@ impl RepoService {
     /// repository reuses version numbers, so the cache is checked after a changefeed barrier.
     pub async fn by_version(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         version: i64,
     ) -> Result<StoredFile, ServiceError> {
@@ -148,7 +149,7 @@ impl RepoService {
 
     /// The current timestamp and snapshot, regenerated first if either has expired (Go
     /// `GetOrCreateTimestamp`; with background re-signing this rarely happens on a read).
-    pub(super) async fn fresh_chain(&self, gun: &str) -> Result<Arc<CachedChain>, ServiceError> {
+    pub(super) async fn fresh_chain(&self, gun: &Gun) -> Result<Arc<CachedChain>, ServiceError> {
         let chain = self.chain(gun).await?.ok_or(ServiceError::NotFound)?;
         let now = Utc::now();
         if !self.due(gun, &chain, now) || self.read_only || self.unsignable.chain(gun, &chain) {

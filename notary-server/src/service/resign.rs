@@ -2,6 +2,7 @@
 //! the background, and the repositories this server cannot re-sign (remembered, logged once).
 
 use super::*;
+use crate::gun::Gun;
 
 /// What this instance knows it cannot re-sign, each remembered (and logged) once per chain:
 /// repositories whose expired timestamp it holds no key for, or whose root has expired (GUN →
@@ -15,16 +16,16 @@ pub(super) struct Unsignable {
 }
 
 impl Unsignable {
-    pub(super) fn chain(&self, gun: &str, chain: &CachedChain) -> bool {
-        lock(&self.timestamps).get(gun) == Some(&chain.timestamp.sha256)
+    pub(super) fn chain(&self, gun: &Gun, chain: &CachedChain) -> bool {
+        lock(&self.timestamps).get(gun.as_str()) == Some(&chain.timestamp.sha256)
     }
 
-    pub(super) fn snapshot(&self, gun: &str, chain: &CachedChain) -> bool {
-        lock(&self.snapshots).get(gun) == Some(&chain.snapshot.sha256)
+    pub(super) fn snapshot(&self, gun: &Gun, chain: &CachedChain) -> bool {
+        lock(&self.snapshots).get(gun.as_str()) == Some(&chain.snapshot.sha256)
     }
 
     /// Remember (and log once) that `gun`'s current chain cannot be re-signed here.
-    pub(super) fn mark_chain(&self, gun: &str, chain: &CachedChain, why: &ServiceError) {
+    pub(super) fn mark_chain(&self, gun: &Gun, chain: &CachedChain, why: &ServiceError) {
         let mut u = lock(&self.timestamps);
         if u.insert(gun.to_string(), chain.timestamp.sha256.clone())
             .as_ref()
@@ -32,7 +33,7 @@ impl Unsignable {
         {
             let why = why.to_string();
             tracing::warn!(
-                gun,
+                gun = %gun,
                 timestamp_expires = %chain.timestamp_expires,
                 why,
                 "cannot re-sign this repository's expired metadata; serving it as stored (clients judge expiry) until its owner publishes or rotates keys"
@@ -41,14 +42,14 @@ impl Unsignable {
     }
 
     /// Remember (and log once) that `gun`'s snapshot cannot be re-signed here.
-    pub(super) fn mark_snapshot(&self, gun: &str, chain: &CachedChain) {
+    pub(super) fn mark_snapshot(&self, gun: &Gun, chain: &CachedChain) {
         let mut u = lock(&self.snapshots);
         if u.insert(gun.to_string(), chain.snapshot.sha256.clone())
             .as_ref()
             != Some(&chain.snapshot.sha256)
         {
             tracing::warn!(
-                gun,
+                gun = %gun,
                 snapshot_expires = %chain.snapshot_expires,
                 "this repository's snapshot expired and this server holds no key for it; timestamps are signed over the stored snapshot (clients judge its expiry) until its owner publishes a new one"
             );
@@ -59,7 +60,7 @@ impl Unsignable {
 impl RepoService {
     /// Whether `chain` needs re-signing before `deadline`: its timestamp expires, or its snapshot
     /// does and this server can sign one.
-    pub(super) fn due(&self, gun: &str, chain: &CachedChain, deadline: DateTime<Utc>) -> bool {
+    pub(super) fn due(&self, gun: &Gun, chain: &CachedChain, deadline: DateTime<Utc>) -> bool {
         chain.timestamp_expires < deadline
             || (chain.snapshot_expires < deadline && !self.unsignable.snapshot(gun, chain))
     }
@@ -68,7 +69,7 @@ impl RepoService {
     /// Returns false when another instance stored a newer one first.
     pub(super) async fn regenerate(
         &self,
-        gun: &str,
+        gun: &Gun,
         chain: &CachedChain,
         deadline: DateTime<Utc>,
         ahead: bool,
@@ -130,7 +131,7 @@ impl RepoService {
         match self.commit(gun, &updates, unchanged_snapshot, None).await {
             Ok(()) => {
                 tracing::info!(
-                    gun,
+                    gun = %gun,
                     timestamp_version = v,
                     snapshot = updates.len() > 1,
                     ahead,
@@ -141,7 +142,7 @@ impl RepoService {
             // Another instance refreshed it first: serve theirs.
             Err(StoreError::OldVersion) => {
                 tracing::info!(
-                    gun,
+                    gun = %gun,
                     timestamp_version = v,
                     ahead,
                     "another instance re-signed the timestamp first"
@@ -169,7 +170,13 @@ impl RepoService {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                for gun in me.cache.chains_due(Utc::now() + before) {
+                // (The cache holds only chains of checked GUNs.)
+                for gun in me
+                    .cache
+                    .chains_due(Utc::now() + before)
+                    .into_iter()
+                    .map(Gun::stored)
+                {
                     // (Chains this server cannot re-sign stay due: skipped without taking the lock.)
                     if me.cache.chain(&gun).is_some_and(|c| {
                         !me.due(&gun, &c, Utc::now() + before) || me.unsignable.chain(&gun, &c)
@@ -177,7 +184,7 @@ impl RepoService {
                         continue;
                     }
                     if let Err(e) = me.resign_ahead(&gun, before).await {
-                        tracing::warn!(gun, error = ?e, "background re-signing failed; reads will re-sign on expiry");
+                        tracing::warn!(gun = %gun, error = ?e, "background re-signing failed; reads will re-sign on expiry");
                     }
                 }
             }
@@ -186,11 +193,11 @@ impl RepoService {
 
     pub(super) async fn resign_ahead(
         &self,
-        gun: &str,
+        gun: &Gun,
         before: chrono::Duration,
     ) -> Result<(), ServiceError> {
         let Some(_lock) = self.store.try_lock(&format!("resign {gun}")).await? else {
-            tracing::debug!(gun, "another instance holds the re-signing lock");
+            tracing::debug!(gun = %gun, "another instance holds the re-signing lock");
             return Ok(());
         };
         let Some(chain) = self.chain(gun).await? else {

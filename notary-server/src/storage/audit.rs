@@ -1,5 +1,6 @@
 //! The audit trail (`notary_rs_audit`): records of writes made elsewhere, reading, pruning.
 
+use crate::gun::Gun;
 use chrono::NaiveDateTime;
 use notary_common::db::Db;
 use notary_common::with_pool;
@@ -23,7 +24,7 @@ impl SqlStore {
     /// Audit records, oldest first: of one GUN or all, since a time, at most `limit`.
     pub async fn audit_entries(
         &self,
-        gun: Option<&str>,
+        gun: Option<&Gun>,
         since: Option<NaiveDateTime>,
         limit: i64,
     ) -> Result<Vec<Entry>, StoreError> {
@@ -43,7 +44,7 @@ impl SqlStore {
             let rows: Vec<Row> = with_pool!(&self.db, p => sqlx::query_as(
                 "SELECT id, at, action, gun, roles, subject, client, request_id, reason FROM notary_rs_audit \
                  WHERE ($1 IS NULL OR gun = $1) AND at >= $2 ORDER BY id LIMIT $3")
-                .bind(gun).bind(since).bind(limit).fetch_all(p).await)?;
+                .bind(gun.map(Gun::as_str)).bind(since).bind(limit).fetch_all(p).await)?;
             Ok(rows
                 .into_iter()
                 .map(

@@ -1,6 +1,7 @@
 //! The changefeed: what a cache follows (`Changefeed`, on the follower connections) and the
 //! pages the API serves.
 
+use crate::gun::Gun;
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use notary_common::db::Db;
@@ -75,7 +76,7 @@ impl Changefeed for SqlStore {
 impl SqlStore {
     pub async fn changes(
         &self,
-        gun: Option<&str>,
+        gun: Option<&Gun>,
         change_id: i64,
         records: i64,
     ) -> Result<Vec<Change>, StoreError> {
@@ -115,7 +116,7 @@ impl SqlStore {
             let mut rows: Vec<Row> = with_pool!(&self.db, p => {
                 let mut q = sqlx::query_as(&sql);
                 if let Some(g) = gun {
-                    q = q.bind(g);
+                    q = q.bind(g.as_str());
                 }
                 if use_id {
                     q = q.bind(change_id);

@@ -1,6 +1,7 @@
 //! The metadata files (`tuf_files`): loads of the current chain and of files by checksum or
 //! version, publishes and deletions as one statement each, listings, and the rows `prune` removes.
 
+use crate::gun::Gun;
 use chrono::NaiveDateTime;
 use notary_common::db::Db;
 use notary_common::with_pool;
@@ -81,11 +82,11 @@ macro_rules! load {
 
 impl SqlStore {
     /// Highest version of a role.
-    pub async fn latest(&self, gun: &str, role: &str) -> Result<Option<StoredFile>, StoreError> {
+    pub async fn latest(&self, gun: &Gun, role: &str) -> Result<Option<StoredFile>, StoreError> {
         self.timed("latest", async {
             let row = load!(self,
                 "SELECT data, updated_at FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1",
-                gun, role);
+                gun.as_str(), role);
             Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
         })
         .await
@@ -99,7 +100,7 @@ impl SqlStore {
     /// the timestamp only; the caller loads what the timestamp and snapshot name by checksum.
     pub async fn latest_chain(
         &self,
-        gun: &str,
+        gun: &Gun,
         also: Option<&str>,
     ) -> Result<LatestChain, StoreError> {
         self.timed("latest_chain", async {
@@ -126,7 +127,7 @@ impl SqlStore {
             );
             let also = also.unwrap_or("");
             let rows: Vec<Row> =
-                with_pool!(&self.db, p => sqlx::query_as(SQL).bind(gun).bind(also).fetch_all(p).await)?;
+                with_pool!(&self.db, p => sqlx::query_as(SQL).bind(gun.as_str()).bind(also).fetch_all(p).await)?;
             let mut chain = LatestChain::default();
             for (role, data, updated, created) in rows {
                 match role.as_str() {
@@ -146,7 +147,7 @@ impl SqlStore {
 
     pub async fn by_checksum(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         sha256_hex: &str,
     ) -> Result<Option<StoredFile>, StoreError> {
@@ -157,7 +158,7 @@ impl SqlStore {
                 // stored late then costs seconds). The bytes carry their version, which is unique
                 // per (gun, role): at most one live row matches.
                 "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL LIMIT 1",
-                gun, role, sha256_hex);
+                gun.as_str(), role, sha256_hex);
             Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
         })
         .await
@@ -165,7 +166,7 @@ impl SqlStore {
 
     pub async fn by_version(
         &self,
-        gun: &str,
+        gun: &Gun,
         role: &str,
         version: i64,
     ) -> Result<Option<StoredFile>, StoreError> {
@@ -176,7 +177,7 @@ impl SqlStore {
             let row = load!(self,
                 // (gun, role, version) is unique: no `ORDER BY id` (see `by_checksum`).
                 "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL LIMIT 1",
-                gun, role, version);
+                gun.as_str(), role, version);
             Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
         })
         .await
@@ -188,7 +189,7 @@ impl SqlStore {
     /// `audit`: the record stored with the write, in the same statement (`audit`, invariant 2).
     pub async fn update_many(
         &self,
-        gun: &str,
+        gun: &Gun,
         updates: &[Update],
         t: NaiveDateTime,
         acked: Option<&[String]>,
@@ -210,7 +211,7 @@ impl SqlStore {
                 Db::Postgres(p) => {
                     let (guard_ok, inserted): (bool, i64) = sqlx::query_as(PG_UPDATE_MANY)
                         .bind(t)
-                        .bind(gun)
+                        .bind(gun.as_str())
                         .bind(&roles)
                         .bind(&versions)
                         .bind(&data)
@@ -245,7 +246,7 @@ impl SqlStore {
                              WHERE NOT EXISTS (SELECT 1 FROM tuf_files WHERE gun = $2 AND role = $3 AND version >= $4)",
                         )
                         .bind(t)
-                        .bind(gun)
+                        .bind(gun.as_str())
                         .bind(role)
                         .bind(versions[i])
                         .bind(data[i])
@@ -261,7 +262,7 @@ impl SqlStore {
                                 "INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')",
                             )
                             .bind(t)
-                            .bind(gun)
+                            .bind(gun.as_str())
                             .bind(versions[i])
                             .bind(&shas[i])
                             .execute(&mut *tx)
@@ -283,7 +284,7 @@ impl SqlStore {
     /// `update_many` (the record is stored only if something was removed).
     pub async fn delete(
         &self,
-        gun: &str,
+        gun: &Gun,
         acked: Option<&[String]>,
         audit: Option<&Record<'_>>,
     ) -> Result<bool, StoreError> {
@@ -294,7 +295,7 @@ impl SqlStore {
                 Db::Postgres(p) => {
                     let (guard_ok, deleted): (bool, i64) = sqlx::query_as(PG_DELETE)
                         .bind(t)
-                        .bind(gun)
+                        .bind(gun.as_str())
                         .bind(CHANGEFEED_LOCK)
                         .bind(acked)
                         .bind(audit.map(|a| a.action.as_str()))
@@ -313,14 +314,14 @@ impl SqlStore {
                     let _guard = self.write_lock.lock().await;
                     let mut tx = p.begin().await?;
                     let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1")
-                        .bind(gun)
+                        .bind(gun.as_str())
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
                     if n > 0 {
                         sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')")
                             .bind(t)
-                            .bind(gun)
+                            .bind(gun.as_str())
                             .execute(&mut *tx)
                             .await?;
                         if let Some(a) = audit {
@@ -337,17 +338,17 @@ impl SqlStore {
 
     /// Every repository with stored files: per role, the newest version, how many versions and
     /// their bytes.
-    pub async fn repositories(&self, gun: Option<&str>) -> Result<Vec<RoleSummary>, StoreError> {
+    pub async fn repositories(&self, gun: Option<&Gun>) -> Result<Vec<RoleSummary>, StoreError> {
         self.timed("repositories", async {
             let rows: Vec<(String, String, i64, i64, i64)> = with_pool!(&self.db, p => sqlx::query_as(
                 "SELECT gun, role, CAST(MAX(version) AS BIGINT), CAST(COUNT(*) AS BIGINT), \
                  CAST(SUM(LENGTH(data)) AS BIGINT) FROM tuf_files \
                  WHERE deleted_at IS NULL AND ($1 IS NULL OR gun = $1) GROUP BY gun, role ORDER BY gun, role")
-                .bind(gun).fetch_all(p).await)?;
+                .bind(gun.map(Gun::as_str)).fetch_all(p).await)?;
             Ok(rows
                 .into_iter()
                 .map(|(gun, role, newest, versions, bytes)| RoleSummary {
-                    gun,
+                    gun: Gun::stored(gun),
                     role,
                     newest,
                     versions,
@@ -359,23 +360,24 @@ impl SqlStore {
     }
 
     /// Every GUN with stored files.
-    pub async fn guns(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn guns(&self) -> Result<Vec<Gun>, StoreError> {
         self.timed("guns", async {
-            Ok(with_pool!(&self.db, p => sqlx::query_scalar(
+            let guns: Vec<String> = with_pool!(&self.db, p => sqlx::query_scalar(
                 "SELECT DISTINCT gun FROM tuf_files WHERE deleted_at IS NULL ORDER BY gun")
-                .fetch_all(p).await)?)
+                .fetch_all(p).await)?;
+            Ok(guns.into_iter().map(Gun::stored).collect())
         })
         .await
     }
 
     /// Every stored file of a GUN without its bytes (`retention`); a file the Go server stored
     /// without a time counts as stored at the epoch.
-    pub async fn file_rows(&self, gun: &str) -> Result<Vec<FileRow>, StoreError> {
+    pub async fn file_rows(&self, gun: &Gun) -> Result<Vec<FileRow>, StoreError> {
         self.timed("file_rows", async {
             let rows: Vec<(i64, String, i64, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
                 "SELECT CAST(id AS BIGINT), role, CAST(version AS BIGINT), created_at FROM tuf_files \
                  WHERE gun = $1 AND deleted_at IS NULL")
-                .bind(gun).fetch_all(p).await)?;
+                .bind(gun.as_str()).fetch_all(p).await)?;
             Ok(rows
                 .into_iter()
                 .map(|(id, role, version, created_at)| FileRow {
@@ -392,7 +394,7 @@ impl SqlStore {
     /// Remove these files of the GUN and store `audit`, in one transaction; how many went.
     pub async fn remove_files(
         &self,
-        gun: &str,
+        gun: &Gun,
         ids: &[i64],
         audit: &Record<'_>,
         acked: Option<&[String]>,
@@ -418,7 +420,7 @@ impl SqlStore {
                         return Err(StoreError::Unacknowledged);
                     }
                     let n = sqlx::query("DELETE FROM tuf_files WHERE gun = $1 AND id = ANY($2)")
-                        .bind(gun)
+                        .bind(gun.as_str())
                         .bind(&ids)
                         .execute(&mut *tx)
                         .await?
@@ -429,7 +431,7 @@ impl SqlStore {
                         .await?;
                     sqlx::query(FEED)
                         .bind(t)
-                        .bind(gun)
+                        .bind(gun.as_str())
                         .execute(&mut *tx)
                         .await?;
                     insert_record!(&mut *tx, t, audit)?;
@@ -442,7 +444,7 @@ impl SqlStore {
                     let mut n = 0;
                     for id in ids {
                         n += sqlx::query("DELETE FROM tuf_files WHERE gun = $1 AND id = $2")
-                            .bind(gun)
+                            .bind(gun.as_str())
                             .bind(id)
                             .execute(&mut *tx)
                             .await?
@@ -450,7 +452,7 @@ impl SqlStore {
                     }
                     sqlx::query(FEED)
                         .bind(t)
-                        .bind(gun)
+                        .bind(gun.as_str())
                         .execute(&mut *tx)
                         .await?;
                     insert_record!(&mut *tx, t, audit)?;

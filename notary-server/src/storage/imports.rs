@@ -1,5 +1,6 @@
 //! Imported histories: stored in one transaction, and recorded (`notary_rs_imports`).
 
+use crate::gun::Gun;
 use chrono::NaiveDateTime;
 use notary_common::db::Db;
 use notary_common::with_pool;
@@ -13,7 +14,7 @@ impl SqlStore {
     /// every file of the GUN. Records the import (`source`). `acked`: as for `update_many`.
     pub async fn import(
         &self,
-        gun: &str,
+        gun: &Gun,
         files: &dyn ImportFiles,
         source: &str,
         replace: bool,
@@ -43,7 +44,7 @@ impl SqlStore {
                 }
                 let stored: Vec<(String, i32, Option<String>)> =
                     sqlx::query_as("SELECT role, version, sha256 FROM tuf_files WHERE gun = $1 AND deleted_at IS NULL")
-                        .bind(gun).fetch_all(&mut *tx).await?;
+                        .bind(gun.as_str()).fetch_all(&mut *tx).await?;
                 let stored: std::collections::BTreeMap<(String, i64), String> =
                     stored.into_iter().map(|(r, v, s)| ((r, v as i64), s.unwrap_or_default().trim_end().to_string())).collect();
                 let mut todo: Vec<&(String, i64, String)> = Vec::new();
@@ -64,9 +65,9 @@ impl SqlStore {
                     if !replace {
                         return Err(StoreError::Conflict(c));
                     }
-                    done.replaced = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun).execute(&mut *tx).await?.rows_affected() as usize;
+                    done.replaced = sqlx::query("DELETE FROM tuf_files WHERE gun = $1").bind(gun.as_str()).execute(&mut *tx).await?.rows_affected() as usize;
                     sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, 0, '', 'deletion')")
-                        .bind(t).bind(gun).execute(&mut *tx).await?;
+                        .bind(t).bind(gun.as_str()).execute(&mut *tx).await?;
                     todo = listing.iter().collect();
                 }
                 // Timestamps last and oldest first, so changefeed rows follow version order.
@@ -76,19 +77,19 @@ impl SqlStore {
                     // Read only now: one file in memory at a time.
                     let data = files.read(role, *version)?;
                     sqlx::query("INSERT INTO tuf_files (created_at, updated_at, gun, role, version, data, sha256) VALUES ($1, $1, $2, $3, $4, $5, $6)")
-                        .bind(t).bind(gun).bind(role).bind(version_i32).bind(data.as_slice()).bind(sha).execute(&mut *tx).await?;
+                        .bind(t).bind(gun.as_str()).bind(role).bind(version_i32).bind(data.as_slice()).bind(sha).execute(&mut *tx).await?;
                     drop(data);
                     let version = version_i32;
                     if role == notary_tuf::metadata::TIMESTAMP {
                         sqlx::query("INSERT INTO changefeed (created_at, gun, version, sha256, category) VALUES ($1, $2, $3, $4, 'update')")
-                            .bind(t).bind(gun).bind(version).bind(sha).execute(&mut *tx).await?;
+                            .bind(t).bind(gun.as_str()).bind(version).bind(sha).execute(&mut *tx).await?;
                     }
                 }
                 done.stored = todo.len();
                 if done.stored > 0 || done.replaced > 0 {
-                    sqlx::query("DELETE FROM notary_rs_imports WHERE gun = $1").bind(gun).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM notary_rs_imports WHERE gun = $1").bind(gun.as_str()).execute(&mut *tx).await?;
                     sqlx::query("INSERT INTO notary_rs_imports (gun, source, imported_at, files) VALUES ($1, $2, $3, $4)")
-                        .bind(gun).bind(source).bind(t).bind(listing.len() as i32).execute(&mut *tx).await?;
+                        .bind(gun.as_str()).bind(source).bind(t).bind(listing.len() as i32).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(done)
@@ -105,7 +106,7 @@ impl SqlStore {
             Ok(rows
                 .into_iter()
                 .map(|(gun, source, imported_at)| ImportRecord {
-                    gun,
+                    gun: Gun::stored(gun),
                     source,
                     imported_at,
                 })

@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+use crate::gun::Gun;
+
 pub const MIGRATIONS: &[Migration] = &[
     notary_common::migration!(1, "", "0001_tuf_files_changefeed.sql"),
     notary_common::migration!(2, "", "0002_go_migrate_marker.sql"),
@@ -159,7 +161,7 @@ pub struct Imported {
 /// One role of a repository, summed over its stored versions.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoleSummary {
-    pub gun: String,
+    pub gun: Gun,
     pub role: String,
     pub newest: i64,
     pub versions: i64,
@@ -169,7 +171,7 @@ pub struct RoleSummary {
 /// An imported repository, as recorded in `notary_rs_imports`.
 #[derive(Debug, Clone)]
 pub struct ImportRecord {
-    pub gun: String,
+    pub gun: Gun,
     pub source: String,
     pub imported_at: NaiveDateTime,
 }

@@ -150,9 +150,7 @@ async fn try_import(
     gun: &str,
     opts: &Options,
 ) -> Result<GunReport, ImportError> {
-    if !notary_server::http::gun_is_acceptable(gun) {
-        return Err(ImportError::InvalidGun);
-    }
+    let gun = &notary_server::gun::Gun::new(gun).map_err(|_| ImportError::InvalidGun)?;
     // What this server stores of the GUN, then what the source adds, on disk (`spill`): one
     // file in memory at a time, however long the history.
     let mut spill = Spill::new().map_err(ImportError::Spill)?;

@@ -2,6 +2,7 @@
 //! read-only, keys only looked up: see `wiring::build_service`).
 
 use notary_server::config::Settings;
+use notary_server::gun::Gun;
 
 use crate::table::{failure, human_bytes, keys_held, print_table, when};
 use crate::wiring::build_service;
@@ -28,7 +29,7 @@ pub(crate) async fn imported(settings: Settings, json: bool) -> anyhow::Result<(
     .map(String::from)];
     for k in &list {
         rows.push([
-            k.gun.clone(),
+            k.gun.to_string(),
             k.timestamp_version
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -78,7 +79,7 @@ pub(crate) async fn repos(settings: Settings, json: bool) -> anyhow::Result<()> 
     };
     for r in &list {
         rows.push([
-            r.gun.clone(),
+            r.gun.to_string(),
             newest(r, "root"),
             newest(r, "targets"),
             newest(r, "snapshot"),
@@ -99,7 +100,7 @@ pub(crate) async fn repos(settings: Settings, json: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub(crate) async fn show(settings: Settings, gun: &str, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn show(settings: Settings, gun: &Gun, json: bool) -> anyhow::Result<()> {
     let (_db, service) = build_service(&settings, true).await?;
     let Some(repo) = service
         .repositories(Some(gun))
@@ -205,7 +206,7 @@ pub(crate) fn print_audit(entries: &[notary_server::audit::Entry]) {
 
 pub(crate) async fn audit(
     settings: Settings,
-    gun: Option<&str>,
+    gun: Option<&Gun>,
     since: Option<&str>,
     limit: i64,
     json: bool,

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use notary_server::config::Config;
+use notary_server::gun::Gun;
 
 use crate::import::ImportArgs;
 
@@ -65,7 +66,7 @@ enum Command {
     },
     /// One repository: its roles, keys held here, and its latest audit records.
     Show {
-        gun: String,
+        gun: Gun,
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -74,7 +75,7 @@ enum Command {
     /// key: clients then see it as new, and the owner can initialise it again. Other instances
     /// stop serving it at once. Recorded in the audit trail with the reason.
     Delete {
-        gun: String,
+        gun: Gun,
         /// Why (recorded in the audit trail; required).
         #[arg(long, value_name = "TEXT")]
         reason: String,
@@ -91,7 +92,7 @@ enum Command {
         keep_days: u32,
         /// Only this repository (repeatable; default: every repository).
         #[arg(long, value_name = "GUN")]
-        gun: Vec<String>,
+        gun: Vec<Gun>,
         /// Count what would go; remove nothing.
         #[arg(long)]
         dry_run: bool,
@@ -106,7 +107,7 @@ enum Command {
     /// import) with who made it.
     Audit {
         /// Only this repository.
-        gun: Option<String>,
+        gun: Option<Gun>,
         /// Only records since this time: RFC 3339 (2026-12-01T10:00:00Z) or an age (30m, 12h,
         /// 7d).
         #[arg(long, value_name = "WHEN")]
@@ -240,7 +241,7 @@ fn main() -> anyhow::Result<()> {
         }) => {
             return runtime.block_on(inspect::audit(
                 settings,
-                gun.as_deref(),
+                gun.as_ref(),
                 since.as_deref(),
                 limit,
                 json,

@@ -1,11 +1,12 @@
 //! The commands that change stored state outside the API: `delete` and `prune`.
 
 use notary_server::config::Settings;
+use notary_server::gun::Gun;
 
 use crate::table::{failure, print_table};
 use crate::wiring::build_service;
 
-pub(crate) async fn delete(settings: Settings, gun: &str, reason: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete(settings: Settings, gun: &Gun, reason: &str) -> anyhow::Result<()> {
     if reason.trim().is_empty() {
         anyhow::bail!("--reason must say why (it is recorded in the audit trail)");
     }
@@ -31,7 +32,7 @@ pub(crate) async fn delete(settings: Settings, gun: &str, reason: &str) -> anyho
 pub(crate) async fn prune(
     settings: Settings,
     policy: notary_server::retention::Policy,
-    guns: Vec<String>,
+    guns: Vec<Gun>,
     dry_run: bool,
     audit_older_than: Option<u32>,
     json: bool,
@@ -78,7 +79,7 @@ pub(crate) async fn prune(
     let mut rows = vec![["GUN", "REMOVED", "KEPT", "BY ROLE"].map(String::from)];
     for r in &reports {
         rows.push([
-            r.gun.clone(),
+            r.gun.to_string(),
             r.removed.to_string(),
             r.kept.to_string(),
             r.by_role

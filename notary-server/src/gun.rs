@@ -1,0 +1,114 @@
+//! A GUN (globally unique name: the repository, e.g. `docker.io/library/alpine`), checked once
+//! where it enters — route parsing (`http::guard`), the importer, the operator commands — and
+//! passed as a [`Gun`] through the service and storage, which never see an unchecked name.
+//!
+//! The grammar (`http_api.rs`, `hardening.rs`, this module's tests):
+//! 1. at most 255 bytes (the Go server's column);
+//! 2. no control characters (it is logged and printed);
+//! 3. no empty, `.` or `..` segment between slashes (it names paths in trust directories and
+//!    static trees).
+
+use std::fmt;
+
+/// Longest GUN: the `gun` column of the Go schema.
+pub const MAX_GUN_BYTES: usize = 255;
+
+/// A GUN that satisfies the grammar above. Reads as a `&str` (`Deref`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Gun(String);
+
+/// A name that is not a GUN this server accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "GUN must be at most 255 characters, without control characters or empty, '.' or '..' segments"
+)]
+pub struct InvalidGun;
+
+impl Gun {
+    /// Check `name` against the grammar (see the module).
+    pub fn new(name: &str) -> Result<Gun, InvalidGun> {
+        let ok = name.len() <= MAX_GUN_BYTES
+            && !name.chars().any(char::is_control)
+            && !name
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..");
+        if ok {
+            Ok(Gun(name.to_string()))
+        } else {
+            Err(InvalidGun)
+        }
+    }
+
+    /// A name read back from our own storage, where only checked GUNs are written (and the
+    /// Go server's, whose grammar is the same or stricter).
+    pub fn stored(name: String) -> Gun {
+        Gun(name)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Gun {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Gun {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Gun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Gun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl PartialEq<str> for Gun {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<Gun> for String {
+    fn eq(&self, other: &Gun) -> bool {
+        *self == other.0
+    }
+}
+
+impl std::str::FromStr for Gun {
+    type Err = InvalidGun;
+    fn from_str(s: &str) -> Result<Gun, InvalidGun> {
+        Gun::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar() {
+        assert!(Gun::new("docker.io/library/alpine").is_ok());
+        assert!(Gun::new("localhost:5000/a").is_ok());
+        assert_eq!(Gun::new("a/../b"), Err(InvalidGun));
+        assert_eq!(Gun::new("a//b"), Err(InvalidGun));
+        assert_eq!(Gun::new("a/./b"), Err(InvalidGun));
+        assert_eq!(Gun::new("a\nb"), Err(InvalidGun));
+        assert_eq!(Gun::new(&"a".repeat(256)), Err(InvalidGun));
+        assert!(Gun::new(&"a".repeat(255)).is_ok());
+        assert_eq!(Gun::new("x/y").unwrap().to_string(), "x/y");
+    }
+}
