@@ -268,12 +268,20 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
     let others = vec!["someone-else".to_string()];
     assert!(matches!(
         store
-            .update_many(&Gun::new("example.com/lease/other").unwrap(), &u, at, Some(&others), None)
+            .update_many(
+                &Gun::new("example.com/lease/other").unwrap(),
+                &u,
+                at,
+                Some(&others),
+                None
+            )
             .await,
         Err(StoreError::Unacknowledged)
     ));
     assert!(matches!(
-        store.delete(&Gun::new(gun).unwrap(), Some(&others), None).await,
+        store
+            .delete(&Gun::new(gun).unwrap(), Some(&others), None)
+            .await,
         Err(StoreError::Unacknowledged)
     ));
     assert_eq!(
@@ -288,7 +296,13 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
         .unwrap();
     assert!(all.len() == 2, "{all:?}");
     store
-        .update_many(&Gun::new("example.com/lease/other").unwrap(), &u, at, Some(&all), None)
+        .update_many(
+            &Gun::new("example.com/lease/other").unwrap(),
+            &u,
+            at,
+            Some(&all),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(files().fetch_one(&mut conn).await.unwrap(), 1);

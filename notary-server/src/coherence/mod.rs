@@ -13,7 +13,7 @@
 //!    renewed only after its listener connection heard this instance's own heartbeat (a deaf
 //!    listener stops the renewals). Locally the lease is counted from when the renewal was
 //!    *sent*, minus `margin`, so it ends here before it ends in the database. A lost listener
-//!    revokes it at once. — `lease::a_grant_holds_until_the_lease_less_the_margin`,
+//!    revokes it at once. — `book::a_grant_holds_until_the_lease_less_the_margin`,
 //!    `read_leases::current_reads_skip_the_database_under_a_lease`,
 //!    `read_leases::a_frozen_instance_serves_no_stale_timestamp_when_it_thaws`,
 //!    `read_leases::killed_listener_connections_are_replaced_without_stale_reads`.
@@ -23,7 +23,7 @@
 //!    [`Message::Ack`]. The write statement carries the list of instances that acknowledged,
 //!    and `notary_rs_write_guard` stores nothing unless every instance holding a lease at that
 //!    moment is on it. The writer announces again until all acknowledge or their leases end,
-//!    and answers 503 after `write_deadline`. — `lease::a_repository_in_flux_is_not_covered_until_every_write_is_done`,
+//!    and answers 503 after `write_deadline`. — `book::a_repository_in_flux_is_not_covered_until_every_write_is_done`,
 //!    `read_leases::a_write_commits_only_with_every_lease_holders_acknowledgement`.
 //! 3. **Registration.** A (re-)registering instance listens first, then writes its lease, then
 //!    takes [`REGISTRATION_LOCK`] exclusively once — waiting out every write whose guard checked
@@ -33,7 +33,7 @@
 //! 4. **Done.** After a write with a definite outcome the writer sends [`Message::Done`]; each
 //!    instance (the writer too) takes the repository out of flux after a barrier that started
 //!    after hearing it. A write whose outcome is unknown (no answer from the database) leaves
-//!    it in flux for `flux_ttl`. — `lease::writes_never_reported_done_expire_after_the_flux_ttl`,
+//!    it in flux for `flux_ttl`. — `book::writes_never_reported_done_expire_after_the_flux_ttl`,
 //!    `multi_instance::instances_see_each_others_writes_at_once`.
 //! 5. **Barrier.** Otherwise a current read waits for a changefeed check that *started after
 //!    the read arrived* (as Raft's ReadIndex). Changefeed IDs are assigned in commit order
@@ -54,7 +54,7 @@
 //!    `patroni::publishes_and_reads_survive_patroni_fail_overs`.
 //! 8. **Foreign writers.** A changefeed row nobody announced (the Go notary-server writing to
 //!    the same database) suspends the lease for `foreign_backoff`, with a warning. —
-//!    `lease::an_unannounced_row_suspends_the_lease`,
+//!    `book::an_unannounced_row_suspends_the_lease`,
 //!    `read_leases::an_unannounced_writer_turns_leased_reads_off`.
 //! 9. **No stale put-back.** A loader that read the database before an invalidation cannot
 //!    put its result into the cache after it (`cache::Ticket`); what this instance writes is
@@ -74,6 +74,7 @@
 //! `lease.rs` (the read lease and write announcements); this file joins them. The follower
 //! knows nothing of the lease (the lease reaches it through the [`Barrier`] trait).
 
+mod book;
 mod follower;
 mod lease;
 mod message;
@@ -82,8 +83,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use book::LeaseTiming;
 pub use follower::{Barrier, Follower, MAX_CHECKS_IN_FLIGHT};
-pub use lease::{LeaseTiming, ReadLease, WriteFuture, REGISTRATION_LOCK};
+pub use lease::{ReadLease, WriteFuture, REGISTRATION_LOCK};
 pub use message::{Message, CHANNEL};
 
 use crate::cache::MetaCache;

@@ -7,11 +7,9 @@ use crate::audit::Actor;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::Datelike;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::auth::{Access, TokenAuth};
@@ -21,8 +19,13 @@ use crate::gun::Gun;
 use crate::metrics::Metrics;
 use crate::routes::Route;
 use crate::service::RepoService;
-use crate::storage::StoredFile;
 use notary_common::sync::lock;
+
+mod answer;
+mod upload;
+
+use answer::{health, health_checks, metadata_response, text_ok, with_type, DB_CHECK, TRUST_CHECK};
+use upload::update;
 
 pub struct AppState {
     pub service: Arc<RepoService>,
@@ -39,17 +42,6 @@ pub struct AppState {
     /// KiB of publish bodies held at once (`server.max_concurrent_upload_bytes`).
     pub upload_budget: Arc<tokio::sync::Semaphore>,
     pub upload_budget_kib: usize,
-}
-
-/// Largest part per role: roots and timestamps are small in any real repository (the Go client
-/// refuses a timestamp over 1 MiB); snapshots list one entry per delegation. Targets and
-/// delegations may be as large as `server.max_upload_bytes`.
-fn part_limit(role: &str, max_upload: usize) -> usize {
-    match role {
-        notary_tuf::metadata::ROOT | notary_tuf::metadata::TIMESTAMP => 1 << 20,
-        notary_tuf::metadata::SNAPSHOT => (16 << 20).min(max_upload),
-        _ => max_upload,
-    }
 }
 
 /// The address a request came from (set by `serve.rs`).
@@ -429,137 +421,6 @@ fn prefix_error(gun: &str, state: &AppState, is_update: bool) -> Option<ApiError
     })
 }
 
-fn with_type(mut r: Response, content_type: &'static str) -> Response {
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
-
-fn text_ok(body: impl Into<Bytes>) -> Response {
-    with_type(response(StatusCode::OK, body), "text/plain; charset=utf-8")
-}
-
-/// A header value made of what we format ourselves (digits, hex, ASCII words).
-fn value(s: String) -> HeaderValue {
-    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// A metadata file's answer. Under token auth it is `private`: a shared cache must not hand a
-/// token-protected file to a client without a token (Go answers `public` there too).
-fn metadata_response(
-    req: &Parts,
-    f: StoredFile,
-    max_age: i64,
-    current: bool,
-    private: bool,
-) -> Response {
-    let etag = format!("\"{}\"", f.sha256);
-    let not_modified = if_none_match(&req.headers, &etag);
-    // A large file's gzip copy, to a client that takes it (`compression`).
-    let compressible = f.compressible();
-    let takes_gzip = compressible
-        && crate::compression::accepts_gzip(
-            req.headers
-                .get(header::ACCEPT_ENCODING)
-                .and_then(|v| v.to_str().ok()),
-        );
-    let gzip = if takes_gzip && !not_modified {
-        f.gzip().cloned()
-    } else {
-        None
-    };
-    let compressed = gzip.is_some();
-    let mut r = if not_modified {
-        response(StatusCode::NOT_MODIFIED, Bytes::new())
-    } else {
-        text_ok(gzip.unwrap_or(f.data))
-    };
-    let h = r.headers_mut();
-    if compressible {
-        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
-    if compressed {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    if takes_gzip {
-        // The representation a gzip-taking client gets may be compressed: a weak validator.
-        h.insert(header::ETAG, value(format!("W/{etag}")));
-    } else {
-        h.insert(header::ETAG, value(etag));
-    }
-    h.insert(header::LAST_MODIFIED, value(http_date(f.modified)));
-    if max_age == 0 {
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("max-age=0, no-cache, no-store"),
-        );
-        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    } else {
-        let scope = if private {
-            format!("private, max-age={max_age}")
-        } else {
-            format!("public, max-age={max_age}, s-maxage={max_age}")
-        };
-        let revalidate = if current { ", must-revalidate" } else { "" };
-        h.insert(header::CACHE_CONTROL, value(format!("{scope}{revalidate}")));
-    }
-    r
-}
-
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(',').any(|t| {
-                // Weak comparison: the gzip representation's `W/` tag matches too.
-                let t = t.trim();
-                t.strip_prefix("W/").unwrap_or(t) == etag || t == "*"
-            })
-        })
-        .unwrap_or(false)
-}
-
-/// The health check names, as Go's server reports them.
-const DB_CHECK: &str = "DB operational";
-const TRUST_CHECK: &str = "Trust operational";
-
-/// The database and signing-service checks (each bounded: a dependency that does not answer is
-/// reported, not waited for): what failed, and why.
-async fn health_checks(state: &AppState) -> serde_json::Map<String, serde_json::Value> {
-    let limit = std::time::Duration::from_secs(3);
-    let mut failures = serde_json::Map::new();
-    match tokio::time::timeout(limit, state.service.store.health()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => drop(failures.insert(DB_CHECK.into(), e.to_string().into())),
-        Err(_) => {
-            drop(failures.insert(DB_CHECK.into(), "database did not answer within 3s".into()))
-        }
-    }
-    match tokio::time::timeout(limit, state.service.crypto.health()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => drop(failures.insert(TRUST_CHECK.into(), e.to_string().into())),
-        Err(_) => drop(failures.insert(
-            TRUST_CHECK.into(),
-            "signing service did not answer within 3s".into(),
-        )),
-    }
-    failures
-}
-
-async fn health(state: &AppState) -> Response {
-    let failures = health_checks(state).await;
-    let status = if failures.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    with_type(
-        response(status, serde_json::Value::Object(failures).to_string()),
-        "application/json; charset=utf-8",
-    )
-}
-
 async fn changefeed(
     req: &Parts,
     gun: Option<&Gun>,
@@ -590,158 +451,10 @@ async fn changefeed(
     Ok(text_ok(serde_json::to_vec(&v).map_err(ApiError::internal)?))
 }
 
-async fn update(
-    req: &Parts,
-    gun: &Gun,
-    mut body: Incoming,
-    state: &AppState,
-    actor: &Actor,
-) -> Result<Response, ApiError> {
-    let content_type = req
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .unwrap_or("");
-    let boundary =
-        multipart_boundary(content_type).ok_or_else(|| ApiError::new(Code::MalformedUpload))?;
-    let declared = req
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > state.max_upload_bytes) {
-        return Err(ApiError::new(Code::TooLarge));
-    }
-    // The body, its parts and their parsed trees are held until the publish ends: an upload takes
-    // what it has received from a shared budget as it arrives (a trickling client holds only what
-    // it sent; one upload alone may always grow to the limit).
-    let read = async {
-        // Sized once from Content-Length: growing by doubling would hold up to twice the body.
-        let mut data = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
-        let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| ApiError::new(Code::MalformedUpload))?;
-            let Ok(chunk) = frame.into_data() else {
-                continue;
-            };
-            if data.len() + chunk.len() > state.max_upload_bytes {
-                return Err(ApiError::new(Code::TooLarge));
-            }
-            data.extend_from_slice(&chunk);
-            let want = (data.len() / 1024 + 1).min(state.upload_budget_kib);
-            let have = held.as_ref().map_or(0, |p| p.num_permits());
-            if want > have {
-                let more = state
-                    .upload_budget
-                    .clone()
-                    .acquire_many_owned((want - have) as u32)
-                    .await
-                    .map_err(|_| ApiError::new(Code::UploadsBusy))?;
-                match &mut held {
-                    Some(p) => p.merge(more),
-                    None => held = Some(more),
-                }
-            }
-        }
-        Ok((data, held))
-    };
-    let (data, _budget) = tokio::time::timeout(state.upload_timeout, read)
-        .await
-        .map_err(|_| {
-            tracing::info!(
-                gun = %gun,
-                "upload took longer than the upload timeout (or waited that long for memory)"
-            );
-            ApiError::new(Code::UploadTimeout)
-        })??;
-    let parts = parse_multipart(data.freeze(), boundary, state.max_upload_bytes).await?;
-    state.service.publish(gun, parts, actor).await?;
-    Ok(response(StatusCode::OK, Bytes::new()))
-}
-
-/// `multipart/form-data` or `multipart/mixed` with a boundary, as Go's `MultipartReader` accepts.
-fn multipart_boundary(content_type: &str) -> Option<String> {
-    let mime: mime::Mime = content_type.parse().ok()?;
-    if mime.type_() != mime::MULTIPART
-        || !(mime.subtype() == mime::FORM_DATA || mime.subtype() == "mixed")
-    {
-        return None;
-    }
-    mime.get_param(mime::BOUNDARY)
-        .map(|b| b.as_str().to_string())
-        .filter(|b| !b.is_empty())
-}
-
-/// Parts as (role, bytes). The role is the raw `filename` parameter (slashes kept) minus an
-/// optional `.json`.
-async fn parse_multipart(
-    data: Bytes,
-    boundary: String,
-    max_upload: usize,
-) -> Result<Vec<(String, Bytes)>, ApiError> {
-    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(data) });
-    let mut mp = multer::Multipart::new(stream, boundary);
-    let mut parts = Vec::new();
-    loop {
-        let field = match mp.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::info!(error = %e, "malformed multipart upload");
-                return Err(ApiError::new(Code::MalformedUpload));
-            }
-        };
-        let filename = field.file_name().map(str::to_owned).unwrap_or_default();
-        if filename.is_empty() {
-            return Err(ApiError::new(Code::NoFilename));
-        }
-        let role = filename
-            .strip_suffix(".json")
-            .unwrap_or(&filename)
-            .to_string();
-        if !notary_tuf::metadata::is_valid_role(&role) {
-            return Err(ApiError::with(
-                Code::InvalidRole,
-                serde_json::Value::String(role),
-            ));
-        }
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|_| ApiError::new(Code::MalformedUpload))?;
-        if bytes.len() > part_limit(&role, max_upload) {
-            tracing::info!(
-                role,
-                bytes = bytes.len(),
-                "part larger than its role's limit"
-            );
-            return Err(ApiError::with(
-                Code::TooLarge,
-                serde_json::Value::String(format!(
-                    "{role} larger than {} bytes",
-                    part_limit(&role, max_upload)
-                )),
-            ));
-        }
-        // (Slices of the body: no copy.)
-        parts.push((role, bytes));
-    }
-    Ok(parts)
-}
-
-/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`); httpdate formats a cached read's date in a
-/// tenth of the time chrono's format strings take.
-fn http_date(t: chrono::NaiveDateTime) -> String {
-    match u64::try_from(t.and_utc().timestamp()) {
-        Ok(secs) if t.year() <= 9999 => {
-            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        }
-        _ => t.and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::answer::http_date;
+    use super::upload::multipart_boundary;
     use super::*;
 
     #[test]
