@@ -1,3 +1,4 @@
 pub mod conn;
 pub mod load;
+pub mod procfs;
 pub mod repo;
