@@ -11,6 +11,8 @@
 //! - [`untrusted`]: reading input that crosses a boundary (files of a trust directory, text
 //!   shown to an operator) within bounds, and escaping it for a terminal.
 
+#![warn(missing_docs)]
+
 pub mod db;
 pub mod env;
 pub mod logging;

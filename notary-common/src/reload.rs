@@ -15,6 +15,7 @@ pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
 type Build<T> = Box<dyn Fn() -> Result<T, BuildError> + Send + Sync>;
 
+/// A value built from files, rebuilt when they change (see the module).
 pub struct Reloading<T> {
     /// What the value is, for the log ("the TLS certificate").
     what: &'static str,

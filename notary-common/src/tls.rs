@@ -16,23 +16,31 @@ use crate::reload::{BuildError, Reloading};
 /// How often the files' modification times are checked.
 const WATCH_PERIOD: Duration = Duration::from_secs(2);
 
+/// Why TLS files could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file could not be read or parsed.
     #[error("reading {0}: {1}")]
     Read(String, String),
+    /// A certificate file holds no certificate.
     #[error("no certificate found in {0}")]
     NoCertificate(String),
+    /// The key is not the certificate's.
     #[error("TLS certificate {0} and key {1} do not match: {2}")]
     Mismatch(String, String, rustls::Error),
+    /// rustls refused the configuration.
     #[error("{0}: {1}")]
     Rustls(&'static str, rustls::Error),
+    /// The client CA bundle cannot verify clients.
     #[error("client CA bundle {0}: {1}")]
     Verifier(String, String),
+    /// A file could not be written.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
     /// Making a self-signed certificate failed.
     #[error("generating a certificate: {0}")]
     Generate(String),
+    /// Anything else, with its message.
     #[error("{0}")]
     Other(String),
 }
@@ -80,6 +88,7 @@ pub fn read_certified_key(
 pub struct ReloadingCert(Arc<Reloading<CertifiedKey>>);
 
 impl ReloadingCert {
+    /// Load the certificate and key, rebuilt when either file changes.
     pub fn load(
         cert: &Path,
         key: &Path,
@@ -140,6 +149,7 @@ fn client_verifier(
 pub struct ReloadingClientVerifier(Arc<Reloading<Arc<dyn ClientCertVerifier>>>);
 
 impl ReloadingClientVerifier {
+    /// Load the client CA bundle, rebuilt when the file changes.
     pub fn load(
         ca: &Path,
         provider: Arc<rustls::crypto::CryptoProvider>,

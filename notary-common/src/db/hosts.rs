@@ -29,7 +29,9 @@ pub enum SessionAttrs {
 /// The hosts of one URL, each as its own connect options, and what a session must be.
 #[derive(Debug, Clone)]
 pub struct Hosts {
+    /// `host:port` and its connect options, in the URL's order.
     pub hosts: Vec<(String, PgConnectOptions)>,
+    /// What the session must be (`target_session_attrs`).
     pub attrs: SessionAttrs,
 }
 

@@ -10,9 +10,12 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+/// A database handle: a pool over Postgres or SQLite, which every store of both programs uses.
 #[derive(Clone, Debug)]
 pub enum Db {
+    /// The embedded default (one file, or memory).
     Sqlite(SqlitePool),
+    /// One logical Postgres: a URL, possibly with several hosts ([`hosts`]).
     Postgres(PgPool),
 }
 
@@ -27,18 +30,27 @@ macro_rules! with_pool {
     };
 }
 
+/// Why a database could not be opened or prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// Neither a Postgres nor a SQLite URL.
     #[error("unsupported database URL (expected postgres://…, postgresql://… or sqlite:…): {0}")]
     BadUrl(String),
+    /// The database answered with an error, or could not be reached.
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// A SQLite file (or its folder) could not be made or made private.
     #[error("database file {0}: {1}")]
     File(String, std::io::Error),
     /// None of the URL's hosts answered, or fits its `target_session_attrs` ([`hosts`]);
     /// `transient`: worth retrying (not a bad password or a missing database everywhere).
     #[error("{msg}")]
-    NoHost { msg: String, transient: bool },
+    NoHost {
+        /// What each host answered.
+        msg: String,
+        /// Worth retrying.
+        transient: bool,
+    },
     /// The URL leads to a connection pooler that shares one Postgres session between clients
     /// (PgBouncer's `pool_mode = transaction` or `statement`): [`session_check`].
     #[error(
@@ -51,11 +63,15 @@ pub enum DbError {
     SharedSession(String),
 }
 
+/// How a [`Db`] pools its connections (`storage` in the server's config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
+    /// Connections kept at most.
     pub max_connections: u32,
     /// How long start-up keeps retrying an unreachable database.
     pub connect_retry: Duration,
+    /// Postgres `statement_timeout` of every session (server side; the client side bounds
+    /// each call a little above it).
     pub statement_timeout: Duration,
     /// The pool writes (Postgres): after the database answered "read-only" (a standby, or a
     /// primary being demoted), idle connections are checked before use for a while, and
@@ -88,6 +104,7 @@ pub fn sqlite_path(url: &str) -> Result<Option<std::path::PathBuf>, DbError> {
     Ok((!in_memory).then(|| file.to_path_buf()))
 }
 
+/// The URL without its password, for messages and logs.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -155,6 +172,8 @@ fn watching() -> bool {
 }
 
 impl Db {
+    /// Open the pool `url` names (Postgres, or a SQLite file made private), retrying an
+    /// unreachable database for `cfg.connect_retry`.
     pub async fn connect(url: &str, cfg: &PoolConfig) -> Result<Db, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             // The statement timeout is set after connecting, not as the startup parameter
@@ -289,6 +308,7 @@ impl Db {
         }
     }
 
+    /// `postgres` or `sqlite`, for messages.
     pub fn backend(&self) -> &'static str {
         match self {
             Db::Sqlite(_) => "sqlite",
@@ -357,8 +377,11 @@ macro_rules! migration {
 /// One schema change, in the SQL of each backend. Every migration must be idempotent
 /// (`IF NOT EXISTS`), because it may run on a database the Go programs created.
 pub struct Migration {
+    /// Its place in its set; applied in order, each once.
     pub version: i64,
+    /// The SQL for SQLite.
     pub sqlite: &'static str,
+    /// The SQL for Postgres.
     pub postgres: &'static str,
 }
 
@@ -392,6 +415,8 @@ async fn session_check(opts: &sqlx::postgres::PgConnectOptions) -> Result<(), Db
     Ok(())
 }
 
+/// Apply the migrations of `set` (`server`, `signer`) not yet recorded in
+/// `notary_rs_migrations`, in version order.
 pub async fn migrate(db: &Db, set: &str, migrations: &[Migration]) -> Result<(), DbError> {
     const TRACK: &str = "CREATE TABLE IF NOT EXISTS notary_rs_migrations (set_name VARCHAR(64) NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (set_name, version))";
     with_pool!(db, p => {
