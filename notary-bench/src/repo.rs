@@ -96,4 +96,4 @@ impl RustRepo {
     }
 }
 
-pub use notary_tuf::builder::multipart;
+pub use notary_common::multipart::multipart;

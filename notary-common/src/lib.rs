@@ -1,4 +1,5 @@
-//! Plumbing shared by `notary-server` and `notary-signer`, and nothing of either's domain:
+//! Plumbing shared by the programs (`notary-server`, `notary-signer`, the tools and the bench),
+//! and nothing of any one's domain:
 //!
 //! - [`db`]: one database handle for Postgres and SQLite, pool settings, migrations, and
 //!   ([`db::hosts`]) several Postgres hosts with `target_session_attrs`, followed across fail-overs;
@@ -8,6 +9,7 @@
 //! - [`logging`]: text or JSON logs with control characters escaped;
 //! - [`env`]: configuration overrides from the environment, keys derived from the config types;
 //! - [`sync`]: the one way a poisoned mutex is recovered;
+//! - [`multipart`]: a publish's body as the Go client sends it;
 //! - [`untrusted`]: reading input that crosses a boundary (files of a trust directory, text
 //!   shown to an operator) within bounds, and escaping it for a terminal.
 
@@ -16,6 +18,7 @@
 pub mod db;
 pub mod env;
 pub mod logging;
+pub mod multipart;
 pub mod private;
 pub mod reload;
 pub mod sync;

@@ -502,7 +502,7 @@ pub async fn rekey(
         .collect();
     let new_root = sign(&body, &signers)
         .map_err(|e| RekeyError::Repository(format!("canonical JSON: {e}")))?;
-    let (content_type, bytes) = notary_tuf::builder::multipart(&[(md::ROOT, &new_root)]);
+    let (content_type, bytes) = notary_common::multipart::multipart(&[(md::ROOT, &new_root)]);
     client
         .post(
             &format!("/v2/{gun}/_trust/tuf/"),
