@@ -86,6 +86,17 @@ impl Code {
     }
 }
 
+/// What the log says about a failed request (see [`ApiError::log`]).
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// How loud: a client's mistake is `INFO`, an outage `WARN`, a bug `ERROR`.
+    pub level: tracing::Level,
+    /// What happened, as the log message.
+    pub what: &'static str,
+    /// Why, with its cause chain.
+    pub error: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: Code,
@@ -93,7 +104,7 @@ pub struct ApiError {
     /// `Www-Authenticate` challenge of a 401.
     pub challenge: Option<String>,
     /// What went wrong and how loud to log it (see [`ApiError::log`]); not sent.
-    pub cause: Option<(tracing::Level, String)>,
+    pub cause: Option<Cause>,
 }
 
 impl ApiError {
@@ -121,25 +132,33 @@ impl ApiError {
         Self::empty_detail(Code::MetadataNotFound)
     }
     pub fn internal(msg: impl std::fmt::Display) -> Self {
-        Self::empty_detail(Code::Unknown).because(tracing::Level::ERROR, msg)
+        Self::empty_detail(Code::Unknown).because(tracing::Level::ERROR, "internal error", msg)
     }
 
-    /// The same answer, with the cause the log gets.
-    pub fn because(mut self, level: tracing::Level, cause: impl std::fmt::Display) -> Self {
-        self.cause = Some((level, cause.to_string()));
+    /// The same answer, with what the log says about it: `what` happened, because of `error`.
+    pub fn because(
+        mut self,
+        level: tracing::Level,
+        what: &'static str,
+        error: impl std::fmt::Display,
+    ) -> Self {
+        self.cause = Some(Cause {
+            level,
+            what,
+            error: error.to_string(),
+        });
         self
     }
 
     /// Log the cause, if any, at its level (once per answer: `http::dispatch`).
     pub fn log(&self) {
-        let Some((level, cause)) = &self.cause else {
+        let Some(Cause { level, what, error }) = &self.cause else {
             return;
         };
-        let code = self.code.parts().0;
         match *level {
-            tracing::Level::ERROR => tracing::error!(code, error = %cause, "request failed"),
-            tracing::Level::WARN => tracing::warn!(code, error = %cause, "request failed"),
-            _ => tracing::info!(code, error = %cause, "request refused"),
+            tracing::Level::ERROR => tracing::error!(error = %error, "{what}"),
+            tracing::Level::WARN => tracing::warn!(error = %error, "{what}"),
+            _ => tracing::info!(error = %error, "{what}"),
         }
     }
 
@@ -197,36 +216,44 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::NotFound => ApiError::not_found(),
             ServiceError::MalformedJson(_) => {
-                ApiError::new(Code::MalformedJson).because(Level::INFO, cause)
+                ApiError::new(Code::MalformedJson).because(Level::INFO, "malformed upload", cause)
             }
             ServiceError::Invalid(v) => match v.detail() {
                 Some(d) => ApiError::with(Code::InvalidUpdate, d),
                 None => ApiError::new(Code::InvalidUpdate),
             }
-            .because(Level::INFO, cause),
-            ServiceError::Unsignable(why) => {
-                ApiError::with(Code::InvalidUpdate, json!(why)).because(Level::INFO, cause)
-            }
+            .because(Level::INFO, "rejected update", cause),
+            ServiceError::Unsignable(why) => ApiError::with(Code::InvalidUpdate, json!(why))
+                .because(Level::INFO, "rejected update", cause),
             ServiceError::ReadOnly => ApiError::new(Code::ReadOnly),
-            ServiceError::NotYet(_) => {
-                ApiError::new(Code::StorageUnavailable).because(Level::INFO, cause)
-            }
+            ServiceError::NotYet(_) => ApiError::new(Code::StorageUnavailable).because(
+                Level::INFO,
+                "temporarily unavailable",
+                cause,
+            ),
             ServiceError::Store(s) => match s {
                 StoreError::OldVersion => ApiError::empty_detail(Code::Version),
-                StoreError::Unavailable(_)
-                | StoreError::ReadOnly(_)
-                | StoreError::Unacknowledged => {
-                    ApiError::new(Code::StorageUnavailable).because(Level::WARN, cause)
-                }
+                StoreError::Unavailable(_) | StoreError::Unacknowledged => ApiError::new(
+                    Code::StorageUnavailable,
+                )
+                .because(Level::WARN, "database unavailable", cause),
+                StoreError::ReadOnly(_) => ApiError::new(Code::StorageUnavailable).because(
+                    Level::WARN,
+                    "database read-only",
+                    cause,
+                ),
                 StoreError::Db(_) | StoreError::Conflict(_) => ApiError::internal(cause),
             },
             ServiceError::Crypto(c) => match c {
-                CryptoError::Unavailable(_) => {
-                    ApiError::new(Code::SignerUnavailable).because(Level::WARN, cause)
-                }
+                CryptoError::Unavailable(_) => ApiError::new(Code::SignerUnavailable).because(
+                    Level::WARN,
+                    "signing service unavailable",
+                    cause,
+                ),
                 CryptoError::Locked(_) => ApiError::new(Code::KeyLocked).because(
                     Level::ERROR,
-                    format!("{cause}: a signing key cannot be decrypted; fix the key passphrase configuration"),
+                    "a signing key cannot be decrypted: fix the key passphrase configuration",
+                    cause,
                 ),
                 _ => ApiError::internal(cause),
             },

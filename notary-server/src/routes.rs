@@ -28,7 +28,7 @@ const TUF: &str = "/_trust/tuf/";
 /// A request's route: every endpoint of the Go server, plus `/metrics`. Parsed once
 /// ([`Route::parse`]) and matched once (`http.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route<'p> {
+pub(crate) enum Route<'p> {
     /// `GET /v2/`: the catalog check Docker clients make first.
     Ping,
     /// `GET /_notary_server/health`.
@@ -77,7 +77,7 @@ pub enum Route<'p> {
 
 impl<'p> Route<'p> {
     /// The route of `method` on the (decoded, clean) `path`, in the Go router's precedence.
-    pub fn parse(method: &http::Method, path: &'p str) -> Route<'p> {
+    pub(crate) fn parse(method: &http::Method, path: &'p str) -> Route<'p> {
         use http::Method;
         let get = method == Method::GET;
         let post = method == Method::POST;
@@ -130,7 +130,7 @@ impl<'p> Route<'p> {
     }
 
     /// The Go server's operation name, for the request metrics (`None`: not counted).
-    pub fn operation(&self) -> Option<&'static str> {
+    pub(crate) fn operation(&self) -> Option<&'static str> {
         Some(match self {
             Route::Ping | Route::Health | Route::Metrics | Route::NotFound => return None,
             Route::Changefeed { .. } => "Changefeed",
@@ -216,12 +216,13 @@ fn is_role(s: &str, clean: bool) -> bool {
 }
 
 /// `POST`/`DELETE …/_trust/tuf/`: the GUN.
-pub fn update(path: &str) -> Option<&str> {
+pub(crate) fn update(path: &str) -> Option<&str> {
     split_gun(path, TUF, |rest, _| rest.is_empty().then_some(())).map(|(gun, ())| gun)
 }
 
 /// `…/_trust/tuf/<role>.<checksum>.json`: (GUN, role, checksum).
-pub fn by_hash(path: &str) -> Option<(&str, &str, &str)> {
+#[cfg(test)]
+pub(crate) fn by_hash(path: &str) -> Option<(&str, &str, &str)> {
     by_hash_in(Scan::new(path)?)
 }
 
@@ -244,7 +245,8 @@ fn by_hash_in(scan: Scan<'_>) -> Option<(&str, &str, &str)> {
 }
 
 /// `…/_trust/tuf/<version>.<role>.json`: (GUN, version digits, role).
-pub fn by_version(path: &str) -> Option<(&str, &str, &str)> {
+#[cfg(test)]
+pub(crate) fn by_version(path: &str) -> Option<(&str, &str, &str)> {
     by_version_in(Scan::new(path)?)
 }
 
@@ -262,7 +264,8 @@ fn by_version_in(scan: Scan<'_>) -> Option<(&str, &str, &str)> {
 }
 
 /// `…/_trust/tuf/<role>.json`: (GUN, role).
-pub fn current(path: &str) -> Option<(&str, &str)> {
+#[cfg(test)]
+pub(crate) fn current(path: &str) -> Option<(&str, &str)> {
     current_in(Scan::new(path)?)
 }
 
@@ -273,7 +276,7 @@ fn current_in(scan: Scan<'_>) -> Option<(&str, &str)> {
 }
 
 /// `…/_trust/tuf/<snapshot|timestamp>.key`: (GUN, role).
-pub fn key(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn key(path: &str) -> Option<(&str, &str)> {
     split_gun(path, TUF, |rest, _| {
         rest.strip_suffix(".key")
             .filter(|r| matches!(*r, "snapshot" | "timestamp"))
@@ -281,7 +284,7 @@ pub fn key(path: &str) -> Option<(&str, &str)> {
 }
 
 /// `…/_trust/changefeed`: the GUN.
-pub fn changefeed(path: &str) -> Option<&str> {
+pub(crate) fn changefeed(path: &str) -> Option<&str> {
     split_gun(path, "/_trust/changefeed", |rest, _| {
         rest.is_empty().then_some(())
     })

@@ -8,58 +8,87 @@ use serde::{Deserialize, Serialize};
 use crate::CryptoError;
 use serde_json::Value;
 
+/// The config file, as Go's notary-signer reads it.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct Config {
+    /// `server`: where and how the gRPC service listens.
     pub server: ServerConfig,
+    /// `storage`: where the keys are.
     pub storage: StorageConfig,
+    /// `logging`.
     pub logging: LoggingConfig,
 }
 
+/// `server`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct ServerConfig {
+    /// `grpc_addr`: the listen address (`:7899` listens on every interface).
     pub grpc_addr: String,
+    /// `tls_cert_file`: the service's certificate.
     pub tls_cert_file: Option<PathBuf>,
+    /// `tls_key_file`: its key.
     pub tls_key_file: Option<PathBuf>,
+    /// `client_ca_file`: the CAs client certificates must chain to (required here).
     pub client_ca_file: Option<PathBuf>,
 }
 
+/// `storage`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct StorageConfig {
+    /// `backend`: `memory`, `postgres`, `sqlite` (`mysql` is refused) or `pkcs11`.
     pub backend: String,
+    /// `db_url`: the database of the SQL backends.
     pub db_url: String,
+    /// `default_alias`: the passphrase alias new keys are encrypted under.
     pub default_alias: Option<String>,
     /// RFC 7512 URI of the token, for the `pkcs11` backend.
     pub pkcs11_uri: Option<String>,
 }
 
+/// `logging`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct LoggingConfig {
+    /// `level`: Go's names (`debug`, `info`, `warn`, `error`, …).
     pub level: Option<String>,
     /// `text` (default) or `json` (not in Go).
     pub format: Option<String>,
 }
 
+/// What the signer runs with: the config resolved (paths against the file's folder) and checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The listen address.
     pub grpc_addr: String,
+    /// The service's certificate.
     pub tls_cert: PathBuf,
+    /// Its key.
     pub tls_key: PathBuf,
+    /// The CAs client certificates must chain to.
     pub client_ca: PathBuf,
+    /// The key store.
     pub storage: Storage,
+    /// The log level.
     pub log_level: String,
+    /// `text` or `json`.
     pub log_format: String,
 }
 
+/// The key store the signer keeps its keys in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
+    /// In memory: lost at exit (tests, trials).
     Memory,
+    /// A PKCS#11 token.
     Pkcs11(crate::pkcs11::Pkcs11Uri),
+    /// Go's `private_keys` table, keys encrypted under alias passphrases.
     Sql {
+        /// The database.
         db_url: String,
+        /// The alias new keys are encrypted under.
         default_alias: String,
     },
 }
@@ -69,6 +98,8 @@ fn invalid(msg: impl Into<String>) -> CryptoError {
 }
 
 impl Config {
+    /// Read a config file with its environment overrides; also the folder its relative paths
+    /// are resolved against.
     pub fn load(path: &Path) -> Result<(Config, PathBuf), CryptoError> {
         let text = std::fs::read(path)
             .map_err(|e| invalid(format!("cannot read config file {}: {e}", path.display())))?;
@@ -88,6 +119,7 @@ impl Config {
         ))
     }
 
+    /// Resolve and check the config (paths relative to `base`).
     pub fn settings(&self, base: &Path) -> Result<Settings, CryptoError> {
         let rel = |p: &Path| {
             if p.is_absolute() {

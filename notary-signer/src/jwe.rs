@@ -17,12 +17,16 @@ pub const P2C: u32 = 8192;
 /// Refuse absurd iteration counts from a tampered header (CPU exhaustion).
 const MAX_P2C: u32 = 1_000_000;
 
+/// Why a stored key could not be decrypted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JweError {
+    /// Not a five-part compact JWE.
     #[error("malformed JWE token")]
     Malformed,
+    /// Another algorithm than Go's (PBES2-HS256+A128KW, A256GCM).
     #[error("unsupported JWE algorithm")]
     Unsupported,
+    /// Wrong passphrase, or the data was changed.
     #[error("JWE decryption failed (wrong passphrase or corrupted data)")]
     Decrypt,
 }
@@ -37,6 +41,7 @@ fn kek(passphrase: &[u8], p2s: &[u8], p2c: u32) -> Zeroizing<[u8; 16]> {
     out
 }
 
+/// A private key encrypted under a passphrase, as Go's signer stores it (compact JWE).
 pub fn encrypt(plaintext: &[u8], passphrase: &[u8]) -> String {
     let mut p2s = [0u8; 12];
     OsRng.fill_bytes(&mut p2s);
@@ -74,6 +79,7 @@ pub fn encrypt(plaintext: &[u8], passphrase: &[u8]) -> String {
     )
 }
 
+/// The private key a stored JWE holds (Go's or ours), with the passphrase it was made under.
 pub fn decrypt(token: &str, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>, JweError> {
     let parts: Vec<&str> = token.trim().split('.').collect();
     if parts.len() != 5 {

@@ -16,12 +16,14 @@ struct Entry {
     used: bool,
 }
 
+/// Keys in this process's memory only (tests, trials, a server without persistence).
 #[derive(Default)]
 pub struct MemoryKeyStore {
     keys: Mutex<BTreeMap<String, Entry>>,
 }
 
 impl MemoryKeyStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

@@ -6,6 +6,7 @@ use zeroize::Zeroizing;
 
 use crate::CryptoError;
 
+/// The passphrases keys are encrypted under, by alias (see the module).
 pub struct Passphrases {
     default_alias: String,
     fixed: HashMap<String, Zeroizing<String>>,
@@ -43,14 +44,18 @@ impl Passphrases {
     }
 
     /// Another alias with a known passphrase.
+    /// Know one more alias's passphrase.
     pub fn add(&mut self, alias: &str, passphrase: Zeroizing<String>) {
         self.fixed.insert(alias.to_string(), passphrase);
     }
 
+    /// The alias new keys are encrypted under.
     pub fn default_alias(&self) -> &str {
         &self.default_alias
     }
 
+    /// The passphrase of `alias`: given, or from the environment (`<prefix><ALIAS>`); `Locked`
+    /// naming the variable when there is none.
     pub fn get(&self, alias: &str) -> Result<Zeroizing<String>, CryptoError> {
         if let Some(p) = self.fixed.get(alias) {
             return Ok(p.clone());

@@ -29,13 +29,17 @@ use notary_common::sync::lock;
 /// DER of the prime256v1 OID (CKA_EC_PARAMS).
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const MAX_IDLE_SESSIONS: usize = 8;
+/// The variable the token's user PIN is read from (never the config file or the command line).
 pub const PIN_ENV: &str = "NOTARY_SIGNER_PKCS11_PIN";
 
 /// A parsed RFC 7512 URI: `pkcs11:token=<label>?module-path=<lib>[&pin-source=file:<path>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pkcs11Uri {
+    /// The token's label.
     pub token: String,
+    /// The PKCS#11 module (a shared library).
     pub module_path: PathBuf,
+    /// A file holding the PIN, instead of the environment.
     pub pin_source: Option<PathBuf>,
 }
 
@@ -58,6 +62,7 @@ fn pct_decode(s: &str) -> String {
 }
 
 impl Pkcs11Uri {
+    /// Parse `pkcs11:token=…?module-path=…[&pin-source=file:…]`.
     pub fn parse(uri: &str) -> Result<Self, CryptoError> {
         let rest = uri
             .strip_prefix("pkcs11:")
@@ -125,6 +130,7 @@ struct Inner {
     idle: Mutex<Vec<Session>>,
 }
 
+/// Keys made in and never leaving a PKCS#11 token (ECDSA P-256), found again by label.
 pub struct Pkcs11KeyStore {
     inner: Arc<Inner>,
 }

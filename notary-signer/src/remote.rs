@@ -17,8 +17,11 @@ use crate::grpc::proto::{
 use crate::service::{HEALTH_KEY_MANAGEMENT, HEALTH_SIGNER};
 use crate::{CryptoError, CryptoService, KeyInfo};
 
+/// How to reach one notary-signer (`trust_service` in the server's config).
 pub struct RemoteConfig {
+    /// The signer's host name (also the name its certificate must carry).
     pub hostname: String,
+    /// Its gRPC port.
     pub port: u16,
     /// PEM CA bundle the signer's certificate must chain to.
     pub ca_pem: Vec<u8>,
@@ -34,9 +37,12 @@ pub struct RemoteConfig {
 /// A PEM certificate (chain) and its private key.
 pub type PemPair = (Vec<u8>, Vec<u8>);
 
+/// The files a signer connection's TLS comes from, re-read when they change.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
+    /// The CA bundle the signer's certificate must chain to.
     pub ca: std::path::PathBuf,
+    /// The client certificate and key (mutual TLS).
     pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
@@ -108,6 +114,7 @@ enum Link {
     Reloading(std::sync::Arc<Reloading<Channel>>),
 }
 
+/// One notary-signer over gRPC with mutual TLS, as a [`CryptoService`].
 pub struct RemoteCryptoService {
     link: Link,
     /// Deadline of every call.
@@ -362,6 +369,7 @@ macro_rules! failover {
 }
 
 impl FailoverCryptoService {
+    /// Several signers (name, connection), tried in order of health.
     pub fn new(members: Vec<(String, RemoteCryptoService)>) -> std::sync::Arc<Self> {
         std::sync::Arc::new(FailoverCryptoService {
             members: members

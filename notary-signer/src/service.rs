@@ -14,13 +14,16 @@ use crate::{CryptoError, CryptoService};
 
 /// Health service names the Go server checks.
 pub const HEALTH_KEY_MANAGEMENT: &str = "grpc.health.v1.Health.KeyManagement";
+/// The health service name of signing.
 pub const HEALTH_SIGNER: &str = "grpc.health.v1.Health.Signer";
 
+/// The gRPC `KeyManagement` and `Signer` services over a key store.
 pub struct SignerService {
     crypto: Arc<dyn CryptoService>,
 }
 
 impl SignerService {
+    /// The services over `crypto`.
     pub fn new(crypto: Arc<dyn CryptoService>) -> Self {
         SignerService { crypto }
     }

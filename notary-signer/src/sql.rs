@@ -14,6 +14,7 @@ use notary_common::db::{migrate, Db, DbError, Migration};
 use notary_common::sync::lock;
 use notary_common::with_pool;
 
+/// The signer's schema: Go's `private_keys`, and the aliases retired by a passphrase rotation.
 pub const MIGRATIONS: &[Migration] = &[
     notary_common::migration!(1, "signer/", "0001_private_keys.sql"),
     notary_common::migration!(2, "signer/", "0002_retired_aliases.sql"),
@@ -24,6 +25,7 @@ struct Cached {
     marked_used: AtomicBool,
 }
 
+/// Go's `private_keys` table: each key encrypted (JWE) under its alias's passphrase.
 pub struct SqlKeyStore {
     db: Db,
     passphrases: Passphrases,
@@ -62,6 +64,7 @@ impl SqlKeyStore {
         }
     }
 
+    /// The store on `db` (migrated), decrypting with `passphrases`.
     pub async fn new(db: Db, passphrases: Passphrases) -> Result<Self, CryptoError> {
         migrate(&db, "signer", MIGRATIONS).await.map_err(db_err)?;
         let cache = lru::LruCache::new(std::num::NonZeroUsize::new(KEY_CACHE).expect("non-zero"));

@@ -167,11 +167,16 @@ async fn files_are_private_whatever_the_umask() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(50),
+        async || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(drop)
+                .map_err(|e| format!("the server does not listen: {e}"))
+        },
+    )
+    .await;
     let mode = |p: &str| {
         std::fs::metadata(data.join(p))
             .unwrap()

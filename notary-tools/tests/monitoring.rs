@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -171,19 +171,23 @@ async fn prometheus_evaluates_the_dashboards_and_alerts() {
         }
     }
     // Scraped a few times, healthy.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = query(&http, &base, "count_over_time(notary_rs_signer_up[1m])").await;
-        let scrapes = r[0]["value"][1]
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if scrapes >= 5.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never scraped: {}", prom_log());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        async || {
+            let r = query(&http, &base, "count_over_time(notary_rs_signer_up[1m])").await;
+            let scrapes = r[0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if scrapes >= 5.0 {
+                Ok(())
+            } else {
+                Err(format!("scraped {scrapes} times: {}", prom_log()))
+            }
+        },
+    )
+    .await;
     let up = query(&http, &base, "notary_rs_signer_up").await;
     assert_eq!(up[0]["value"][1], "1", "{up}");
 
@@ -199,33 +203,36 @@ async fn prometheus_evaluates_the_dashboards_and_alerts() {
             .0,
         503
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let alerts: serde_json::Value = http
-            .get(format!("{base}/api/v1/alerts"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let firing = alerts["data"]["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| {
-                a["labels"]["alertname"] == "NotarySignerUnavailable" && a["state"] == "firing"
-            });
-        if firing {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the signer-down alert never fired: {alerts}\n{}",
-            prom_log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        async || {
+            let alerts: serde_json::Value = http
+                .get(format!("{base}/api/v1/alerts"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let firing = alerts["data"]["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| {
+                    a["labels"]["alertname"] == "NotarySignerUnavailable" && a["state"] == "firing"
+                });
+            if firing {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the signer-down alert has not fired: {alerts}\n{}",
+                    prom_log()
+                ))
+            }
+        },
+    )
+    .await;
     // Scraped again after the 503s.
     tokio::time::sleep(Duration::from_secs(3)).await;
 

@@ -104,11 +104,16 @@ impl Patroni {
             .stderr(log)
             .spawn()
             .expect("etcd (apt-get install etcd-server)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_err() {
-            assert!(Instant::now() < deadline, "etcd did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            async || {
+                std::net::TcpStream::connect(("127.0.0.1", etcd_port))
+                    .map(drop)
+                    .map_err(|e| format!("etcd does not listen: {e}"))
+            },
+        )
+        .await;
 
         let bin = pg_bin();
         let nodes: Vec<Node> = (1..=3)

@@ -136,4 +136,3 @@ pub fn snapshot_body(files: &[(&str, &[u8])], version: i64, expires: &DateTime<U
         .collect();
     json!({"_type": "Snapshot", "expires": crate::time::format_go(expires), "meta": meta, "version": version})
 }
-

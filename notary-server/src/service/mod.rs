@@ -233,3 +233,6 @@ impl RepoService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

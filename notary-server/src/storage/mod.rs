@@ -415,3 +415,6 @@ impl SqlStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests;
