@@ -19,16 +19,22 @@ use chrono::NaiveDateTime;
 /// What a write was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// A publish.
     Publish,
+    /// A deletion of a repository.
     Delete,
+    /// A server key made for a repository.
     KeyCreate,
+    /// A server key replaced by a rotation.
     KeyRotate,
+    /// A history imported from another server.
     Import,
     /// Old versions removed by retention (`retention`).
     Prune,
 }
 
 impl Action {
+    /// The name the audit trail stores and shows.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Publish => "publish",
@@ -48,6 +54,7 @@ pub struct Actor {
     pub subject: Option<String>,
     /// The client's address (as the server saw it).
     pub client: Option<String>,
+    /// The request's ID (`X-Request-ID`, echoed in the answer).
     pub request_id: Option<String>,
     /// Why (admin deletions require one).
     pub reason: Option<String>,
@@ -96,9 +103,13 @@ fn os_user() -> String {
 /// (`targets:3,snapshot:3,timestamp:3`; empty for a deletion) and who made it.
 #[derive(Debug, Clone)]
 pub struct Record<'a> {
+    /// What was done.
     pub action: Action,
+    /// To which repository.
     pub gun: &'a str,
+    /// The roles written (or `role:key ID` for keys).
     pub roles: String,
+    /// Who did it.
     pub actor: &'a Actor,
 }
 
@@ -122,15 +133,24 @@ impl Record<'_> {
 /// A stored record, as `notary-server audit` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Entry {
+    /// The record's ID.
     pub id: i64,
+    /// When.
     #[serde(serialize_with = "rfc3339")]
     pub at: NaiveDateTime,
+    /// What was done (`Action::as_str`).
     pub action: String,
+    /// The repository.
     pub gun: String,
+    /// The roles written.
     pub roles: String,
+    /// The token subject or `admin:<user>`.
     pub subject: Option<String>,
+    /// The client's address.
     pub client: Option<String>,
+    /// The request's ID.
     pub request_id: Option<String>,
+    /// Why (deletions by an operator).
     pub reason: Option<String>,
 }
 

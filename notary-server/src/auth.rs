@@ -20,12 +20,16 @@ use crate::errors::{ApiError, Code};
 /// One required permission: `type:name:action` (e.g. `repository:docker.io/x:pull`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
+    /// `repository`, or `registry` for the catalog.
     pub typ: &'static str,
+    /// The GUN, or `catalog`.
     pub name: String,
+    /// `pull`, `push` or `*`.
     pub action: &'static str,
 }
 
 impl Access {
+    /// What a repository route needs: one of `actions` on `gun`.
     pub fn repo(gun: &str, actions: &[&'static str]) -> Vec<Access> {
         actions
             .iter()
@@ -36,6 +40,7 @@ impl Access {
             })
             .collect()
     }
+    /// What the catalog routes (ping, changefeed of every GUN) need.
     pub fn catalog() -> Vec<Access> {
         vec![Access {
             typ: "registry",
@@ -69,6 +74,7 @@ struct Key {
     ec: bool,
 }
 
+/// Token authentication as docker/distribution does it: bearer JWTs signed under `rootcertbundle`.
 pub struct TokenAuth {
     realm: String,
     /// Go's `autoredirect`: advertise `https://<Host header>/auth/token` as the realm.
@@ -83,28 +89,39 @@ pub struct TokenAuth {
 /// Why a bearer token was refused (sent back as the challenge's `error_description`).
 #[derive(Debug, thiserror::Error)]
 pub enum TokenRejected {
+    /// Not a JWT.
     #[error("malformed token: {0}")]
     Malformed(jsonwebtoken::errors::Error),
+    /// The `x5c` chain cannot be read.
     #[error("x5c: {0}")]
     X5c(String),
+    /// The chain does not lead to `rootcertbundle`.
     #[error("x5c chain does not verify against rootcertbundle: {0}")]
     Untrusted(String),
+    /// The leaf's key is neither ECDSA nor RSA.
     #[error("x5c leaf key type not supported")]
     UnsupportedKey,
+    /// A `kid` no bundle key has.
     #[error("unknown kid {0}")]
     UnknownKid(String),
+    /// Neither `x5c` nor `kid`.
     #[error("token names no signing key (x5c or kid)")]
     NoKey,
+    /// An algorithm that does not fit the key.
     #[error("algorithm {0:?} does not fit the key")]
     Algorithm(Algorithm),
+    /// The signature, expiry, issuer or audience does not hold.
     #[error("token rejected: {0}")]
     Rejected(jsonwebtoken::errors::Error),
 }
 
+/// Token authentication that cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
+    /// A required option is missing.
     #[error("auth.options.{0} is required for token auth")]
     Missing(&'static str),
+    /// The root certificate bundle cannot be read.
     #[error("auth.options.rootcertbundle {0}: {1}")]
     Bundle(String, String),
 }
@@ -160,6 +177,7 @@ pub fn libtrust_key_id(spki_der: &[u8]) -> String {
 }
 
 impl TokenAuth {
+    /// Token authentication with the `auth.options` of the config.
     pub fn new(
         realm: &str,
         service: &str,

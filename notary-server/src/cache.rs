@@ -28,11 +28,17 @@ use notary_tuf::metadata::{self as md, SignedFile};
 use crate::storage::{StoreError, StoredFile};
 use notary_common::sync::lock;
 
+/// A repository's current chain as the read path needs it: the timestamp and the snapshot it names,
+/// with their expiries, and what the snapshot names of each role.
 #[derive(Clone)]
 pub struct CachedChain {
+    /// The current timestamp.
     pub timestamp: StoredFile,
+    /// When it expires.
     pub timestamp_expires: DateTime<FixedOffset>,
+    /// The snapshot it names.
     pub snapshot: StoredFile,
+    /// When that expires.
     pub snapshot_expires: DateTime<FixedOffset>,
     /// SHA-256 (hex) of each role the snapshot lists: all a read needs of the snapshot meta.
     pub role_sha256: std::collections::BTreeMap<Box<str>, Box<str>>,
@@ -66,7 +72,9 @@ impl CachedChain {
 /// What a write of this instance makes current once committed (see the module docs): the
 /// chain, and the new files other than the timestamp.
 pub struct Expected {
+    /// The new chain.
     pub chain: Arc<CachedChain>,
+    /// The other new files, by role.
     pub files: Vec<(String, StoredFile)>,
 }
 
@@ -154,6 +162,8 @@ impl Inner {
     }
 }
 
+/// The read cache: current chains and files by checksum and by version, bounded in count and bytes
+/// (see the module for when what it holds is current).
 pub struct MetaCache {
     inner: Mutex<Inner>,
 }
@@ -184,14 +194,17 @@ impl MetaCache {
         lock(&self.inner)
     }
 
+    /// The generation to put back under after a database read (see the module docs).
     pub fn ticket(&self) -> Ticket {
         Ticket(self.lock().generation)
     }
 
+    /// A file by checksum, if cached.
     pub fn file(&self, gun: &str, role: &str, sha: &str) -> Option<StoredFile> {
         self.lock().files.get(&key(gun, role, sha)).cloned()
     }
 
+    /// Cache a file by checksum, unless a write made the ticket stale.
     pub fn put_file(&self, t: Ticket, gun: &str, role: &str, f: &StoredFile) {
         let mut g = self.lock();
         if g.generation == t.0 {
@@ -199,6 +212,7 @@ impl MetaCache {
         }
     }
 
+    /// A file by version, if cached.
     pub fn version(&self, gun: &str, role: &str, version: i64) -> Option<StoredFile> {
         self.lock()
             .files
@@ -206,6 +220,7 @@ impl MetaCache {
             .cloned()
     }
 
+    /// Cache a file by version, unless a write made the ticket stale.
     pub fn put_version(&self, t: Ticket, gun: &str, role: &str, version: i64, f: &StoredFile) {
         let mut g = self.lock();
         if g.generation == t.0 {
@@ -213,10 +228,12 @@ impl MetaCache {
         }
     }
 
+    /// A repository's current chain, if cached.
     pub fn chain(&self, gun: &str) -> Option<Arc<CachedChain>> {
         self.lock().chains.get(gun).cloned()
     }
 
+    /// Cache a chain, unless a write made the ticket stale.
     pub fn put_chain(&self, t: Ticket, gun: &str, c: Arc<CachedChain>) {
         let mut g = self.lock();
         if g.generation == t.0 {
@@ -239,6 +256,7 @@ impl MetaCache {
             .insert((gun.into(), timestamp_sha256.into()), (Instant::now(), e));
     }
 
+    /// Forget what a write expected to make current (it failed).
     pub fn unexpect(&self, gun: &str, timestamp_sha256: &str) {
         self.lock()
             .expected

@@ -46,6 +46,7 @@ impl Gun {
         Gun(name)
     }
 
+    /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }

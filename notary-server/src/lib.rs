@@ -1,5 +1,7 @@
 //! notary-server: a drop-in replacement for Docker's Go notary-server.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod auth;
 pub mod cache;

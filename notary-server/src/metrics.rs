@@ -97,6 +97,7 @@ impl Exposition {
         self.family(name, kind, help, [(String::new(), value.to_string())])
     }
 
+    /// The exposition text.
     pub fn finish(self) -> String {
         self.0
     }
@@ -216,6 +217,7 @@ struct Inner {
     sums: BTreeMap<&'static str, Sums>,
 }
 
+/// The request metrics (Go's names, and a latency histogram by operation).
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,

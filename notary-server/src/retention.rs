@@ -32,9 +32,13 @@ pub struct Policy {
 /// One stored file, without its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRow {
+    /// Its row ID.
     pub id: i64,
+    /// The role.
     pub role: String,
+    /// The version.
     pub version: i64,
+    /// When it was stored (the epoch for Go rows without a time).
     pub created_at: NaiveDateTime,
 }
 

@@ -9,9 +9,13 @@ use std::sync::Arc;
 
 pub use notary_common::tls::ReloadingCert;
 
+/// The files `ensure_tls_files` made (or found).
 pub struct Generated {
+    /// The CA certificate clients trust.
     pub ca: PathBuf,
+    /// The certificate.
     pub cert: PathBuf,
+    /// Its key.
     pub key: PathBuf,
 }
 

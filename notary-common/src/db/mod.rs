@@ -135,7 +135,8 @@ static READ_ONLY_SEEN: std::sync::Mutex<Option<std::time::Instant>> = std::sync:
 /// A write failed because the database is read-only (SQLSTATE 25006: a standby, or a primary
 /// that is being demoted or is still recovering). Until [`READ_ONLY_WATCH`] has passed, every
 /// writing pool checks each connection before handing it out, and drops it if its server is
-/// read-only: after a fail-over, a writer is not given a connection to the old node again (`replica::a_read_only_database_is_unavailable_and_left_behind`).
+/// read-only: after a fail-over, a writer is not given a connection to the old node again
+/// (`replica::a_read_only_database_is_unavailable_and_left_behind`).
 pub fn note_read_only() {
     *crate::sync::lock(&READ_ONLY_SEEN) = Some(std::time::Instant::now());
     hosts::repick().notify_one();

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use notary_common::sync::lock;
 
+/// The times of the read-lease protocol (tests shorten them).
 #[derive(Debug, Clone)]
 pub struct LeaseTiming {
     /// How long a registration or renewal holds in the database.
     pub lease: Duration,
+    /// How often the lease is renewed.
     pub renew_every: Duration,
     /// Reads stop skipping the barrier this long before the database's copy of the lease ends.
     pub margin: Duration,

@@ -51,6 +51,7 @@ struct State {
     finished: u64,
 }
 
+/// The changefeed barrier: checks that make a cached read current (invariants 5–7).
 pub struct Follower {
     me: Weak<Follower>,
     /// Watch that the database does not go behind what was already applied (a read-only

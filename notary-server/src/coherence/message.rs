@@ -7,24 +7,41 @@ use std::fmt;
 /// The notification channel every message goes through.
 pub const CHANNEL: &str = "notary_rs";
 
+/// A message on the `notary_rs` channel (Postgres LISTEN/NOTIFY), as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
     /// `p <writer> <token> <gun>`: a write of `gun` is about to commit (invariant 2).
     Write {
+        /// The writing instance.
         writer: &'a str,
+        /// The write's token.
         token: &'a str,
+        /// The repository.
         gun: &'a str,
     },
     /// `d <writer> <token> <gun>`: that write has a definite outcome (invariant 4).
     Done {
+        /// The writing instance.
         writer: &'a str,
+        /// The write's token.
         token: &'a str,
+        /// The repository.
         gun: &'a str,
     },
     /// `a <token> <instance>`: `instance` marked the write's repository in flux (invariant 2).
-    Ack { token: &'a str, instance: &'a str },
+    Ack {
+        /// The write's token.
+        token: &'a str,
+        /// The acknowledging instance.
+        instance: &'a str,
+    },
     /// `h <instance> <seq>`: an instance's heartbeat to its own listener (invariant 1).
-    Heartbeat { instance: &'a str, seq: u64 },
+    Heartbeat {
+        /// The instance.
+        instance: &'a str,
+        /// Its heartbeat's number.
+        seq: u64,
+    },
 }
 
 impl<'a> Message<'a> {

@@ -93,21 +93,29 @@ use crate::storage::{Changefeed, StoreError};
 
 /// The read lease's settings (Postgres, writable database).
 pub struct LeaseConfig {
+    /// The pool the lease's own connections come from.
     pub pool: sqlx::PgPool,
     /// Take a read lease (`caching.read_lease`); without, writes are still announced.
     pub enabled: bool,
+    /// How long the lease holds, how often it is renewed, and the other times of the protocol.
     pub timing: LeaseTiming,
 }
 
 /// How current reads were made fresh, for the metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CoherenceCounts {
+    /// Current reads that skipped the database under the lease.
     pub leased_reads: u64,
+    /// Current reads that waited for a changefeed check.
     pub barrier_reads: u64,
+    /// Changefeed checks made.
     pub checks: u64,
+    /// Whether this instance holds its lease now.
     pub lease_held: bool,
 }
 
+/// When a cached read is current (see the module): the changefeed follower, and the read lease on
+/// Postgres.
 pub struct Coherence {
     follower: Arc<Follower>,
     lease: Option<Arc<ReadLease>>,
@@ -180,6 +188,7 @@ impl Coherence {
         self.follower.is_behind()
     }
 
+    /// How current reads were made fresh so far.
     pub fn counts(&self) -> CoherenceCounts {
         CoherenceCounts {
             leased_reads: self.leased_reads.load(Ordering::Relaxed),

@@ -6,15 +6,23 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The server's config file, as Go's notary-server reads it (every key optional).
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct Config {
+    /// `server`: listen address and TLS.
     pub server: ServerConfig,
+    /// `trust_service`: where timestamp and snapshot keys are kept and used.
     pub trust_service: TrustServiceConfig,
+    /// `storage`: the metadata database.
     pub storage: StorageConfig,
+    /// `logging`.
     pub logging: LoggingConfig,
+    /// `caching`: client cache headers, this server's read cache and re-signing.
     pub caching: CachingConfig,
+    /// `repositories`: which GUNs this server accepts.
     pub repositories: RepositoriesConfig,
+    /// `auth`: token authentication.
     pub auth: AuthConfig,
     /// Not in Go: prune old versions in the background (`retention`).
     pub retention: RetentionConfig,
@@ -29,34 +37,50 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct RetentionConfig {
+    /// `keep_versions`: newest versions of each role always kept.
     pub keep_versions: Option<u32>,
+    /// `keep_days`: versions stored within this many days are kept.
     pub keep_days: Option<u32>,
+    /// `interval_seconds`: how often a pass runs.
     pub interval_seconds: Option<u64>,
 }
 
+/// `auth`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct AuthConfig {
+    /// `type`: `token`, or nothing.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// `options`.
     pub options: AuthOptions,
 }
 
+/// `auth.options` of token authentication (docker/distribution's).
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct AuthOptions {
+    /// `realm`: the token service clients are sent to.
     pub realm: String,
+    /// `service`: the audience tokens must name.
     pub service: String,
+    /// `issuer`: the issuer tokens must name.
     pub issuer: String,
+    /// `rootcertbundle`: the certificates tokens must be signed under.
     pub rootcertbundle: String,
+    /// `autoredirect`: answer 401 with the realm on this server's host.
     pub autoredirect: bool,
 }
 
+/// `server`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct ServerConfig {
+    /// `http_addr`: the listen address (`:4443` listens on every interface).
     pub http_addr: String,
+    /// `tls_cert_file`: the HTTPS certificate (plain HTTP without one).
     pub tls_cert_file: Option<PathBuf>,
+    /// `tls_key_file`: its key.
     pub tls_key_file: Option<PathBuf>,
     /// Largest accepted upload (not in Go, which has no limit).
     pub max_upload_bytes: Option<usize>,
@@ -72,16 +96,24 @@ pub struct ServerConfig {
     pub read_only: bool,
 }
 
+/// `trust_service`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct TrustServiceConfig {
+    /// `type`: `local` or `remote`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// `hostname`: the notary-signer (remote).
     pub hostname: Option<String>,
+    /// `port`: its port (a number or a string, as Go accepts).
     pub port: Option<Value>,
+    /// `key_algorithm`: `ecdsa` or `ed25519` (default, as Go).
     pub key_algorithm: Option<String>,
+    /// `tls_ca_file`: the CAs the signer's certificate must chain to.
     pub tls_ca_file: Option<PathBuf>,
+    /// `tls_client_cert`: this server's client certificate for the signer.
     pub tls_client_cert: Option<PathBuf>,
+    /// `tls_client_key`: its key.
     pub tls_client_key: Option<PathBuf>,
     /// Deadline of each call to a remote signer (not in Go, which waits forever).
     pub timeout_ms: Option<u64>,
@@ -89,10 +121,13 @@ pub struct TrustServiceConfig {
     pub addresses: Vec<String>,
 }
 
+/// `storage`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct StorageConfig {
+    /// `backend`: `postgres`, `sqlite` or `memory` (`mysql` is refused).
     pub backend: String,
+    /// `db_url`: the database.
     pub db_url: String,
     /// Connection pool size (not in Go).
     pub max_connections: Option<u32>,
@@ -102,20 +137,25 @@ pub struct StorageConfig {
     pub statement_timeout_ms: Option<u64>,
 }
 
+/// `logging`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct LoggingConfig {
+    /// `level`: Go's level names.
     pub level: Option<String>,
     /// `text` (default) or `json` (not in Go).
     pub format: Option<String>,
 }
 
+/// `caching`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct CachingConfig {
+    /// `max_age`: `Cache-Control` max-age of metadata.
     pub max_age: MaxAge,
     /// In-memory cache bounds (not in Go): files by checksum, and repositories' current chains.
     pub max_files: Option<usize>,
+    /// `max_repositories`: repositories whose chains the read cache holds.
     pub max_repositories: Option<usize>,
     /// Most bytes of metadata the cache holds (files and chains together).
     pub max_bytes: Option<usize>,
@@ -136,15 +176,20 @@ pub struct CachingConfig {
     pub gzip_min_bytes: Option<usize>,
 }
 
+/// `caching.max_age`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct MaxAge {
+    /// `current_metadata`: seconds, for current metadata (Go's default 300).
     pub current_metadata: Option<i64>,
+    /// `consistent_metadata`: seconds, for metadata by checksum or version (Go's default 31536000).
     pub consistent_metadata: Option<i64>,
 }
 
+/// `repositories`.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct RepositoriesConfig {
+    /// `gun_prefixes`: only GUNs with one of these prefixes are served (all when empty).
     pub gun_prefixes: Vec<String>,
 }

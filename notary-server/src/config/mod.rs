@@ -17,16 +17,27 @@ pub use settings::{
     TokenAuthSettings, TrustService,
 };
 
+/// Why a configuration cannot be used; each names the file, key or variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("cannot read config file {0}: {1}")]
     Read(PathBuf, std::io::Error),
+    /// The file is not JSON.
     #[error("config file {0} is not valid JSON: {1}")]
     Json(PathBuf, String),
+    /// A key has a value of the wrong type (the message names the key).
     #[error("config file {0}: {1}")]
     Value(PathBuf, String),
+    /// An environment override has a value of the wrong type.
     #[error("environment override {vars}: {error}")]
-    Env { vars: String, error: String },
+    Env {
+        /// The variables set.
+        vars: String,
+        /// What is wrong, naming the key.
+        error: String,
+    },
+    /// Values that are each well-typed but cannot be used (together).
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }

@@ -6,10 +6,15 @@ use std::path::PathBuf;
 /// Everything the server needs, resolved and checked, grouped as the config file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// Listening, TLS, limits.
     pub server: ServerSettings,
+    /// The metadata database.
     pub storage: StorageSettings,
+    /// Where timestamp and snapshot keys are kept and used.
     pub trust: TrustService,
+    /// Logging.
     pub logging: LoggingSettings,
+    /// Cache headers, the read cache, re-signing.
     pub caching: CacheSettings,
     /// `repositories.gun_prefixes`: the GUNs this server accepts (empty: all).
     pub gun_prefixes: Vec<String>,
@@ -23,50 +28,68 @@ pub struct Settings {
     pub warnings: Vec<String>,
 }
 
+/// `server`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
+    /// The listen address.
     pub http_addr: String,
     /// (certificate, key) files.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The self-signed CA a client must trust, when the server made its own certificate.
     pub generated_ca: Option<PathBuf>,
+    /// Serve reads only (a replica): nothing is written or signed.
     pub read_only: bool,
+    /// What one client, or all together, may cost.
     pub limits: Limits,
 }
 
 /// What one client, or all clients together, may cost (none of these are in Go).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// Largest publish body.
     pub max_upload_bytes: usize,
+    /// Longest a publish body may take to arrive.
     pub upload_timeout: std::time::Duration,
+    /// New server keys one client may ask for per minute (0: no limit; not under token auth).
     pub key_creations_per_minute: u32,
+    /// Memory all publish bodies being read may hold together.
     pub max_concurrent_upload_bytes: usize,
 }
 
+/// `storage`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageSettings {
     /// `postgres://…` or `sqlite:<path>`.
     pub db_url: String,
+    /// How the database is pooled and how long a statement may run.
     pub pool: notary_common::db::PoolConfig,
 }
 
+/// `logging`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingSettings {
+    /// The level.
     pub level: String,
     /// `text` or `json`.
     pub format: String,
 }
 
+/// `caching`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
     /// `Cache-Control: max-age` of current and of consistent (by checksum or version) reads.
     pub max_age_current: i64,
+    /// (See `max_age_current`.)
     pub max_age_consistent: i64,
+    /// Files the read cache holds at most.
     pub files: usize,
+    /// Repositories whose chains the read cache holds at most.
     pub repositories: usize,
+    /// Bytes the read cache holds at most.
     pub bytes: usize,
     /// Re-sign ahead when this close to expiry (zero: never in the background).
     pub resign_before: std::time::Duration,
+    /// How often the background re-signer looks for chains to re-sign.
     pub resign_every: std::time::Duration,
     /// See `CachingConfig::read_lease`.
     pub read_lease: bool,
@@ -74,30 +97,44 @@ pub struct CacheSettings {
     pub gzip_min_bytes: usize,
 }
 
+/// `auth` with `type: token`, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenAuthSettings {
+    /// The token service clients are sent to.
     pub realm: String,
+    /// The audience tokens must name.
     pub service: String,
+    /// The issuer tokens must name.
     pub issuer: String,
+    /// The certificates tokens must be signed under.
     pub rootcertbundle: PathBuf,
+    /// Answer 401 with the realm on this server's host.
     pub autoredirect: bool,
 }
 
+/// Where timestamp and snapshot keys are kept and used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustService {
     /// In-process keys; `persist` keeps them in the metadata database (encrypted at rest).
     Local {
+        /// Algorithm of new keys.
         key_algorithm: String,
+        /// Keep keys in the metadata database (else in memory).
         persist: bool,
     },
     /// A notary-signer over gRPC with mutual TLS.
     /// Several signers (sharing one key store) give fail-over: `hostname`/`port` first, then
     /// `addresses` (not in Go).
     Remote {
+        /// Signers to use, in order (host, port).
         signers: Vec<(String, u16)>,
+        /// Algorithm of new keys.
         key_algorithm: String,
+        /// The CAs the signers' certificates must chain to.
         ca: Option<PathBuf>,
+        /// This server's client certificate.
         client_cert: Option<PathBuf>,
+        /// Its key.
         client_key: Option<PathBuf>,
         /// Deadline of each call.
         timeout: std::time::Duration,

@@ -27,20 +27,29 @@ mod upload;
 use answer::{health, health_checks, metadata_response, text_ok, with_type, DB_CHECK, TRUST_CHECK};
 use upload::update;
 
+/// What every request needs: the service, and the limits, headers and auth of the settings.
 pub struct AppState {
+    /// The repository operations.
     pub service: Arc<RepoService>,
+    /// `Cache-Control` max-age of current metadata (seconds).
     pub max_age_current: i64,
+    /// `Cache-Control` max-age of metadata by checksum or version (seconds).
     pub max_age_consistent: i64,
+    /// Only GUNs with one of these prefixes are served (all when empty).
     pub gun_prefixes: Vec<String>,
+    /// Largest publish body.
     pub max_upload_bytes: usize,
     /// Longest a publish body may take to arrive (a slow client holds nothing longer).
     pub upload_timeout: std::time::Duration,
+    /// The request metrics.
     pub metrics: Arc<Metrics>,
+    /// Token authentication, when configured.
     pub auth: Option<TokenAuth>,
     /// Without token auth: how many keys one client address may create per minute.
     pub key_limiter: Option<KeyLimiter>,
     /// KiB of publish bodies held at once (`server.max_concurrent_upload_bytes`).
     pub upload_budget: Arc<tokio::sync::Semaphore>,
+    /// (See `upload_budget`.)
     pub upload_budget_kib: usize,
 }
 
@@ -56,6 +65,7 @@ pub struct KeyLimiter {
 }
 
 impl KeyLimiter {
+    /// A limiter allowing `per_minute` new keys per client address; none for 0.
     pub fn new(per_minute: u32) -> Option<KeyLimiter> {
         (per_minute > 0).then(|| KeyLimiter {
             per_minute,
@@ -168,6 +178,7 @@ const LOCATION_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'|')
     .add(b'}');
 
+/// Answer one request (see the module and `routes.rs`).
 pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Response {
     let arrived = std::time::Instant::now();
     let (mut req, body) = req.into_parts();

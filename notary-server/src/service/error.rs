@@ -7,6 +7,7 @@ use notary_tuf::validation::ValidationError;
 
 use crate::storage::StoreError;
 
+/// What went wrong in a repository operation.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// No such metadata, repository or version is stored.
@@ -29,8 +30,10 @@ pub enum ServiceError {
     /// background key binding has not reached this repository yet): retry.
     #[error("temporarily unavailable: {0}")]
     NotYet(&'static str),
+    /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The signing service failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     /// Stored data this server cannot read, or a state that should not occur: a bug or a

@@ -33,10 +33,15 @@ use crate::metrics::RotationCounts;
 use crate::storage::{Change, Imported, SqlStore, StoreError, StoredFile};
 pub use error::ServiceError;
 
+/// The repository operations: publish, reads, re-signing, keys, deletion, import, listings,
+/// retention (one file each under `service/`).
 pub struct RepoService {
+    /// The metadata store.
     pub store: Arc<SqlStore>,
+    /// The read cache.
     pub cache: Arc<MetaCache>,
     coherence: Coherence,
+    /// The signing service.
     pub crypto: Arc<dyn CryptoService>,
     /// Algorithm of server-created timestamp/snapshot keys.
     pub key_algorithm: String,
@@ -57,12 +62,19 @@ pub struct RepoService {
 /// the server signs (see `notary-server imported`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyStatus {
+    /// The repository.
     pub gun: Gun,
+    /// Where it was imported from.
     pub source: String,
+    /// When (RFC 3339).
     pub imported_at: String,
+    /// Its current timestamp's version, if any.
     pub timestamp_version: Option<i64>,
+    /// When that timestamp expires.
     pub timestamp_expires: Option<DateTime<Utc>>,
+    /// This server holds a key the root gives the timestamp role.
     pub holds_timestamp_key: bool,
+    /// This server holds a key the root gives the snapshot role.
     pub holds_snapshot_key: bool,
 }
 
@@ -76,30 +88,42 @@ impl KeyStatus {
 /// A repository as `notary-server repos` / `show` report it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RepoStatus {
+    /// The repository.
     pub gun: Gun,
     /// Per role (root, targets, snapshot, timestamp, delegations): newest version, versions
     /// stored, their bytes.
     pub roles: BTreeMap<String, RoleStatus>,
+    /// When its current timestamp expires.
     pub timestamp_expires: Option<DateTime<Utc>>,
     /// Files stored over every role and version, and their bytes.
     pub files: i64,
+    /// (See `files`.)
     pub bytes: i64,
+    /// This server holds a key the root gives the timestamp role.
     pub holds_timestamp_key: bool,
+    /// This server holds a key the root gives the snapshot role.
     pub holds_snapshot_key: bool,
 }
 
+/// One role of a repository, over its stored versions.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoleStatus {
+    /// Its newest version.
     pub newest: i64,
+    /// How many versions are stored.
     pub versions: i64,
+    /// Their bytes together.
     pub bytes: i64,
 }
 
 /// What `prune` removed (or would remove) of one repository.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Pruned {
+    /// The repository.
     pub gun: Gun,
+    /// Versions removed (or that would be).
     pub removed: u64,
+    /// Versions kept.
     pub kept: u64,
     /// Role → versions removed.
     pub by_role: BTreeMap<String, u64>,
@@ -111,7 +135,9 @@ pub const MAX_CHANGEFEED_RECORDS: i64 = 1000;
 /// A changefeed page, serialised with Go's field order.
 #[derive(serde::Serialize)]
 pub struct ChangeList {
+    /// Rows in this page.
     pub count: usize,
+    /// The rows, oldest first.
     pub records: Vec<Change>,
 }
 
@@ -213,6 +239,9 @@ impl RepoService {
         self.coherence.leave().await;
     }
 
+    /// A changefeed page (Go's `GET /v2/[<gun>/]_trust/changefeed`): see
+    /// `SqlStore::changes`; `records` 0 means 100, and a page holds at most
+    /// [`MAX_CHANGEFEED_RECORDS`].
     pub async fn changes(
         &self,
         gun: Option<&Gun>,

@@ -113,6 +113,7 @@ impl RepoService {
         }
     }
 
+    /// `GET …/<role>.<sha256>.json`: a file by checksum (the client verifies it).
     pub async fn by_checksum(
         &self,
         gun: &Gun,

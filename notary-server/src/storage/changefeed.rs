@@ -74,6 +74,9 @@ impl Changefeed for SqlStore {
 }
 
 impl SqlStore {
+    /// A changefeed page as the API serves it (Go's semantics, docs/api.md): up to `records`
+    /// rows after `change_id`, or before it (from the end when `change_id` is negative) when
+    /// either is negative; of one repository or all; oldest first.
     pub async fn changes(
         &self,
         gun: Option<&Gun>,

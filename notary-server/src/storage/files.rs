@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 /// (a `BEGIN … COMMIT` from here) concurrent publishes queued behind it for milliseconds each,
 /// waiting for busy server threads to send the `COMMIT` (measured: 22 ms of a 36 ms publish at 16
 /// connections). One round trip in all, where a transaction took six. `$8`: the instances that
-/// acknowledged the write's announcement (`coherence`, invariant 2); nothing is stored, and the first
+/// acknowledged the write's announcement (`coherence`, invariant 2); nothing is stored, and the
+/// first
 /// column is false, if an instance holding a lease is not among them (NULL: unguarded).
 const PG_UPDATE_MANY: &str = "\
 WITH g AS MATERIALIZED (SELECT CASE WHEN $8::text[] IS NULL THEN true ELSE notary_rs_write_guard($8::text[]) END AS ok), \
@@ -145,6 +146,7 @@ impl SqlStore {
         .await
     }
 
+    /// The stored file of a role with this SHA-256 (hex), dated when it was stored.
     pub async fn by_checksum(
         &self,
         gun: &Gun,
@@ -164,6 +166,7 @@ impl SqlStore {
         .await
     }
 
+    /// The stored file of a role at this version.
     pub async fn by_version(
         &self,
         gun: &Gun,
@@ -185,7 +188,8 @@ impl SqlStore {
 
     /// Store all updates or none, created and updated `at`; each must be newer than every
     /// stored version of its role. `acked` (Postgres): the instances that acknowledged the
-    /// write's announcement; `Unacknowledged` if one holding a lease is missing (`coherence`, invariant 2).
+    /// write's announcement; `Unacknowledged` if one holding a lease is missing (`coherence`,
+    /// invariant 2).
     /// `audit`: the record stored with the write, in the same statement (`audit`, invariant 2).
     pub async fn update_many(
         &self,

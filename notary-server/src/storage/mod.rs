@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 
 use crate::gun::Gun;
 
+/// The metadata schema: Go's tables, and this server's own (`notary_rs_*`).
 pub const MIGRATIONS: &[Migration] = &[
     notary_common::migration!(1, "", "0001_tuf_files_changefeed.sql"),
     notary_common::migration!(2, "", "0002_go_migrate_marker.sql"),
@@ -51,11 +52,15 @@ const PRUNE_MARK: &str = "prune";
 /// See `SqlStore::latest_chain`.
 #[derive(Debug, Default)]
 pub struct LatestChain {
+    /// The newest timestamp.
     pub timestamp: Option<StoredFile>,
+    /// The newest snapshot.
     pub snapshot: Option<StoredFile>,
+    /// The newest file of the role asked for besides.
     pub also: Option<StoredFile>,
 }
 
+/// A stored metadata file: its exact bytes and when it was stored.
 #[derive(Debug, Clone)]
 pub struct StoredFile {
     /// The exact stored bytes (shared, not copied, when served from the cache).
@@ -70,6 +75,7 @@ pub struct StoredFile {
 }
 
 impl StoredFile {
+    /// A file of these bytes (its checksum computed here), stored at `modified`.
     pub fn from_bytes(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
         let sha256 = hex::encode(Sha256::digest(&data));
         StoredFile {
@@ -99,18 +105,25 @@ impl StoredFile {
     }
 }
 
+/// A changefeed row as the API serves it (Go's field names).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Change {
+    /// The row's ID (Go serialises it as a string).
     #[serde(rename = "ID")]
     pub id: String,
+    /// When it was written (RFC 3339).
     #[serde(rename = "CreatedAt")]
     pub created_at: String,
+    /// The repository.
     #[serde(rename = "GUN")]
     pub gun: String,
+    /// The timestamp version an update stored (0 for a deletion).
     #[serde(rename = "Version")]
     pub version: i64,
+    /// The timestamp's SHA-256 (hex; empty for a deletion).
     #[serde(rename = "SHA256")]
     pub sha256: String,
+    /// `update` or `deletion`.
     #[serde(rename = "Category")]
     pub category: String,
 }
@@ -118,13 +131,17 @@ pub struct Change {
 /// What a changefeed row tells a cache: which GUN changed, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeRef {
+    /// The row's ID.
     pub id: i64,
+    /// The repository.
     pub gun: String,
+    /// Whether the repository was deleted (or pruned: its cached files must go).
     pub deletion: bool,
     /// SHA-256 (hex) of the timestamp an update row records.
     pub sha256: Option<String>,
 }
 
+/// What a storage operation can fail with.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A stored version of one of the roles is already ≥ the new one (Go `ErrOldVersion`).
@@ -138,6 +155,7 @@ pub enum StoreError {
     /// primary being demoted or still recovering): nothing was written; answered 503.
     #[error("the database is read-only (a standby, or a primary during a fail-over): {0}")]
     ReadOnly(String),
+    /// Any other database error, with its message.
     #[error("storage error: {0}")]
     Db(String),
     /// Nothing was written: an instance holding a lease had not acknowledged the write's
@@ -161,18 +179,26 @@ pub struct Imported {
 /// One role of a repository, summed over its stored versions.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoleSummary {
+    /// The repository.
     pub gun: Gun,
+    /// The role.
     pub role: String,
+    /// Its newest version.
     pub newest: i64,
+    /// How many versions are stored.
     pub versions: i64,
+    /// Their bytes together.
     pub bytes: i64,
 }
 
 /// An imported repository, as recorded in `notary_rs_imports`.
 #[derive(Debug, Clone)]
 pub struct ImportRecord {
+    /// The repository.
     pub gun: Gun,
+    /// Where it was imported from (a URL or trust directory, without credentials).
     pub source: String,
+    /// When.
     pub imported_at: NaiveDateTime,
 }
 
@@ -247,6 +273,7 @@ pub struct HeldLock(#[allow(dead_code)] Option<sqlx::Transaction<'static, sqlx::
 /// Advisory lock class of [`SqlStore::try_lock`] (the second key is `hashtext(name)`).
 const NAMED_LOCK_CLASS: i32 = 0x6e6f_7461;
 
+/// The metadata store over Postgres or SQLite (see the module).
 pub struct SqlStore {
     db: Db,
     /// SQLite allows one writer: serialise this process's write transactions instead of
@@ -274,6 +301,7 @@ pub struct SqlStore {
 pub const DEFAULT_CALL_LIMIT: Duration = Duration::from_secs(32);
 
 impl SqlStore {
+    /// The store on `db`, its schema migrated.
     pub async fn new(db: Db) -> Result<Self, StoreError> {
         migrate(&db, "server", MIGRATIONS)
             .await
@@ -385,6 +413,7 @@ pub async fn within<T, E: Into<StoreError>>(
 }
 
 impl SqlStore {
+    /// Whether the database answers.
     pub async fn health(&self) -> Result<(), StoreError> {
         self.timed("health", async {
             with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM tuf_files LIMIT 1").fetch_optional(p).await.map(|_| ()))?;
