@@ -27,6 +27,9 @@ use zeroize::Zeroizing;
 /// Largest metadata file accepted (the Go client's default cap).
 pub const MAX_FILE: usize = 100 << 20;
 
+/// Why a request to another Notary server failed.
+// Each variant reads as its `#[error]` message; its fields are what the message names.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{url}: {msg}")]
@@ -100,7 +103,9 @@ const KNOWN_REALMS: &[(&str, &str)] = &[("notary.docker.io", "auth.docker.io")];
 /// Registry credentials, for the token realm.
 #[derive(Clone)]
 pub struct Credentials {
+    /// The registry user.
     pub username: String,
+    /// The password (zeroized when dropped; never logged).
     pub password: Zeroizing<String>,
 }
 
@@ -116,6 +121,7 @@ struct Challenge {
     service: String,
 }
 
+/// A client of one Notary server (see the module): retries, tokens, bounded answers.
 pub struct NotaryClient {
     base: String,
     http: reqwest::Client,
@@ -128,9 +134,13 @@ pub struct NotaryClient {
 
 /// A request body to send with a request (POST).
 pub enum Body {
+    /// No body.
     None,
+    /// A publish body (`notary_common::multipart`).
     Multipart {
+        /// Its content type, with the boundary.
         content_type: String,
+        /// The body.
         bytes: Vec<u8>,
     },
 }
@@ -255,6 +265,7 @@ impl NotaryClient {
         )))
     }
 
+    /// The server's URL, without credentials.
     pub fn base(&self) -> &str {
         &self.base
     }

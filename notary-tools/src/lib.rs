@@ -4,6 +4,8 @@
 //! library that serves HTTP carries none of the client stack (reqwest, progress bars,
 //! passphrase prompts): it is here, as tuftool stands beside tough.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod import;
 pub mod rekey;

@@ -34,6 +34,9 @@ use zeroize::Zeroizing;
 
 use crate::client::{Body, ClientError, NotaryClient};
 
+/// Why a re-key did not happen (nothing was signed or published).
+// Each variant reads as its `#[error]` message; its fields are what the message names.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum RekeyError {
     #[error(transparent)]
@@ -77,6 +80,8 @@ pub enum RekeyError {
 }
 
 /// Why a key file cannot be used.
+// Each variant reads as its `#[error]` message; its fields are what the message names.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("not a PEM key file: {0}")]
@@ -181,22 +186,28 @@ pub fn find_key_files(dir: &Path, ids: &[String]) -> Vec<PathBuf> {
 /// What `rekey` did.
 #[derive(Debug, Clone)]
 pub struct Rekeyed {
+    /// The version of the root published.
     pub root_version: i64,
+    /// The new timestamp key's ID.
     pub timestamp_key: String,
+    /// The new snapshot key's ID.
     pub snapshot_key: String,
 }
 
 /// The change `rekey` is about to sign, shown to the owner before anything is signed.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The repository.
     pub gun: String,
     /// The trusted root's version, and the version of the root to be signed.
     pub from_version: i64,
+    /// (See `from_version`.)
     pub root_version: i64,
     /// Root key IDs that will sign.
     pub signing_keys: Vec<String>,
     /// (role, key IDs before, key ID after) for timestamp and snapshot.
     pub changes: Vec<(&'static str, Vec<String>, String)>,
+    /// When the new root expires.
     pub expires: String,
 }
 

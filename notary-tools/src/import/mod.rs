@@ -32,6 +32,7 @@ use notary_server::storage::StoreError;
 use source::Source;
 use spill::Spill;
 
+/// How an import run behaves (its flags).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Overwrite a different history stored here for the same GUN.
@@ -45,27 +46,36 @@ pub struct Options {
 /// What happened to one repository: one row of the summary and of `--report`.
 #[derive(Debug, Clone, Serialize)]
 pub struct GunReport {
+    /// The repository.
     pub gun: String,
     /// `imported`, `up to date`, `verified` (dry run) or `failed`.
     pub result: &'static str,
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Files the source and this server hold for the GUN together, and how many were stored now.
     pub files: usize,
+    /// (See `files`.)
     pub files_copied: usize,
+    /// Files of a different history removed first (`--replace`).
     #[serde(skip_serializing_if = "is_zero")]
     pub files_replaced: usize,
     /// Version of each role in the current chain.
     pub current: BTreeMap<String, i64>,
+    /// The oldest root version the history holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_root_version: Option<i64>,
+    /// When the current timestamp expires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_expires: Option<String>,
+    /// Roles of the current chain that have expired.
     pub expired: Vec<String>,
     /// Server-managed roles this server holds the current keys for.
     pub server_holds_keys: HeldKeys,
+    /// What the owner must do next, as a command.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_step: Option<String>,
+    /// Anything else worth knowing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -74,9 +84,12 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// Whether this server holds the current timestamp and snapshot keys of an imported repository.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct HeldKeys {
+    /// The timestamp key.
     pub timestamp: bool,
+    /// The snapshot key.
     pub snapshot: bool,
 }
 
@@ -122,6 +135,8 @@ pub async fn import_one(
 }
 
 /// Why a repository was not imported (nothing of it was stored).
+// Each variant reads as its `#[error]` message; its fields are what the message names.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("not a valid GUN (at most 255 characters, no control characters, no empty, '.' or '..' segments)")]

@@ -28,6 +28,9 @@ use notary_tuf::metadata::{self as md, MetaBody, SignedFile};
 use super::spill::{Clash, Origin as From, Spill};
 use crate::client::{ClientError, NotaryClient};
 
+/// Why a source's files could not be read.
+// Each variant reads as its `#[error]` message; its fields are what the message names.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("the source has no repository {0} (timestamp.json: 404)")]
@@ -110,13 +113,17 @@ impl Default for SourceLimits {
 
 /// Where repositories come from.
 pub enum Origin {
+    /// A Notary server.
     Server(NotaryClient),
+    /// Client trust directories (`~/.docker/trust`, `~/.notary`).
     TrustDirs(Vec<PathBuf>),
 }
 
 /// A source of repositories, read within [`SourceLimits`].
 pub struct Source {
+    /// Where repositories come from.
     pub origin: Origin,
+    /// What reading them may cost.
     pub limits: SourceLimits,
     /// Bytes read so far in this run.
     run_bytes: AtomicU64,
@@ -208,6 +215,7 @@ fn version_of(role: &str, bytes: &[u8]) -> Result<i64, SourceError> {
 }
 
 impl Source {
+    /// A source reading from `origin` within `limits`.
     pub fn new(origin: Origin, limits: SourceLimits) -> Source {
         Source {
             origin,

@@ -44,6 +44,7 @@ struct Entry {
     origin: Origin,
 }
 
+/// A repository's files on disk while it is imported (see the module).
 pub struct Spill {
     dir: PathBuf,
     entries: BTreeMap<String, BTreeMap<i64, Entry>>,
