@@ -112,7 +112,9 @@ pub struct Conn {
 
 /// What a GET returned.
 pub struct Reply {
+    /// The status.
     pub status: StatusCode,
+    /// The `ETag`, if any.
     pub etag: Option<String>,
 }
 

@@ -11,8 +11,10 @@ use crate::conn::{path_of, Conn, Target};
 use crate::procfs::CpuUse;
 use crate::repo::{multipart, parse_key_response, RustRepo};
 
+/// A Notary server to load: its URL and the TLS to reach it.
 #[derive(Clone)]
 pub struct Endpoint {
+    /// The server's URL.
     pub url: String,
     /// For seeding, publishing and one-off requests.
     pub http: reqwest::Client,
@@ -21,6 +23,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// An endpoint trusting `ca_pem` (PEM) instead of the system's roots.
     pub fn new(url: &str, ca_pem: Option<&[u8]>) -> anyhow::Result<Endpoint> {
         let mut b = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
@@ -35,6 +38,7 @@ impl Endpoint {
         })
     }
 
+    /// The URL of `file` of `gun`'s TUF metadata.
     pub fn tuf(&self, gun: &str, file: &str) -> String {
         format!("{}/v2/{gun}/_trust/tuf/{file}", self.url)
     }
@@ -47,6 +51,7 @@ impl Endpoint {
         Ok(r.bytes().await?.to_vec())
     }
 
+    /// Publish `parts` (role, bytes) to `gun`; an error unless 200.
     pub async fn post(&self, gun: &str, parts: &[(&str, &[u8])]) -> anyhow::Result<()> {
         let (ct, body) = multipart(parts);
         let r = self
@@ -69,9 +74,13 @@ impl Endpoint {
 
 /// A seeded repository and what the reads need to address it.
 pub struct Seeded {
+    /// The repository, signed in Rust.
     pub repo: RustRepo,
+    /// The next targets version to publish.
     pub next_version: i64,
+    /// Its snapshot's SHA-256 (hex).
     pub snapshot_sha: String,
+    /// Its targets' SHA-256 (hex).
     pub targets_sha: String,
     /// Its targets as seeded: (name, content).
     pub targets: Vec<(String, Vec<u8>)>,
@@ -168,11 +177,16 @@ pub async fn seed(
     Ok(all)
 }
 
+/// One measured operation's results.
 #[derive(Debug, Clone)]
 pub struct Stats {
+    /// The operation.
     pub name: String,
+    /// Requests answered as expected.
     pub ok: usize,
+    /// Requests that failed.
     pub errors: usize,
+    /// How long the measurement ran.
     pub elapsed: Duration,
     /// Sorted latencies in microseconds.
     pub micros: Vec<u64>,
@@ -184,6 +198,7 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Requests per second.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -198,6 +213,7 @@ impl Stats {
             self.errors,
         )
     }
+    /// A latency percentile (0–1), in milliseconds.
     pub fn pct_ms(&self, p: f64) -> f64 {
         if self.micros.is_empty() {
             return f64::NAN;
@@ -475,6 +491,7 @@ pub struct ServerLatency {
 }
 
 impl ServerLatency {
+    /// The server's own latency of `operation`, from its metrics.
     pub async fn read(ep: &Endpoint, operation: &str) -> Option<ServerLatency> {
         let text = String::from_utf8(ep.get_ok(&format!("{}/metrics", ep.url)).await.ok()?).ok()?;
         let prefix = format!(

@@ -10,10 +10,13 @@ use anyhow::Context;
 /// `nproc`). On a shared machine this tells whose time a latency tail is made of.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuUse {
+    /// This process.
     pub client: f64,
+    /// The server under test, if its PID is known.
     pub server: Option<f64>,
     /// Every process named `postgres` on this machine (the database, when it is local).
     pub db: f64,
+    /// The whole machine.
     pub machine: f64,
 }
 
@@ -80,6 +83,7 @@ fn clock_ticks() -> f64 {
 }
 
 impl CpuProbe {
+    /// Counters now (`server_pid`: the server under test).
     pub fn start(server_pid: Option<u32>) -> CpuProbe {
         CpuProbe {
             at: Instant::now(),
@@ -89,6 +93,7 @@ impl CpuProbe {
             machine: machine_busy_secs(),
         }
     }
+    /// The CPU used since `start`, per wall second.
     pub fn finish(&self) -> CpuUse {
         let wall = self.at.elapsed().as_secs_f64().max(1e-9);
         CpuUse {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use notary_tuf::builder::{root_body, sign, targets_body, Signer};
 use notary_tuf::{FileMeta, PrivateKey, PublicKey};
 
+/// An expiry far enough ahead for any test.
 pub fn far_future() -> DateTime<Utc> {
     Utc::now() + Duration::days(365)
 }
@@ -40,12 +41,19 @@ pub fn parse_key_response(body: &[u8]) -> Option<PublicKey> {
     Some(PublicKey::new(v["keytype"].as_str()?, public))
 }
 
+/// A repository whose root and targets keys are held here, in Rust (the server holds snapshot and timestamp).
 pub struct RustRepo {
+    /// The repository.
     pub gun: String,
+    /// The root key (certificate key, as the Go client makes it).
     pub root_key: PrivateKey,
+    /// Its public key (the certificate).
     pub root_pub: PublicKey,
+    /// The targets key.
     pub targets_key: PrivateKey,
+    /// The server's snapshot key.
     pub snapshot_pub: PublicKey,
+    /// The server's timestamp key.
     pub timestamp_pub: PublicKey,
 }
 
@@ -64,6 +72,7 @@ impl RustRepo {
         }
     }
 
+    /// The root at `version`, signed by the root key.
     pub fn root_file(&self, version: i64) -> Vec<u8> {
         let body = root_body(
             &self.root_pub,
@@ -83,6 +92,7 @@ impl RustRepo {
         .expect("canonical root")
     }
 
+    /// The targets at `version` listing `targets` (name, content), signed by the targets key.
     pub fn targets_file(&self, version: i64, targets: &[(&str, &[u8])]) -> Vec<u8> {
         let t = targets
             .iter()
