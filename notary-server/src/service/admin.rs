@@ -35,9 +35,9 @@ impl RepoService {
         if done.is_ok() {
             let listing = files.listing();
             let mut newest: BTreeMap<&str, i64> = BTreeMap::new();
-            for (role, version, _) in &listing {
-                let v = newest.entry(role.as_str()).or_default();
-                *v = (*v).max(*version);
+            for f in &listing {
+                let v = newest.entry(f.role.as_str()).or_default();
+                *v = (*v).max(f.version);
             }
             let record = Record {
                 action: Action::Import,
@@ -53,7 +53,7 @@ impl RepoService {
 
     /// Whether this server holds the timestamp and snapshot keys of the root `chain` (`gun`'s
     /// current one, which the caller has fetched) names.
-    pub async fn holds_keys(
+    async fn holds_keys(
         &self,
         gun: &Gun,
         chain: Option<&CachedChain>,

@@ -90,10 +90,7 @@ impl RepoService {
 
     /// The GUN and role a server key is bound to, if any (from the store, or the trust
     /// service's own record for keys made before bindings existed, which it then binds).
-    pub(super) async fn binding(
-        &self,
-        key_id: &str,
-    ) -> Result<Option<(String, String)>, ServiceError> {
+    pub(super) async fn binding(&self, key_id: &str) -> Result<Option<KeyBinding>, ServiceError> {
         if let Some(b) = lock(&self.bindings).get(key_id) {
             return Ok(Some(b.clone()));
         }
@@ -140,10 +137,15 @@ impl RepoService {
                             self.store.bind_key(&id, gun, role).await?;
                             continue;
                         }
-                        Some(info) => Some((info.gun, info.role)),
+                        Some(info) => Some(KeyBinding {
+                            gun: info.gun,
+                            role: info.role,
+                        }),
                     },
                 };
-                if let Some((g, r)) = owner.filter(|(g, r)| g != gun || r != role) {
+                if let Some(KeyBinding { gun: g, role: r }) =
+                    owner.filter(|b| b.gun != **gun || b.role != role)
+                {
                     tracing::warn!(
                         gun = %gun,
                         role,
@@ -171,7 +173,7 @@ impl RepoService {
         let role = to_sign.role.name.clone();
         let mut foreign = Vec::new();
         for id in to_sign.role.keys.keys() {
-            if let Some((g, r)) = self.binding(id).await? {
+            if let Some(KeyBinding { gun: g, role: r }) = self.binding(id).await? {
                 if g != **gun || r != role {
                     tracing::warn!(
                         gun = %gun,

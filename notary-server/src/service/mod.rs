@@ -30,7 +30,7 @@ use notary_tuf::PublicKey;
 use crate::cache::{CachedChain, Expected, MetaCache};
 use crate::coherence::{Coherence, LeaseConfig, WriteFuture};
 use crate::metrics::RotationCounts;
-use crate::storage::{Change, Imported, SqlStore, StoreError, StoredFile};
+use crate::storage::{Change, Imported, KeyBinding, SqlStore, StoreError, StoredFile};
 pub use error::ServiceError;
 
 /// The repository operations: publish, reads, re-signing, keys, deletion, import, listings,
@@ -52,7 +52,7 @@ pub struct RepoService {
     /// Last check of the imported repositories.
     rotation: std::sync::Mutex<Option<RotationCounts>>,
     /// Key bindings read so far (key ID → GUN, role): they never change.
-    bindings: std::sync::Mutex<lru::LruCache<String, (String, String)>>,
+    bindings: std::sync::Mutex<lru::LruCache<String, KeyBinding>>,
     /// Every server key that stored roots list is bound (see [`RepoService::spawn_key_binding`]);
     /// until then a root naming a held key that no record ties to a repository waits (503).
     bindings_complete: std::sync::atomic::AtomicBool,

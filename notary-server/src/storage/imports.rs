@@ -5,7 +5,9 @@ use chrono::NaiveDateTime;
 use notary_common::db::Db;
 use notary_common::with_pool;
 
-use super::{now, ImportFiles, ImportRecord, Imported, SqlStore, StoreError, CHANGEFEED_LOCK};
+use super::{
+    now, ImportFiles, ImportRecord, Imported, ListedFile, SqlStore, StoreError, CHANGEFEED_LOCK,
+};
 
 impl SqlStore {
     /// Store an imported history in one transaction: every file of `files` not stored yet, and
@@ -47,12 +49,12 @@ impl SqlStore {
                         .bind(gun.as_str()).fetch_all(&mut *tx).await?;
                 let stored: std::collections::BTreeMap<(String, i64), String> =
                     stored.into_iter().map(|(r, v, s)| ((r, v as i64), s.unwrap_or_default().trim_end().to_string())).collect();
-                let mut todo: Vec<&(String, i64, String)> = Vec::new();
+                let mut todo: Vec<&ListedFile> = Vec::new();
                 let mut conflict = None;
                 for f in &listing {
-                    let (role, version, sha) = f;
+                    let ListedFile { role, version, sha256 } = f;
                     match stored.get(&(role.clone(), *version)) {
-                        Some(s) if s == sha => {}
+                        Some(s) if s == sha256 => {}
                         Some(_) => {
                             conflict.get_or_insert_with(|| format!("{role} version {version} here differs from the source's"));
                             todo.push(f);
@@ -71,8 +73,8 @@ impl SqlStore {
                     todo = listing.iter().collect();
                 }
                 // Timestamps last and oldest first, so changefeed rows follow version order.
-                todo.sort_by_key(|(role, version, _)| (role == notary_tuf::metadata::TIMESTAMP, *version));
-                for (role, version, sha) in todo.iter().copied() {
+                todo.sort_by_key(|f| (f.role == notary_tuf::metadata::TIMESTAMP, f.version));
+                for ListedFile { role, version, sha256: sha } in todo.iter().copied() {
                     let version_i32 = i32::try_from(*version).map_err(|_| StoreError::Conflict(format!("{role} version {version} is too large")))?;
                     // Read only now: one file in memory at a time.
                     let data = files.read(role, *version)?;

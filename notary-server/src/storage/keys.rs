@@ -5,7 +5,7 @@ use crate::gun::Gun;
 use notary_common::db::Db;
 use notary_common::with_pool;
 
-use super::{SqlStore, StoreError};
+use super::{KeyBinding, SqlStore, StoreError};
 
 impl SqlStore {
     /// Bind a server-managed key to the GUN and role it serves (the first binding stays).
@@ -18,13 +18,13 @@ impl SqlStore {
         .await
     }
 
-    /// The (GUN, role) a server-managed key is bound to.
-    pub async fn key_binding(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError> {
+    /// The repository and role a server-managed key is bound to.
+    pub async fn key_binding(&self, key_id: &str) -> Result<Option<KeyBinding>, StoreError> {
         self.timed("key_binding", async {
-            Ok(
-                with_pool!(&self.db, p => sqlx::query_as("SELECT gun, role FROM notary_rs_server_keys WHERE key_id = $1")
-                .bind(key_id).fetch_optional(p).await)?,
-            )
+            let row: Option<(String, String)> = with_pool!(&self.db, p => sqlx::query_as(
+                "SELECT gun, role FROM notary_rs_server_keys WHERE key_id = $1")
+                .bind(key_id).fetch_optional(p).await)?;
+            Ok(row.map(|(gun, role)| KeyBinding { gun, role }))
         })
         .await
     }

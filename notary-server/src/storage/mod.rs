@@ -191,6 +191,16 @@ pub struct RoleSummary {
     pub bytes: i64,
 }
 
+/// The repository and role a server-held key serves (`notary_rs_server_keys`; the signer's own
+/// record for keys made before bindings existed, which may name no repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBinding {
+    /// The repository (empty: unknown).
+    pub gun: String,
+    /// The role (empty: unknown).
+    pub role: String,
+}
+
 /// An imported repository, as recorded in `notary_rs_imports`.
 #[derive(Debug, Clone)]
 pub struct ImportRecord {
@@ -258,11 +268,22 @@ pub trait Changefeed: Send + Sync {
     async fn changes_after(&self, id: i64, limit: i64) -> Result<Vec<ChangeRef>, StoreError>;
 }
 
+/// One file of an import, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    /// The role.
+    pub role: String,
+    /// The version.
+    pub version: i64,
+    /// Lower-case hex SHA-256 of its bytes.
+    pub sha256: String,
+}
+
 /// The files of an import ([`SqlStore::import`]): listed up front, each read only when it is
 /// stored, so that a repository's history need not fit in memory (`import::spill`).
 pub trait ImportFiles: Send + Sync {
-    /// (role, version, lower-case hex SHA-256) of every file.
-    fn listing(&self) -> Vec<(String, i64, String)>;
+    /// Every file, without its bytes.
+    fn listing(&self) -> Vec<ListedFile>;
     /// One listed file's bytes.
     fn read(&self, role: &str, version: i64) -> Result<Vec<u8>, StoreError>;
 }

@@ -111,7 +111,10 @@ async fn the_first_key_binding_stays() {
     s.bind_key("k1", &b, "snapshot").await.unwrap();
     assert_eq!(
         s.key_binding("k1").await.unwrap(),
-        Some((a.to_string(), "timestamp".to_string()))
+        Some(super::KeyBinding {
+            gun: a.to_string(),
+            role: "timestamp".to_string()
+        })
     );
     assert_eq!(s.key_binding("k2").await.unwrap(), None);
 }

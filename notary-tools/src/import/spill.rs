@@ -19,7 +19,7 @@ use notary_tuf::history::{HistoryError, HistoryFiles};
 use notary_tuf::FileMeta;
 use sha2::{Digest, Sha256};
 
-use notary_server::storage::{ImportFiles, StoreError};
+use notary_server::storage::{ImportFiles, ListedFile, StoreError};
 
 /// Where a file came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +222,7 @@ impl HistoryFiles for Spill {
 pub struct SourceFiles<'a>(&'a Spill);
 
 impl ImportFiles for SourceFiles<'_> {
-    fn listing(&self) -> Vec<(String, i64, String)> {
+    fn listing(&self) -> Vec<ListedFile> {
         self.0
             .entries
             .iter()
@@ -230,7 +230,11 @@ impl ImportFiles for SourceFiles<'_> {
                 versions
                     .iter()
                     .filter(|(_, e)| e.origin == Origin::Source)
-                    .map(move |(v, e)| (role.clone(), *v, e.sha256.clone()))
+                    .map(move |(v, e)| ListedFile {
+                        role: role.clone(),
+                        version: *v,
+                        sha256: e.sha256.clone(),
+                    })
             })
             .collect()
     }
