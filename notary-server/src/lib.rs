@@ -13,6 +13,7 @@ pub mod gun;
 pub mod http;
 pub mod metrics;
 pub mod retention;
+pub mod role;
 mod routes;
 pub mod serve;
 pub mod service;

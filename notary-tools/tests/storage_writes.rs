@@ -10,6 +10,7 @@ use std::sync::Arc;
 use common::*;
 use notary_common::db::{Db, PoolConfig};
 use notary_server::gun::Gun;
+use notary_server::role::Role;
 use notary_server::storage::{Changefeed, SqlStore, StoreError};
 use notary_tuf::validation::Update;
 use sha2::Digest;
@@ -67,7 +68,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
             Some(sha("ts1").as_str()),
             "{backend}: the row names the new timestamp"
         );
-        let ts = store.latest(gun, "timestamp").await.unwrap().unwrap();
+        let ts = store.latest(gun, &Role::TIMESTAMP).await.unwrap().unwrap();
         assert_eq!(&ts.data[..], b"ts1");
         assert_eq!(
             ts.modified.and_utc().timestamp_micros(),
@@ -89,12 +90,16 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
             other => panic!("{backend}: a stale snapshot gave {other:?}"),
         }
         assert!(
-            store.by_version(gun, "targets", 2).await.unwrap().is_none(),
+            store
+                .by_version(gun, &Role::TARGETS, 2)
+                .await
+                .unwrap()
+                .is_none(),
             "{backend}: half an update was stored"
         );
         assert!(
             store
-                .by_version(gun, "timestamp", 2)
+                .by_version(gun, &Role::TIMESTAMP, 2)
                 .await
                 .unwrap()
                 .is_none(),
@@ -141,7 +146,12 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
         assert_eq!(feed.len(), 2, "{backend}: one row per successful update");
         assert_eq!(feed[1].sha256.as_deref(), Some(sha(&won[0]).as_str()));
         assert_eq!(
-            &store.latest(gun, "timestamp").await.unwrap().unwrap().data[..],
+            &store
+                .latest(gun, &Role::TIMESTAMP)
+                .await
+                .unwrap()
+                .unwrap()
+                .data[..],
             won[0].as_bytes()
         );
 
@@ -154,7 +164,7 @@ async fn writes_are_all_or_nothing_with_one_changefeed_row() {
         let feed = store.changes_after(0, 100).await.unwrap();
         assert_eq!(feed.len(), 3, "{backend}: one deletion row");
         assert!(feed[2].deletion);
-        assert!(store.latest(gun, "timestamp").await.unwrap().is_none());
+        assert!(store.latest(gun, &Role::TIMESTAMP).await.unwrap().is_none());
     }
 }
 
@@ -166,7 +176,7 @@ async fn newest_timestamp_and_snapshot_come_together() {
     let dir = tempfile::tempdir().unwrap();
     for (backend, store) in stores(&dir).await {
         let gun = &Gun::new("example.com/storage/chain").unwrap();
-        let c = store.latest_chain(gun, Some("targets")).await.unwrap();
+        let c = store.latest_chain(gun, Some(&Role::TARGETS)).await.unwrap();
         assert!(
             c.timestamp.is_none() && c.snapshot.is_none() && c.also.is_none(),
             "{backend}"
@@ -189,17 +199,17 @@ async fn newest_timestamp_and_snapshot_come_together() {
                 .await
                 .unwrap_or_else(|e| panic!("{backend}: {e}"));
         }
-        let c = store.latest_chain(gun, Some("targets")).await.unwrap();
+        let c = store.latest_chain(gun, Some(&Role::TARGETS)).await.unwrap();
         let (ts, sn, t) = (c.timestamp.unwrap(), c.snapshot.unwrap(), c.also.unwrap());
         assert_eq!(&t.data[..], b"t3", "{backend}");
         let one = store
-            .by_checksum(gun, "targets", &sha("t3"))
+            .by_checksum(gun, &Role::TARGETS, &sha("t3"))
             .await
             .unwrap()
             .unwrap();
         assert_eq!((one.data, one.modified), (t.data, t.modified), "{backend}");
         // Asked for the timestamp or snapshot again, or nothing: no third file.
-        for also in [None, Some("timestamp"), Some("snapshot")] {
+        for also in [None, Some(&Role::TIMESTAMP), Some(&Role::SNAPSHOT)] {
             let c = store.latest_chain(gun, also).await.unwrap();
             assert!(c.also.is_none(), "{backend} {also:?}");
             assert_eq!(&c.snapshot.unwrap().data[..], b"s3", "{backend}");
@@ -208,14 +218,14 @@ async fn newest_timestamp_and_snapshot_come_together() {
         assert_eq!(&sn.data[..], b"s3", "{backend}");
         assert_eq!(sn.sha256, sha("s3"), "{backend}");
         // The same files and dates as the one-file loads give.
-        let one = store.latest(gun, "timestamp").await.unwrap().unwrap();
+        let one = store.latest(gun, &Role::TIMESTAMP).await.unwrap().unwrap();
         assert_eq!(
             (one.data, one.modified),
             (ts.data, ts.modified),
             "{backend}"
         );
         let one = store
-            .by_checksum(gun, "snapshot", &sha("s3"))
+            .by_checksum(gun, &Role::SNAPSHOT, &sha("s3"))
             .await
             .unwrap()
             .unwrap();
@@ -230,7 +240,7 @@ async fn newest_timestamp_and_snapshot_come_together() {
             .update_many(only, &[update("timestamp", 1, "lonely")], at, None, None)
             .await
             .unwrap();
-        let c = store.latest_chain(only, Some("root")).await.unwrap();
+        let c = store.latest_chain(only, Some(&Role::ROOT)).await.unwrap();
         assert_eq!(&c.timestamp.unwrap().data[..], b"lonely", "{backend}");
         assert!(c.snapshot.is_none() && c.also.is_none(), "{backend}");
     }

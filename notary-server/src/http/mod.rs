@@ -17,6 +17,7 @@ pub use crate::errors::{response, Response};
 use crate::errors::{ApiError, Code};
 use crate::gun::Gun;
 use crate::metrics::Metrics;
+use crate::role::Role;
 use crate::routes::Route;
 use crate::service::RepoService;
 use notary_common::sync::lock;
@@ -305,7 +306,8 @@ async fn route(
                 checksum,
             } => {
                 let gun = read(gun)?.0;
-                let f = state.service.by_checksum(&gun, role, checksum).await?;
+                let role = stored_role(role)?;
+                let f = state.service.by_checksum(&gun, &role, checksum).await?;
                 Ok(metadata_response(
                     req,
                     f,
@@ -317,7 +319,8 @@ async fn route(
             Route::ByVersion { gun, version, role } => {
                 let gun = read(gun)?.0;
                 let v = version.parse::<i64>().map_err(|_| ApiError::not_found())?;
-                let f = state.service.by_version(&gun, role, v).await?;
+                let role = stored_role(role)?;
+                let f = state.service.by_version(&gun, &role, v).await?;
                 Ok(metadata_response(
                     req,
                     f,
@@ -328,7 +331,8 @@ async fn route(
             }
             Route::Current { gun, role } => {
                 let gun = read(gun)?.0;
-                let f = state.service.current(&gun, role).await?;
+                let role = stored_role(role)?;
+                let f = state.service.current(&gun, &role).await?;
                 Ok(metadata_response(
                     req,
                     f,
@@ -343,7 +347,7 @@ async fn route(
                     .service
                     .get_key(
                         &gun,
-                        role,
+                        &key_role(role)?,
                         || may_create_key(req, state),
                         &actor(req, subject),
                     )
@@ -355,7 +359,7 @@ async fn route(
                 may_create_key(req, state)?;
                 let k = state
                     .service
-                    .rotate_key(&gun, role, &actor(req, subject))
+                    .rotate_key(&gun, &key_role(role)?, &actor(req, subject))
                     .await?;
                 Ok(text_ok(k.to_go_json().into_bytes()))
             }
@@ -365,6 +369,17 @@ async fn route(
         }
     };
     (op, result.await)
+}
+
+/// The role of a metadata read: a name that cannot be a role names nothing stored (404, as a
+/// role never published).
+fn stored_role(role: &str) -> Result<Role, ApiError> {
+    Role::new(role).map_err(|_| ApiError::not_found())
+}
+
+/// The role of a key route (the route already allows only `timestamp` and `snapshot`).
+fn key_role(role: &str) -> Result<Role, ApiError> {
+    Role::new(role).map_err(|e| ApiError::with(Code::InvalidRole, serde_json::json!(e.to_string())))
 }
 
 /// A new server-managed key may be created for this client (`server.key_creations_per_minute`).

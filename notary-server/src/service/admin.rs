@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::gun::Gun;
+use crate::role::Role;
 
 impl RepoService {
     /// Store an imported history (verified by the caller, `notary_tuf::history`), announced to
@@ -210,7 +211,7 @@ impl RepoService {
         gun: &Gun,
     ) -> Result<std::collections::HashSet<(String, i64)>, ServiceError> {
         let mut out = std::collections::HashSet::new();
-        let Some(ts) = self.store.latest(gun, md::TIMESTAMP).await? else {
+        let Some(ts) = self.store.latest(gun, &Role::TIMESTAMP).await? else {
             return Ok(out);
         };
         let parse = |data: &[u8]| -> Result<(i64, md::MetaBody), ServiceError> {
@@ -222,14 +223,18 @@ impl RepoService {
         let Some(sha) = ts_meta.meta.get(md::SNAPSHOT).and_then(|m| m.sha256_hex()) else {
             return Ok(out);
         };
-        let Some(sn) = self.store.by_checksum(gun, md::SNAPSHOT, &sha).await? else {
+        let Some(sn) = self.store.by_checksum(gun, &Role::SNAPSHOT, &sha).await? else {
             return Ok(out);
         };
         let (version, sn_meta) = parse(&sn.data)?;
         out.insert((md::SNAPSHOT.to_string(), version));
         for (role, m) in sn_meta.meta {
             let Some(sha) = m.sha256_hex() else { continue };
-            if let Some(f) = self.store.by_checksum(gun, &role, &sha).await? {
+            if let Some(f) = self
+                .store
+                .by_checksum(gun, &Role::stored(&role), &sha)
+                .await?
+            {
                 out.insert((role, parse(&f.data)?.0));
             }
         }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::gun::Gun;
+use crate::role::Role;
 
 impl RepoService {
     /// Bind the server keys that stored roots list to their repositories, in the background
@@ -41,7 +42,7 @@ impl RepoService {
     pub async fn get_key<E: From<ServiceError>>(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         may_create: impl FnOnce() -> Result<(), E>,
         actor: &Actor,
     ) -> Result<PublicKey, E> {
@@ -51,7 +52,7 @@ impl RepoService {
         };
         if let Some(file) = root_file {
             let root: md::Root = file.body().map_err(ServiceError::internal)?;
-            if let Some(Some(r)) = root.roles.get(role) {
+            if let Some(Some(r)) = root.roles.get(role.as_str()) {
                 for id in &r.keyids {
                     if let Some(info) = self.crypto.get_key(id).await.map_err(ServiceError::from)? {
                         return Ok(info.public);
@@ -68,7 +69,7 @@ impl RepoService {
     pub(super) async fn create_key(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         action: Action,
         actor: &Actor,
     ) -> Result<PublicKey, ServiceError> {
@@ -134,7 +135,7 @@ impl RepoService {
                             if (info.gun.is_empty() || info.gun == **gun)
                                 && (info.role.is_empty() || info.role == role) =>
                         {
-                            self.store.bind_key(&id, gun, role).await?;
+                            self.store.bind_key(&id, gun, &Role::stored(role)).await?;
                             continue;
                         }
                         Some(info) => Some(KeyBinding {
@@ -196,7 +197,7 @@ impl RepoService {
     pub async fn rotate_key(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         actor: &Actor,
     ) -> Result<PublicKey, ServiceError> {
         self.writable()?;

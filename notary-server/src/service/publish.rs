@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::gun::Gun;
+use crate::role::Role;
 
 impl RepoService {
     /// Validate, sign what the server owns, and store everything in one transaction.
@@ -201,7 +202,7 @@ impl RepoService {
             .iter()
             .filter(|r| *r != md::SNAPSHOT && *r != md::TIMESTAMP)
         {
-            if let Some(f) = self.by_meta(gun, role, &chain).await? {
+            if let Some(f) = self.by_meta(gun, &Role::stored(role), &chain).await? {
                 repo.files.insert(role.clone(), f.data.to_vec());
             }
         }
@@ -218,7 +219,7 @@ impl RepoService {
         gun: &Gun,
         chain: &CachedChain,
     ) -> Result<Option<SignedFile>, ServiceError> {
-        match self.by_meta(gun, md::ROOT, chain).await? {
+        match self.by_meta(gun, &Role::ROOT, chain).await? {
             Some(f) => Ok(Some(
                 SignedFile::parse(&f.data).map_err(ServiceError::internal)?,
             )),

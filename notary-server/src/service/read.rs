@@ -2,16 +2,17 @@
 
 use super::*;
 use crate::gun::Gun;
+use crate::role::Role;
 
 impl RepoService {
     /// The file of `role` that the current snapshot names.
     pub(super) async fn by_meta(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         chain: &CachedChain,
     ) -> Result<Option<StoredFile>, ServiceError> {
-        let Some(sha) = chain.role_sha256.get(role) else {
+        let Some(sha) = chain.role_sha256.get(role.as_str()) else {
             return Ok(None);
         };
         self.file_by_checksum(gun, role, sha).await
@@ -21,7 +22,7 @@ impl RepoService {
     pub(super) async fn file_by_checksum(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         sha: &str,
     ) -> Result<Option<StoredFile>, ServiceError> {
         if let Some(f) = self.cache.file(gun, role, sha) {
@@ -46,7 +47,7 @@ impl RepoService {
     pub(super) async fn chain_with(
         &self,
         gun: &Gun,
-        also: Option<&str>,
+        also: Option<&Role>,
     ) -> Result<Option<Arc<CachedChain>>, ServiceError> {
         self.coherence.fresh(gun).await?;
         if let Some(c) = self.cache.chain(gun) {
@@ -74,7 +75,7 @@ impl RepoService {
                 self.cache.put_file(ticket, gun, md::SNAPSHOT, &s);
                 s
             }
-            None => match self.file_by_checksum(gun, md::SNAPSHOT, &sha).await? {
+            None => match self.file_by_checksum(gun, &Role::SNAPSHOT, &sha).await? {
                 Some(s) => s,
                 None => return Ok(None),
             },
@@ -84,7 +85,7 @@ impl RepoService {
                 .map_err(|e| ServiceError::internal(format!("{gun}: {e}")))?,
         );
         if let (Some(role), Some(f)) = (also, newest_also) {
-            if chain.role_sha256.get(role).map(|s| &**s) == Some(f.sha256.as_str()) {
+            if chain.role_sha256.get(role.as_str()).map(|s| &**s) == Some(f.sha256.as_str()) {
                 self.cache.put_file(ticket, gun, role, &f);
             }
         }
@@ -93,8 +94,8 @@ impl RepoService {
     }
 
     /// `GET …/<role>.json`.
-    pub async fn current(&self, gun: &Gun, role: &str) -> Result<StoredFile, ServiceError> {
-        match role {
+    pub async fn current(&self, gun: &Gun, role: &Role) -> Result<StoredFile, ServiceError> {
+        match role.as_str() {
             md::TIMESTAMP => Ok(self.fresh_chain(gun).await?.timestamp.clone()),
             md::SNAPSHOT => Ok(self.fresh_chain(gun).await?.snapshot.clone()),
             _ => {
@@ -117,7 +118,7 @@ impl RepoService {
     pub async fn by_checksum(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         sha256_hex: &str,
     ) -> Result<StoredFile, ServiceError> {
         self.file_by_checksum(gun, role, sha256_hex)
@@ -130,7 +131,7 @@ impl RepoService {
     pub async fn by_version(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         version: i64,
     ) -> Result<StoredFile, ServiceError> {
         self.coherence.fresh(gun).await?;

@@ -13,6 +13,7 @@ use super::{RepoService, ServiceError, ServiceOptions};
 use crate::audit::Actor;
 use crate::cache::MetaCache;
 use crate::gun::Gun;
+use crate::role::Role;
 use crate::storage::SqlStore;
 
 async fn service(read_only: bool) -> Arc<RepoService> {
@@ -37,8 +38,8 @@ async fn service(read_only: bool) -> Arc<RepoService> {
 async fn repo(s: &RepoService, g: &Gun) -> RustRepo {
     let actor = Actor::default();
     let allow = || Ok::<(), ServiceError>(());
-    let ts = s.get_key(g, "timestamp", allow, &actor).await.unwrap();
-    let sn = s.get_key(g, "snapshot", allow, &actor).await.unwrap();
+    let ts = s.get_key(g, &Role::TIMESTAMP, allow, &actor).await.unwrap();
+    let sn = s.get_key(g, &Role::SNAPSHOT, allow, &actor).await.unwrap();
     RustRepo::new(g, sn, ts)
 }
 
@@ -62,9 +63,15 @@ async fn a_publish_is_read_back_as_sent_with_the_servers_snapshot_and_timestamp(
     )
     .await
     .unwrap();
-    assert_eq!(&s.current(&g, "targets").await.unwrap().data[..], &targets);
-    assert_eq!(&s.by_version(&g, "root", 1).await.unwrap().data[..], &root);
-    let ts = s.current(&g, "timestamp").await.unwrap();
+    assert_eq!(
+        &s.current(&g, &Role::TARGETS).await.unwrap().data[..],
+        &targets
+    );
+    assert_eq!(
+        &s.by_version(&g, &Role::ROOT, 1).await.unwrap().data[..],
+        &root
+    );
+    let ts = s.current(&g, &Role::TIMESTAMP).await.unwrap();
     assert_eq!(SignedFile::parse(&ts.data).unwrap().common.version, 1);
     let feed = s.changes(None, 0, 100).await.unwrap();
     assert_eq!(feed.count, 1);
@@ -96,11 +103,11 @@ async fn malformed_uploads_and_missing_metadata_are_the_clients_errors() {
         .unwrap_err();
     assert!(matches!(e, ServiceError::MalformedJson(_)), "{e}");
     assert!(matches!(
-        s.current(&g, "timestamp").await.unwrap_err(),
+        s.current(&g, &Role::TIMESTAMP).await.unwrap_err(),
         ServiceError::NotFound
     ));
     assert!(matches!(
-        s.by_checksum(&g, "snapshot", &"0".repeat(64))
+        s.by_checksum(&g, &Role::SNAPSHOT, &"0".repeat(64))
             .await
             .unwrap_err(),
         ServiceError::NotFound
@@ -124,7 +131,7 @@ async fn a_deleted_repository_is_gone_and_a_read_only_service_writes_nothing() {
     .unwrap();
     assert!(s.delete(&g, &Actor::default()).await.unwrap());
     assert!(matches!(
-        s.current(&g, "root").await.unwrap_err(),
+        s.current(&g, &Role::ROOT).await.unwrap_err(),
         ServiceError::NotFound
     ));
     assert!(!s.delete(&g, &Actor::default()).await.unwrap(), "twice");
@@ -137,7 +144,7 @@ async fn a_deleted_repository_is_gone_and_a_read_only_service_writes_nothing() {
     let e = ro
         .get_key(
             &g,
-            "timestamp",
+            &Role::TIMESTAMP,
             || Ok::<(), ServiceError>(()),
             &Actor::default(),
         )

@@ -2,6 +2,7 @@
 //! version, publishes and deletions as one statement each, listings, and the rows `prune` removes.
 
 use crate::gun::Gun;
+use crate::role::Role;
 use chrono::NaiveDateTime;
 use notary_common::db::Db;
 use notary_common::with_pool;
@@ -83,11 +84,11 @@ macro_rules! load {
 
 impl SqlStore {
     /// Highest version of a role.
-    pub async fn latest(&self, gun: &Gun, role: &str) -> Result<Option<StoredFile>, StoreError> {
+    pub async fn latest(&self, gun: &Gun, role: &Role) -> Result<Option<StoredFile>, StoreError> {
         self.timed("latest", async {
             let row = load!(self,
                 "SELECT data, updated_at FROM tuf_files WHERE gun = $1 AND role = $2 AND deleted_at IS NULL ORDER BY version DESC LIMIT 1",
-                gun.as_str(), role);
+                gun.as_str(), role.as_str());
             Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
         })
         .await
@@ -102,13 +103,13 @@ impl SqlStore {
     pub async fn latest_chain(
         &self,
         gun: &Gun,
-        also: Option<&str>,
+        also: Option<&Role>,
     ) -> Result<LatestChain, StoreError> {
         self.timed("latest_chain", async {
             if self.seen.is_some() {
                 // A read-only instance positions each load (`load!`): one file at a time.
                 return Ok(LatestChain {
-                    timestamp: self.latest(gun, notary_tuf::metadata::TIMESTAMP).await?,
+                    timestamp: self.latest(gun, &Role::TIMESTAMP).await?,
                     ..LatestChain::default()
                 });
             }
@@ -126,7 +127,7 @@ impl SqlStore {
                 Option<NaiveDateTime>,
                 Option<NaiveDateTime>,
             );
-            let also = also.unwrap_or("");
+            let also = also.map_or("", Role::as_str);
             let rows: Vec<Row> =
                 with_pool!(&self.db, p => sqlx::query_as(SQL).bind(gun.as_str()).bind(also).fetch_all(p).await)?;
             let mut chain = LatestChain::default();
@@ -150,7 +151,7 @@ impl SqlStore {
     pub async fn by_checksum(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         sha256_hex: &str,
     ) -> Result<Option<StoredFile>, StoreError> {
         self.timed("by_checksum", async {
@@ -160,7 +161,7 @@ impl SqlStore {
                 // stored late then costs seconds). The bytes carry their version, which is unique
                 // per (gun, role): at most one live row matches.
                 "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 AND deleted_at IS NULL LIMIT 1",
-                gun.as_str(), role, sha256_hex);
+                gun.as_str(), role.as_str(), sha256_hex);
             Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
         })
         .await
@@ -170,7 +171,7 @@ impl SqlStore {
     pub async fn by_version(
         &self,
         gun: &Gun,
-        role: &str,
+        role: &Role,
         version: i64,
     ) -> Result<Option<StoredFile>, StoreError> {
         self.timed("by_version", async {
@@ -180,7 +181,7 @@ impl SqlStore {
             let row = load!(self,
                 // (gun, role, version) is unique: no `ORDER BY id` (see `by_checksum`).
                 "SELECT data, created_at FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3 AND deleted_at IS NULL LIMIT 1",
-                gun.as_str(), role, version);
+                gun.as_str(), role.as_str(), version);
             Ok(row.map(|(data, t)| StoredFile::from_bytes(data, t)))
         })
         .await

@@ -2,6 +2,7 @@
 //! background binding of keys stored roots list.
 
 use crate::gun::Gun;
+use crate::role::Role;
 use notary_common::db::Db;
 use notary_common::with_pool;
 
@@ -9,10 +10,10 @@ use super::{KeyBinding, SqlStore, StoreError};
 
 impl SqlStore {
     /// Bind a server-managed key to the GUN and role it serves (the first binding stays).
-    pub async fn bind_key(&self, key_id: &str, gun: &Gun, role: &str) -> Result<(), StoreError> {
+    pub async fn bind_key(&self, key_id: &str, gun: &Gun, role: &Role) -> Result<(), StoreError> {
         self.timed("bind_key", async {
             with_pool!(&self.db, p => sqlx::query("INSERT INTO notary_rs_server_keys (key_id, gun, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(key_id).bind(gun.as_str()).bind(role).execute(p).await.map(|_| ()))?;
+                .bind(key_id).bind(gun.as_str()).bind(role.as_str()).execute(p).await.map(|_| ()))?;
             Ok(())
         })
         .await

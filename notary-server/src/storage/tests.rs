@@ -8,6 +8,7 @@ use notary_tuf::validation::Update;
 use super::{within, Changefeed, SqlStore, StoreError};
 use crate::audit::{Action, Actor, Record};
 use crate::gun::Gun;
+use crate::role::Role;
 
 async fn store() -> SqlStore {
     let db = Db::connect("sqlite::memory:", &PoolConfig::default())
@@ -41,7 +42,7 @@ async fn a_publish_is_stored_whole_and_a_replay_is_refused() {
         .await
         .unwrap();
     assert_eq!(
-        &s.latest(&g, "root").await.unwrap().unwrap().data[..],
+        &s.latest(&g, &Role::ROOT).await.unwrap().unwrap().data[..],
         b"r1"
     );
     // The same versions again: nothing stored, the version error.
@@ -51,7 +52,7 @@ async fn a_publish_is_stored_whole_and_a_replay_is_refused() {
         Err(StoreError::OldVersion)
     ));
     assert_eq!(
-        &s.latest(&g, "timestamp").await.unwrap().unwrap().data[..],
+        &s.latest(&g, &Role::TIMESTAMP).await.unwrap().unwrap().data[..],
         b"t1"
     );
     // One changefeed row per stored timestamp, naming it.
@@ -61,11 +62,11 @@ async fn a_publish_is_stored_whole_and_a_replay_is_refused() {
     assert!(!feed[0].deletion);
     assert_eq!(s.last_change_id().await.unwrap(), feed[0].id);
     // The chain loads in one call; a version, by its number.
-    let chain = s.latest_chain(&g, Some("root")).await.unwrap();
+    let chain = s.latest_chain(&g, Some(&Role::ROOT)).await.unwrap();
     assert_eq!(&chain.timestamp.unwrap().data[..], b"t1");
     assert_eq!(&chain.snapshot.unwrap().data[..], b"s1");
     assert_eq!(&chain.also.unwrap().data[..], b"r1");
-    assert!(s.by_version(&g, "root", 2).await.unwrap().is_none());
+    assert!(s.by_version(&g, &Role::ROOT, 2).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -93,7 +94,7 @@ async fn a_deletion_removes_every_file_and_says_so_in_the_changefeed() {
     .await
     .unwrap();
     assert!(s.delete(&g, None, Some(&record)).await.unwrap());
-    assert!(s.latest(&g, "timestamp").await.unwrap().is_none());
+    assert!(s.latest(&g, &Role::TIMESTAMP).await.unwrap().is_none());
     assert!(s.guns().await.unwrap().is_empty());
     let feed = s.changes_after(0, 10).await.unwrap();
     assert!(feed.last().unwrap().deletion);
@@ -107,8 +108,8 @@ async fn a_deletion_removes_every_file_and_says_so_in_the_changefeed() {
 async fn the_first_key_binding_stays() {
     let s = store().await;
     let (a, b) = (gun("example.com/unit/a"), gun("example.com/unit/b"));
-    s.bind_key("k1", &a, "timestamp").await.unwrap();
-    s.bind_key("k1", &b, "snapshot").await.unwrap();
+    s.bind_key("k1", &a, &Role::TIMESTAMP).await.unwrap();
+    s.bind_key("k1", &b, &Role::SNAPSHOT).await.unwrap();
     assert_eq!(
         s.key_binding("k1").await.unwrap(),
         Some(super::KeyBinding {

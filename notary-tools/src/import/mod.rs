@@ -27,6 +27,7 @@ use notary_tuf::history::verify_history;
 use notary_tuf::metadata as md;
 use serde::Serialize;
 
+use notary_server::role::Role;
 use notary_server::service::RepoService;
 use notary_server::storage::StoreError;
 use source::Source;
@@ -178,7 +179,7 @@ async fn try_import(
         for row in rows {
             let f = service
                 .store
-                .by_version(gun, &row.role, row.version)
+                .by_version(gun, &Role::stored(&row.role), row.version)
                 .await
                 .map_err(ImportError::ReadingHere)?;
             if let Some(f) = f {
