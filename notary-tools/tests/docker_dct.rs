@@ -133,15 +133,6 @@ async fn trusted_push_and_pull_with_token_auth() {
     let out = d.ok(true, &["pull", &tag]);
     assert!(out.contains(&format!("as {tag}")), "{out}");
     // The server saw only authorised writes; an anonymous raw write is refused.
-    let (ct, body) = multipart(&[]);
     let gun = tag.rsplit_once(':').unwrap().0;
-    let r = s
-        .http
-        .post(s.tuf(gun, ""))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(s.publish_request(gun, &[]).await.status(), 401);
 }

@@ -27,16 +27,7 @@ fn cached(c: &Notary, role: &str) -> Vec<u8> {
 }
 
 async fn post(s: &Server, parts: &[(&str, &[u8])]) -> (u16, Vec<u8>) {
-    let (ct, body) = multipart(parts);
-    let r = s
-        .http
-        .post(s.tuf(GUN, ""))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    s.post_parts(GUN, parts).await
 }
 
 async fn rejected_uploads_keep_state(backend: Backend) {
