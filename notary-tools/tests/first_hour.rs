@@ -240,3 +240,27 @@ async fn one_server_per_sqlite_database() {
     );
     assert!(ok, "{out}");
 }
+
+/// A name that cannot be a GUN is refused where it enters, naming the rule, before anything is
+/// opened (issue 29: the GUN is checked once, as the server checks a request's).
+#[test]
+fn an_impossible_gun_is_refused_as_an_argument() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["show", "a/../b"][..],
+        &["delete", "a//b", "--reason", "typo"],
+        &["prune", "--gun", "./x"],
+        &["audit", "a/./b"],
+    ] {
+        let (ok, out) = server(tmp.path(), args, &[]);
+        assert!(!ok, "{args:?}: {out}");
+        assert!(
+            out.contains("GUN must be at most 255 characters"),
+            "{args:?}: {out}"
+        );
+    }
+    assert!(
+        !tmp.path().join("notary-data").exists(),
+        "nothing is created for a refused argument"
+    );
+}
