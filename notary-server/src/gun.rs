@@ -8,8 +8,6 @@
 //! 3. no empty, `.` or `..` segment between slashes (it names paths in trust directories and
 //!    static trees).
 
-use std::fmt;
-
 /// Longest GUN: the `gun` column of the Go schema.
 pub const MAX_GUN_BYTES: usize = 255;
 
@@ -45,49 +43,9 @@ impl Gun {
     pub fn stored(name: String) -> Gun {
         Gun(name)
     }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for Gun {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Gun {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Gun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Gun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl PartialEq<str> for Gun {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<Gun> for String {
-    fn eq(&self, other: &Gun) -> bool {
-        *self == other.0
-    }
-}
+crate::name_type!(Gun);
 
 impl std::str::FromStr for Gun {
     type Err = InvalidGun;

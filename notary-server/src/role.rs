@@ -4,7 +4,6 @@
 //! (`notary_tuf::metadata::is_valid_role`, tested there and in `publish_rules.rs`).
 
 use std::borrow::Cow;
-use std::fmt;
 
 use notary_tuf::metadata as md;
 
@@ -44,49 +43,9 @@ impl Role {
     pub fn stored(name: &str) -> Role {
         Role::new(name).unwrap_or_else(|_| Role(Cow::Owned(name.to_string())))
     }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl std::ops::Deref for Role {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AsRef<str> for Role {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl PartialEq<str> for Role {
-    fn eq(&self, other: &str) -> bool {
-        *self.0 == *other
-    }
-}
-
-impl PartialEq<Role> for String {
-    fn eq(&self, other: &Role) -> bool {
-        **self == *other.0
-    }
-}
+crate::name_type!(Role);
 
 #[cfg(test)]
 mod tests {
