@@ -198,6 +198,16 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// CPU time the server under test and the database spent per answered request, in
+    /// microseconds (from `/proc`: the server's process and every `postgres` process), when the
+    /// server's PID is known. What a request costs, whoever else shares the cores.
+    pub fn cpu_us_per_request(&self) -> Option<f64> {
+        let c = self.cpu?;
+        let server = c.server?;
+        let rate = self.rate();
+        (rate > 0.0).then(|| (server + c.db) / rate * 1e6)
+    }
+
     /// Requests per second.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)

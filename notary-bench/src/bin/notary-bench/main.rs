@@ -150,9 +150,12 @@ fn row(s: &Stats) {
         ),
         None => String::new(),
     };
+    let cost = s
+        .cpu_us_per_request()
+        .map_or_else(|| "-".to_string(), |us| format!("{us:.0}"));
     let (ok, rate, p50, p99, p999, errors) = s.figures();
     println!(
-        "{:<32} {ok:>8} {rate:>10.0} {p50:>9.2} {p99:>9.2} {p999:>9.2} {errors:>7} {cpu}",
+        "{:<32} {ok:>8} {rate:>10.0} {p50:>9.2} {p99:>9.2} {p999:>9.2} {errors:>7} {cpu} {cost:>8}",
         s.name
     );
     if let Some(l) = &s.server_latency {
@@ -334,7 +337,7 @@ async fn suite(
 
 fn header() {
     println!(
-        "{:<32} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>7} {:>8}",
+        "{:<32} {:>8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>8} {:>7} {:>7} {:>8} {:>8}",
         "operation",
         "ok",
         "req/s",
@@ -345,7 +348,8 @@ fn header() {
         "cpu:bench",
         "server",
         "db",
-        "machine"
+        "machine",
+        "µs/req"
     );
 }
 
@@ -402,19 +406,37 @@ async fn main() -> anyhow::Result<()> {
         print_rss(other, a.against_pid);
         csv(&a, server_name(false), &theirs)?;
         println!();
+        // The cost columns: CPU µs of server + Postgres per request (see Stats::cpu_us_per_request).
         println!(
-            "{:<32} {:>12} {:>12} {:>9} {:>12} {:>12}",
-            "operation", "req/s", "vs req/s", "ratio", "p99 ms", "vs p99 ms"
+            "{:<32} {:>12} {:>12} {:>9} {:>12} {:>12} {:>10} {:>10} {:>9}",
+            "operation",
+            "req/s",
+            "vs req/s",
+            "ratio",
+            "p99 ms",
+            "vs p99 ms",
+            "µs/req",
+            "vs µs/req",
+            "cost"
         );
         for (x, y) in ours.iter().zip(&theirs) {
+            let (cx, cy) = (x.cpu_us_per_request(), y.cpu_us_per_request());
+            let us = |c: Option<f64>| c.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+            let cost = match (cx, cy) {
+                (Some(a), Some(b)) if a > 0.0 => format!("{:.1}x", b / a),
+                _ => "-".to_string(),
+            };
             println!(
-                "{:<32} {:>12.0} {:>12.0} {:>8.1}x {:>12.2} {:>12.2}",
+                "{:<32} {:>12.0} {:>12.0} {:>8.1}x {:>12.2} {:>12.2} {:>10} {:>10} {:>9}",
                 x.name,
                 x.rate(),
                 y.rate(),
                 x.rate() / y.rate().max(1e-9),
                 x.pct_ms(0.99),
-                y.pct_ms(0.99)
+                y.pct_ms(0.99),
+                us(cx),
+                us(cy),
+                cost
             );
         }
     }
