@@ -132,7 +132,7 @@ impl ApiError {
         Self::empty_detail(Code::MetadataNotFound)
     }
     pub fn internal(msg: impl std::fmt::Display) -> Self {
-        Self::empty_detail(Code::Unknown).because(tracing::Level::ERROR, "internal error", msg)
+        Self::empty_detail(Code::Unknown).because(INTERNAL.0, INTERNAL.1, msg)
     }
 
     /// The same answer, with what the log says about it: `what` happened, because of `error`.
@@ -212,55 +212,71 @@ impl ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         use tracing::Level;
-        let cause = e.to_string();
-        match e {
-            ServiceError::NotFound => ApiError::not_found(),
-            ServiceError::MalformedJson(_) => {
-                ApiError::new(Code::MalformedJson).because(Level::INFO, "malformed upload", cause)
-            }
-            ServiceError::Invalid(v) => match v.detail() {
-                Some(d) => ApiError::with(Code::InvalidUpdate, d),
-                None => ApiError::new(Code::InvalidUpdate),
-            }
-            .because(Level::INFO, "rejected update", cause),
-            ServiceError::Unsignable(why) => ApiError::with(Code::InvalidUpdate, json!(why))
-                .because(Level::INFO, "rejected update", cause),
-            ServiceError::ReadOnly => ApiError::new(Code::ReadOnly),
-            ServiceError::NotYet(_) => ApiError::new(Code::StorageUnavailable).because(
-                Level::INFO,
-                "temporarily unavailable",
-                cause,
+        // The answer, and what the log says about it (the cause is formatted only then: a 404
+        // or a version conflict logs nothing and costs no string).
+        let (answer, log) = match &e {
+            ServiceError::NotFound => (ApiError::not_found(), None),
+            ServiceError::MalformedJson(_) => (
+                ApiError::new(Code::MalformedJson),
+                Some((Level::INFO, "malformed upload")),
+            ),
+            ServiceError::Invalid(v) => (
+                match v.detail() {
+                    Some(d) => ApiError::with(Code::InvalidUpdate, d),
+                    None => ApiError::new(Code::InvalidUpdate),
+                },
+                Some((Level::INFO, "rejected update")),
+            ),
+            ServiceError::Unsignable(why) => (
+                ApiError::with(Code::InvalidUpdate, json!(why)),
+                Some((Level::INFO, "rejected update")),
+            ),
+            ServiceError::ReadOnly => (ApiError::new(Code::ReadOnly), None),
+            ServiceError::NotYet(_) => (
+                ApiError::new(Code::StorageUnavailable),
+                Some((Level::INFO, "temporarily unavailable")),
             ),
             ServiceError::Store(s) => match s {
-                StoreError::OldVersion => ApiError::empty_detail(Code::Version),
-                StoreError::Unavailable(_) | StoreError::Unacknowledged => ApiError::new(
-                    Code::StorageUnavailable,
-                )
-                .because(Level::WARN, "database unavailable", cause),
-                StoreError::ReadOnly(_) => ApiError::new(Code::StorageUnavailable).because(
-                    Level::WARN,
-                    "database read-only",
-                    cause,
+                StoreError::OldVersion => (ApiError::empty_detail(Code::Version), None),
+                StoreError::Unavailable(_) => (
+                    ApiError::new(Code::StorageUnavailable),
+                    Some((Level::WARN, "database unavailable")),
                 ),
-                StoreError::Db(_) | StoreError::Conflict(_) => ApiError::internal(cause),
+                // (`coherence` retries these, then reports them as unavailable: nothing to add.)
+                StoreError::Unacknowledged => (ApiError::new(Code::StorageUnavailable), None),
+                StoreError::ReadOnly(_) => (
+                    ApiError::new(Code::StorageUnavailable),
+                    Some((Level::WARN, "database read-only")),
+                ),
+                StoreError::Db(_) | StoreError::Conflict(_) => {
+                    (ApiError::empty_detail(Code::Unknown), Some(INTERNAL))
+                }
             },
             ServiceError::Crypto(c) => match c {
-                CryptoError::Unavailable(_) => ApiError::new(Code::SignerUnavailable).because(
-                    Level::WARN,
-                    "signing service unavailable",
-                    cause,
+                CryptoError::Unavailable(_) => (
+                    ApiError::new(Code::SignerUnavailable),
+                    Some((Level::WARN, "signing service unavailable")),
                 ),
-                CryptoError::Locked(_) => ApiError::new(Code::KeyLocked).because(
-                    Level::ERROR,
-                    "a signing key cannot be decrypted: fix the key passphrase configuration",
-                    cause,
+                CryptoError::Locked(_) => (
+                    ApiError::new(Code::KeyLocked),
+                    Some((
+                        Level::ERROR,
+                        "a signing key cannot be decrypted: fix the key passphrase configuration",
+                    )),
                 ),
-                _ => ApiError::internal(cause),
+                _ => (ApiError::empty_detail(Code::Unknown), Some(INTERNAL)),
             },
-            ServiceError::Internal(_) => ApiError::internal(cause),
+            ServiceError::Internal(_) => (ApiError::empty_detail(Code::Unknown), Some(INTERNAL)),
+        };
+        match log {
+            Some((level, what)) => answer.because(level, what, e),
+            None => answer,
         }
     }
 }
+
+/// How an internal error is logged (see [`ApiError::internal`]).
+const INTERNAL: (tracing::Level, &str) = (tracing::Level::ERROR, "internal error");
 
 #[cfg(test)]
 mod tests {
