@@ -114,8 +114,8 @@ impl RepoService {
         let root: md::Root = root
             .body()
             .map_err(|e| ServiceError::MalformedJson(format!("root: {e}")))?;
-        for role in [md::TIMESTAMP, md::SNAPSHOT] {
-            for id in root.role_keyids(role) {
+        for role in [Role::TIMESTAMP, Role::SNAPSHOT] {
+            for id in root.role_keyids(&role) {
                 let owner = match self.binding(&id).await? {
                     Some(b) => Some(b),
                     None => match self.crypto.get_key(&id).await? {
@@ -128,14 +128,14 @@ impl RepoService {
                                     .bindings_complete
                                     .load(std::sync::atomic::Ordering::SeqCst) =>
                         {
-                            tracing::warn!(gun = %gun, role, key = id, "a root names a server key not bound yet; the stored roots are still being read (first start on this database): try again shortly");
+                            tracing::warn!(gun = %gun, role = %role, key = id, "a root names a server key not bound yet; the stored roots are still being read (first start on this database): try again shortly");
                             return Err(ServiceError::NotYet("the stored roots are still being read for server keys (first start on this database)"));
                         }
                         Some(info)
                             if (info.gun.is_empty() || info.gun == **gun)
                                 && (info.role.is_empty() || info.role == role) =>
                         {
-                            self.store.bind_key(&id, gun, &Role::stored(role)).await?;
+                            self.store.bind_key(&id, gun, &role).await?;
                             continue;
                         }
                         Some(info) => Some(KeyBinding {
@@ -149,7 +149,7 @@ impl RepoService {
                 {
                     tracing::warn!(
                         gun = %gun,
-                        role,
+                        role = %role,
                         key = id,
                         bound_to = g,
                         bound_role = r,
