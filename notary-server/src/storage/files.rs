@@ -98,8 +98,9 @@ impl SqlStore {
     /// `by_checksum` dates them), read together: what loading a repository's chain (and the
     /// file asked for) needs when, as usual, the timestamp names the newest snapshot and that
     /// the newest files — one round trip instead of two or three on a database-bound load
-    /// (docs/performance.md, "Many repositories"). A store that cannot read them at once gives
-    /// the timestamp only; the caller loads what the timestamp and snapshot name by checksum.
+    /// (docs/performance.md, "Many repositories"). A read-only instance, which positions each
+    /// load on its own (`load!`), gives the timestamp only; the caller then loads what the
+    /// timestamp and snapshot name by checksum.
     pub async fn latest_chain(
         &self,
         gun: &Gun,
