@@ -57,10 +57,14 @@ impl Spill {
     /// A new spill folder in the system's temporary folder (made here, never an existing one),
     /// after removing those of imports whose process is gone (killed before they could).
     pub fn new() -> std::io::Result<Spill> {
+        Spill::new_in(&std::env::temp_dir())
+    }
+
+    /// [`Spill::new`] in the folder `tmp` instead of the system's.
+    fn new_in(tmp: &std::path::Path) -> std::io::Result<Spill> {
         use rand_core::RngCore;
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let tmp = std::env::temp_dir();
-        remove_stale(&tmp);
+        remove_stale(tmp);
         let dir = tmp.join(format!(
             "{PREFIX}{}-{:016x}",
             std::process::id(),
@@ -280,10 +284,13 @@ mod tests {
 
     #[test]
     fn a_killed_import_leaves_nothing_for_long() {
+        // In a folder of its own: another test's spill in the shared temporary folder would
+        // remove the stale folder while it is being made.
+        let tmp = tempfile::tempdir().unwrap();
         // The folder of an import whose process is gone (no such PID) …
-        let stale = std::env::temp_dir().join(format!("{PREFIX}4294967295-0"));
+        let stale = tmp.path().join(format!("{PREFIX}4294967295-0"));
         std::fs::create_dir_all(stale.join("x")).unwrap();
-        let live = Spill::new().unwrap();
+        let live = Spill::new_in(tmp.path()).unwrap();
         assert!(!stale.exists(), "removed by the next import");
         assert!(live.dir.exists(), "this process's own folder stays");
     }
