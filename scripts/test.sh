@@ -2,7 +2,7 @@
 # Runs every test of the workspace. On a fresh Debian machine it first installs what the tests
 # need (idempotently): the Go notary programs (Debian package `notary` 0.7.0) used as peers,
 # PostgreSQL, SoftHSM2 (PKCS#11 tests), HAProxy (load-balancer tests), PgBouncer, Patroni and
-# etcd (fail-over tests), Prometheus (monitoring tests), PyPI's kubernetes-validate (manifest checks), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
+# etcd (fail-over tests), Prometheus (monitoring tests), nginx and PyPI's moto (static publication tests), PyPI's kubernetes-validate (manifest checks), the docker CLI, openssl and curl. Everything the tests start (servers on loopback) they stop themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,7 @@ command -v docker >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v patroni >/dev/null 2>&1 || need_pkgs+=(patroni)
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx-light)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing ${need_pkgs[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -29,6 +30,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 command -v kubernetes-validate >/dev/null 2>&1 || { echo "==> installing kubernetes-validate (PyPI, once)"; python3 -m pip install --quiet kubernetes-validate; }
+python3 -c "import moto.server, boto3" 2>/dev/null || { echo "==> installing moto[server] (PyPI, once: the S3 endpoint of the publication tests)"; python3 -m pip install --quiet "moto[server]"; }
 echo "==> Go notary CLI: $(command -v notary)"
 
 # A private Postgres cluster for the tests (fsync off: throwaway data), stopped on exit.

@@ -26,6 +26,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Not in Go: prune old versions in the background (`retention`).
     pub retention: RetentionConfig,
+    /// Not in Go: write every repository's metadata as a static tree (`publication`).
+    pub publish: PublishConfig,
     /// What loading noticed and the operator should see (unknown keys and variables), logged
     /// once logging is set up.
     #[serde(skip)]
@@ -43,6 +45,33 @@ pub struct RetentionConfig {
     pub keep_days: Option<u32>,
     /// `interval_seconds`: how often a pass runs.
     pub interval_seconds: Option<u64>,
+}
+
+/// `publish`: on when `directory` or `s3.bucket` is given (one of them); one instance at a
+/// time follows the changefeed into the tree, checking every `interval_ms` (default 1000).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct PublishConfig {
+    /// `directory`: a local folder for a web server to serve.
+    pub directory: Option<PathBuf>,
+    /// `s3`: an S3-compatible bucket.
+    pub s3: S3PublishConfig,
+    /// `interval_ms`: how often the changefeed is checked for writes to publish.
+    pub interval_ms: Option<u64>,
+}
+
+/// `publish.s3` (credentials from the AWS chain, never here).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct S3PublishConfig {
+    /// `bucket`.
+    pub bucket: String,
+    /// `endpoint`: an S3-compatible service (path-style URLs), instead of AWS's.
+    pub endpoint: Option<String>,
+    /// `region`.
+    pub region: Option<String>,
+    /// `prefix`: where in the bucket the tree starts (`notary/`).
+    pub prefix: String,
 }
 
 /// `auth`.

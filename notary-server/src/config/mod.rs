@@ -9,12 +9,13 @@ mod file;
 mod settings;
 
 pub use file::{
-    AuthConfig, AuthOptions, CachingConfig, Config, LoggingConfig, MaxAge, RepositoriesConfig,
-    RetentionConfig, ServerConfig, StorageConfig, TrustServiceConfig,
+    AuthConfig, AuthOptions, CachingConfig, Config, LoggingConfig, MaxAge, PublishConfig,
+    RepositoriesConfig, RetentionConfig, S3PublishConfig, ServerConfig, StorageConfig,
+    TrustServiceConfig,
 };
 pub use settings::{
-    CacheSettings, Limits, LoggingSettings, ServerSettings, Settings, StorageSettings,
-    TokenAuthSettings, TrustService,
+    CacheSettings, Limits, LoggingSettings, PublishSettings, PublishTarget, ServerSettings,
+    Settings, StorageSettings, TokenAuthSettings, TrustService,
 };
 
 /// Why a configuration cannot be used; each names the file, key or variable.
@@ -74,6 +75,9 @@ fn is_string_key(k: &str) -> bool {
             | "backend"
             | "key_algorithm"
             | "port"
+            | "bucket"
+            | "prefix"
+            | "region"
     )
 }
 
@@ -180,8 +184,39 @@ impl Config {
             data_dir,
             token_auth: self.auth_settings(&rel)?,
             retention: self.retention_settings()?,
+            publish: self.publish_settings(&rel)?,
             warnings: self.warnings.clone(),
         })
+    }
+
+    fn publish_settings(
+        &self,
+        rel: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<Option<PublishSettings>, ConfigError> {
+        let p = &self.publish;
+        let target = match (&p.directory, p.s3.bucket.is_empty()) {
+            (None, true) => return Ok(None),
+            (Some(_), false) => {
+                return Err(invalid(
+                    "publish: give directory or s3.bucket, not both (run a second server, or `notary-server export`, for a second tree)",
+                ))
+            }
+            (Some(d), true) => PublishTarget::Directory(rel(d)),
+            (None, false) => PublishTarget::S3(crate::publication::s3::BucketConfig {
+                bucket: p.s3.bucket.clone(),
+                endpoint: p.s3.endpoint.clone().filter(|e| !e.is_empty()),
+                region: p.s3.region.clone().filter(|r| !r.is_empty()),
+                prefix: p.s3.prefix.clone(),
+            }),
+        };
+        let every = p.interval_ms.unwrap_or(1000);
+        if every == 0 {
+            return Err(invalid("publish.interval_ms must be at least 1"));
+        }
+        Ok(Some(PublishSettings {
+            target,
+            interval: std::time::Duration::from_millis(every),
+        }))
     }
 
     fn retention_settings(

@@ -24,8 +24,42 @@ pub struct Settings {
     pub token_auth: Option<TokenAuthSettings>,
     /// Background retention: the policy and how often a pass runs.
     pub retention: Option<(crate::retention::Policy, std::time::Duration)>,
+    /// Static publication: where, and how often the changefeed is checked.
+    pub publish: Option<PublishSettings>,
     /// See [`Config::warnings`].
     pub warnings: Vec<String>,
+}
+
+/// `publish`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishSettings {
+    /// The tree.
+    pub target: PublishTarget,
+    /// How often the changefeed is checked for writes to publish.
+    pub interval: std::time::Duration,
+}
+
+/// Where a tree is published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishTarget {
+    /// A local directory.
+    Directory(PathBuf),
+    /// A bucket.
+    S3(crate::publication::s3::BucketConfig),
+}
+
+impl PublishTarget {
+    /// The tree as a [`Target`](crate::publication::Target).
+    pub async fn open(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::publication::Target>, crate::publication::PublicationError>
+    {
+        use crate::publication::{dir::Directory, s3::Bucket};
+        Ok(match self {
+            PublishTarget::Directory(d) => std::sync::Arc::new(Directory::new(d.clone())),
+            PublishTarget::S3(b) => std::sync::Arc::new(Bucket::new(b.clone()).await?),
+        })
+    }
 }
 
 /// `server`, resolved.

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     notary_common::migration!(5, "", "0005_server_keys.sql"),
     notary_common::migration!(6, "", "0006_audit.sql"),
     notary_common::migration!(7, "", "0007_changefeed_gun_id.sql"),
+    notary_common::migration!(8, "", "0008_publication.sql"),
 ];
 
 /// Idle connections kept for changefeed checks: as many as checks may overlap
@@ -258,6 +259,8 @@ mod changefeed;
 mod files;
 mod imports;
 mod keys;
+mod publication;
+pub use publication::PublishedFile;
 
 /// The changefeed as a cache follows it (`coherence`): all the read path needs of the store.
 #[async_trait]

@@ -2,6 +2,7 @@
 //! tools over the same storage (`import`, `imported`, `repos`, `show`, `delete`, `audit`,
 //! `prune`).
 
+mod export;
 mod import;
 mod inspect;
 mod maintain;
@@ -103,6 +104,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write repositories' metadata as a static tree, exactly as clients ask for it
+    /// (`v2/<gun>/_trust/tuf/…`), for any web server, bucket or CDN to serve. A tree already
+    /// there is compared and repaired: missing or different files written, files no longer
+    /// stored removed. Without --to: the configuration's `publish` tree.
+    Export {
+        /// The folder to write the tree to.
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Only this repository (repeatable; default: every repository, and those the tree
+        /// holds that are no longer stored are removed from it).
+        #[arg(long, value_name = "GUN", conflicts_with = "all")]
+        gun: Vec<Gun>,
+        /// Every repository (the default).
+        #[arg(long)]
+        all: bool,
+    },
     /// Read the audit trail: every write (publish, deletion, key creation and rotation,
     /// import) with who made it.
     Audit {
@@ -190,6 +207,7 @@ fn main() -> anyhow::Result<()> {
                 | Command::Repos { .. }
                 | Command::Show { .. }
                 | Command::Audit { .. }
+                | Command::Export { .. }
         )
     );
     if inspect {
@@ -246,6 +264,9 @@ fn main() -> anyhow::Result<()> {
                 limit,
                 json,
             ))
+        }
+        Some(Command::Export { to, gun, all: _ }) => {
+            return runtime.block_on(export::export(settings, to, gun))
         }
         None => {}
     }

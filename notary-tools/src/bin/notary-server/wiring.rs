@@ -384,6 +384,19 @@ pub(crate) async fn run(settings: Settings, socket: tokio::net::TcpSocket) -> an
     if let (Some((policy, every)), false) = (settings.retention, settings.server.read_only) {
         service.spawn_retention(policy, every);
     }
+    if let Some(p) = &settings.publish {
+        if settings.server.read_only {
+            tracing::warn!("publish is ignored on a read-only instance: a read-write instance on the primary publishes the tree");
+        } else {
+            let target = p
+                .target
+                .open()
+                .await
+                .context("opening the publish target")?;
+            tracing::info!(tree = %target.name(), "static publication on");
+            notary_server::publication::spawn(service.store.clone(), target, p.interval);
+        }
+    }
     let state = Arc::new(app_state(service, &settings)?);
     let listener = socket
         .listen(1024)
