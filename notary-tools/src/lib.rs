@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod client;
 pub mod import;
 pub mod rekey;

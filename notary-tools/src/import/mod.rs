@@ -17,6 +17,7 @@
 
 pub mod source;
 pub mod spill;
+mod trust_dirs;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

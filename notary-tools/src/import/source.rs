@@ -26,6 +26,7 @@ use notary_common::untrusted::{read_regular_file, ReadError};
 use notary_tuf::metadata::{self as md, MetaBody, SignedFile};
 
 use super::spill::{Clash, Origin as From, Spill};
+use super::trust_dirs::{find_guns, read_trust_dir, TreeWalk};
 use crate::client::{ClientError, NotaryClient};
 
 /// Why a source's files could not be read.
@@ -63,11 +64,18 @@ pub enum SourceError {
     DiffersHere { role: String, version: i64 },
     #[error("keeping the fetched files on disk: {0}")]
     Spill(std::io::Error),
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
 }
 
 /// Hold a file read from the source in `spill` (a second, different file for one version is
 /// refused: the source's own, or against this server's).
-fn keep(spill: &mut Spill, role: &str, version: i64, bytes: &[u8]) -> Result<(), SourceError> {
+pub(super) fn keep(
+    spill: &mut Spill,
+    role: &str,
+    version: i64,
+    bytes: &[u8],
+) -> Result<(), SourceError> {
     match spill
         .add(role, version, bytes, From::Source)
         .map_err(SourceError::Spill)?
@@ -117,6 +125,8 @@ pub enum Origin {
     Server(NotaryClient),
     /// Client trust directories (`~/.docker/trust`, `~/.notary`).
     TrustDirs(Vec<PathBuf>),
+    /// A bundle (`crate::bundle`).
+    Bundle(crate::bundle::Bundle),
 }
 
 /// A source of repositories, read within [`SourceLimits`].
@@ -131,7 +141,7 @@ pub struct Source {
 
 /// The bytes one repository may still read: the least of what is left of the file, repository
 /// and run bounds, and which flag that is.
-struct Budget<'a> {
+pub(super) struct Budget<'a> {
     limits: SourceLimits,
     repository: u64,
     run: &'a AtomicU64,
@@ -185,7 +195,7 @@ impl Budget<'_> {
     }
 
     /// Read a trust directory's file within the budget.
-    fn read(&mut self, path: &Path) -> Result<Vec<u8>, SourceError> {
+    pub(super) fn read(&mut self, path: &Path) -> Result<Vec<u8>, SourceError> {
         let (max, flag) = self.next();
         match read_regular_file(path, max) {
             Ok(b) => {
@@ -205,7 +215,7 @@ impl Budget<'_> {
     }
 }
 
-fn version_of(role: &str, bytes: &[u8]) -> Result<i64, SourceError> {
+pub(super) fn version_of(role: &str, bytes: &[u8]) -> Result<i64, SourceError> {
     SignedFile::parse(bytes)
         .map(|f| f.common.version)
         .map_err(|e| SourceError::Malformed {
@@ -241,6 +251,7 @@ impl Source {
                 .map(|p| format!("trust-dir:{}", p.display()))
                 .collect::<Vec<_>>()
                 .join(","),
+            Origin::Bundle(b) => b.label(),
         }
     }
 
@@ -263,6 +274,32 @@ impl Source {
                 }
                 Ok(())
             }
+            Origin::Bundle(b) => {
+                let files = b.files(gun);
+                if files.is_empty() {
+                    return Err(SourceError::NotFound(gun.to_string()));
+                }
+                for f in files {
+                    let (max, flag) = budget.next();
+                    if f.bytes() > max {
+                        return Err(SourceError::Limit {
+                            file: format!("{gun} {} version {}", f.role, f.version),
+                            flag,
+                            max,
+                        });
+                    }
+                    let data = b.read(f)?;
+                    budget.charge(data.len());
+                    if version_of(&f.role, &data)? != f.version {
+                        return Err(SourceError::WrongVersion {
+                            asked: format!("{}.{}.json", f.version, f.role),
+                            found: version_of(&f.role, &data)?,
+                        });
+                    }
+                    keep(spill, &f.role, f.version, &data)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -281,6 +318,7 @@ impl Source {
                 }
                 Ok(guns.into_iter().collect())
             }
+            Origin::Bundle(b) => Ok(b.guns()),
         }
     }
 }
@@ -457,157 +495,4 @@ async fn changefeed_guns(c: &NotaryClient, max: usize) -> Result<Vec<String>, So
         .collect();
     out.sort();
     Ok(out)
-}
-
-/// A walk below a trust directory that follows symbolic links only to places inside it, and
-/// visits each folder once (a link loop ends).
-struct TreeWalk {
-    root: PathBuf,
-    visited: HashSet<PathBuf>,
-}
-
-/// What a path of the walk is.
-enum Entry {
-    Dir(PathBuf),
-    File(PathBuf),
-    Skip,
-}
-
-impl TreeWalk {
-    fn new(root: &Path) -> Result<TreeWalk, SourceError> {
-        let root = std::fs::canonicalize(root).map_err(|e| SourceError::Io {
-            path: root.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-        Ok(TreeWalk {
-            root,
-            visited: HashSet::new(),
-        })
-    }
-
-    /// Resolve `path`: its real place if inside the tree, `Skip` for anything else (a link out
-    /// of the tree or into a loop, a FIFO, a device, a folder already visited).
-    fn resolve(&mut self, path: &Path) -> Entry {
-        let Ok(real) = std::fs::canonicalize(path) else {
-            tracing::warn!(path = %path.display(), "not read: a broken or looping symbolic link");
-            return Entry::Skip;
-        };
-        if !real.starts_with(&self.root) {
-            tracing::warn!(path = %path.display(), "not read: a symbolic link out of the trust directory");
-            return Entry::Skip;
-        }
-        match std::fs::metadata(&real) {
-            Ok(m) if m.is_dir() => {
-                if self.visited.insert(real.clone()) {
-                    Entry::Dir(real)
-                } else {
-                    Entry::Skip
-                }
-            }
-            Ok(m) if m.is_file() => Entry::File(real),
-            _ => Entry::Skip,
-        }
-    }
-}
-
-/// Every `<role>.json` below a trust directory's `metadata` folder (delegations in sub-folders).
-fn read_trust_dir(
-    trust_dir: &Path,
-    dir: &Path,
-    spill: &mut Spill,
-    budget: &mut Budget<'_>,
-) -> Result<(), SourceError> {
-    fn walk(
-        tree: &mut TreeWalk,
-        base: &Path,
-        dir: &Path,
-        spill: &mut Spill,
-        budget: &mut Budget<'_>,
-    ) -> Result<(), SourceError> {
-        let io = |e: std::io::Error| SourceError::Io {
-            path: dir.to_path_buf(),
-            msg: e.to_string(),
-        };
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io(e)),
-        };
-        for entry in entries {
-            let path = entry.map_err(io)?.path();
-            let Some(role) = path
-                .strip_prefix(base)
-                .ok()
-                .and_then(|p| p.to_str())
-                .map(String::from)
-            else {
-                continue;
-            };
-            match tree.resolve(&path) {
-                // Roles are named by their path: a folder reached through a link is not read.
-                Entry::Dir(real) if real == path => walk(tree, base, &real, spill, budget)?,
-                Entry::Dir(_) => {
-                    tracing::warn!(path = %path.display(), "not read: a folder reached through a symbolic link");
-                }
-                Entry::File(real) => {
-                    let Some(role) = role.strip_suffix(".json") else {
-                        continue;
-                    };
-                    if !md::is_valid_role(role) {
-                        continue;
-                    }
-                    let bytes = budget.read(&real)?;
-                    keep(spill, role, version_of(role, &bytes)?, &bytes)?;
-                }
-                Entry::Skip => {}
-            }
-        }
-        Ok(())
-    }
-    let mut tree = TreeWalk::new(trust_dir)?;
-    let Entry::Dir(real) = tree.resolve(dir) else {
-        return Ok(());
-    };
-    walk(&mut tree, &real, &real, spill, budget)
-}
-
-/// GUNs under a trust directory's `tuf/` folder: the paths of folders holding `metadata/`.
-fn find_guns(
-    tree: &mut TreeWalk,
-    tuf: &Path,
-    dir: &Path,
-    out: &mut BTreeSet<String>,
-    max: usize,
-) -> Result<(), SourceError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(SourceError::Io {
-                path: dir.to_path_buf(),
-                msg: e.to_string(),
-            })
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        // Only real folders: a GUN's path is where it is, never reached through a link.
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let Entry::Dir(_) = tree.resolve(&path) else {
-            continue;
-        };
-        if path.file_name().is_some_and(|n| n == "metadata") && path.join("root.json").exists() {
-            if let Some(gun) = dir.strip_prefix(tuf).ok().and_then(|p| p.to_str()) {
-                out.insert(gun.to_string());
-                if out.len() > max {
-                    return Err(SourceError::TooManyRepositories(max));
-                }
-            }
-        } else {
-            find_guns(tree, tuf, &path, out, max)?;
-        }
-    }
-    Ok(())
 }

@@ -13,6 +13,12 @@ pub(crate) async fn export(
     to: Option<PathBuf>,
     guns: Vec<Gun>,
 ) -> anyhow::Result<()> {
+    if let Some(file) = to
+        .as_ref()
+        .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+    {
+        return bundle(settings, file, guns).await;
+    }
     let target: std::sync::Arc<dyn Target> = match (&to, &settings.publish) {
         (Some(dir), _) => std::sync::Arc::new(Directory::new(dir.clone())),
         (None, Some(p)) => p.target.open().await?,
@@ -39,6 +45,43 @@ pub(crate) async fn export(
         } else {
             String::new()
         }
+    );
+    Ok(())
+}
+
+/// `export --to FILE.tar`: a bundle (`notary_tools::bundle`).
+async fn bundle(settings: Settings, file: &std::path::Path, guns: Vec<Gun>) -> anyhow::Result<()> {
+    let (_db, service) = build_service(&settings, false).await?;
+    let guns = if guns.is_empty() {
+        service
+            .guns()
+            .await
+            .map_err(|e| crate::table::failure("listing repositories", e))?
+    } else {
+        guns
+    };
+    let source = format!(
+        "notary-server {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        // The database without credentials (user, password, query parameters).
+        notary_common::untrusted::strip_userinfo(
+            settings
+                .storage
+                .db_url
+                .split('?')
+                .next()
+                .unwrap_or_default()
+        )
+    );
+    let done = notary_tools::bundle::write(&service.store, &guns, &source, file)
+        .await
+        .map_err(|e| anyhow::anyhow!("exporting to {}: {e}", file.display()))?;
+    println!(
+        "{}: {} repositories, {} files ({} bytes), every history verified",
+        file.display(),
+        done.repositories,
+        done.files,
+        done.bytes
     );
     Ok(())
 }

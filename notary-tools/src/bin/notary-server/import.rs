@@ -22,6 +22,9 @@ pub(crate) struct ImportArgs {
     /// gone; repeatable.
     #[arg(long, value_name = "DIR")]
     from_trust_dir: Vec<PathBuf>,
+    /// A bundle to copy from (`notary-server export --to FILE.tar`): verified as any source.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "from_trust_dir"])]
+    from_bundle: Option<PathBuf>,
     /// A repository to copy (repeatable).
     #[arg(long, value_name = "GUN")]
     gun: Vec<String>,
@@ -91,8 +94,11 @@ pub(crate) async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<
     if settings.server.read_only {
         anyhow::bail!("server.read_only is set: import into the primary's storage instead");
     }
-    let source = match (&a.from, a.from_trust_dir.is_empty()) {
-        (Some(url), true) => {
+    let source = match (&a.from, a.from_trust_dir.is_empty(), &a.from_bundle) {
+        (None, true, Some(path)) => {
+            Origin::Bundle(notary_tools::bundle::Bundle::open(path, a.max_file_bytes)?)
+        }
+        (Some(url), true, None) => {
             let ca = match &a.tlscacert {
                 Some(p) => Some(
                     std::fs::read(p)
@@ -109,7 +115,7 @@ pub(crate) async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<
                     )),
             )
         }
-        (None, false) => {
+        (None, false, None) => {
             for d in &a.from_trust_dir {
                 anyhow::ensure!(
                     d.join("tuf").is_dir(),
@@ -119,7 +125,7 @@ pub(crate) async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<
             }
             Origin::TrustDirs(a.from_trust_dir.clone())
         }
-        _ => anyhow::bail!("name a source: --from URL or --from-trust-dir DIR"),
+        _ => anyhow::bail!("name a source: --from URL, --from-trust-dir DIR or --from-bundle FILE"),
     };
     let source = Source::new(
         source,

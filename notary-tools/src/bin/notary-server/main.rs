@@ -107,10 +107,11 @@ enum Command {
     /// Write repositories' metadata as a static tree, exactly as clients ask for it
     /// (`v2/<gun>/_trust/tuf/…`), for any web server, bucket or CDN to serve. A tree already
     /// there is compared and repaired: missing or different files written, files no longer
-    /// stored removed. Without --to: the configuration's `publish` tree.
+    /// stored removed. Without --to: the configuration's `publish` tree. To a `.tar` file: a
+    /// bundle, every repository's whole history verified, for `import --from-bundle`.
     Export {
-        /// The folder to write the tree to.
-        #[arg(long, value_name = "DIR")]
+        /// The folder to write the tree to, or a bundle file (`.tar`).
+        #[arg(long, value_name = "DIR|FILE.tar")]
         to: Option<PathBuf>,
         /// Only this repository (repeatable; default: every repository, and those the tree
         /// holds that are no longer stored are removed from it).
