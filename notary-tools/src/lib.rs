@@ -9,4 +9,5 @@
 pub mod bundle;
 pub mod client;
 pub mod import;
+pub mod mirror;
 pub mod rekey;

@@ -57,7 +57,9 @@ async fn a_bundle_round_trip_keeps_every_byte() {
         n.ok(&["add", gun, "v1", f.to_str().unwrap()]);
         n.ok(&["publish", gun]);
     }
-    n.ok(&["key", "rotate", guns[0], "root"]);
+    // (The CLI asks before rotating a root key.)
+    let rotated = n.run_with_input(&["key", "rotate", guns[0], "root"], b"yes\n");
+    assert!(rotated.ok, "{}", rotated.output());
     n.ok(&["key", "rotate", guns[0], "timestamp", "-r"]);
     n.ok(&["add", guns[0], "v2", f.to_str().unwrap()]);
     n.ok(&["publish", guns[0]]);
@@ -98,6 +100,10 @@ async fn a_bundle_round_trip_keeps_every_byte() {
         compared += 1;
     }
     assert!(compared >= 12, "{compared} files");
+    assert!(
+        files.keys().any(|n| n.ends_with("/2.root.json")),
+        "the rotated root is in the bundle"
+    );
     let reader = moved_reader(&b);
     let list = reader.ok(&["list", guns[0]]);
     assert!(list.contains("v2"), "{list}");

@@ -178,11 +178,20 @@ async fn the_go_client_reads_the_published_directory_through_nginx() {
     }
 
     // An old trust cache across a root rotation.
-    n.ok(&["key", "rotate", gun, "root"]);
+    // (The CLI asks before rotating a root key.)
+    let rotated = n.run_with_input(&["key", "rotate", gun, "root"], b"yes\n");
+    assert!(rotated.ok, "{}", rotated.output());
+    // And a key rotation the server makes (a new timestamp key, in root version 3).
+    n.ok(&["key", "rotate", gun, "timestamp", "-r"]);
     n.ok(&["add", gun, "v3", f.to_str().unwrap()]);
     let t2 = Instant::now();
     n.ok(&["publish", gun]);
     appears(&r, gun, "v3", t2).await;
+    assert!(
+        root.join(format!("v2/{gun}/_trust/tuf/2.root.json"))
+            .is_file(),
+        "the new root is published"
+    );
 
     // A tampered timestamp is refused by the client, from a fresh cache too; `export`
     // repairs the tree.

@@ -262,6 +262,7 @@ impl Config {
             tls,
             generated_ca: None,
             read_only: s.read_only,
+            mirror: false,
             limits: Limits {
                 max_upload_bytes: s.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD),
                 upload_timeout: secs(

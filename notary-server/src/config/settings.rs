@@ -73,6 +73,9 @@ pub struct ServerSettings {
     pub generated_ca: Option<PathBuf>,
     /// Serve reads only (a replica): nothing is written or signed.
     pub read_only: bool,
+    /// Serve a mirror's copy (`notary-server mirror`, not a config key): clients' writes are
+    /// refused and nothing is signed; the mirror's follower writes.
+    pub mirror: bool,
     /// What one client, or all together, may cost.
     pub limits: Limits,
 }

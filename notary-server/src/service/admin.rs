@@ -16,8 +16,9 @@ impl RepoService {
         replace: bool,
         actor: &Actor,
     ) -> Result<Imported, StoreError> {
-        self.writable()
-            .map_err(|_| StoreError::Db("this instance is read-only".into()))?;
+        if self.read_only {
+            return Err(StoreError::Db("this instance is read-only".into()));
+        }
         let store = &self.store;
         let done = self
             .coherence

@@ -47,6 +47,8 @@ pub struct RepoService {
     pub key_algorithm: String,
     /// Reads only (e.g. on a streaming replica): nothing is written or signed.
     pub read_only: bool,
+    /// A mirror (see [`ServiceOptions::mirror`]).
+    pub mirror: bool,
     /// What this instance cannot re-sign (`resign`).
     unsignable: resign::Unsignable,
     /// Last check of the imported repositories.
@@ -149,6 +151,10 @@ pub struct ServiceOptions {
     pub check_period: std::time::Duration,
     /// Reads only (e.g. on a streaming replica): nothing is written or signed.
     pub read_only: bool,
+    /// A mirror of another service (`notary-server mirror`): clients' writes are refused and
+    /// nothing is signed here; only [`RepoService::import`] and
+    /// [`RepoService::delete_mirrored`] write.
+    pub mirror: bool,
     /// The read lease (Postgres, writable).
     pub lease: Option<LeaseConfig>,
 }
@@ -165,6 +171,7 @@ impl RepoService {
             key_algorithm,
             check_period,
             read_only,
+            mirror,
             lease,
         } = opts;
         let coherence =
@@ -176,6 +183,7 @@ impl RepoService {
             crypto,
             key_algorithm,
             read_only,
+            mirror,
             unsignable: Default::default(),
             rotation: Default::default(),
             bindings: std::sync::Mutex::new(lru::LruCache::new(
@@ -185,11 +193,17 @@ impl RepoService {
         }
     }
 
+    /// Whether clients (and operators) may write: not on a read-only instance or a mirror.
     fn writable(&self) -> Result<(), ServiceError> {
-        if self.read_only {
+        if self.read_only || self.mirror {
             return Err(ServiceError::ReadOnly);
         }
         Ok(())
+    }
+
+    /// Whether this instance signs (re-signs expiring timestamps, creates keys).
+    fn signs(&self) -> bool {
+        !self.read_only && !self.mirror
     }
 
     /// A cache miss is about to load from the database: refused while it is behind.
@@ -206,6 +220,18 @@ impl RepoService {
     /// delete`); true if there was any.
     pub async fn delete(&self, gun: &Gun, actor: &Actor) -> Result<bool, ServiceError> {
         self.writable()?;
+        self.delete_unchecked(gun, actor).await
+    }
+
+    /// A mirror follows its source's deletion of `gun` (see [`ServiceOptions::mirror`]).
+    pub async fn delete_mirrored(&self, gun: &Gun, actor: &Actor) -> Result<bool, ServiceError> {
+        if self.read_only {
+            return Err(ServiceError::ReadOnly);
+        }
+        self.delete_unchecked(gun, actor).await
+    }
+
+    async fn delete_unchecked(&self, gun: &Gun, actor: &Actor) -> Result<bool, ServiceError> {
         let store = &self.store;
         let record = Record {
             action: Action::Delete,

@@ -154,8 +154,8 @@ impl RepoService {
     pub(super) async fn fresh_chain(&self, gun: &Gun) -> Result<Arc<CachedChain>, ServiceError> {
         let chain = self.chain(gun).await?.ok_or(ServiceError::NotFound)?;
         let now = Utc::now();
-        if !self.due(gun, &chain, now) || self.read_only || self.unsignable.chain(gun, &chain) {
-            // (A read-only instance serves what the primary region last signed; a chain this
+        if !self.due(gun, &chain, now) || !self.signs() || self.unsignable.chain(gun, &chain) {
+            // (A read-only instance or a mirror serves what its source last signed; a chain this
             // server cannot re-sign is served as stored: the client judges expiry.)
             return Ok(chain);
         }

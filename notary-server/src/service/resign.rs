@@ -162,7 +162,7 @@ impl RepoService {
         before: std::time::Duration,
         every: std::time::Duration,
     ) {
-        if before.is_zero() || self.read_only {
+        if before.is_zero() || !self.signs() {
             return;
         }
         let me = self.clone();

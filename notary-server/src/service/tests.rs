@@ -26,6 +26,7 @@ async fn service(read_only: bool) -> Arc<RepoService> {
         Arc::new(MetaCache::new(100, 100, 1 << 20)),
         Arc::new(MemoryKeyStore::new()),
         ServiceOptions {
+            mirror: false,
             key_algorithm: "ecdsa".into(),
             check_period: std::time::Duration::from_millis(100),
             read_only,

@@ -234,6 +234,12 @@ impl Source {
         }
     }
 
+    /// Start counting `--max-run-bytes` again (a mirror's run never ends: each of its rounds
+    /// is a run).
+    pub fn reset_run(&self) {
+        self.run_bytes.store(0, Ordering::Relaxed);
+    }
+
     fn budget(&self) -> Budget<'_> {
         Budget {
             limits: self.limits,

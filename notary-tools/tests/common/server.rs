@@ -81,6 +81,17 @@ impl Server {
         extra: serde_json::Value,
         shared: Option<&notary_server::tls::Generated>,
     ) -> Server {
+        Self::start_command(db_url, extra, shared, &[]).await
+    }
+
+    /// As [`start_with_config`], running `notary-server <command…>` (a serving command:
+    /// `mirror`).
+    pub(crate) async fn start_command(
+        db_url: &str,
+        extra: serde_json::Value,
+        shared: Option<&notary_server::tls::Generated>,
+        command: &[&str],
+    ) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         if let Some(g) = shared {
@@ -105,7 +116,8 @@ impl Server {
         merge(&mut config, extra);
         let path = tmp.path().join("server.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let args = vec!["-config".into(), path.display().to_string()];
+        let mut args = vec!["-config".into(), path.display().to_string()];
+        args.extend(command.iter().map(|a| a.to_string()));
         Self::spawn(tmp, data, port, args, Some(db_url.to_string())).await
     }
 

@@ -34,6 +34,27 @@ pub(crate) struct ImportArgs {
     /// Every repository of the source (its changefeed; every GUN in a trust directory).
     #[arg(long)]
     all: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Overwrite a repository that holds a different history here.
+    #[arg(long)]
+    replace: bool,
+    /// Fetch and verify only; store nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write a JSON report, one entry per repository, to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// This server's URL as clients reach it (used in the commands the report suggests).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// How a source server is reached (`import --from`, `mirror --from`).
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServerArgs {
     /// Registry user for the source's token service; the password comes from standard input
     /// (--password-stdin) or NOTARY_IMPORT_PASSWORD, never from the command line.
     #[arg(long)]
@@ -48,18 +69,6 @@ pub(crate) struct ImportArgs {
     /// CA certificates (PEM) to trust for the source instead of the system's.
     #[arg(long, value_name = "FILE")]
     tlscacert: Option<PathBuf>,
-    /// Overwrite a repository that holds a different history here.
-    #[arg(long)]
-    replace: bool,
-    /// Fetch and verify only; store nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Write a JSON report, one entry per repository, to FILE.
-    #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
-    /// This server's URL as clients reach it (used in the commands the report suggests).
-    #[arg(long, value_name = "URL")]
-    public_url: Option<String>,
     /// Send credentials to the source's token service on this host, when it is not the
     /// source's host (repeatable; asked on a terminal otherwise).
     #[arg(long, value_name = "HOST")]
@@ -68,6 +77,11 @@ pub(crate) struct ImportArgs {
     /// the network in clear).
     #[arg(long)]
     allow_insecure_token_realm: bool,
+}
+
+/// What reading a source may cost (`SourceLimits`).
+#[derive(clap::Args, Debug)]
+pub(crate) struct LimitArgs {
     /// Limit: bytes of one metadata file from the source (counted as it arrives).
     #[arg(long, value_name = "BYTES", default_value_t = SourceLimits::default().max_file_bytes)]
     max_file_bytes: u64,
@@ -85,6 +99,38 @@ pub(crate) struct ImportArgs {
     max_repositories: usize,
 }
 
+impl LimitArgs {
+    pub(crate) fn limits(&self) -> SourceLimits {
+        SourceLimits {
+            max_file_bytes: self.max_file_bytes,
+            max_repository_bytes: self.max_repository_bytes,
+            max_run_bytes: self.max_run_bytes,
+            max_versions: self.max_versions,
+            max_repositories: self.max_repositories,
+        }
+    }
+}
+
+impl ServerArgs {
+    /// A client of the source server at `url`.
+    pub(crate) fn client(&self, url: &str) -> anyhow::Result<notary_tools::client::NotaryClient> {
+        let ca = match &self.tlscacert {
+            Some(p) => Some(
+                std::fs::read(p).with_context(|| format!("reading --tlscacert {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let credentials = import_credentials(self, url)?;
+        Ok(
+            notary_tools::client::NotaryClient::new(url, ca.as_deref(), credentials)?
+                .with_token_policy(notary_tools::client::TokenPolicy::for_terminal(
+                    self.allow_insecure_token_realm,
+                    self.allow_token_host.clone(),
+                )),
+        )
+    }
+}
+
 /// `notary-server import`.
 pub(crate) async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<()> {
     use notary_tools::import::{
@@ -95,26 +141,11 @@ pub(crate) async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<
         anyhow::bail!("server.read_only is set: import into the primary's storage instead");
     }
     let source = match (&a.from, a.from_trust_dir.is_empty(), &a.from_bundle) {
-        (None, true, Some(path)) => {
-            Origin::Bundle(notary_tools::bundle::Bundle::open(path, a.max_file_bytes)?)
-        }
-        (Some(url), true, None) => {
-            let ca = match &a.tlscacert {
-                Some(p) => Some(
-                    std::fs::read(p)
-                        .with_context(|| format!("reading --tlscacert {}", p.display()))?,
-                ),
-                None => None,
-            };
-            let credentials = import_credentials(&a, url)?;
-            Origin::Server(
-                notary_tools::client::NotaryClient::new(url, ca.as_deref(), credentials)?
-                    .with_token_policy(notary_tools::client::TokenPolicy::for_terminal(
-                        a.allow_insecure_token_realm,
-                        a.allow_token_host.clone(),
-                    )),
-            )
-        }
+        (None, true, Some(path)) => Origin::Bundle(notary_tools::bundle::Bundle::open(
+            path,
+            a.limits.max_file_bytes,
+        )?),
+        (Some(url), true, None) => Origin::Server(a.server.client(url)?),
         (None, false, None) => {
             for d in &a.from_trust_dir {
                 anyhow::ensure!(
@@ -127,16 +158,7 @@ pub(crate) async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<
         }
         _ => anyhow::bail!("name a source: --from URL, --from-trust-dir DIR or --from-bundle FILE"),
     };
-    let source = Source::new(
-        source,
-        SourceLimits {
-            max_file_bytes: a.max_file_bytes,
-            max_repository_bytes: a.max_repository_bytes,
-            max_run_bytes: a.max_run_bytes,
-            max_versions: a.max_versions,
-            max_repositories: a.max_repositories,
-        },
-    );
+    let source = Source::new(source, a.limits.limits());
     let mut guns = a.gun.clone();
     if let Some(f) = &a.gun_file {
         let text = std::fs::read_to_string(f)
@@ -185,8 +207,8 @@ pub(crate) async fn import(settings: Settings, a: ImportArgs) -> anyhow::Result<
 
 /// The source's registry credentials: --username with a password from standard input or the
 /// environment, else the docker config's `auths` entry for the source's host, else none.
-pub(crate) fn import_credentials(
-    a: &ImportArgs,
+fn import_credentials(
+    a: &ServerArgs,
     url: &str,
 ) -> anyhow::Result<Option<notary_tools::client::Credentials>> {
     use notary_tools::client::{docker_config_credentials, Credentials};

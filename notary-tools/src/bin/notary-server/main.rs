@@ -6,6 +6,7 @@ mod export;
 mod import;
 mod inspect;
 mod maintain;
+mod mirror;
 mod table;
 mod wiring;
 
@@ -104,6 +105,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a read-only copy of another Notary service and keep it current: its changefeed is
+    /// followed and what is new copied with the importer's verification; a source that forks
+    /// a history is refused and reported, never served. Runs until stopped; serves as the
+    /// server does (the config's listen address, TLS, auth and `publish` block).
+    Mirror(Box<mirror::MirrorArgs>),
     /// Write repositories' metadata as a static tree, exactly as clients ask for it
     /// (`v2/<gun>/_trust/tuf/…`), for any web server, bucket or CDN to serve. A tree already
     /// there is compared and repaired: missing or different files written, files no longer
@@ -176,7 +182,14 @@ fn main() -> anyhow::Result<()> {
     if let Some(l) = &args.listen {
         settings.server.http_addr = l.clone();
     }
-    if args.command.is_some() {
+    let follower = match &args.command {
+        Some(Command::Mirror(m)) => {
+            settings.server.mirror = true;
+            Some(m.follower()?)
+        }
+        _ => None,
+    };
+    if args.command.is_some() && follower.is_none() {
         // A command serves no reads: it holds no read lease (one left behind by its exit would
         // make every write wait for it to expire), but its writes are announced as any.
         settings.caching.read_lease = false;
@@ -215,7 +228,7 @@ fn main() -> anyhow::Result<()> {
         // Reads only: a read-only copy can be inspected; nothing is created.
         settings.server.read_only = true;
         settings.storage.pool.writes = false;
-    } else if args.command.is_some() && args.config.is_none() {
+    } else if args.command.is_some() && follower.is_none() && args.config.is_none() {
         notary_common::private::create_dir(&data_dir)
             .with_context(|| format!("creating data folder {}", data_dir.display()))?;
     }
@@ -269,7 +282,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Export { to, gun, all: _ }) => {
             return runtime.block_on(export::export(settings, to, gun))
         }
-        None => {}
+        None | Some(Command::Mirror(_)) => {}
     }
     let socket = wiring::reserve_address(&settings.server.http_addr)?;
     if args.config.is_none() {
@@ -279,5 +292,9 @@ fn main() -> anyhow::Result<()> {
         settings.server.tls = Some((g.cert, g.key));
         settings.server.generated_ca = Some(std::fs::canonicalize(&g.ca)?);
     }
-    runtime.block_on(wiring::run(settings, socket))
+    runtime.block_on(wiring::run(settings, socket, |service| {
+        if let Some(f) = follower {
+            f.spawn(service);
+        }
+    }))
 }

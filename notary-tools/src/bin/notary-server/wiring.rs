@@ -180,6 +180,7 @@ pub(crate) async fn build_service(
         cache,
         crypto,
         ServiceOptions {
+            mirror: settings.server.mirror,
             key_algorithm,
             check_period: std::time::Duration::from_secs(1),
             read_only: settings.server.read_only,
@@ -362,7 +363,12 @@ pub(crate) fn sole_sqlite_server(settings: &Settings) -> anyhow::Result<Option<s
 }
 
 /// Serve on `socket` (see [`reserve_address`]).
-pub(crate) async fn run(settings: Settings, socket: tokio::net::TcpSocket) -> anyhow::Result<()> {
+/// `started` runs once the service is built (a mirror starts its follower there).
+pub(crate) async fn run(
+    settings: Settings,
+    socket: tokio::net::TcpSocket,
+    started: impl FnOnce(&Arc<RepoService>),
+) -> anyhow::Result<()> {
     let tls = match &settings.server.tls {
         Some((c, k)) => {
             let (cfg, cert) = notary_server::tls::server_config(c, k)?;
@@ -378,10 +384,14 @@ pub(crate) async fn run(settings: Settings, socket: tokio::net::TcpSocket) -> an
         settings.caching.resign_every,
     );
     service.spawn_rotation_watch(std::time::Duration::from_secs(300));
-    if !settings.server.read_only {
+    started(&service);
+    if !settings.server.read_only && !settings.server.mirror {
         service.spawn_key_binding();
     }
-    if let (Some((policy, every)), false) = (settings.retention, settings.server.read_only) {
+    if let (Some((policy, every)), false) = (
+        settings.retention,
+        settings.server.read_only || settings.server.mirror,
+    ) {
         service.spawn_retention(policy, every);
     }
     if let Some(p) = &settings.publish {

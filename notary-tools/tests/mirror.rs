@@ -1,0 +1,158 @@
+//! `notary-server mirror` (`notary-tools/src/mirror.rs`) following Debian's Go notary-server,
+//! read by the Go notary CLI.
+#![cfg(feature = "system-tests")]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const BOUND: Duration = Duration::from_secs(20);
+
+async fn shows(r: &Notary, gun: &str, target: &str) {
+    eventually(BOUND, Duration::from_millis(100), async || {
+        let run = r.run(&["list", gun]);
+        if run.ok && run.stdout.contains(target) {
+            Ok(())
+        } else {
+            Err(run.output())
+        }
+    })
+    .await
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// The mirror copies a Go server's repository, follows its publishes and a root rotation
+/// (a client with an old cache reads on), refuses clients' writes, and when the source forks
+/// the history (another file for a version the copy holds) refuses it, says so in its log, and
+/// keeps serving what it verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn follows_a_go_server_and_refuses_a_fork() {
+    let go_db = create_go_pg_db().await;
+    let go = GoServer::start(&go_db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let writer_dir = dir.path().join("writer");
+    let n = go.notary(&writer_dir);
+    let f = write_file(dir.path(), "t.txt", b"mirrored\n");
+    let gun = "example.com/mirrored";
+    n.ok(&["init", gun]);
+    n.ok(&["add", gun, "v1", f.to_str().unwrap()]);
+    n.ok(&["publish", gun]);
+
+    let m = Server::start_command(
+        &create_pg_db().await,
+        serde_json::json!({}),
+        None,
+        &[
+            "mirror",
+            "--from",
+            &go.url,
+            "--tlscacert",
+            go.ca.to_str().unwrap(),
+            "--all",
+            "--interval-ms",
+            "200",
+        ],
+    )
+    .await;
+    let r = m.notary("reader");
+    shows(&r, gun, "v1").await;
+    let v = r.run_with_input(&["verify", gun, "v1"], b"mirrored\n");
+    assert!(v.ok, "{}", v.output());
+
+    n.ok(&["add", gun, "v2", f.to_str().unwrap()]);
+    n.ok(&["publish", gun]);
+    shows(&r, gun, "v2").await;
+    // (The CLI asks before rotating a root key.)
+    let rotated = n.run_with_input(&["key", "rotate", gun, "root"], b"yes\n");
+    assert!(rotated.ok, "{}", rotated.output());
+    n.ok(&["add", gun, "v3", f.to_str().unwrap()]);
+    n.ok(&["publish", gun]);
+    shows(&r, gun, "v3").await;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&go.ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    for file in [
+        "root.json",
+        "targets.json",
+        "snapshot.json",
+        "timestamp.json",
+        "1.root.json",
+        "2.root.json",
+    ] {
+        let theirs = http
+            .get(format!("{}/v2/{gun}/_trust/tuf/{file}", go.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let (code, ours) = m.get(&m.tuf(gun, file)).await;
+        assert_eq!((code, ours.as_slice()), (200, theirs.as_ref()), "{file}");
+    }
+
+    // Clients cannot write to a mirror.
+    let refused = m
+        .http
+        .delete(format!("{}/v2/{gun}/_trust/tuf/", m.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let (code, _) = m.get(&m.tuf(gun, "timestamp.json")).await;
+    assert_eq!(code, 200);
+
+    // The source forks: its newest targets, snapshot and timestamp are removed, and a client
+    // without a cache publishes other files under those versions.
+    let (_, served) = m.get(&m.tuf(gun, "timestamp.json")).await;
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&go_db).await.unwrap();
+        sqlx::query(
+            "DELETE FROM tuf_files t WHERE gun = $1 AND role IN ('targets', 'snapshot', 'timestamp') \
+             AND version = (SELECT MAX(version) FROM tuf_files u WHERE u.gun = t.gun AND u.role = t.role)",
+        )
+        .bind(gun)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    let forker_dir = dir.path().join("forker");
+    copy_dir(&writer_dir, &forker_dir);
+    std::fs::remove_dir_all(forker_dir.join("tuf").join(gun).join("metadata")).unwrap();
+    let forker = go.notary(&forker_dir);
+    forker.ok(&["add", gun, "forked", f.to_str().unwrap()]);
+    forker.ok(&["publish", gun]);
+    eventually(BOUND, Duration::from_millis(100), async || {
+        if m.log().contains("mirror: refused the source's repository") {
+            Ok(())
+        } else {
+            Err(m.log())
+        }
+    })
+    .await;
+    let (code, now) = m.get(&m.tuf(gun, "timestamp.json")).await;
+    assert_eq!(
+        (code, now),
+        (200, served),
+        "the copy keeps what it verified"
+    );
+    let list = r.ok(&["list", gun]);
+    assert!(list.contains("v3") && !list.contains("forked"), "{list}");
+}
