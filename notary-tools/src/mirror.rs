@@ -3,10 +3,10 @@
 //!
 //! 1. Nothing the source sends is served before the importer has verified the repository's
 //!    whole history (`import`, invariant 2); a repository is copied whole or not at all.
-//! 2. A source that forks a history (another file for a version the copy holds) is refused
-//!    and reported in the log at each change; the copy keeps serving what it verified
-//!    (`tests/mirror.rs::follows_a_go_server_and_refuses_a_fork`). A source that rewinds (serves
-//!    an older timestamp) changes nothing here: the copy already holds the newer one.
+//! 2. A source that forks a history (another file for a version the copy holds) is refused,
+//!    and one that rewinds (serves an older timestamp than the copy holds) changes nothing;
+//!    both are reported in the log at each change, and the copy keeps serving what it verified
+//!    (`tests/mirror.rs::follows_a_go_server_and_refuses_a_fork`).
 //! 3. The changefeed position starts at the source's newest row, read before the first full
 //!    copy, so that no write is missed; each page must advance past the ID asked for
 //!    (`source`, invariant 3), and is read within [`PAGE_BYTES`].
@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use notary_server::audit::Actor;
 use notary_server::gun::Gun;
+use notary_server::role::Role;
 use notary_server::service::RepoService;
+use notary_tuf::metadata::SignedFile;
 
 use crate::client::NotaryClient;
 use crate::import::source::{Origin, Source, SourceError};
@@ -165,6 +167,40 @@ async fn follow_gun(
             "mirror: copied what is new"
         ),
         _ => {}
+    }
+    if report.result != "failed" {
+        check_rewind(service, source, gun).await;
+    }
+}
+
+/// Report a source that serves an older timestamp than the copy holds (invariant 2): the
+/// importer found nothing new, and the copy keeps the newer one.
+async fn check_rewind(service: &RepoService, source: &Source, gun: &str) {
+    let (Origin::Server(c), Ok(g)) = (&source.origin, Gun::new(gun)) else {
+        return;
+    };
+    let version = |b: &[u8]| SignedFile::parse(b).ok().map(|f| f.common.version);
+    let path = format!("/v2/{gun}/_trust/tuf/timestamp.json");
+    let scope = format!("repository:{gun}:pull");
+    let Ok(Some(theirs)) = c
+        .get_limited(&path, &scope, crate::client::MAX_FILE as u64)
+        .await
+    else {
+        return;
+    };
+    let Ok(Some(ours)) = service.store.latest(&g, &Role::TIMESTAMP).await else {
+        return;
+    };
+    if let (Some(t), Some(o)) = (version(&theirs), version(&ours.data)) {
+        if t < o {
+            tracing::warn!(
+                gun,
+                source = %source.label(),
+                source_version = t,
+                copy_version = o,
+                "mirror: the source rewound the repository (an older timestamp than the copy holds); the copy keeps the newer one"
+            );
+        }
     }
 }
 

@@ -118,8 +118,7 @@ async fn follows_a_go_server_and_refuses_a_fork() {
     let (code, _) = m.get(&m.tuf(gun, "timestamp.json")).await;
     assert_eq!(code, 200);
 
-    // The source forks: its newest targets, snapshot and timestamp are removed, and a client
-    // without a cache publishes other files under those versions.
+    // The source rewinds: its newest targets, snapshot and timestamp are removed …
     let (_, served) = m.get(&m.tuf(gun, "timestamp.json")).await;
     {
         use sqlx::Connection;
@@ -132,7 +131,28 @@ async fn follows_a_go_server_and_refuses_a_fork() {
         .execute(&mut c)
         .await
         .unwrap();
+        // … and, as a source restored from a backup would, announces the repository.
+        sqlx::query(
+            "INSERT INTO changefeed (gun, version, sha256, category) VALUES ($1, 0, '', 'update')",
+        )
+        .bind(gun)
+        .execute(&mut c)
+        .await
+        .unwrap();
     }
+    eventually(BOUND, Duration::from_millis(100), async || {
+        if m.log()
+            .contains("mirror: the source rewound the repository")
+        {
+            Ok(())
+        } else {
+            Err(m.log())
+        }
+    })
+    .await;
+    let (_, now) = m.get(&m.tuf(gun, "timestamp.json")).await;
+    assert_eq!(now, served, "a rewind changes nothing here");
+    // … then forks: a client without a cache publishes other files under those versions.
     let forker_dir = dir.path().join("forker");
     copy_dir(&writer_dir, &forker_dir);
     std::fs::remove_dir_all(forker_dir.join("tuf").join(gun).join("metadata")).unwrap();

@@ -439,3 +439,41 @@ async fn the_go_client_reads_the_published_bucket() {
         ),
     );
 }
+
+/// A tree has no access control: with `gun_prefixes`, only the repositories they name are
+/// published, and `export` removes any other a tree holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_named_repositories_are_published() {
+    let trees = tempfile::tempdir().unwrap();
+    let root = trees.path().join("srv");
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"publish": {"directory": root, "interval_ms": INTERVAL_MS, "gun_prefixes": ["example.com/public/"]}}),
+    )
+    .await;
+    let n = s.notary("writer");
+    for gun in ["example.com/public/app", "example.com/private/app"] {
+        n.ok(&["init", gun]);
+        n.ok(&["publish", gun]);
+    }
+    let public = root.join("v2/example.com/public/app/_trust/tuf/timestamp.json");
+    eventually(BOUND, Duration::from_millis(50), async || {
+        if public.is_file() {
+            Ok(())
+        } else {
+            Err("not published".to_string())
+        }
+    })
+    .await;
+    let private = root.join("v2/example.com/private/app/_trust/tuf");
+    assert!(
+        !private.exists(),
+        "a repository outside the prefixes is not published"
+    );
+    // One copied in by hand is removed by a repair.
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::write(private.join("timestamp.json"), b"{}").unwrap();
+    admin_ok(&s, &["export"]);
+    assert!(!private.join("timestamp.json").exists());
+    assert!(public.is_file());
+}

@@ -58,6 +58,9 @@ pub struct PublishConfig {
     pub s3: S3PublishConfig,
     /// `interval_ms`: how often the changefeed is checked for writes to publish.
     pub interval_ms: Option<u64>,
+    /// `gun_prefixes`: publish only repositories whose GUN starts with one of these (a tree
+    /// has no access control: keep private repositories out). Empty: all.
+    pub gun_prefixes: Vec<String>,
 }
 
 /// `publish.s3` (credentials from the AWS chain, never here).

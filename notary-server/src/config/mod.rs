@@ -215,6 +215,7 @@ impl Config {
         }
         Ok(Some(PublishSettings {
             target,
+            gun_prefixes: p.gun_prefixes.clone(),
             interval: std::time::Duration::from_millis(every),
         }))
     }

@@ -35,6 +35,8 @@ pub struct Settings {
 pub struct PublishSettings {
     /// The tree.
     pub target: PublishTarget,
+    /// GUN prefixes of the repositories published (empty: all).
+    pub gun_prefixes: Vec<String>,
     /// How often the changefeed is checked for writes to publish.
     pub interval: std::time::Duration,
 }
@@ -46,6 +48,18 @@ pub enum PublishTarget {
     Directory(PathBuf),
     /// A bucket.
     S3(crate::publication::s3::BucketConfig),
+}
+
+impl PublishSettings {
+    /// The tree, opened.
+    pub async fn tree(
+        &self,
+    ) -> Result<crate::publication::Tree, crate::publication::PublicationError> {
+        Ok(crate::publication::Tree {
+            target: self.target.open().await?,
+            gun_prefixes: self.gun_prefixes.clone(),
+        })
+    }
 }
 
 impl PublishTarget {

@@ -107,6 +107,27 @@ pub trait Target: Send + Sync {
     async fn delete(&self, path: &str) -> Result<(), PublicationError>;
 }
 
+/// A tree, and which repositories it holds: a tree has no access control, so only
+/// repositories anyone may read belong in it (`publish.gun_prefixes`; invariant 7).
+#[derive(Clone)]
+pub struct Tree {
+    /// Where it is written.
+    pub target: Arc<dyn Target>,
+    /// GUN prefixes of the repositories it holds (empty: all).
+    pub gun_prefixes: Vec<String>,
+}
+
+impl Tree {
+    /// Whether the tree holds `gun`'s files.
+    pub fn holds(&self, gun: &str) -> bool {
+        self.gun_prefixes.is_empty()
+            || self
+                .gun_prefixes
+                .iter()
+                .any(|p| gun.starts_with(p.as_str()))
+    }
+}
+
 /// How thoroughly a sync compares what a tree holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -216,10 +237,11 @@ fn wanted(files: &[PublishedFile]) -> Vec<Wanted<'_>> {
 /// Bring the tree of `gun` in line with storage (invariants 1, 2, 5).
 pub async fn sync_gun(
     store: &SqlStore,
-    target: &dyn Target,
+    tree: &Tree,
     gun: &str,
     check: Check,
 ) -> Result<Synced, PublicationError> {
+    let target = tree.target.as_ref();
     if !publishable_gun(gun) {
         tracing::warn!(
             gun,
@@ -232,7 +254,11 @@ pub async fn sync_gun(
     }
     let gun = Gun::stored(gun.to_string());
     let base = folder(&gun);
-    let files = store.published_files(&gun).await?;
+    let files = if tree.holds(&gun) {
+        store.published_files(&gun).await?
+    } else {
+        Vec::new()
+    };
     let mut held = target.list(&base).await?;
     let mut done = Synced {
         repositories: 1,
@@ -301,10 +327,11 @@ async fn load(
 /// limits it to those GUNs.
 pub async fn sync_all(
     store: &SqlStore,
-    target: &dyn Target,
+    tree: &Tree,
     only: Option<&[Gun]>,
     check: Check,
 ) -> Result<Synced, PublicationError> {
+    let target = tree.target.as_ref();
     target.prepare().await?;
     let mut guns: BTreeSet<String> = match only {
         Some(g) => g.iter().map(|g| g.to_string()).collect(),
@@ -325,7 +352,7 @@ pub async fn sync_all(
     }
     let mut done = Synced::default();
     for gun in guns {
-        done += sync_gun(store, target, &gun, check).await?;
+        done += sync_gun(store, tree, &gun, check).await?;
     }
     Ok(done)
 }
@@ -337,9 +364,9 @@ const ROWS_PER_ROUND: i64 = 1000;
 /// repository named since the tree's position; `None` when another instance holds the tree.
 pub async fn follow_once(
     store: &SqlStore,
-    target: &dyn Target,
+    tree: &Tree,
 ) -> Result<Option<Synced>, PublicationError> {
-    let name = target.name();
+    let name = tree.target.name();
     let Some(_held) = store.try_lock(&format!("publication {name}")).await? else {
         return Ok(None);
     };
@@ -348,7 +375,7 @@ pub async fn follow_once(
         Some(at) => at,
         None => {
             let head = store.changefeed_head().await?;
-            done += sync_all(store, target, None, Check::Full).await?;
+            done += sync_all(store, tree, None, Check::Full).await?;
             store.set_publication_cursor(&name, head).await?;
             head
         }
@@ -359,7 +386,7 @@ pub async fn follow_once(
             return Ok(Some(done));
         }
         for gun in guns {
-            done += sync_gun(store, target, &gun, Check::Changed).await?;
+            done += sync_gun(store, tree, &gun, Check::Changed).await?;
         }
         store.set_publication_cursor(&name, last).await?;
         at = last;
@@ -368,15 +395,15 @@ pub async fn follow_once(
 
 /// Follow the changefeed into `target` every `interval` until the process ends (invariant 3);
 /// a failed round is logged and retried.
-pub fn spawn(store: Arc<SqlStore>, target: Arc<dyn Target>, interval: Duration) {
+pub fn spawn(store: Arc<SqlStore>, tree: Tree, interval: Duration) {
     tokio::spawn(async move {
-        let name = target.name();
-        if let Err(e) = target.prepare().await {
+        let name = tree.target.name();
+        if let Err(e) = tree.target.prepare().await {
             tracing::warn!(target = %name, error = %e, "static publication: preparing the tree failed; retrying");
         }
         let mut failing = false;
         loop {
-            match follow_once(&store, target.as_ref()).await {
+            match follow_once(&store, &tree).await {
                 Ok(Some(s)) if s.written + s.removed > 0 => {
                     tracing::info!(target = %name, repositories = s.repositories, written = s.written, removed = s.removed, "static publication: tree updated");
                     failing = false;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use notary_server::config::Settings;
 use notary_server::gun::Gun;
-use notary_server::publication::{self, dir::Directory, Check, Target};
+use notary_server::publication::{self, dir::Directory, Check, Target, Tree};
 
 use crate::wiring::build_service;
 
@@ -19,6 +19,12 @@ pub(crate) async fn export(
     {
         return bundle(settings, file, guns).await;
     }
+    // The configured tree's repositories only (`publish.gun_prefixes`), wherever it goes.
+    let gun_prefixes = settings
+        .publish
+        .as_ref()
+        .map(|p| p.gun_prefixes.clone())
+        .unwrap_or_default();
     let target: std::sync::Arc<dyn Target> = match (&to, &settings.publish) {
         (Some(dir), _) => std::sync::Arc::new(Directory::new(dir.clone())),
         (None, Some(p)) => p.target.open().await?,
@@ -26,14 +32,18 @@ pub(crate) async fn export(
             anyhow::bail!("--to DIR is required: the configuration has no publish block to repair")
         }
     };
+    let tree = Tree {
+        target,
+        gun_prefixes,
+    };
     let (_db, service) = build_service(&settings, false).await?;
     let only = (!guns.is_empty()).then_some(guns.as_slice());
-    let done = publication::sync_all(&service.store, target.as_ref(), only, Check::Full)
+    let done = publication::sync_all(&service.store, &tree, only, Check::Full)
         .await
-        .map_err(|e| anyhow::anyhow!("exporting to {}: {e}", target.name()))?;
+        .map_err(|e| anyhow::anyhow!("exporting to {}: {e}", tree.target.name()))?;
     println!(
         "{}: {} repositories, {} files written, {} removed{}",
-        target.name(),
+        tree.target.name(),
         done.repositories,
         done.written,
         done.removed,

@@ -398,13 +398,9 @@ pub(crate) async fn run(
         if settings.server.read_only {
             tracing::warn!("publish is ignored on a read-only instance: a read-write instance on the primary publishes the tree");
         } else {
-            let target = p
-                .target
-                .open()
-                .await
-                .context("opening the publish target")?;
-            tracing::info!(tree = %target.name(), "static publication on");
-            notary_server::publication::spawn(service.store.clone(), target, p.interval);
+            let tree = p.tree().await.context("opening the publish target")?;
+            tracing::info!(tree = %tree.target.name(), gun_prefixes = ?tree.gun_prefixes, "static publication on");
+            notary_server::publication::spawn(service.store.clone(), tree, p.interval);
         }
     }
     let state = Arc::new(app_state(service, &settings)?);
