@@ -27,26 +27,47 @@ struct Nginx {
 }
 
 impl Nginx {
+    /// Plain HTTP.
     fn start(root: &Path) -> Nginx {
+        Self::start_with(root, None, "")
+    }
+
+    /// Over TLS with `tls` (certificate, key) when given, with `extra` (more `server` blocks,
+    /// `{tls}` standing for the TLS directives) in the `http` block.
+    fn start_with(root: &Path, tls: Option<(&Path, &Path)>, extra: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let doc = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/static-publication.md"),
         )
         .unwrap();
+        let tls_directives = match tls {
+            Some((cert, key)) => format!(
+                "ssl_certificate {};\n ssl_certificate_key {};",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
+        let listen = if tls.is_some() {
+            format!("listen 127.0.0.1:{port} ssl;\n {tls_directives}")
+        } else {
+            format!("listen 127.0.0.1:{port};")
+        };
         let server_block = doc
             .split("```nginx\n")
             .nth(1)
             .and_then(|s| s.split("```").next())
             .expect("docs/static-publication.md has an nginx block")
-            .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+            .replace("listen 80;", &listen)
             .replace("/srv/notary", root.to_str().unwrap());
+        let extra = extra.replace("{tls}", &tls_directives);
         let conf = format!(
             "daemon off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
              events {{ worker_connections 64; }}\n\
              http {{\n include /etc/nginx/mime.types;\n access_log off;\n client_body_temp_path {d}/tmp;\n\
              proxy_temp_path {d}/tmp;\n fastcgi_temp_path {d}/tmp;\n uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
-             {server_block}\n}}\n",
+             {server_block}\n{extra}\n}}\n",
             d = dir.path().display()
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
@@ -57,7 +78,8 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx must be installed (Debian package nginx-light); .ci/run installs it");
-        let url = format!("http://127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         wait_for_port(port);
         Nginx {
             child,
@@ -340,6 +362,35 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Make `bucket`, readable by anyone under `notary/` as docs/static-publication.md says
+    /// (boto3, which moto brings, stands in for the operator's tooling), and give this
+    /// process's children the credential chain's first link (moto accepts any).
+    fn bucket(&self, bucket: &str) {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{bucket}/notary/*"}}]}}"#
+        );
+        let setup = Command::new("python3")
+            .args([
+                "-c",
+                &format!(
+                    "import boto3; s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1'); \
+                     s3.create_bucket(Bucket='{bucket}'); s3.put_bucket_policy(Bucket='{bucket}', Policy='{policy}')",
+                    self.url
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            setup.status.success(),
+            "bucket set-up: {}",
+            output_text(&setup)
+        );
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -352,25 +403,7 @@ impl Drop for Moto {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_go_client_reads_the_published_bucket() {
     let moto = Moto::start();
-    // The credential chain's first link; moto accepts any.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    // The bucket, readable by anyone under the prefix as docs/static-publication.md says
-    // (boto3, which moto brings, stands in for the operator's tooling).
-    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::trust/notary/*"}]}"#;
-    let setup = Command::new("python3")
-        .args(["-c", &format!(
-            "import boto3; s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1'); \
-             s3.create_bucket(Bucket='trust'); s3.put_bucket_policy(Bucket='trust', Policy='{policy}')",
-            moto.url
-        )])
-        .output()
-        .unwrap();
-    assert!(
-        setup.status.success(),
-        "bucket set-up: {}",
-        output_text(&setup)
-    );
+    moto.bucket("trust");
     let http = reqwest::Client::new();
     let s = Server::start_with_config(
         &create_pg_db().await,
@@ -476,4 +509,55 @@ async fn only_the_named_repositories_are_published() {
     admin_ok(&s, &["export"]);
     assert!(!private.join("timestamp.json").exists());
     assert!(public.is_file());
+}
+
+/// `docker pull` with content trust (the real docker CLI and engine, a loopback registry)
+/// reads the signatures from nginx serving an exported directory, and from moto's bucket
+/// behind nginx as a CDN would front it (docker requires an https trust server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_pulls_with_trust_from_the_tree() {
+    let moto = Moto::start();
+    moto.bucket("dockertrust");
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"publish": {"s3": {"bucket": "dockertrust", "endpoint": moto.url, "prefix": "notary"}, "interval_ms": INTERVAL_MS}}),
+    )
+    .await;
+    let reg = Registry::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let pusher = DockerCli::new(&tmp.path().join("push"), &s);
+    let image = format!("127.0.0.1:{}/static/app{}:v1", reg.port, std::process::id());
+    pusher.make_image(tmp.path(), &image, "statically trusted\n");
+    let out = pusher.ok(true, &["push", &image]);
+    assert!(out.contains("Successfully signed"), "{out}");
+
+    // The exported directory, and the bucket through a TLS front, on one nginx.
+    let exported = tmp.path().join("exported");
+    admin_ok(&s, &["export", "--to", exported.to_str().unwrap()]);
+    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("nginx-tls")).unwrap();
+    let front = free_port();
+    let moto_host = moto.url.trim_start_matches("http://").to_string();
+    let nginx = Nginx::start_with(
+        &exported,
+        Some((&tls.cert, &tls.key)),
+        &format!(
+            "server {{\n listen 127.0.0.1:{front} ssl;\n {{tls}}\n location / {{ proxy_pass http://{moto_host}/dockertrust/notary/; }}\n}}"
+        ),
+    );
+    wait_for_port(front);
+    let fronted = format!("https://127.0.0.1:{front}");
+    for (name, url) in [("directory", nginx.url.clone()), ("bucket", fronted)] {
+        let puller = DockerCli::for_notary(&tmp.path().join(name), &url, &tls.ca);
+        pusher.forget_image(&image);
+        let out = eventually(BOUND, Duration::from_millis(200), async || {
+            let (ok, out) = puller.run(true, &["pull", &image], b"");
+            if ok {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        })
+        .await;
+        assert!(out.contains("Tagging"), "{name}: {out}");
+    }
 }
