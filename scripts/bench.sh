@@ -10,6 +10,9 @@
 #        bash scripts/bench.sh --key-binding 1000000  (the first start on a database of that many
 #             repositories whose server keys were never bound, as a Go database: time to healthy,
 #             and until every root is read in the background)
+#        bash scripts/bench.sh --publication [--publishes-visible 100]  (static publication: GET
+#             timestamp.json from nginx serving the published tree vs our server, and the delay from
+#             a publish returning to the tree holding it, p50/p99; docs/static-publication.md)
 #        bash scripts/bench.sh --curves [--max-repos 1000000] [--max-versions 10000]
 #             (cost vs targets per repository, vs repositories, vs history: a CSV, the SVG plots in
 #              docs/performance/ and the query plans, docs/performance.md)
@@ -36,10 +39,12 @@ psql -d notary_go -f fixtures/go-server-postgres-schema.sql >/dev/null
 ./target/release/notary-server --generate-tls "$work/tls" >/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rs_port=$(free_port); go_port=$(free_port)
+publish_block=""
+case " $* " in *" --publication "*) publish_block=',"publish":{"directory":"'"$work"'/tree","interval_ms":100}' ;; esac
 cat > "$work/rs.json" <<JSON
 {"server":{"http_addr":"127.0.0.1:$rs_port","tls_cert_file":"$work/tls/server.crt","tls_key_file":"$work/tls/server.key","key_creations_per_minute":0},
  "trust_service":{"type":"local","key_algorithm":"ecdsa"},
- "storage":{"backend":"postgres","db_url":"$PG_URL/notary_rs"},"logging":{"level":"warn"}}
+ "storage":{"backend":"postgres","db_url":"$PG_URL/notary_rs"},"logging":{"level":"warn"}$publish_block}
 JSON
 cat > "$work/go.json" <<JSON
 {"server":{"http_addr":"127.0.0.1:$go_port","tls_cert_file":"$work/tls/server.crt","tls_key_file":"$work/tls/server.key"},
@@ -68,6 +73,94 @@ case " $* " in *" --flamegraph "*)
   inferno-flamegraph --title "notary-rs: GET timestamp.json at peak, 16 connections ($(date -u +%F))" --width 1400 \
     < "$work/collapsed.txt" > docs/performance/flamegraph.svg
   echo "wrote docs/performance/flamegraph.svg"
+  exit 0 ;;
+esac
+# Peak GET timestamp.json req/s and p99 ms at $2 connections (default 16) from $1.
+peak() {
+  ./target/release/notary-bench --url "$1" --ca "$work/tls/ca.crt" --concurrency "${2:-16}" --seconds 3 \
+    --half-peak-secs 0 --publishes 0 --only "GET timestamp.json" --guns 20 | awk '/^GET timestamp.json  /{print $4, $6}'
+}
+# Our server against nginx on $nginx_port (labelled $1), back to back, twice, at $2 connections.
+against_nginx() {
+  local round ours ours_p99 theirs theirs_p99
+  for round in 1 2; do
+    read -r ours ours_p99 < <(peak "https://127.0.0.1:$rs_port" "$2")
+    read -r theirs theirs_p99 < <(peak "https://127.0.0.1:$nginx_port" "$2")
+    printf 'round %d: notary-rs %8.0f req/s (p99 %s ms)   %s %8.0f req/s (p99 %s ms)   ratio %.2f\n' \
+      "$round" "$ours" "$ours_p99" "$1" "$theirs" "$theirs_p99" "$(python3 -c "print($ours / $theirs)")"
+  done
+}
+# Publication mode (docs/static-publication.md, issue 30 item 5): our server publishes every
+# write to $work/tree; nginx serves that tree over TLS (same certificate, same load generator,
+# same connections) with the documented config, falling back to our server for what the tree
+# does not hold (the load generator's publishes). Then the delay from a publish returning to
+# the tree holding its timestamp, over N publishes by the Go CLI.
+case " $* " in *" --publication "*)
+  n=$(echo " $* " | sed -nE 's/.* --publishes-visible ([0-9]+).*/\1/p'); n=${n:-100}
+  nginx_port=$(free_port); mkdir -p "$work/nginx" "$work/tree"; chmod 755 "$work"
+  cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes $(nproc);
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  access_log off;
+  open_file_cache max=10000 inactive=60s;
+  open_file_cache_valid 1s;
+  server {
+    listen 127.0.0.1:$nginx_port ssl;
+    ssl_certificate $work/tls/server.crt;
+    ssl_certificate_key $work/tls/server.key;
+    keepalive_requests 100000000;
+    root $work/tree;
+    index index.html;
+    location ~ "/_trust/tuf/([0-9]+\.|.*\.[0-9a-f]{64}\.json\$)" {
+      add_header Cache-Control "public, max-age=31536000, immutable";
+      try_files \$uri @notary;
+    }
+    location /v2/ {
+      add_header Cache-Control "public, max-age=10";
+      try_files \$uri \$uri/index.html @notary;
+    }
+    location @notary { proxy_pass https://127.0.0.1:$rs_port; proxy_temp_path $work/nginx/tmp; }
+  }
+}
+NGINX
+  nginx -c "$work/nginx/nginx.conf" -g "user root;"
+  peak "https://127.0.0.1:$rs_port" >/dev/null; sleep 1  # seeds the repositories; the tree follows
+  echo "## GET timestamp.json: notary-rs vs nginx $(nginx -v 2>&1 | sed 's|.*/||') serving the published tree over TLS, 16 connections"
+  against_nginx "nginx, published tree" 16
+  echo "## Publish to visible in the tree (publish.interval_ms 100), $n publishes by the Go notary CLI"
+  python3 - "$work" "$rs_port" "$n" <<'PY'
+import hashlib, os, ssl, subprocess, sys, time, urllib.request
+work, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+gun = "bench.example.com/visible"
+env = dict(os.environ, **{f"NOTARY_{r}_PASSPHRASE": "bench-pass" for r in ("ROOT", "TARGETS", "SNAPSHOT")})
+cli = ["notary", "-s", f"https://127.0.0.1:{port}", "--tlscacert", f"{work}/tls/ca.crt", "-d", f"{work}/cli"]
+ctx = ssl.create_default_context(cafile=f"{work}/tls/ca.crt")
+run = lambda *a: subprocess.run(cli + list(a), env=env, check=True, capture_output=True)
+open(f"{work}/t.txt", "w").write("visible\n")
+run("init", gun); run("publish", gun)
+tree = f"{work}/tree/v2/{gun}/_trust/tuf/timestamp.json"
+delays = []
+for i in range(n):
+    run("add", gun, f"t{i}", f"{work}/t.txt"); run("publish", gun)
+    t0 = time.monotonic()
+    want = urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/{gun}/_trust/tuf/timestamp.json", context=ctx).read()
+    while True:
+        try:
+            if open(tree, "rb").read() == want:
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.001)
+    delays.append((time.monotonic() - t0) * 1000)
+delays.sort()
+q = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]
+print(f"publish returned -> tree holds it: p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {delays[-1]:.0f} ms over {n} publishes")
+PY
+  kill "$(cat "$work/nginx/nginx.pid")"; rm -f "$work/nginx/nginx.pid"
   exit 0 ;;
 esac
 # Key-binding mode (docs/performance.md, issue 28 item 6): N copies of one repository seeded in
@@ -289,16 +382,7 @@ NGINX
   nginx -c "$work/nginx/nginx.conf"
   echo
   echo "## The machine's limit: GET timestamp.json from nginx $(nginx -v 2>&1 | sed 's|.*/||') serving the same bytes from disk over TLS, $conc connections"
-  peak() { # url
-    ./target/release/notary-bench --url "$1" --ca "$work/tls/ca.crt" --concurrency "${conc:-16}" --seconds 3 \
-      --half-peak-secs 0 --publishes 0 --only "GET timestamp.json" --guns 20 | awk '/^GET timestamp.json  /{print $4, $6}'
-  }
-  for round in 1 2; do
-    read -r ours ours_p99 < <(peak "https://127.0.0.1:$rs_port")
-    read -r theirs theirs_p99 < <(peak "https://127.0.0.1:$nginx_port")
-    printf 'round %d: notary-rs %8.0f req/s (p99 %s ms)   nginx from disk %8.0f req/s (p99 %s ms)   ratio %.2f\n' \
-      "$round" "$ours" "$ours_p99" "$theirs" "$theirs_p99" "$(python3 -c "print($ours / $theirs)")"
-  done
+  against_nginx "nginx from disk" "${conc:-16}"
   echo "## The same open-loop load as ours above against nginx serving it from disk"
   ./target/release/notary-bench --url "https://127.0.0.1:$nginx_port" --ca "$work/tls/ca.crt" --concurrency "${conc:-16}" \
     --seconds 1 --half-peak-secs 5 --rate "$rate" --publishes 0 --only timestamp.json | grep -E '^(operation|GET timestamp.json @)'

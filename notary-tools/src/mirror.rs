@@ -9,7 +9,8 @@
 //!    (`tests/mirror.rs::follows_a_go_server_and_refuses_a_fork`).
 //! 3. The changefeed position starts at the source's newest row, read before the first full
 //!    copy, so that no write is missed; each page must advance past the ID asked for
-//!    (`source`, invariant 3), and is read within [`PAGE_BYTES`].
+//!    (`source`, invariant 3), and is read within `source::PAGE_BYTES`. A source whose newest ID
+//!    falls below the position (restored from a backup) is copied again from scratch.
 //! 4. A deletion at the source deletes the copy; clients cannot write to a mirror, and it
 //!    signs nothing (`RepoService`'s `mirror` option).
 
@@ -24,11 +25,9 @@ use notary_server::service::RepoService;
 use notary_tuf::metadata::SignedFile;
 
 use crate::client::NotaryClient;
-use crate::import::source::{Origin, Source, SourceError};
+use crate::import::source::{changefeed_page as page, Origin, Source, SourceError};
 use crate::import::{import_one, Options};
 
-/// Largest changefeed page read (1 000 rows of about 200 bytes, with room).
-pub const PAGE_BYTES: u64 = 4 << 20;
 /// Rows asked for per page.
 const PAGE_ROWS: usize = 1000;
 
@@ -48,38 +47,6 @@ impl Following {
             Following::Only(g) => g.contains(gun),
         }
     }
-}
-
-#[derive(serde::Deserialize)]
-struct Record {
-    #[serde(rename = "ID")]
-    id: String,
-    #[serde(rename = "GUN")]
-    gun: String,
-    #[serde(rename = "Category")]
-    category: String,
-}
-
-#[derive(serde::Deserialize)]
-struct Page {
-    #[serde(default)]
-    records: Option<Vec<Record>>,
-}
-
-async fn page(c: &NotaryClient, query: &str) -> Result<Vec<Record>, SourceError> {
-    let path = format!("/v2/_trust/changefeed?{query}");
-    let body = c
-        .get_limited(&path, "registry:catalog:*", PAGE_BYTES)
-        .await?
-        .ok_or_else(|| SourceError::Malformed {
-            role: "changefeed".into(),
-            msg: "the source has no changefeed (404)".into(),
-        })?;
-    let page: Page = serde_json::from_slice(&body).map_err(|e| SourceError::Malformed {
-        role: "changefeed".into(),
-        msg: e.to_string(),
-    })?;
-    Ok(page.records.unwrap_or_default())
 }
 
 /// The ID of the source's newest changefeed row ("0" when it has none).
@@ -204,6 +171,33 @@ async fn check_rewind(service: &RepoService, source: &Source, gun: &str) {
     }
 }
 
+/// Copy every repository followed (the first copy, and after the source's changefeed went
+/// back); how many.
+async fn copy_all(
+    service: &RepoService,
+    source: &Source,
+    following: &Following,
+    interval: Duration,
+) -> usize {
+    let guns: Vec<String> = match following {
+        Following::Only(g) => g.iter().cloned().collect(),
+        Following::All => loop {
+            match source.all_guns().await {
+                Ok(g) => break g,
+                Err(e) => {
+                    tracing::warn!(error = %e, "mirror: listing the source's repositories failed; retrying");
+                    tokio::time::sleep(interval).await;
+                }
+            }
+        },
+    };
+    for gun in &guns {
+        source.reset_run();
+        follow_gun(service, source, gun, false, true).await;
+    }
+    guns.len()
+}
+
 /// Follow the source into `service` every `interval` until the process ends (see the module).
 /// Errors reaching the source are logged and retried.
 pub async fn follow(
@@ -225,23 +219,8 @@ pub async fn follow(
             }
         }
     };
-    let first: Vec<String> = match &following {
-        Following::Only(g) => g.iter().cloned().collect(),
-        Following::All => loop {
-            match source.all_guns().await {
-                Ok(g) => break g,
-                Err(e) => {
-                    tracing::warn!(error = %e, "mirror: listing the source's repositories failed; retrying");
-                    tokio::time::sleep(interval).await;
-                }
-            }
-        },
-    };
-    for gun in &first {
-        source.reset_run();
-        follow_gun(&service, &source, gun, false, true).await;
-    }
-    tracing::info!(repositories = first.len(), source = %source.label(), "mirror: first copy done; following the source's changefeed");
+    let n = copy_all(&service, &source, &following, interval).await;
+    tracing::info!(repositories = n, source = %source.label(), "mirror: first copy done; following the source's changefeed");
     loop {
         tokio::time::sleep(interval).await;
         loop {
@@ -253,6 +232,17 @@ pub async fn follow(
                 }
             };
             if changed.is_empty() {
+                // A source restored from a backup numbers its changefeed from an older ID:
+                // start again from its newest row, after copying everything again.
+                if let Ok(h) = head(client).await {
+                    if let (Ok(at), Ok(mine)) = (h.parse::<i64>(), cursor.parse::<i64>()) {
+                        if at < mine {
+                            tracing::warn!(source = %source.label(), source_head = at, position = mine, "mirror: the source's changefeed went back (restored from a backup?); copying everything again");
+                            cursor = h;
+                            copy_all(&service, &source, &following, interval).await;
+                        }
+                    }
+                }
                 break;
             }
             for (gun, deleted, updated) in changed {

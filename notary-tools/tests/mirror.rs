@@ -23,6 +23,18 @@ async fn shows(r: &Notary, gun: &str, target: &str) {
     .await
 }
 
+/// Wait until the server's log says `what`.
+async fn logged(s: &Server, what: &str) {
+    eventually(BOUND, Duration::from_millis(100), async || {
+        if s.log().contains(what) {
+            Ok(())
+        } else {
+            Err(s.log())
+        }
+    })
+    .await
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     let ok = std::process::Command::new("cp")
         .arg("-a")
@@ -140,16 +152,7 @@ async fn follows_a_go_server_and_refuses_a_fork() {
         .await
         .unwrap();
     }
-    eventually(BOUND, Duration::from_millis(100), async || {
-        if m.log()
-            .contains("mirror: the source rewound the repository")
-        {
-            Ok(())
-        } else {
-            Err(m.log())
-        }
-    })
-    .await;
+    logged(&m, "mirror: the source rewound the repository").await;
     let (_, now) = m.get(&m.tuf(gun, "timestamp.json")).await;
     assert_eq!(now, served, "a rewind changes nothing here");
     // … then forks: a client without a cache publishes other files under those versions.
@@ -159,20 +162,40 @@ async fn follows_a_go_server_and_refuses_a_fork() {
     let forker = go.notary(&forker_dir);
     forker.ok(&["add", gun, "forked", f.to_str().unwrap()]);
     forker.ok(&["publish", gun]);
-    eventually(BOUND, Duration::from_millis(100), async || {
-        if m.log().contains("mirror: refused the source's repository") {
-            Ok(())
-        } else {
-            Err(m.log())
+    logged(&m, "mirror: refused the source's repository").await;
+    let (code, now) = m.get(&m.tuf(gun, "timestamp.json")).await;
+    assert_eq!(
+        (code, now),
+        (200, served.clone()),
+        "the copy keeps what it verified"
+    );
+    let list = r.ok(&["list", gun]);
+    assert!(list.contains("v3") && !list.contains("forked"), "{list}");
+
+    // The source is restored from a backup that numbers its changefeed from 1 again: the
+    // mirror notices, copies everything again, and still refuses the fork.
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&go_db).await.unwrap();
+        for sql in [
+            "DELETE FROM changefeed",
+            "ALTER SEQUENCE changefeed_id_seq RESTART WITH 1",
+        ] {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
         }
-    })
-    .await;
+        sqlx::query(
+            "INSERT INTO changefeed (gun, version, sha256, category) VALUES ($1, 0, '', 'update')",
+        )
+        .bind(gun)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    logged(&m, "mirror: the source's changefeed went back").await;
     let (code, now) = m.get(&m.tuf(gun, "timestamp.json")).await;
     assert_eq!(
         (code, now),
         (200, served),
         "the copy keeps what it verified"
     );
-    let list = r.ok(&["list", gun]);
-    assert!(list.contains("v3") && !list.contains("forked"), "{list}");
 }

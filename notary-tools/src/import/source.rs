@@ -446,42 +446,56 @@ fn body<T: for<'de> serde::Deserialize<'de>>(role: &str, bytes: &[u8]) -> Result
         .map_err(|e| malformed(e.to_string()))
 }
 
-async fn changefeed_guns(c: &NotaryClient, max: usize) -> Result<Vec<String>, SourceError> {
-    #[derive(serde::Deserialize)]
-    struct Record {
-        #[serde(rename = "ID")]
-        id: String,
-        #[serde(rename = "GUN")]
-        gun: String,
-        #[serde(rename = "Category")]
-        category: String,
-    }
+/// A changefeed row as a source serves it (Go's field names).
+#[derive(serde::Deserialize)]
+pub(crate) struct ChangeRecord {
+    #[serde(rename = "ID")]
+    pub(crate) id: String,
+    #[serde(rename = "GUN")]
+    pub(crate) gun: String,
+    #[serde(rename = "Category")]
+    pub(crate) category: String,
+}
+
+/// Largest changefeed page read (1 000 rows of about 200 bytes, with room).
+pub(crate) const PAGE_BYTES: u64 = 16 << 20;
+
+/// One page of a source's global changefeed (`query`: its parameters), read within
+/// [`PAGE_BYTES`]; a source without one is an error telling to name the repositories.
+pub(crate) async fn changefeed_page(
+    c: &NotaryClient,
+    query: &str,
+) -> Result<Vec<ChangeRecord>, SourceError> {
     #[derive(serde::Deserialize)]
     struct Page {
         #[serde(default)]
-        records: Option<Vec<Record>>,
+        records: Option<Vec<ChangeRecord>>,
     }
+    let path = format!("/v2/_trust/changefeed?{query}");
+    let page = c
+        .get_limited(&path, "registry:catalog:*", PAGE_BYTES)
+        .await?
+        .ok_or_else(|| {
+            SourceError::Client(ClientError::Status {
+                url: path.clone(),
+                status: 404,
+                body: "no changefeed: name the repositories with --gun".into(),
+            })
+        })?;
+    let page: Page = serde_json::from_slice(&page).map_err(|e| SourceError::Malformed {
+        role: "changefeed".into(),
+        msg: e.to_string(),
+    })?;
+    Ok(page.records.unwrap_or_default())
+}
+
+async fn changefeed_guns(c: &NotaryClient, max: usize) -> Result<Vec<String>, SourceError> {
     // GUN → present (its last record is not a deletion): linear in the records read.
     let mut guns: HashMap<String, bool> = HashMap::new();
     let mut id = String::from("0");
     let mut seen_ids: HashSet<String> = HashSet::new();
     loop {
-        let path = format!("/v2/_trust/changefeed?change_id={id}&records=1000");
-        let page = c
-            .get_limited(&path, "registry:catalog:*", 16 << 20)
-            .await?
-            .ok_or_else(|| {
-                SourceError::Client(ClientError::Status {
-                    url: path.clone(),
-                    status: 404,
-                    body: "no changefeed: name the repositories with --gun".into(),
-                })
-            })?;
-        let page: Page = serde_json::from_slice(&page).map_err(|e| SourceError::Malformed {
-            role: "changefeed".into(),
-            msg: e.to_string(),
-        })?;
-        let records = page.records.unwrap_or_default();
+        let records = changefeed_page(c, &format!("change_id={id}&records=1000")).await?;
         let Some(last) = records.last() else { break };
         // A page must move on: its last ID is new, and not the one asked for.
         if last.id == id || !seen_ids.insert(last.id.clone()) {
