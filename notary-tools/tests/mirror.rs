@@ -63,9 +63,10 @@ async fn follows_a_go_server_and_refuses_a_fork() {
     n.ok(&["add", gun, "v1", f.to_str().unwrap()]);
     n.ok(&["publish", gun]);
 
+    let tree = dir.path().join("tree");
     let m = Server::start_command(
         &create_pg_db().await,
-        serde_json::json!({}),
+        serde_json::json!({"publish": {"directory": tree, "interval_ms": 100}}),
         None,
         &[
             "mirror",
@@ -118,6 +119,19 @@ async fn follows_a_go_server_and_refuses_a_fork() {
         let (code, ours) = m.get(&m.tuf(gun, file)).await;
         assert_eq!((code, ours.as_slice()), (200, theirs.as_ref()), "{file}");
     }
+
+    // The copy is published as a static tree too.
+    let (_, current) = m.get(&m.tuf(gun, "timestamp.json")).await;
+    let published = tree.join(format!("v2/{gun}/_trust/tuf/timestamp.json"));
+    eventually(
+        BOUND,
+        Duration::from_millis(100),
+        async || match std::fs::read(&published) {
+            Ok(b) if b == current => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
 
     // Clients cannot write to a mirror.
     let refused = m

@@ -189,6 +189,21 @@ async fn the_go_client_reads_the_published_directory_through_nginx() {
     let t1 = Instant::now();
     n.ok(&["publish", gun]);
     let second = appears(&r, gun, "v2", t1).await;
+    // The documented cache headers: short for current files, long for the others.
+    for (file, cache) in [
+        ("timestamp.json", "public, max-age=10"),
+        ("1.root.json", "public, max-age=31536000, immutable"),
+    ] {
+        let got = reqwest::get(format!("{}/v2/{gun}/_trust/tuf/{file}", nginx.url))
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "{file}");
+        let header = got
+            .headers()
+            .get("cache-control")
+            .map(|h| h.to_str().unwrap().to_string());
+        assert_eq!(header.as_deref(), Some(cache), "{file}");
+    }
 
     // Byte for byte what the server serves, for every file of the tree.
     let files = tree_files(&root, gun);
@@ -448,6 +463,13 @@ async fn the_go_client_reads_the_published_bucket() {
     let t1 = Instant::now();
     n.ok(&["publish", gun]);
     let second = appears(&r, gun, "v2", t1).await;
+    // An old trust cache across a root rotation.
+    let rotated = n.run_with_input(&["key", "rotate", gun, "root"], b"yes\n");
+    assert!(rotated.ok, "{}", rotated.output());
+    n.ok(&["add", gun, "v3", f.to_str().unwrap()]);
+    let t2 = Instant::now();
+    n.ok(&["publish", gun]);
+    appears(&r, gun, "v3", t2).await;
     admin_ok(&s, &["delete", gun, "--reason", "test"]);
     eventually(BOUND, Duration::from_millis(100), async || {
         let code = http

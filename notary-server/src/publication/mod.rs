@@ -357,6 +357,33 @@ pub async fn sync_all(
     Ok(done)
 }
 
+/// [`sync_all`] under the tree's lock (invariant 3), waiting up to `wait` for an instance
+/// that holds it to finish its round: what `notary-server export` runs on the configured tree.
+pub async fn repair(
+    store: &SqlStore,
+    tree: &Tree,
+    only: Option<&[Gun]>,
+    check: Check,
+    wait: Duration,
+) -> Result<Option<Synced>, PublicationError> {
+    let name = tree.target.name();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(_held) = store.try_lock(&lock_name(&name)).await? {
+            return sync_all(store, tree, only, check).await.map(Some);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The named lock one instance holds while it writes a tree (invariant 3).
+fn lock_name(tree: &str) -> String {
+    format!("publication {tree}")
+}
+
 /// Rows read from the changefeed per round.
 const ROWS_PER_ROUND: i64 = 1000;
 
@@ -367,7 +394,7 @@ pub async fn follow_once(
     tree: &Tree,
 ) -> Result<Option<Synced>, PublicationError> {
     let name = tree.target.name();
-    let Some(_held) = store.try_lock(&format!("publication {name}")).await? else {
+    let Some(_held) = store.try_lock(&lock_name(&name)).await? else {
         return Ok(None);
     };
     let mut done = Synced::default();

@@ -38,9 +38,29 @@ pub(crate) async fn export(
     };
     let (_db, service) = build_service(&settings, false).await?;
     let only = (!guns.is_empty()).then_some(guns.as_slice());
-    let done = publication::sync_all(&service.store, &tree, only, Check::Full)
+    let failed = |e| anyhow::anyhow!("exporting to {}: {e}", tree.target.name());
+    let done = if to.is_none() {
+        // The configured tree: not while a server writes it.
+        publication::repair(
+            &service.store,
+            &tree,
+            only,
+            Check::Full,
+            std::time::Duration::from_secs(60),
+        )
         .await
-        .map_err(|e| anyhow::anyhow!("exporting to {}: {e}", tree.target.name()))?;
+        .map_err(failed)?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: a server held the tree's lock for a minute; try again",
+                tree.target.name()
+            )
+        })?
+    } else {
+        publication::sync_all(&service.store, &tree, only, Check::Full)
+            .await
+            .map_err(failed)?
+    };
     println!(
         "{}: {} repositories, {} files written, {} removed{}",
         tree.target.name(),
