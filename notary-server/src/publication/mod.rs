@@ -266,6 +266,9 @@ pub async fn sync_gun(
     };
     // The last file loaded: a role's current file is usually the one just written by name.
     let mut loaded: Option<(String, i64, Bytes)> = None;
+    // A file gone since the listing (a prune, a deletion): the tree may still need the files
+    // its current timestamp names, so nothing is removed this time.
+    let mut incomplete = false;
     for w in wanted(&files) {
         let path = format!("{base}{}", w.name);
         let there = held.remove(&w.name);
@@ -280,6 +283,7 @@ pub async fn sync_gun(
                 let Some(d) = load(store, &gun, w.file).await? else {
                     // Pruned or replaced since the listing: the changefeed row of that write
                     // brings this repository back.
+                    incomplete = true;
                     continue;
                 };
                 loaded = Some((w.file.role.clone(), w.file.version, d.clone()));
@@ -296,6 +300,9 @@ pub async fn sync_gun(
     }
     // What is left is no longer stored: the timestamp first, so that no reader is sent to a
     // snapshot about to go (invariant 2).
+    if incomplete {
+        return Ok(done);
+    }
     let mut stale: Vec<String> = held.into_keys().collect();
     stale.sort_by_key(|n| match n.as_str() {
         "timestamp.json" => 0,
