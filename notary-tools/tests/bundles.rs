@@ -81,7 +81,13 @@ async fn a_bundle_round_trip_keeps_every_byte() {
     );
     assert!(manifest["created"].as_str().unwrap().starts_with("20"));
 
-    let b = Server::start_with_db(&create_pg_db().await).await;
+    // The importing server publishes a static tree: an import reaches it as any write.
+    let tree = a.tmp().join("tree");
+    let b = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"publish": {"directory": tree, "interval_ms": 100}}),
+    )
+    .await;
     let (ok, out) = admin(
         &b,
         &["import", "--from-bundle", bundle.to_str().unwrap(), "--all"],
@@ -104,6 +110,19 @@ async fn a_bundle_round_trip_keeps_every_byte() {
         files.keys().any(|n| n.ends_with("/2.root.json")),
         "the rotated root is in the bundle"
     );
+    eventually(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        async || {
+            let ts = tree.join(format!("v2/{}/_trust/tuf/timestamp.json", guns[0]));
+            let (_, served) = b.get(&b.tuf(guns[0], "timestamp.json")).await;
+            match std::fs::read(&ts) {
+                Ok(bytes) if bytes == served => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     let reader = moved_reader(&b);
     let list = reader.ok(&["list", guns[0]]);
     assert!(list.contains("v2"), "{list}");

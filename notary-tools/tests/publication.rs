@@ -583,3 +583,55 @@ async fn docker_pulls_with_trust_from_the_tree() {
         assert!(out.contains("Tagging"), "{name}: {out}");
     }
 }
+
+/// Two instances publish one tree (one at a time, by its lock) while both re-sign timestamps
+/// in the background: whenever a reader reads the tree's timestamp, the snapshot it names is
+/// there; the tree follows the re-signs, and a prune removes the pruned versions from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_keep_one_tree_through_resigns_and_a_prune() {
+    let trees = tempfile::tempdir().unwrap();
+    let root = trees.path().join("srv");
+    let db = create_pg_db().await;
+    let cfg = serde_json::json!({
+        "publish": {"directory": root, "interval_ms": INTERVAL_MS},
+        "caching": {"resign_before_expiry_seconds": 14 * 86400 - 2, "resign_check_seconds": 1}
+    });
+    let a = Server::start_with_config(&db, cfg.clone()).await;
+    let b = Server::start_with_config(&db, cfg).await;
+    let gun = "example.com/resigned";
+    init_repo(&a, gun).await;
+    let folder = root.join(format!("v2/{gun}/_trust/tuf"));
+    let end = Instant::now() + Duration::from_secs(8);
+    let mut newest = 0;
+    while Instant::now() < end {
+        if let Ok(ts) = std::fs::read(folder.join("timestamp.json")) {
+            let sha = snapshot_sha_from_timestamp(&ts);
+            assert!(
+                folder.join(format!("snapshot.{sha}.json")).is_file(),
+                "the tree's timestamp names a snapshot the tree does not hold"
+            );
+            newest = newest.max(version_of(&ts));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        newest >= 3,
+        "the tree followed the re-signs: timestamp v{newest}"
+    );
+    assert!(folder.join("1.timestamp.json").is_file());
+    let out = a
+        .admin(&["prune", "--keep-versions", "1", "--keep-days", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    eventually(BOUND, Duration::from_millis(50), async || {
+        if folder.join("1.timestamp.json").exists() {
+            Err("1.timestamp.json is still in the tree".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    let logs = format!("{}{}", a.log(), b.log());
+    assert!(!logs.contains("sync failed"), "{logs}");
+}

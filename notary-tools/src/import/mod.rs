@@ -15,6 +15,7 @@
 //!    wait on disk (`spill`), verified and stored one at a time: memory holds about one file
 //!    (`hostile_import.rs`).
 
+mod limits;
 pub mod source;
 pub mod spill;
 mod trust_dirs;

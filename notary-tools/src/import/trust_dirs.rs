@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use notary_tuf::metadata as md;
 
-use super::source::{keep, version_of, Budget, SourceError};
+use super::limits::{keep, version_of, Budget, SourceError};
 use super::spill::Spill;
 
 /// A walk below a trust directory that follows symbolic links only to places inside it, and
