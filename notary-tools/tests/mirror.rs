@@ -23,6 +23,21 @@ async fn shows(r: &Notary, gun: &str, target: &str) {
     .await
 }
 
+/// A changefeed row naming the repository `$1`, as the Go server writes for an update.
+const ANNOUNCE: &str =
+    "INSERT INTO changefeed (gun, version, sha256, category) VALUES ($1, 0, '', 'update')";
+
+/// Run `statements` on the source's database (`$1`, where used: the GUN).
+async fn on_source(db: &str, gun: &str, statements: &[&str]) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    for sql in statements {
+        let q = sqlx::query(sql);
+        let q = if sql.contains("$1") { q.bind(gun) } else { q };
+        q.execute(&mut c).await.unwrap();
+    }
+}
+
 /// Wait until the server's log says `what`.
 async fn logged(s: &Server, what: &str) {
     eventually(BOUND, Duration::from_millis(100), async || {
@@ -146,26 +161,17 @@ async fn follows_a_go_server_and_refuses_a_fork() {
 
     // The source rewinds: its newest targets, snapshot and timestamp are removed …
     let (_, served) = m.get(&m.tuf(gun, "timestamp.json")).await;
-    {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&go_db).await.unwrap();
-        sqlx::query(
+    on_source(
+        &go_db,
+        gun,
+        &[
             "DELETE FROM tuf_files t WHERE gun = $1 AND role IN ('targets', 'snapshot', 'timestamp') \
              AND version = (SELECT MAX(version) FROM tuf_files u WHERE u.gun = t.gun AND u.role = t.role)",
-        )
-        .bind(gun)
-        .execute(&mut c)
-        .await
-        .unwrap();
-        // … and, as a source restored from a backup would, announces the repository.
-        sqlx::query(
-            "INSERT INTO changefeed (gun, version, sha256, category) VALUES ($1, 0, '', 'update')",
-        )
-        .bind(gun)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    }
+            // … and, as a source restored from a backup would, announces the repository.
+            ANNOUNCE,
+        ],
+    )
+    .await;
     logged(&m, "mirror: the source rewound the repository").await;
     let (_, now) = m.get(&m.tuf(gun, "timestamp.json")).await;
     assert_eq!(now, served, "a rewind changes nothing here");
@@ -188,23 +194,16 @@ async fn follows_a_go_server_and_refuses_a_fork() {
 
     // The source is restored from a backup that numbers its changefeed from 1 again: the
     // mirror notices, copies everything again, and still refuses the fork.
-    {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&go_db).await.unwrap();
-        for sql in [
+    on_source(
+        &go_db,
+        gun,
+        &[
             "DELETE FROM changefeed",
             "ALTER SEQUENCE changefeed_id_seq RESTART WITH 1",
-        ] {
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-        sqlx::query(
-            "INSERT INTO changefeed (gun, version, sha256, category) VALUES ($1, 0, '', 'update')",
-        )
-        .bind(gun)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    }
+            ANNOUNCE,
+        ],
+    )
+    .await;
     logged(&m, "mirror: the source's changefeed went back").await;
     let (code, now) = m.get(&m.tuf(gun, "timestamp.json")).await;
     assert_eq!(
