@@ -212,3 +212,49 @@ async fn follows_a_go_server_and_refuses_a_fork() {
         "the copy keeps what it verified"
     );
 }
+
+/// A mirror of a source behind registry token auth: its changefeed (which needs credentials)
+/// and its repositories are read with `--username` and the password from the environment,
+/// never from the command line.
+#[tokio::test(flavor = "multi_thread")]
+async fn follows_a_source_behind_token_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let mut ts = TokenService::new(t, "notary.test");
+    ts.serve().await;
+    // The repository is made while the Go server has no auth (its CLI then needs no
+    // credentials); then the server is restarted behind token auth.
+    let go_db = create_go_pg_db().await;
+    let mut go = GoServer::start(&go_db).await;
+    let gun = "example.com/mirrored/private";
+    let n = go.notary(&t.join("writer"));
+    let f = write_file(t, "t.txt", b"behind auth\n");
+    n.ok(&["init", gun]);
+    n.ok(&["add", gun, "v1", f.to_str().unwrap()]);
+    n.ok(&["publish", gun]);
+    go.stop();
+    let go = GoServer::start_with(&go_db, serde_json::json!({"auth": ts.auth_config()})).await;
+    std::env::set_var("NOTARY_IMPORT_PASSWORD", "secret");
+    let m = Server::start_command(
+        &create_pg_db().await,
+        serde_json::json!({}),
+        None,
+        &[
+            "mirror",
+            "--from",
+            &go.url,
+            "--tlscacert",
+            go.ca.to_str().unwrap(),
+            "--all",
+            "--username",
+            "alice",
+            // The test's token service is plain http on loopback.
+            "--allow-insecure-token-realm",
+            "--interval-ms",
+            "200",
+        ],
+    )
+    .await;
+    shows(&m.notary("reader"), gun, "v1").await;
+    assert!(!m.log().contains("secret"));
+}

@@ -27,12 +27,8 @@ struct Nginx {
 }
 
 impl Nginx {
-    /// Plain HTTP.
-    fn start(root: &Path) -> Nginx {
-        Self::start_with(root, None, "")
-    }
-
-    /// Over TLS with `tls` (certificate, key) when given, with `extra` (more `server` blocks,
+    /// nginx serving `root` with the documented block, over TLS with `tls` (certificate, key)
+    /// when given (plain HTTP otherwise), with `extra` (more `server` blocks,
     /// `{tls}` standing for the TLS directives) in the `http` block.
     fn start_with(root: &Path, tls: Option<(&Path, &Path)>, extra: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
@@ -170,7 +166,16 @@ async fn the_go_client_reads_the_published_directory_through_nginx() {
         serde_json::json!({"publish": {"directory": root, "interval_ms": INTERVAL_MS}}),
     )
     .await;
-    let nginx = Nginx::start(&root);
+    // The same tree under a path prefix too, as docs/static-publication.md says to serve it.
+    let prefixed = free_port();
+    let nginx = Nginx::start_with(
+        &root,
+        None,
+        &format!(
+            "server {{ listen 127.0.0.1:{prefixed}; location /notary/ {{ alias {}/; index index.html; }} }}",
+            root.display()
+        ),
+    );
     let gun = "example.com/app";
     let n = s.notary("writer");
     let content = b"published statically\n";
@@ -183,6 +188,13 @@ async fn the_go_client_reads_the_published_directory_through_nginx() {
     let first = appears(&r, gun, "v1", t0).await;
     let v = r.run_with_input(&["verify", gun, "v1"], content);
     assert!(v.ok, "verify through nginx: {}", v.output());
+    let under_prefix = reader(
+        &format!("http://127.0.0.1:{prefixed}/notary"),
+        &s,
+        "prefixed",
+    );
+    let list = under_prefix.ok(&["list", gun]);
+    assert!(list.contains("v1"), "{list}");
 
     // A target published a moment ago appears within the bound.
     n.ok(&["add", gun, "v2", f.to_str().unwrap()]);
