@@ -119,6 +119,7 @@ pub fn render(
     cache: CacheSize,
     coherence: CoherenceCounts,
     rotation: Option<RotationCounts>,
+    publication: Option<crate::publication::RoundCounts>,
     up: Up,
 ) -> String {
     let mut e = Exposition::default();
@@ -189,6 +190,24 @@ pub fn render(
             "gauge",
             "Unix time at which the first timestamp of a repository awaiting rotation expires (+Inf if none awaits).",
             earliest.map_or("+Inf".to_string(), |t| t.timestamp().to_string()),
+        );
+    }
+    if let Some(p) = publication {
+        e.family(
+            "notary_rs_publication_rounds_total",
+            "counter",
+            "Static publication rounds of this instance: synced (completed here), elsewhere (another instance held the tree), failed (retried; the cause is in the log).",
+            [
+                ("result=\"synced\"".to_string(), p.synced.to_string()),
+                ("result=\"elsewhere\"".to_string(), p.elsewhere.to_string()),
+                ("result=\"failed\"".to_string(), p.failed.to_string()),
+            ],
+        )
+        .single(
+            "notary_rs_publication_last_synced_seconds",
+            "gauge",
+            "Unix time of the last publication round this instance completed (0: none yet).",
+            p.last_synced,
         );
     }
     e.finish()

@@ -132,13 +132,17 @@ fn tree_files(root: &Path, gun: &str) -> Vec<(String, Vec<u8>)> {
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
         };
-        for e in rd {
-            let p = e.unwrap().path();
+        // (The publisher may be writing or removing files meanwhile: one that goes while it
+        // is listed, and the hidden temporary files of writes, are left out.)
+        for e in rd.flatten() {
+            let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
                 let rel = p.strip_prefix(&base).unwrap().to_str().unwrap().to_string();
-                out.push((rel, std::fs::read(&p).unwrap()));
+                if let Ok(bytes) = std::fs::read(&p) {
+                    out.push((rel, bytes));
+                }
             }
         }
     }
@@ -336,6 +340,14 @@ async fn an_interrupted_sync_is_completed_by_the_next_instance() {
         }
     })
     .await;
+    // Operators see it in /metrics.
+    let (_, metrics) = a.get(&format!("{}/metrics", a.url)).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    let failed = metric_sample(
+        &metrics,
+        "notary_rs_publication_rounds_total{result=\"failed\"}",
+    );
+    assert!(failed.is_some_and(|n| n != "0"), "{metrics}");
     assert_eq!(
         std::fs::read(&ts).unwrap(),
         old_ts,
@@ -357,6 +369,10 @@ async fn an_interrupted_sync_is_completed_by_the_next_instance() {
         let (code, served) = b.get(&b.tuf(gun, &path)).await;
         assert_eq!((code, served), (200, bytes), "{path}");
     }
+    let (_, metrics) = b.get(&format!("{}/metrics", b.url)).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    let synced = metric_sample(&metrics, "notary_rs_publication_last_synced_seconds");
+    assert!(synced.is_some_and(|t| t != "0"), "{metrics}");
 }
 
 /// moto run as an S3 server on a free port.

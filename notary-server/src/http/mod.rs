@@ -278,6 +278,7 @@ async fn route(
                     state.service.cache.len(),
                     state.service.coherence_counts(),
                     state.service.rotation_counts(),
+                    crate::publication::round_counts(),
                     up,
                 );
                 let r = response(StatusCode::OK, body);

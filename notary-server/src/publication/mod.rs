@@ -427,9 +427,53 @@ pub async fn follow_once(
     }
 }
 
+/// What this process's publication rounds did (`/metrics`; one tree per server).
+struct Rounds {
+    on: std::sync::atomic::AtomicBool,
+    synced: std::sync::atomic::AtomicU64,
+    elsewhere: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    last_synced: std::sync::atomic::AtomicI64,
+}
+
+static ROUNDS: Rounds = Rounds {
+    on: std::sync::atomic::AtomicBool::new(false),
+    synced: std::sync::atomic::AtomicU64::new(0),
+    elsewhere: std::sync::atomic::AtomicU64::new(0),
+    failed: std::sync::atomic::AtomicU64::new(0),
+    last_synced: std::sync::atomic::AtomicI64::new(0),
+};
+
+/// This server's publication rounds: completed here, skipped because another instance held
+/// the tree, failed; and the Unix time the last one completed here (0: none yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundCounts {
+    /// Rounds completed here.
+    pub synced: u64,
+    /// Rounds another instance held the tree for.
+    pub elsewhere: u64,
+    /// Rounds that failed (retried).
+    pub failed: u64,
+    /// Unix time of the last round completed here (0: none yet).
+    pub last_synced: i64,
+}
+
+/// The counts, when this server publishes a tree.
+pub fn round_counts() -> Option<RoundCounts> {
+    use std::sync::atomic::Ordering::Relaxed;
+    ROUNDS.on.load(Relaxed).then(|| RoundCounts {
+        synced: ROUNDS.synced.load(Relaxed),
+        elsewhere: ROUNDS.elsewhere.load(Relaxed),
+        failed: ROUNDS.failed.load(Relaxed),
+        last_synced: ROUNDS.last_synced.load(Relaxed),
+    })
+}
+
 /// Follow the changefeed into `target` every `interval` until the process ends (invariant 3);
 /// a failed round is logged and retried.
 pub fn spawn(store: Arc<SqlStore>, tree: Tree, interval: Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    ROUNDS.on.store(true, Relaxed);
     tokio::spawn(async move {
         let name = tree.target.name();
         if let Err(e) = tree.target.prepare().await {
@@ -437,7 +481,22 @@ pub fn spawn(store: Arc<SqlStore>, tree: Tree, interval: Duration) {
         }
         let mut failing = false;
         loop {
-            match follow_once(&store, &tree).await {
+            let round = follow_once(&store, &tree).await;
+            match &round {
+                Ok(Some(_)) => {
+                    ROUNDS.synced.fetch_add(1, Relaxed);
+                    ROUNDS
+                        .last_synced
+                        .store(chrono::Utc::now().timestamp(), Relaxed);
+                }
+                Ok(None) => {
+                    ROUNDS.elsewhere.fetch_add(1, Relaxed);
+                }
+                Err(_) => {
+                    ROUNDS.failed.fetch_add(1, Relaxed);
+                }
+            }
+            match round {
                 Ok(Some(s)) if s.written + s.removed > 0 => {
                     tracing::info!(target = %name, repositories = s.repositories, written = s.written, removed = s.removed, "static publication: tree updated");
                     failing = false;
