@@ -46,6 +46,10 @@ pub struct StorageConfig {
     pub default_alias: Option<String>,
     /// RFC 7512 URI of the token, for the `pkcs11` backend.
     pub pkcs11_uri: Option<String>,
+    /// The AWS region, for the `awskms` backend (default: the AWS chain's, e.g. `AWS_REGION`).
+    pub region: Option<String>,
+    /// A KMS-compatible endpoint instead of AWS's, for the `awskms` backend.
+    pub endpoint: Option<String>,
 }
 
 /// `logging`.
@@ -84,6 +88,8 @@ pub enum Storage {
     Memory,
     /// A PKCS#11 token.
     Pkcs11(crate::pkcs11::Pkcs11Uri),
+    /// AWS KMS (credentials from the AWS chain).
+    AwsKms(crate::kms::KmsConfig),
     /// Go's `private_keys` table, keys encrypted under alias passphrases.
     Sql {
         /// The database.
@@ -140,6 +146,10 @@ impl Config {
         };
         let storage = match self.storage.backend.as_str() {
             "memory" => Storage::Memory,
+            "awskms" => Storage::AwsKms(crate::kms::KmsConfig {
+                region: self.storage.region.clone().filter(|r| !r.is_empty()),
+                endpoint: self.storage.endpoint.clone().filter(|e| !e.is_empty()),
+            }),
             "pkcs11" => {
                 let uri = self.storage.pkcs11_uri.as_deref().ok_or_else(|| {
                     invalid("storage.pkcs11_uri is required for the pkcs11 backend")
@@ -184,7 +194,7 @@ impl Config {
             }
             other => {
                 return Err(invalid(format!(
-                "storage.backend {other:?} is not supported (memory, postgres, sqlite or pkcs11)"
+                "storage.backend {other:?} is not supported (memory, postgres, sqlite, pkcs11 or awskms)"
             )))
             }
         };

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod jwe;
+pub mod kms;
 pub mod listen;
 pub mod memory;
 pub mod passphrase;

@@ -97,6 +97,14 @@ async fn reencrypt(s: notary_signer::config::Settings, from: &str, to: &str) -> 
 async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
     let crypto: Arc<dyn CryptoService> = match &s.storage {
         Storage::Memory => Arc::new(MemoryKeyStore::new()),
+        Storage::AwsKms(k) => {
+            tracing::info!(region = ?k.region, endpoint = ?k.endpoint, "using AWS KMS");
+            Arc::new(
+                notary_signer::kms::KmsKeyStore::open(k)
+                    .await
+                    .context("opening AWS KMS")?,
+            )
+        }
         Storage::Pkcs11(uri) => {
             tracing::info!(token = %uri.token, module = %uri.module_path.display(), "using a PKCS#11 token");
             Arc::new(

@@ -92,14 +92,6 @@ impl Drop for Nginx {
     }
 }
 
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A Go notary CLI reading from `url` (a static tree) with the trust folder `dir`.
 /// (Plain HTTP: the CLI reads the CA file given, any, but uses it for nothing.)
 fn reader(url: &str, s: &Server, dir: &str) -> Notary {
@@ -373,72 +365,6 @@ async fn an_interrupted_sync_is_completed_by_the_next_instance() {
     let metrics = String::from_utf8(metrics).unwrap();
     let synced = metric_sample(&metrics, "notary_rs_publication_last_synced_seconds");
     assert!(synced.is_some_and(|t| t != "0"), "{metrics}");
-}
-
-/// moto run as an S3 server on a free port.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-p",
-                &port.to_string(),
-                "-H",
-                "127.0.0.1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto must be installed (PyPI moto[server]); .ci/run installs it");
-        wait_for_port(port);
-        Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Moto {
-    /// Make `bucket`, readable by anyone under `notary/` as docs/static-publication.md says
-    /// (boto3, which moto brings, stands in for the operator's tooling), and give this
-    /// process's children the credential chain's first link (moto accepts any).
-    fn bucket(&self, bucket: &str) {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        let policy = format!(
-            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{bucket}/notary/*"}}]}}"#
-        );
-        let setup = Command::new("python3")
-            .args([
-                "-c",
-                &format!(
-                    "import boto3; s3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1'); \
-                     s3.create_bucket(Bucket='{bucket}'); s3.put_bucket_policy(Bucket='{bucket}', Policy='{policy}')",
-                    self.url
-                ),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            setup.status.success(),
-            "bucket set-up: {}",
-            output_text(&setup)
-        );
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The Go CLI reads through moto's S3 endpoint, under a key prefix, what our server publishes
