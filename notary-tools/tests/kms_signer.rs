@@ -153,3 +153,54 @@ async fn kms_faults_are_503s_and_leave_the_repository_whole() {
     assert!(s.notary("fresh").ok(&["list", gun]).contains("v2"));
     signer.stop();
 }
+
+/// A throttling KMS (every call answered `ThrottlingException`, as KMS does over its request
+/// quota): the SDK retries, then the server answers 503 — never a 500 — and the signer's log
+/// names the cause.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttling_kms_is_a_503() {
+    credentials();
+    let kms = FakeHttp::start(std::sync::Arc::new(|_req| {
+        Box::pin(async {
+            Reply::Bytes(
+                400,
+                vec![(
+                    "content-type".to_string(),
+                    "application/x-amz-json-1.1".to_string(),
+                )],
+                br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_vec(),
+            )
+        })
+    }));
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
+    let signer = SignerProc::start_with(
+        workspace_bin("notary-signer"),
+        serde_json::json!({"backend": "awskms", "region": "us-east-1", "endpoint": kms.url}),
+        vec![],
+        &tls,
+    )
+    .await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        serde_json::json!({"trust_service": signer.trust_service()}),
+    )
+    .await;
+    // A new repository needs a timestamp key: KMS throttles its creation.
+    let (code, body) = s
+        .get(&format!(
+            "{}/v2/example.com/kms/throttled/_trust/tuf/timestamp.key",
+            s.url
+        ))
+        .await;
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        signer.log().contains("ThrottlingException"),
+        "{}",
+        signer.log()
+    );
+    assert!(
+        kms.hits.load(std::sync::atomic::Ordering::Relaxed) > 1,
+        "the SDK retried"
+    );
+}
