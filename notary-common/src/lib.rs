@@ -10,11 +10,13 @@
 //! - [`env`]: configuration overrides from the environment, keys derived from the config types;
 //! - [`sync`]: the one way a poisoned mutex is recovered;
 //! - [`multipart`]: a publish's body as the Go client sends it;
+//! - [`aws`]: the AWS SDK's configuration as every client here builds it;
 //! - [`untrusted`]: reading input that crosses a boundary (files of a trust directory, text
 //!   shown to an operator) within bounds, and escaping it for a terminal.
 
 #![warn(missing_docs)]
 
+pub mod aws;
 pub mod db;
 pub mod env;
 pub mod logging;

@@ -50,6 +50,10 @@ pub struct StorageConfig {
     pub region: Option<String>,
     /// A KMS-compatible endpoint instead of AWS's, for the `awskms` backend.
     pub endpoint: Option<String>,
+    /// For the `awskms` backend while keys move there: the `db_url` (`postgres://…` or
+    /// `sqlite:…`) of the SQL key store whose keys still sign until each repository's rotation
+    /// (passphrases as for that store; `docs/key-storage.md`).
+    pub migrate_from: Option<String>,
 }
 
 /// `logging`.
@@ -89,14 +93,31 @@ pub enum Storage {
     /// A PKCS#11 token.
     Pkcs11(crate::pkcs11::Pkcs11Uri),
     /// AWS KMS (credentials from the AWS chain).
-    AwsKms(crate::kms::KmsConfig),
-    /// Go's `private_keys` table, keys encrypted under alias passphrases.
-    Sql {
-        /// The database.
-        db_url: String,
-        /// The alias new keys are encrypted under.
-        default_alias: String,
+    AwsKms {
+        /// Where KMS is.
+        kms: crate::kms::KmsConfig,
+        /// The SQL key store keys are moving from (`crate::migrating`).
+        migrate_from: Option<SqlStorage>,
     },
+    /// Go's `private_keys` table, keys encrypted under alias passphrases.
+    Sql(SqlStorage),
+}
+
+/// A SQL key store: Go's `private_keys` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlStorage {
+    /// The database.
+    pub db_url: String,
+    /// The alias new keys are encrypted under (empty for a store keys only move from).
+    pub default_alias: String,
+}
+
+/// A SQL store's URL: Postgres as it is; SQLite (`sqlite:PATH`) with its path resolved.
+fn sql_url(url: &str, rel: &dyn Fn(&Path) -> PathBuf) -> String {
+    match url.strip_prefix("sqlite:") {
+        Some(path) => format!("sqlite:{}", rel(Path::new(path)).display()),
+        None => url.to_string(),
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> CryptoError {
@@ -125,8 +146,8 @@ impl Config {
         ))
     }
 
-    /// Resolve and check the config (paths relative to `base`).
-    pub fn settings(&self, base: &Path) -> Result<Settings, CryptoError> {
+    /// The key store the config names (paths relative to `base`).
+    pub fn storage(&self, base: &Path) -> Result<Storage, CryptoError> {
         let rel = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -134,22 +155,21 @@ impl Config {
                 base.join(p)
             }
         };
-        let s = &self.server;
-        if s.grpc_addr.is_empty() {
-            return Err(invalid("server.grpc_addr is required (e.g. \":7899\")"));
-        }
-        let (Some(cert), Some(key)) = (&s.tls_cert_file, &s.tls_key_file) else {
-            return Err(invalid("server.tls_cert_file and server.tls_key_file are required: the signer only speaks TLS"));
-        };
-        let Some(ca) = &s.client_ca_file else {
-            return Err(invalid("server.client_ca_file is required: the signer only accepts clients with a certificate from that CA"));
-        };
-        let storage = match self.storage.backend.as_str() {
+        Ok(match self.storage.backend.as_str() {
             "memory" => Storage::Memory,
-            "awskms" => Storage::AwsKms(crate::kms::KmsConfig {
-                region: self.storage.region.clone().filter(|r| !r.is_empty()),
-                endpoint: self.storage.endpoint.clone().filter(|e| !e.is_empty()),
-            }),
+            "awskms" => Storage::AwsKms {
+                kms: crate::kms::KmsConfig {
+                    region: self.storage.region.clone().filter(|r| !r.is_empty()),
+                    endpoint: self.storage.endpoint.clone().filter(|e| !e.is_empty()),
+                },
+                migrate_from: match self.storage.migrate_from.as_deref() {
+                    None | Some("") => None,
+                    Some(url) => Some(SqlStorage {
+                        db_url: sql_url(url, &rel),
+                        default_alias: String::new(),
+                    }),
+                },
+            },
             "pkcs11" => {
                 let uri = self.storage.pkcs11_uri.as_deref().ok_or_else(|| {
                     invalid("storage.pkcs11_uri is required for the pkcs11 backend")
@@ -175,17 +195,21 @@ impl Config {
                 let db_url = if self.storage.backend == "postgres" {
                     self.storage.db_url.clone()
                 } else {
-                    let u = self
-                        .storage
-                        .db_url
-                        .strip_prefix("sqlite:")
-                        .unwrap_or(&self.storage.db_url);
-                    format!("sqlite:{}", rel(Path::new(u)).display())
+                    sql_url(
+                        &format!(
+                            "sqlite:{}",
+                            self.storage
+                                .db_url
+                                .strip_prefix("sqlite:")
+                                .unwrap_or(&self.storage.db_url)
+                        ),
+                        &rel,
+                    )
                 };
-                Storage::Sql {
+                Storage::Sql(SqlStorage {
                     db_url,
                     default_alias,
-                }
+                })
             }
             "" => {
                 return Err(invalid(
@@ -197,7 +221,29 @@ impl Config {
                 "storage.backend {other:?} is not supported (memory, postgres, sqlite, pkcs11 or awskms)"
             )))
             }
+        })
+    }
+
+    /// Resolve and check the config (paths relative to `base`).
+    pub fn settings(&self, base: &Path) -> Result<Settings, CryptoError> {
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
         };
+        let s = &self.server;
+        if s.grpc_addr.is_empty() {
+            return Err(invalid("server.grpc_addr is required (e.g. \":7899\")"));
+        }
+        let (Some(cert), Some(key)) = (&s.tls_cert_file, &s.tls_key_file) else {
+            return Err(invalid("server.tls_cert_file and server.tls_key_file are required: the signer only speaks TLS"));
+        };
+        let Some(ca) = &s.client_ca_file else {
+            return Err(invalid("server.client_ca_file is required: the signer only accepts clients with a certificate from that CA"));
+        };
+        let storage = self.storage(base)?;
         let addr = if s.grpc_addr.starts_with(':') {
             format!("0.0.0.0{}", s.grpc_addr)
         } else {
@@ -227,6 +273,7 @@ mod tests {
             "server.client_ca_file",
             "storage.default_alias",
             "storage.pkcs11_uri",
+            "storage.migrate_from",
             "logging.format",
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
@@ -244,5 +291,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("client_ca_file is required"));
+    }
+
+    #[test]
+    fn keys_move_to_kms_from_a_sql_store_resolved_as_the_backend_would_be() {
+        let storage = |migrate_from: &str| {
+            let cfg: Config = serde_json::from_value(serde_json::json!({
+                "storage": {"backend": "awskms", "region": "eu-west-1", "migrate_from": migrate_from}}))
+            .unwrap();
+            cfg.storage(Path::new("/etc/notary")).unwrap()
+        };
+        let Storage::AwsKms { kms, migrate_from } = storage("sqlite:keys.db") else {
+            panic!("not awskms")
+        };
+        assert_eq!(kms.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(migrate_from.unwrap().db_url, "sqlite:/etc/notary/keys.db");
+        let Storage::AwsKms { migrate_from, .. } = storage("postgres://signer@db/keys") else {
+            panic!("not awskms")
+        };
+        assert_eq!(migrate_from.unwrap().db_url, "postgres://signer@db/keys");
+        let Storage::AwsKms { migrate_from, .. } = storage("") else {
+            panic!("not awskms")
+        };
+        assert_eq!(migrate_from, None);
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
+use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec, Tag};
 use notary_tuf::{PublicKey, Signature};
 use sha2::{Digest, Sha256};
 
@@ -87,27 +87,18 @@ impl KmsKeyStore {
     /// Before a key's first signature in this process: its public key (kept), and its
     /// pending alias removed (invariant 2).
     async fn activate(&self, key_id: &str) -> Result<PublicKey, CryptoError> {
-        let info = self
-            .get_key(key_id)
+        let found = self
+            .find(key_id)
             .await?
             .ok_or_else(|| CryptoError::NotFound(key_id.to_string()))?;
-        let meta = self
-            .client
-            .describe_key()
-            .key_id(key_alias(key_id))
-            .send()
-            .await
-            .map_err(|e| kms_error("DescribeKey", e))?;
-        let state = meta.key_metadata().and_then(|m| m.key_state().cloned());
-        if state != Some(aws_sdk_kms::types::KeyState::Enabled) {
+        if found.state != Some(KeyState::Enabled) {
             return Err(CryptoError::Locked(format!(
                 "AWS KMS key for {key_id} is {} (the key is disabled or pending deletion in KMS: enable it, cancel its deletion, or rotate the repository's key)",
-                state.as_ref().map_or("in an unknown state", |s| s.as_str())
+                found.state.as_ref().map_or("in an unknown state", |s| s.as_str())
             )));
         }
-        let kms_id = meta.key_metadata().map(|m| m.key_id().to_string());
-        let pending = pending_alias(&info.role, &info.gun);
-        if kms_id.is_some() && self.target_of(&pending).await? == kms_id {
+        let pending = pending_alias(&found.info.role, &found.info.gun);
+        if self.describe(&pending).await?.map(|m| m.key_id) == Some(found.kms_id) {
             self.client
                 .delete_alias()
                 .alias_name(pending)
@@ -115,30 +106,57 @@ impl KmsKeyStore {
                 .await
                 .map_err(|e| kms_error("DeleteAlias", e))?;
         }
-        notary_common::sync::lock(&self.active).insert(key_id.to_string(), info.public.clone());
-        Ok(info.public)
+        let public = found.info.public;
+        notary_common::sync::lock(&self.active).insert(key_id.to_string(), public.clone());
+        Ok(public)
+    }
+
+    /// The key with TUF key ID `key_id`: the KMS key behind its alias, checked to be that key.
+    async fn find(&self, key_id: &str) -> Result<Option<Found>, CryptoError> {
+        if key_id.len() != 64 || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let Some(meta) = self.describe(&key_alias(key_id)).await? else {
+            return Ok(None);
+        };
+        let public = self.public_of(&meta.key_id).await?;
+        if public.id() != key_id {
+            return Ok(None);
+        }
+        let tags = self
+            .client
+            .list_resource_tags()
+            .key_id(&meta.key_id)
+            .send()
+            .await
+            .map_err(|e| kms_error("ListResourceTags", e))?;
+        let tag = |k: &str| {
+            tags.tags()
+                .iter()
+                .find(|t| t.tag_key() == k)
+                .map(|t| t.tag_value().to_string())
+                .unwrap_or_default()
+        };
+        Ok(Some(Found {
+            kms_id: meta.key_id,
+            state: meta.state,
+            info: KeyInfo {
+                public,
+                role: tag("notary-role"),
+                gun: tag("notary-gun"),
+            },
+        }))
     }
 
     /// A client of the KMS `config` names, credentials from the AWS chain.
     pub async fn open(config: &KmsConfig) -> Result<KmsKeyStore, CryptoError> {
-        use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .operation_timeout(OPERATION_TIMEOUT)
-            .connect_timeout(Duration::from_secs(3))
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .timeout_config(timeouts);
-        if let Some(r) = &config.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(e) = &config.endpoint {
-            loader = loader.endpoint_url(e);
-        }
-        let shared = loader.load().await;
+        let shared = notary_common::aws::sdk_config(&notary_common::aws::AwsSettings {
+            region: config.region.as_deref(),
+            endpoint: config.endpoint.as_deref(),
+            operation_timeout: OPERATION_TIMEOUT,
+            connect_timeout: Duration::from_secs(3),
+        })
+        .await;
         if shared.region().is_none() {
             return Err(CryptoError::Config(
                 "storage.region is required for awskms (or AWS_REGION in the environment)".into(),
@@ -170,14 +188,30 @@ impl KmsKeyStore {
         Ok(PublicKey::new("ecdsa", der.as_ref().to_vec()))
     }
 
-    /// The KMS key an alias points at, if the alias exists.
-    async fn target_of(&self, alias: &str) -> Result<Option<String>, CryptoError> {
+    /// The KMS key an alias (or ID) names and its state, if it exists.
+    async fn describe(&self, alias: &str) -> Result<Option<Described>, CryptoError> {
         match self.client.describe_key().key_id(alias).send().await {
-            Ok(out) => Ok(out.key_metadata().map(|m| m.key_id().to_string())),
+            Ok(out) => Ok(out.key_metadata().map(|m| Described {
+                key_id: m.key_id().to_string(),
+                state: m.key_state().cloned(),
+            })),
             Err(e) if e.code() == Some("NotFoundException") => Ok(None),
             Err(e) => Err(kms_error("DescribeKey", e)),
         }
     }
+}
+
+/// What DescribeKey says of a key.
+struct Described {
+    key_id: String,
+    state: Option<KeyState>,
+}
+
+/// A key of the store found by its TUF key ID.
+struct Found {
+    kms_id: String,
+    state: Option<KeyState>,
+    info: KeyInfo,
 }
 
 #[async_trait]
@@ -194,8 +228,8 @@ impl CryptoService for KmsKeyStore {
             )));
         }
         let pending = pending_alias(role, gun);
-        if let Some(kms_id) = self.target_of(&pending).await? {
-            return self.public_of(&kms_id).await;
+        if let Some(meta) = self.describe(&pending).await? {
+            return self.public_of(&meta.key_id).await;
         }
         let tag = |k: &str, v: &str| {
             Tag::builder()
@@ -233,35 +267,7 @@ impl CryptoService for KmsKeyStore {
     }
 
     async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError> {
-        if key_id.len() != 64 || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(None);
-        }
-        let Some(kms_id) = self.target_of(&key_alias(key_id)).await? else {
-            return Ok(None);
-        };
-        let public = self.public_of(&kms_id).await?;
-        if public.id() != key_id {
-            return Ok(None);
-        }
-        let tags = self
-            .client
-            .list_resource_tags()
-            .key_id(&kms_id)
-            .send()
-            .await
-            .map_err(|e| kms_error("ListResourceTags", e))?;
-        let tag = |k: &str| {
-            tags.tags()
-                .iter()
-                .find(|t| t.tag_key() == k)
-                .map(|t| t.tag_value().to_string())
-                .unwrap_or_default()
-        };
-        Ok(Some(KeyInfo {
-            public,
-            role: tag("notary-role"),
-            gun: tag("notary-gun"),
-        }))
+        Ok(self.find(key_id).await?.map(|f| f.info))
     }
 
     async fn sign(&self, key_id: &str, msg: &[u8]) -> Result<Signature, CryptoError> {
@@ -317,14 +323,12 @@ impl CryptoService for KmsKeyStore {
     }
 
     async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
-        let Some(info) = self.get_key(key_id).await? else {
+        let Some(found) = self.find(key_id).await? else {
             return Ok(());
         };
-        let Some(kms_id) = self.target_of(&key_alias(key_id)).await? else {
-            return Ok(());
-        };
-        let pending = pending_alias(&info.role, &info.gun);
-        if self.target_of(&pending).await?.as_deref() == Some(kms_id.as_str()) {
+        let kms_id = found.kms_id;
+        let pending = pending_alias(&found.info.role, &found.info.gun);
+        if self.describe(&pending).await?.map(|m| m.key_id).as_deref() == Some(kms_id.as_str()) {
             let _ = self.client.delete_alias().alias_name(pending).send().await;
         }
         notary_common::sync::lock(&self.active).remove(key_id);

@@ -11,8 +11,10 @@ pub mod jwe;
 pub mod kms;
 pub mod listen;
 pub mod memory;
+pub mod migrating;
 pub mod passphrase;
 pub mod sql;
+pub mod stores;
 
 use async_trait::async_trait;
 use notary_tuf::validation::ToSign;

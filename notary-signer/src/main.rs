@@ -8,11 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use notary_common::db::{Db, PoolConfig};
-use notary_signer::config::{Config, Storage};
+use notary_signer::config::{Config, SqlStorage, Storage};
 use notary_signer::grpc::proto::{
     key_management_server::KeyManagementServer, signer_server::SignerServer,
 };
-use notary_signer::memory::MemoryKeyStore;
 use notary_signer::passphrase::Passphrases;
 use notary_signer::service::{health_service, SignerService};
 use notary_signer::sql::SqlKeyStore;
@@ -80,7 +79,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn reencrypt(s: notary_signer::config::Settings, from: &str, to: &str) -> anyhow::Result<()> {
-    let Storage::Sql { db_url, .. } = &s.storage else {
+    let Storage::Sql(SqlStorage { db_url, .. }) = &s.storage else {
         anyhow::bail!("re-encryption applies to a database key store (postgres or sqlite)")
     };
     let db = Db::connect(db_url, &PoolConfig::default())
@@ -95,49 +94,9 @@ async fn reencrypt(s: notary_signer::config::Settings, from: &str, to: &str) -> 
 }
 
 async fn run(s: notary_signer::config::Settings) -> anyhow::Result<()> {
-    let crypto: Arc<dyn CryptoService> = match &s.storage {
-        Storage::Memory => Arc::new(MemoryKeyStore::new()),
-        Storage::AwsKms(k) => {
-            tracing::info!(region = ?k.region, endpoint = ?k.endpoint, "using AWS KMS");
-            Arc::new(
-                notary_signer::kms::KmsKeyStore::open(k)
-                    .await
-                    .context("opening AWS KMS")?,
-            )
-        }
-        Storage::Pkcs11(uri) => {
-            tracing::info!(token = %uri.token, module = %uri.module_path.display(), "using a PKCS#11 token");
-            Arc::new(
-                notary_signer::pkcs11::Pkcs11KeyStore::open(uri)
-                    .await
-                    .context("opening the PKCS#11 token")?,
-            )
-        }
-        Storage::Sql {
-            db_url,
-            default_alias,
-        } => {
-            let db = Db::connect(db_url, &PoolConfig::default())
-                .await
-                .context("connecting to the key database")?;
-            let passphrases = Passphrases::from_env("NOTARY_SIGNER_", default_alias);
-            passphrases.get(default_alias).with_context(|| {
-                format!(
-                    "set NOTARY_SIGNER_{} to the passphrase of alias {default_alias:?}",
-                    default_alias.to_uppercase()
-                )
-            })?;
-            let store = SqlKeyStore::new(db, passphrases)
-                .await
-                .context("preparing the key database")?;
-            // Every alias the stored keys use must decrypt now, not at the first signature.
-            store
-                .check_aliases()
-                .await
-                .context("the key database holds keys this signer cannot decrypt")?;
-            Arc::new(store)
-        }
-    };
+    let crypto: Arc<dyn CryptoService> = notary_signer::stores::open(&s.storage)
+        .await
+        .context("opening the key store")?;
     // Mutual TLS; the signer's certificate and the client CA bundle are re-read on SIGHUP and
     // when their files change.
     let (tls, cert, clients) =

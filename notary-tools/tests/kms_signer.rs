@@ -5,6 +5,43 @@
 mod common;
 
 use common::*;
+use serde_json::{json, Value};
+
+/// The signer's `storage` block for KMS at `endpoint`.
+fn kms(endpoint: &str) -> Value {
+    json!({"backend": "awskms", "region": "us-east-1", "endpoint": endpoint})
+}
+
+/// Our signer on `storage` (certificates under `tmp`) and our server, on a new database,
+/// signing through it with `trust_service` settings added.
+async fn signer_and_server(
+    tmp: &std::path::Path,
+    storage: Value,
+    env: Vec<(String, String)>,
+) -> (SignerProc, Server) {
+    let tls = notary_server::tls::ensure_tls_files(&tmp.join("mtls")).unwrap();
+    let signer = SignerProc::start_with(workspace_bin("notary-signer"), storage, env, &tls).await;
+    let s = Server::start_with_config(
+        &create_pg_db().await,
+        json!({"trust_service": signer.trust_service()}),
+    )
+    .await;
+    (signer, s)
+}
+
+/// The root's key IDs for `role` of `gun` as the server serves it.
+async fn root_keys(s: &Server, gun: &str, role: &str) -> Vec<String> {
+    let (_, body) = s.get(&s.tuf(gun, "root.json")).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    serde_json::from_value(v["signed"]["roles"][role]["keyids"].clone()).unwrap()
+}
+
+/// The key that signed `gun`'s current `file` (timestamp.json, snapshot.json).
+async fn signed_by(s: &Server, gun: &str, file: &str) -> String {
+    let (_, body) = s.get(&s.tuf(gun, file)).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["signatures"][0]["keyid"].as_str().unwrap().to_string()
+}
 
 /// The Go CLI's flow (init, publish, `key rotate timestamp -r`, `key rotate snapshot -r`,
 /// publish, list and verify from a fresh client) with the server's keys made and used in KMS:
@@ -15,19 +52,7 @@ async fn the_go_cli_flow_with_keys_in_kms() {
     let moto = Moto::start();
     credentials();
     let tmp = tempfile::tempdir().unwrap();
-    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
-    let mut signer = SignerProc::start_with(
-        workspace_bin("notary-signer"),
-        serde_json::json!({"backend": "awskms", "region": "us-east-1", "endpoint": moto.url}),
-        vec![],
-        &tls,
-    )
-    .await;
-    let s = Server::start_with_config(
-        &create_pg_db().await,
-        serde_json::json!({"trust_service": signer.trust_service()}),
-    )
-    .await;
+    let (mut signer, s) = signer_and_server(tmp.path(), kms(&moto.url), vec![]).await;
     let gun = "example.com/kms/app";
     let n = s.notary("owner");
     full_flow(&n, &s.notary("fresh"), gun, tmp.path());
@@ -60,9 +85,7 @@ async fn the_go_cli_flow_with_keys_in_kms() {
         assert_eq!(&notary_tuf::PublicKey::new("ecdsa", der.clone()).id(), id);
     }
     for role in ["timestamp.json", "snapshot.json"] {
-        let (_, body) = s.get(&s.tuf(gun, role)).await;
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let keyid = v["signatures"][0]["keyid"].as_str().unwrap().to_string();
+        let keyid = signed_by(&s, gun, role).await;
         assert!(
             kms_keys.iter().any(|(id, _)| *id == keyid),
             "{role} signed by {keyid}, not a KMS key"
@@ -76,30 +99,42 @@ async fn the_go_cli_flow_with_keys_in_kms() {
     n.ok(&["publish", gun]);
     let list = s.notary("fresh-after-restart").ok(&["list", gun]);
     assert!(list.contains("v3"), "{list}");
+
+    // Docker Content Trust through the same server: `docker push` with trust makes the new
+    // repository's server-held keys in KMS; a fresh docker client pulls through trust.
+    let reg = Registry::start(None);
+    let d = DockerCli::new(tmp.path(), &s);
+    let image = format!("127.0.0.1:{}/kms/app{}:v1", reg.port, std::process::id());
+    d.make_image(tmp.path(), &image, "signed with a KMS-held timestamp key\n");
+    let out = d.ok(true, &["push", &image]);
+    assert!(out.contains("Successfully signed"), "{out}");
+    let docker_gun = image.trim_end_matches(":v1");
+    let ts_key = signed_by(&s, docker_gun, "timestamp.json").await;
+    moto.boto3(
+        "kms",
+        &format!("client.describe_key(KeyId='alias/notary/key/{ts_key}')"),
+    );
+    d.forget_image(&image);
+    d.forget_trust_cache();
+    let out = d.ok(true, &["pull", &image]);
+    assert!(out.contains(&format!("as {image}")), "{out}");
 }
 
 /// KMS faults are clear errors, never a 500 nor a half-written repository: a disabled key
-/// (the operator must act) and an unreachable endpoint answer 503 with the cause in the
+/// or one pending deletion (the operator must act) and an unreachable endpoint answer 503 with the cause in the
 /// signer's log; the repository is as before, and publishing works again once KMS does.
 #[tokio::test(flavor = "multi_thread")]
 async fn kms_faults_are_503s_and_leave_the_repository_whole() {
     let moto = Moto::start();
     credentials();
     let tmp = tempfile::tempdir().unwrap();
-    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
     // KMS behind a proxy the test can cut.
     let proxy = Proxy::new(moto.url.trim_start_matches("http://").to_string());
     proxy.start().await;
-    let mut signer = SignerProc::start_with(
-        workspace_bin("notary-signer"),
-        serde_json::json!({"backend": "awskms", "region": "us-east-1", "endpoint": format!("http://127.0.0.1:{}", proxy.port)}),
+    let (mut signer, s) = signer_and_server(
+        tmp.path(),
+        kms(&format!("http://127.0.0.1:{}", proxy.port)),
         vec![],
-        &tls,
-    )
-    .await;
-    let s = Server::start_with_config(
-        &create_pg_db().await,
-        serde_json::json!({"trust_service": signer.trust_service()}),
     )
     .await;
     let gun = "example.com/kms/faults";
@@ -112,7 +147,7 @@ async fn kms_faults_are_503s_and_leave_the_repository_whole() {
 
     // The timestamp key disabled in KMS.
     let (_, ts) = s.get(&s.tuf(gun, "timestamp.json")).await;
-    let ts: serde_json::Value = serde_json::from_slice(&ts).unwrap();
+    let ts: Value = serde_json::from_slice(&ts).unwrap();
     let keyid = ts["signatures"][0]["keyid"].as_str().unwrap().to_string();
     // (DisableKey takes a key ID, not an alias.)
     let key =
@@ -135,6 +170,25 @@ async fn kms_faults_are_503s_and_leave_the_repository_whole() {
         signer.log()
     );
     moto.boto3("kms", &format!("client.enable_key(KeyId={key})"));
+
+    // The timestamp key scheduled for deletion: the same, until the deletion is cancelled
+    // (which leaves the key disabled, as in KMS) and the key enabled.
+    moto.boto3(
+        "kms",
+        &format!("client.schedule_key_deletion(KeyId={key}, PendingWindowInDays=7)"),
+    );
+    signer.restart().await;
+    let r = n.run(&["publish", gun]);
+    assert!(!r.ok && r.output().contains("503"), "{}", r.output());
+    assert_eq!(
+        s.snapshot_of_state(gun).await,
+        before,
+        "nothing half-written"
+    );
+    assert!(signer.log().contains("PendingDeletion"), "{}", signer.log());
+    moto.boto3("kms", &format!("client.cancel_key_deletion(KeyId={key})"));
+    moto.boto3("kms", &format!("client.enable_key(KeyId={key})"));
+    signer.restart().await;
 
     // KMS unreachable: a network that silently drops everything.
     proxy.blackhole();
@@ -160,7 +214,7 @@ async fn kms_faults_are_503s_and_leave_the_repository_whole() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_throttling_kms_is_a_503() {
     credentials();
-    let kms = FakeHttp::start(std::sync::Arc::new(|_req| {
+    let fake = FakeHttp::start(std::sync::Arc::new(|_req| {
         Box::pin(async {
             Reply::Bytes(
                 400,
@@ -173,19 +227,7 @@ async fn a_throttling_kms_is_a_503() {
         })
     }));
     let tmp = tempfile::tempdir().unwrap();
-    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
-    let signer = SignerProc::start_with(
-        workspace_bin("notary-signer"),
-        serde_json::json!({"backend": "awskms", "region": "us-east-1", "endpoint": kms.url}),
-        vec![],
-        &tls,
-    )
-    .await;
-    let s = Server::start_with_config(
-        &create_pg_db().await,
-        serde_json::json!({"trust_service": signer.trust_service()}),
-    )
-    .await;
+    let (signer, s) = signer_and_server(tmp.path(), kms(&fake.url), vec![]).await;
     // A new repository needs a timestamp key: KMS throttles its creation.
     let (code, body) = s
         .get(&format!(
@@ -200,7 +242,164 @@ async fn a_throttling_kms_is_a_503() {
         signer.log()
     );
     assert!(
-        kms.hits.load(std::sync::atomic::Ordering::Relaxed) > 1,
+        fake.hits.load(std::sync::atomic::Ordering::Relaxed) > 1,
         "the SDK retried"
     );
+}
+
+/// Keys move from the SQL store to KMS the way TUF allows: the signer switched to KMS with
+/// `migrate_from` keeps signing with the SQL keys; `notary-server migrate-keys` reports each
+/// role and makes the KMS keys (the same ones when run again); the owner's stock `notary key
+/// rotate … -r` receives exactly those; afterwards every server-held key is in KMS, the SQL
+/// store is no longer needed, and clients with old caches follow.
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_keys_move_to_kms_by_rotation() {
+    let moto = Moto::start();
+    credentials();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = create_pg_db().await;
+    let passphrase = vec![(
+        format!("NOTARY_SIGNER_{}", SIGNER_ALIAS.to_uppercase()),
+        SIGNER_PASSPHRASE.to_string(),
+    )];
+    let (mut signer, s) = signer_and_server(
+        tmp.path(),
+        json!({"backend": "postgres", "db_url": keys, "default_alias": SIGNER_ALIAS}),
+        passphrase.clone(),
+    )
+    .await;
+    // `both`: the server holds its timestamp and snapshot keys; `one`: only the timestamp key.
+    let (both, one) = ("example.com/move/both", "example.com/move/one");
+    let n = s.notary("owner");
+    let f = write_file(tmp.path(), "t.txt", b"moving\n");
+    for gun in [both, one] {
+        n.ok(&["init", gun]);
+        n.ok(&["add", gun, "v1", f.to_str().unwrap()]);
+        n.ok(&["publish", gun]);
+    }
+    n.ok(&["key", "rotate", both, "snapshot", "-r"]);
+    let old_ts = root_keys(&s, both, "timestamp").await;
+
+    // The signer on KMS, the SQL store's keys still signing.
+    let mut storage = kms(&moto.url);
+    storage["migrate_from"] = json!(keys);
+    signer
+        .reconfigure(storage.clone(), passphrase.clone())
+        .await
+        .unwrap();
+    for gun in [both, one] {
+        n.ok(&["add", gun, "v2", f.to_str().unwrap()]);
+        n.ok(&["publish", gun]);
+    }
+    assert_eq!(signed_by(&s, both, "timestamp.json").await, old_ts[0]);
+
+    let signer_config = signer.tmp.path().join("signer.json");
+    let report_file = tmp.path().join("report.json");
+    let migrate = || {
+        let out = s
+            .admin(&[
+                "migrate-keys",
+                "--signer-config",
+                signer_config.to_str().unwrap(),
+                "--report",
+                report_file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        assert!(out.status.success(), "{text}");
+        let report: Vec<Value> =
+            serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+        let by_role = report
+            .iter()
+            .map(|r| {
+                (
+                    format!(
+                        "{} {}",
+                        r["gun"].as_str().unwrap(),
+                        r["role"].as_str().unwrap()
+                    ),
+                    (
+                        r["status"].as_str().unwrap().to_string(),
+                        r["new_key"].as_str().map(String::from),
+                    ),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>();
+        (text, by_role)
+    };
+    let (text, first) = migrate();
+    assert!(
+        text.contains("0 roles in KMS, 3 await the owner's rotation, 1 held by owners, 0 failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("notary key rotate {both} timestamp -r")),
+        "{text}"
+    );
+    assert_eq!(first[&format!("{one} snapshot")].0, "owner's key");
+    // Run again (as after an interruption): the same keys, none made twice.
+    let (_, again) = migrate();
+    assert_eq!(first, again);
+
+    // The owner's half: stock rotations, which receive the keys prepared in KMS.
+    n.ok(&["key", "rotate", both, "timestamp", "-r"]);
+    n.ok(&["key", "rotate", both, "snapshot", "-r"]);
+    n.ok(&["key", "rotate", one, "timestamp", "-r"]);
+    for (gun, role) in [(both, "timestamp"), (both, "snapshot"), (one, "timestamp")] {
+        let prepared = first[&format!("{gun} {role}")].1.clone().unwrap();
+        assert_eq!(root_keys(&s, gun, role).await, vec![prepared.clone()]);
+        assert_eq!(signed_by(&s, gun, &format!("{role}.json")).await, prepared);
+    }
+    let (text, _) = migrate();
+    assert!(
+        text.contains("3 roles in KMS, 0 await the owner's rotation, 1 held by owners, 0 failed"),
+        "{text}"
+    );
+
+    // The SQL store is no longer needed: KMS alone signs, and clients follow.
+    signer.reconfigure(kms(&moto.url), vec![]).await.unwrap();
+    for gun in [both, one] {
+        n.ok(&["add", gun, "v3", f.to_str().unwrap()]);
+        n.ok(&["publish", gun]);
+        let list = s.notary("fresh").ok(&["list", gun]);
+        assert!(list.contains("v3"), "{list}");
+    }
+}
+
+/// Two signers on one KMS account, both given to the server: a key one made is found and used
+/// by the other, so killing either does not stop publishes (as with a shared SQL store).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_signers_on_one_kms_fail_over() {
+    let moto = Moto::start();
+    credentials();
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
+    let bin = workspace_bin("notary-signer");
+    let mut a = SignerProc::start_with(bin.clone(), kms(&moto.url), vec![], &tls).await;
+    let mut b = SignerProc::start_with(bin, kms(&moto.url), vec![], &tls).await;
+    let mut ts = a.trust_service();
+    ts["addresses"] = json!([format!("127.0.0.1:{}", b.port)]);
+    ts["timeout_ms"] = json!(3000);
+    let s = Server::start_with_config(&create_pg_db().await, json!({"trust_service": ts})).await;
+    let gun = "example.com/kms/failover";
+    let n = s.notary("owner");
+    let f = write_file(tmp.path(), "t.txt", b"fail over\n");
+    n.ok(&["init", gun]);
+    let publish = |tag: &str| {
+        n.ok(&["add", gun, tag, f.to_str().unwrap()]);
+        let r = n.run(&["publish", gun]);
+        assert!(r.ok, "publish {tag}: {}\nserver:\n{}", r.output(), s.log());
+    };
+    publish("v1");
+    n.ok(&["key", "rotate", gun, "snapshot", "-r"]);
+    a.stop();
+    publish("v2-a-killed");
+    a.restart().await;
+    b.stop();
+    publish("v3-b-killed");
+    let list = s.notary("fresh").ok(&["list", gun]);
+    for tag in ["v1", "v2-a-killed", "v3-b-killed"] {
+        assert!(list.contains(tag), "{tag} missing: {list}");
+    }
 }

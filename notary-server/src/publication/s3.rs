@@ -62,7 +62,6 @@ fn s3_error<E: std::error::Error>(
 impl Bucket {
     /// A client for the bucket (credentials from the environment's chain).
     pub async fn new(mut config: BucketConfig) -> Result<Bucket, PublicationError> {
-        use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
         if config.bucket.is_empty() {
             return Err(PublicationError::Config("s3.bucket is empty".into()));
         }
@@ -72,23 +71,17 @@ impl Bucket {
         } else {
             format!("{prefix}/")
         };
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .operation_timeout(OPERATION_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .timeout_config(timeouts);
-        if let Some(r) = &config.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        let shared = loader.load().await;
+        // The endpoint is set on the S3 client below, with path-style URLs.
+        let shared = notary_common::aws::sdk_config(&notary_common::aws::AwsSettings {
+            region: config.region.as_deref(),
+            endpoint: None,
+            operation_timeout: OPERATION_TIMEOUT,
+            connect_timeout: Duration::from_secs(5),
+        })
+        .await;
         let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
         if shared.region().is_none() {
-            s3 = s3.region(aws_config::Region::new("us-east-1"));
+            s3 = s3.region(aws_sdk_s3::config::Region::new("us-east-1"));
         }
         if let Some(e) = &config.endpoint {
             s3 = s3.endpoint_url(e).force_path_style(true);

@@ -73,6 +73,17 @@ impl RepoService {
         ))
     }
 
+    /// `gun`'s current root, if it has one.
+    pub async fn current_root(&self, gun: &Gun) -> Result<Option<md::Root>, ServiceError> {
+        let Some(chain) = self.chain(gun).await? else {
+            return Ok(None);
+        };
+        match self.chain_root(gun, &chain).await? {
+            Some(file) => Ok(Some(file.body().map_err(ServiceError::internal)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Whether the trust service holds any of these keys.
     pub async fn holds_any(&self, key_ids: &[String]) -> Result<bool, ServiceError> {
         for id in key_ids {

@@ -6,6 +6,7 @@ mod export;
 mod import;
 mod inspect;
 mod maintain;
+mod migrate_keys;
 mod mirror;
 mod table;
 mod wiring;
@@ -127,6 +128,11 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Move repositories' timestamp and snapshot keys from the signer's SQL store to AWS KMS:
+    /// for each, which store holds the keys its root names, and where a SQL key is still in
+    /// use, the KMS key the owner's rotation (`notary key rotate GUN timestamp -r`) will
+    /// receive, made now. Reports every role; safe to stop and run again.
+    MigrateKeys(Box<migrate_keys::MigrateKeysArgs>),
     /// Read the audit trail: every write (publish, deletion, key creation and rotation,
     /// import) with who made it.
     Audit {
@@ -222,6 +228,7 @@ fn main() -> anyhow::Result<()> {
                 | Command::Show { .. }
                 | Command::Audit { .. }
                 | Command::Export { .. }
+                | Command::MigrateKeys(_)
         )
     );
     if inspect {
@@ -281,6 +288,9 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Command::Export { to, gun, all: _ }) => {
             return runtime.block_on(export::export(settings, to, gun))
+        }
+        Some(Command::MigrateKeys(a)) => {
+            return runtime.block_on(migrate_keys::migrate_keys(settings, *a))
         }
         None | Some(Command::Mirror(_)) => {}
     }
