@@ -208,43 +208,49 @@ async fn kms_faults_are_503s_and_leave_the_repository_whole() {
     signer.stop();
 }
 
-/// A throttling KMS (every call answered `ThrottlingException`, as KMS does over its request
-/// quota): the SDK retries, then the server answers 503 — never a 500 — and the signer's log
-/// names the cause.
+/// A KMS that answers every call with an error, as AWS does: throttling
+/// (`ThrottlingException`, over the request quota) is retried by the SDK, then the server
+/// answers 503; wrong credentials (`UnrecognizedClientException`, an unknown access key) are
+/// a 503 at once, the signer's log saying to check them. Never a 500.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_throttling_kms_is_a_503() {
+async fn a_throttling_or_refusing_kms_is_a_503() {
     credentials();
-    let fake = FakeHttp::start(std::sync::Arc::new(|_req| {
-        Box::pin(async {
-            Reply::Bytes(
-                400,
-                vec![(
-                    "content-type".to_string(),
-                    "application/x-amz-json-1.1".to_string(),
-                )],
-                br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_vec(),
-            )
-        })
-    }));
-    let tmp = tempfile::tempdir().unwrap();
-    let (signer, s) = signer_and_server(tmp.path(), kms(&fake.url), vec![]).await;
-    // A new repository needs a timestamp key: KMS throttles its creation.
-    let (code, body) = s
-        .get(&format!(
-            "{}/v2/example.com/kms/throttled/_trust/tuf/timestamp.key",
-            s.url
-        ))
-        .await;
-    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
-    assert!(
-        signer.log().contains("ThrottlingException"),
-        "{}",
-        signer.log()
-    );
-    assert!(
-        fake.hits.load(std::sync::atomic::Ordering::Relaxed) > 1,
-        "the SDK retried"
-    );
+    for (error, retried, log) in [
+        ("ThrottlingException", true, "ThrottlingException"),
+        (
+            "UnrecognizedClientException",
+            false,
+            "check the credentials and the key policy",
+        ),
+    ] {
+        let body = format!(r#"{{"__type":"{error}","message":"refused by the test"}}"#);
+        let fake = FakeHttp::start(std::sync::Arc::new(move |_req| {
+            let body = body.clone().into_bytes();
+            Box::pin(async move {
+                Reply::Bytes(
+                    400,
+                    vec![(
+                        "content-type".to_string(),
+                        "application/x-amz-json-1.1".to_string(),
+                    )],
+                    body,
+                )
+            })
+        }));
+        let tmp = tempfile::tempdir().unwrap();
+        let (signer, s) = signer_and_server(tmp.path(), kms(&fake.url), vec![]).await;
+        // A new repository needs a timestamp key: KMS refuses its creation.
+        let (code, body) = s
+            .get(&format!(
+                "{}/v2/example.com/kms/refused/_trust/tuf/timestamp.key",
+                s.url
+            ))
+            .await;
+        assert_eq!(code, 503, "{error}: {}", String::from_utf8_lossy(&body));
+        assert!(signer.log().contains(log), "{error}: {}", signer.log());
+        let hits = fake.hits.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(hits > 1, retried, "{error}: {hits} calls");
+    }
 }
 
 /// Keys move from the SQL store to KMS the way TUF allows: the signer switched to KMS with
