@@ -13,6 +13,9 @@
 #        bash scripts/bench.sh --publication [--publishes-visible 100]  (static publication: GET
 #             timestamp.json from nginx serving the published tree vs our server, and the delay from
 #             a publish returning to the tree holding it, p50/p99; docs/static-publication.md)
+#        bash scripts/bench.sh --kms [--publishes 10]  (the AWS KMS key store against moto vs the SQL
+#             store: publish throughput and p99 through a remote signer on each, and the cost per
+#             signature, the store's own work apart; docs/key-storage.md)
 #        bash scripts/bench.sh --curves [--max-repos 1000000] [--max-versions 10000]
 #             (cost vs targets per repository, vs repositories, vs history: a CSV, the SVG plots in
 #              docs/performance/ and the query plans, docs/performance.md)
@@ -23,7 +26,7 @@ command -v notary-server >/dev/null || { apt-get update -qq && apt-get install -
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
 
-cargo build --release --locked -p notary-tools -p notary-bench
+cargo build --release --locked -p notary-tools -p notary-bench -p notary-signer
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -161,6 +164,44 @@ q = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]
 print(f"publish returned -> tree holds it: p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {delays[-1]:.0f} ms over {n} publishes")
 PY
   kill "$(cat "$work/nginx/nginx.pid")"; rm -f "$work/nginx/nginx.pid"
+  exit 0 ;;
+esac
+# KMS mode (docs/key-storage.md, issue 31 item 5): two more of our servers, each signing
+# through its own notary-signer (mutual TLS): one on the SQL store (Postgres, keys under a
+# passphrase), one on the AWS KMS store with moto (PyPI) as KMS. The same publishes on each;
+# then notary-bench-kms's cost per signature. moto answers from a Python process on this
+# machine: its latency is not AWS's (tens of ms per call in a region).
+case " $* " in *" --kms "*)
+  python3 -c "import moto.server" 2>/dev/null || python3 -m pip install --quiet "moto[server]"
+  n=$(echo " $* " | sed -nE 's/.* --publishes ([0-9]+).*/\1/p'); n=${n:-10}
+  moto_port=$(free_port)
+  python3 -m moto.server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 NOTARY_SIGNER_BENCH=bench-passphrase
+  psql -c "CREATE DATABASE notary_keys" -c "CREATE DATABASE notary_rs_sql" -c "CREATE DATABASE notary_rs_kms"
+  for _ in $(seq 100); do curl -s "http://127.0.0.1:$moto_port/" >/dev/null && break; sleep 0.1; done
+  for store in sql kms; do
+    signer_port=$(free_port); port=$(free_port)
+    if [ $store = sql ]; then storage='{"backend":"postgres","db_url":"'"$PG_URL"'/notary_keys","default_alias":"bench"}'
+    else storage='{"backend":"awskms","region":"us-east-1","endpoint":"http://127.0.0.1:'"$moto_port"'"}'; fi
+    cat > "$work/signer-$store.json" <<JSON
+{"server":{"grpc_addr":"127.0.0.1:$signer_port","tls_cert_file":"$work/tls/server.crt","tls_key_file":"$work/tls/server.key","client_ca_file":"$work/tls/ca.crt"},
+ "storage":$storage,"logging":{"level":"warn"}}
+JSON
+    cat > "$work/rs-$store.json" <<JSON
+{"server":{"http_addr":"127.0.0.1:$port","tls_cert_file":"$work/tls/server.crt","tls_key_file":"$work/tls/server.key","key_creations_per_minute":0},
+ "trust_service":{"type":"remote","hostname":"127.0.0.1","port":"$signer_port","key_algorithm":"ecdsa",
+   "tls_ca_file":"$work/tls/ca.crt","tls_client_cert":"$work/tls/server.crt","tls_client_key":"$work/tls/server.key"},
+ "storage":{"backend":"postgres","db_url":"$PG_URL/notary_rs_$store"},"logging":{"level":"warn"}}
+JSON
+    ./target/release/notary-signer --config "$work/signer-$store.json" >"$work/signer-$store.log" 2>&1 & pids+=($!)
+    ./target/release/notary-server --config "$work/rs-$store.json" >"$work/rs-$store.log" 2>&1 & pids+=($!)
+    for _ in $(seq 100); do curl -sf --cacert "$work/tls/ca.crt" "https://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+    echo "## publish targets (the server signs snapshot and timestamp: 2 signatures each), signer on the ${store^^} store, 16 repositories x $n publishes, 8 connections"
+    ./target/release/notary-bench --url "https://127.0.0.1:$port" --ca "$work/tls/ca.crt" --guns 16 --publishes "$n" \
+      --concurrency 8 --half-peak-secs 0 --only "publish targets" | grep -E '^(operation|publish targets)'
+  done
+  echo "## cost per signature, AWS KMS store against moto"
+  ./target/release/notary-bench-kms --endpoint "http://127.0.0.1:$moto_port"
   exit 0 ;;
 esac
 # Key-binding mode (docs/performance.md, issue 28 item 6): N copies of one repository seeded in

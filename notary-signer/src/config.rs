@@ -148,13 +148,7 @@ impl Config {
 
     /// The key store the config names (paths relative to `base`).
     pub fn storage(&self, base: &Path) -> Result<Storage, CryptoError> {
-        let rel = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
-        };
+        let rel = |p: &Path| base.join(p);
         Ok(match self.storage.backend.as_str() {
             "memory" => Storage::Memory,
             "awskms" => Storage::AwsKms {
@@ -226,13 +220,7 @@ impl Config {
 
     /// Resolve and check the config (paths relative to `base`).
     pub fn settings(&self, base: &Path) -> Result<Settings, CryptoError> {
-        let rel = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
-        };
+        let rel = |p: &Path| base.join(p);
         let s = &self.server;
         if s.grpc_addr.is_empty() {
             return Err(invalid("server.grpc_addr is required (e.g. \":7899\")"));

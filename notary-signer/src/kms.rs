@@ -188,6 +188,39 @@ impl KmsKeyStore {
         Ok(PublicKey::new("ecdsa", der.as_ref().to_vec()))
     }
 
+    /// KMS `Sign` of `msg` with the key of TUF key ID `key_id`, by its alias: the DER signature
+    /// KMS returns, one round trip (invariant 3). [`CryptoService::sign`] is this, then
+    /// [`raw_signature`].
+    pub async fn sign_der(&self, key_id: &str, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        // KMS takes a message of up to 4 KiB as it is, a larger one as its SHA-256 digest: the
+        // same signature (`ECDSA_SHA_256` hashes a raw message first).
+        let raw_message = msg.len() <= MAX_RAW_MESSAGE;
+        let out = self
+            .client
+            .sign()
+            .key_id(key_alias(key_id))
+            .message(Blob::new(if raw_message {
+                msg.to_vec()
+            } else {
+                Sha256::digest(msg).to_vec()
+            }))
+            .message_type(if raw_message {
+                MessageType::Raw
+            } else {
+                MessageType::Digest
+            })
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .map_err(|e| match kms_error("Sign", e) {
+                CryptoError::NotFound(_) => CryptoError::NotFound(key_id.to_string()),
+                other => other,
+            })?;
+        out.signature()
+            .map(|der| der.as_ref().to_vec())
+            .ok_or_else(|| CryptoError::Internal("KMS Sign returned no signature".into()))
+    }
+
     /// The KMS key an alias (or ID) names and its state, if it exists.
     async fn describe(&self, alias: &str) -> Result<Option<Described>, CryptoError> {
         match self.client.describe_key().key_id(alias).send().await {
@@ -199,6 +232,26 @@ impl KmsKeyStore {
             Err(e) => Err(kms_error("DescribeKey", e)),
         }
     }
+}
+
+/// KMS's DER signature of `msg` as the raw `r‖s` Notary clients verify, checked against the
+/// key's `public` key before use (invariant 3: an alias moved to another key is caught here).
+/// This is all the store itself does per signature besides the KMS call.
+pub fn raw_signature(
+    key_id: &str,
+    public: &PublicKey,
+    msg: &[u8],
+    der: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let sig = p256::ecdsa::Signature::from_der(der)
+        .map_err(|e| CryptoError::Internal(format!("KMS returned an unreadable signature: {e}")))?;
+    let raw = sig.to_bytes().to_vec();
+    if !public.verify("ecdsa", msg, &raw) {
+        return Err(CryptoError::Internal(format!(
+            "KMS signed with a key that does not match {key_id}"
+        )));
+    }
+    Ok(raw)
 }
 
 /// What DescribeKey says of a key.
@@ -277,44 +330,10 @@ impl CryptoService for KmsKeyStore {
             Some(p) => p,
             None => self.activate(key_id).await?,
         };
-        // KMS takes a message of up to 4 KiB as it is, a larger one as its SHA-256 digest: the
-        // same signature (`ECDSA_SHA_256` hashes a raw message first).
-        let raw_message = msg.len() <= MAX_RAW_MESSAGE;
-        let out = self
-            .client
-            .sign()
-            .key_id(key_alias(key_id))
-            .message(Blob::new(if raw_message {
-                msg.to_vec()
-            } else {
-                Sha256::digest(msg).to_vec()
-            }))
-            .message_type(if raw_message {
-                MessageType::Raw
-            } else {
-                MessageType::Digest
-            })
-            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
-            .send()
-            .await
-            .map_err(|e| match kms_error("Sign", e) {
-                CryptoError::NotFound(_) => CryptoError::NotFound(key_id.to_string()),
-                other => other,
-            })?;
-        let der = out
-            .signature()
-            .ok_or_else(|| CryptoError::Internal("KMS Sign returned no signature".into()))?;
-        let sig = p256::ecdsa::Signature::from_der(der.as_ref()).map_err(|e| {
-            CryptoError::Internal(format!("KMS returned an unreadable signature: {e}"))
-        })?;
-        let raw = sig.to_bytes().to_vec();
-        // Checked before use (invariant 3): an alias moved to another key is caught here.
-        if !public.verify("ecdsa", msg, &raw) {
+        let der = self.sign_der(key_id, msg).await?;
+        let raw = raw_signature(key_id, &public, msg, &der).inspect_err(|_| {
             notary_common::sync::lock(&self.active).remove(key_id);
-            return Err(CryptoError::Internal(format!(
-                "KMS signed with a key that does not match {key_id}"
-            )));
-        }
+        })?;
         Ok(Signature {
             keyid: key_id.to_string(),
             method: "ecdsa".into(),

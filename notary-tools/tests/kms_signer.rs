@@ -36,6 +36,17 @@ async fn root_keys(s: &Server, gun: &str, role: &str) -> Vec<String> {
     serde_json::from_value(v["signed"]["roles"][role]["keyids"].clone()).unwrap()
 }
 
+/// A publish of `gun`'s staged change refused with a 503, the repository as `before`.
+async fn assert_publish_refused(n: &Notary, s: &Server, gun: &str, before: &[(u16, Vec<u8>)]) {
+    let r = n.run(&["publish", gun]);
+    assert!(!r.ok && r.output().contains("503"), "{}", r.output());
+    assert_eq!(
+        s.snapshot_of_state(gun).await,
+        before,
+        "nothing half-written"
+    );
+}
+
 /// The key that signed `gun`'s current `file` (timestamp.json, snapshot.json).
 async fn signed_by(s: &Server, gun: &str, file: &str) -> String {
     let (_, body) = s.get(&s.tuf(gun, file)).await;
@@ -145,60 +156,40 @@ async fn kms_faults_are_503s_and_leave_the_repository_whole() {
     n.ok(&["publish", gun]);
     let before = s.snapshot_of_state(gun).await;
 
-    // The timestamp key disabled in KMS.
-    let (_, ts) = s.get(&s.tuf(gun, "timestamp.json")).await;
-    let ts: Value = serde_json::from_slice(&ts).unwrap();
-    let keyid = ts["signatures"][0]["keyid"].as_str().unwrap().to_string();
+    // The timestamp key's faults.
+    let keyid = signed_by(&s, gun, "timestamp.json").await;
     // (DisableKey takes a key ID, not an alias.)
     let key =
         format!("client.describe_key(KeyId='alias/notary/key/{keyid}')['KeyMetadata']['KeyId']");
-    moto.boto3("kms", &format!("client.disable_key(KeyId={key})"));
-    // (moto signs with a disabled key; real KMS refuses. The store checks a key's state at
-    // its first use in a process, so a restarted signer meets the disabled key.)
-    signer.restart().await;
     n.ok(&["add", gun, "v2", f.to_str().unwrap()]);
-    let r = n.run(&["publish", gun]);
-    assert!(!r.ok && r.output().contains("503"), "{}", r.output());
-    assert_eq!(
-        s.snapshot_of_state(gun).await,
-        before,
-        "nothing half-written"
-    );
-    assert!(
-        signer.log().contains("disabled or pending deletion"),
-        "{}",
-        signer.log()
-    );
-    moto.boto3("kms", &format!("client.enable_key(KeyId={key})"));
-
-    // The timestamp key scheduled for deletion: the same, until the deletion is cancelled
-    // (which leaves the key disabled, as in KMS) and the key enabled.
-    moto.boto3(
-        "kms",
-        &format!("client.schedule_key_deletion(KeyId={key}, PendingWindowInDays=7)"),
-    );
-    signer.restart().await;
-    let r = n.run(&["publish", gun]);
-    assert!(!r.ok && r.output().contains("503"), "{}", r.output());
-    assert_eq!(
-        s.snapshot_of_state(gun).await,
-        before,
-        "nothing half-written"
-    );
-    assert!(signer.log().contains("PendingDeletion"), "{}", signer.log());
-    moto.boto3("kms", &format!("client.cancel_key_deletion(KeyId={key})"));
-    moto.boto3("kms", &format!("client.enable_key(KeyId={key})"));
+    // Disabled, then scheduled for deletion (cancelling leaves a key disabled, as in KMS).
+    // (moto signs with such keys; real KMS refuses. The store checks a key's state at its
+    // first use in a process, so a restarted signer meets the key's state.)
+    for (fault, undo, log) in [
+        (
+            "disable_key(KeyId={key})",
+            &["enable_key"][..],
+            "disabled or pending deletion",
+        ),
+        (
+            "schedule_key_deletion(KeyId={key}, PendingWindowInDays=7)",
+            &["cancel_key_deletion", "enable_key"][..],
+            "PendingDeletion",
+        ),
+    ] {
+        moto.boto3("kms", &format!("client.{}", fault.replace("{key}", &key)));
+        signer.restart().await;
+        assert_publish_refused(&n, &s, gun, &before).await;
+        assert!(signer.log().contains(log), "{}", signer.log());
+        for u in undo {
+            moto.boto3("kms", &format!("client.{u}(KeyId={key})"));
+        }
+    }
     signer.restart().await;
 
     // KMS unreachable: a network that silently drops everything.
     proxy.blackhole();
-    let r = n.run(&["publish", gun]);
-    assert!(!r.ok && r.output().contains("503"), "{}", r.output());
-    assert_eq!(
-        s.snapshot_of_state(gun).await,
-        before,
-        "nothing half-written"
-    );
+    assert_publish_refused(&n, &s, gun, &before).await;
 
     // Back: the staged change publishes.
     proxy.stop().await;
