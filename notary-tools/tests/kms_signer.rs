@@ -400,3 +400,64 @@ async fn two_signers_on_one_kms_fail_over() {
         assert!(list.contains(tag), "{tag} missing: {list}");
     }
 }
+
+/// The signer's gRPC key management on the KMS store, as notary-server (Go's or ours) uses
+/// it: a never-used key is handed out again and a used one is not; a key is found with its
+/// role; signatures verify with the public key; a deleted key has its alias removed
+/// and its KMS key scheduled for deletion, and no longer signs.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_made_found_used_and_deleted_over_grpc() {
+    use notary_signer::remote::{RemoteConfig, RemoteCryptoService};
+    use notary_signer::{CryptoError, CryptoService};
+    let moto = Moto::start();
+    credentials();
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = notary_server::tls::ensure_tls_files(&tmp.path().join("mtls")).unwrap();
+    let signer =
+        SignerProc::start_with(workspace_bin("notary-signer"), kms(&moto.url), vec![], &tls).await;
+    let client = RemoteCryptoService::new(RemoteConfig {
+        hostname: "127.0.0.1".into(),
+        port: signer.port,
+        ca_pem: std::fs::read(&tls.ca).unwrap(),
+        client_identity: Some((
+            std::fs::read(&tls.cert).unwrap(),
+            std::fs::read(&tls.key).unwrap(),
+        )),
+        timeout: std::time::Duration::from_secs(10),
+        files: None,
+    })
+    .unwrap();
+    let gun = "example.com/kms/grpc";
+    let k = client.create_key("timestamp", gun, "ecdsa").await.unwrap();
+    let again = client.create_key("timestamp", gun, "ecdsa").await.unwrap();
+    assert_eq!(k.id(), again.id(), "a never-used key is handed out again");
+    let info = client.get_key(&k.id()).await.unwrap().unwrap();
+    // (Go's GetKeyInfo answers the role, not the GUN.)
+    assert_eq!(info.role, "timestamp");
+    let sig = client.sign(&k.id(), b"canonical bytes").await.unwrap();
+    assert!(k.verify(&sig.method, b"canonical bytes", &sig.sig));
+    let next = client.create_key("timestamp", gun, "ecdsa").await.unwrap();
+    assert_ne!(next.id(), k.id(), "a used key is not handed out again");
+
+    let kms_id = moto.boto3(
+        "kms",
+        &format!(
+            "print(client.describe_key(KeyId='alias/notary/key/{}')['KeyMetadata']['KeyId'])",
+            k.id()
+        ),
+    );
+    client.delete_key(&k.id()).await.unwrap();
+    assert!(client.get_key(&k.id()).await.unwrap().is_none());
+    let state = moto.boto3(
+        "kms",
+        &format!(
+            "print(client.describe_key(KeyId='{}')['KeyMetadata']['KeyState'])",
+            kms_id.trim()
+        ),
+    );
+    assert_eq!(state.trim(), "PendingDeletion");
+    assert!(matches!(
+        client.sign(&k.id(), b"after deletion").await,
+        Err(CryptoError::NotFound(_))
+    ));
+}
