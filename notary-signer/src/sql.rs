@@ -10,7 +10,7 @@ use notary_tuf::{PrivateKey, PublicKey, Signature};
 
 use crate::passphrase::Passphrases;
 use crate::{check_algorithm, jwe, tuf_signature, CryptoError, CryptoService, KeyInfo};
-use notary_common::db::{migrate, Db, DbError, Migration};
+use notary_common::db::{migrate, Db, DbError, Migration, PoolConfig};
 use notary_common::sync::lock;
 use notary_common::with_pool;
 
@@ -32,6 +32,8 @@ pub struct SqlKeyStore {
     /// Decrypted keys recently used (bounded: decrypting costs a PBKDF2 derivation, keeping
     /// every key of a large fleet would cost memory without bound).
     cache: std::sync::Mutex<lru::LruCache<String, Arc<Cached>>>,
+    /// How long one statement may wait for the database (see [`SqlKeyStore::timed`]).
+    limit: std::time::Duration,
 }
 
 /// Decrypted keys kept in memory.
@@ -61,6 +63,7 @@ impl SqlKeyStore {
             db,
             passphrases: Passphrases::none(),
             cache: std::sync::Mutex::new(cache),
+            limit: PoolConfig::default().call_limit(),
         }
     }
 
@@ -72,16 +75,42 @@ impl SqlKeyStore {
             db,
             passphrases,
             cache: std::sync::Mutex::new(cache),
+            limit: PoolConfig::default().call_limit(),
         })
+    }
+
+    /// Bound every statement by `limit` instead of the default pool's (the server's local
+    /// trust service uses its storage's).
+    pub fn with_call_limit(mut self, limit: std::time::Duration) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// One statement, bounded on the client side: a database cut off silently (packets
+    /// dropped, no reset) makes it `Unavailable` within `limit` instead of holding the
+    /// signature until TCP gives up; its `statement_timeout` cannot fire on a statement that
+    /// never arrives (`database_faults::silent_database_partition_fails_fast_and_heals`).
+    async fn timed<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, CryptoError> {
+        match tokio::time::timeout(self.limit, f).await {
+            Ok(r) => r.map_err(db_err),
+            Err(_) => Err(CryptoError::Unavailable(format!(
+                "key database: {what}: no answer within {:?}",
+                self.limit
+            ))),
+        }
     }
 
     async fn load_private(&self, key_id: &str) -> Result<Arc<Cached>, CryptoError> {
         if let Some(c) = self.cache().get(key_id) {
             return Ok(c.clone());
         }
-        let row: Option<(String, String, Vec<u8>, Option<NaiveDateTime>)> = with_pool!(&self.db, p => sqlx::query_as(
+        let row: Option<(String, String, Vec<u8>, Option<NaiveDateTime>)> = self.timed("loading a key", async { with_pool!(&self.db, p => sqlx::query_as(
             "SELECT algorithm, passphrase_alias, private, last_used FROM private_keys WHERE deleted_at IS NULL AND key_id = $1 ORDER BY id LIMIT 1")
-            .bind(key_id).fetch_optional(p).await).map_err(db_err)?;
+            .bind(key_id).fetch_optional(p).await) }).await?;
         let (algorithm, alias, private, last_used) =
             row.ok_or_else(|| CryptoError::NotFound(key_id.into()))?;
         let passphrase = self.passphrases.get(&alias)?;
@@ -124,10 +153,9 @@ impl SqlKeyStore {
                 .passphrases
                 .get(&alias)
                 .map_err(|e| CryptoError::Locked(format!("{e} ({count} keys use it)")))?;
-            let (key_id, private): (String, Vec<u8>) = with_pool!(&self.db, p => sqlx::query_as(
+            let (key_id, private): (String, Vec<u8>) = self.timed("checking the passphrases", async { with_pool!(&self.db, p => sqlx::query_as(
                 "SELECT key_id, private FROM private_keys WHERE deleted_at IS NULL AND passphrase_alias = $1 ORDER BY id DESC LIMIT 1")
-                .bind(&alias).fetch_one(p).await)
-            .map_err(db_err)?;
+                .bind(&alias).fetch_one(p).await) }).await?;
             let token = std::str::from_utf8(&private).map_err(|_| {
                 CryptoError::Internal(format!("key {key_id}: stored key is not a JWE token"))
             })?;
@@ -177,16 +205,15 @@ impl CryptoService for SqlKeyStore {
         algorithm: &str,
     ) -> Result<PublicKey, CryptoError> {
         check_algorithm(algorithm)?;
-        let pending: Option<(Vec<u8>,)> = with_pool!(&self.db, p => sqlx::query_as(
+        let pending: Option<(Vec<u8>,)> = self.timed("finding a pending key", async { with_pool!(&self.db, p => sqlx::query_as(
             "SELECT public FROM private_keys WHERE deleted_at IS NULL AND role = $1 AND gun = $2 AND algorithm = $3 AND last_used IS NULL ORDER BY key_id, id LIMIT 1")
-            .bind(role).bind(gun).bind(algorithm).fetch_optional(p).await).map_err(db_err)?;
+            .bind(role).bind(gun).bind(algorithm).fetch_optional(p).await) }).await?;
         if let Some((public,)) = pending {
             return Ok(PublicKey::new(algorithm, public));
         }
         let alias = self.passphrases.default_alias().to_string();
-        let retired: Option<(String,)> = with_pool!(&self.db, p => sqlx::query_as(
-            "SELECT replaced_by FROM notary_rs_retired_aliases WHERE alias = $1").bind(&alias).fetch_optional(p).await)
-        .map_err(db_err)?;
+        let retired: Option<(String,)> = self.timed("checking the alias", async { with_pool!(&self.db, p => sqlx::query_as(
+            "SELECT replaced_by FROM notary_rs_retired_aliases WHERE alias = $1").bind(&alias).fetch_optional(p).await) }).await?;
         if let Some((to,)) = retired {
             return Err(CryptoError::Locked(format!(
                 "key alias {alias:?} was retired by `notary-signer reencrypt` (keys now use {to:?}): restart this signer with default_alias {to:?}"
@@ -198,19 +225,18 @@ impl CryptoService for SqlKeyStore {
         let passphrase = self.passphrases.get(&alias)?;
         let token = jwe::encrypt(&key.to_go_bytes(), passphrase.as_bytes());
         let t = now();
-        with_pool!(&self.db, p => sqlx::query(
+        self.timed("storing a new key", async { with_pool!(&self.db, p => sqlx::query(
             "INSERT INTO private_keys (created_at, updated_at, key_id, encryption_alg, keywrap_alg, algorithm, passphrase_alias, public, private, gun, role) \
              VALUES ($1, $1, $2, 'A256GCM', 'PBES2-HS256+A128KW', $3, $4, $5, $6, $7, $8)")
             .bind(t).bind(public.id()).bind(algorithm).bind(&alias).bind(&public.public).bind(token.as_bytes()).bind(gun).bind(role)
-            .execute(p).await.map(|_| ())).map_err(db_err)?;
+            .execute(p).await.map(|_| ())) }).await?;
         Ok(public)
     }
 
     async fn get_key(&self, key_id: &str) -> Result<Option<KeyInfo>, CryptoError> {
-        let row: Option<(String, Vec<u8>, String, String)> = with_pool!(&self.db, p => sqlx::query_as(
+        let row: Option<(String, Vec<u8>, String, String)> = self.timed("looking a key up", async { with_pool!(&self.db, p => sqlx::query_as(
             "SELECT algorithm, public, role, gun FROM private_keys WHERE deleted_at IS NULL AND key_id = $1 ORDER BY id LIMIT 1")
-            .bind(key_id).fetch_optional(p).await)
-        .map_err(db_err)?;
+            .bind(key_id).fetch_optional(p).await) }).await?;
         Ok(row.map(|(algorithm, public, role, gun)| KeyInfo {
             public: PublicKey::new(algorithm, public),
             role,
@@ -223,8 +249,8 @@ impl CryptoService for SqlKeyStore {
         let sig = tuf_signature(key_id, &cached.key, msg);
         if !cached.marked_used.load(Ordering::Acquire) {
             let t = now();
-            with_pool!(&self.db, p => sqlx::query("UPDATE private_keys SET last_used = $1, updated_at = $1 WHERE deleted_at IS NULL AND key_id = $2")
-                .bind(t).bind(key_id).execute(p).await.map(|_| ())).map_err(db_err)?;
+            self.timed("marking a key used", async { with_pool!(&self.db, p => sqlx::query("UPDATE private_keys SET last_used = $1, updated_at = $1 WHERE deleted_at IS NULL AND key_id = $2")
+                .bind(t).bind(key_id).execute(p).await.map(|_| ())) }).await?;
             cached.marked_used.store(true, Ordering::Release);
         }
         Ok(sig)
@@ -232,15 +258,14 @@ impl CryptoService for SqlKeyStore {
 
     async fn delete_key(&self, key_id: &str) -> Result<(), CryptoError> {
         let t = now();
-        with_pool!(&self.db, p => sqlx::query("UPDATE private_keys SET deleted_at = $1 WHERE deleted_at IS NULL AND key_id = $2")
-            .bind(t).bind(key_id).execute(p).await.map(|_| ()))
-        .map_err(db_err)?;
+        self.timed("deleting a key", async { with_pool!(&self.db, p => sqlx::query("UPDATE private_keys SET deleted_at = $1 WHERE deleted_at IS NULL AND key_id = $2")
+            .bind(t).bind(key_id).execute(p).await.map(|_| ())) }).await?;
         self.cache().pop(key_id);
         Ok(())
     }
 
     async fn health(&self) -> Result<(), CryptoError> {
-        with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM private_keys LIMIT 1").fetch_optional(p).await.map(|_| ())).map_err(db_err)?;
+        self.timed("health", async { with_pool!(&self.db, p => sqlx::query("SELECT 1 FROM private_keys LIMIT 1").fetch_optional(p).await.map(|_| ())) }).await?;
         Ok(())
     }
 }

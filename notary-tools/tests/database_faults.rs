@@ -140,8 +140,9 @@ async fn silent_database_partition_fails_fast_and_heals() {
     assert_eq!(api_error(&body).0, "UNAVAILABLE");
     assert!(
         t.elapsed() < Duration::from_secs(8),
-        "a publish hung for {:?} on a silent partition",
-        t.elapsed()
+        "a publish hung for {:?} on a silent partition:\n{}",
+        t.elapsed(),
+        s.log()
     );
     let t = Instant::now();
     assert_eq!(s.get(&s.tuf(gun, "timestamp.json")).await.0, 503);
@@ -177,4 +178,82 @@ async fn silent_database_partition_fails_fast_and_heals() {
     )
     .await;
     assert_eq!(version_of(&s.get(&s.tuf(gun, "targets.json")).await.1), 2);
+}
+
+/// The signer's SQL key store on a silent partition from its database: every statement is
+/// bounded by the pool's call limit, so looking a key up, loading it to sign and making a key
+/// each fail `Unavailable` within it (the server answers 503) instead of waiting for TCP, and
+/// work again once the partition heals. (A connection is no longer pinged before each use:
+/// this bound is what finds a connection cut off silently.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signer_key_store_gives_up_on_a_silent_partition() {
+    use notary_common::db::{Db, PoolConfig};
+    use notary_signer::passphrase::Passphrases;
+    use notary_signer::sql::SqlKeyStore;
+    use notary_signer::{CryptoError, CryptoService};
+    let db = create_pg_db().await;
+    let proxy = Proxy::new(host_port(&db));
+    proxy.start().await;
+    let pool = PoolConfig {
+        statement_timeout: Duration::from_millis(500),
+        ..PoolConfig::default()
+    };
+    let open = || async {
+        let conn = Db::connect(&proxy.url(&db), &pool).await.unwrap();
+        let passphrase = zeroize::Zeroizing::new("partition".to_string());
+        SqlKeyStore::new(conn, Passphrases::single("a", passphrase))
+            .await
+            .unwrap()
+            .with_call_limit(pool.call_limit())
+    };
+    let made = open()
+        .await
+        .create_key("timestamp", "example.com/partition/keys", "ecdsa")
+        .await
+        .unwrap();
+    // A store that has not used the key yet: signing loads it from the database.
+    let store = open().await;
+    proxy.blackhole();
+    for (what, t, r) in [
+        {
+            let t = Instant::now();
+            let r = store.get_key(&made.id()).await.map(|_| ());
+            ("looking a key up", t.elapsed(), r)
+        },
+        {
+            let t = Instant::now();
+            let r = store.sign(&made.id(), b"canonical").await.map(|_| ());
+            ("signing", t.elapsed(), r)
+        },
+        {
+            let t = Instant::now();
+            let r = store
+                .create_key("snapshot", "example.com/partition/keys", "ecdsa")
+                .await
+                .map(|_| ());
+            ("making a key", t.elapsed(), r)
+        },
+    ] {
+        assert!(
+            matches!(&r, Err(CryptoError::Unavailable(m)) if m.contains("no answer within")),
+            "{what}: {r:?}"
+        );
+        assert!(
+            t < pool.call_limit() + Duration::from_secs(1),
+            "{what} took {t:?}"
+        );
+    }
+    proxy.stop().await;
+    proxy.start().await;
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        async || {
+            store
+                .sign(&made.id(), b"canonical")
+                .await
+                .map_err(|e| format!("no recovery: {e}"))
+        },
+    )
+    .await;
 }

@@ -90,7 +90,16 @@ impl Default for PoolConfig {
     }
 }
 
-/// A database URL without its password (for messages): user, hosts and database only.
+impl PoolConfig {
+    /// How long one database call may wait on the client side: the `statement_timeout` and 2 s
+    /// for the round trip, so that the server gives up on a statement first. Every caller
+    /// bounds its calls by it (the server's storage, the lease's announcements, the signer's
+    /// key store), so a connection cut off silently costs a call its bound, not minutes.
+    pub fn call_limit(&self) -> Duration {
+        self.statement_timeout + Duration::from_secs(2)
+    }
+}
+
 /// The file a `sqlite:` URL keeps its database in; `None` for an in-memory database
 /// (`sqlite::memory:`, a `file:` URI, `mode=memory`), which has no file to create or lock.
 pub fn sqlite_path(url: &str) -> Result<Option<std::path::PathBuf>, DbError> {
@@ -125,6 +134,9 @@ pub fn redacted(url: &str) -> String {
     };
     format!("{scheme}://{user}{host}/{db}")
 }
+
+/// A pooled connection idle this long is checked (one round trip) before it is used again.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long after a "read-only" answer older connections are checked before a writer gets one.
 const READ_ONLY_WATCH: Duration = Duration::from_secs(60);
@@ -215,14 +227,20 @@ impl Db {
                             Ok(())
                         })
                     })
-                    // sqlx pings every connection before handing it out (and again when it
-                    // comes back). That costs a round trip per query on a database-bound load
-                    // (docs/performance.md, "Many repositories"), but it is also what finds a
-                    // connection cut off silently within `acquire_timeout`: callers without a
-                    // bound of their own (the signer's store, the lease announcements) rely on
-                    // it (`database_faults::silent_database_partition_fails_fast_and_heals`).
-                    .before_acquire(move |conn, _| {
+                    // No ping before every use: on a database-bound load it was a second round
+                    // trip per statement (docs/performance.md, "Many repositories"). A
+                    // connection cut off silently is found by the caller's own bound instead
+                    // (every call is bounded by `PoolConfig::call_limit`,
+                    // `database_faults::silent_database_partition_fails_fast_and_heals`); one
+                    // idle for a while (through a restart or a fail-over, say) is still checked
+                    // before use, so a quiet instance's first requests do not fail on it.
+                    .test_before_acquire(false)
+                    .before_acquire(move |conn, meta| {
                         Box::pin(async move {
+                            if meta.idle_for >= CHECK_IDLE_AFTER {
+                                use sqlx::Connection;
+                                conn.ping().await?;
+                            }
                             if !writes || !watching() {
                                 return Ok(true);
                             }

@@ -177,7 +177,14 @@ impl ReadLease {
 
     async fn listen_loop(self: Arc<Self>) {
         loop {
-            let mut listener = match PgListener::connect_with(&self.pool).await {
+            let lease = self.book.t.lease;
+            let mut listener = match within(
+                lease,
+                "opening the listener",
+                PgListener::connect_with(&self.pool),
+            )
+            .await
+            {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open the announcement listener; current reads check the changefeed meanwhile");
@@ -186,7 +193,7 @@ impl ReadLease {
                 }
             };
             listener.eager_reconnect(false);
-            if let Err(e) = listener.listen(CHANNEL).await {
+            if let Err(e) = within(lease, "listening", listener.listen(CHANNEL)).await {
                 tracing::warn!(error = %e, "cannot listen for announcements");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -475,9 +482,10 @@ impl ReadLease {
         }
         .to_string();
         loop {
+            // One statement: bounded as a lease renewal is, and by what is left of the write's.
             let left = deadline.saturating_duration_since(Instant::now());
             let others: Vec<String> = within(
-                left,
+                left.min(t.lease),
                 "announcing a write",
                 sqlx::query_scalar(
                     "SELECT ARRAY(SELECT id FROM notary_rs_instances WHERE lease_until > clock_timestamp() AND id <> $3) \

@@ -320,10 +320,6 @@ pub struct SqlStore {
     limit: Duration,
 }
 
-/// The client-side bound of an operation when none is configured: Go's and our default
-/// `statement_timeout` (30 s) and a margin for the round trip.
-pub const DEFAULT_CALL_LIMIT: Duration = Duration::from_secs(32);
-
 impl SqlStore {
     /// The store on `db`, its schema migrated.
     pub async fn new(db: Db) -> Result<Self, StoreError> {
@@ -339,12 +335,12 @@ impl SqlStore {
             write_lock: Mutex::new(()),
             followers: std::sync::Mutex::new(Vec::new()),
             seen: None,
-            limit: DEFAULT_CALL_LIMIT,
+            limit: notary_common::db::PoolConfig::default().call_limit(),
         }
     }
 
-    /// Bound every operation by `limit` (invariant 1): the configured `statement_timeout` and
-    /// a margin, so that the server gives up on a statement first.
+    /// Bound every operation by `limit` (invariant 1): `PoolConfig::call_limit` of the
+    /// configured pool (the default pool's until then).
     pub fn with_call_limit(mut self, limit: Duration) -> Self {
         self.limit = limit;
         self

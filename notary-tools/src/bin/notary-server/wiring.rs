@@ -172,9 +172,7 @@ pub(crate) async fn build_service(
         }),
         _ => None,
     };
-    let store = store.with_call_limit(
-        settings.storage.pool.statement_timeout + std::time::Duration::from_secs(2),
-    );
+    let store = store.with_call_limit(settings.storage.pool.call_limit());
     let service = Arc::new(RepoService::new(
         Arc::new(store),
         cache,
@@ -213,7 +211,8 @@ pub(crate) async fn crypto_service(
             let pass = local_passphrase(settings, db).await?;
             let keys = SqlKeyStore::new(db.clone(), Passphrases::single(LOCAL_ALIAS, pass))
                 .await
-                .context("preparing the key store")?;
+                .context("preparing the key store")?
+                .with_call_limit(settings.storage.pool.call_limit());
             keys.check_aliases().await.with_context(|| {
                 format!("the server's signing keys cannot be decrypted: check {PASSPHRASE_ENV} or the data folder's key-passphrase")
             })?;
