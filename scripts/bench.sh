@@ -19,6 +19,8 @@
 #        bash scripts/bench.sh --curves [--max-repos 1000000] [--max-versions 10000]
 #             (cost vs targets per repository, vs repositories, vs history: a CSV, the SVG plots in
 #              docs/performance/ and the query plans, docs/performance.md)
+#             [--repo-points 1000000] (only these repository counts, comma-separated)
+#             [--curves-out DIR] (CSVs and plots there instead of docs/performance)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -239,7 +241,8 @@ case " $* " in *" --curves "*)
   which=$(echo " $* " | sed -nE 's/.* --curves ([a-z,]+).*/\1/p'); which=${which:-targets,history,repos}
   max_repos=$(echo " $* " | sed -nE 's/.* --max-repos ([0-9]+).*/\1/p'); max_repos=${max_repos:-1000000}
   max_versions=$(echo " $* " | sed -nE 's/.* --max-versions ([0-9]+).*/\1/p'); max_versions=${max_versions:-10000}
-  out=docs/performance; mkdir -p "$out"
+  out=$(echo " $* " | sed -nE 's/.* --curves-out ([^ ]+).*/\1/p'); out=${out:-docs/performance}; mkdir -p "$out"
+  repo_points=$(echo " $* " | sed -nE 's/.* --repo-points ([0-9,]+).*/\1/p'); repo_points=${repo_points:-1000,10000,100000,1000000}
   echo "${pids[0]}" > "$work/rs.pid"
   bench() { ./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --server-pid-file "$work/rs.pid" "$@"; }
   against=(--against "https://127.0.0.1:$go_port" --against-pid "${pids[1]}")
@@ -295,7 +298,7 @@ RESTART
     # The template: one small repository on each server.
     bench "${against[@]}" --guns 1 --targets 10 --only none --half-peak-secs 0 >/dev/null
     seeded=0
-    for n in 1000 10000 100000 1000000; do
+    for n in ${repo_points//,/ }; do
       [ "$n" -le "$max_repos" ] || continue
       t0=$(date +%s)
       for side in rs go; do
