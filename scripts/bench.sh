@@ -16,6 +16,9 @@
 #        bash scripts/bench.sh --kms [--publishes 10]  (the AWS KMS key store against moto vs the SQL
 #             store: publish throughput and p99 through a remote signer on each, and the cost per
 #             signature, the store's own work apart; docs/key-storage.md)
+#        bash scripts/bench.sh --stalls [--targets 20000]  (small reads' p50/p99 alone and while a
+#             large repository is published and its new targets.json first compressed, again and
+#             again; docs/performance.md)
 #        bash scripts/bench.sh --curves [--max-repos 1000000] [--max-versions 10000]
 #             (cost vs targets per repository, vs repositories, vs history: a CSV, the SVG plots in
 #              docs/performance/ and the query plans, docs/performance.md)
@@ -166,6 +169,13 @@ q = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))]
 print(f"publish returned -> tree holds it: p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {delays[-1]:.0f} ms over {n} publishes")
 PY
   kill "$(cat "$work/nginx/nginx.pid")"; rm -f "$work/nginx/nginx.pid"
+  exit 0 ;;
+esac
+# Stall mode (docs/performance.md, issue 32 item 4): small reads alone and beside large work.
+case " $* " in *" --stalls "*)
+  t=$(echo " $* " | sed -nE 's/.* --targets ([0-9]+).*/\1/p'); t=${t:-20000}
+  ./target/release/notary-bench --url "https://127.0.0.1:$rs_port" --ca "$work/tls/ca.crt" --server-pid "${pids[0]}" \
+    --stalls 10 --targets "$t" --concurrency 16 --rate 1000 | grep -vE "^(seeded|$)"
   exit 0 ;;
 esac
 # KMS mode (docs/key-storage.md, issue 31 item 5): two more of our servers, each signing

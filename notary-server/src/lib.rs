@@ -65,6 +65,7 @@ mod errors;
 pub mod gun;
 pub mod http;
 pub mod metrics;
+pub mod offload;
 pub mod publication;
 pub mod retention;
 pub mod role;

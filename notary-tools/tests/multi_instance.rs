@@ -344,3 +344,76 @@ async fn background_resigning_happens_once_per_repository() {
     assert_eq!(on_read, 0, "a read had to re-sign");
     assert_eq!(lost, 0, "two instances re-signed the same version:\n{logs}");
 }
+
+/// Changefeed pages are kept once built (`service::changefeed`), yet every page a client asks
+/// of instance B right after a publish through A shows it: the newest page, the tail after the
+/// last ID the client saw, and the publishing repository's own page — with B's read lease
+/// (pages kept without a round trip) and without (a barrier per page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changefeed_pages_follow_writes_on_other_instances() {
+    for read_lease in [true, false] {
+        pages_follow_writes(read_lease).await;
+    }
+}
+
+async fn pages_follow_writes(read_lease: bool) {
+    let db = create_pg_db().await;
+    let a = Server::start_with_db(&db).await;
+    let b = Server::start_with_config(
+        &db,
+        serde_json::json!({"caching": {"read_lease": read_lease}}),
+    )
+    .await;
+    let gun = "example.com/multi/feed";
+    let repo = init_repo(&a, gun).await;
+    let page = |query: String| {
+        let b = &b;
+        async move {
+            let (st, body) = b.get(&format!("{}/v2/{query}", b.url)).await;
+            assert_eq!(st, 200);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            v["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["ID"].as_str().unwrap().to_string(),
+                        r["Version"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut last_id = page("_trust/changefeed?change_id=0&records=100".into())
+        .await
+        .last()
+        .unwrap()
+        .0
+        .clone();
+    for v in 2..22 {
+        // B builds and keeps the pages as they are...
+        let newest = "_trust/changefeed?change_id=-1&records=10".to_string();
+        let tail = format!("_trust/changefeed?change_id={last_id}&records=100");
+        let own = format!("{gun}/_trust/changefeed?change_id=-1&records=5");
+        for q in [&newest, &tail, &own] {
+            page(q.clone()).await;
+        }
+        let (st, _) = a
+            .post_parts(
+                gun,
+                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
+            )
+            .await;
+        assert_eq!(st, 200);
+        // ...and shows the publish through A on the very next request of each.
+        for q in [&newest, &own] {
+            let rows = page(q.clone()).await;
+            assert_eq!(rows.last().unwrap().1, v, "{q}: {rows:?}");
+        }
+        let rows = page(tail).await;
+        assert_eq!(rows.len(), 1, "the tail after {last_id}: {rows:?}");
+        assert_eq!(rows[0].1, v);
+        last_id = rows[0].0.clone();
+    }
+}

@@ -88,6 +88,11 @@ impl Book {
         self.held(now) && !lock(&self.in_flux).contains_key(gun)
     }
 
+    /// May a read of the whole changefeed skip the barrier at `now` (no write in flux anywhere)?
+    pub(super) fn covers_all(&self, now: Instant) -> bool {
+        self.held(now) && lock(&self.in_flux).is_empty()
+    }
+
     /// The lease (re)newed by a statement sent at `sent` holds until `sent + lease - margin`.
     pub(super) fn grant(&self, sent: Instant) {
         let until = self.at(sent + self.t.lease - self.t.margin);

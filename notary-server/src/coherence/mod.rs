@@ -164,6 +164,23 @@ impl Coherence {
         self.follower.barrier().await
     }
 
+    /// The changefeed position a read arriving now must reflect: every row up to it is
+    /// applied here, and every commit made before the read is at or before it — under the read
+    /// lease with no write in flux anywhere, the applied position as it is (a write committed
+    /// meanwhile would have been announced, invariant 2), else after a barrier (invariant 5).
+    /// `None`: the changefeed was never read.
+    pub async fn position(&self) -> Result<Option<i64>, StoreError> {
+        if self.lease.as_ref().is_some_and(|l| l.covers_all()) {
+            if let Some(p) = self.follower.applied() {
+                self.leased_reads.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(p));
+            }
+        }
+        self.barrier_reads.fetch_add(1, Ordering::Relaxed);
+        self.follower.barrier().await?;
+        Ok(self.follower.applied())
+    }
+
     /// Run the write `op` on `gun`, announced to the lease holders (invariant 2).
     pub async fn write<'a, T>(
         &self,

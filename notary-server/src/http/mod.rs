@@ -474,8 +474,8 @@ async fn changefeed(
             .parse::<i32>()
             .map_err(|_| ApiError::empty_detail(Code::InvalidParameters))?,
     };
-    let v = state.service.changes(gun, change_id, records).await?;
-    Ok(text_ok(serde_json::to_vec(&v).map_err(ApiError::internal)?))
+    let page = state.service.changes(gun, change_id, records).await?;
+    Ok(text_ok(page.json.clone()))
 }
 
 #[cfg(test)]

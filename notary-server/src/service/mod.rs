@@ -7,6 +7,7 @@
 //! what several of them use.
 
 mod admin;
+mod changefeed;
 mod error;
 mod keys;
 mod publish;
@@ -31,6 +32,7 @@ use crate::cache::{CachedChain, Expected, MetaCache};
 use crate::coherence::{Coherence, LeaseConfig, WriteFuture};
 use crate::metrics::RotationCounts;
 use crate::storage::{Change, Imported, KeyBinding, SqlStore, StoreError, StoredFile};
+pub use changefeed::{ChangePage, PAGE_BYTES};
 pub use error::ServiceError;
 
 /// The repository operations: publish, reads, re-signing, keys, deletion, import, listings,
@@ -58,6 +60,8 @@ pub struct RepoService {
     /// Every server key that stored roots list is bound (see [`RepoService::spawn_key_binding`]);
     /// until then a root naming a held key that no record ties to a repository waits (503).
     bindings_complete: std::sync::atomic::AtomicBool,
+    /// Changefeed pages built so far (`changefeed`).
+    pages: changefeed::Pages,
 }
 
 /// Whether this server holds the keys an imported repository's current root gives the roles
@@ -190,6 +194,7 @@ impl RepoService {
                 std::num::NonZeroUsize::new(100_000).expect("non-zero"),
             )),
             bindings_complete: std::sync::atomic::AtomicBool::new(false),
+            pages: changefeed::Pages::new(),
         }
     }
 
@@ -263,29 +268,6 @@ impl RepoService {
     /// Give up this instance's read lease (at shutdown).
     pub async fn leave(&self) {
         self.coherence.leave().await;
-    }
-
-    /// A changefeed page (Go's `GET /v2/[<gun>/]_trust/changefeed`): see
-    /// `SqlStore::changes`; `records` 0 means 100, and a page holds at most
-    /// [`MAX_CHANGEFEED_RECORDS`].
-    pub async fn changes(
-        &self,
-        gun: Option<&Gun>,
-        change_id: i32,
-        records: i32,
-    ) -> Result<ChangeList, ServiceError> {
-        // Go has no upper bound; a page here holds at most MAX_CHANGEFEED_RECORDS rows (clients
-        // page on by the last ID).
-        let records = if records == 0 {
-            100
-        } else {
-            (records as i64).clamp(-MAX_CHANGEFEED_RECORDS, MAX_CHANGEFEED_RECORDS)
-        };
-        let rows: Vec<Change> = self.store.changes(gun, change_id as i64, records).await?;
-        Ok(ChangeList {
-            count: rows.len(),
-            records: rows,
-        })
     }
 }
 

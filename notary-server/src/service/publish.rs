@@ -14,20 +14,28 @@ impl RepoService {
         actor: &Actor,
     ) -> Result<u32, ServiceError> {
         self.writable()?;
-        let mut uploads = BTreeMap::new();
-        for (role, bytes) in parts {
-            let file = SignedFile::parse(&bytes)
-                .map_err(|e| ServiceError::MalformedJson(format!("{role}: {e}")))?;
-            // Go decodes every part, then ignores an uploaded timestamp: the server makes its own.
-            if role != md::TIMESTAMP {
-                uploads.insert(role, file); // duplicates: last one wins, as in Go
+        // Parsing and checking a large upload is CPU work (`offload`).
+        let upload_bytes: usize = parts.iter().map(|(_, b)| b.len()).sum();
+        let uploads = crate::offload::run(upload_bytes, || {
+            let mut uploads = BTreeMap::new();
+            for (role, bytes) in parts {
+                let file = SignedFile::parse(&bytes)
+                    .map_err(|e| ServiceError::MalformedJson(format!("{role}: {e}")))?;
+                // Go decodes every part, then ignores an uploaded timestamp: the server makes
+                // its own.
+                if role != md::TIMESTAMP {
+                    uploads.insert(role, file); // duplicates: last one wins, as in Go
+                }
             }
-        }
+            Ok::<_, ServiceError>(uploads)
+        })?;
         let stored = self
             .stored_repo(gun, roles_needed(uploads.keys().map(|s| s.as_str())))
             .await?;
         let now = Utc::now();
-        let plan = validation::validate_update(gun, &uploads, &stored, now)?;
+        let plan = crate::offload::run(upload_bytes, || {
+            validation::validate_update(gun, &uploads, &stored, now)
+        })?;
         if let Some(root) = uploads.get(md::ROOT) {
             self.check_root_keys(gun, root).await?;
         }

@@ -20,6 +20,10 @@ async fn service(read_only: bool) -> Arc<RepoService> {
     let db = Db::connect("sqlite::memory:", &PoolConfig::default())
         .await
         .expect("in-memory SQLite");
+    service_on(db, read_only).await
+}
+
+async fn service_on(db: Db, read_only: bool) -> Arc<RepoService> {
     let store = Arc::new(SqlStore::new(db).await.expect("migrated"));
     Arc::new(RepoService::new(
         store,
@@ -152,4 +156,50 @@ async fn a_deleted_repository_is_gone_and_a_read_only_service_writes_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(e, ServiceError::ReadOnly), "{e}");
+}
+
+/// Changefeed pages (`changefeed`, invariants 1–2): a full forward page is kept and served as
+/// kept — shown here by removing its rows behind the service's back, which nothing else ever
+/// does — while a page of the tail is served again only until the next write.
+#[tokio::test]
+async fn changefeed_pages_full_ones_are_kept_and_the_tail_follows_writes() {
+    let db = Db::connect("sqlite::memory:", &PoolConfig::default())
+        .await
+        .expect("in-memory SQLite");
+    let s = service_on(db.clone(), false).await;
+    let publish = |name: String| {
+        let s = s.clone();
+        async move {
+            let g = Gun::new(&name).unwrap();
+            let r = repo(&s, &g).await;
+            let files = [
+                ("root", r.root_file(1)),
+                ("targets", r.targets_file(1, &[])),
+            ];
+            s.publish(&g, parts(&files), &Actor::default())
+                .await
+                .unwrap();
+        }
+    };
+    for i in 0..3 {
+        publish(format!("example.com/unit/feed{i}")).await;
+    }
+    let full = s.changes(None, 0, 2).await.unwrap();
+    assert_eq!(full.count, 2);
+    let tail = s.changes(None, 0, 100).await.unwrap();
+    assert_eq!(tail.count, 3);
+    assert!(
+        Arc::ptr_eq(&tail, &s.changes(None, 0, 100).await.unwrap()),
+        "no write since: the tail page as kept"
+    );
+
+    notary_common::with_pool!(&db, p => sqlx::query("DELETE FROM changefeed WHERE id <= 2").execute(p).await.map(|_| ()))
+        .unwrap();
+    assert_eq!(s.changes(None, 0, 2).await.unwrap().json, full.json);
+
+    publish("example.com/unit/feed3".into()).await;
+    let after = s.changes(None, 0, 100).await.unwrap();
+    let text = String::from_utf8_lossy(&after.json).to_string();
+    assert_eq!(after.count, 2, "{text}");
+    assert!(text.contains("example.com/unit/feed3"), "{text}");
 }

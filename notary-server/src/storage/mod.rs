@@ -78,7 +78,7 @@ pub struct StoredFile {
 impl StoredFile {
     /// A file of these bytes (its checksum computed here), stored at `modified`.
     pub fn from_bytes(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
-        let sha256 = hex::encode(Sha256::digest(&data));
+        let sha256 = crate::offload::run(data.len(), || hex::encode(Sha256::digest(&data)));
         StoredFile {
             data: data.into(),
             modified: modified.unwrap_or_default(),
@@ -95,7 +95,11 @@ impl StoredFile {
     /// The gzip copy, made now if it was not yet (`None`: too small, or incompressible).
     pub fn gzip(&self) -> Option<&bytes::Bytes> {
         self.gzip
-            .get_or_init(|| crate::compression::gzip_copy(&self.data))
+            .get_or_init(|| {
+                crate::offload::run(self.data.len(), || {
+                    crate::compression::gzip_copy(&self.data)
+                })
+            })
             .as_ref()
     }
 

@@ -5,6 +5,7 @@
 //! Prints, per operation: requests, req/s, p50/p99/p999 latency and errors.
 
 mod scale;
+mod stalls;
 
 use std::time::Duration;
 
@@ -75,6 +76,10 @@ struct Args {
     /// --history measures `notary-server prune` on it).
     #[arg(long)]
     history: Option<i64>,
+    /// Stall mode: small reads' latency alone and while large publishes and first
+    /// compressions run, this many seconds each (`stalls`).
+    #[arg(long)]
+    stalls: Option<f64>,
     /// Many-repositories mode: repositories `{--uniform-prefix}/repo0` … `repo{N-1}` already
     /// exist on --url (and --against), seeded directly in the database by `scripts/bench.sh
     /// --curves`; read `timestamp.json` and `targets.json` of repositories drawn uniformly at
@@ -383,6 +388,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(n) = a.uniform {
         return scale::uniform(&a, n).await;
+    }
+    if let Some(secs) = a.stalls {
+        return stalls::stalls(&a, secs).await;
     }
     if !a.history_points.is_empty() {
         return scale::history_points(&a).await;
