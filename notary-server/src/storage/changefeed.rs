@@ -17,9 +17,9 @@ impl Changefeed for SqlStore {
             let row: (Option<i32>,) = match &self.db {
                 Db::Sqlite(p) => sqlx::query_as(SQL).fetch_one(p).await?,
                 Db::Postgres(p) => {
-                    let mut conn = self.follower(p).await?;
-                    let row = sqlx::query_as(SQL).fetch_one(&mut conn).await?;
-                    self.follower_done(conn);
+                    let mut held = self.followers.get(p, self.seen.is_some()).await?;
+                    let row = sqlx::query_as(SQL).fetch_one(&mut held.conn).await?;
+                    self.followers.done(held);
                     row
                 }
             };
@@ -43,13 +43,13 @@ impl Changefeed for SqlStore {
                         .await?
                 }
                 Db::Postgres(p) => {
-                    let mut conn = self.follower(p).await?;
+                    let mut held = self.followers.get(p, self.seen.is_some()).await?;
                     let rows = sqlx::query_as(SQL)
                         .bind(id)
                         .bind(limit)
-                        .fetch_all(&mut conn)
+                        .fetch_all(&mut held.conn)
                         .await?;
-                    self.follower_done(conn);
+                    self.followers.done(held);
                     rows
                 }
             };

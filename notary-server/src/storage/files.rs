@@ -66,8 +66,10 @@ macro_rules! load {
         match (&$self.db, &$self.seen) {
             (Db::Postgres(p), Some(seen)) => {
                 let sql = positioned($sql);
+                let mut held = $self.readers.get(p, true).await?;
                 let (position, data, at): (i64, Option<Vec<u8>>, Option<NaiveDateTime>) =
-                    sqlx::query_as(&sql)$(.bind($bind))*.fetch_one(p).await?;
+                    sqlx::query_as(&sql)$(.bind($bind))*.fetch_one(&mut held.conn).await?;
+                $self.readers.done(held);
                 let floor = seen.load(std::sync::atomic::Ordering::SeqCst);
                 if position < floor {
                     return Err(StoreError::Unavailable(format!(
@@ -76,8 +78,15 @@ macro_rules! load {
                 }
                 data.map(|d| (d, at))
             }
-            _ => with_pool!(&$self.db, p => sqlx::query_as::<_, (Vec<u8>, Option<NaiveDateTime>)>($sql)
-                $(.bind($bind))*.fetch_optional(p).await)?,
+            (Db::Postgres(p), None) => {
+                let mut held = $self.readers.get(p, false).await?;
+                let row = sqlx::query_as::<_, (Vec<u8>, Option<NaiveDateTime>)>($sql)
+                    $(.bind($bind))*.fetch_optional(&mut held.conn).await?;
+                $self.readers.done(held);
+                row
+            }
+            (Db::Sqlite(p), _) => sqlx::query_as::<_, (Vec<u8>, Option<NaiveDateTime>)>($sql)
+                $(.bind($bind))*.fetch_optional(p).await?,
         }
     }};
 }
@@ -129,8 +138,25 @@ impl SqlStore {
                 Option<NaiveDateTime>,
             );
             let also = also.map_or("", Role::as_str);
-            let rows: Vec<Row> =
-                with_pool!(&self.db, p => sqlx::query_as(SQL).bind(gun.as_str()).bind(also).fetch_all(p).await)?;
+            let rows: Vec<Row> = match &self.db {
+                Db::Postgres(p) => {
+                    let mut held = self.readers.get(p, false).await?;
+                    let rows = sqlx::query_as(SQL)
+                        .bind(gun.as_str())
+                        .bind(also)
+                        .fetch_all(&mut held.conn)
+                        .await?;
+                    self.readers.done(held);
+                    rows
+                }
+                Db::Sqlite(p) => {
+                    sqlx::query_as(SQL)
+                        .bind(gun.as_str())
+                        .bind(also)
+                        .fetch_all(p)
+                        .await?
+                }
+            };
             let mut chain = LatestChain::default();
             for (role, data, updated, created) in rows {
                 match role.as_str() {

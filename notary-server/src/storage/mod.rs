@@ -15,7 +15,6 @@
 use async_trait::async_trait;
 use chrono::{NaiveDateTime, Utc};
 use notary_common::db::{migrate, Db, Migration};
-use notary_common::sync::lock;
 use notary_common::with_pool;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -36,6 +35,12 @@ pub const MIGRATIONS: &[Migration] = &[
     notary_common::migration!(7, "", "0007_changefeed_gun_id.sql"),
     notary_common::migration!(8, "", "0008_publication.sql"),
 ];
+
+/// Connections open at once for cache misses' loads (`direct`), besides the pool.
+pub const READERS: usize = 8;
+
+/// Connections open at once for changefeed checks (`direct`), besides the pool.
+const FOLLOWERS: usize = 4;
 
 /// Idle connections kept for changefeed checks: as many as checks may overlap
 /// (`coherence::MAX_CHECKS_IN_FLIGHT`, checked at compile time there).
@@ -260,6 +265,7 @@ macro_rules! insert_record {
 
 mod audit;
 mod changefeed;
+mod direct;
 mod files;
 mod imports;
 mod keys;
@@ -307,13 +313,12 @@ pub struct SqlStore {
     /// SQLite allows one writer: serialise this process's write transactions instead of
     /// letting deferred transactions fail to upgrade their locks.
     write_lock: Mutex<()>,
-    /// Postgres: a connection of its own for the changefeed checks of the read barrier, outside
-    /// the pool. A pooled query costs two more round trips (sqlx pings a connection when it
-    /// leaves the pool and again when it comes back); the barrier puts one check's latency on
-    /// every current read, so it gets one round trip (both of its queries, `changes_after` and
-    /// `last_change_id`, use it). Taken out while in use: a check cancelled half-way (deadline)
-    /// drops the connection instead of leaving an unread answer in it.
-    followers: std::sync::Mutex<Vec<sqlx::PgConnection>>,
+    /// Postgres: connections of its own (`direct`) for the changefeed checks of the read
+    /// barrier, which puts one check's latency on every current read (both of a check's
+    /// queries, `changes_after` and `last_change_id`, use them).
+    followers: direct::Direct,
+    /// Postgres: connections of its own (`direct`) for the loads of a cache miss.
+    readers: direct::Direct,
     /// A read-only instance (Postgres): the highest changefeed ID its checks have seen. A load
     /// reads the changefeed position in the same statement and is refused (503) below it: a
     /// pooled connection may lead to another replica, staler than the one the check used (a
@@ -334,20 +339,28 @@ impl SqlStore {
     }
 
     fn with_db(db: Db) -> Self {
+        SqlStore::with_db_and(db, &notary_common::db::PoolConfig::default())
+    }
+
+    fn with_db_and(db: Db, pool: &notary_common::db::PoolConfig) -> Self {
+        let statement_timeout = pool.statement_timeout;
         SqlStore {
             db,
             write_lock: Mutex::new(()),
-            followers: std::sync::Mutex::new(Vec::new()),
+            followers: direct::Direct::new(FOLLOWERS, IDLE_FOLLOWERS, statement_timeout),
+            readers: direct::Direct::new(READERS, READERS, statement_timeout),
             seen: None,
-            limit: notary_common::db::PoolConfig::default().call_limit(),
+            limit: pool.call_limit(),
         }
     }
 
-    /// Bound every operation by `limit` (invariant 1): `PoolConfig::call_limit` of the
-    /// configured pool (the default pool's until then).
-    pub fn with_call_limit(mut self, limit: Duration) -> Self {
-        self.limit = limit;
-        self
+    /// Bound every operation by `PoolConfig::call_limit` of `pool` (invariant 1), and give the
+    /// store's own connections its `statement_timeout` (the default pool's until then).
+    pub fn with_pool_config(self, pool: &notary_common::db::PoolConfig) -> Self {
+        SqlStore {
+            seen: self.seen,
+            ..SqlStore::with_db_and(self.db, pool)
+        }
     }
 
     /// Run one operation on the database within the call limit (invariant 1): no answer in
@@ -381,39 +394,6 @@ impl SqlStore {
         }
     }
 
-    /// A connection for a changefeed check (see `followers`): an idle one, or a new one.
-    async fn follower(&self, pool: &sqlx::PgPool) -> Result<sqlx::PgConnection, StoreError> {
-        use sqlx::Connection;
-        let idle = lock(&self.followers).pop();
-        if let Some(mut c) = idle {
-            // A writer's checks must see its own commits: after a fail-over (a "read-only"
-            // answer) a connection opened before may still lead to the old, now read-only node.
-            if self.seen.is_some() || !notary_common::db::read_only_recently() {
-                return Ok(c);
-            }
-            if let Ok(false) = notary_common::db::session_read_only(&mut c).await {
-                return Ok(c);
-            }
-        }
-        let mut c = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
-        // Postgres re-plans `id > $1 … LIMIT $2` at every bind (its custom plans look cheaper
-        // than the generic one, an index scan either way): a fifth of a millisecond of planning
-        // for a check that runs in a fiftieth. Postgres before 12 has no such setting; it then
-        // plans as before.
-        let _ = sqlx::query("SET plan_cache_mode = force_generic_plan")
-            .execute(&mut c)
-            .await;
-        Ok(c)
-    }
-
-    /// Give back a follower connection that answered (one that failed, or whose check was
-    /// cancelled, is dropped instead: the next check reconnects).
-    fn follower_done(&self, conn: sqlx::PgConnection) {
-        let mut idle = lock(&self.followers);
-        if idle.len() < IDLE_FOLLOWERS {
-            idle.push(conn);
-        }
-    }
 }
 
 /// Now, as the tables store it (UTC, no zone).

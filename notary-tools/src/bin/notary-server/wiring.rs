@@ -172,7 +172,7 @@ pub(crate) async fn build_service(
         }),
         _ => None,
     };
-    let store = store.with_call_limit(settings.storage.pool.call_limit());
+    let store = store.with_pool_config(&settings.storage.pool);
     let service = Arc::new(RepoService::new(
         Arc::new(store),
         cache,
