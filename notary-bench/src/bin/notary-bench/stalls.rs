@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notary_bench::load::{run_gets_at_rate, seed, Endpoint};
+use notary_bench::load::{run_gets_at_rate, seed, Endpoint, ServerLatency, Stats};
 
 use crate::{header, row, Args};
 
@@ -27,15 +27,20 @@ pub(crate) async fn stalls(a: &Args, secs: f64) -> anyhow::Result<()> {
         .collect();
     let rate = a.rate.unwrap_or(1000.0);
     let d = Duration::from_secs_f64(secs);
-    let quiet = run_gets_at_rate(
-        &ep,
-        "GET timestamp.json, alone",
-        urls.clone(),
-        rate,
-        d,
-        a.concurrency,
-    )
-    .await?;
+    // The server's own time too (from its arrival at the router): a request held up before it
+    // is read shows in the client's figure only.
+    let timed = |name: &'static str, urls: Vec<String>| {
+        let ep = ep.clone();
+        async move {
+            let before = ServerLatency::read(&ep, "GetRole").await;
+            let mut s = run_gets_at_rate(&ep, name, urls, rate, d, a.concurrency).await?;
+            if let (Some(b), Some(after)) = (before, ServerLatency::read(&ep, "GetRole").await) {
+                s.server_latency = b.since(&after, "GetRole");
+            }
+            Ok::<Stats, anyhow::Error>(s)
+        }
+    };
+    let quiet = timed("GET timestamp.json alone", urls.clone()).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let cycles = Arc::new(AtomicUsize::new(0));
@@ -57,15 +62,7 @@ pub(crate) async fn stalls(a: &Args, secs: f64) -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(())
         })
     };
-    let busy = run_gets_at_rate(
-        &ep,
-        "GET timestamp.json, with large work",
-        urls,
-        rate,
-        d,
-        a.concurrency,
-    )
-    .await?;
+    let busy = timed("GET timestamp.json + large work", urls).await?;
     stop.store(true, Ordering::Relaxed);
     worker.await??;
     header();
