@@ -66,7 +66,10 @@ impl Direct {
         let idle = lock(&self.idle).pop();
         if let Some((mut conn, since)) = idle {
             let fits = if !replica && notary_common::db::read_only_recently() {
-                matches!(notary_common::db::session_read_only(&mut conn).await, Ok(false))
+                matches!(
+                    notary_common::db::session_read_only(&mut conn).await,
+                    Ok(false)
+                )
             } else if since.elapsed() >= CHECK_IDLE_AFTER {
                 conn.ping().await.is_ok()
             } else {

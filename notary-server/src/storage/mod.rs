@@ -393,7 +393,6 @@ impl SqlStore {
             s.fetch_max(id, std::sync::atomic::Ordering::SeqCst);
         }
     }
-
 }
 
 /// Now, as the tables store it (UTC, no zone).
