@@ -47,7 +47,7 @@ impl MigratingStore {
     pub async fn open(kms: &KmsConfig, from: &SqlStorage) -> Result<Self, CryptoError> {
         Ok(MigratingStore {
             kms: KmsKeyStore::open(kms).await?,
-            from: crate::stores::open_sql(from).await?,
+            from: SqlKeyStore::open(from).await?,
             held: Default::default(),
         })
     }

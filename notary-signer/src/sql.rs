@@ -79,6 +79,29 @@ impl SqlKeyStore {
         })
     }
 
+    /// A SQL key store whose every stored key decrypts now, not at its first signature; with a
+    /// default alias, that alias's passphrase is required too.
+    pub async fn open(sql: &crate::config::SqlStorage) -> Result<SqlKeyStore, CryptoError> {
+        let db = Db::connect(&sql.db_url, &PoolConfig::default()).await?;
+        let passphrases = Passphrases::from_env("NOTARY_SIGNER_", &sql.default_alias);
+        if !sql.default_alias.is_empty() {
+            passphrases.get(&sql.default_alias).map_err(|_| {
+                CryptoError::Config(format!(
+                    "set NOTARY_SIGNER_{} to the passphrase of alias {:?}",
+                    sql.default_alias.to_uppercase(),
+                    sql.default_alias
+                ))
+            })?;
+        }
+        let store = SqlKeyStore::new(db, passphrases).await?;
+        store.check_aliases().await.map_err(|e| {
+            CryptoError::Config(format!(
+                "the key database holds keys this signer cannot decrypt: {e}"
+            ))
+        })?;
+        Ok(store)
+    }
+
     /// Bound every statement by `limit` instead of the default pool's (the server's local
     /// trust service uses its storage's).
     pub fn with_call_limit(mut self, limit: std::time::Duration) -> Self {

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use notary_common::db::{Db, PoolConfig};
-
-use crate::config::{SqlStorage, Storage};
+use crate::config::Storage;
 use crate::memory::MemoryKeyStore;
 use crate::migrating::MigratingStore;
-use crate::passphrase::Passphrases;
 use crate::sql::SqlKeyStore;
 use crate::{CryptoError, CryptoService};
 
@@ -35,29 +32,6 @@ pub async fn open(storage: &Storage) -> Result<Arc<dyn CryptoService>, CryptoErr
             tracing::info!(token = %uri.token, module = %uri.module_path.display(), "using a PKCS#11 token");
             Arc::new(crate::pkcs11::Pkcs11KeyStore::open(uri).await?)
         }
-        Storage::Sql(sql) => Arc::new(open_sql(sql).await?),
+        Storage::Sql(sql) => Arc::new(SqlKeyStore::open(sql).await?),
     })
-}
-
-/// A SQL key store whose every stored key decrypts now, not at its first signature; with a
-/// default alias, that alias's passphrase is required too.
-pub async fn open_sql(sql: &SqlStorage) -> Result<SqlKeyStore, CryptoError> {
-    let db = Db::connect(&sql.db_url, &PoolConfig::default()).await?;
-    let passphrases = Passphrases::from_env("NOTARY_SIGNER_", &sql.default_alias);
-    if !sql.default_alias.is_empty() {
-        passphrases.get(&sql.default_alias).map_err(|_| {
-            CryptoError::Config(format!(
-                "set NOTARY_SIGNER_{} to the passphrase of alias {:?}",
-                sql.default_alias.to_uppercase(),
-                sql.default_alias
-            ))
-        })?;
-    }
-    let store = SqlKeyStore::new(db, passphrases).await?;
-    store.check_aliases().await.map_err(|e| {
-        CryptoError::Config(format!(
-            "the key database holds keys this signer cannot decrypt: {e}"
-        ))
-    })?;
-    Ok(store)
 }
