@@ -158,7 +158,7 @@ pub fn render(
     e.family(
         "notary_rs_fresh_reads_total",
         "counter",
-        "Current-metadata reads, by how they were made fresh: under this instance's read lease (no database round trip) or by waiting for a changefeed check.",
+        "Current reads (metadata files and changefeed pages), by how they were made fresh: under this instance's read lease (no database round trip) or by waiting for a changefeed check.",
         [
             ("by=\"lease\"".to_string(), coherence.leased_reads.to_string()),
             ("by=\"changefeed_check\"".to_string(), coherence.barrier_reads.to_string()),

@@ -1,6 +1,6 @@
 //! `notary-server`: with no command it serves (see `wiring`); its commands are the operator's
 //! tools over the same storage (`import`, `imported`, `repos`, `show`, `delete`, `audit`,
-//! `prune`).
+//! `prune`, `export`, `mirror`, and `migrate-keys` with the signer's key stores).
 
 mod export;
 mod import;
