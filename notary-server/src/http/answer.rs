@@ -28,7 +28,7 @@ pub(super) fn value(s: String) -> HeaderValue {
 
 /// A metadata file's answer. Under token auth it is `private`: a shared cache must not hand a
 /// token-protected file to a client without a token (Go answers `public` there too).
-pub(super) fn metadata_response(
+pub(super) async fn metadata_response(
     req: &Parts,
     f: StoredFile,
     max_age: i64,
@@ -46,6 +46,7 @@ pub(super) fn metadata_response(
                 .and_then(|v| v.to_str().ok()),
         );
     let gzip = if takes_gzip && !not_modified {
+        f.gzip_ready().await;
         f.gzip().cloned()
     } else {
         None

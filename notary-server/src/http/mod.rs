@@ -315,7 +315,8 @@ async fn route(
                     state.max_age_consistent,
                     false,
                     state.auth.is_some(),
-                ))
+                )
+                .await)
             }
             Route::ByVersion { gun, version, role } => {
                 let gun = read(gun)?.0;
@@ -328,19 +329,17 @@ async fn route(
                     state.max_age_consistent,
                     false,
                     state.auth.is_some(),
-                ))
+                )
+                .await)
             }
             Route::Current { gun, role } => {
                 let gun = read(gun)?.0;
                 let role = stored_role(role)?;
                 let f = state.service.current(&gun, &role).await?;
-                Ok(metadata_response(
-                    req,
-                    f,
-                    state.max_age_current,
-                    true,
-                    state.auth.is_some(),
-                ))
+                Ok(
+                    metadata_response(req, f, state.max_age_current, true, state.auth.is_some())
+                        .await,
+                )
             }
             Route::GetKey { gun, role } => {
                 let (gun, subject) = guard(req, state, gun, GunUse::Write, &["push", "pull"])?;

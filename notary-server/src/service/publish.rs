@@ -16,7 +16,7 @@ impl RepoService {
         self.writable()?;
         // Parsing and checking a large upload is CPU work (`offload`).
         let upload_bytes: usize = parts.iter().map(|(_, b)| b.len()).sum();
-        let uploads = crate::offload::run(upload_bytes, || {
+        let uploads = crate::offload::run(upload_bytes, move || {
             let mut uploads = BTreeMap::new();
             for (role, bytes) in parts {
                 let file = SignedFile::parse(&bytes)
@@ -28,14 +28,21 @@ impl RepoService {
                 }
             }
             Ok::<_, ServiceError>(uploads)
-        })?;
+        })
+        .await?;
         let stored = self
             .stored_repo(gun, roles_needed(uploads.keys().map(|s| s.as_str())))
             .await?;
         let now = Utc::now();
-        let plan = crate::offload::run(upload_bytes, || {
-            validation::validate_update(gun, &uploads, &stored, now)
-        })?;
+        let (plan, uploads) = crate::offload::run(upload_bytes, {
+            let gun = gun.clone();
+            move || {
+                let plan = validation::validate_update(&gun, &uploads, &stored, now);
+                (plan, uploads)
+            }
+        })
+        .await;
+        let plan = plan?;
         if let Some(root) = uploads.get(md::ROOT) {
             self.check_root_keys(gun, root).await?;
         }

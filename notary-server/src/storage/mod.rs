@@ -83,7 +83,7 @@ pub struct StoredFile {
 impl StoredFile {
     /// A file of these bytes (its checksum computed here), stored at `modified`.
     pub fn from_bytes(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
-        let sha256 = crate::offload::run(data.len(), || hex::encode(Sha256::digest(&data)));
+        let sha256 = crate::offload::in_place(data.len(), || hex::encode(Sha256::digest(&data)));
         StoredFile {
             data: data.into(),
             modified: modified.unwrap_or_default(),
@@ -97,11 +97,24 @@ impl StoredFile {
         crate::compression::eligible(self.data.len())
     }
 
+    /// Make the gzip copy now if it is not made yet, off the request threads for a large file
+    /// (`offload`); [`StoredFile::gzip`] then finds it.
+    pub async fn gzip_ready(&self) {
+        if !self.compressible() || self.gzip.get().is_some() {
+            return;
+        }
+        let (data, copy) = (self.data.clone(), self.gzip.clone());
+        crate::offload::run(data.len(), move || {
+            copy.get_or_init(|| crate::compression::gzip_copy(&data));
+        })
+        .await;
+    }
+
     /// The gzip copy, made now if it was not yet (`None`: too small, or incompressible).
     pub fn gzip(&self) -> Option<&bytes::Bytes> {
         self.gzip
             .get_or_init(|| {
-                crate::offload::run(self.data.len(), || {
+                crate::offload::in_place(self.data.len(), || {
                     crate::compression::gzip_copy(&self.data)
                 })
             })

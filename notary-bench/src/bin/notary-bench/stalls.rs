@@ -50,9 +50,16 @@ pub(crate) async fn stalls(a: &Args, secs: f64) -> anyhow::Result<()> {
             let mut conn = ep.target.connect().await?;
             let gun = large.repo.gun.clone();
             let path = notary_bench::conn::path_of(&ep.tuf(&gun, "targets.json"))?;
+            let large = Arc::new(large);
             let mut v = large.next_version;
             while !stop.load(Ordering::Relaxed) {
-                let file = large.next_targets_file(v);
+                // Signing a large file is this client's own CPU work: off its async workers, or
+                // the small reads' requests would leave late and the delay be counted as the
+                // server's.
+                let file = {
+                    let large = large.clone();
+                    tokio::task::spawn_blocking(move || large.next_targets_file(v)).await?
+                };
                 ep.post(&gun, &[("targets", &file)]).await?;
                 // The new file's first compression (the client accepts gzip).
                 conn.get(&path, None).await?;
