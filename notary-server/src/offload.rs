@@ -14,7 +14,7 @@
 //!    (docs/performance.md).
 //! 2. [`in_place`], for work inside code that cannot wait (the checksum of a file as it is
 //!    loaded): the worker's other requests move to another thread meanwhile
-//!    (`tokio::task::block_in_place`). — `tests::in_place_leaves_the_worker_to_other_tasks`.
+//!    (`tokio::task::block_in_place`). — `tests::large_work_leaves_the_worker_to_other_tasks`.
 //! 3. Outside a multi-threaded runtime (a unit test's, a tool's) the work runs inline.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -118,37 +118,32 @@ mod tests {
         assert_eq!(rt.block_on(async { in_place(LARGE, || 9) }), 9);
     }
 
-    /// The only worker starts large work; a task spawned meanwhile is not held up by it, while
-    /// work just under the size runs inline and holds it up.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn large_work_leaves_the_worker_to_other_tasks() {
-        for (size, held_up) in [(LARGE, false), (LARGE - 1, true)] {
-            let (started, is_started) = tokio::sync::oneshot::channel();
-            let busy = tokio::spawn(async move {
-                let _ = started.send(());
-                run(size, || std::thread::sleep(Duration::from_millis(300))).await;
-                Instant::now()
-            });
-            is_started.await.unwrap();
-            let other = tokio::spawn(async { Instant::now() });
-            let (other, busy) = (other.await.unwrap(), busy.await.unwrap());
-            assert_eq!(other >= busy, held_up, "input of {size} bytes");
-        }
+    /// Whether a task spawned while the only worker runs `work` is held up until it ends.
+    async fn holds_up_the_worker(
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> bool {
+        let (started, is_started) = tokio::sync::oneshot::channel();
+        let busy = tokio::spawn(async move {
+            let _ = started.send(());
+            work.await;
+            Instant::now()
+        });
+        is_started.await.unwrap();
+        let other = tokio::spawn(async { Instant::now() });
+        let (other, busy) = (other.await.unwrap(), busy.await.unwrap());
+        other >= busy
     }
 
+    /// Large work through either way leaves the only worker to other tasks; work just under
+    /// the size runs inline and holds it up.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn in_place_leaves_the_worker_to_other_tasks() {
+    async fn large_work_leaves_the_worker_to_other_tasks() {
+        let sleep = || std::thread::sleep(Duration::from_millis(300));
         for (size, held_up) in [(LARGE, false), (LARGE - 1, true)] {
-            let (started, is_started) = tokio::sync::oneshot::channel();
-            let busy = tokio::spawn(async move {
-                let _ = started.send(());
-                in_place(size, || std::thread::sleep(Duration::from_millis(300)));
-                Instant::now()
-            });
-            is_started.await.unwrap();
-            let other = tokio::spawn(async { Instant::now() });
-            let (other, busy) = (other.await.unwrap(), busy.await.unwrap());
-            assert_eq!(other >= busy, held_up, "input of {size} bytes");
+            let ran = holds_up_the_worker(async move { run(size, sleep).await }).await;
+            assert_eq!(ran, held_up, "run, input of {size} bytes");
+            let placed = holds_up_the_worker(async move { in_place(size, sleep) }).await;
+            assert_eq!(placed, held_up, "in_place, input of {size} bytes");
         }
     }
 

@@ -112,10 +112,11 @@ pub struct SqlStorage {
     pub default_alias: String,
 }
 
-/// A SQL store's URL: Postgres as it is; SQLite (`sqlite:PATH`) with its path resolved.
-fn sql_url(url: &str, rel: &dyn Fn(&Path) -> PathBuf) -> String {
+/// A SQL store's URL: Postgres as it is; SQLite (`sqlite:PATH`) with its path resolved against
+/// `base`.
+fn sql_url(url: &str, base: &Path) -> String {
     match url.strip_prefix("sqlite:") {
-        Some(path) => format!("sqlite:{}", rel(Path::new(path)).display()),
+        Some(path) => format!("sqlite:{}", base.join(path).display()),
         None => url.to_string(),
     }
 }
@@ -148,7 +149,6 @@ impl Config {
 
     /// The key store the config names (paths relative to `base`).
     pub fn storage(&self, base: &Path) -> Result<Storage, CryptoError> {
-        let rel = |p: &Path| base.join(p);
         Ok(match self.storage.backend.as_str() {
             "memory" => Storage::Memory,
             "awskms" => Storage::AwsKms {
@@ -159,7 +159,7 @@ impl Config {
                 migrate_from: match self.storage.migrate_from.as_deref() {
                     None | Some("") => None,
                     Some(url) => Some(SqlStorage {
-                        db_url: sql_url(url, &rel),
+                        db_url: sql_url(url, base),
                         default_alias: String::new(),
                     }),
                 },
@@ -197,7 +197,7 @@ impl Config {
                                 .strip_prefix("sqlite:")
                                 .unwrap_or(&self.storage.db_url)
                         ),
-                        &rel,
+                        base,
                     )
                 };
                 Storage::Sql(SqlStorage {

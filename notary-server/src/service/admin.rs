@@ -63,10 +63,9 @@ impl RepoService {
         let Some(chain) = chain else {
             return Ok((false, false));
         };
-        let Some(file) = self.chain_root(gun, chain).await? else {
+        let Some(root) = self.root_of(gun, chain).await? else {
             return Ok((false, false));
         };
-        let root: md::Root = file.body().map_err(ServiceError::internal)?;
         Ok((
             self.holds_any(&root.role_keyids(md::TIMESTAMP)).await?,
             self.holds_any(&root.role_keyids(md::SNAPSHOT)).await?,
@@ -75,10 +74,19 @@ impl RepoService {
 
     /// `gun`'s current root, if it has one.
     pub async fn current_root(&self, gun: &Gun) -> Result<Option<md::Root>, ServiceError> {
-        let Some(chain) = self.chain(gun).await? else {
-            return Ok(None);
-        };
-        match self.chain_root(gun, &chain).await? {
+        match self.chain(gun).await? {
+            Some(chain) => self.root_of(gun, &chain).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The root `chain`'s snapshot names, read as a root.
+    async fn root_of(
+        &self,
+        gun: &Gun,
+        chain: &CachedChain,
+    ) -> Result<Option<md::Root>, ServiceError> {
+        match self.chain_root(gun, chain).await? {
             Some(file) => Ok(Some(file.body().map_err(ServiceError::internal)?)),
             None => Ok(None),
         }

@@ -46,12 +46,7 @@ impl RepoService {
         may_create: impl FnOnce() -> Result<(), E>,
         actor: &Actor,
     ) -> Result<PublicKey, E> {
-        let root_file = match self.chain(gun).await? {
-            Some(chain) => self.chain_root(gun, &chain).await?,
-            None => None,
-        };
-        if let Some(file) = root_file {
-            let root: md::Root = file.body().map_err(ServiceError::internal)?;
+        if let Some(root) = self.current_root(gun).await? {
             if let Some(Some(r)) = root.roles.get(role.as_str()) {
                 for id in &r.keyids {
                     if let Some(info) = self.crypto.get_key(id).await.map_err(ServiceError::from)? {

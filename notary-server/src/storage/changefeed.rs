@@ -17,10 +17,11 @@ impl Changefeed for SqlStore {
             let row: (Option<i32>,) = match &self.db {
                 Db::Sqlite(p) => sqlx::query_as(SQL).fetch_one(p).await?,
                 Db::Postgres(p) => {
-                    let mut held = self.followers.get(p, self.seen.is_some()).await?;
-                    let row = sqlx::query_as(SQL).fetch_one(&mut held.conn).await?;
-                    self.followers.done(held);
-                    row
+                    self.followers
+                        .run(p, self.seen.is_some(), async |c| {
+                            sqlx::query_as(SQL).fetch_one(c).await
+                        })
+                        .await?
                 }
             };
             let id = row.0.unwrap_or(0) as i64;
@@ -43,14 +44,11 @@ impl Changefeed for SqlStore {
                         .await?
                 }
                 Db::Postgres(p) => {
-                    let mut held = self.followers.get(p, self.seen.is_some()).await?;
-                    let rows = sqlx::query_as(SQL)
-                        .bind(id)
-                        .bind(limit)
-                        .fetch_all(&mut held.conn)
-                        .await?;
-                    self.followers.done(held);
-                    rows
+                    self.followers
+                        .run(p, self.seen.is_some(), async |c| {
+                            sqlx::query_as(SQL).bind(id).bind(limit).fetch_all(c).await
+                        })
+                        .await?
                 }
             };
             if let Some(last) = rows.last() {

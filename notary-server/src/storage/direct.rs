@@ -37,10 +37,10 @@ pub(super) struct Direct {
     statement_timeout: Duration,
 }
 
-/// A connection taken out of a [`Direct`] set: hand it back with [`Direct::done`] after a
-/// statement that answered; dropped, it is closed.
-pub(super) struct Held<'a> {
-    pub(super) conn: PgConnection,
+/// A connection taken out of a [`Direct`] set: handed back after a statement that answered;
+/// dropped, it is closed.
+struct Held<'a> {
+    conn: PgConnection,
     _slot: SemaphorePermit<'a>,
 }
 
@@ -55,9 +55,26 @@ impl Direct {
         }
     }
 
-    /// An idle connection, or a new one to where `pool` connects now (its host list followed).
+    /// Run `statement` on a connection of the set, to where `pool` connects now (its host list
+    /// followed); the connection is handed back if it answered, else dropped (invariant 2).
     /// `replica`: a read-only instance's (its loads check their position instead).
-    pub(super) async fn get(&self, pool: &PgPool, replica: bool) -> Result<Held<'_>, StoreError> {
+    pub(super) async fn run<T>(
+        &self,
+        pool: &PgPool,
+        replica: bool,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        let mut held = self.get(pool, replica).await?;
+        let answer = statement(&mut held.conn).await?;
+        let mut idle = lock(&self.idle);
+        if idle.len() < self.keep {
+            idle.push((held.conn, Instant::now()));
+        }
+        Ok(answer)
+    }
+
+    /// An idle connection, or a new one (see [`Direct::run`]).
+    async fn get(&self, pool: &PgPool, replica: bool) -> Result<Held<'_>, StoreError> {
         let slot = self
             .slots
             .acquire()
@@ -92,13 +109,5 @@ impl Direct {
             .execute("SET plan_cache_mode = force_generic_plan")
             .await;
         Ok(Held { conn, _slot: slot })
-    }
-
-    /// Hand back a connection whose statement answered (invariant 1).
-    pub(super) fn done(&self, held: Held<'_>) {
-        let mut idle = lock(&self.idle);
-        if idle.len() < self.keep {
-            idle.push((held.conn, Instant::now()));
-        }
     }
 }

@@ -66,10 +66,10 @@ macro_rules! load {
         match (&$self.db, &$self.seen) {
             (Db::Postgres(p), Some(seen)) => {
                 let sql = positioned($sql);
-                let mut held = $self.readers.get(p, true).await?;
-                let (position, data, at): (i64, Option<Vec<u8>>, Option<NaiveDateTime>) =
-                    sqlx::query_as(&sql)$(.bind($bind))*.fetch_one(&mut held.conn).await?;
-                $self.readers.done(held);
+                let (position, data, at): (i64, Option<Vec<u8>>, Option<NaiveDateTime>) = $self
+                    .readers
+                    .run(p, true, async |c| sqlx::query_as(&sql)$(.bind($bind))*.fetch_one(c).await)
+                    .await?;
                 let floor = seen.load(std::sync::atomic::Ordering::SeqCst);
                 if position < floor {
                     return Err(StoreError::Unavailable(format!(
@@ -78,13 +78,13 @@ macro_rules! load {
                 }
                 data.map(|d| (d, at))
             }
-            (Db::Postgres(p), None) => {
-                let mut held = $self.readers.get(p, false).await?;
-                let row = sqlx::query_as::<_, (Vec<u8>, Option<NaiveDateTime>)>($sql)
-                    $(.bind($bind))*.fetch_optional(&mut held.conn).await?;
-                $self.readers.done(held);
-                row
-            }
+            (Db::Postgres(p), None) => $self
+                .readers
+                .run(p, false, async |c| {
+                    sqlx::query_as::<_, (Vec<u8>, Option<NaiveDateTime>)>($sql)
+                        $(.bind($bind))*.fetch_optional(c).await
+                })
+                .await?,
             (Db::Sqlite(p), _) => sqlx::query_as::<_, (Vec<u8>, Option<NaiveDateTime>)>($sql)
                 $(.bind($bind))*.fetch_optional(p).await?,
         }
@@ -140,14 +140,15 @@ impl SqlStore {
             let also = also.map_or("", Role::as_str);
             let rows: Vec<Row> = match &self.db {
                 Db::Postgres(p) => {
-                    let mut held = self.readers.get(p, false).await?;
-                    let rows = sqlx::query_as(SQL)
-                        .bind(gun.as_str())
-                        .bind(also)
-                        .fetch_all(&mut held.conn)
-                        .await?;
-                    self.readers.done(held);
-                    rows
+                    self.readers
+                        .run(p, false, async |c| {
+                            sqlx::query_as(SQL)
+                                .bind(gun.as_str())
+                                .bind(also)
+                                .fetch_all(c)
+                                .await
+                        })
+                        .await?
                 }
                 Db::Sqlite(p) => {
                     sqlx::query_as(SQL)
