@@ -31,101 +31,142 @@ pub fn canonicalize(raw: &[u8]) -> Result<Vec<u8>, CanonicalError> {
 /// know", never "not JSON"; keys with escapes, `\u` escapes, numbers of more than 15 digits
 /// (not always exact through float64) and nesting deeper than [`MAX_DEPTH`] take the long way.
 pub fn is_canonical(body: &[u8]) -> bool {
-    let mut pos = 0;
-    canonical_value(body, &mut pos, 0) && pos == body.len()
+    scan(body).is_some()
+}
+
+/// What one walk of a canonical body learns besides that it is canonical, so that a metadata
+/// file is not walked again for it: how many JSON values it holds (for the density limit) and
+/// its own members (for the fields every role has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan<'a> {
+    /// Every value, object key and element, the body itself included (as serde counts them).
+    pub values: usize,
+    /// When the body is an object: each member's key (as written: a canonical key has no
+    /// escape) and its value's bytes, in order.
+    pub members: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// [`is_canonical`], and if it is, what the walk learnt ([`Scan`]).
+pub fn scan(body: &[u8]) -> Option<Scan<'_>> {
+    let mut s = Scanner {
+        b: body,
+        pos: 0,
+        values: 0,
+        members: Vec::new(),
+    };
+    (s.value(0) && s.pos == body.len()).then_some(Scan {
+        values: s.values,
+        members: s.members,
+    })
 }
 
 /// Below serde_json's own nesting limit (128), so that whatever is recognised also parses.
 /// TUF metadata nests six deep.
 pub const MAX_DEPTH: usize = 100;
 
-fn canonical_value(b: &[u8], pos: &mut usize, depth: usize) -> bool {
-    let Some(&c) = b.get(*pos) else {
-        return false;
-    };
-    match c {
-        b'{' => {
-            if depth >= MAX_DEPTH {
-                return false;
-            }
-            *pos += 1;
-            if b.get(*pos) == Some(&b'}') {
+struct Scanner<'a> {
+    b: &'a [u8],
+    pos: usize,
+    values: usize,
+    members: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> Scanner<'a> {
+    fn value(&mut self, depth: usize) -> bool {
+        let (b, pos) = (self.b, &mut self.pos);
+        let Some(&c) = b.get(*pos) else {
+            return false;
+        };
+        self.values += 1;
+        match c {
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return false;
+                }
                 *pos += 1;
-                return true;
+                if b.get(*pos) == Some(&b'}') {
+                    *pos += 1;
+                    return true;
+                }
+                let mut previous: Option<&[u8]> = None;
+                loop {
+                    let start = self.pos;
+                    if !canonical_string(b, &mut self.pos) {
+                        return false;
+                    }
+                    self.values += 1;
+                    let key = &b[start + 1..self.pos - 1];
+                    // Sorted by bytes, no duplicates; a key with an escape is compared the long way.
+                    if key.contains(&b'\\') || previous.is_some_and(|p| p >= key) {
+                        return false;
+                    }
+                    previous = Some(key);
+                    if b.get(self.pos) != Some(&b':') {
+                        return false;
+                    }
+                    self.pos += 1;
+                    let at = self.pos;
+                    if !self.value(depth + 1) {
+                        return false;
+                    }
+                    if depth == 0 {
+                        self.members.push((key, &b[at..self.pos]));
+                    }
+                    match b.get(self.pos) {
+                        Some(b',') => self.pos += 1,
+                        Some(b'}') => {
+                            self.pos += 1;
+                            return true;
+                        }
+                        _ => return false,
+                    }
+                }
             }
-            let mut previous: Option<&[u8]> = None;
-            loop {
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return false;
+                }
+                *pos += 1;
+                if b.get(*pos) == Some(&b']') {
+                    *pos += 1;
+                    return true;
+                }
+                loop {
+                    if !self.value(depth + 1) {
+                        return false;
+                    }
+                    match b.get(self.pos) {
+                        Some(b',') => self.pos += 1,
+                        Some(b']') => {
+                            self.pos += 1;
+                            return true;
+                        }
+                        _ => return false,
+                    }
+                }
+            }
+            b'"' => canonical_string(b, pos),
+            b't' => literal(b, pos, b"true"),
+            b'f' => literal(b, pos, b"false"),
+            b'n' => literal(b, pos, b"null"),
+            b'-' | b'0'..=b'9' => {
                 let start = *pos;
-                if !canonical_string(b, pos) {
-                    return false;
+                if c == b'-' {
+                    *pos += 1;
                 }
-                let key = &b[start + 1..*pos - 1];
-                // Sorted by bytes, no duplicates; a key with an escape is compared the long way.
-                if key.contains(&b'\\') || previous.is_some_and(|p| p >= key) {
-                    return false;
+                let digits = *pos;
+                while b.get(*pos).is_some_and(u8::is_ascii_digit) {
+                    *pos += 1;
                 }
-                previous = Some(key);
-                if b.get(*pos) != Some(&b':') {
-                    return false;
-                }
-                *pos += 1;
-                if !canonical_value(b, pos, depth + 1) {
-                    return false;
-                }
-                match b.get(*pos) {
-                    Some(b',') => *pos += 1,
-                    Some(b'}') => {
-                        *pos += 1;
-                        return true;
-                    }
-                    _ => return false,
-                }
+                let n = &b[digits..*pos];
+                // An integer as Go writes it: no leading zero, no "-0", exact through float64.
+                !n.is_empty()
+                    && n.len() <= 15
+                    && (n[0] != b'0' || (n.len() == 1 && digits == start))
+                    && !matches!(b.get(*pos), Some(b'.' | b'e' | b'E'))
             }
+            _ => false,
         }
-        b'[' => {
-            if depth >= MAX_DEPTH {
-                return false;
-            }
-            *pos += 1;
-            if b.get(*pos) == Some(&b']') {
-                *pos += 1;
-                return true;
-            }
-            loop {
-                if !canonical_value(b, pos, depth + 1) {
-                    return false;
-                }
-                match b.get(*pos) {
-                    Some(b',') => *pos += 1,
-                    Some(b']') => {
-                        *pos += 1;
-                        return true;
-                    }
-                    _ => return false,
-                }
-            }
-        }
-        b'"' => canonical_string(b, pos),
-        b't' => literal(b, pos, b"true"),
-        b'f' => literal(b, pos, b"false"),
-        b'n' => literal(b, pos, b"null"),
-        b'-' | b'0'..=b'9' => {
-            let start = *pos;
-            if c == b'-' {
-                *pos += 1;
-            }
-            let digits = *pos;
-            while b.get(*pos).is_some_and(u8::is_ascii_digit) {
-                *pos += 1;
-            }
-            let n = &b[digits..*pos];
-            // An integer as Go writes it: no leading zero, no "-0", exact through float64.
-            !n.is_empty()
-                && n.len() <= 15
-                && (n[0] != b'0' || (n.len() == 1 && digits == start))
-                && !matches!(b.get(*pos), Some(b'.' | b'e' | b'E'))
-        }
-        _ => false,
     }
 }
 
@@ -364,6 +405,36 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(!is_canonical(deep.as_bytes()));
+    }
+
+    #[test]
+    fn a_scan_counts_values_and_keeps_the_top_members() {
+        let body = br#"{"_type":"Targets","b":[1,{"c":null}],"expires":"x","version":3}"#;
+        let whole = scan(body).unwrap();
+        // The body; 4 keys and their 4 values; the array's 2 elements; the inner key and value.
+        assert_eq!(whole.values, 13);
+        let members: Vec<(&str, &str)> = whole
+            .members
+            .iter()
+            .map(|(k, v)| {
+                (
+                    std::str::from_utf8(k).unwrap(),
+                    std::str::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            members,
+            [
+                ("_type", "\"Targets\""),
+                ("b", r#"[1,{"c":null}]"#),
+                ("expires", "\"x\""),
+                ("version", "3")
+            ]
+        );
+        assert_eq!(scan(b"[1,2]").unwrap().members, []);
+        assert_eq!(scan(b"[1,2]").unwrap().values, 3);
+        assert!(scan(b"[1, 2]").is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256, Sha512};
@@ -220,11 +221,101 @@ pub struct Delegations {
 /// A targets body (top role or delegation).
 pub struct Targets {
     #[serde(default, deserialize_with = "nullable")]
-    /// Target name → what the file is.
-    pub targets: BTreeMap<String, FileMeta>,
+    /// The targets, checked and counted ([`TargetList`]).
+    pub targets: TargetList,
     #[serde(default, deserialize_with = "nullable")]
     /// Its delegations.
     pub delegations: Delegations,
+}
+
+/// The `targets` of a targets body: every entry checked as a [`FileMeta`] is (Go's decoder
+/// refuses the same ones), then counted and dropped. Neither the server nor the tools read a
+/// target, and a map of 20 000 of them cost more than parsing the whole upload (issue 32:
+/// docs/performance.md); a target's `custom` is skipped, not built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetList {
+    /// Entries in the list (a repeated name counted each time it is written).
+    pub entries: usize,
+}
+
+impl<'de> Deserialize<'de> for TargetList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetList;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of targets")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<TargetList, A::Error> {
+                let mut entries = 0;
+                while m.next_key::<IgnoredAny>()?.is_some() {
+                    m.next_value::<CheckedFileMeta>()?;
+                    entries += 1;
+                }
+                Ok(TargetList { entries })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A [`FileMeta`] read for its errors only: the same fields, types and base64, nothing kept.
+#[derive(Deserialize)]
+struct CheckedFileMeta {
+    #[serde(default, rename = "length", deserialize_with = "nullable")]
+    _length: i64,
+    #[serde(default, rename = "hashes")]
+    _hashes: Option<CheckedHashes>,
+    #[serde(default, rename = "custom")]
+    _custom: Option<IgnoredAny>,
+}
+
+/// `hashes` read as [`FileMeta`]'s are (a map of base64 strings or nulls), nothing kept.
+struct CheckedHashes;
+
+impl<'de> Deserialize<'de> for CheckedHashes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CheckedHashes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of hashes")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<CheckedHashes, A::Error> {
+                while m.next_key::<IgnoredAny>()?.is_some() {
+                    m.next_value::<Option<CheckedBase64>>()?;
+                }
+                Ok(CheckedHashes)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A base64 string decoded where it lies (a digest fits on the stack), for its errors only.
+struct CheckedBase64;
+
+impl<'de> Deserialize<'de> for CheckedBase64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = CheckedBase64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a base64 string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<CheckedBase64, E> {
+                let mut digest = [0u8; 96];
+                match B64.decode_slice(s, &mut digest) {
+                    Ok(_) => Ok(CheckedBase64),
+                    Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                        B64.decode(s).map(|_| CheckedBase64).map_err(E::custom)
+                    }
+                    Err(base64::DecodeSliceError::DecodeError(e)) => Err(E::custom(e)),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// Snapshot and timestamp bodies share this shape: `meta` maps a role to its FileMeta.

@@ -14,7 +14,8 @@ use crate::cjson::{self, CanonicalError};
 mod body;
 
 pub use body::{
-    envelope, meta_body, DelegationRole, Delegations, FileMeta, MetaBody, RoleKeys, Root, Targets,
+    envelope, meta_body, DelegationRole, Delegations, FileMeta, MetaBody, RoleKeys, Root,
+    TargetList, Targets,
 };
 
 /// The root role.
@@ -112,8 +113,12 @@ enum Body {
 impl SignedFile {
     /// Decode `{signed:{_type,expires,version,…},signatures:[…]}`; anything else is malformed
     /// (the server answers `MALFORMED_JSON`).
+    ///
+    /// A body written canonically (as Go clients and this server sign) is walked once here
+    /// ([`cjson::scan`]: canonical or not, how many values, its `_type`/`expires`/`version`)
+    /// and parsed once, typed, by whoever reads it ([`SignedFile::body`]); no generic tree is
+    /// built for it. Any other body is counted, parsed into Go's generic tree and rewritten.
     pub fn parse(raw: &[u8]) -> Result<Self, ParseError> {
-        check_density(raw)?;
         let top = Envelope::parse(raw)?;
         let signed = top
             .signed
@@ -122,27 +127,27 @@ impl SignedFile {
         // `span` borrows `raw`: where it starts in it.
         let start = span.as_ptr() as usize - raw.as_ptr() as usize;
         let range = start..start + span.len();
-        let body = if cjson::is_canonical(span.as_bytes()) {
-            Body::Canonical(range)
-        } else {
-            let value: Value =
-                serde_json::from_str(span).map_err(|e| ParseError::Json(e.to_string()))?;
-            let canonical = cjson::to_canonical(&value);
-            Body::Generic { value, canonical }
-        };
-        let common: CommonJson = body.read(raw)?;
-        let signatures = match top.signatures {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .map(parse_signature)
-                .collect::<Result<_, _>>()?,
-            _ => return Err(ParseError::Json("\"signatures\" is not an array".into())),
+        let (body, common) = match cjson::scan(span.as_bytes()) {
+            Some(scan) => {
+                check_density(scan.values + top.signature_values, raw.len())?;
+                let common = CommonJson::from_members(&scan.members)?;
+                (Body::Canonical(range), common)
+            }
+            None => {
+                let values = count_values(span.as_bytes())? + top.signature_values;
+                check_density(values, raw.len())?;
+                let value: Value =
+                    serde_json::from_str(span).map_err(|e| ParseError::Json(e.to_string()))?;
+                let canonical = cjson::to_canonical(&value);
+                let body = Body::Generic { value, canonical };
+                let common: CommonJson = body.read(raw)?;
+                (body, common)
+            }
         };
         Ok(SignedFile {
             raw: raw.to_vec(),
             body,
-            signatures,
+            signatures: top.signatures,
             common: common.into_common()?,
         })
     }
@@ -188,17 +193,54 @@ impl Body {
     }
 }
 
-/// The top level of a file: `signed` kept as the bytes it was written as, `signatures` as a
-/// tree (small); other keys ignored; a repeated key keeps its last value, as Go's decoder does.
+/// The top level of a file: `signed` kept as the bytes it was written as, `signatures` read
+/// typed (no tree) and counted as they are read; other keys skipped; a repeated key keeps its
+/// last value, as Go's decoder does.
 struct Envelope<'a> {
     signed: Option<&'a serde_json::value::RawValue>,
-    signatures: Option<Value>,
+    signatures: Vec<Signature>,
+    /// The JSON values the signatures held (each object, key and field), for the density limit.
+    signature_values: usize,
 }
 
 impl<'a> Envelope<'a> {
     fn parse(raw: &'a [u8]) -> Result<Self, ParseError> {
-        use serde::de::{IgnoredAny, MapAccess, Visitor};
-        struct V;
+        use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+        /// The signatures, refused as soon as they are denser than metadata can be.
+        struct Signatures {
+            limit: usize,
+        }
+        impl<'de> DeserializeSeed<'de> for Signatures {
+            type Value = (Vec<Signature>, usize);
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Signatures {
+            type Value = (Vec<Signature>, usize);
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"signatures\" as an array")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok((Vec::new(), 0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let (mut sigs, mut values) = (Vec::new(), 0);
+                while let Some(SignatureJson { sig, values: n }) = a.next_element()? {
+                    sigs.push(sig);
+                    values += n;
+                    if values > self.limit {
+                        return Err(serde::de::Error::custom(format!(
+                            "{values} JSON values in the signatures alone: too dense for TUF metadata"
+                        )));
+                    }
+                }
+                Ok((sigs, values))
+            }
+        }
+        struct V {
+            limit: usize,
+        }
         impl<'de> Visitor<'de> for V {
             type Value = Envelope<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -207,7 +249,8 @@ impl<'a> Envelope<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Envelope<'de>, A::Error> {
                 let mut e = Envelope {
                     signed: None,
-                    signatures: None,
+                    signatures: Vec::new(),
+                    signature_values: 0,
                 };
                 while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
                     match k.as_ref() {
@@ -216,7 +259,10 @@ impl<'a> Envelope<'a> {
                             // Only an object is a body; `null` or anything else is not.
                             e.signed = v.get().starts_with('{').then_some(v);
                         }
-                        "signatures" => e.signatures = Some(m.next_value()?),
+                        "signatures" => {
+                            (e.signatures, e.signature_values) =
+                                m.next_value_seed(Signatures { limit: self.limit })?;
+                        }
                         _ => {
                             m.next_value::<IgnoredAny>()?;
                         }
@@ -226,10 +272,65 @@ impl<'a> Envelope<'a> {
             }
         }
         let mut de = serde_json::Deserializer::from_slice(raw);
-        let e = Deserializer::deserialize_map(&mut de, V)
+        let limit = density_limit(raw.len());
+        let e = Deserializer::deserialize_map(&mut de, V { limit })
             .and_then(|e| de.end().map(|()| e))
             .map_err(|e| ParseError::Json(e.to_string()))?;
         Ok(e)
+    }
+}
+
+/// One signature as Go decodes it: `keyid`, `method`, `sig` (base64) strings or null, other
+/// fields skipped, a repeated field's last value kept; and how many values it held.
+struct SignatureJson {
+    sig: Signature,
+    values: usize,
+}
+
+impl<'de> Deserialize<'de> for SignatureJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        fn string<'de, A: MapAccess<'de>>(m: &mut A, k: &str) -> Result<String, A::Error> {
+            let v: Option<String> = m
+                .next_value()
+                .map_err(|_| A::Error::custom(format!("signature field {k} is not a string")))?;
+            Ok(v.unwrap_or_default())
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SignatureJson;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a signature object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<SignatureJson, A::Error> {
+                let (mut keyid, mut method, mut sig) =
+                    (String::new(), String::new(), String::new());
+                let mut values = 1;
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    values += 2;
+                    match k.as_ref() {
+                        "keyid" => keyid = string(&mut m, "keyid")?,
+                        "method" => method = string(&mut m, "method")?,
+                        "sig" => sig = string(&mut m, "sig")?,
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let sig = B64
+                    .decode(sig)
+                    .map_err(|e| A::Error::custom(format!("signature is not base64: {e}")))?;
+                Ok(SignatureJson {
+                    sig: Signature {
+                        keyid,
+                        method: method.to_lowercase(),
+                        sig,
+                    },
+                    values,
+                })
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -245,6 +346,27 @@ struct CommonJson {
 }
 
 impl CommonJson {
+    /// The fields from a canonical body's members ([`cjson::Scan`]).
+    fn from_members(members: &[(&[u8], &[u8])]) -> Result<Self, ParseError> {
+        let mut c = CommonJson {
+            type_: None,
+            expires: None,
+            version: None,
+        };
+        for (key, value) in members {
+            let slot = match *key {
+                b"_type" => &mut c.type_,
+                b"expires" => &mut c.expires,
+                b"version" => &mut c.version,
+                _ => continue,
+            };
+            let value =
+                serde_json::from_slice(value).map_err(|e| ParseError::Json(e.to_string()))?;
+            *slot = Some(value);
+        }
+        Ok(c)
+    }
+
     fn into_common(self) -> Result<Common, ParseError> {
         let type_ = match self.type_ {
             Some(Value::String(s)) => s,
@@ -280,9 +402,24 @@ impl CommonJson {
 /// denser than this (`[0,0,0,…]`: a value every two bytes) would cost tens of times its size.
 pub const MIN_BYTES_PER_VALUE: usize = 8;
 
-/// Count the values of `raw` without building anything (serde's `IgnoredAny` walk, counted),
-/// and refuse a document denser than [`MIN_BYTES_PER_VALUE`] before a tree is built for it.
-fn check_density(raw: &[u8]) -> Result<(), ParseError> {
+/// How many JSON values `len` bytes of metadata may hold.
+fn density_limit(len: usize) -> usize {
+    len / MIN_BYTES_PER_VALUE + 16
+}
+
+/// Refuse `values` JSON values in a file of `len` bytes if that is denser than
+/// [`MIN_BYTES_PER_VALUE`], before a tree is built for it.
+fn check_density(values: usize, len: usize) -> Result<(), ParseError> {
+    if values > density_limit(len) {
+        return Err(ParseError::Json(format!(
+            "{values} JSON values in {len} bytes: too dense for TUF metadata"
+        )));
+    }
+    Ok(())
+}
+
+/// Count the values of `raw` without building anything (serde's `IgnoredAny` walk, counted).
+fn count_values(raw: &[u8]) -> Result<usize, ParseError> {
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
     struct Count<'a>(&'a std::cell::Cell<usize>);
     impl<'de> DeserializeSeed<'de> for Count<'_> {
@@ -331,37 +468,7 @@ fn check_density(raw: &[u8]) -> Result<(), ParseError> {
     Count(&n)
         .deserialize(&mut de)
         .map_err(|e| ParseError::Json(e.to_string()))?;
-    if n.get() > raw.len() / MIN_BYTES_PER_VALUE + 16 {
-        return Err(ParseError::Json(format!(
-            "{} JSON values in {} bytes: too dense for TUF metadata",
-            n.get(),
-            raw.len()
-        )));
-    }
-    Ok(())
-}
-
-fn parse_signature(v: Value) -> Result<Signature, ParseError> {
-    let Value::Object(m) = v else {
-        return Err(ParseError::Json("signature is not an object".into()));
-    };
-    let s = |k: &str| -> Result<String, ParseError> {
-        match m.get(k) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            _ => Err(ParseError::Json(format!(
-                "signature field {k} is not a string"
-            ))),
-        }
-    };
-    let sig = B64
-        .decode(s("sig")?)
-        .map_err(|e| ParseError::Json(format!("signature is not base64: {e}")))?;
-    Ok(Signature {
-        keyid: s("keyid")?,
-        method: s("method")?.to_lowercase(),
-        sig,
-    })
+    Ok(n.get())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,6 +544,94 @@ mod tests {
         let ok = SignedFile::parse(br#"{"signed":{"_type":"Root","expires":"2030-01-01T00:00:00Z","version":3},"signatures":[{"keyid":"ab","method":"EdDSA","sig":"AAAA"}]}"#).unwrap();
         assert_eq!(ok.common.version, 3);
         assert_eq!(ok.signatures[0].method, "eddsa");
+    }
+
+    #[test]
+    fn dense_files_are_refused_whether_canonical_or_not() {
+        let body = |sep: &str| {
+            let mut b = format!("{{\"_type\":\"Targets\",{sep}\"expires\":\"2030-01-01T00:00:00Z\",\"targets\":{{}},\"version\":2,\"x\":[");
+            b.push_str(&"0,".repeat(100_000));
+            b.push_str("0]}");
+            b
+        };
+        for (sep, canonical) in [("", true), (" ", false)] {
+            let b = body(sep);
+            assert_eq!(crate::cjson::is_canonical(b.as_bytes()), canonical);
+            let file = format!("{{\"signed\":{b},\"signatures\":[]}}");
+            let e = SignedFile::parse(file.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("too dense for TUF metadata"), "{e}");
+        }
+        // Signatures are read typed, and refused as soon as they are too many for their bytes.
+        let file = format!(
+            "{{\"signed\":{{\"_type\":\"Targets\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":1}},\"signatures\":[{}{{}}]}}",
+            "{},".repeat(100_000)
+        );
+        let e = SignedFile::parse(file.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("in the signatures alone: too dense"), "{e}");
+    }
+
+    #[test]
+    fn signatures_read_as_go_reads_them() {
+        let f = SignedFile::parse(br#"{"signed":{"_type":"Root","expires":"2030-01-01T00:00:00Z","version":1},"signatures":[{"keyid":"a","keyid":"b","method":null,"sig":"AQ==","x":[1,{"y":2}]}]}"#).unwrap();
+        assert_eq!(
+            f.signatures,
+            [Signature {
+                keyid: "b".into(),
+                method: String::new(),
+                sig: vec![1]
+            }]
+        );
+        let none = SignedFile::parse(br#"{"signatures":null,"signed":{"_type":"Root","expires":"2030-01-01T00:00:00Z","version":1}}"#).unwrap();
+        assert!(none.signatures.is_empty());
+        for bad in [
+            r#""signatures":{}"#,
+            r#""signatures":[1]"#,
+            r#""signatures":[null]"#,
+            r#""signatures":[{"keyid":1}]"#,
+            r#""signatures":[{"sig":"!"}]"#,
+        ] {
+            let file = format!("{{{bad},\"signed\":{{\"_type\":\"Root\",\"expires\":\"2030-01-01T00:00:00Z\",\"version\":1}}}}");
+            assert!(SignedFile::parse(file.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn targets_are_checked_and_counted_not_kept() {
+        let file = |targets: &str| {
+            format!("{{\"signed\":{{\"_type\":\"Targets\",\"expires\":\"2030-01-01T00:00:00Z\",\"targets\":{targets},\"version\":1}},\"signatures\":[]}}")
+        };
+        let ok = file(
+            r#"{"a":{"custom":{"x":[1,2]},"hashes":{"sha256":"AAAA","sha512":null},"length":3},"b":{},"c":{"hashes":{"sha256":"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"}}}"#,
+        );
+        let t: Targets = SignedFile::parse(ok.as_bytes()).unwrap().body().unwrap();
+        assert_eq!(t.targets.entries, 3);
+        let t: Targets = SignedFile::parse(file("null").as_bytes())
+            .unwrap()
+            .body()
+            .unwrap();
+        assert_eq!(t.targets.entries, 0);
+        // What FileMeta (and Go's decoder) refuses is refused here too.
+        for bad in [
+            r#"[]"#,
+            r#"{"a":1}"#,
+            r#"{"a":null}"#,
+            r#"{"a":{"length":1.5}}"#,
+            r#"{"a":{"length":"1"}}"#,
+            r#"{"a":{"hashes":[]}}"#,
+            r#"{"a":{"hashes":{"sha256":5}}}"#,
+            r#"{"a":{"hashes":{"sha256":"!!"}}}"#,
+        ] {
+            let f = SignedFile::parse(file(bad).as_bytes()).unwrap();
+            assert!(f.body::<Targets>().is_err(), "{bad}");
+            assert!(
+                f.body::<Value>().unwrap()["targets"]
+                    .as_object()
+                    .and_then(|m| m.get("a"))
+                    .map(|a| serde_json::from_value::<FileMeta>(a.clone()).is_err())
+                    .unwrap_or(true),
+                "{bad}: FileMeta reads it"
+            );
+        }
     }
 
     #[test]
