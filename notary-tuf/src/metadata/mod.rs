@@ -556,7 +556,7 @@ mod tests {
         };
         for (sep, canonical) in [("", true), (" ", false)] {
             let b = body(sep);
-            assert_eq!(crate::cjson::is_canonical(b.as_bytes()), canonical);
+            assert_eq!(cjson::is_canonical(b.as_bytes()), canonical);
             let file = format!("{{\"signed\":{b},\"signatures\":[]}}");
             let e = SignedFile::parse(file.as_bytes()).unwrap_err().to_string();
             assert!(e.contains("too dense for TUF metadata"), "{e}");
