@@ -262,7 +262,7 @@ async fn a_write_commits_only_with_every_lease_holders_acknowledgement() {
     let u = [Update {
         role: "timestamp".into(),
         version: 1,
-        data: b"ts".to_vec(),
+        data: b"ts".to_vec().into(),
     }];
     let at = notary_server::storage::now();
     let others = vec!["someone-else".to_string()];

@@ -37,7 +37,7 @@ fn update(role: &str, version: i64, data: &str) -> Update {
     Update {
         role: role.into(),
         version,
-        data: data.as_bytes().to_vec(),
+        data: data.as_bytes().to_vec().into(),
     }
 }
 

@@ -211,7 +211,7 @@ fn publish_validation_accepts_go_upload_and_rejects_tampering() {
     // A delegation upload is checked against its parent from storage.
     let mut stored = StoredRepo::default();
     for role in ["root", "targets", "snapshot", "timestamp"] {
-        stored.files.insert(role.into(), read(role));
+        stored.files.insert(role.into(), read(role).into());
     }
     let only_rel: BTreeMap<_, _> =
         [("targets/releases".to_string(), file("targets/releases"))].into();
@@ -264,7 +264,7 @@ fn publish_validation_accepts_go_upload_and_rejects_tampering() {
 fn root_version_rules() {
     let now = fixture_now();
     let mut stored = StoredRepo::default();
-    stored.files.insert("root".into(), read("root")); // version 2
+    stored.files.insert("root".into(), read("root").into()); // version 2
     let up: BTreeMap<_, _> = [("root".to_string(), file("1.root"))].into();
     match validate_update(&gun(), &up, &stored, now) {
         Err(ValidationError::BadRoot(m)) => assert_eq!(

@@ -113,6 +113,7 @@ pub(super) async fn parse_multipart(
     boundary: String,
     max_upload: usize,
 ) -> Result<Vec<(String, Bytes)>, ApiError> {
+    let body_len = data.len();
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(data) });
     let mut mp = multer::Multipart::new(stream, boundary);
     let mut parts = Vec::new();
@@ -160,5 +161,65 @@ pub(super) async fn parse_multipart(
         // (Slices of the body: no copy.)
         parts.push((role, bytes));
     }
-    Ok(parts)
+    Ok(compact(parts, body_len))
+}
+
+/// Parts stay slices of the request body through validation, storage and into the cache, so
+/// the cache holds the whole body for them. A body mostly made of what is not kept (an
+/// uploaded timestamp, which the server replaces, a part repeated under one role, whose last
+/// copy wins) has its kept parts copied out instead: no cached file holds more than 64 KiB
+/// beyond what the cache counts for it.
+fn compact(mut parts: Vec<(String, Bytes)>, body_len: usize) -> Vec<(String, Bytes)> {
+    let mut kept = std::collections::BTreeMap::new();
+    for (role, bytes) in &parts {
+        if role != notary_tuf::metadata::TIMESTAMP {
+            kept.insert(role.as_str(), bytes.len());
+        }
+    }
+    if body_len > kept.values().sum::<usize>() + 64 * 1024 {
+        for (_, bytes) in &mut parts {
+            *bytes = Bytes::copy_from_slice(bytes);
+        }
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `part` still points into `body`.
+    fn shares(body: &Bytes, part: &Bytes) -> bool {
+        body.as_ptr_range().contains(&part.as_ptr())
+    }
+
+    #[test]
+    fn parts_stay_slices_of_the_body_unless_most_of_it_is_not_kept() {
+        let body = Bytes::from(vec![b'x'; 300 * 1024]);
+        let parts = |spec: &[(&str, std::ops::Range<usize>)]| {
+            spec.iter()
+                .map(|(role, r)| (role.to_string(), body.slice(r.clone())))
+                .collect::<Vec<_>>()
+        };
+        let k = 1024;
+        // targets and snapshot are the whole body: kept as slices.
+        let p = compact(
+            parts(&[("targets", 0..250 * k), ("snapshot", 250 * k..300 * k)]),
+            body.len(),
+        );
+        assert!(p.iter().all(|(_, b)| shares(&body, b)));
+        // A 200 KiB uploaded timestamp the server replaces: the rest is copied out.
+        let p = compact(
+            parts(&[("targets", 0..100 * k), ("timestamp", 100 * k..300 * k)]),
+            body.len(),
+        );
+        assert!(p.iter().all(|(_, b)| !shares(&body, b)));
+        assert_eq!(p[0].1.len(), 100 * k);
+        // targets twice: only the last counts.
+        let p = compact(
+            parts(&[("targets", 0..150 * k), ("targets", 150 * k..300 * k)]),
+            body.len(),
+        );
+        assert!(p.iter().all(|(_, b)| !shares(&body, b)));
+    }
 }

@@ -19,7 +19,7 @@ impl RepoService {
         let uploads = crate::offload::run(upload_bytes, move || {
             let mut uploads = BTreeMap::new();
             for (role, bytes) in parts {
-                let file = SignedFile::parse(&bytes)
+                let file = SignedFile::parse_bytes(bytes)
                     .map_err(|e| ServiceError::MalformedJson(format!("{role}: {e}")))?;
                 // Go decodes every part, then ignores an uploaded timestamp: the server makes
                 // its own.
@@ -80,7 +80,7 @@ impl RepoService {
         updates.push(Update {
             role: md::TIMESTAMP.into(),
             version: ts_version,
-            data: ts_file,
+            data: ts_file.into(),
         });
 
         let record = Record {
@@ -178,7 +178,7 @@ impl RepoService {
             Ok(sigs) => Ok(Some(Update {
                 role: md::SNAPSHOT.into(),
                 version: to_sign.version,
-                data: envelope(&to_sign.body, &sigs),
+                data: envelope(&to_sign.body, &sigs).into(),
             })),
             Err(SignRoleError::Insufficient { .. }) => Ok(None),
             Err(SignRoleError::Crypto(c)) => Err(ServiceError::from(c)),
@@ -218,13 +218,13 @@ impl RepoService {
             .filter(|r| *r != md::SNAPSHOT && *r != md::TIMESTAMP)
         {
             if let Some(f) = self.by_meta(gun, &Role::stored(role), &chain).await? {
-                repo.files.insert(role.clone(), f.data.to_vec());
+                repo.files.insert(role.clone(), f.data.clone());
             }
         }
         repo.files
-            .insert(md::SNAPSHOT.into(), chain.snapshot.data.to_vec());
+            .insert(md::SNAPSHOT.into(), chain.snapshot.data.clone());
         repo.files
-            .insert(md::TIMESTAMP.into(), chain.timestamp.data.to_vec());
+            .insert(md::TIMESTAMP.into(), chain.timestamp.data.clone());
         Ok(repo)
     }
 

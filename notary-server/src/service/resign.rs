@@ -101,11 +101,11 @@ impl RepoService {
                     if !ts.expired(deadline) {
                         return Ok(false);
                     }
-                    chain.snapshot.data.to_vec()
+                    chain.snapshot.data.clone()
                 }
             }
         } else {
-            chain.snapshot.data.to_vec()
+            chain.snapshot.data.clone()
         };
         let (v, body) = timestamp_body(Some(ts.common.version), &snapshot_bytes, now)
             .map_err(ServiceError::internal)?;
@@ -125,7 +125,7 @@ impl RepoService {
         updates.push(Update {
             role: md::TIMESTAMP.into(),
             version: v,
-            data: ts_file,
+            data: ts_file.into(),
         });
         let unchanged_snapshot = (updates.len() == 1).then_some(&chain.snapshot);
         match self.commit(gun, &updates, unchanged_snapshot, None).await {

@@ -237,7 +237,7 @@ impl SqlStore {
             for u in updates {
                 roles.push(u.role.as_str());
                 versions.push(i32::try_from(u.version).map_err(|_| StoreError::OldVersion)?);
-                data.push(u.data.as_slice());
+                data.push(&u.data[..]);
                 shas.push(hex::encode(Sha256::digest(&u.data)));
             }
             match &self.db {

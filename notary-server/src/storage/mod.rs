@@ -82,10 +82,11 @@ pub struct StoredFile {
 
 impl StoredFile {
     /// A file of these bytes (its checksum computed here), stored at `modified`.
-    pub fn from_bytes(data: Vec<u8>, modified: Option<NaiveDateTime>) -> Self {
+    pub fn from_bytes(data: impl Into<bytes::Bytes>, modified: Option<NaiveDateTime>) -> Self {
+        let data: bytes::Bytes = data.into();
         let sha256 = crate::offload::in_place(data.len(), || hex::encode(Sha256::digest(&data)));
         StoredFile {
-            data: data.into(),
+            data,
             modified: modified.unwrap_or_default(),
             sha256,
             gzip: Default::default(),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -84,8 +85,8 @@ pub struct Common {
 /// A whole metadata file: raw bytes, the `signed` body, and its signatures.
 #[derive(Debug, Clone)]
 pub struct SignedFile {
-    /// The exact bytes as received or stored.
-    pub raw: Vec<u8>,
+    /// The exact bytes as received or stored (shared, not copied, by what keeps them).
+    pub raw: Bytes,
     /// The `signed` body.
     body: Body,
     /// The signatures.
@@ -119,6 +120,12 @@ impl SignedFile {
     /// and parsed once, typed, by whoever reads it ([`SignedFile::body`]); no generic tree is
     /// built for it. Any other body is counted, parsed into Go's generic tree and rewritten.
     pub fn parse(raw: &[u8]) -> Result<Self, ParseError> {
+        Self::parse_bytes(Bytes::copy_from_slice(raw))
+    }
+
+    /// [`SignedFile::parse`] on bytes already owned (an upload): they are kept, not copied.
+    pub fn parse_bytes(bytes: Bytes) -> Result<Self, ParseError> {
+        let raw = &bytes[..];
         let top = Envelope::parse(raw)?;
         let signed = top
             .signed
@@ -145,7 +152,7 @@ impl SignedFile {
             }
         };
         Ok(SignedFile {
-            raw: raw.to_vec(),
+            raw: bytes.clone(),
             body,
             signatures: top.signatures,
             common: common.into_common()?,

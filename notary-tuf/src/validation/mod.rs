@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::metadata::{self as md, is_delegation, parent_role, FileMeta, SignedFile, Targets};
@@ -80,7 +81,7 @@ pub struct Update {
     /// The version.
     pub version: i64,
     /// The exact bytes.
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 /// The GUN's current stored files (role → bytes) that validation may need: root, snapshot,
@@ -88,7 +89,7 @@ pub struct Update {
 #[derive(Debug, Default, Clone)]
 pub struct StoredRepo {
     /// Role → the current file's bytes.
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub files: BTreeMap<String, Bytes>,
 }
 
 /// The stored roles validation reads for an upload of `uploaded` roles.
@@ -132,7 +133,7 @@ pub struct Plan {
     /// The previous timestamp (for its version), if any.
     pub prev_timestamp_version: Option<i64>,
     /// The bytes of the uploaded snapshot, if the client sent one.
-    pub uploaded_snapshot: Option<Vec<u8>>,
+    pub uploaded_snapshot: Option<Bytes>,
 }
 
 /// Validate an upload. `uploads` maps role → parsed file; roles must already be valid role
@@ -149,7 +150,7 @@ pub fn validate_update(
             .files
             .get(role)
             .map(|b| {
-                SignedFile::parse(b)
+                SignedFile::parse_bytes(b.clone())
                     .map_err(|e| E::Other(format!("stored {role} is unreadable: {e}")))
             })
             .transpose()
@@ -197,7 +198,7 @@ pub fn validate_update(
         .filter(|r| *r == md::TARGETS || is_delegation(r))
         .collect();
     target_roles.sort_by_key(|r| (r.split('/').count(), r.to_string()));
-    let mut loaded: BTreeMap<String, (Targets, Vec<u8>)> = BTreeMap::new();
+    let mut loaded: BTreeMap<String, (Targets, Bytes)> = BTreeMap::new();
     for role in target_roles {
         let mut ancestors = Vec::new();
         let mut r = role.as_str();

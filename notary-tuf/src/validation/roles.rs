@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::MAX_VERSION;
@@ -288,7 +289,7 @@ pub(crate) fn parse_targets_structure(file: &SignedFile, role: &str) -> Result<T
 /// `targets` through loaded parents (Go `Repo.GetDelegationRole`).
 fn delegation_role(
     name: &str,
-    loaded: &BTreeMap<String, (Targets, Vec<u8>)>,
+    loaded: &BTreeMap<String, (Targets, Bytes)>,
     now: i64,
 ) -> Result<BaseRole, Error> {
     let parent = parent_role(name);
@@ -328,7 +329,7 @@ pub(super) fn load_targets(
     role: &str,
     file: &SignedFile,
     root: &LoadedRoot,
-    loaded: &BTreeMap<String, (Targets, Vec<u8>)>,
+    loaded: &BTreeMap<String, (Targets, Bytes)>,
     allow_expired: bool,
     now: DateTime<Utc>,
 ) -> Result<Targets, Error> {
