@@ -16,6 +16,8 @@
 #        bash scripts/bench.sh --kms [--publishes 10]  (the AWS KMS key store against moto vs the SQL
 #             store: publish throughput and p99 through a remote signer on each, and the cost per
 #             signature, the store's own work apart; docs/key-storage.md)
+#        bash scripts/bench.sh --upload [--targets 20000]  (one large upload's parse and validation
+#             alone: p50 ms each and the peak heap per upload byte; docs/performance.md)
 #        bash scripts/bench.sh --stalls [--targets 20000]  (small reads' p50/p99 alone and while a
 #             large repository is published and its new targets.json first compressed, again and
 #             again; docs/performance.md)
@@ -32,6 +34,13 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk 
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
 
 cargo build --release --locked -p notary-tools -p notary-bench -p notary-signer
+# Upload mode (docs/performance.md, issue 32 item 3): the server's CPU and peak heap for one
+# large upload, parse and validation alone (no server, no database).
+case " $* " in *" --upload "*)
+  t=$(echo " $* " | sed -nE 's/.* --targets ([0-9]+).*/\1/p')
+  ./target/release/notary-bench-upload --targets "${t:-20000}"
+  exit 0 ;;
+esac
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -442,6 +451,8 @@ NGINX
     --seconds 1 --half-peak-secs 5 --rate "$rate" --publishes 0 --only timestamp.json | grep -E '^(operation|GET timestamp.json @)'
   kill "$(cat "$work/nginx/nginx.pid")"; rm -f "$work/nginx/nginx.pid"
 fi
+# With --only, only what was asked for: not the wrk and hostile-input sections below.
+case " $* " in *" --only "*) exit 0 ;; esac
 
 # A second view of latency at half of peak, with a load generator much lighter than ours: wrk
 # (closed loop, one thread). Peak at 64 connections; then the fewest connections that reach half
