@@ -22,12 +22,7 @@ async fn instances_see_each_others_writes_at_once() {
         let (st, before) = b.get(&b.tuf(gun, "timestamp.json")).await;
         assert_eq!(st, 200);
         assert_eq!(version_of(&before), v - 1);
-        let (st, _) = a
-            .post_parts(
-                gun,
-                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
-            )
-            .await;
+        let (st, _) = a.publish_version(&repo, v).await;
         assert_eq!(st, 200);
         // ...and serves the new one on the very next request.
         let (_, after) = b.get(&b.tuf(gun, "timestamp.json")).await;
@@ -129,12 +124,7 @@ async fn reads_never_lag_publishes(read_from_writer: bool) {
         }));
     }
     for v in 2..=40 {
-        let (st, body) = a
-            .post_parts(
-                gun,
-                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
-            )
-            .await;
+        let (st, body) = a.publish_version(&repo, v).await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
         acked.store(v, Ordering::SeqCst);
     }
@@ -185,12 +175,7 @@ async fn the_writer_serves_its_own_write_as_the_database_holds_it() {
     for v in 2..6 {
         // A has the previous chain cached (read it), then publishes.
         assert_eq!(get(&a, "timestamp.json", gun).await.0, 200);
-        let (st, body) = a
-            .post_parts(
-                gun,
-                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
-            )
-            .await;
+        let (st, body) = a.publish_version(&repo, v).await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
         // Read from A first (its installed copy), then from B (loaded from the database).
         let (_, ts) = a.get(&a.tuf(gun, "timestamp.json")).await;
@@ -399,12 +384,7 @@ async fn pages_follow_writes(read_lease: bool) {
         for q in [&newest, &tail, &own] {
             page(q.clone()).await;
         }
-        let (st, _) = a
-            .post_parts(
-                gun,
-                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
-            )
-            .await;
+        let (st, _) = a.publish_version(&repo, v).await;
         assert_eq!(st, 200);
         // ...and shows the publish through A on the very next request of each.
         for q in [&newest, &own] {

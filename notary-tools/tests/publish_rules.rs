@@ -344,12 +344,7 @@ async fn changefeed_pages_like_go(backend: Backend) {
     let a = init_repo(&s, "example.com/feed/a").await;
     let b = init_repo(&s, "example.com/feed/b").await;
     for v in 2..4 {
-        let (st, _) = s
-            .post_parts(
-                &a.gun,
-                &[("targets", &a.targets_file(v, &[("t", &[v as u8])]))],
-            )
-            .await;
+        let (st, _) = s.publish_version(&a, v).await;
         assert_eq!(st, 200);
     }
     let r = s.http.delete(s.tuf(&b.gun, "")).send().await.unwrap();

@@ -145,12 +145,7 @@ async fn a_frozen_instance_serves_no_stale_timestamp_when_it_thaws() {
     );
     for v in 3..6 {
         let started = Instant::now();
-        let (st, _) = a
-            .post_parts(
-                gun,
-                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
-            )
-            .await;
+        let (st, _) = a.publish_version(&repo, v).await;
         assert_eq!(st, 200);
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -365,12 +360,7 @@ async fn killed_listener_connections_are_replaced_without_stale_reads() {
         "expected one listener connection per instance"
     );
     for v in 2..5 {
-        let (st, body) = a
-            .post_parts(
-                gun,
-                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
-            )
-            .await;
+        let (st, body) = a.publish_version(&repo, v).await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
         assert_eq!(
             version_of(&b.get(&b.tuf(gun, "timestamp.json")).await.1),

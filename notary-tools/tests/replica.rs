@@ -189,12 +189,7 @@ async fn read_only_instance_on_a_replica_serves_monotonic_reads() {
 
     // Publishes through the primary reach the reader through replication.
     for v in 2..=5 {
-        let (st, _) = writer
-            .post_parts(
-                gun,
-                &[("targets", &repo.targets_file(v, &[("t", &[v as u8])]))],
-            )
-            .await;
+        let (st, _) = writer.publish_version(&repo, v).await;
         assert_eq!(st, 200);
     }
     let mut served = 0;

@@ -482,6 +482,13 @@ impl Server {
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 
+    /// Publish version `v` of `repo`'s targets, listing one target `t` whose content is `[v]`
+    /// (the publish the multi-instance tests repeat): (status, body).
+    pub(crate) async fn publish_version(&self, repo: &RustRepo, v: i64) -> (u16, Vec<u8>) {
+        let file = repo.targets_file(v, &[("t", &[v as u8])]);
+        self.post_parts(&repo.gun, &[("targets", &file)]).await
+    }
+
     /// A publish of `parts` to `gun` (multipart, as the clients send it): the whole answer.
     pub(crate) async fn publish_request(
         &self,
