@@ -53,7 +53,7 @@ impl CachedChain {
         snapshot: StoredFile,
     ) -> Result<CachedChain, StoreError> {
         let bad = |e: md::ParseError| StoreError::Db(format!("stored snapshot: {e}"));
-        let snap = SignedFile::parse(&snapshot.data).map_err(bad)?;
+        let snap = SignedFile::parse_bytes(snapshot.data.clone()).map_err(bad)?;
         let meta: md::MetaBody = snap.body().map_err(bad)?;
         Ok(CachedChain {
             timestamp_expires: ts.common.expires,

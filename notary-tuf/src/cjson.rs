@@ -73,8 +73,8 @@ struct Scanner<'a> {
 
 impl<'a> Scanner<'a> {
     fn value(&mut self, depth: usize) -> bool {
-        let (b, pos) = (self.b, &mut self.pos);
-        let Some(&c) = b.get(*pos) else {
+        let b = self.b;
+        let Some(&c) = b.get(self.pos) else {
             return false;
         };
         self.values += 1;
@@ -83,9 +83,9 @@ impl<'a> Scanner<'a> {
                 if depth >= MAX_DEPTH {
                     return false;
                 }
-                *pos += 1;
-                if b.get(*pos) == Some(&b'}') {
-                    *pos += 1;
+                self.pos += 1;
+                if b.get(self.pos) == Some(&b'}') {
+                    self.pos += 1;
                     return true;
                 }
                 let mut previous: Option<&[u8]> = None;
@@ -126,9 +126,9 @@ impl<'a> Scanner<'a> {
                 if depth >= MAX_DEPTH {
                     return false;
                 }
-                *pos += 1;
-                if b.get(*pos) == Some(&b']') {
-                    *pos += 1;
+                self.pos += 1;
+                if b.get(self.pos) == Some(&b']') {
+                    self.pos += 1;
                     return true;
                 }
                 loop {
@@ -145,25 +145,25 @@ impl<'a> Scanner<'a> {
                     }
                 }
             }
-            b'"' => canonical_string(b, pos),
-            b't' => literal(b, pos, b"true"),
-            b'f' => literal(b, pos, b"false"),
-            b'n' => literal(b, pos, b"null"),
+            b'"' => canonical_string(b, &mut self.pos),
+            b't' => literal(b, &mut self.pos, b"true"),
+            b'f' => literal(b, &mut self.pos, b"false"),
+            b'n' => literal(b, &mut self.pos, b"null"),
             b'-' | b'0'..=b'9' => {
-                let start = *pos;
+                let start = self.pos;
                 if c == b'-' {
-                    *pos += 1;
+                    self.pos += 1;
                 }
-                let digits = *pos;
-                while b.get(*pos).is_some_and(u8::is_ascii_digit) {
-                    *pos += 1;
+                let digits = self.pos;
+                while b.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                    self.pos += 1;
                 }
-                let n = &b[digits..*pos];
+                let n = &b[digits..self.pos];
                 // An integer as Go writes it: no leading zero, no "-0", exact through float64.
                 !n.is_empty()
                     && n.len() <= 15
                     && (n[0] != b'0' || (n.len() == 1 && digits == start))
-                    && !matches!(b.get(*pos), Some(b'.' | b'e' | b'E'))
+                    && !matches!(b.get(self.pos), Some(b'.' | b'e' | b'E'))
             }
             _ => false,
         }

@@ -112,7 +112,7 @@ impl RepoService {
             out.push(KeyStatus {
                 timestamp_version: chain
                     .as_ref()
-                    .and_then(|c| SignedFile::parse(&c.timestamp.data).ok())
+                    .and_then(|c| SignedFile::parse_bytes(c.timestamp.data.clone()).ok())
                     .map(|f| f.common.version),
                 timestamp_expires: chain
                     .as_ref()

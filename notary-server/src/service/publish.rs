@@ -126,7 +126,7 @@ impl RepoService {
             .map(|(_, f)| f)
             .or(unchanged_snapshot);
         let expected = match (timestamp, snapshot) {
-            (Some(ts), Some(snap)) => match SignedFile::parse(&ts.data)
+            (Some(ts), Some(snap)) => match SignedFile::parse_bytes(ts.data.clone())
                 .map_err(|e| StoreError::Db(format!("new timestamp: {e}")))
                 .and_then(|parsed| CachedChain::from_files(ts, &parsed, snap.clone()))
             {
@@ -236,7 +236,7 @@ impl RepoService {
     ) -> Result<Option<SignedFile>, ServiceError> {
         match self.by_meta(gun, &Role::ROOT, chain).await? {
             Some(f) => Ok(Some(
-                SignedFile::parse(&f.data).map_err(ServiceError::internal)?,
+                SignedFile::parse_bytes(f.data.clone()).map_err(ServiceError::internal)?,
             )),
             None => Ok(None),
         }

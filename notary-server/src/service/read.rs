@@ -60,7 +60,7 @@ impl RepoService {
         let Some(timestamp) = latest.timestamp else {
             return Ok(None);
         };
-        let ts = SignedFile::parse(&timestamp.data).map_err(ServiceError::internal)?;
+        let ts = SignedFile::parse_bytes(timestamp.data.clone()).map_err(ServiceError::internal)?;
         let body: md::MetaBody = ts.body().map_err(ServiceError::internal)?;
         let sha = body
             .meta

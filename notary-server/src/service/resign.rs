@@ -75,8 +75,10 @@ impl RepoService {
         ahead: bool,
     ) -> Result<bool, ServiceError> {
         let now = Utc::now();
-        let ts = SignedFile::parse(&chain.timestamp.data).map_err(ServiceError::internal)?;
-        let snap = SignedFile::parse(&chain.snapshot.data).map_err(ServiceError::internal)?;
+        let ts = SignedFile::parse_bytes(chain.timestamp.data.clone())
+            .map_err(ServiceError::internal)?;
+        let snap =
+            SignedFile::parse_bytes(chain.snapshot.data.clone()).map_err(ServiceError::internal)?;
         // The root in force (the one this chain names) must not be expired.
         let root_file = self
             .chain_root(gun, chain)

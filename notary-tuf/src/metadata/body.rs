@@ -240,22 +240,10 @@ pub struct TargetList {
 
 impl<'de> Deserialize<'de> for TargetList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TargetList;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of targets")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<TargetList, A::Error> {
-                let mut entries = 0;
-                while m.next_key::<IgnoredAny>()?.is_some() {
-                    m.next_value::<CheckedFileMeta>()?;
-                    entries += 1;
-                }
-                Ok(TargetList { entries })
-            }
-        }
-        d.deserialize_map(V)
+        let list = CheckedMap::<CheckedFileMeta>::deserialize(d)?;
+        Ok(TargetList {
+            entries: list.members,
+        })
     }
 }
 
@@ -264,31 +252,41 @@ impl<'de> Deserialize<'de> for TargetList {
 struct CheckedFileMeta {
     #[serde(default, rename = "length", deserialize_with = "nullable")]
     _length: i64,
+    /// Read as [`FileMeta`]'s `hashes` are: base64 strings or nulls.
     #[serde(default, rename = "hashes")]
-    _hashes: Option<CheckedHashes>,
+    _hashes: Option<CheckedMap<Option<CheckedBase64>>>,
     #[serde(default, rename = "custom")]
     _custom: Option<IgnoredAny>,
 }
 
-/// `hashes` read as [`FileMeta`]'s are (a map of base64 strings or nulls), nothing kept.
-struct CheckedHashes;
+/// A JSON object read for its errors only: keys skipped, each value read as `V` and dropped.
+struct CheckedMap<V> {
+    /// How many members it had.
+    members: usize,
+    value: std::marker::PhantomData<V>,
+}
 
-impl<'de> Deserialize<'de> for CheckedHashes {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for CheckedMap<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CheckedHashes;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = CheckedMap<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of hashes")
+                f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<CheckedHashes, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<CheckedMap<T>, A::Error> {
+                let mut members = 0;
                 while m.next_key::<IgnoredAny>()?.is_some() {
-                    m.next_value::<Option<CheckedBase64>>()?;
+                    m.next_value::<T>()?;
+                    members += 1;
                 }
-                Ok(CheckedHashes)
+                Ok(CheckedMap {
+                    members,
+                    value: self.0,
+                })
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 

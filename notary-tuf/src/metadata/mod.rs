@@ -151,10 +151,11 @@ impl SignedFile {
                 (body, common)
             }
         };
+        let signatures = top.signatures;
         Ok(SignedFile {
-            raw: bytes.clone(),
+            raw: bytes,
             body,
-            signatures: top.signatures,
+            signatures,
             common: common.into_common()?,
         })
     }
