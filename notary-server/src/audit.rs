@@ -163,7 +163,7 @@ fn rfc3339<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Er
 
 /// A fresh request id, 32 hex digits: a random prefix drawn once per process (ids of
 /// instances differ), then a counter — no system call on the request path.
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -172,7 +172,7 @@ pub fn new_request_id() -> String {
 }
 
 /// A client's `X-Request-Id`, kept if it is 1–64 printable ASCII characters without spaces.
-pub fn accept_request_id(given: Option<&str>) -> String {
+pub(crate) fn accept_request_id(given: Option<&str>) -> String {
     match given {
         Some(id)
             if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) =>
@@ -184,7 +184,7 @@ pub fn accept_request_id(given: Option<&str>) -> String {
 }
 
 /// `role:version` pairs, as stored in `roles`.
-pub fn roles_of<'a>(pairs: impl IntoIterator<Item = (&'a str, i64)>) -> String {
+pub(crate) fn roles_of<'a>(pairs: impl IntoIterator<Item = (&'a str, i64)>) -> String {
     pairs
         .into_iter()
         .map(|(r, v)| format!("{r}:{v}"))

@@ -88,7 +88,7 @@ pub struct TokenAuth {
 
 /// Why a bearer token was refused (sent back as the challenge's `error_description`).
 #[derive(Debug, thiserror::Error)]
-pub enum TokenRejected {
+pub(crate) enum TokenRejected {
     /// Not a JWT.
     #[error("malformed token: {0}")]
     Malformed(jsonwebtoken::errors::Error),

@@ -25,6 +25,8 @@ use chrono::{DateTime, FixedOffset};
 use lru::LruCache;
 use notary_tuf::metadata::{self as md, SignedFile};
 
+use crate::gun::Gun;
+use crate::role::Role;
 use crate::storage::{StoreError, StoredFile};
 use notary_common::sync::lock;
 
@@ -39,15 +41,15 @@ pub struct CachedChain {
     /// The snapshot it names.
     pub snapshot: StoredFile,
     /// When that expires.
-    pub snapshot_expires: DateTime<FixedOffset>,
+    pub(crate) snapshot_expires: DateTime<FixedOffset>,
     /// SHA-256 (hex) of each role the snapshot lists: all a read needs of the snapshot meta.
-    pub role_sha256: std::collections::BTreeMap<Box<str>, Box<str>>,
+    pub(crate) role_sha256: std::collections::BTreeMap<Box<str>, Box<str>>,
 }
 
 impl CachedChain {
     /// The chain of a timestamp (`ts`: its file, parsed) and the snapshot it names (whose
     /// checksum the caller checked).
-    pub fn from_files(
+    pub(crate) fn from_files(
         timestamp: StoredFile,
         ts: &SignedFile,
         snapshot: StoredFile,
@@ -75,7 +77,7 @@ pub struct Expected {
     /// The new chain.
     pub chain: Arc<CachedChain>,
     /// The other new files, by role.
-    pub files: Vec<(String, StoredFile)>,
+    pub files: Vec<(Role, StoredFile)>,
 }
 
 /// Writes awaited at most (each holds its new files until its changefeed row is applied); an
@@ -170,7 +172,7 @@ pub struct MetaCache {
 
 /// The cache generation observed before a database read (see the module docs).
 #[derive(Clone, Copy)]
-pub struct Ticket(u64);
+pub(crate) struct Ticket(u64);
 
 impl MetaCache {
     /// `files`: most cached files; `guns`: most cached chains; `max_bytes`: most bytes held
@@ -195,17 +197,17 @@ impl MetaCache {
     }
 
     /// The generation to put back under after a database read (see the module docs).
-    pub fn ticket(&self) -> Ticket {
+    pub(crate) fn ticket(&self) -> Ticket {
         Ticket(self.lock().generation)
     }
 
     /// A file by checksum, if cached.
-    pub fn file(&self, gun: &str, role: &str, sha: &str) -> Option<StoredFile> {
+    pub fn file(&self, gun: &Gun, role: &Role, sha: &str) -> Option<StoredFile> {
         self.lock().files.get(&key(gun, role, sha)).cloned()
     }
 
     /// Cache a file by checksum, unless a write made the ticket stale.
-    pub fn put_file(&self, t: Ticket, gun: &str, role: &str, f: &StoredFile) {
+    pub(crate) fn put_file(&self, t: Ticket, gun: &Gun, role: &Role, f: &StoredFile) {
         let mut g = self.lock();
         if g.generation == t.0 {
             g.put_file(key(gun, role, &f.sha256), f.clone());
@@ -213,7 +215,7 @@ impl MetaCache {
     }
 
     /// A file by version, if cached.
-    pub fn version(&self, gun: &str, role: &str, version: i64) -> Option<StoredFile> {
+    pub fn version(&self, gun: &Gun, role: &Role, version: i64) -> Option<StoredFile> {
         self.lock()
             .files
             .get(&key(gun, role, &version_id(version)))
@@ -221,7 +223,14 @@ impl MetaCache {
     }
 
     /// Cache a file by version, unless a write made the ticket stale.
-    pub fn put_version(&self, t: Ticket, gun: &str, role: &str, version: i64, f: &StoredFile) {
+    pub(crate) fn put_version(
+        &self,
+        t: Ticket,
+        gun: &Gun,
+        role: &Role,
+        version: i64,
+        f: &StoredFile,
+    ) {
         let mut g = self.lock();
         if g.generation == t.0 {
             g.put_file(key(gun, role, &version_id(version)), f.clone());
@@ -229,12 +238,12 @@ impl MetaCache {
     }
 
     /// A repository's current chain, if cached.
-    pub fn chain(&self, gun: &str) -> Option<Arc<CachedChain>> {
-        self.lock().chains.get(gun).cloned()
+    pub fn chain(&self, gun: &Gun) -> Option<Arc<CachedChain>> {
+        self.lock().chains.get(gun.as_str()).cloned()
     }
 
     /// Cache a chain, unless a write made the ticket stale.
-    pub fn put_chain(&self, t: Ticket, gun: &str, c: Arc<CachedChain>) {
+    pub(crate) fn put_chain(&self, t: Ticket, gun: &Gun, c: Arc<CachedChain>) {
         let mut g = self.lock();
         if g.generation == t.0 {
             g.push_chain(gun, c);
@@ -244,7 +253,7 @@ impl MetaCache {
     /// A write is about to store a timestamp with this SHA-256 for `gun`: when the changefeed
     /// row of that timestamp is applied, install `e` (see the module docs). Call before
     /// storing; [`MetaCache::unexpect`] if the write fails.
-    pub fn expect(&self, gun: &str, timestamp_sha256: &str, e: Expected) {
+    pub fn expect(&self, gun: &Gun, timestamp_sha256: &str, e: Expected) {
         let mut g = self.lock();
         if g.expected.len() >= MAX_EXPECTED {
             g.expected.retain(|_, (at, _)| at.elapsed() < EXPECTED_TTL);
@@ -252,26 +261,28 @@ impl MetaCache {
                 return; // the row then only invalidates, and the next read loads from the database
             }
         }
-        g.expected
-            .insert((gun.into(), timestamp_sha256.into()), (Instant::now(), e));
+        g.expected.insert(
+            (gun.as_str().into(), timestamp_sha256.into()),
+            (Instant::now(), e),
+        );
     }
 
     /// Forget what a write expected to make current (it failed).
-    pub fn unexpect(&self, gun: &str, timestamp_sha256: &str) {
+    pub(crate) fn unexpect(&self, gun: &Gun, timestamp_sha256: &str) {
         self.lock()
             .expected
-            .remove(&(gun.into(), timestamp_sha256.into()));
+            .remove(&(gun.as_str().into(), timestamp_sha256.into()));
     }
 
     /// The changefeed says a timestamp with this SHA-256 (`None`: not recorded, as in rows the
     /// Go server migrated) was committed for `gun`: its cached chain is stale (files stay
     /// valid); if this instance wrote it, the new chain and files take its place.
-    pub fn apply_update(&self, gun: &str, timestamp_sha256: Option<&str>) {
+    pub(crate) fn apply_update(&self, gun: &Gun, timestamp_sha256: Option<&str>) {
         let mut g = self.lock();
         g.generation += 1;
         g.pop_chain(gun);
         let Some(sha) = timestamp_sha256 else { return };
-        if let Some((_, e)) = g.expected.remove(&(gun.into(), sha.into())) {
+        if let Some((_, e)) = g.expected.remove(&(gun.as_str().into(), sha.into())) {
             for (role, f) in e.files {
                 g.put_file(key(gun, &role, &f.sha256), f);
             }
@@ -280,24 +291,24 @@ impl MetaCache {
     }
 
     /// GUNs whose cached timestamp or snapshot expires before `deadline`.
-    pub fn chains_due(&self, deadline: DateTime<chrono::Utc>) -> Vec<String> {
+    pub(crate) fn chains_due(&self, deadline: DateTime<chrono::Utc>) -> Vec<Gun> {
         let g = self.lock();
         g.chains
             .iter()
             .filter(|(_, c)| c.timestamp_expires < deadline || c.snapshot_expires < deadline)
-            .map(|(k, _)| k.to_string())
+            .map(|(k, _)| Gun::stored(k.to_string()))
             .collect()
     }
 
     /// Forget everything about a GUN (after a deletion, here or on another instance).
-    pub fn forget(&self, gun: &str) {
+    pub(crate) fn forget(&self, gun: &Gun) {
         let mut g = self.lock();
         g.generation += 1;
         g.pop_chain(gun);
         let stale: Vec<FileKey> = g
             .files
             .iter()
-            .filter(|(k, _)| &*k.0 == gun)
+            .filter(|(k, _)| *k.0 == **gun)
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
@@ -318,6 +329,10 @@ impl MetaCache {
 mod tests {
     use super::*;
 
+    pub(crate) fn g(name: &str) -> Gun {
+        Gun::new(name).unwrap()
+    }
+
     fn file(data: &str) -> StoredFile {
         StoredFile::from_bytes(data.as_bytes().to_vec(), None)
     }
@@ -326,14 +341,17 @@ mod tests {
     fn a_put_after_an_invalidation_is_refused() {
         let c = MetaCache::new(10, 10, 1 << 20);
         let t = c.ticket();
-        c.apply_update("g", None);
-        c.put_file(t, "g", "root", &file("old"));
-        c.put_version(t, "g", "root", 1, &file("old"));
-        assert!(c.file("g", "root", &file("old").sha256).is_none());
-        assert!(c.version("g", "root", 1).is_none());
+        c.apply_update(&g("g"), None);
+        c.put_file(t, &g("g"), &Role::ROOT, &file("old"));
+        c.put_version(t, &g("g"), &Role::ROOT, 1, &file("old"));
+        assert!(c.file(&g("g"), &Role::ROOT, &file("old").sha256).is_none());
+        assert!(c.version(&g("g"), &Role::ROOT, 1).is_none());
         let t = c.ticket();
-        c.put_version(t, "g", "root", 1, &file("new"));
-        assert_eq!(&c.version("g", "root", 1).unwrap().data[..], b"new");
+        c.put_version(t, &g("g"), &Role::ROOT, 1, &file("new"));
+        assert_eq!(
+            &c.version(&g("g"), &Role::ROOT, 1).unwrap().data[..],
+            b"new"
+        );
     }
 
     fn chain(ts: &str, snap: &str) -> Arc<CachedChain> {
@@ -350,32 +368,34 @@ mod tests {
     #[test]
     fn an_expected_write_is_installed_when_its_row_is_applied() {
         let c = MetaCache::new(10, 10, 1 << 20);
-        c.put_chain(c.ticket(), "g", chain("ts1", "snap1"));
+        c.put_chain(c.ticket(), &g("g"), chain("ts1", "snap1"));
         let new = chain("ts2", "snap2");
         let sha = new.timestamp.sha256.clone();
         c.expect(
-            "g",
+            &g("g"),
             &sha,
             Expected {
                 chain: new,
-                files: vec![("targets".into(), file("targets2"))],
+                files: vec![(Role::TARGETS, file("targets2"))],
             },
         );
         // Another GUN's row, and a row of "g" with another timestamp, only invalidate.
-        c.apply_update("h", Some(&sha));
-        assert!(c.chain("g").is_some());
-        c.apply_update("g", Some(&file("ts-other").sha256));
-        assert!(c.chain("g").is_none());
+        c.apply_update(&g("h"), Some(&sha));
+        assert!(c.chain(&g("g")).is_some());
+        c.apply_update(&g("g"), Some(&file("ts-other").sha256));
+        assert!(c.chain(&g("g")).is_none());
         // A loader that read before the row was applied may not put its result back.
         let before = c.ticket();
-        c.apply_update("g", Some(&sha));
-        assert_eq!(&c.chain("g").unwrap().timestamp.data[..], b"ts2");
-        assert!(c.file("g", "targets", &file("targets2").sha256).is_some());
-        c.put_chain(before, "g", chain("ts1", "snap1"));
-        assert_eq!(&c.chain("g").unwrap().timestamp.data[..], b"ts2");
+        c.apply_update(&g("g"), Some(&sha));
+        assert_eq!(&c.chain(&g("g")).unwrap().timestamp.data[..], b"ts2");
+        assert!(c
+            .file(&g("g"), &Role::TARGETS, &file("targets2").sha256)
+            .is_some());
+        c.put_chain(before, &g("g"), chain("ts1", "snap1"));
+        assert_eq!(&c.chain(&g("g")).unwrap().timestamp.data[..], b"ts2");
         // Installed once: the same row applied again (or a later one) invalidates.
-        c.apply_update("g", Some(&sha));
-        assert!(c.chain("g").is_none());
+        c.apply_update(&g("g"), Some(&sha));
+        assert!(c.chain(&g("g")).is_none());
     }
 
     #[test]
@@ -384,34 +404,35 @@ mod tests {
         let new = chain("ts2", "snap2");
         let sha = new.timestamp.sha256.clone();
         c.expect(
-            "g",
+            &g("g"),
             &sha,
             Expected {
                 chain: new,
                 files: vec![],
             },
         );
-        c.unexpect("g", &sha);
-        c.apply_update("g", Some(&sha));
-        assert!(c.chain("g").is_none());
+        c.unexpect(&g("g"), &sha);
+        c.apply_update(&g("g"), Some(&sha));
+        assert!(c.chain(&g("g")).is_none());
     }
 
     #[test]
     fn forget_drops_files_by_checksum_and_version() {
         let c = MetaCache::new(10, 10, 1 << 20);
         let t = c.ticket();
-        c.put_file(t, "g", "root", &file("a"));
-        c.put_version(t, "g", "root", 1, &file("a"));
-        c.put_file(t, "h", "root", &file("a"));
-        c.forget("g");
+        c.put_file(t, &g("g"), &Role::ROOT, &file("a"));
+        c.put_version(t, &g("g"), &Role::ROOT, 1, &file("a"));
+        c.put_file(t, &g("h"), &Role::ROOT, &file("a"));
+        c.forget(&g("g"));
         assert_eq!(c.len().0, 1);
-        assert!(c.file("h", "root", &file("a").sha256).is_some());
+        assert!(c.file(&g("h"), &Role::ROOT, &file("a").sha256).is_some());
     }
 }
 
 #[cfg(test)]
 mod budget_tests {
     use super::*;
+    use tests::g;
 
     #[test]
     fn the_byte_budget_evicts_least_recently_used_files() {
@@ -420,8 +441,8 @@ mod budget_tests {
         for i in 0..100 {
             c.put_file(
                 t,
-                &format!("g{i}"),
-                "root",
+                &g(&format!("g{i}")),
+                &Role::ROOT,
                 &StoredFile::from_bytes(vec![b'x'; 1000 + i], None),
             );
         }
@@ -431,19 +452,19 @@ mod budget_tests {
         // The newest is kept, the oldest gone.
         assert!(c
             .file(
-                "g99",
-                "root",
+                &g("g99"),
+                &Role::ROOT,
                 &StoredFile::from_bytes(vec![b'x'; 1099], None).sha256
             )
             .is_some());
         assert!(c
             .file(
-                "g0",
-                "root",
+                &g("g0"),
+                &Role::ROOT,
                 &StoredFile::from_bytes(vec![b'x'; 1000], None).sha256
             )
             .is_none());
-        c.forget("g99");
+        c.forget(&g("g99"));
         assert!(c.len().2 < bytes);
     }
 }

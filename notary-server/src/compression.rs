@@ -16,7 +16,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `caching.gzip_min_bytes` when not configured.
-pub const DEFAULT_MIN_BYTES: usize = 8192;
+pub(crate) const DEFAULT_MIN_BYTES: usize = 8192;
 
 static MIN_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_MIN_BYTES);
 
@@ -26,7 +26,7 @@ pub fn set_min_bytes(n: usize) {
 }
 
 /// Whether a file of `len` bytes gets a gzip copy.
-pub fn eligible(len: usize) -> bool {
+pub(crate) fn eligible(len: usize) -> bool {
     let min = MIN_BYTES.load(Ordering::Relaxed);
     min != 0 && len >= min
 }
@@ -34,7 +34,7 @@ pub fn eligible(len: usize) -> bool {
 /// The gzip copy of `data`, if it is large enough and compresses at all. The fastest level:
 /// the bulk of TUF metadata is hashes, which no level compresses, and a 4 MB targets file then
 /// takes tens of milliseconds rather than a hundred.
-pub fn gzip_copy(data: &[u8]) -> Option<bytes::Bytes> {
+pub(crate) fn gzip_copy(data: &[u8]) -> Option<bytes::Bytes> {
     if !eligible(data.len()) {
         return None;
     }
@@ -48,7 +48,7 @@ pub fn gzip_copy(data: &[u8]) -> Option<bytes::Bytes> {
 }
 
 /// Whether an `Accept-Encoding` value takes gzip (`gzip`, `x-gzip` or `*`, with q > 0).
-pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+pub(crate) fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     let Some(v) = accept_encoding else {
         return false;
     };

@@ -125,7 +125,7 @@ impl ApiError {
         }
     }
     /// Go's "empty struct" detail, serialised as `{}`.
-    pub fn empty_detail(code: Code) -> Self {
+    pub(crate) fn empty_detail(code: Code) -> Self {
         Self::with(code, json!({}))
     }
     pub fn not_found() -> Self {

@@ -9,7 +9,7 @@
 //!    static trees).
 
 /// Longest GUN: the `gun` column of the Go schema.
-pub const MAX_GUN_BYTES: usize = 255;
+pub(crate) const MAX_GUN_BYTES: usize = 255;
 
 /// A GUN that satisfies the grammar above. Reads as a `&str` (`Deref`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -65,7 +65,7 @@ mod errors;
 pub mod gun;
 pub mod http;
 pub mod metrics;
-pub mod offload;
+pub(crate) mod offload;
 pub mod publication;
 pub mod retention;
 pub mod role;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds (fine around the 1–2 ms a cached read takes
 /// under load, coarse beyond).
-pub const LATENCY_BUCKETS: [f64; 19] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 19] = [
     0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -23,12 +23,12 @@ use notary_common::sync::lock;
 
 /// The Prometheus text format, one metric family at a time.
 #[derive(Default)]
-pub struct Exposition(String);
+pub(crate) struct Exposition(String);
 
 impl Exposition {
     /// A family: its `# HELP` and `# TYPE` lines, then each (labels, value) sample; labels are
     /// written as given (`code="200",method="get"`), empty for none.
-    pub fn family(
+    pub(crate) fn family(
         &mut self,
         name: &str,
         kind: &str,
@@ -87,7 +87,7 @@ impl Exposition {
     }
 
     /// A family with one unlabelled sample.
-    pub fn single(
+    pub(crate) fn single(
         &mut self,
         name: &str,
         kind: &str,
@@ -98,23 +98,23 @@ impl Exposition {
     }
 
     /// The exposition text.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.0
     }
 }
 
 /// The read cache's size: (files, repositories, bytes).
-pub type CacheSize = (usize, usize, usize);
+pub(crate) type CacheSize = (usize, usize, usize);
 
 /// Imported repositories, those awaiting a key rotation, and the earliest timestamp expiry
 /// among those (`notary-server imported`).
-pub type RotationCounts = (usize, usize, Option<chrono::DateTime<chrono::Utc>>);
+pub(crate) type RotationCounts = (usize, usize, Option<chrono::DateTime<chrono::Utc>>);
 
 /// What the health check found at scrape time: (database answers, a signer answers).
-pub type Up = (bool, bool);
+pub(crate) type Up = (bool, bool);
 
 /// The whole `/metrics` page.
-pub fn render(
+pub(crate) fn render(
     http: &Metrics,
     cache: CacheSize,
     coherence: CoherenceCounts,
@@ -246,7 +246,7 @@ impl Metrics {
     /// One request of `operation`, answered with `code` after `took` (from its arrival at the
     /// router to its response, the body not yet sent); `sizes`: its body (`Content-Length`)
     /// and the response body, in bytes.
-    pub fn observe(
+    pub(crate) fn observe(
         &self,
         operation: &'static str,
         method: &str,

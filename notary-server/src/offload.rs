@@ -24,10 +24,10 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// Input size from which work leaves the async workers: about a millisecond of hashing,
 /// compressing or parsing on this class of machine.
-pub const LARGE: usize = 256 * 1024;
+pub(crate) const LARGE: usize = 256 * 1024;
 
 /// The nice value of the threads large work runs on (request threads run at the process's).
-pub const NICE: i32 = 10;
+pub(crate) const NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -70,7 +70,7 @@ fn threads() -> &'static Sender<Job> {
 
 /// `f`, whose work grows with `input_bytes`: on a lower-priority thread of its own when the
 /// input is large (invariant 1), inline otherwise. A panic in `f` is the caller's.
-pub async fn run<T: Send + 'static>(
+pub(crate) async fn run<T: Send + 'static>(
     input_bytes: usize,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> T {
@@ -94,7 +94,7 @@ pub async fn run<T: Send + 'static>(
 
 /// `f`, whose work grows with `input_bytes`, for code that cannot wait: in place of the async
 /// worker when the input is large (invariant 2), inline otherwise.
-pub fn in_place<T>(input_bytes: usize, f: impl FnOnce() -> T) -> T {
+pub(crate) fn in_place<T>(input_bytes: usize, f: impl FnOnce() -> T) -> T {
     if input_bytes >= LARGE && multi_threaded() {
         tokio::task::block_in_place(f)
     } else {

@@ -44,7 +44,7 @@ pub struct FileRow {
 
 /// The ids of `files` (one GUN) that `policy` lets go at `now`; `protected`: the (role,
 /// version) pairs the current chain references (3).
-pub fn removable(
+pub(crate) fn removable(
     files: &[FileRow],
     protected: &HashSet<(String, i64)>,
     policy: Policy,

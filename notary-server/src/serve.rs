@@ -23,10 +23,10 @@ use crate::http::{dispatch, AppState};
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// A TLS handshake must finish within this.
-    pub tls_handshake: Duration,
+    pub(crate) tls_handshake: Duration,
     /// A request's headers must arrive within this, counted from when the connection is idle
     /// (so an idle keep-alive connection is closed after it too).
-    pub header_read: Duration,
+    pub(crate) header_read: Duration,
     /// Open connections at most; more wait in the listen queue.
     pub max_connections: usize,
     /// On shutdown, in-flight requests get this long to finish.

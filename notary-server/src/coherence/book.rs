@@ -15,17 +15,17 @@ pub struct LeaseTiming {
     /// How long a registration or renewal holds in the database.
     pub lease: Duration,
     /// How often the lease is renewed.
-    pub renew_every: Duration,
+    pub(crate) renew_every: Duration,
     /// Reads stop skipping the barrier this long before the database's copy of the lease ends.
     pub margin: Duration,
     /// A write announced but never reported done keeps its repository in flux this long.
-    pub flux_ttl: Duration,
+    pub(crate) flux_ttl: Duration,
     /// A writer re-announces after waiting this long for acknowledgements.
     pub retry: Duration,
     /// A write not acknowledged by then fails (503).
-    pub write_deadline: Duration,
+    pub(crate) write_deadline: Duration,
     /// The lease is suspended this long after an unannounced write (invariant 8).
-    pub foreign_backoff: Duration,
+    pub(crate) foreign_backoff: Duration,
 }
 
 impl Default for LeaseTiming {

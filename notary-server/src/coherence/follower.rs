@@ -23,13 +23,13 @@ use notary_common::sync::lock;
 const PAGE: i64 = 1000;
 /// Checks that may run at once. One is best measured (notary-bench, 16 and 64 connections):
 /// overlapping checks shorten the wait a little but cost more queries than they save.
-pub const MAX_CHECKS_IN_FLIGHT: usize = 1;
+pub(crate) const MAX_CHECKS_IN_FLIGHT: usize = 1;
 // Each check in flight has an idle connection waiting for it.
 const _: () = assert!(crate::storage::IDLE_FOLLOWERS >= MAX_CHECKS_IN_FLIGHT);
 
 /// What the read lease needs of the follower (so that the lease holds no reference back to it).
 #[async_trait]
-pub trait Barrier: Send + Sync {
+pub(crate) trait Barrier: Send + Sync {
     /// Wait until a changefeed check that started after this call has been applied.
     async fn barrier(&self) -> Result<(), StoreError>;
     /// Every changefeed row up to this ID is applied (`None`: no check has finished yet).
@@ -108,12 +108,12 @@ impl Follower {
     }
 
     /// Have `f` called for every row applied from now on (once; later calls are ignored).
-    pub fn observe_rows(&self, f: RowObserver) {
+    pub(crate) fn observe_rows(&self, f: RowObserver) {
         let _ = self.observer.set(f);
     }
 
     /// See `behind`: loading from the database now could serve older metadata than was served.
-    pub fn is_behind(&self) -> bool {
+    pub(crate) fn is_behind(&self) -> bool {
         self.behind.load(Ordering::SeqCst)
     }
 
@@ -241,6 +241,7 @@ impl Barrier for Follower {
 mod tests {
     use super::*;
     use crate::cache::CachedChain;
+    use crate::gun::Gun;
     use crate::storage::{ChangeRef, StoredFile};
 
     /// An in-memory changefeed: rows can be appended (a commit) or the whole feed replaced by
@@ -258,7 +259,7 @@ mod tests {
             let id = rows.last().map_or(1, |r| r.id + 1);
             rows.push(ChangeRef {
                 id,
-                gun: gun.into(),
+                gun: g(gun),
                 deletion,
                 sha256: None,
             });
@@ -284,6 +285,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(delay)).await;
             Ok(rows)
         }
+    }
+
+    fn g(name: &str) -> Gun {
+        Gun::new(name).unwrap()
     }
 
     fn chain(ts: &str) -> Arc<CachedChain> {
@@ -315,16 +320,16 @@ mod tests {
     async fn a_barrier_sees_every_commit_made_before_it_was_called() {
         let (feed, cache, f) = setup(false);
         f.barrier().await.unwrap(); // the first check only learns the position
-        cache.put_chain(cache.ticket(), "g", chain("ts1"));
-        cache.put_chain(cache.ticket(), "h", chain("ts1"));
+        cache.put_chain(cache.ticket(), &g("g"), chain("ts1"));
+        cache.put_chain(cache.ticket(), &g("h"), chain("ts1"));
         feed.commit("g", false);
         assert!(
-            cache.chain("g").is_some(),
+            cache.chain(&g("g")).is_some(),
             "nothing applied before a barrier"
         );
         f.barrier().await.unwrap();
-        assert!(cache.chain("g").is_none(), "the update invalidated g");
-        assert!(cache.chain("h").is_some(), "h was not touched");
+        assert!(cache.chain(&g("g")).is_none(), "the update invalidated g");
+        assert!(cache.chain(&g("h")).is_some(), "h was not touched");
         assert_eq!(f.applied(), Some(1));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
@@ -333,7 +338,7 @@ mod tests {
         }));
         feed.commit("h", true);
         f.barrier().await.unwrap();
-        assert!(cache.chain("h").is_none(), "the deletion forgot h");
+        assert!(cache.chain(&g("h")).is_none(), "the deletion forgot h");
         assert_eq!(*lock(&seen), vec![("h".to_string(), 2)]);
     }
 
@@ -353,11 +358,11 @@ mod tests {
         // A commit while the first check runs: every barrier above was called before it, but
         // one called now must see it.
         tokio::time::sleep(Duration::from_millis(10)).await;
-        cache.put_chain(cache.ticket(), "g", chain("ts1"));
+        cache.put_chain(cache.ticket(), &g("g"), chain("ts1"));
         feed.commit("g", false);
         f.barrier().await.unwrap();
         assert!(
-            cache.chain("g").is_none(),
+            cache.chain(&g("g")).is_none(),
             "a barrier used a check started before it"
         );
         for w in waiting {

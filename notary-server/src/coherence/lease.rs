@@ -18,13 +18,13 @@ use crate::storage::{within, StoreError};
 use notary_common::sync::lock;
 
 /// A write to run once announced: gets the instances that acknowledged it (`None`: unguarded).
-pub type WriteFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
+pub(crate) type WriteFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
 
 /// Key of the advisory lock of `notary_rs_write_guard` (Postgres migration 3, where it is
 /// written in decimal; `the_registration_lock_is_the_migrations`): every guarded write holds it
 /// shared until it commits; an instance that has just registered takes it exclusively once,
 /// which waits out the writes that checked the leases before its registration (invariant 3).
-pub const REGISTRATION_LOCK: i64 = 0x6e6f_7461_7273;
+pub(crate) const REGISTRATION_LOCK: i64 = 0x6e6f_7461_7273;
 
 /// A write waiting for acknowledgements.
 struct Waiter {
@@ -33,7 +33,7 @@ struct Waiter {
 }
 
 /// This instance's read lease and its side of the announcement protocol (Postgres only).
-pub struct ReadLease {
+pub(crate) struct ReadLease {
     /// This process's instance ID (random).
     me: String,
     pool: PgPool,
@@ -64,7 +64,7 @@ async fn connect(pool: &PgPool) -> Result<PgConnection, StoreError> {
 impl ReadLease {
     /// Start listening (and, if `enabled`, taking the lease) for the instance whose cache
     /// `follower` keeps.
-    pub fn start(
+    pub(crate) fn start(
         pool: PgPool,
         enabled: bool,
         t: LeaseTiming,
@@ -97,22 +97,22 @@ impl ReadLease {
     }
 
     /// Is the lease held now?
-    pub fn held(&self) -> bool {
+    pub(crate) fn held(&self) -> bool {
         self.enabled && self.book.held(Instant::now())
     }
 
     /// May a current read of `gun` skip the barrier now?
-    pub fn covers(&self, gun: &str) -> bool {
+    pub(crate) fn covers(&self, gun: &str) -> bool {
         self.enabled && self.book.covers(gun, Instant::now())
     }
 
     /// May a read of the whole changefeed skip the barrier now?
-    pub fn covers_all(&self) -> bool {
+    pub(crate) fn covers_all(&self) -> bool {
         self.enabled && self.book.covers_all(Instant::now())
     }
 
     /// A changefeed row was applied (see [`Book::observed`]).
-    pub fn observed(&self, gun: &str, id: i64) {
+    pub(crate) fn observed(&self, gun: &str, id: i64) {
         if self.enabled && self.book.observed(gun, id, Instant::now()) {
             tracing::warn!(
                 gun,
@@ -409,7 +409,7 @@ impl ReadLease {
     }
 
     /// Give up the lease (at shutdown), so that writers need not wait for it to end.
-    pub async fn leave(&self) {
+    pub(crate) async fn leave(&self) {
         self.book.revoke();
         let gone = sqlx::query("DELETE FROM notary_rs_instances WHERE id = $1")
             .bind(&self.me)
@@ -419,7 +419,7 @@ impl ReadLease {
 
     /// Run the write `op` on `gun` once every instance holding a lease acknowledged its
     /// announcement; `op` gets the instances that did.
-    pub async fn write<'a, T>(
+    pub(crate) async fn write<'a, T>(
         self: &Arc<Self>,
         gun: &str,
         mut op: impl FnMut(Option<Vec<String>>) -> WriteFuture<'a, T>,

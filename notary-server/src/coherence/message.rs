@@ -5,11 +5,11 @@
 use std::fmt;
 
 /// The notification channel every message goes through.
-pub const CHANNEL: &str = "notary_rs";
+pub(crate) const CHANNEL: &str = "notary_rs";
 
 /// A message on the `notary_rs` channel (Postgres LISTEN/NOTIFY), as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message<'a> {
+pub(crate) enum Message<'a> {
     /// `p <writer> <token> <gun>`: a write of `gun` is about to commit (invariant 2).
     Write {
         /// The writing instance.
@@ -46,7 +46,7 @@ pub enum Message<'a> {
 
 impl<'a> Message<'a> {
     /// The message of a notification payload (`None`: not one of ours, ignored).
-    pub fn parse(payload: &'a str) -> Option<Message<'a>> {
+    pub(crate) fn parse(payload: &'a str) -> Option<Message<'a>> {
         let mut p = payload.splitn(4, ' ');
         let m = match (p.next()?, p.next()?, p.next()?, p.next()) {
             ("p", writer, token, Some(gun)) => Message::Write { writer, token, gun },

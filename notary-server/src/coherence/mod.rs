@@ -84,11 +84,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use book::LeaseTiming;
-pub use follower::{Barrier, Follower, MAX_CHECKS_IN_FLIGHT};
-pub use lease::{ReadLease, WriteFuture, REGISTRATION_LOCK};
-pub use message::{Message, CHANNEL};
+pub(crate) use follower::Barrier;
+pub use follower::Follower;
+pub(crate) use lease::{ReadLease, WriteFuture};
 
 use crate::cache::MetaCache;
+use crate::gun::Gun;
 use crate::storage::{Changefeed, StoreError};
 
 /// The read lease's settings (Postgres, writable database).
@@ -103,20 +104,20 @@ pub struct LeaseConfig {
 
 /// How current reads were made fresh, for the metrics.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CoherenceCounts {
+pub(crate) struct CoherenceCounts {
     /// Current reads that skipped the database under the lease.
-    pub leased_reads: u64,
+    pub(crate) leased_reads: u64,
     /// Current reads that waited for a changefeed check.
-    pub barrier_reads: u64,
+    pub(crate) barrier_reads: u64,
     /// Changefeed checks made.
     pub checks: u64,
     /// Whether this instance holds its lease now.
-    pub lease_held: bool,
+    pub(crate) lease_held: bool,
 }
 
 /// When a cached read is current (see the module): the changefeed follower, and the read lease on
 /// Postgres.
-pub struct Coherence {
+pub(crate) struct Coherence {
     follower: Arc<Follower>,
     lease: Option<Arc<ReadLease>>,
     leased_reads: AtomicU64,
@@ -126,7 +127,7 @@ pub struct Coherence {
 impl Coherence {
     /// Follow `feed` for `cache` (a check at least every `period`), with a read lease if
     /// `lease` is given. `read_only`: watch for a database going behind (invariant 7).
-    pub fn start(
+    pub(crate) fn start(
         feed: Arc<dyn Changefeed>,
         cache: Arc<MetaCache>,
         period: Duration,
@@ -155,7 +156,7 @@ impl Coherence {
 
     /// Make the cache current for a read of `gun`: nothing to do under the read lease with no
     /// write to `gun` in flux, else a barrier.
-    pub async fn fresh(&self, gun: &str) -> Result<(), StoreError> {
+    pub(crate) async fn fresh(&self, gun: &Gun) -> Result<(), StoreError> {
         if self.lease.as_ref().is_some_and(|l| l.covers(gun)) {
             self.leased_reads.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -169,7 +170,7 @@ impl Coherence {
     /// lease with no write in flux anywhere, the applied position as it is (a write committed
     /// meanwhile would have been announced, invariant 2), else after a barrier (invariant 5).
     /// `None`: the changefeed was never read.
-    pub async fn position(&self) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn position(&self) -> Result<Option<i64>, StoreError> {
         if self.lease.as_ref().is_some_and(|l| l.covers_all()) {
             if let Some(p) = self.follower.applied() {
                 self.leased_reads.fetch_add(1, Ordering::Relaxed);
@@ -182,9 +183,9 @@ impl Coherence {
     }
 
     /// Run the write `op` on `gun`, announced to the lease holders (invariant 2).
-    pub async fn write<'a, T>(
+    pub(crate) async fn write<'a, T>(
         &self,
-        gun: &str,
+        gun: &Gun,
         mut op: impl FnMut(Option<Vec<String>>) -> WriteFuture<'a, T>,
     ) -> Result<T, StoreError> {
         match &self.lease {
@@ -194,19 +195,19 @@ impl Coherence {
     }
 
     /// Give up the read lease (at shutdown).
-    pub async fn leave(&self) {
+    pub(crate) async fn leave(&self) {
         if let Some(l) = &self.lease {
             l.leave().await;
         }
     }
 
     /// Loading from the database now could serve older metadata than was served (invariant 7).
-    pub fn is_behind(&self) -> bool {
+    pub(crate) fn is_behind(&self) -> bool {
         self.follower.is_behind()
     }
 
     /// How current reads were made fresh so far.
-    pub fn counts(&self) -> CoherenceCounts {
+    pub(crate) fn counts(&self) -> CoherenceCounts {
         CoherenceCounts {
             leased_reads: self.leased_reads.load(Ordering::Relaxed),
             barrier_reads: self.barrier_reads.load(Ordering::Relaxed),

@@ -56,7 +56,7 @@ pub struct AppState {
 
 /// The address a request came from (set by `serve.rs`).
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub std::net::IpAddr);
+pub(crate) struct ClientAddr(pub std::net::IpAddr);
 
 /// A fixed one-minute window of key creations per client address.
 pub struct KeyLimiter {
@@ -110,7 +110,7 @@ fn authorize(
 
 /// This request's id (`audit`, invariant 3).
 #[derive(Clone)]
-pub struct RequestId(pub String);
+pub(crate) struct RequestId(pub String);
 
 /// Who makes a write: the token's subject, the client's address, the request id.
 fn actor(req: &Parts, subject: Option<String>) -> Actor {
@@ -180,7 +180,7 @@ const LOCATION_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'}');
 
 /// Answer one request (see the module and `routes.rs`).
-pub async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Response {
+pub(crate) async fn dispatch(req: http::Request<Incoming>, state: &AppState) -> Response {
     let arrived = std::time::Instant::now();
     let (mut req, body) = req.into_parts();
     let request_id = crate::audit::accept_request_id(

@@ -119,7 +119,7 @@ pub struct Tree {
 
 impl Tree {
     /// Whether the tree holds `gun`'s files.
-    pub fn holds(&self, gun: &str) -> bool {
+    pub fn holds(&self, gun: &Gun) -> bool {
         self.gun_prefixes.is_empty()
             || self
                 .gun_prefixes
@@ -234,8 +234,9 @@ fn wanted(files: &[PublishedFile]) -> Vec<Wanted<'_>> {
     out
 }
 
-/// Bring the tree of `gun` in line with storage (invariants 1, 2, 5).
-pub async fn sync_gun(
+/// Bring the tree of `gun` in line with storage (invariants 1, 2, 5). `gun` is a name read from
+/// storage (a Go-made database may hold any text), checked here before it names a folder.
+pub(crate) async fn sync_gun(
     store: &SqlStore,
     tree: &Tree,
     gun: &str,
@@ -396,7 +397,7 @@ const ROWS_PER_ROUND: i64 = 1000;
 
 /// One round of following (invariant 3): a full sync for a tree never synced, else every
 /// repository named since the tree's position; `None` when another instance holds the tree.
-pub async fn follow_once(
+pub(crate) async fn follow_once(
     store: &SqlStore,
     tree: &Tree,
 ) -> Result<Option<Synced>, PublicationError> {
@@ -447,7 +448,7 @@ static ROUNDS: Rounds = Rounds {
 /// This server's publication rounds: completed here, skipped because another instance held
 /// the tree, failed; and the Unix time the last one completed here (0: none yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoundCounts {
+pub(crate) struct RoundCounts {
     /// Rounds completed here.
     pub synced: u64,
     /// Rounds another instance held the tree for.
@@ -455,11 +456,11 @@ pub struct RoundCounts {
     /// Rounds that failed (retried).
     pub failed: u64,
     /// Unix time of the last round completed here (0: none yet).
-    pub last_synced: i64,
+    pub(crate) last_synced: i64,
 }
 
 /// The counts, when this server publishes a tree.
-pub fn round_counts() -> Option<RoundCounts> {
+pub(crate) fn round_counts() -> Option<RoundCounts> {
     use std::sync::atomic::Ordering::Relaxed;
     ROUNDS.on.load(Relaxed).then(|| RoundCounts {
         synced: ROUNDS.synced.load(Relaxed),

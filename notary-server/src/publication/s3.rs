@@ -22,9 +22,9 @@ use md5::{Digest, Md5};
 use super::{Held, Kind, PublicationError, Target};
 
 /// `Cache-Control` of files named by checksum or version: their bytes never change.
-pub const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(crate) const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of current files: a reader may see a change this much later.
-pub const CACHE_CURRENT: &str = "public, max-age=10";
+pub(crate) const CACHE_CURRENT: &str = "public, max-age=10";
 /// Longest one S3 operation may take, retries included (invariant 3).
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 

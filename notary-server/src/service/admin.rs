@@ -365,7 +365,7 @@ impl RepoService {
     }
 
     /// The last count of imported repositories and those awaiting a key rotation.
-    pub fn rotation_counts(&self) -> Option<RotationCounts> {
+    pub(crate) fn rotation_counts(&self) -> Option<RotationCounts> {
         *lock(&self.rotation)
     }
 }

@@ -50,7 +50,7 @@ impl ServiceError {
 
     /// Whether retrying later may succeed without anyone changing anything: the database or
     /// the signing service is unreachable, or the condition passes by itself.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             ServiceError::NotYet(_) => true,
             ServiceError::Store(e) => matches!(

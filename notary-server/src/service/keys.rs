@@ -189,7 +189,7 @@ impl RepoService {
     }
 
     /// `POST …/{timestamp,snapshot}.key`: a new key; it becomes active once a root lists it.
-    pub async fn rotate_key(
+    pub(crate) async fn rotate_key(
         &self,
         gun: &Gun,
         role: &Role,

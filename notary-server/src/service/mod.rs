@@ -32,7 +32,7 @@ use crate::cache::{CachedChain, Expected, MetaCache};
 use crate::coherence::{Coherence, LeaseConfig, WriteFuture};
 use crate::metrics::RotationCounts;
 use crate::storage::{Change, Imported, KeyBinding, SqlStore, StoreError, StoredFile};
-pub use changefeed::{ChangePage, PAGE_BYTES};
+pub use changefeed::PAGE_BYTES;
 pub use error::ServiceError;
 
 /// The repository operations: publish, reads, re-signing, keys, deletion, import, listings,
@@ -73,7 +73,7 @@ pub struct KeyStatus {
     /// Where it was imported from.
     pub source: String,
     /// When (RFC 3339).
-    pub imported_at: String,
+    pub(crate) imported_at: String,
     /// Its current timestamp's version, if any.
     pub timestamp_version: Option<i64>,
     /// When that timestamp expires.
@@ -136,11 +136,11 @@ pub struct Pruned {
 }
 
 /// Most changefeed rows one request returns.
-pub const MAX_CHANGEFEED_RECORDS: i64 = 1000;
+pub(crate) const MAX_CHANGEFEED_RECORDS: i64 = 1000;
 
 /// A changefeed page, serialised with Go's field order.
 #[derive(serde::Serialize)]
-pub struct ChangeList {
+pub(crate) struct ChangeList {
     /// Rows in this page.
     pub count: usize,
     /// The rows, oldest first.
@@ -261,7 +261,7 @@ impl RepoService {
     }
 
     /// How current reads were made fresh (for the metrics).
-    pub fn coherence_counts(&self) -> crate::coherence::CoherenceCounts {
+    pub(crate) fn coherence_counts(&self) -> crate::coherence::CoherenceCounts {
         self.coherence.counts()
     }
 

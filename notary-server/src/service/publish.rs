@@ -107,11 +107,11 @@ impl RepoService {
         audit: Option<&Record<'_>>,
     ) -> Result<(), StoreError> {
         let at = crate::storage::now();
-        let mut files: Vec<(String, StoredFile)> = updates
+        let mut files: Vec<(Role, StoredFile)> = updates
             .iter()
             .map(|u| {
                 (
-                    u.role.clone(),
+                    Role::stored(&u.role),
                     StoredFile::from_bytes(u.data.clone(), Some(at)),
                 )
             })

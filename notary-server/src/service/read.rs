@@ -72,7 +72,7 @@ impl RepoService {
         // Usually the newest snapshot, read with the timestamp; else the one it names.
         let snapshot = match newest_snapshot.filter(|s| s.sha256 == sha) {
             Some(s) => {
-                self.cache.put_file(ticket, gun, md::SNAPSHOT, &s);
+                self.cache.put_file(ticket, gun, &Role::SNAPSHOT, &s);
                 s
             }
             None => match self.file_by_checksum(gun, &Role::SNAPSHOT, &sha).await? {

@@ -173,12 +173,7 @@ impl RepoService {
             loop {
                 tokio::time::sleep(every).await;
                 // (The cache holds only chains of checked GUNs.)
-                for gun in me
-                    .cache
-                    .chains_due(Utc::now() + before)
-                    .into_iter()
-                    .map(Gun::stored)
-                {
+                for gun in me.cache.chains_due(Utc::now() + before) {
                     // (Chains this server cannot re-sign stay due: skipped without taking the lock.)
                     if me.cache.chain(&gun).is_some_and(|c| {
                         !me.due(&gun, &c, Utc::now() + before) || me.unsignable.chain(&gun, &c)

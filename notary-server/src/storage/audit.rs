@@ -22,7 +22,7 @@ impl SqlStore {
     }
 
     /// Audit records, oldest first: of one GUN or all, since a time, at most `limit`.
-    pub async fn audit_entries(
+    pub(crate) async fn audit_entries(
         &self,
         gun: Option<&Gun>,
         since: Option<NaiveDateTime>,

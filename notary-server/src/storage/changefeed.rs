@@ -58,7 +58,7 @@ impl Changefeed for SqlStore {
                 .into_iter()
                 .map(|(id, gun, category, sha256)| ChangeRef {
                     id: id as i64,
-                    gun,
+                    gun: Gun::stored(gun),
                     // A deletion, or a prune's row (Go's CHAR(64) column pads it): forget every
                     // cached file of the GUN.
                     deletion: category == "deletion"

@@ -425,7 +425,7 @@ impl SqlStore {
     }
 
     /// Remove these files of the GUN and store `audit`, in one transaction; how many went.
-    pub async fn remove_files(
+    pub(crate) async fn remove_files(
         &self,
         gun: &Gun,
         ids: &[i64],

@@ -10,7 +10,12 @@ use super::{KeyBinding, SqlStore, StoreError};
 
 impl SqlStore {
     /// Bind a server-managed key to the GUN and role it serves (the first binding stays).
-    pub async fn bind_key(&self, key_id: &str, gun: &Gun, role: &Role) -> Result<(), StoreError> {
+    pub(crate) async fn bind_key(
+        &self,
+        key_id: &str,
+        gun: &Gun,
+        role: &Role,
+    ) -> Result<(), StoreError> {
         self.timed("bind_key", async {
             with_pool!(&self.db, p => sqlx::query("INSERT INTO notary_rs_server_keys (key_id, gun, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(key_id).bind(gun.as_str()).bind(role.as_str()).execute(p).await.map(|_| ()))?;
@@ -20,7 +25,7 @@ impl SqlStore {
     }
 
     /// The repository and role a server-managed key is bound to.
-    pub async fn key_binding(&self, key_id: &str) -> Result<Option<KeyBinding>, StoreError> {
+    pub(crate) async fn key_binding(&self, key_id: &str) -> Result<Option<KeyBinding>, StoreError> {
         self.timed("key_binding", async {
             let row: Option<(String, String)> = with_pool!(&self.db, p => sqlx::query_as(
                 "SELECT gun, role FROM notary_rs_server_keys WHERE key_id = $1")
@@ -35,7 +40,7 @@ impl SqlStore {
     /// the next `batch` roots after the recorded position, in one transaction. `true` once every
     /// root is done (recorded as the migration `server-keys-backfill` 1). Resumable, and safe
     /// to run on several instances at once (the first binding stays).
-    pub async fn bind_stored_keys(&self, batch: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn bind_stored_keys(&self, batch: i64) -> Result<bool, StoreError> {
         self.timed("bind_stored_keys", async {
             const DONE: &str = "server-keys-backfill";
             const AT: &str = "server-keys-backfill-at";

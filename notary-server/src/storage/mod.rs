@@ -37,14 +37,14 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Connections open at once for cache misses' loads (`direct`), besides the pool.
-pub const READERS: usize = 8;
+pub(crate) const READERS: usize = 8;
 
 /// Connections open at once for changefeed checks (`direct`), besides the pool.
 const FOLLOWERS: usize = 4;
 
 /// Idle connections kept for changefeed checks: as many as checks may overlap
 /// (`coherence::MAX_CHECKS_IN_FLIGHT`, checked at compile time there).
-pub const IDLE_FOLLOWERS: usize = 1;
+pub(crate) const IDLE_FOLLOWERS: usize = 1;
 
 /// Key of the transaction-level advisory lock that orders changefeed writes on Postgres: taken
 /// before a changefeed row gets its ID and held until its transaction has committed, so IDs are
@@ -94,13 +94,13 @@ impl StoredFile {
     }
 
     /// Whether this file gets a gzip copy (`compression`).
-    pub fn compressible(&self) -> bool {
+    pub(crate) fn compressible(&self) -> bool {
         crate::compression::eligible(self.data.len())
     }
 
     /// Make the gzip copy now if it is not made yet, off the request threads for a large file
     /// (`offload`); [`StoredFile::gzip`] then finds it.
-    pub async fn gzip_ready(&self) {
+    pub(crate) async fn gzip_ready(&self) {
         if !self.compressible() || self.gzip.get().is_some() {
             return;
         }
@@ -124,7 +124,7 @@ impl StoredFile {
 
     /// Bytes this file may hold: its own, and for a compressible one, its copy at its upper
     /// bound (the file's size).
-    pub fn held_bytes(&self) -> usize {
+    pub(crate) fn held_bytes(&self) -> usize {
         self.data.len() * if self.compressible() { 2 } else { 1 }
     }
 }
@@ -158,7 +158,7 @@ pub struct ChangeRef {
     /// The row's ID.
     pub id: i64,
     /// The repository.
-    pub gun: String,
+    pub gun: Gun,
     /// Whether the repository was deleted (or pruned: its cached files must go).
     pub deletion: bool,
     /// SHA-256 (hex) of the timestamp an update row records.
@@ -218,7 +218,7 @@ pub struct RoleSummary {
 /// The repository and role a server-held key serves (`notary_rs_server_keys`; the signer's own
 /// record for keys made before bindings existed, which may name no repository).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyBinding {
+pub(crate) struct KeyBinding {
     /// The repository (empty: unknown).
     pub gun: String,
     /// The role (empty: unknown).
@@ -233,7 +233,7 @@ pub struct ImportRecord {
     /// Where it was imported from (a URL or trust directory, without credentials).
     pub source: String,
     /// When.
-    pub imported_at: NaiveDateTime,
+    pub(crate) imported_at: NaiveDateTime,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -284,7 +284,7 @@ mod files;
 mod imports;
 mod keys;
 mod publication;
-pub use publication::PublishedFile;
+pub(crate) use publication::PublishedFile;
 
 /// The changefeed as a cache follows it (`coherence`): all the read path needs of the store.
 #[async_trait]

@@ -21,7 +21,7 @@ pub struct PublishedFile {
 
 impl SqlStore {
     /// How far through the changefeed the tree `target` is; `None` for a tree never synced.
-    pub async fn publication_cursor(&self, target: &str) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn publication_cursor(&self, target: &str) -> Result<Option<i64>, StoreError> {
         self.timed("publication_cursor", async {
             Ok(with_pool!(&self.db, p => sqlx::query_scalar(
                 "SELECT change_id FROM notary_rs_publication WHERE target = $1")
@@ -31,7 +31,7 @@ impl SqlStore {
     }
 
     /// Record that the tree `target` holds every change up to `change_id`.
-    pub async fn set_publication_cursor(
+    pub(crate) async fn set_publication_cursor(
         &self,
         target: &str,
         change_id: i64,
@@ -49,7 +49,7 @@ impl SqlStore {
     /// The repositories named by up to `limit` changefeed rows after `id` (each once, in the
     /// order first named) and the last row's ID (`id` when there is none). Read on the pool,
     /// apart from the coherence follower's connections and position.
-    pub async fn changed_after(
+    pub(crate) async fn changed_after(
         &self,
         id: i64,
         limit: i64,
@@ -70,7 +70,7 @@ impl SqlStore {
     }
 
     /// The newest changefeed ID (0 when empty), read on the pool (see `changed_after`).
-    pub async fn changefeed_head(&self) -> Result<i64, StoreError> {
+    pub(crate) async fn changefeed_head(&self) -> Result<i64, StoreError> {
         self.timed("changefeed_head", async {
             let id: Option<i64> = with_pool!(&self.db, p => sqlx::query_scalar(
                 "SELECT CAST(MAX(id) AS BIGINT) FROM changefeed").fetch_one(p).await)?;
