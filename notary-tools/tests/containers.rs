@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -231,30 +231,31 @@ async fn server_and_signer_containers_on_a_private_network() {
         )
         .build()
         .unwrap();
-    let wait_ready = || async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = http
-                .get(format!("{url}/_notary_server/health"))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    break;
+    let wait_ready = || {
+        eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            async || {
+                if let Ok(r) = http
+                    .get(format!("{url}/_notary_server/health"))
+                    .send()
+                    .await
+                {
+                    if r.status() == 200 {
+                        return Ok(());
+                    }
                 }
-            }
-            let logs = Command::new("docker")
-                .args(["logs", &server_name])
-                .output()
-                .unwrap();
-            assert!(
-                Instant::now() < deadline,
-                "server container not healthy:\n{}{}",
-                String::from_utf8_lossy(&logs.stdout),
-                String::from_utf8_lossy(&logs.stderr)
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+                let logs = Command::new("docker")
+                    .args(["logs", &server_name])
+                    .output()
+                    .unwrap();
+                Err(format!(
+                    "server container not healthy:\n{}{}",
+                    String::from_utf8_lossy(&logs.stdout),
+                    String::from_utf8_lossy(&logs.stderr)
+                ))
+            },
+        )
     };
     wait_ready().await;
 

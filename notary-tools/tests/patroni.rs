@@ -261,8 +261,7 @@ impl Patroni {
     /// A running leader, a running synchronous standby and a third running replica, all on the
     /// leader's timeline: (leader, sync standby).
     async fn wait_healthy(&self, within: Duration) -> (usize, usize) {
-        let deadline = Instant::now() + within;
-        loop {
+        eventually(within, Duration::from_millis(250), async || {
             let members = self.members().await.unwrap_or_default();
             let leader = members
                 .iter()
@@ -276,16 +275,15 @@ impl Patroni {
                         .iter()
                         .all(|m| m.state == "running" && m.timeline == l.timeline)
                 {
-                    return (self.index(&l.name), self.index(&s.name));
+                    return Ok((self.index(&l.name), self.index(&s.name)));
                 }
             }
-            assert!(
-                Instant::now() < deadline,
+            Err(format!(
                 "the Patroni cluster did not become healthy: {members:?}\n{}",
                 self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+            ))
+        })
+        .await
     }
 
     /// The node whose Postgres accepts writes now, asked directly.
@@ -753,20 +751,21 @@ async fn publishes_and_reads_survive_patroni_fail_overs() {
         }
         // Read leases are taken again on both writers.
         for s in writers.iter() {
-            let until = Instant::now() + Duration::from_secs(30);
-            loop {
-                let (_, m) = s.get(&format!("{}/metrics", s.url)).await;
-                if metric_sample(&String::from_utf8_lossy(&m), "notary_rs_read_lease") == Some("1")
-                {
-                    break;
-                }
-                assert!(
-                    Instant::now() < until,
-                    "{}",
-                    failed(&cluster, format!("{} took no read lease again", s.url))
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            eventually(
+                Duration::from_secs(30),
+                Duration::from_millis(200),
+                async || {
+                    let (_, m) = s.get(&format!("{}/metrics", s.url)).await;
+                    match metric_sample(&String::from_utf8_lossy(&m), "notary_rs_read_lease") {
+                        Some("1") => Ok(()),
+                        _ => Err(failed(
+                            &cluster,
+                            format!("{} took no read lease again", s.url),
+                        )),
+                    }
+                },
+            )
+            .await;
         }
         // The outage: from the first attempt failed by the fault to the first success after it.
         let attempts = seen.attempts.lock().unwrap().clone();
@@ -816,14 +815,17 @@ async fn publishes_and_reads_survive_patroni_fail_overs() {
     // Every acknowledged publish, byte for byte, on every instance (the reader once it has
     // replayed the last one), and the chain whole.
     let newest = sent.last().unwrap().0;
-    let until = Instant::now() + Duration::from_secs(30);
-    while version_of(&reader.get(&reader.tuf(gun, "targets.json")).await.1) < newest {
-        assert!(
-            Instant::now() < until,
-            "the read-only instance never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || {
+            let v = version_of(&reader.get(&reader.tuf(gun, "targets.json")).await.1);
+            (v >= newest).then_some(()).ok_or(format!(
+                "the read-only instance never caught up: v{v} < v{newest}"
+            ))
+        },
+    )
+    .await;
     for s in writers.iter().chain([&*reader]) {
         for (v, file) in &sent {
             let (st, stored) = s.get(&s.tuf(gun, &format!("{v}.targets.json"))).await;

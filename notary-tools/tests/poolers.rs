@@ -73,11 +73,7 @@ impl PgBouncer {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "pgbouncer did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, "pgbouncer");
         Some(PgBouncer { child, port, dir })
     }
 

@@ -76,7 +76,7 @@ impl Nginx {
             .expect("nginx must be installed (Debian package nginx-light); .ci/run installs it");
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{port}");
-        wait_for_port(port);
+        wait_for_port(port, "nginx");
         Nginx {
             child,
             url,
@@ -523,7 +523,7 @@ async fn docker_pulls_with_trust_from_the_tree() {
             "server {{\n listen 127.0.0.1:{front} ssl;\n {{tls}}\n location / {{ proxy_pass http://{moto_host}/dockertrust/notary/; }}\n}}"
         ),
     );
-    wait_for_port(front);
+    wait_for_port(front, "the TLS front");
     let fronted = format!("https://127.0.0.1:{front}");
     for (name, url) in [("directory", nginx.url.clone()), ("bucket", fronted)] {
         let puller = DockerCli::for_notary(&tmp.path().join(name), &url, &tls.ca);

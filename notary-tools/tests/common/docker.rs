@@ -42,11 +42,7 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("Debian's docker-registry must be installed (package docker-registry)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, "the registry");
         Registry {
             child,
             port,

@@ -138,31 +138,30 @@ impl GoServer {
             )
             .build()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
         let mut g = GoServer {
             child: Some(child),
             url,
             ca: tls.ca,
             tmp,
         };
-        loop {
-            if let Ok(r) = http.get(format!("{}/v2/", g.url)).send().await {
-                if r.status() == 200 || r.status() == 401 {
-                    break;
+        eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            async || {
+                if let Ok(r) = http.get(format!("{}/v2/", g.url)).send().await {
+                    if r.status() == 200 || r.status() == 401 {
+                        return Ok(());
+                    }
                 }
-            }
-            assert!(
-                g.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-                "Go notary-server exited: {}",
-                g.log()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "Go notary-server not ready: {}",
-                g.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                assert!(
+                    g.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+                    "Go notary-server exited: {}",
+                    g.log()
+                );
+                Err(format!("Go notary-server not ready: {}", g.log()))
+            },
+        )
+        .await;
         g
     }
 

@@ -1,6 +1,6 @@
 //! Test harness, by concern: our server ([`server`]), Debian's Go programs ([`go`]), signers
 //! ([`signer`]), a registry token service ([`token`]), Docker ([`docker`]), moto's AWS endpoints ([`moto`]), test databases
-//! ([`db`]) and the network ([`net`]). These tests need what `scripts/test.sh` sets up; they
+//! ([`db`]), the network ([`net`]) and waiting ([`wait`]). These tests need what `scripts/test.sh` sets up; they
 //! are built with the `system-tests` feature (which that script turns on).
 #![allow(dead_code, unused_imports)]
 
@@ -13,6 +13,7 @@ pub(crate) mod net;
 pub(crate) mod server;
 pub(crate) mod signer;
 pub(crate) mod token;
+pub(crate) mod wait;
 
 pub(crate) use db::*;
 pub(crate) use docker::*;
@@ -23,3 +24,4 @@ pub(crate) use net::*;
 pub(crate) use server::*;
 pub(crate) use signer::*;
 pub(crate) use token::*;
+pub(crate) use wait::*;

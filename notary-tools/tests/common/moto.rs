@@ -27,7 +27,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto must be installed (PyPI moto[server]); .ci/run installs it");
-        wait_for_port(port);
+        wait_for_port(port, "moto");
         Moto {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -67,15 +67,6 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Wait until something listens on `port` of 127.0.0.1.
-pub(crate) fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

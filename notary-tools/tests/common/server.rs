@@ -147,11 +147,17 @@ impl Server {
             .expect("start notary-server");
         let ca = data.join("tls/ca.crt");
         let url = format!("https://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ca.exists() {
-            assert!(Instant::now() < deadline, "server did not create its CA");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            async || {
+                ca.exists()
+                    .then_some(())
+                    .ok_or("the server did not create its CA")
+                    .map_err(String::from)
+            },
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let cert = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
         let http = reqwest::Client::builder()
@@ -169,20 +175,24 @@ impl Server {
             http,
             tmp,
         };
-        loop {
-            // Ready when it answers the ping (200, or 401 with token auth); health may rightly be
-            // 503 (e.g. signer unreachable).
-            if let Ok(r) = s.http.get(format!("{}/v2/", s.url)).send().await {
-                if r.status() == 200 || r.status() == 401 {
-                    break;
+        eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            async || {
+                // Ready when it answers the ping (200, or 401 with token auth); health may rightly be
+                // 503 (e.g. signer unreachable).
+                if let Ok(r) = s.http.get(format!("{}/v2/", s.url)).send().await {
+                    if r.status() == 200 || r.status() == 401 {
+                        return Ok(());
+                    }
                 }
-            }
-            if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("server exited with {st}: {}", s.log());
-            }
-            assert!(Instant::now() < deadline, "server not healthy: {}", s.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("server exited with {st}: {}", s.log());
+                }
+                Err(format!("server not healthy: {}", s.log()))
+            },
+        )
+        .await;
         s
     }
 
@@ -304,23 +314,6 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Try `attempt` every `every` until it answers `Ok`, for at most `within`; then fail with the
-/// last `Err`, which says what was seen (the one deadline loop of the tests).
-pub(crate) async fn eventually<T>(
-    within: Duration,
-    every: Duration,
-    mut attempt: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match attempt().await {
-            Ok(v) => return v,
-            Err(why) if Instant::now() >= deadline => panic!("not within {within:?}: {why}"),
-            Err(_) => tokio::time::sleep(every).await,
-        }
     }
 }
 

@@ -100,20 +100,22 @@ impl SignerProc {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                self.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-                "signer exited: {}",
-                self.log()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "signer not listening: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            async || {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return Ok(());
+                }
+                assert!(
+                    self.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+                    "signer exited: {}",
+                    self.log()
+                );
+                Err(format!("signer not listening: {}", self.log()))
+            },
+        )
+        .await;
     }
 
     pub(crate) fn log(&self) -> String {
