@@ -26,6 +26,8 @@
 #              docs/performance/ and the query plans, docs/performance.md)
 #             [--repo-points 1000000] (only these repository counts, comma-separated)
 #             [--curves-out DIR] (CSVs and plots there instead of docs/performance)
+#        NOTARY_RS_SERVER=PATH bash scripts/bench.sh …  (the default run against another build of
+#             our server, e.g. an older commit's, with this load generator: before/after figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -68,7 +70,7 @@ cat > "$work/go.json" <<JSON
  "trust_service":{"type":"local","hostname":"","port":"","key_algorithm":"ecdsa"},
  "storage":{"backend":"postgres","db_url":"$PG_URL/notary_go?sslmode=disable"},"logging":{"level":"error"}}
 JSON
-NOTARY_SERVER_KEY_PASSPHRASE=bench ./target/release/notary-server --config "$work/rs.json" >"$work/rs.log" 2>&1 & pids+=($!)
+NOTARY_SERVER_KEY_PASSPHRASE=bench "${NOTARY_RS_SERVER:-./target/release/notary-server}" --config "$work/rs.json" >"$work/rs.log" 2>&1 & pids+=($!)
 notary-server -config "$work/go.json" >"$work/go.log" 2>&1 & pids+=($!)
 for port in $rs_port $go_port; do
   for _ in $(seq 100); do curl -sf --cacert "$work/tls/ca.crt" "https://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done

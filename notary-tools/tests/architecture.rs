@@ -1,7 +1,8 @@
 //! The architecture's guard rails, checked on the sources (runs anywhere):
 //! no import cycle between the modules of any crate of the workspace, no
 //! `Result<_, String>` in the library crates, and no client or terminal stack in the
-//! library that serves HTTP (the tools that need one are in notary-tools).
+//! library that serves HTTP (the tools that need one are in notary-tools), and no public module
+//! of that library that no other crate uses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -285,5 +286,34 @@ fn source_files_stay_readable_in_one_sitting() {
             let n = code.lines().count();
             assert!(n <= MAX_LINES, "{}: {n} lines of code", f.display());
         }
+    }
+}
+
+#[test]
+fn the_servers_internals_are_crate_private() {
+    // A module of notary-server that no other crate names is an internal: `pub(crate) mod`.
+    let lib = std::fs::read_to_string(workspace().join("notary-server/src/lib.rs")).unwrap();
+    let mut users = String::new();
+    for krate in ["notary-tools", "notary-bench"] {
+        let mut files = Vec::new();
+        rust_files(&workspace().join(krate), &mut files);
+        for f in files {
+            users += &std::fs::read_to_string(&f).unwrap();
+        }
+    }
+    let re = regex::Regex::new(r"(?m)^pub mod (\w+);").unwrap();
+    let public: Vec<&str> = re
+        .captures_iter(&lib)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert!(
+        public.contains(&"service"),
+        "parsed notary-server's modules"
+    );
+    for m in public {
+        assert!(
+            users.contains(&format!("notary_server::{m}")),
+            "notary-server's module {m} is pub but no other crate uses it: make it pub(crate)"
+        );
     }
 }
