@@ -328,10 +328,7 @@ impl MetaCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn g(name: &str) -> Gun {
-        Gun::new(name).unwrap()
-    }
+    use crate::gun::gun;
 
     fn file(data: &str) -> StoredFile {
         StoredFile::from_bytes(data.as_bytes().to_vec(), None)
@@ -341,15 +338,17 @@ mod tests {
     fn a_put_after_an_invalidation_is_refused() {
         let c = MetaCache::new(10, 10, 1 << 20);
         let t = c.ticket();
-        c.apply_update(&g("g"), None);
-        c.put_file(t, &g("g"), &Role::ROOT, &file("old"));
-        c.put_version(t, &g("g"), &Role::ROOT, 1, &file("old"));
-        assert!(c.file(&g("g"), &Role::ROOT, &file("old").sha256).is_none());
-        assert!(c.version(&g("g"), &Role::ROOT, 1).is_none());
+        c.apply_update(&gun("g"), None);
+        c.put_file(t, &gun("g"), &Role::ROOT, &file("old"));
+        c.put_version(t, &gun("g"), &Role::ROOT, 1, &file("old"));
+        assert!(c
+            .file(&gun("g"), &Role::ROOT, &file("old").sha256)
+            .is_none());
+        assert!(c.version(&gun("g"), &Role::ROOT, 1).is_none());
         let t = c.ticket();
-        c.put_version(t, &g("g"), &Role::ROOT, 1, &file("new"));
+        c.put_version(t, &gun("g"), &Role::ROOT, 1, &file("new"));
         assert_eq!(
-            &c.version(&g("g"), &Role::ROOT, 1).unwrap().data[..],
+            &c.version(&gun("g"), &Role::ROOT, 1).unwrap().data[..],
             b"new"
         );
     }
@@ -368,11 +367,11 @@ mod tests {
     #[test]
     fn an_expected_write_is_installed_when_its_row_is_applied() {
         let c = MetaCache::new(10, 10, 1 << 20);
-        c.put_chain(c.ticket(), &g("g"), chain("ts1", "snap1"));
+        c.put_chain(c.ticket(), &gun("g"), chain("ts1", "snap1"));
         let new = chain("ts2", "snap2");
         let sha = new.timestamp.sha256.clone();
         c.expect(
-            &g("g"),
+            &gun("g"),
             &sha,
             Expected {
                 chain: new,
@@ -380,22 +379,22 @@ mod tests {
             },
         );
         // Another GUN's row, and a row of "g" with another timestamp, only invalidate.
-        c.apply_update(&g("h"), Some(&sha));
-        assert!(c.chain(&g("g")).is_some());
-        c.apply_update(&g("g"), Some(&file("ts-other").sha256));
-        assert!(c.chain(&g("g")).is_none());
+        c.apply_update(&gun("h"), Some(&sha));
+        assert!(c.chain(&gun("g")).is_some());
+        c.apply_update(&gun("g"), Some(&file("ts-other").sha256));
+        assert!(c.chain(&gun("g")).is_none());
         // A loader that read before the row was applied may not put its result back.
         let before = c.ticket();
-        c.apply_update(&g("g"), Some(&sha));
-        assert_eq!(&c.chain(&g("g")).unwrap().timestamp.data[..], b"ts2");
+        c.apply_update(&gun("g"), Some(&sha));
+        assert_eq!(&c.chain(&gun("g")).unwrap().timestamp.data[..], b"ts2");
         assert!(c
-            .file(&g("g"), &Role::TARGETS, &file("targets2").sha256)
+            .file(&gun("g"), &Role::TARGETS, &file("targets2").sha256)
             .is_some());
-        c.put_chain(before, &g("g"), chain("ts1", "snap1"));
-        assert_eq!(&c.chain(&g("g")).unwrap().timestamp.data[..], b"ts2");
+        c.put_chain(before, &gun("g"), chain("ts1", "snap1"));
+        assert_eq!(&c.chain(&gun("g")).unwrap().timestamp.data[..], b"ts2");
         // Installed once: the same row applied again (or a later one) invalidates.
-        c.apply_update(&g("g"), Some(&sha));
-        assert!(c.chain(&g("g")).is_none());
+        c.apply_update(&gun("g"), Some(&sha));
+        assert!(c.chain(&gun("g")).is_none());
     }
 
     #[test]
@@ -404,35 +403,35 @@ mod tests {
         let new = chain("ts2", "snap2");
         let sha = new.timestamp.sha256.clone();
         c.expect(
-            &g("g"),
+            &gun("g"),
             &sha,
             Expected {
                 chain: new,
                 files: vec![],
             },
         );
-        c.unexpect(&g("g"), &sha);
-        c.apply_update(&g("g"), Some(&sha));
-        assert!(c.chain(&g("g")).is_none());
+        c.unexpect(&gun("g"), &sha);
+        c.apply_update(&gun("g"), Some(&sha));
+        assert!(c.chain(&gun("g")).is_none());
     }
 
     #[test]
     fn forget_drops_files_by_checksum_and_version() {
         let c = MetaCache::new(10, 10, 1 << 20);
         let t = c.ticket();
-        c.put_file(t, &g("g"), &Role::ROOT, &file("a"));
-        c.put_version(t, &g("g"), &Role::ROOT, 1, &file("a"));
-        c.put_file(t, &g("h"), &Role::ROOT, &file("a"));
-        c.forget(&g("g"));
+        c.put_file(t, &gun("g"), &Role::ROOT, &file("a"));
+        c.put_version(t, &gun("g"), &Role::ROOT, 1, &file("a"));
+        c.put_file(t, &gun("h"), &Role::ROOT, &file("a"));
+        c.forget(&gun("g"));
         assert_eq!(c.len().0, 1);
-        assert!(c.file(&g("h"), &Role::ROOT, &file("a").sha256).is_some());
+        assert!(c.file(&gun("h"), &Role::ROOT, &file("a").sha256).is_some());
     }
 }
 
 #[cfg(test)]
 mod budget_tests {
     use super::*;
-    use tests::g;
+    use crate::gun::gun;
 
     #[test]
     fn the_byte_budget_evicts_least_recently_used_files() {
@@ -441,7 +440,7 @@ mod budget_tests {
         for i in 0..100 {
             c.put_file(
                 t,
-                &g(&format!("g{i}")),
+                &gun(&format!("g{i}")),
                 &Role::ROOT,
                 &StoredFile::from_bytes(vec![b'x'; 1000 + i], None),
             );
@@ -452,19 +451,19 @@ mod budget_tests {
         // The newest is kept, the oldest gone.
         assert!(c
             .file(
-                &g("g99"),
+                &gun("g99"),
                 &Role::ROOT,
                 &StoredFile::from_bytes(vec![b'x'; 1099], None).sha256
             )
             .is_some());
         assert!(c
             .file(
-                &g("g0"),
+                &gun("g0"),
                 &Role::ROOT,
                 &StoredFile::from_bytes(vec![b'x'; 1000], None).sha256
             )
             .is_none());
-        c.forget(&g("g99"));
+        c.forget(&gun("g99"));
         assert!(c.len().2 < bytes);
     }
 }

@@ -54,6 +54,12 @@ impl std::str::FromStr for Gun {
     }
 }
 
+/// A GUN a test knows to be valid.
+#[cfg(test)]
+pub(crate) fn gun(name: &str) -> Gun {
+    Gun::new(name).expect("a GUN")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

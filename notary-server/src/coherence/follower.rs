@@ -241,7 +241,7 @@ impl Barrier for Follower {
 mod tests {
     use super::*;
     use crate::cache::CachedChain;
-    use crate::gun::Gun;
+    use crate::gun::gun;
     use crate::storage::{ChangeRef, StoredFile};
 
     /// An in-memory changefeed: rows can be appended (a commit) or the whole feed replaced by
@@ -254,12 +254,12 @@ mod tests {
     }
 
     impl MemFeed {
-        fn commit(&self, gun: &str, deletion: bool) -> i64 {
+        fn commit(&self, name: &str, deletion: bool) -> i64 {
             let mut rows = lock(&self.rows);
             let id = rows.last().map_or(1, |r| r.id + 1);
             rows.push(ChangeRef {
                 id,
-                gun: g(gun),
+                gun: gun(name),
                 deletion,
                 sha256: None,
             });
@@ -285,10 +285,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(delay)).await;
             Ok(rows)
         }
-    }
-
-    fn g(name: &str) -> Gun {
-        Gun::new(name).unwrap()
     }
 
     fn chain(ts: &str) -> Arc<CachedChain> {
@@ -320,16 +316,16 @@ mod tests {
     async fn a_barrier_sees_every_commit_made_before_it_was_called() {
         let (feed, cache, f) = setup(false);
         f.barrier().await.unwrap(); // the first check only learns the position
-        cache.put_chain(cache.ticket(), &g("g"), chain("ts1"));
-        cache.put_chain(cache.ticket(), &g("h"), chain("ts1"));
+        cache.put_chain(cache.ticket(), &gun("g"), chain("ts1"));
+        cache.put_chain(cache.ticket(), &gun("h"), chain("ts1"));
         feed.commit("g", false);
         assert!(
-            cache.chain(&g("g")).is_some(),
+            cache.chain(&gun("g")).is_some(),
             "nothing applied before a barrier"
         );
         f.barrier().await.unwrap();
-        assert!(cache.chain(&g("g")).is_none(), "the update invalidated g");
-        assert!(cache.chain(&g("h")).is_some(), "h was not touched");
+        assert!(cache.chain(&gun("g")).is_none(), "the update invalidated g");
+        assert!(cache.chain(&gun("h")).is_some(), "h was not touched");
         assert_eq!(f.applied(), Some(1));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
@@ -338,7 +334,7 @@ mod tests {
         }));
         feed.commit("h", true);
         f.barrier().await.unwrap();
-        assert!(cache.chain(&g("h")).is_none(), "the deletion forgot h");
+        assert!(cache.chain(&gun("h")).is_none(), "the deletion forgot h");
         assert_eq!(*lock(&seen), vec![("h".to_string(), 2)]);
     }
 
@@ -358,11 +354,11 @@ mod tests {
         // A commit while the first check runs: every barrier above was called before it, but
         // one called now must see it.
         tokio::time::sleep(Duration::from_millis(10)).await;
-        cache.put_chain(cache.ticket(), &g("g"), chain("ts1"));
+        cache.put_chain(cache.ticket(), &gun("g"), chain("ts1"));
         feed.commit("g", false);
         f.barrier().await.unwrap();
         assert!(
-            cache.chain(&g("g")).is_none(),
+            cache.chain(&gun("g")).is_none(),
             "a barrier used a check started before it"
         );
         for w in waiting {

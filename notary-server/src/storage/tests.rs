@@ -7,7 +7,7 @@ use notary_tuf::validation::Update;
 
 use super::{within, Changefeed, SqlStore, StoreError};
 use crate::audit::{Action, Actor, Record};
-use crate::gun::Gun;
+use crate::gun::gun;
 use crate::role::Role;
 
 async fn store() -> SqlStore {
@@ -23,10 +23,6 @@ fn update(role: &str, version: i64, data: &str) -> Update {
         version,
         data: data.as_bytes().to_vec().into(),
     }
-}
-
-fn gun(name: &str) -> Gun {
-    Gun::new(name).expect("a GUN")
 }
 
 #[tokio::test]
