@@ -144,22 +144,13 @@ impl GoServer {
             ca: tls.ca,
             tmp,
         };
-        eventually(
-            Duration::from_secs(30),
+        let (url, log) = (&g.url, g.tmp.path().join("go-server.log"));
+        started(
+            "Go notary-server",
+            g.child.as_mut().unwrap(),
+            &log,
             Duration::from_millis(100),
-            async || {
-                if let Ok(r) = http.get(format!("{}/v2/", g.url)).send().await {
-                    if r.status() == 200 || r.status() == 401 {
-                        return Ok(());
-                    }
-                }
-                assert!(
-                    g.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-                    "Go notary-server exited: {}",
-                    g.log()
-                );
-                Err(format!("Go notary-server not ready: {}", g.log()))
-            },
+            async || answers_ping(&http, url).await,
         )
         .await;
         g

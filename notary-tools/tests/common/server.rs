@@ -150,11 +150,9 @@ impl Server {
         eventually(
             Duration::from_secs(30),
             Duration::from_millis(50),
-            async || {
-                ca.exists()
-                    .then_some(())
-                    .ok_or("the server did not create its CA")
-                    .map_err(String::from)
+            async || match ca.exists() {
+                true => Ok(()),
+                false => Err("the server did not create its CA".to_string()),
             },
         )
         .await;
@@ -175,22 +173,13 @@ impl Server {
             http,
             tmp,
         };
-        eventually(
-            Duration::from_secs(30),
+        let (http, url, log) = (&s.http, &s.url, s.tmp.path().join("server.log"));
+        started(
+            "notary-server",
+            s.child.as_mut().unwrap(),
+            &log,
             Duration::from_millis(100),
-            async || {
-                // Ready when it answers the ping (200, or 401 with token auth); health may rightly be
-                // 503 (e.g. signer unreachable).
-                if let Ok(r) = s.http.get(format!("{}/v2/", s.url)).send().await {
-                    if r.status() == 200 || r.status() == 401 {
-                        return Ok(());
-                    }
-                }
-                if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!("server exited with {st}: {}", s.log());
-                }
-                Err(format!("server not healthy: {}", s.log()))
-            },
+            async || answers_ping(http, url).await,
         )
         .await;
         s

@@ -99,21 +99,14 @@ impl SignerProc {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        self.child = Some(child);
-        eventually(
-            Duration::from_secs(30),
+        let port = self.port;
+        let child = self.child.insert(child);
+        started(
+            "notary-signer",
+            child,
+            &self.tmp.path().join("signer.log"),
             Duration::from_millis(50),
-            async || {
-                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    return Ok(());
-                }
-                assert!(
-                    self.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-                    "signer exited: {}",
-                    self.log()
-                );
-                Err(format!("signer not listening: {}", self.log()))
-            },
+            async || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         )
         .await;
     }
