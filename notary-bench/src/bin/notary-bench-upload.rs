@@ -2,8 +2,8 @@
 //! network and the database (`scripts/bench.sh --upload`). A repository with `--targets`
 //! targets is stored (root, targets, snapshot, timestamp, as the server would hold them); the
 //! upload is its next targets file with one target changed, as `notary-bench`'s large
-//! publishes send. For each of `--rounds` rounds it times `SignedFile::parse_bytes` on the upload (kept, not copied, as the server keeps the
-//! bytes it received) and
+//! publishes send. For each of `--rounds` rounds it times `SignedFile::parse_bytes` on the
+//! upload (its bytes kept, not copied, as the server keeps what it received) and
 //! `validation::validate_update` on the parsed upload (what `service::publish` runs before it
 //! signs and stores), and reports the p50 of each, with the peak heap allocated during one
 //! parse and validation per upload byte (a counting allocator: the bytes held at once, the

@@ -1,7 +1,8 @@
 //! Test harness, by concern: our server ([`server`]), Debian's Go programs ([`go`]), signers
-//! ([`signer`]), a registry token service ([`token`]), Docker ([`docker`]), moto's AWS endpoints ([`moto`]), test databases
-//! ([`db`]), the network ([`net`]) and waiting ([`wait`]). These tests need what `scripts/test.sh` sets up; they
-//! are built with the `system-tests` feature (which that script turns on).
+//! ([`signer`]), a registry token service ([`token`]), Docker ([`docker`]), moto's AWS
+//! endpoints ([`moto`]), test databases ([`db`]), the network ([`net`]) and waiting
+//! ([`wait`]). These tests need what `scripts/test.sh` sets up; they are built with the
+//! `system-tests` feature (which that script turns on).
 #![allow(dead_code, unused_imports)]
 
 pub(crate) mod db;
